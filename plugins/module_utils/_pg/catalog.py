@@ -1,0 +1,388 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgshift.aurora contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Catalog reads: what a PostgreSQL database holds that matters to logical replication.
+
+Every function here only reads (SELECT) and returns plain, JSON-serialisable data;
+deciding what the data means is the job of the pure functions in prereqs.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs, scope
+
+try:
+    from psycopg import errors as pg_errors
+    from psycopg import sql
+    from psycopg.rows import dict_row
+except ImportError:  # pragma: no cover - the module reports the missing library
+    pg_errors = sql = dict_row = None
+
+SYSTEM_SCHEMA_FILTER = (
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
+)
+# Used only in queries sent without parameters: a literal % needs no escaping there.
+
+SETTING_NAMES = [
+    "wal_level",
+    "rds.logical_replication",
+    "max_replication_slots",
+    "max_wal_senders",
+    "max_worker_processes",
+    "max_logical_replication_workers",
+    "max_sync_workers_per_subscription",
+    "max_parallel_apply_workers_per_subscription",
+    "max_slot_wal_keep_size",
+    "wal_sender_timeout",
+    "wal_receiver_timeout",
+    "track_commit_timestamp",
+    "server_encoding",
+    "shared_preload_libraries",
+]
+
+INTERESTING_ROLES = [
+    "rds_superuser",
+    "rds_replication",
+    "pg_create_subscription",
+    "pg_read_all_data",
+    "pg_read_all_settings",
+]
+
+
+def _all(conn, query, params=None):
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def _one(conn, query, params=None):
+    rows = _all(conn, query, params)
+    return rows[0] if rows else None
+
+
+def server_facts(conn):
+    row = _one(
+        conn,
+        "SELECT current_setting('server_version_num')::int AS version_num, version() AS version, "
+        "current_setting('server_version') AS version_short, pg_is_in_recovery() AS in_recovery, "
+        "EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_superuser') AS is_rds, "
+        "EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'aurora_version') AS is_aurora, "
+        "current_user AS login_user",
+    )
+    return row
+
+
+def settings(conn):
+    rows = _all(
+        conn,
+        "SELECT name, setting, unit, context, vartype, source, pending_restart, boot_val "
+        "FROM pg_settings WHERE name = ANY(%s)",
+        (SETTING_NAMES,),
+    )
+    return {r["name"]: r for r in rows}
+
+
+def file_settings(conn):
+    """Values configured in files (postgresql.auto.conf included) but maybe not live yet.
+
+    Needs superuser or pg_read_all_settings; returns {} when not allowed.
+    """
+    try:
+        with conn.transaction():
+            rows = _all(
+                conn,
+                "SELECT name, setting FROM pg_file_settings WHERE error IS NULL AND name = ANY(%s) ORDER BY seqno",
+                (SETTING_NAMES,),
+            )
+    except pg_errors.InsufficientPrivilege:
+        return {}
+    result = {}
+    for r in rows:
+        result[r["name"]] = r["setting"]  # the last one in file order wins, as in PostgreSQL
+    return result
+
+
+def database_facts(conn):
+    return _one(
+        conn,
+        "SELECT d.datname AS name, pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate, "
+        "d.datctype AS ctype, pg_database_size(d.oid) AS size_bytes, "
+        "pg_get_userbyid(d.datdba) AS owner, "
+        "extract(epoch FROM now() - coalesce(s.stats_reset, pg_postmaster_start_time()))::bigint AS stats_age_seconds "
+        "FROM pg_database d LEFT JOIN pg_stat_database s ON s.datid = d.oid "
+        "WHERE d.datname = current_database()",
+    )
+
+
+def role_facts(conn, names):
+    rows = _all(
+        conn,
+        "SELECT r.rolname AS name, r.rolsuper AS superuser, r.rolreplication AS replication, "
+        "r.rolcanlogin AS can_login, r.rolcreaterole AS createrole, "
+        "ARRAY(SELECT b.rolname FROM pg_roles b WHERE b.rolname = ANY(%s) AND b.oid <> r.oid "
+        "      AND pg_has_role(r.oid, b.oid, 'MEMBER') ORDER BY 1) AS member_of, "
+        "has_database_privilege(r.oid, current_database(), 'CREATE') AS create_on_database, "
+        "has_database_privilege(r.oid, current_database(), 'CONNECT') AS connect_on_database "
+        "FROM pg_roles r WHERE r.rolname = ANY(%s)",
+        (INTERESTING_ROLES, list(names)),
+    )
+    return {r["name"]: r for r in rows}
+
+
+def relations(conn, user=None):
+    """Every user table-like relation (tables, partitioned tables, foreign tables, matviews)."""
+    if user:
+        privs = sql.SQL(
+            "has_table_privilege({u}, c.oid, 'SELECT') AS user_can_select, "
+            "pg_has_role({u}, c.relowner, 'USAGE') AS user_owns, "
+            "has_schema_privilege({u}, n.oid, 'USAGE') AS user_schema_usage"
+        ).format(u=sql.Literal(user))
+    else:
+        privs = sql.SQL("NULL::bool AS user_can_select, NULL::bool AS user_owns, NULL::bool AS user_schema_usage")
+    query = sql.SQL(
+        "SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind, "
+        "c.relpersistence::text AS persistence, c.relreplident::text AS replident, c.relispartition AS is_partition, "
+        "pg_get_userbyid(c.relowner) AS owner, "
+        "CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END AS est_rows, "
+        "CASE WHEN c.relkind IN ('r', 'm') THEN pg_total_relation_size(c.oid) ELSE 0 END AS bytes, "
+        "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk, "
+        "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) AS has_replident_index, "
+        "ARRAY(SELECT h.inhparent::bigint FROM pg_inherits h WHERE h.inhrelid = c.oid ORDER BY 1) AS parents, "
+        "EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhparent = c.oid) AS has_children, "
+        "s.n_live_tup AS live_rows, s.n_tup_ins AS ins, s.n_tup_upd AS upd, s.n_tup_del AS del, "
+        "{privs} "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+        "WHERE c.relkind IN ('r', 'p', 'f', 'm') AND " + SYSTEM_SCHEMA_FILTER + " "
+        "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+        "                AND d.objid = c.oid AND d.deptype = 'e') "
+        "ORDER BY n.nspname, c.relname"
+    ).format(privs=privs)
+    return _all(conn, query)
+
+
+def write_counters(conn, oids):
+    rows = _all(
+        conn,
+        "SELECT relid::bigint AS oid, n_tup_ins + n_tup_upd + n_tup_del AS writes "
+        "FROM pg_stat_user_tables WHERE relid = ANY(%s::oid[])",
+        (list(oids),),
+    )
+    return {r["oid"]: r["writes"] for r in rows}
+
+
+def sample_write_rates(conn, oids, seconds):
+    """Writes per second per table over a short window (statistics counters, two reads)."""
+    first = write_counters(conn, oids)
+    time.sleep(seconds)
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    second = write_counters(conn, oids)
+    return {oid: max(0, second.get(oid, 0) - first.get(oid, 0)) / float(seconds) for oid in oids}
+
+
+def columns(conn, oids, version_num):
+    generated = "a.attgenerated::text" if version_num >= 120000 else "''::text"
+    query = (
+        "SELECT a.attrelid::bigint AS oid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, "
+        "coalesce(bt.typname, t.typname) AS base_type, coalesce(bt.typcategory, t.typcategory)::text AS category, "
+        "a.atttypmod AS typmod, t.typtype::text AS typtype, " + generated + " AS generated, "
+        "a.attidentity::text AS identity "
+        "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype "
+        "WHERE a.attrelid = ANY(%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attrelid, a.attnum"
+    )
+    return _all(conn, query, (list(oids),))
+
+
+def user_types(conn):
+    return _all(
+        conn,
+        "SELECT n.nspname AS schema, t.typname AS name, t.typtype::text AS typtype "
+        "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE t.typtype IN ('e', 'd', 'r', 'c') AND " + SYSTEM_SCHEMA_FILTER + " "
+        "AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c') "
+        "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass "
+        "                AND d.objid = t.oid AND d.deptype = 'e') "
+        "ORDER BY 1, 2",
+    )
+
+
+def triggers(conn, oids, version_num):
+    clone_filter = "AND tg.tgparentid = 0 " if version_num >= 130000 else ""
+    return _all(
+        conn,
+        "SELECT tg.tgrelid::bigint AS oid, tg.tgname AS name, tg.tgenabled::text AS enabled, "
+        "p.proname AS function "
+        "FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid "
+        "WHERE NOT tg.tgisinternal AND tg.tgrelid = ANY(%s::oid[]) " + clone_filter + "ORDER BY 1, 2",
+        (list(oids),),
+    )
+
+
+def rules(conn):
+    return _all(
+        conn,
+        "SELECT schemaname AS schema, tablename AS table, rulename AS name FROM pg_rules "
+        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2, 3",
+    )
+
+
+def event_triggers(conn):
+    return _all(
+        conn,
+        "SELECT e.evtname AS name, e.evtevent AS event, e.evtenabled::text AS enabled "
+        "FROM pg_event_trigger e WHERE NOT EXISTS (SELECT 1 FROM pg_depend d "
+        "WHERE d.classid = 'pg_event_trigger'::regclass AND d.objid = e.oid AND d.deptype = 'e') ORDER BY 1",
+    )
+
+
+def extensions(conn):
+    return _all(conn, "SELECT extname AS name, extversion AS version FROM pg_extension ORDER BY 1")
+
+
+def available_extensions(conn):
+    rows = _all(conn, "SELECT name, default_version FROM pg_available_extensions ORDER BY 1")
+    return {r["name"]: r["default_version"] for r in rows}
+
+
+def sequences(conn):
+    return _all(
+        conn,
+        "SELECT n.nspname AS schema, c.relname AS name, "
+        "EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid "
+        "        AND d.deptype IN ('a', 'i') AND d.refclassid = 'pg_class'::regclass) AS owned "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'S' AND " + SYSTEM_SCHEMA_FILTER + " ORDER BY 1, 2",
+    )
+
+
+def large_object_count(conn):
+    return _one(conn, "SELECT count(*) AS n FROM pg_largeobject_metadata")["n"]
+
+
+def long_transactions(conn, min_seconds):
+    return _all(
+        conn,
+        "SELECT pid, usename AS user, datname AS database, state, application_name, "
+        "extract(epoch FROM now() - xact_start)::bigint AS age_seconds "
+        "FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend' AND now() - xact_start > make_interval(secs => %s) "
+        "ORDER BY xact_start",
+        (min_seconds,),
+    )
+
+
+def prepared_transactions(conn):
+    return _all(
+        conn,
+        "SELECT gid, owner, database, extract(epoch FROM now() - prepared)::bigint AS age_seconds "
+        "FROM pg_prepared_xacts ORDER BY prepared",
+    )
+
+
+def replication_slots(conn, version_num):
+    wal_status = "wal_status" if version_num >= 130000 else "NULL::text"
+    return _all(
+        conn,
+        "SELECT slot_name AS name, plugin, slot_type AS type, database, active, temporary, "
+        + wal_status + " AS wal_status, "
+        "CASE WHEN pg_is_in_recovery() OR restart_lsn IS NULL THEN NULL "
+        "     ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END AS retained_bytes "
+        "FROM pg_replication_slots ORDER BY slot_name",
+    )
+
+
+def wal_senders_in_use(conn):
+    return _one(conn, "SELECT count(*) AS n FROM pg_stat_replication")["n"]
+
+
+def lob_max_bytes(conn, schema, table, column, is_bytea, est_rows, sample_rows, timeout_ms):
+    """Largest value of one column, sampled with a row and a time bound.
+
+    Returns (max_bytes or None, how) where how says whether the table was read
+    whole, sampled, or the time bound stopped it.
+    """
+    length = sql.SQL("octet_length({c})") if is_bytea else sql.SQL("octet_length({c}::text)")
+    length = length.format(c=sql.Identifier(column))
+    rel = sql.SQL("ONLY {s}.{t}").format(s=sql.Identifier(schema), t=sql.Identifier(table))
+    if est_rows and est_rows > sample_rows:
+        percent = max(0.01, min(100.0, 100.0 * sample_rows / float(est_rows)))
+        source = sql.SQL("(SELECT {c} FROM {rel} TABLESAMPLE SYSTEM ({p}) LIMIT {n}) s").format(
+            c=sql.Identifier(column), rel=rel, p=sql.Literal(percent), n=sql.Literal(sample_rows))
+        how = "sampled"
+    else:
+        source = sql.SQL("(SELECT {c} FROM {rel} LIMIT {n}) s").format(
+            c=sql.Identifier(column), rel=rel, n=sql.Literal(sample_rows))
+        how = "scanned"
+    query = sql.SQL("SELECT max({len}) AS m FROM {src}").format(len=length, src=source)
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(timeout_ms))))
+            row = _one(conn, query)
+    except pg_errors.QueryCanceled:
+        return None, "timeout"
+    except pg_errors.InsufficientPrivilege:
+        return None, "no privilege"
+    return row["m"], how
+
+
+def gather(conn, role, migration_user, filters, lob_sample_rows=10000, lob_sample_timeout_ms=5000,
+           write_rate_seconds=0, long_transaction_seconds=300):
+    """Everything evaluate() needs about one database, and the migrated tables.
+
+    Returns (facts, tables): tables are the in-scope relations, classified.
+    """
+    server = server_facts(conn)
+    version_num = server["version_num"]
+    facts = dict(server=server, settings=settings(conn), file_settings=file_settings(conn),
+                 database=database_facts(conn))
+    facts["roles"] = role_facts(conn, {server["login_user"], migration_user})
+    user_exists = migration_user in facts["roles"]
+    tables = scope.select(relations(conn, migration_user if user_exists else None), **filters)
+    oids = [t["oid"] for t in tables]
+    facts["columns"] = columns(conn, oids, version_num)
+    facts["triggers"] = triggers(conn, oids, version_num)
+    facts["rules"] = rules(conn)
+    facts["event_triggers"] = event_triggers(conn)
+    facts["extensions"] = extensions(conn)
+    facts["long_transactions"] = long_transactions(conn, long_transaction_seconds)
+    facts["prepared_transactions"] = prepared_transactions(conn)
+    facts["slots"] = replication_slots(conn, version_num)
+    facts["wal_senders_in_use"] = wal_senders_in_use(conn)
+    physical = prereqs.physical_tables(tables)
+    if write_rate_seconds and write_rate_seconds > 0:
+        rates = sample_write_rates(conn, [t["oid"] for t in physical], write_rate_seconds)
+    else:
+        age = max(1, (facts["database"] or {}).get("stats_age_seconds") or 1)
+        rates = {t["oid"]: ((t.get("ins") or 0) + (t.get("upd") or 0) + (t.get("del") or 0)) / float(age)
+                 for t in physical}
+    facts["write_rates"] = {str(k): v for k, v in rates.items()}
+    if role == "target":
+        facts["available_extensions"] = available_extensions(conn)
+        return facts, tables
+    facts["types"] = user_types(conn)
+    facts["sequences"] = sequences(conn)
+    facts["large_objects"] = large_object_count(conn)
+    by_oid = {t["oid"]: t for t in physical}
+    samples = {}
+    for col in facts["columns"]:
+        t = by_oid.get(col["oid"])
+        if t is None or not prereqs.is_lob(col):
+            continue
+        samples["%s/%s" % (col["oid"], col["name"])] = lob_max_bytes(
+            conn, t["schema"], t["name"], col["name"], col["base_type"] == "bytea", prereqs.est_rows(t),
+            lob_sample_rows, lob_sample_timeout_ms)
+    facts["lob_samples"] = samples
+    return facts, tables
+
+
+def facts_for_target(facts):
+    """What the target's assessment compares with (returned by the source's run)."""
+    db = facts.get("database") or {}
+    return dict(version_num=facts["server"]["version_num"], version=facts["server"]["version_short"],
+                encoding=db.get("encoding"), collate=db.get("collate"), ctype=db.get("ctype"),
+                extensions=[dict(name=e["name"], version=e["version"]) for e in facts.get("extensions", [])])
