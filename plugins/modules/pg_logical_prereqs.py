@@ -400,6 +400,12 @@ class Prereqs:
         if self.module._diff and changed:
             result["diff"] = diff
         message = prereqs.failure_message(findings, self.p["fail_on"])
+        if message and self.module.check_mode and changed:
+            # The findings are those before the fixes check mode did not make: a real run
+            # assesses again after fixing, so only it can decide go or no-go.
+            result["warnings"] = ["check mode: fixes not applied, findings are from before them; "
+                                  + message.splitlines()[0]]
+            message = None
         if message:
             self.module.fail_json(msg=scrub(message, self.secrets), **result)
         self.module.exit_json(**result)

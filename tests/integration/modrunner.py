@@ -1,0 +1,42 @@
+"""Run a module of this collection for real, as Ansible does: a separate Python process
+fed its arguments as JSON, returning the JSON it prints.
+
+This is the module's own code path (AnsibleModule argument parsing, no_log, check
+mode, fail_json), without the playbook machinery; playbook-level behaviour is
+covered by the molecule scenarios and the playbook tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS = os.path.join(REPO, ".build", "collections")
+
+
+def run_module(name, args, check_mode=False, diff=False, verbosity=0):
+    """Returns (result dict, raw stdout+stderr)."""
+    payload = dict(args)
+    payload["_ansible_check_mode"] = check_mode
+    payload["_ansible_diff"] = diff
+    payload["_ansible_verbosity"] = verbosity
+    path = os.path.join(REPO, "plugins", "modules", name + ".py")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = COLLECTIONS + os.pathsep + env.get("PYTHONPATH", "")
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(dict(ANSIBLE_MODULE_ARGS=payload), f)
+        argfile = f.name
+    try:
+        proc = subprocess.run([sys.executable, path, argfile], capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        os.unlink(argfile)
+    raw = proc.stdout + proc.stderr
+    start = proc.stdout.find("{")
+    if start < 0:
+        raise AssertionError("module %s printed no JSON:\n%s" % (name, raw))
+    result = json.loads(proc.stdout[start:])
+    return result, raw
