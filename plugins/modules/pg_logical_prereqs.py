@@ -86,6 +86,7 @@ options:
     description:
       - How many parallel replication streams (slots, subscriptions or DMS tasks) the migration
         will run; slot, sender and worker capacities are checked against it.
+      - C(0) means automatic, the RV(suggested_streams) computed from sizes and write rates.
     type: int
     default: 1
   reserved_slots:
@@ -262,6 +263,11 @@ suggested_streams:
   returned: always
   type: int
   sample: 2
+planned_streams:
+  description: The number of streams the capacity checks used (O(planned_streams), or the suggestion when it is 0).
+  returned: always
+  type: int
+  sample: 2
 lob:
   description: LOB columns with the largest value sampled, and the DMS LOB mode that truncates nothing.
   returned: when role is source
@@ -335,8 +341,8 @@ def argument_spec():
 def validate(p):
     """Bad input fails before anything is touched."""
     problems = []
-    if p["planned_streams"] < 1:
-        problems.append("planned_streams must be 1 or more (got %d)" % p["planned_streams"])
+    if p["planned_streams"] < 0:
+        problems.append("planned_streams must be 0 (automatic) or more (got %d)" % p["planned_streams"])
     if p["reserved_slots"] < 0:
         problems.append("reserved_slots cannot be negative")
     for name in p["replica_identity_full"]:
@@ -372,8 +378,13 @@ class Prereqs:
                               write_rate_seconds=self.p["write_rate_sample_seconds"],
                               long_transaction_seconds=self.p["long_transaction_seconds"])
 
+    def planned_streams(self, facts, tables):
+        if self.p["planned_streams"] > 0:
+            return self.p["planned_streams"]
+        return prereqs.suggest_streams(prereqs.sizes(facts, tables))
+
     def opts(self, facts, tables):
-        return dict(role=self.p["role"], engine=self.p["engine"], planned_streams=self.p["planned_streams"],
+        return dict(role=self.p["role"], engine=self.p["engine"], planned_streams=self.planned_streams(facts, tables),
                     reserved_slots=self.p["reserved_slots"], long_transaction_seconds=self.p["long_transaction_seconds"],
                     migration_user=self.user, migration_password=self.p["migration_password"],
                     rds=bool(self.p["rds_instance_id"]) or facts["server"]["is_rds"],
@@ -523,6 +534,7 @@ class Prereqs:
                           for name, s in facts["settings"].items()),
             sizes=size_summary,
             suggested_streams=prereqs.suggest_streams(size_summary),
+            planned_streams=self.planned_streams(facts, tables),
             restart_pending=prereqs.restart_pending(facts),
             reboot_pending=bool(reboot_pending),
             queries=self.queries,
