@@ -12,7 +12,7 @@ short_description: Assess and prepare a PostgreSQL database for logical replicat
 version_added: 0.1.0
 description:
   - Inspects one database, the migration's source (RDS for PostgreSQL) or its target
-    (Aurora PostgreSQL), and returns findings: each with an id, a severity
+    (Aurora PostgreSQL), and returns findings, each with an id, a severity
     (C(blocker), C(warning), C(info)), the object concerned, a detail and a remediation.
   - Checks settings (C(wal_level), C(rds.logical_replication), slots, WAL senders, workers,
     C(max_slot_wal_keep_size), C(wal_sender_timeout)), the migration user's privileges, tables
@@ -24,7 +24,7 @@ description:
   - With O(state=present) it makes what can be made safely (the migration user and its grants,
     REPLICA IDENTITY FULL on the listed tables, C(ALTER SYSTEM) for self-managed servers, the RDS
     parameter group through the API) and reports the restart or reboot that is still needed;
-    it never restarts PostgreSQL and reboots RDS only when O(rds_reboot=true).
+    it never restarts PostgreSQL, and reboots RDS only when O(rds_reboot=true).
   - In check mode it changes nothing and returns the SQL (RV(queries)) and API calls
     (RV(api_calls)) it would make. A second run in fix mode changes nothing.
 author:
