@@ -292,8 +292,12 @@ def _check_server(found, facts, opts):
     server = facts["server"]
     version_num = server["version_num"]
     minimum = 100000 if opts["engine"] == "native" else 90400
-    kind = "Aurora PostgreSQL" if server.get("is_aurora") else ("RDS for PostgreSQL" if server.get("is_rds")
-                                                                 else "PostgreSQL")
+    if server.get("is_aurora"):
+        kind = "Aurora PostgreSQL"
+    elif server.get("is_rds"):
+        kind = "RDS for PostgreSQL"
+    else:
+        kind = "PostgreSQL"
     if version_num < minimum:
         found.append(finding("server_version", "blocker", "server", "%s %s is too old for the %s engine" % (
             kind, server["version_short"], opts["engine"]),
@@ -339,9 +343,9 @@ def _check_settings(found, facts, opts):
     hard, wanted = needed_senders(facts, opts)
     if role == "target":
         hard, wanted = 0, opts["planned_streams"] + opts["reserved_slots"]
-    _check_capacity(found, "max_wal_senders", facts, "max_wal_senders", hard, wanted,
-                    "%d senders in use plus %d planned streams" % (facts.get("wal_senders_in_use", 0),
-                                                                    opts["planned_streams"]),
+    senders_what = "%d senders in use plus %d planned streams" % (
+        facts.get("wal_senders_in_use", 0), opts["planned_streams"])
+    _check_capacity(found, "max_wal_senders", facts, "max_wal_senders", hard, wanted, senders_what,
                     _setting_remediation(facts, opts, "max_wal_senders"))
     if role == "target":
         apply_workers, wanted = needed_workers(facts, opts)
@@ -578,10 +582,10 @@ def _check_triggers(found, facts, opts, tables):
                              "session_replication_role = replica; the schema copy adds them after the load"))
     replica = [(t, tg) for t, tg in trigs if tg["enabled"] in ("A", "R")]
     if replica:
-        found.append(finding("triggers_fire_on_replica", "warning", _list(tg["name"] for _, tg in replica),
+        where = _list("%s on %s" % (tg["name"], t["qualified"]) for t, tg in replica)
+        found.append(finding("triggers_fire_on_replica", "warning", _list(tg["name"] for t, tg in replica),
                              "trigger(s) ENABLE ALWAYS/REPLICA fire during replication apply on the target, so their "
-                             "effects happen twice: %s" % _list("%s on %s" % (tg["name"], t["qualified"])
-                                                               for t, tg in replica),
+                             "effects happen twice: %s" % where,
                              "ALTER TABLE ... ENABLE TRIGGER (origin only) on the target during the migration"))
     table_names = {t["qualified"] for t in tables}
     from_rules = [r for r in facts.get("rules", [])
@@ -610,8 +614,9 @@ def _check_activity(found, facts, opts):
     if longs:
         found.append(finding("long_running_transactions", "warning", _list("pid %s" % x["pid"] for x in longs),
                              "%d transaction(s) open longer than %ds (oldest %ds, user %s): creating a slot and the "
-                             "cutover freeze wait for them" % (len(longs), opts["long_transaction_seconds"],
-                                                              longs[0]["age_seconds"], longs[0]["user"]),
+                             "cutover freeze wait for them" % (
+                                 len(longs), opts["long_transaction_seconds"], longs[0]["age_seconds"],
+                                 longs[0]["user"]),
                              "end them before the replicate and cutover phases (pg_terminate_backend(pid) if "
                              "they are abandoned)"))
     prepared = facts.get("prepared_transactions", [])
@@ -647,11 +652,14 @@ def desired_settings(facts, opts):
     if role == "source" or opts.get("reverse_replication", True):
         if (configured_value(facts, "wal_level") or "") != "logical":
             want["wal_level"] = "logical"
-    _, slots = needed_slots(facts, opts) if role == "source" else (0, opts["planned_streams"] + opts["reserved_slots"])
-    _, senders = needed_senders(facts, opts) if role == "source" else (0, slots)
+    if role == "source":
+        slots = needed_slots(facts, opts)[1]
+        senders = needed_senders(facts, opts)[1]
+    else:
+        slots = senders = opts["planned_streams"] + opts["reserved_slots"]
     raise_to = dict(max_replication_slots=slots, max_wal_senders=senders)
     if role == "target":
-        _, workers = needed_workers(facts, opts)
+        workers = needed_workers(facts, opts)[1]
         raise_to["max_logical_replication_workers"] = workers
         raise_to["max_worker_processes"] = workers + 4
         raise_to["max_sync_workers_per_subscription"] = 2
@@ -786,6 +794,6 @@ def failure_message(findings, fail_on):
         return None
     lines = ["%d finding(s) at or above '%s':" % (len(bad), fail_on)]
     for f in bad:
-        lines.append("- [%s] %s (%s): %s. Fix: %s" % (f["severity"], f["id"], f["object"], f["detail"],
-                                                       f["remediation"] or "see the report"))
+        lines.append("- [%s] %s (%s): %s. Fix: %s" % (
+            f["severity"], f["id"], f["object"], f["detail"], f["remediation"] or "see the report"))
     return "\n".join(lines)

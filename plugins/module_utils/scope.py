@@ -83,7 +83,7 @@ def classify(relations):
             kind = "table"
         root = rel
         seen = set()
-        while (root.get("parents") or []) and root["oid"] not in seen:
+        while root.get("parents") and root["oid"] not in seen:
             seen.add(root["oid"])
             parent = by_oid.get(root["parents"][0])
             if parent is None:

@@ -28,7 +28,7 @@ description:
   - In check mode it changes nothing and returns the SQL (RV(queries)) and API calls
     (RV(api_calls)) it would make. A second run in fix mode changes nothing.
 author:
-  - pgshift.aurora developers
+  - pgshift.aurora developers (@pgshift)
 extends_documentation_fragment:
   - pgshift.aurora.postgres
 options:

@@ -31,7 +31,8 @@ def run_module(name, args, check_mode=False, diff=False, verbosity=0):
         json.dump(dict(ANSIBLE_MODULE_ARGS=payload), f)
         argfile = f.name
     try:
-        proc = subprocess.run([sys.executable, path, argfile], capture_output=True, text=True, env=env, timeout=300)
+        proc = subprocess.run([sys.executable, path, argfile], capture_output=True, text=True, env=env, timeout=300,
+                              check=False)
     finally:
         os.unlink(argfile)
     raw = proc.stdout + proc.stderr

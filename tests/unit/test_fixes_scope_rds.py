@@ -1,0 +1,186 @@
+"""Fix planning, table scope, connection errors and the RDS parameter decisions."""
+
+from __future__ import annotations
+
+import botocore.exceptions
+import pytest
+
+from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import connection
+
+from factsbuilder import facts, opts, role, table
+
+
+def render(actions):
+    return [a["sql"].as_string(None) for a in actions]
+
+
+# --- scope -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("schema,name,text", [
+    ("public", "orders", "public.orders"),
+    ("billing", "CustomsDeclarations", 'billing."CustomsDeclarations"'),
+    ("public", 'we"ird', 'public."we""ird"'),
+    ("public", "1st", 'public."1st"'),
+])
+def test_qualified_round_trip(schema, name, text):
+    assert scope.qualified(schema, name) == text
+    assert scope.split_qualified(text) == (schema, name)
+
+
+def test_split_qualified_defaults_to_public_and_rejects_garbage():
+    assert scope.split_qualified("orders") == ("public", "orders")
+    for bad in ("a.b.c", 'a."b', ".x", "x."):
+        with pytest.raises(ValueError, match="schema.table"):
+            scope.split_qualified(bad)
+
+
+def test_select_filters_and_partitions_follow_root():
+    root = table("public", "shipments", relkind="p", oid=1, has_children=True)
+    leaf = table("public", "shipments_2026_01", is_partition=True, parents=[1], oid=2)
+    other = table("billing", "invoices", oid=3)
+    rels = [root, leaf, other]
+    assert [r["name"] for r in scope.select(rels)] == ["shipments", "shipments_2026_01", "invoices"]
+    assert [r["name"] for r in scope.select(rels, exclude_tables=["public.shipments"])] == ["invoices"]
+    assert [r["name"] for r in scope.select(rels, include_tables=["public.ship*"])] == [
+        "shipments", "shipments_2026_01"]
+    assert [r["name"] for r in scope.select(rels, include_schemas=["billing"])] == ["invoices"]
+    assert [r["name"] for r in scope.select(rels, exclude_schemas=["billing"])] == [
+        "shipments", "shipments_2026_01"]
+    kinds = {r["name"]: (r["kind"], r["root"]) for r in scope.select(rels)}
+    assert kinds["shipments_2026_01"] == ("partition", "public.shipments")
+    assert kinds["invoices"] == ("table", "billing.invoices")
+
+
+def test_classify_inheritance():
+    parent = table("public", "events", has_children=True, oid=1)
+    child = table("public", "events_1", parents=[1], oid=2)
+    kinds = {r["name"]: r["kind"] for r in scope.classify([parent, child])}
+    assert kinds == {"events": "inheritance_parent", "events_1": "inheritance_child"}
+
+
+# --- fix planning ------------------------------------------------------------------------------
+
+def test_plan_fixes_grants_only_what_is_missing():
+    f = facts(tables=[table("public", "a", can_select=False), table("public", "b")],
+              roles={"pgshift": role("pgshift", replication=False, create_on_database=False)})
+    actions = prereqs.plan_fixes(f, opts(f))
+    assert render(actions) == [
+        'ALTER ROLE "pgshift" REPLICATION',
+        'GRANT CREATE ON DATABASE "app" TO "pgshift"',
+        'GRANT SELECT ON TABLE "public"."a" TO "pgshift"',
+    ]
+    assert prereqs.plan_fixes(facts(tables=[table("public", "a")]), opts(facts(tables=[table("public", "a")]))) == []
+
+
+def test_plan_fixes_creates_user_with_masked_display():
+    f = facts(tables=[table("public", "a")], roles={})
+    actions = prereqs.plan_fixes(f, opts(f, migration_password="s3cret-Pw"))
+    assert actions[0]["display"] == "CREATE ROLE pgshift LOGIN REPLICATION PASSWORD '********'"
+    assert "s3cret-Pw" in actions[0]["sql"].as_string(None)
+    assert all("s3cret-Pw" not in a["display"] for a in actions)
+    assert 'GRANT SELECT ON TABLE "public"."a" TO "pgshift"' in render(actions)
+    assert 'GRANT USAGE ON SCHEMA "public" TO "pgshift"' in render(actions)
+
+
+def test_plan_fixes_on_rds_uses_rds_replication():
+    f = facts(roles={"pgshift": role("pgshift", replication=False)})
+    f["server"]["is_rds"] = True
+    assert render(prereqs.plan_fixes(f, opts(f, rds=True))) == ['GRANT "rds_replication" TO "pgshift"']
+
+
+def test_plan_fixes_refuses_missing_user_without_password():
+    f = facts(roles={})
+    with pytest.raises(ValueError, match="migration_password"):
+        prereqs.plan_fixes(f, opts(f))
+
+
+def test_replica_identity_full_reaches_partition_leaves_and_is_idempotent():
+    root = table("public", "rates", relkind="p", oid=1, has_children=True, has_pk=False)
+    leaves = [table("public", "rates_%d" % i, is_partition=True, parents=[1], oid=50 + i, has_pk=False,
+                    replident="f" if i == 0 else "d") for i in range(3)]
+    f = facts(tables=[root] + leaves)
+    actions = prereqs.plan_fixes(f, opts(f, replica_identity_full=["public.rates"]))
+    assert render(actions) == [
+        'ALTER TABLE "public"."rates" REPLICA IDENTITY FULL',
+        'ALTER TABLE "public"."rates_1" REPLICA IDENTITY FULL',
+        'ALTER TABLE "public"."rates_2" REPLICA IDENTITY FULL',
+    ]
+    with pytest.raises(ValueError, match="not a migrated table"):
+        prereqs.plan_fixes(f, opts(f, replica_identity_full=["public.nope"]))
+
+
+def test_target_fix_grants_pg_create_subscription_on_16_plus():
+    f = facts(version_num=180000, roles={"pgshift": role("pgshift")})
+    assert render(prereqs.plan_fixes(f, opts(f, role_name="target"))) == [
+        'GRANT "pg_create_subscription" TO "pgshift"']
+    f = facts(version_num=150000, roles={"pgshift": role("pgshift")})
+    assert prereqs.plan_fixes(f, opts(f, role_name="target")) == []
+
+
+def test_system_settings_raise_never_lower_and_use_configured_values():
+    f = facts(settings=dict(wal_level="replica", max_replication_slots=2, max_wal_senders=50))
+    actions = prereqs.plan_fixes(f, opts(f, system_settings=True, streams=2))
+    assert [(a["key"], a["after"]) for a in actions] == [
+        ("setting.max_replication_slots", "4"), ("setting.wal_level", "logical")]
+    f["file_settings"] = {"wal_level": "logical", "max_replication_slots": "4"}
+    assert prereqs.plan_fixes(f, opts(f, system_settings=True, streams=2)) == []
+    assert prereqs.restart_pending(f) == ["max_replication_slots", "wal_level"]
+
+
+def test_system_settings_are_left_to_the_api_on_rds():
+    f = facts(settings=dict(wal_level="replica"))
+    assert prereqs.plan_fixes(f, opts(f, system_settings=True, rds=True)) == []
+    assert prereqs.desired_settings(f, opts(f)) == {"wal_level": "logical"}
+
+
+# --- connection errors -------------------------------------------------------------------------
+
+PARAMS = dict(login_host="db.example", login_port=5432, login_db="app", login_user="pgshift",
+              login_password="hunter2-secret", ssl_mode="require", ca_cert=None, connect_timeout=5)
+
+
+@pytest.mark.parametrize("raw,needle", [
+    ('FATAL:  password authentication failed for user "pgshift"', "authentication failed for user 'pgshift'"),
+    ('connection to server at "db.example" (1.2.3.4), port 5432 failed: Connection refused',
+     "cannot reach PostgreSQL at db.example:5432"),
+    ('FATAL:  database "app" does not exist', "database 'app' does not exist"),
+    ("timeout expired", "timed out after 5s"),
+    ('FATAL:  no pg_hba.conf entry for host "1.2.3.4"', "pg_hba.conf"),
+    ("fe_sendauth: no password supplied", "none was given"),
+])
+def test_explain_connect_error(raw, needle):
+    assert needle in connection.explain_connect_error(PARAMS, raw)
+
+
+def test_scrub_and_conninfo():
+    assert connection.scrub("x hunter2-secret y", ["hunter2-secret", None]) == "x ******** y"
+    kwargs = connection.conninfo_kwargs(dict(PARAMS, login_password=None))
+    assert "password" not in kwargs and kwargs["sslmode"] == "require"
+
+
+# --- RDS parameter group decisions ---------------------------------------------------------------
+
+def test_desired_parameters_and_plan():
+    desired = rds.desired_parameters({"wal_level": "logical", "max_replication_slots": "6"})
+    assert desired == {"rds.logical_replication": "1", "max_replication_slots": "6"}
+    changes = rds.plan_parameter_changes({"rds.logical_replication": "0"}, desired)
+    assert changes == [
+        dict(ParameterName="max_replication_slots", ParameterValue="6", ApplyMethod="pending-reboot"),
+        dict(ParameterName="rds.logical_replication", ParameterValue="1", ApplyMethod="pending-reboot"),
+    ]
+    assert rds.plan_parameter_changes({"rds.logical_replication": "1", "max_replication_slots": "6"},
+                                      desired) == []
+    assert rds.plan_parameter_changes({}, {"wal_sender_timeout": "60000"})[0]["ApplyMethod"] == "immediate"
+
+
+def test_default_group_and_error_explanations():
+    assert rds.is_default_group("default.postgres15")
+    assert not rds.is_default_group("pgshift-source-pg15")
+    err = botocore.exceptions.ClientError(
+        {"Error": {"Code": "DBInstanceNotFound", "Message": "DBInstance nope not found."}}, "DescribeDBInstances")
+    msg = rds.explain(err, "reading RDS instance nope")
+    assert "DBInstanceNotFound" in msg and "rds_instance_id" in msg
+    assert "aws_region" in rds.explain(botocore.exceptions.NoRegionError(), "x")
+    assert "credentials" in rds.explain(botocore.exceptions.NoCredentialsError(), "x")
