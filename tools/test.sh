@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make test`: every suite, in order of speed; all run even when one fails,
+# and the exit code says whether any failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+bin=${VENV:-$top/.venv}/bin
+export PATH="$bin:$PATH"
+export ANSIBLE_CONFIG=$top/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH=$top/.build/collections
+
+passed=0
+failed=0
+failures=()
+step() {
+  local name=$1; shift
+  echo
+  echo "=== $name: $*"
+  local start=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "=== $name: ok ($((SECONDS - start)) s)"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "=== $name: FAILED ($((SECONDS - start)) s)"
+  fi
+}
+
+step unit "$bin/python" -m pytest tests/unit -q
+step integration "$bin/python" -m pytest tests/integration -q
+step molecule ./tools/molecule.sh
+step ansible-lint "$bin/ansible-lint"
+step sanity ./tools/sanity.sh
+
+echo
+if [ "$failed" -gt 0 ]; then
+  echo "failed suites: ${failures[*]}"
+fi
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
