@@ -2,7 +2,7 @@
 # `make test`: every suite, in order of speed; all run even when one fails,
 # and the exit code says whether any failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 top=$(pwd)
 bin=${VENV:-$top/.venv}/bin
 export PATH="$bin:$PATH"

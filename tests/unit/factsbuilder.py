@@ -21,9 +21,9 @@ def table(schema, name, relkind="r", has_pk=True, replident="d", persistence="p"
         _OID[0] += 1
         oid = _OID[0]
     rel = dict(oid=oid, schema=schema, name=name, relkind=relkind, persistence=persistence, replident=replident,
-                is_partition=is_partition, owner=owner, est_rows=rows, bytes=bytes_, has_pk=has_pk,
-                has_replident_index=False, parents=list(parents), has_children=has_children, live_rows=rows,
-                ins=writes, upd=0, user_can_select=can_select, user_owns=owns, user_schema_usage=usage)
+               is_partition=is_partition, owner=owner, est_rows=rows, bytes=bytes_, has_pk=has_pk,
+               has_replident_index=False, parents=list(parents), has_children=has_children, live_rows=rows,
+               ins=writes, upd=0, user_can_select=can_select, user_owns=owns, user_schema_usage=usage)
     rel["del"] = 0
     return rel
 
@@ -44,8 +44,8 @@ def facts(version_num=150018, settings=None, tables=(), roles=None, **extra):
     s = dict(BASE_SETTINGS)
     s.update(settings or {})
     result = dict(
-        server=dict(version_num=version_num, version="x", version_short="%d.%d" % (version_num // 10000,
-                                                                                     version_num % 100),
+        server=dict(version_num=version_num, version="x",
+                    version_short="%d.%d" % (version_num // 10000, version_num % 100),
                     in_recovery=False, is_rds=False, is_aurora=False, login_user="postgres"),
         settings={k: setting(k, v) for k, v in s.items()},
         file_settings={},

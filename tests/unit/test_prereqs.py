@@ -25,7 +25,7 @@ def test_clean_source_has_no_blocker_or_warning():
 
 def test_findings_are_sorted_blockers_first():
     f = facts(settings=dict(max_slot_wal_keep_size=-1), tables=[table("public", "nopk", has_pk=False)])
-    findings, _ = prereqs.evaluate(f, opts(f))
+    findings = prereqs.evaluate(f, opts(f))[0]
     ranks = [prereqs.SEVERITY_RANK[x["severity"]] for x in findings]
     assert ranks == sorted(ranks)
     assert findings[0]["id"] == "no_replica_identity"
@@ -66,10 +66,10 @@ def test_unlogged_and_temp_tables_are_not_required_to_have_identity():
 def test_wal_level_blocker_on_source_warning_on_target_with_pending_restart():
     f = facts(settings=dict(wal_level="replica"))
     f["file_settings"] = {"wal_level": "logical"}
-    found, _ = run(f)
+    found = run(f)[0]
     assert found["wal_level"]["severity"] == "blocker"
     assert "pending a restart" in found["wal_level"]["detail"]
-    found, _ = run(f, role_name="target")
+    found = run(f, role_name="target")[0]
     assert found["wal_level"]["severity"] == "warning"
 
 
@@ -83,7 +83,7 @@ def test_rds_logical_replication_replaces_wal_level_on_rds():
     assert checks["wal_level"] == "pass"
     f["settings"]["rds.logical_replication"] = setting("rds.logical_replication", "on")
     f["settings"]["wal_level"] = setting("wal_level", "logical")
-    _, checks = run(f, rds=True)
+    checks = run(f, rds=True)[1]
     assert checks["rds_logical_replication"] == "pass"
 
 
@@ -107,11 +107,11 @@ def test_max_replication_slots(slots, in_use, streams, expected):
 def test_target_worker_capacity():
     f = facts(settings=dict(max_logical_replication_workers=1, max_worker_processes=2,
                             max_sync_workers_per_subscription=1))
-    found, _ = run(f, role_name="target", streams=2)
+    found = run(f, role_name="target", streams=2)[0]
     assert found["max_logical_replication_workers"]["severity"] == "blocker"
     assert found["max_worker_processes"]["severity"] == "blocker"
     assert found["max_sync_workers_per_subscription"]["severity"] == "warning"
-    _, checks = run(facts(), role_name="target", streams=2)
+    checks = run(facts(), role_name="target", streams=2)[1]
     assert checks["max_logical_replication_workers"] == "pass"
 
 
@@ -130,7 +130,7 @@ def test_wal_sender_timeout(engine, timeout, expected):
 def test_user_privileges():
     f = facts(tables=[table("public", "a", can_select=False, owns=False, usage=False)],
               roles={"pgshift": role("pgshift", replication=False, create_on_database=False)})
-    found, _ = run(f)
+    found = run(f)[0]
     for check in ("replication_privilege", "select_privilege", "schema_usage", "create_privilege"):
         assert found[check]["severity"] == "blocker", check
     assert found["publication_ownership"]["severity"] == "warning"
@@ -139,29 +139,29 @@ def test_user_privileges():
 
 def test_rds_replication_membership_counts_as_replication():
     f = facts(roles={"pgshift": role("pgshift", replication=False, member_of=["rds_replication"])})
-    _, checks = run(f)
+    checks = run(f)[1]
     assert checks["replication_privilege"] == "pass"
 
 
 def test_missing_user():
-    found, _ = run(facts(roles={}))
+    found = run(facts(roles={}))[0]
     assert found["migration_user_missing"]["severity"] == "blocker"
 
 
 def test_subscription_privilege_by_version():
     f = facts(version_num=180001)
-    found, _ = run(f, role_name="target")
+    found = run(f, role_name="target")[0]
     assert "pg_create_subscription" in found["subscription_privilege"]["remediation"]
     f["roles"]["pgshift"]["member_of"] = ["pg_create_subscription"]
     assert run(f, role_name="target")[1]["subscription_privilege"] == "pass"
-    found, _ = run(facts(version_num=150000), role_name="target")
+    found = run(facts(version_num=150000), role_name="target")[0]
     assert "superuser" in found["subscription_privilege"]["detail"]
 
 
 def test_inheritance_parent_and_children():
     parent = table("public", "events", has_children=True, oid=1)
     kids = [table("public", "events_%d" % i, parents=[1], oid=10 + i) for i in range(3)]
-    found, _ = run(facts(tables=[parent] + kids))
+    found = run(facts(tables=[parent] + kids))[0]
     f = found["inheritance_children"]
     assert f["object"] == "public.events" and "3 child" in f["detail"]
 
@@ -175,24 +175,24 @@ def test_declarative_partitions_counted_leaf_by_leaf():
 
 
 def test_versions():
-    found, _ = run(facts(version_num=90600))
+    found = run(facts(version_num=90600))[0]
     assert found["server_version"]["severity"] == "blocker"
-    found, _ = run(facts(version_num=90600), engine="dms")
+    found = run(facts(version_num=90600), engine="dms")[0]
     assert found["server_version"]["severity"] == "info"
-    found, _ = run(facts(version_num=150000), role_name="target", source=dict(version_num=180000))
+    found = run(facts(version_num=150000), role_name="target", source=dict(version_num=180000))[0]
     assert found["version_downgrade"]["severity"] == "blocker"
-    _, checks = run(facts(version_num=180000), role_name="target", source=dict(version_num=150000))
+    checks = run(facts(version_num=180000), role_name="target", source=dict(version_num=150000))[1]
     assert checks["version_downgrade"] == "pass"
 
 
 def test_target_compares_with_source():
     src = dict(version_num=150000, encoding="UTF8", collate="en_US.UTF-8", ctype="en_US.UTF-8",
                extensions=[dict(name="plpgsql", version="1.0"), dict(name="postgis", version="3.4")])
-    found, _ = run(facts(version_num=180000), role_name="target", source=src)
+    found = run(facts(version_num=180000), role_name="target", source=src)[0]
     assert found["extension_unavailable"]["object"] == "postgis"
     assert found["collation_mismatch"]["severity"] == "warning"
     src["encoding"] = "LATIN1"
-    found, _ = run(facts(version_num=180000), role_name="target", source=src)
+    found = run(facts(version_num=180000), role_name="target", source=src)[0]
     assert found["encoding_mismatch"]["severity"] == "blocker"
 
 
@@ -217,9 +217,9 @@ def test_lob_columns_group_partitions_under_their_root_and_warn_for_dms():
     f["lob_samples"] = {"30/body": (2_000_000, "scanned"), "31/body": (10, "scanned")}
     lobs = prereqs.lob_columns(f, opts(f)["tables"])
     assert lobs == [dict(table="public.docs", column="body", type="text", max_bytes=2_000_000, how=["scanned"])]
-    found, _ = run(f, engine="dms")
+    found = run(f, engine="dms")[0]
     assert found["lob_columns"]["severity"] == "warning"
-    found, _ = run(f, engine="native")
+    found = run(f, engine="native")[0]
     assert found["lob_columns"]["severity"] == "info"
 
 
@@ -240,7 +240,7 @@ def test_triggers_and_replica_triggers():
     t = table("public", "customers", oid=5)
     f = facts(tables=[t], triggers=[dict(oid=5, name="audit", enabled="O", function="audit_fn"),
                                     dict(oid=5, name="always", enabled="A", function="x")])
-    found, _ = run(f)
+    found = run(f)[0]
     assert found["triggers"]["severity"] == "info"
     assert found["triggers_fire_on_replica"]["object"] == "always"
 
@@ -251,7 +251,7 @@ def test_activity_findings():
               prepared_transactions=[dict(gid="tx1", owner="app", database="app", age_seconds=5000)],
               slots=[dict(name="old", plugin="pgoutput", type="logical", database="app", active=False,
                           temporary=False, wal_status="extended", retained_bytes=5 * 1024 ** 3)])
-    found, _ = run(f)
+    found = run(f)[0]
     assert found["long_running_transactions"]["severity"] == "warning"
     assert found["prepared_transactions"]["severity"] == "blocker"
     assert "5.0 GB" in found["inactive_replication_slots"]["detail"]
