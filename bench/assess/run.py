@@ -67,7 +67,7 @@ def lob_sizing(conn):
     t1 = time.monotonic()
     for c in cols:
         t = physical[c["oid"]]
-        expr = "octet_length(%s)" if c["base_type"] == "bytea" else "octet_length(%s::text)"
+        expr = "octet_length({})" if c["base_type"] == "bytea" else "octet_length({}::text)"
         query = psycopg.sql.SQL("SELECT max(" + expr + ") FROM ONLY {}.{}").format(
             psycopg.sql.Identifier(c["name"]), psycopg.sql.Identifier(t["schema"]), psycopg.sql.Identifier(t["name"]))
         exact[(t["qualified"], c["name"])] = conn.execute(query).fetchone()[0]

@@ -133,8 +133,10 @@ options:
     default: 5000
   write_rate_sample_seconds:
     description:
-      - When above 0, measure each table's write rate over this many seconds; otherwise use the
-        average since the statistics were reset.
+      - When above 0, measure each table's write rate over this many seconds.
+      - When below 0, use the average since the statistics were reset.
+      - C(0) (automatic) uses that average when the statistics cover an hour or more, and a
+        3-second sample otherwise (a fresh server or a bulk load just done would mislead it).
     type: float
     default: 0
   rds_instance_id:
@@ -520,6 +522,7 @@ class Prereqs:
         for f in findings:
             summary[f["severity"]] += 1
         size_summary = prereqs.sizes(facts, tables)
+        size_summary["write_rate_method"] = facts.get("write_rate_method")
         result = dict(
             changed=changed,
             findings=findings,

@@ -184,3 +184,11 @@ def test_default_group_and_error_explanations():
     assert "DBInstanceNotFound" in msg and "rds_instance_id" in msg
     assert "aws_region" in rds.explain(botocore.exceptions.NoRegionError(), "x")
     assert "credentials" in rds.explain(botocore.exceptions.NoCredentialsError(), "x")
+
+
+@pytest.mark.parametrize("sample,age,expected", [
+    (0, 7200, "average"), (0, 60, "sample"), (5, 10 ** 6, "sample"), (-1, 10, "average"),
+])
+def test_write_rate_method(sample, age, expected):
+    from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog
+    assert catalog.write_rate_method(sample, age) == expected

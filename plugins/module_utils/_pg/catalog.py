@@ -164,6 +164,23 @@ def relations(conn, user=None):
     return _all(conn, query)
 
 
+AUTO_SAMPLE_SECONDS = 3
+MIN_AVERAGE_SECONDS = 3600
+
+
+def write_rate_method(sample_seconds, stats_age_seconds):
+    """'average' (since the statistics were reset) or 'sample' (two reads of the counters).
+
+    0 means automatic: statistics younger than an hour (a fresh server, a bulk load
+    just done) do not describe the steady write rate, so they are sampled instead.
+    """
+    if sample_seconds and sample_seconds > 0:
+        return "sample"
+    if sample_seconds is not None and sample_seconds < 0:
+        return "average"
+    return "average" if stats_age_seconds >= MIN_AVERAGE_SECONDS else "sample"
+
+
 def write_counters(conn, oids):
     rows = _all(
         conn,
@@ -354,13 +371,17 @@ def gather(conn, role, migration_user, filters, lob_sample_rows=10000, lob_sampl
     facts["slots"] = replication_slots(conn, version_num)
     facts["wal_senders_in_use"] = wal_senders_in_use(conn)
     physical = prereqs.physical_tables(tables)
-    if write_rate_seconds and write_rate_seconds > 0:
-        rates = sample_write_rates(conn, [t["oid"] for t in physical], write_rate_seconds)
-    else:
-        age = max(1, (facts["database"] or {}).get("stats_age_seconds") or 1)
+    age = (facts["database"] or {}).get("stats_age_seconds") or 0
+    method = write_rate_method(write_rate_seconds, age)
+    if method == "average":
         rates = {t["oid"]: ((t.get("ins") or 0) + (t.get("upd") or 0) + (t.get("del") or 0)) / float(age)
                  for t in physical}
+    else:
+        seconds = write_rate_seconds if write_rate_seconds > 0 else AUTO_SAMPLE_SECONDS
+        rates = sample_write_rates(conn, [t["oid"] for t in physical], seconds)
+        method = "sampled over %ss" % seconds
     facts["write_rates"] = {str(k): v for k, v in rates.items()}
+    facts["write_rate_method"] = method
     if role == "target":
         facts["available_extensions"] = available_extensions(conn)
         return facts, tables
