@@ -7,7 +7,7 @@ import pytest
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs, scope
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import connection
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, connection
 
 from factsbuilder import facts, opts, role, table
 
@@ -190,5 +190,4 @@ def test_default_group_and_error_explanations():
     (0, 7200, "average"), (0, 60, "sample"), (5, 10 ** 6, "sample"), (-1, 10, "average"),
 ])
 def test_write_rate_method(sample, age, expected):
-    from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog
     assert catalog.write_rate_method(sample, age) == expected
