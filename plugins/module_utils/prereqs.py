@@ -399,7 +399,7 @@ def _check_user(found, facts, opts):
         found.append(finding("replication_privilege", "blocker", user,
                              "%s has neither REPLICATION nor rds_replication: it cannot open a replication "
                              "connection%s" % (user, "" if opts["role"] == "source" else " (reverse replication)"),
-                             "GRANT rds_replication TO %s" % user if opts.get("rds") or facts["server"].get("is_rds")
+                             "GRANT rds_replication TO %s" % user if facts["server"].get("is_rds")
                              else "ALTER ROLE %s REPLICATION" % user))
     if not (admin or role["create_on_database"]):
         what = "create a publication" if opts["role"] == "source" else "create subscriptions and schemas"
@@ -680,7 +680,10 @@ def plan_fixes(facts, opts):
     actions = []
     user = opts["migration_user"]
     role = facts["roles"].get(user)
-    rds = opts.get("rds") or facts["server"].get("is_rds")
+    # Roles follow the server (rds_replication exists only on RDS/Aurora); settings
+    # go through the parameter group whenever the instance is managed through the API.
+    rds = facts["server"].get("is_rds")
+    settings_by_api = opts.get("rds") or rds
     ident = sql.Identifier(user)
     db = facts["database"]["name"]
     if role is None:
@@ -730,7 +733,7 @@ def plan_fixes(facts, opts):
                                       "GRANT SELECT ON TABLE %s TO %s" % (t["qualified"], user), False, True))
     if opts["role"] == "source":
         actions.extend(plan_replica_identity(opts["tables"], opts.get("replica_identity_full") or []))
-    if opts.get("system_settings") and not rds:
+    if opts.get("system_settings") and not settings_by_api:
         for name, value in sorted(desired_settings(facts, opts).items()):
             actions.append(action("setting.%s" % name, "set %s = %s (needs a restart)" % (name, value)
                                   if (facts["settings"].get(name) or {}).get("context") == "postmaster"

@@ -293,7 +293,9 @@ queries:
   type: list
   elements: str
 api_calls:
-  description: The AWS API calls made (or that would be made in check mode).
+  description:
+    - The AWS API calls made (or that would be made in check mode); C(change) is true for the
+      calls that change something.
   returned: always
   type: list
   elements: dict
@@ -370,19 +372,25 @@ class Prereqs:
         self.queries = []
         self.api_calls = []
         self.user = self.p["migration_user"] or self.p["login_user"]
+        self._rds = None
+        self._rds_current = {}
         self.filters = dict(include_schemas=self.p["include_schemas"], exclude_schemas=self.p["exclude_schemas"],
                             include_tables=self.p["include_tables"], exclude_tables=self.p["exclude_tables"])
 
-    def gather(self, conn):
+    def gather(self, conn, earlier=None):
+        known = (earlier["write_rates"], earlier["write_rate_method"]) if earlier else None
         return catalog.gather(conn, self.p["role"], self.user, self.filters,
                               lob_sample_rows=self.p["lob_sample_rows"],
                               lob_sample_timeout_ms=self.p["lob_sample_timeout"],
                               write_rate_seconds=self.p["write_rate_sample_seconds"],
-                              long_transaction_seconds=self.p["long_transaction_seconds"])
+                              long_transaction_seconds=self.p["long_transaction_seconds"],
+                              known_write_rates=known)
 
     def planned_streams(self, facts, tables):
         if self.p["planned_streams"] > 0:
             return self.p["planned_streams"]
+        if self.p["role"] == "target" and (self.p["source_facts"] or {}).get("planned_streams"):
+            return int(self.p["source_facts"]["planned_streams"])
         return prereqs.suggest_streams(prereqs.sizes(facts, tables))
 
     def opts(self, facts, tables):
@@ -403,7 +411,7 @@ class Prereqs:
             if self.p["state"] == "present":
                 changed, reboot_pending = self.fix(conn, facts, tables, diff)
                 if changed and not self.module.check_mode:
-                    facts, tables = self.gather(conn)
+                    facts, tables = self.gather(conn, earlier=facts)
             if self.p["rds_instance_id"] and not reboot_pending:
                 reboot_pending = self.rds_reboot_needed(facts)
         finally:
@@ -435,11 +443,16 @@ class Prereqs:
             diff["before"][a["key"]] = a["before"]
             diff["after"][a["key"]] = a["after"]
         rds_changes, group, reboot_pending = self.plan_rds(facts, tables)
+        for c in rds_changes:
+            key = "parameter_group.%s.%s" % (group, c["ParameterName"])
+            diff["before"][key] = self._rds_current.get(c["ParameterName"])
+            diff["after"][key] = c["ParameterValue"]
         changed = bool(actions or rds_changes)
         if self.module.check_mode or not changed:
             if rds_changes:
                 self.api_calls.append(dict(service="rds", operation="modify_db_parameter_group",
-                                           parameters=dict(DBParameterGroupName=group, Parameters=rds_changes)))
+                                           parameters=dict(DBParameterGroupName=group, Parameters=rds_changes),
+                                           change=True))
             return changed, reboot_pending or bool(rds_changes)
         if sql_actions:
             # One transaction: a failure leaves every grant and replica identity as it was.
@@ -463,7 +476,8 @@ class Prereqs:
         return rds_api.client("rds", self.p)
 
     def aws(self, doing, operation, call, **kwargs):
-        self.api_calls.append(dict(service="rds", operation=operation, parameters=kwargs))
+        self.api_calls.append(dict(service="rds", operation=operation, parameters=kwargs,
+                                   change=not operation.startswith("describe_")))
         try:
             return call(**kwargs)
         except Exception as exc:  # botocore raises many types; explain() names them
@@ -492,6 +506,7 @@ class Prereqs:
                     "again" % (self.p["rds_instance_id"], group), api_calls=self.api_calls, changed=False)
         current = self.aws("reading parameter group %s" % group, "describe_db_parameters",
                            lambda **kw: rds_api.group_parameters(rds, **kw), group=group, names=set(desired))
+        self._rds_current = current
         changes = rds_api.plan_parameter_changes(current, desired)
         return changes, group, inst["apply_status"] == "pending-reboot"
 
@@ -547,6 +562,7 @@ class Prereqs:
             lobs = prereqs.lob_columns(facts, tables)
             result["lob"] = dict(columns=lobs, recommendation=prereqs.recommend_lob_mode(lobs))
             result["source_facts"] = catalog.facts_for_target(facts)
+            result["source_facts"]["planned_streams"] = result["planned_streams"]
         return result
 
 

@@ -88,13 +88,16 @@ def settings(conn):
 def file_settings(conn):
     """Values configured in files (postgresql.auto.conf included) but maybe not live yet.
 
+    Rows waiting for a restart carry an error ("setting could not be applied"):
+    they are exactly the ones wanted here, so errors are not filtered out.
     Needs superuser or pg_read_all_settings; returns {} when not allowed.
     """
     try:
         with conn.transaction():
             rows = _all(
                 conn,
-                "SELECT name, setting FROM pg_file_settings WHERE error IS NULL AND name = ANY(%s) ORDER BY seqno",
+                "SELECT name, setting FROM pg_file_settings WHERE name = ANY(%s) AND setting IS NOT NULL "
+                "ORDER BY seqno",
                 (SETTING_NAMES,),
             )
     except pg_errors.InsufficientPrivilege:
@@ -348,10 +351,12 @@ def lob_max_bytes(conn, schema, table, column, is_bytea, est_rows, sample_rows, 
 
 
 def gather(conn, role, migration_user, filters, lob_sample_rows=10000, lob_sample_timeout_ms=5000,
-           write_rate_seconds=0, long_transaction_seconds=300):
+           write_rate_seconds=0, long_transaction_seconds=300, known_write_rates=None):
     """Everything evaluate() needs about one database, and the migrated tables.
 
     Returns (facts, tables): tables are the in-scope relations, classified.
+    known_write_rates: (rates, method) from an earlier gather in the same run, so a
+    second look (after fixes) does not sample again.
     """
     server = server_facts(conn)
     version_num = server["version_num"]
@@ -372,15 +377,20 @@ def gather(conn, role, migration_user, filters, lob_sample_rows=10000, lob_sampl
     facts["wal_senders_in_use"] = wal_senders_in_use(conn)
     physical = prereqs.physical_tables(tables)
     age = (facts["database"] or {}).get("stats_age_seconds") or 0
-    method = write_rate_method(write_rate_seconds, age)
-    if method == "average":
-        rates = {t["oid"]: ((t.get("ins") or 0) + (t.get("upd") or 0) + (t.get("del") or 0)) / float(age)
+    # The target's own writes say nothing about the migration: no sampling there.
+    method = write_rate_method(write_rate_seconds if role == "source" else -1, age)
+    if known_write_rates is not None:
+        rates, method = known_write_rates
+    elif method == "average":
+        rates = {t["oid"]: ((t.get("ins") or 0) + (t.get("upd") or 0) + (t.get("del") or 0)) / float(max(1, age))
                  for t in physical}
     else:
         seconds = write_rate_seconds if write_rate_seconds > 0 else AUTO_SAMPLE_SECONDS
         rates = sample_write_rates(conn, [t["oid"] for t in physical], seconds)
         method = "sampled over %ss" % seconds
     facts["write_rates"] = {str(k): v for k, v in rates.items()}
+    if method == "average":
+        method = "average over %ds since the statistics were reset" % age
     facts["write_rate_method"] = method
     if role == "target":
         facts["available_extensions"] = available_extensions(conn)
