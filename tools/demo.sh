@@ -2,7 +2,7 @@
 # `make demo`: the local lab, a background write load through PgBouncer, and the
 # migration phases that exist so far, run as a DBA would run them.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 top=$(pwd)
 bin=${VENV:-$top/.venv}/bin
 export PATH="$bin:$PATH"
@@ -17,6 +17,7 @@ play playbooks/lab_load.yml -e lab_load_state=started
 # carrier_rates has no primary key, so this lists blockers with their fixes.
 play pgshift.aurora.assess -e assess_fail_on=never
 cp reports/lab/assessment.md reports/lab/assessment-before-preparation.md
+cp reports/lab/assessment.json reports/lab/assessment-before-preparation.json
 # Phase 1: the fixes the assessment asked for (shown first with --check).
 play pgshift.aurora.prepare_source --check --diff
 play pgshift.aurora.prepare_source
@@ -27,20 +28,25 @@ echo
 echo "### Summary"
 "$bin/python" - <<'PY'
 import json
-a = json.load(open("reports/lab/assessment.json"))
-p = json.load(open("reports/lab/preparation.json"))
-def count(side, sev):
-    return sum(1 for f in a[side]["findings"] if f["severity"] == sev)
-print("verdict:            %s" % a["verdict"])
+before = json.load(open("reports/lab/assessment-before-preparation.json"))
+after = json.load(open("reports/lab/assessment.json"))
+prep = json.load(open("reports/lab/preparation.json"))
+print("before preparation: %s, %d blocker(s): %s" % (
+    before["decision"], len(before["blockers"]), ", ".join(sorted({b["id"] for b in before["blockers"]}))))
+print("preparation:        %d change(s); restart or reboot pending: %s" % (
+    prep["changes"], "yes" if prep["restart_or_reboot_pending"] else "no"))
+print("after preparation:  %s (%s)" % (after["decision"], after["decision_reason"]))
 for side in ("source", "target"):
-    print("%-19s %d blocker(s), %d warning(s), PostgreSQL %s" % (
-        side + ":", count(side, "blocker"), count(side, "warning"), a[side]["server"]["version"].split()[0]))
-print("suggested streams:  %s" % a["source"]["suggested_streams"])
-print("preparation:        %d change(s) made; restart pending: %s; reboot pending: %s" % (
-    sum(len(s.get("queries", [])) for s in p.values() if isinstance(s, dict)),
-    sorted({n for s in p.values() if isinstance(s, dict) for n in s.get("restart_pending", [])}) or "none",
-    any(s.get("reboot_pending") for s in p.values() if isinstance(s, dict))))
-print("reports:            reports/lab/assessment-before-preparation.md, assessment.md, preparation.md (+ .json)")
+    s = after[side]
+    print("  %-7s PostgreSQL %-6s %d blocker(s), %d warning(s), %d check(s) passed of %d" % (
+        side, s["server"]["version"].split()[0], s["summary"]["blocker"], s["summary"]["warning"],
+        sum(1 for v in s["checks"].values() if v == "pass"), len(s["checks"])))
+src = after["source"]
+print("sizes:              %d tables, %.1f MB, ~%d rows, %.1f writes/s (%s)" % (
+    src["sizes"]["tables"], src["sizes"]["migrated_bytes"] / 1048576.0, src["sizes"]["migrated_rows"],
+    src["sizes"]["writes_per_second"], src["sizes"].get("write_rate_method")))
+print("suggested streams:  %s; DMS LOB mode: %s" % (src["suggested_streams"], src["lob"]["recommendation"]["reason"]))
+print("reports:            reports/lab/assessment-before-preparation.md, preparation.md, assessment.md (+ .json)")
 PY
 echo
 echo "The lab is still up with its load running: 'make lab-down' removes it."

@@ -130,8 +130,11 @@ def est_rows(t):
 
 
 def lob_columns(facts, tables):
-    """LOB columns per table root: [{'table', 'column', 'type', 'max_bytes', 'how'}], largest first."""
-    by_oid = {t["oid"]: t for t in tables}
+    """LOB columns per table root: [{'table', 'column', 'type', 'max_bytes', 'how'}], largest first.
+
+    Only tables that hold rows count (not materialized views, foreign tables or parents).
+    """
+    by_oid = {t["oid"]: t for t in physical_tables(tables)}
     grouped = {}
     for col in facts.get("columns", []):
         t = by_oid.get(col["oid"])

@@ -280,3 +280,11 @@ def test_failure_message():
     assert prereqs.failure_message(findings, "blocker") is None
     assert prereqs.failure_message(findings, "never") is None
     assert "[warning] a (x)" in prereqs.failure_message(findings, "warning")
+
+
+def test_lob_columns_ignore_matviews():
+    mv = table("public", "daily", relkind="m", oid=70)
+    f = facts(tables=[mv])
+    f["columns"] = [dict(oid=70, name="c", type="text", base_type="text", category="S", typmod=-1, typtype="b",
+                         generated="", identity="")]
+    assert prereqs.lob_columns(f, opts(f)["tables"]) == []
