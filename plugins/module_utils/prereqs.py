@@ -765,9 +765,14 @@ def plan_replica_identity(tables, wanted):
         if t is None:
             raise ValueError("replica_identity_full names %s, which is not a migrated table on this database: "
                              "check the name (schema.table) and the include/exclude filters" % name)
+        if t["relkind"] not in ("r", "p"):
+            raise ValueError("replica_identity_full names %s, which is a %s, not a table: only tables replicate "
+                             "with a replica identity" % (name, {"m": "materialized view", "f": "foreign table"}.get(
+                                 t["relkind"], "relation of kind " + t["relkind"])))
         targets = [t]
         if t["relkind"] == "p":
-            targets += [x for x in tables if x["root"] == t["qualified"] and x["relkind"] == "r"]
+            # Every partition below it, sub-partitions' leaves included.
+            targets += [x for x in tables if t["oid"] in (x.get("ancestors") or [])]
         for x in targets:
             if x["replident"] != "f":
                 actions.append(action("table.%s.replica_identity" % x["qualified"],

@@ -83,26 +83,34 @@ def classify(relations):
             kind = "table"
         root = rel
         seen = set()
+        ancestors = []
         while root.get("parents") and root["oid"] not in seen:
             seen.add(root["oid"])
             parent = by_oid.get(root["parents"][0])
             if parent is None:
                 break
             root = parent
+            ancestors.append(root["oid"])
         rel["kind"] = kind
         rel["root"] = qualified(root["schema"], root["name"])
+        rel["ancestors"] = ancestors
         rel["qualified"] = qualified(rel["schema"], rel["name"])
         result.append(rel)
     return result
 
 
 def in_scope(rel, include_schemas, exclude_schemas, include_tables, exclude_tables):
-    """Whether one classified relation is migrated; partitions follow their root."""
+    """Whether one classified relation is migrated.
+
+    Partitions and inheritance children follow their root for the schema filters
+    (a leaf may live in another schema); table patterns match the relation's own
+    name or its root's.
+    """
     schema, name = rel["schema"], rel["name"]
     root_schema, root_name = split_qualified(rel["root"])
-    if include_schemas and schema not in include_schemas:
+    if include_schemas and root_schema not in include_schemas:
         return False
-    if schema in exclude_schemas:
+    if root_schema in exclude_schemas:
         return False
     if include_tables and not (_matches(include_tables, schema, name) or _matches(include_tables, root_schema, root_name)):
         return False

@@ -131,6 +131,12 @@ options:
     description: Milliseconds allowed per LOB column sample.
     type: int
     default: 5000
+  lock_timeout:
+    description:
+      - Milliseconds fix mode waits for a table lock (ALTER TABLE ... REPLICA IDENTITY) before giving up
+        and rolling every change back, so a busy table never queues the application behind it.
+    type: int
+    default: 5000
   write_rate_sample_seconds:
     description:
       - When above 0, measure each table's write rate over this many seconds.
@@ -305,6 +311,12 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+try:
+    from psycopg import errors as pg_errors
+    from psycopg import sql
+except ImportError:  # reported in main() through PSYCOPG_IMPORT_ERROR
+    pg_errors = sql = None
+
 from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs, scope
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog
@@ -334,6 +346,7 @@ def argument_spec():
         lob_sample_rows=dict(type="int", default=10000),
         lob_sample_timeout=dict(type="int", default=5000),
         write_rate_sample_seconds=dict(type="float", default=0),
+        lock_timeout=dict(type="int", default=5000),
         rds_instance_id=dict(type="str"),
         rds_reboot=dict(type="bool", default=False),
         rds_reboot_timeout=dict(type="int", default=1800),
@@ -424,8 +437,8 @@ class Prereqs:
         if message and self.module.check_mode and changed:
             # The findings are those before the fixes check mode did not make: a real run
             # assesses again after fixing, so only it can decide go or no-go.
-            result["warnings"] = ["check mode: fixes not applied, findings are from before them; "
-                                  + message.splitlines()[0]]
+            self.module.warn("check mode: fixes not applied, findings are from before them; "
+                             + message.splitlines()[0])
             message = None
         if message:
             self.module.fail_json(msg=scrub(message, self.secrets), **result)
@@ -456,9 +469,18 @@ class Prereqs:
             return changed, reboot_pending or bool(rds_changes)
         if sql_actions:
             # One transaction: a failure leaves every grant and replica identity as it was.
-            with conn.transaction():
-                for a in sql_actions:
-                    conn.execute(a["sql"])
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(self.p["lock_timeout"])))
+                    for a in sql_actions:
+                        conn.execute(a["sql"])
+            except pg_errors.LockNotAvailable:
+                self.module.fail_json(
+                    msg="a table was busy: its lock was not granted within lock_timeout (%d ms) while running %r; "
+                        "every change of this run was rolled back. Run again when the long transactions holding it "
+                        "end (see pg_locks / pg_stat_activity), or raise lock_timeout" % (
+                            self.p["lock_timeout"], a["display"]),
+                    changed=False, queries=self.queries)
         for a in setting_actions:
             conn.execute(a["sql"])  # ALTER SYSTEM cannot run inside a transaction block
         if setting_actions:
@@ -475,11 +497,12 @@ class Prereqs:
             self.module.fail_json(msg=missing_required_lib("boto3"), exception=rds_api.BOTO3_IMPORT_ERROR)
         return rds_api.client("rds", self.p)
 
-    def aws(self, doing, operation, call, **kwargs):
-        self.api_calls.append(dict(service="rds", operation=operation, parameters=kwargs,
+    def aws(self, doing, operation, api_params, call):
+        """Run call() (one or more boto3 calls), recorded as operation(api_params)."""
+        self.api_calls.append(dict(service="rds", operation=operation, parameters=api_params,
                                    change=not operation.startswith("describe_")))
         try:
-            return call(**kwargs)
+            return call()
         except Exception as exc:  # botocore raises many types; explain() names them
             if rds_api.botocore and isinstance(exc, (rds_api.botocore.exceptions.BotoCoreError,
                                                      rds_api.botocore.exceptions.ClientError)):
@@ -493,8 +516,9 @@ class Prereqs:
             return [], None, False
         rds = self.rds_client()
         self._rds = rds
-        inst = self.aws("reading RDS instance %s" % self.p["rds_instance_id"], "describe_db_instances",
-                        lambda **kw: rds_api.describe_instance(rds, **kw), instance_id=self.p["rds_instance_id"])
+        instance_id = self.p["rds_instance_id"]
+        inst = self.aws("reading RDS instance %s" % instance_id, "describe_db_instances",
+                        dict(DBInstanceIdentifier=instance_id), lambda: rds_api.describe_instance(rds, instance_id))
         group = inst["parameter_group"]
         desired = rds_api.desired_parameters(prereqs.desired_settings(facts, self.opts(facts, tables)))
         if not desired:
@@ -505,19 +529,21 @@ class Prereqs:
                     "DB parameter group (family of the instance's engine), attach it to the instance, then run "
                     "again" % (self.p["rds_instance_id"], group), api_calls=self.api_calls, changed=False)
         current = self.aws("reading parameter group %s" % group, "describe_db_parameters",
-                           lambda **kw: rds_api.group_parameters(rds, **kw), group=group, names=set(desired))
+                           dict(DBParameterGroupName=group),
+                           lambda: rds_api.group_parameters(rds, group, set(desired)))
         self._rds_current = current
         changes = rds_api.plan_parameter_changes(current, desired)
         return changes, group, inst["apply_status"] == "pending-reboot"
 
     def apply_rds(self, group, changes):
         rds = self._rds
-        self.aws("changing parameter group %s" % group, "modify_db_parameter_group", lambda **kw: rds_api.modify_group(rds, **kw),
-                 group=group, changes=changes)
+        self.aws("changing parameter group %s" % group, "modify_db_parameter_group",
+                 dict(DBParameterGroupName=group, Parameters=changes), lambda: rds_api.modify_group(rds, group, changes))
         needs_reboot = any(c["ApplyMethod"] == "pending-reboot" for c in changes)
         if needs_reboot and self.p["rds_reboot"]:
-            self.aws("rebooting %s" % self.p["rds_instance_id"], "reboot_db_instance", lambda **kw: rds_api.reboot_and_wait(rds, **kw),
-                     instance_id=self.p["rds_instance_id"], timeout=self.p["rds_reboot_timeout"])
+            instance_id = self.p["rds_instance_id"]
+            self.aws("rebooting %s" % instance_id, "reboot_db_instance", dict(DBInstanceIdentifier=instance_id),
+                     lambda: rds_api.reboot_and_wait(rds, instance_id, self.p["rds_reboot_timeout"]))
             return False
         return needs_reboot
 

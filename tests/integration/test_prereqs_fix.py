@@ -122,9 +122,6 @@ def test_replica_identity_full_reaches_every_leaf_of_a_nested_root(prereqs, sour
     prereqs.passes(result, "no_replica_identity")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: plan_replica_identity only adds leaves whose root is the listed table; "
-                                       "listing a sub-partitioned partition (public.events_2024) sets FULL on it "
-                                       "but not on its leaves, which stay without a replica identity")
 def test_replica_identity_full_on_a_sub_partitioned_partition_reaches_its_leaves(prereqs, source_cluster, source_db):
     source_cluster.execute(source_db, NESTED)
     result = prereqs.ok(prereqs(source_cluster, source_db, role="source", state="present",
@@ -270,20 +267,40 @@ def test_unknown_table_fails_before_any_change(prereqs, source_cluster, source_d
 
 
 def test_failure_inside_the_fix_transaction_rolls_every_grant_back(prereqs, source_cluster, source_db, new_role):
-    """A foreign table passes planning, but ALTER TABLE ... REPLICA IDENTITY fails on it after the grants
-    and the first ALTER TABLE ran: the single transaction undoes them all."""
+    """Another session holds a lock on public.nopk: the grants and the first statements ran inside the
+    fix transaction when ALTER TABLE ... REPLICA IDENTITY gives up after lock_timeout, and the single
+    transaction undoes them all."""
     user = new_role()
-    source_cluster.execute(source_db, SOURCE_SETUP + ["CREATE ROLE %s LOGIN" % user] + [
-        "CREATE EXTENSION postgres_fdw",
-        "CREATE SERVER it_loopback FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', port '1', dbname 'x')",
-        "CREATE FOREIGN TABLE public.remote_items (id int) SERVER it_loopback"])
-    result = prereqs(source_cluster, source_db, role="source", state="present", migration_user=user,
-                     replica_identity_full=["public.nopk", "public.remote_items"])
+    source_cluster.execute(source_db, SOURCE_SETUP + ["CREATE ROLE %s LOGIN" % user])
+    with source_cluster.connect(source_db, autocommit=False) as holder:
+        holder.execute("SELECT count(*) FROM public.nopk")  # ACCESS SHARE, held until the end of the block
+        result = prereqs(source_cluster, source_db, role="source", state="present", migration_user=user,
+                         replica_identity_full=["public.events", "public.nopk"], lock_timeout=300)
+        holder.rollback()
     assert result["failed"]
-    assert 'cannot be performed on relation "remote_items"' in result["msg"]
-    assert "ALTER TABLE public.remote_items REPLICA IDENTITY FULL" in result["queries"]
-    assert result["queries"].index("ALTER TABLE public.nopk REPLICA IDENTITY FULL") < result["queries"].index(
-        "ALTER TABLE public.remote_items REPLICA IDENTITY FULL")
+    assert "lock_timeout (300 ms)" in result["msg"] and "rolled back" in result["msg"]
+    assert "ALTER TABLE public.nopk REPLICA IDENTITY FULL" in result["msg"]
+    assert result["queries"].index("ALTER TABLE public.events REPLICA IDENTITY FULL") < result["queries"].index(
+        "ALTER TABLE public.nopk REPLICA IDENTITY FULL")
     assert role_state(source_cluster, source_db, user) == dict(replication=False, create=False, subscription=False)
     assert table_state(source_cluster, source_db, user, SOURCE_TABLES) == dict(
         [(t, ("d", False)) for t in SOURCE_TABLES] + [("schema app usage", False)])
+    # Once the lock is gone, the same run succeeds.
+    result = prereqs(source_cluster, source_db, role="source", state="present", migration_user=user,
+                     replica_identity_full=["public.events", "public.nopk"], lock_timeout=300)
+    assert result["changed"] and not result.get("failed")
+    assert table_state(source_cluster, source_db, user, ["public.nopk"])["public.nopk"][0] == "f"
+
+
+@pytest.mark.parametrize("ddl,kind", [
+    ("CREATE MATERIALIZED VIEW public.mv AS SELECT 1 AS x", "materialized view"),
+    ("CREATE VIEW public.mv AS SELECT 1 AS x", None),
+])
+def test_replica_identity_full_refuses_what_is_not_a_table(prereqs, source_cluster, source_db, new_role, ddl, kind):
+    user = new_role()
+    source_cluster.execute(source_db, SOURCE_SETUP + ["CREATE ROLE %s LOGIN" % user, ddl])
+    result = prereqs(source_cluster, source_db, role="source", state="present", migration_user=user,
+                     replica_identity_full=["public.mv"])
+    assert result["failed"]
+    assert ("which is a %s, not a table" % kind if kind else "not a migrated table") in result["msg"]
+    assert role_state(source_cluster, source_db, user) == dict(replication=False, create=False, subscription=False)

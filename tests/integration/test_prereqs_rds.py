@@ -96,7 +96,7 @@ def test_rds_fix_check_mode_then_apply_then_idempotent(prereqs, poor_cluster, ne
     assert result["changed"] is True and result["reboot_pending"] is True
     assert changes_flags(result) == [("describe_db_instances", False), ("describe_db_parameters", False),
                                      ("modify_db_parameter_group", True)]
-    assert result["api_calls"][-1]["parameters"] == dict(group=group, changes=changes)
+    assert result["api_calls"][-1]["parameters"] == dict(DBParameterGroupName=group, Parameters=changes)
     assert result["queries"] == sql
     assert group_values(rds, group) == dict(
         (c["ParameterName"], (c["ParameterValue"], "pending-reboot")) for c in changes)
@@ -135,7 +135,7 @@ def test_rds_reboot_when_asked(prereqs, poor_cluster, new_db, rds, moto_server):
     assert result["changed"] is True
     assert changes_flags(result) == [("describe_db_instances", False), ("describe_db_parameters", False),
                                      ("modify_db_parameter_group", True), ("reboot_db_instance", True)]
-    assert result["api_calls"][-1]["parameters"] == dict(instance_id=instance, timeout=60)
+    assert result["api_calls"][-1]["parameters"] == dict(DBInstanceIdentifier=instance)
     assert rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"] == "available"
     assert group_values(rds, group)["rds.logical_replication"][0] == "1"
     # moto reboots nothing real: the local PostgreSQL still runs wal_level=replica, so a reboot is still reported.

@@ -191,3 +191,32 @@ def test_default_group_and_error_explanations():
 ])
 def test_write_rate_method(sample, age, expected):
     assert catalog.write_rate_method(sample, age) == expected
+
+
+def test_schema_filters_follow_the_root_of_a_partition_in_another_schema():
+    root = table("public", "events", relkind="p", oid=1, has_children=True)
+    leaf = table("parts", "events_2024", is_partition=True, parents=[1], oid=2)
+    assert [r["name"] for r in scope.select([root, leaf], include_schemas=["public"])] == ["events", "events_2024"]
+    assert scope.select([root, leaf], exclude_schemas=["public"]) == []
+    assert [r["name"] for r in scope.select([root, leaf], exclude_schemas=["parts"])] == ["events", "events_2024"]
+
+
+def test_replica_identity_full_on_a_sub_partitioned_partition_reaches_its_leaves():
+    root = table("public", "events", relkind="p", oid=1, has_children=True, has_pk=False)
+    mid = table("public", "events_2024", relkind="p", is_partition=True, parents=[1], oid=2, has_children=True,
+                has_pk=False)
+    leaves = [table("public", "events_2024_%s" % x, is_partition=True, parents=[2], oid=3 + i, has_pk=False)
+              for i, x in enumerate("ab")]
+    other = table("public", "events_2025", is_partition=True, parents=[1], oid=9, has_pk=False)
+    f = facts(tables=[root, mid, other] + leaves)
+    assert render(prereqs.plan_fixes(f, opts(f, replica_identity_full=["public.events_2024"]))) == [
+        'ALTER TABLE "public"."events_2024" REPLICA IDENTITY FULL',
+        'ALTER TABLE "public"."events_2024_a" REPLICA IDENTITY FULL',
+        'ALTER TABLE "public"."events_2024_b" REPLICA IDENTITY FULL',
+    ]
+
+
+def test_replica_identity_full_refuses_foreign_tables():
+    f = facts(tables=[table("public", "remote", relkind="f")])
+    with pytest.raises(ValueError, match="foreign table, not a table"):
+        prereqs.plan_fixes(f, opts(f, replica_identity_full=["public.remote"]))

@@ -95,6 +95,8 @@ def conninfo_kwargs(params):
         sslmode=params["ssl_mode"],
         connect_timeout=params["connect_timeout"],
         application_name=APPLICATION_NAME,
+        # Names and values always arrive as text, SQL_ASCII databases included.
+        client_encoding="UTF8",
     )
     if params.get("login_password"):
         kwargs["password"] = params["login_password"]
