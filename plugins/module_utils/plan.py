@@ -67,12 +67,6 @@ def dms_task_identifier(name):
 # Units of work
 # ----------------------------------------------------------------------------------------------
 
-def average_write_rates(tables, age_seconds):
-    """Writes per second per table since the statistics were reset: {oid: rate}."""
-    age = float(max(1, age_seconds or 0))
-    return {t["oid"]: ((t.get("ins") or 0) + (t.get("upd") or 0) + (t.get("del") or 0)) / age for t in tables}
-
-
 def _rate(rates, oid):
     rates = rates or {}
     return float(rates.get(oid, rates.get(str(oid), 0.0)) or 0.0)

@@ -530,15 +530,8 @@ class ReplicationPlan:
                             include_tables=self.p["include_tables"], exclude_tables=self.p["exclude_tables"])
 
     def write_rates(self, conn, tables):
-        seconds = self.p["write_rate_sample_seconds"]
         age = (catalog.database_facts(conn) or {}).get("stats_age_seconds") or 0
-        physical = prereqs.replicated_tables(tables)
-        if catalog.write_rate_method(seconds, age) == "average":
-            return (plan.average_write_rates(physical, age),
-                    "average over %ds since the statistics were reset" % age)
-        seconds = seconds if seconds > 0 else catalog.AUTO_SAMPLE_SECONDS
-        rates = catalog.sample_write_rates(conn, [t["oid"] for t in physical], seconds)
-        return rates, "sampled over %ss" % seconds
+        return catalog.write_rates(conn, prereqs.replicated_tables(tables), self.p["write_rate_sample_seconds"], age)
 
     def read(self, conn):
         relations = catalog.relations(conn)

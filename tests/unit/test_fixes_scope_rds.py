@@ -220,3 +220,11 @@ def test_replica_identity_full_refuses_foreign_tables():
     f = facts(tables=[table("public", "remote", relkind="f")])
     with pytest.raises(ValueError, match="foreign table, not a table"):
         prereqs.plan_fixes(f, opts(f, replica_identity_full=["public.remote"]))
+
+
+def test_average_write_rates_from_statistics():
+    t = dict(oid=1, ins=5000, upd=2000, dele=0)
+    t["del"] = 200
+    rates, method = catalog.write_rates(None, [t], -1, 3600)
+    assert rates == {1: 2.0} and method == "average over 3600s since the statistics were reset"
+    assert catalog.write_rates(None, [t], -1, 0)[0] == {1: 7200.0}

@@ -399,15 +399,6 @@ def test_load_estimate_is_the_slowest_stream():
     assert result["totals"]["estimated_load_seconds"] == 3.0
 
 
-def test_average_write_rates():
-    t = table("public", "t", oid=1, writes=3600)
-    t["upd"], t["del"] = 1800, 1800
-    assert plan.average_write_rates([t], 3600) == {1: 2.0}
-    assert plan.average_write_rates([t], 0) == {1: 7200.0}
-
-
-# --- DMS table mappings ----------------------------------------------------------------------------------
-
 def all_rules(result):
     return [r for s in result["streams"] for r in s["table_mapping"]["rules"]]
 

@@ -184,6 +184,16 @@ def write_rate_method(sample_seconds, stats_age_seconds):
     return "average" if stats_age_seconds >= MIN_AVERAGE_SECONDS else "sample"
 
 
+def write_rates(conn, tables, sample_seconds, stats_age_seconds):
+    """({oid: writes per second}, how it was measured) for relations as relations() returns them."""
+    if write_rate_method(sample_seconds, stats_age_seconds) == "average":
+        age = float(max(1, stats_age_seconds or 0))
+        rates = {t["oid"]: ((t.get("ins") or 0) + (t.get("upd") or 0) + (t.get("del") or 0)) / age for t in tables}
+        return rates, "average over %ds since the statistics were reset" % (stats_age_seconds or 0)
+    seconds = sample_seconds if sample_seconds and sample_seconds > 0 else AUTO_SAMPLE_SECONDS
+    return sample_write_rates(conn, [t["oid"] for t in tables], seconds), "sampled over %ss" % seconds
+
+
 def write_counters(conn, oids):
     rows = _all(
         conn,
@@ -376,21 +386,13 @@ def gather(conn, role, migration_user, filters, lob_sample_rows=10000, lob_sampl
     facts["slots"] = replication_slots(conn, version_num)
     facts["wal_senders_in_use"] = wal_senders_in_use(conn)
     physical = prereqs.physical_tables(tables)
-    age = (facts["database"] or {}).get("stats_age_seconds") or 0
-    # The target's own writes say nothing about the migration: no sampling there.
-    method = write_rate_method(write_rate_seconds if role == "source" else -1, age)
     if known_write_rates is not None:
         rates, method = known_write_rates
-    elif method == "average":
-        rates = {t["oid"]: ((t.get("ins") or 0) + (t.get("upd") or 0) + (t.get("del") or 0)) / float(max(1, age))
-                 for t in physical}
     else:
-        seconds = write_rate_seconds if write_rate_seconds > 0 else AUTO_SAMPLE_SECONDS
-        rates = sample_write_rates(conn, [t["oid"] for t in physical], seconds)
-        method = "sampled over %ss" % seconds
+        # The target's own writes say nothing about the migration: no sampling there.
+        rates, method = write_rates(conn, physical, write_rate_seconds if role == "source" else -1,
+                                    (facts["database"] or {}).get("stats_age_seconds") or 0)
     facts["write_rates"] = {str(k): v for k, v in rates.items()}
-    if method == "average":
-        method = "average over %ds since the statistics were reset" % age
     facts["write_rate_method"] = method
     if role == "target":
         facts["available_extensions"] = available_extensions(conn)

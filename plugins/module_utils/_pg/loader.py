@@ -1,0 +1,424 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgshift.aurora contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The native engine's I/O: the exported snapshot, the parallel COPY and its progress table.
+
+How a load runs (the decisions are in native.py):
+
+- A replication connection to the source creates the stream's slot with an exported
+  snapshot (``CREATE_REPLICATION_SLOT ... (SNAPSHOT 'export')``) and stays open, idle,
+  until every unit is copied: the snapshot can be imported only while it is.
+- N worker threads, each with its own source and target connection. A source connection
+  imports the snapshot (``BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION
+  SNAPSHOT``) and keeps that transaction for all its units; the target writes each unit in
+  one transaction (``session_replication_role = replica`` when allowed, so no trigger or
+  foreign key fires; ``synchronous_commit = off``, a crash restarts the load anyway).
+- A unit is a table (truncated in the same transaction, then ``COPY ... FREEZE``) or one key
+  range of a big table (truncated before the copy). Data streams chunk by chunk from
+  ``COPY (SELECT ...) TO STDOUT`` into ``COPY ... FROM STDIN``, binary when the types allow
+  it, text otherwise or when a binary copy of a table with user-defined types fails.
+- Progress per unit goes to ``pgshift.load_progress`` on the target through a separate
+  autocommit connection, so others see it while the copy runs.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg import sql
+    from psycopg.rows import dict_row
+except ImportError:  # pragma: no cover - the module reports the missing library
+    psycopg = pg_errors = sql = dict_row = None
+
+from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
+    PgConnectError, conninfo_kwargs, explain_connect_error, scrub)
+
+WRITE_BATCH = 256 * 1024        # bytes gathered from the source before one write to the target
+PROGRESS_INTERVAL = 1.0         # seconds between progress updates of a unit being copied
+
+
+class LoadError(Exception):
+    """A unit could not be copied; the message names it and never holds a secret."""
+
+
+class _Aborted(Exception):
+    """Another worker failed: this one stops its unit (rolled back)."""
+
+
+def connect_as(params, application_name, autocommit=True, **extra):
+    """connect() with an application_name of our own (to find a load's sessions) and extra libpq options."""
+    kwargs = conninfo_kwargs(params)
+    kwargs["application_name"] = application_name
+    kwargs.update(extra)
+    try:
+        return psycopg.connect(autocommit=autocommit, **kwargs)
+    except psycopg.Error as exc:
+        raise PgConnectError(scrub(explain_connect_error(params, str(exc)), [params.get("login_password")])) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Slot and snapshot
+# ----------------------------------------------------------------------------------------------
+
+def create_slot(params, name, server_version, export, application_name):
+    """Create the stream's logical slot through the replication protocol.
+
+    Returns (connection, consistent LSN, snapshot name). With export the connection must stay
+    open (and idle) while the snapshot is used; without it, it is closed and None is returned.
+    """
+    conn = connect_as(params, application_name, replication="database")
+    try:
+        row = conn.execute(native.create_slot_command(name, server_version, export=export)).fetchone()
+    except Exception:
+        conn.close()
+        raise
+    lsn, snapshot = row[1], row[2]
+    if not export:
+        conn.close()
+        return None, lsn, None
+    return conn, lsn, snapshot
+
+
+def begin_snapshot(conn, snapshot):
+    """Start a transaction that sees the exported snapshot (again after an error)."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("ROLLBACK")
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Catalog reads the load needs
+# ----------------------------------------------------------------------------------------------
+
+COLUMNS_QUERY = """
+SELECT n.nspname AS schema, c.relname AS table, a.attname AS name, a.atttypid::int AS type_oid,
+       t.typtype::text AS typtype, format_type(a.atttypid, a.atttypmod) AS type_name,
+       CASE WHEN t.typtype = 'd' THEN t.typbasetype::int ELSE NULL END AS base_oid,
+       coalesce(nullif(t.typelem, 0), nullif(bt.typelem, 0))::int AS elem_oid,
+       a.attgenerated <> '' AS generated
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
+WHERE a.attnum > 0 AND NOT a.attisdropped AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+ORDER BY n.nspname, c.relname, a.attnum
+"""
+
+
+def columns(conn, tables):
+    """{qualified: [column dicts]} for the tables that exist; a missing table has no entry."""
+    result = {}
+    if not tables:
+        return result
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(COLUMNS_QUERY, ([t["schema"] for t in tables], [t["name"] for t in tables]))
+        for row in cur.fetchall():
+            result.setdefault(native.qualified(row["schema"], row["table"]), []).append(row)
+    return result
+
+
+def tables_with_children(conn, tables):
+    """{(schema, name)} of the given tables that have inheritance children (regular tables only)."""
+    if not tables:
+        return set()
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid) "
+        "AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+        ([t["schema"] for t in tables], [t["name"] for t in tables])).fetchall()
+    return set((r[0], r[1]) for r in rows)
+
+
+def key_bounds(conn, table):
+    """(min, max) of the table's split key under the current (imported) snapshot."""
+    ident = sql.Identifier(table["schema"], table["name"])
+    key = sql.Identifier(table["split_key"])
+    source = sql.SQL("ONLY {}").format(ident) if table["only"] else ident
+    row = conn.execute(sql.SQL("SELECT min({k})::bigint, max({k})::bigint FROM {t}").format(k=key, t=source)).fetchone()
+    return row[0], row[1]
+
+
+# ----------------------------------------------------------------------------------------------
+# Progress table (on the target)
+# ----------------------------------------------------------------------------------------------
+
+PROGRESS_DDL = [
+    "CREATE SCHEMA IF NOT EXISTS pgshift",
+    """CREATE TABLE IF NOT EXISTS pgshift.load_progress (
+    stream text NOT NULL,
+    table_name text NOT NULL,
+    unit text NOT NULL,
+    state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'copying', 'copied', 'failed')),
+    rows bigint NOT NULL DEFAULT 0,
+    bytes bigint NOT NULL DEFAULT 0,
+    est_rows bigint,
+    est_bytes bigint,
+    key_column text,
+    key_lower bigint,
+    key_upper bigint,
+    format text,
+    lsn pg_lsn,
+    started_at timestamptz,
+    finished_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    error text,
+    PRIMARY KEY (stream, table_name, unit))""",
+]
+
+PROGRESS_COLUMNS = ("stream", "table_name", "unit", "state", "rows", "bytes", "est_rows", "est_bytes", "key_column",
+                    "key_lower", "key_upper", "format", "lsn", "started_at", "finished_at", "error")
+
+
+def progress_exists(conn):
+    return conn.execute("SELECT to_regclass('pgshift.load_progress') IS NOT NULL").fetchone()[0]
+
+
+def read_progress(conn, stream=None, prefix=None):
+    """load_progress rows (times as epoch seconds, lsn as text) of one stream or of a name prefix; [] without the table."""
+    if not progress_exists(conn):
+        return []
+    query = ("SELECT stream, table_name, unit, state, rows, bytes, est_rows, est_bytes, key_column, key_lower, "
+             "key_upper, format, lsn::text AS lsn, extract(epoch FROM started_at)::float8 AS started_at, "
+             "extract(epoch FROM finished_at)::float8 AS finished_at, error FROM pgshift.load_progress ")
+    if stream is not None:
+        rows = conn.execute(query + "WHERE stream = %s ORDER BY table_name, unit", (stream,))
+    else:
+        rows = conn.execute(query + "WHERE starts_with(stream, %s) ORDER BY stream, table_name, unit", (prefix or "",))
+    names = [d.name for d in rows.description]
+    return [dict(zip(names, r)) for r in rows.fetchall()]
+
+
+def clear_progress(conn, stream):
+    """Remove a stream's rows; the table and the schema go when nothing else is left in them."""
+    if not progress_exists(conn):
+        return
+    conn.execute("DELETE FROM pgshift.load_progress WHERE stream = %s", (stream,))
+    if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM pgshift.load_progress)").fetchone()[0]:
+        conn.execute("DROP TABLE pgshift.load_progress")
+        empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                             "WHERE n.nspname = 'pgshift') AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n "
+                             "ON n.oid = p.pronamespace WHERE n.nspname = 'pgshift') AND NOT EXISTS (SELECT 1 FROM "
+                             "pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = 'pgshift')"
+                             ).fetchone()[0]
+        if empty:
+            conn.execute("DROP SCHEMA IF EXISTS pgshift")
+
+
+class Progress:
+    """Writes one stream's unit states to pgshift.load_progress (thread-safe, autocommit)."""
+
+    def __init__(self, conn, stream):
+        self.conn = conn
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def ensure(self):
+        with self.lock:
+            for stmt in PROGRESS_DDL:
+                self.conn.execute(stmt)
+
+    def reset(self, units, lsn):
+        """The stream's rows, replaced by one pending row per unit of the load at `lsn`."""
+        with self.lock, self.conn.transaction():
+            self.conn.execute("DELETE FROM pgshift.load_progress WHERE stream = %s", (self.stream,))
+            with self.conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO pgshift.load_progress (stream, table_name, unit, est_rows, est_bytes, key_column, "
+                    "key_lower, key_upper, lsn) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [(self.stream, u["table"], u["unit"], u["est_rows"], u["est_bytes"], u["key"], u["lower"],
+                      u["upper"], lsn) for u in units])
+
+    def _set(self, unit, assignments, values):
+        with self.lock:
+            self.conn.execute(
+                "UPDATE pgshift.load_progress SET " + assignments + ", updated_at = now() "
+                "WHERE stream = %s AND table_name = %s AND unit = %s",
+                tuple(values) + (self.stream, unit["table"], unit["unit"]))
+
+    def started(self, unit, fmt):
+        self._set(unit, "state = 'copying', format = %s, rows = 0, bytes = 0, started_at = now(), "
+                        "finished_at = NULL, error = NULL", (fmt,))
+
+    def advanced(self, unit, rows, nbytes):
+        self._set(unit, "rows = %s, bytes = %s", (rows, nbytes))
+
+    def copied(self, unit, rows, nbytes, fmt):
+        self._set(unit, "state = 'copied', rows = %s, bytes = %s, format = %s, finished_at = now()",
+                  (rows, nbytes, fmt))
+
+    def failed(self, unit, error):
+        self._set(unit, "state = 'failed', error = %s, finished_at = now()", (error,))
+
+    def back_to_pending(self, unit):
+        self._set(unit, "state = 'pending', rows = 0, bytes = 0, started_at = NULL", ())
+
+
+# ----------------------------------------------------------------------------------------------
+# The parallel copy
+# ----------------------------------------------------------------------------------------------
+
+class Loader:
+    """Copies the units under an exported snapshot with `workers` threads.
+
+    plan: {qualified table: {columns: [names], format: 'binary'|'text', meta: [column dicts]}}.
+    run() returns the per-unit results and the warnings; it raises LoadError (after every
+    worker stopped and rolled back its unit) when a unit fails.
+    """
+
+    def __init__(self, source_params, target_params, snapshot, units, plan, workers, progress, application_name,
+                 secrets=()):
+        self.source_params = source_params
+        self.target_params = target_params
+        self.snapshot = snapshot
+        self.units = units
+        self.plan = plan
+        self.workers = max(1, min(workers, len(units) or 1))
+        self.progress = progress
+        self.application_name = application_name
+        self.secrets = [s for s in secrets if s]
+        self.queue = queue.Queue()
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.results = []
+        self.errors = []
+        self.warnings = []
+        self.replica_role = None
+
+    def run(self):
+        for unit in self.units:
+            self.queue.put(unit)
+        threads = [threading.Thread(target=self._worker, args=(i,), name="pgshift-load-%d" % i)
+                   for i in range(self.workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if self.errors:
+            raise LoadError(self.errors[0])
+        return self.results, self.warnings
+
+    # --- one worker ---------------------------------------------------------------------------
+
+    def _fail(self, message):
+        with self.lock:
+            self.errors.append(scrub(message, self.secrets))
+        self.stop.set()
+
+    def _worker(self, number):
+        src = tgt = None
+        try:
+            src = connect_as(self.source_params, self.application_name)
+            src.execute("SET statement_timeout = 0")
+            src.execute("SET idle_in_transaction_session_timeout = 0")
+            begin_snapshot(src, self.snapshot)
+            tgt = connect_as(self.target_params, self.application_name)
+            tgt.execute("SET statement_timeout = 0")
+            tgt.execute("SET synchronous_commit = off")
+            self._replica_role(tgt)
+            while not self.stop.is_set():
+                try:
+                    unit = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                self._copy_unit(number, src, tgt, unit)
+        except PgConnectError as exc:
+            self._fail("load worker %d could not connect: %s" % (number, exc))
+        except Exception as exc:  # any other failure stops every worker; the message goes to the module
+            self._fail("load worker %d failed: %s" % (number, exc))
+        finally:
+            for conn in (src, tgt):
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # closing a broken connection: nothing left to do
+                        pass
+
+    def _replica_role(self, tgt):
+        try:
+            tgt.execute("SET session_replication_role = replica")
+            allowed = True
+        except pg_errors.InsufficientPrivilege:
+            allowed = False
+        with self.lock:
+            if self.replica_role is None:
+                self.replica_role = allowed
+                if not allowed:
+                    self.warnings.append(
+                        "the target user may not set session_replication_role = replica: triggers and foreign keys "
+                        "present on the target tables fire during the load (create them after it, as copy_schema "
+                        "does, or load as a superuser)")
+
+    def _copy_unit(self, number, src, tgt, unit):
+        table = self.plan[unit["table"]]
+        fmt = table["format"]
+        tried = []
+        while True:
+            tried.append(fmt)
+            self.progress.started(unit, fmt)
+            started = time.time()
+            try:
+                rows, nbytes = self._stream(src, tgt, unit, table["columns"], fmt)
+            except _Aborted:
+                self.progress.back_to_pending(unit)
+                return
+            except psycopg.Error as exc:
+                message = scrub(str(exc).strip(), self.secrets)
+                retry = native.fallback_format(fmt, table["meta"])
+                if retry and retry not in tried and not self.stop.is_set():
+                    with self.lock:
+                        self.warnings.append("%s: the binary copy failed (%s); copied in text format instead" % (
+                            unit["table"], message.splitlines()[0] if message else type(exc).__name__))
+                    # the failed COPY aborted the source transaction: import the snapshot again
+                    begin_snapshot(src, self.snapshot)
+                    fmt = retry
+                    continue
+                error = "copying %s (unit %s, %s format) failed: %s" % (unit["table"], unit["unit"], fmt, message)
+                self._fail(error)
+                self.progress.failed(unit, error)
+                return
+            seconds = time.time() - started
+            self.progress.copied(unit, rows, nbytes, fmt)
+            with self.lock:
+                self.results.append(dict(table=unit["table"], unit=unit["unit"], rows=rows, bytes=nbytes,
+                                         format=fmt, seconds=round(seconds, 3), worker=number))
+            return
+
+    def _stream(self, src, tgt, unit, cols, fmt):
+        """One unit: COPY out of the source into the target in one target transaction; (rows, bytes)."""
+        out_sql = native.copy_out(unit, cols, fmt)
+        nbytes = 0
+        chunks = 0
+        last = time.time()
+        with tgt.transaction():
+            if unit["truncate"]:
+                tgt.execute(native.truncate([unit]))
+            with src.cursor() as scur, tgt.cursor() as tcur:
+                with scur.copy(out_sql) as out, tcur.copy(native.copy_in(unit, cols, fmt, freeze=unit["truncate"])) as inp:
+                    buf = bytearray()
+                    for chunk in out:
+                        if self.stop.is_set():
+                            raise _Aborted()
+                        buf += chunk
+                        chunks += 1
+                        if len(buf) >= WRITE_BATCH:
+                            inp.write(buf)
+                            nbytes += len(buf)
+                            buf = bytearray()
+                            now = time.time()
+                            if now - last >= PROGRESS_INTERVAL:
+                                last = now
+                                # one chunk per row (binary adds its trailer): an estimate until COPY ends
+                                self.progress.advanced(unit, chunks, nbytes)
+                    if buf:
+                        inp.write(buf)
+                        nbytes += len(buf)
+                rows = tcur.rowcount
+        return rows, nbytes
