@@ -307,30 +307,23 @@ def split_tables(units):
 
 
 def copy_format(columns):
-    """'binary' when every column's binary form means the same on any server, else 'text'.
+    """'binary', unless a column's type is a base type from an extension (or made by a user): then 'text'.
 
-    Built-in types keep their binary format across major versions; enums (sent as labels)
-    and domains over built-in types too. A composite, an array of a user-defined type or a
-    type from an extension carries type OIDs (or has no binary I/O), which differ between
-    two clusters: those tables go in text.
-    columns: [{name, type_oid, typtype, base_oid, elem_oid}].
+    Built-in types keep their binary format across major versions. Enums (sent as labels),
+    domains, composites and arrays are sent in binary too (PostgreSQL only checks the type
+    OIDs inside them for built-in types). A base type from an extension has the binary
+    format of the extension's version, which may differ between the two servers.
+    columns: [{resolved_oid, resolved_typtype}] (the type through a domain and an array).
     """
     for col in columns:
-        oid = col.get("base_oid") or col.get("type_oid") or 0
-        if oid < FIRST_USER_OID:
-            elem = col.get("elem_oid") or 0
-            if elem >= FIRST_USER_OID:
-                return "text"
-            continue
-        if col.get("typtype") in ("e",) or (col.get("typtype") == "d" and (col.get("base_oid") or 0) < FIRST_USER_OID):
-            continue
-        return "text"
+        if (col.get("resolved_oid") or 0) >= FIRST_USER_OID and col.get("resolved_typtype") == "b":
+            return "text"
     return "binary"
 
 
 def has_user_types(columns):
-    return any(max(col.get("type_oid") or 0, col.get("base_oid") or 0, col.get("elem_oid") or 0) >= FIRST_USER_OID
-               for col in columns)
+    """Whether a column's type (or its base or element type) is not built in."""
+    return any(max(col.get("type_oid") or 0, col.get("resolved_oid") or 0) >= FIRST_USER_OID for col in columns)
 
 
 def fallback_format(fmt, columns):
@@ -397,7 +390,7 @@ def column_problems(table, source_columns, target_columns):
 
 def _conninfo_value(value):
     text = str(value)
-    if text and re.fullmatch(r"[A-Za-z0-9_.:/@+-]+", text):
+    if text and not re.search(r"[\s'\\]", text):
         return text
     return "'%s'" % text.replace("\\", "\\\\").replace("'", "\\'")
 
@@ -472,7 +465,8 @@ def decide(observed, desired):
       {confirmed_flush_lsn, plugin, database, active_pid}), database (source database name),
       loading_pids (source sessions of a load of this stream still running), subscription
       (None or {enabled, slot_name}), progress (load_progress rows of this stream).
-    desired: tables (normalized), copy (bool), enabled (True, False or None = leave as is).
+    desired: name, tables (normalized), copy (bool), enabled (for an existing subscription: True
+      enables it, False disables it, None leaves it as it is), create_enabled (a new subscription's).
 
     Returns {steps: [...], restart: reason or None, adds, drops, loaded (tables the subscription
     starts with)}. Raises StreamError when the stream is in a state only a person should resolve.
@@ -574,7 +568,7 @@ def decide(observed, desired):
             steps.append("slot_create")
     else:
         adds_later = diff["add"]
-        if adds_later and desired["enabled"] is False:
+        if adds_later and not desired.get("create_enabled", True):
             raise StreamError(
                 "tables %s were added to stream %s after its copy: PostgreSQL copies them with ALTER SUBSCRIPTION ... "
                 "REFRESH PUBLICATION, which needs the subscription enabled: run with enable: true" % (

@@ -27,10 +27,10 @@ description:
   - Progress is written per unit to C(pgshift.load_progress) on the target (created when missing) while
     the copy runs, for M(pgshift.aurora.pg_replication_status) and the playbook to show rates and an ETA.
     Run the module with C(async) for long loads.
-  - Then the subscription is created on the slot with C(copy_data = false): changes apply from exactly the
+  - Then the subscription is created on the slot with C(copy_data = false), so changes apply from exactly the
     snapshot's LSN, so no row is lost or applied twice.
   - A run that finds a slot without a finished load (the module was stopped or crashed during the copy)
-    cannot reuse it, as a snapshot cannot be imported once its exporting session ended: it drops the slot,
+    cannot reuse it, as a snapshot cannot be imported once its exporting session ended; it drops the slot,
     truncates the stream's target tables and copies again, and says so in RV(restarted) and RV(restart_reason).
   - A second run with the same stream changes nothing. In check mode nothing changes and RV(queries) lists
     what would run.

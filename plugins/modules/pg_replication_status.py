@@ -11,7 +11,7 @@ module: pg_replication_status
 short_description: Read the state, lag and load progress of every native replication stream of a migration
 version_added: 0.2.0
 description:
-  - Reads, and never changes, the streams of one migration made by M(pgshift.aurora.pg_native_stream):
+  - Reads, and never changes, the streams of one migration made by M(pgshift.aurora.pg_native_stream),
     the publications C(pgshift_<migration>_s<N>) and their slots on the source, the subscriptions of the
     same names on the target.
   - Per stream it returns a state (C(copying), C(streaming), C(starting), C(disabled), C(error) or
@@ -43,7 +43,7 @@ options:
   barrier_lsn:
     description:
       - A source LSN (C(X/Y), from C(pg_current_wal_lsn()) on the source after the writes stopped). Every
-        stream's RV(streams[].barrier_reached) and the overall RV(barrier_reached) say whether the subscriber
+        stream's C(barrier_reached) in RV(streams) and the overall RV(barrier_reached) say whether the subscriber
         confirmed it, i.e. applied every transaction committed before it.
     type: str
   target_login_host:

@@ -100,14 +100,14 @@ def begin_snapshot(conn, snapshot):
 COLUMNS_QUERY = """
 SELECT n.nspname AS schema, c.relname AS table, a.attname AS name, a.atttypid::int AS type_oid,
        t.typtype::text AS typtype, format_type(a.atttypid, a.atttypmod) AS type_name,
-       CASE WHEN t.typtype = 'd' THEN t.typbasetype::int ELSE NULL END AS base_oid,
-       coalesce(nullif(t.typelem, 0), nullif(bt.typelem, 0))::int AS elem_oid,
+       coalesce(e.oid, b.oid, t.oid)::int AS resolved_oid, coalesce(e.typtype, b.typtype, t.typtype)::text AS resolved_typtype,
        a.attgenerated <> '' AS generated
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
+LEFT JOIN pg_type b ON b.oid = nullif(t.typbasetype, 0)
+LEFT JOIN pg_type e ON e.oid = nullif(coalesce(b.typelem, t.typelem), 0) AND coalesce(b.typcategory, t.typcategory) = 'A'
 WHERE a.attnum > 0 AND NOT a.attisdropped AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
 ORDER BY n.nspname, c.relname, a.attnum
 """
@@ -221,7 +221,10 @@ class Progress:
         self.lock = threading.Lock()
 
     def ensure(self):
-        with self.lock:
+        """Create the schema and table when missing; serialised, as streams start in parallel and two
+        concurrent CREATE ... IF NOT EXISTS of the same object can still collide."""
+        with self.lock, self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('pgshift.load_progress'))")
             for stmt in PROGRESS_DDL:
                 self.conn.execute(stmt)
 
