@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgshift.aurora contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Wait for the replication streams, printing their progress as it happens.
+
+An action plugin: it runs in the controller, calls pg_replication_status (and
+async_status for the load jobs) at each interval, and prints per-stream and
+per-table lines with rates and ETAs straight into the playbook output, which a
+module cannot do while it runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.pgshift.aurora.plugins.module_utils import progress
+
+display = Display()
+
+OWN_ARGS = dict(
+    until=dict(type="str", default="caught_up", choices=list(progress.UNTIL_CHOICES)),
+    interval=dict(type="float", default=5),
+    timeout=dict(type="int", default=3600),
+    jobs=dict(type="list", elements="dict", default=[]),
+    plan=dict(type="dict"),
+    lag_csv=dict(type="path"),
+)
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        own = dict((k, args.pop(k)) for k in list(args) if k in OWN_ARGS)
+        validated = self._validate(own)
+        status_args = args
+        estimates = progress.estimates(validated["plan"])
+        start = time.monotonic()
+        previous, previous_at = {}, start
+        csv_file = self._open_csv(validated["lag_csv"])
+        polls = 0
+        max_lag = 0
+        try:
+            while True:
+                status = self._execute_module(module_name="pgshift.aurora.pg_replication_status",
+                                              module_args=status_args, task_vars=task_vars)
+                if status.get("failed"):
+                    raise AnsibleActionFail(status.get("msg", "pg_replication_status failed"))
+                now = time.monotonic()
+                polls += 1
+                jobs = [self._job(j, task_vars) for j in validated["jobs"]]
+                current = progress.observed_tables(status)
+                rates = progress.table_rates(previous, current, now - previous_at)
+                previous, previous_at = current, now
+                for line in progress.lines(status, now - start, rates, estimates):
+                    display.display(line)
+                if csv_file is not None:
+                    csv.writer(csv_file[1]).writerows(progress.csv_rows(status, now - start))
+                    csv_file[1].flush()
+                max_lag = max([max_lag] + [s.get("lag_bytes") or 0 for s in status.get("streams", [])])
+                problem = progress.failure(status, jobs)
+                if problem:
+                    raise AnsibleActionFail("replication failed: %s" % problem, result=dict(status=status, jobs=jobs))
+                done, reason = progress.reached(validated["until"], status, all(j.get("finished") for j in jobs))
+                if done:
+                    result.update(status=status, jobs=jobs, reason=reason, polls=polls,
+                                  elapsed_seconds=round(now - start, 1), max_lag_bytes=max_lag, changed=False)
+                    return result
+                if now - start > validated["timeout"]:
+                    raise AnsibleActionFail(
+                        "timed out after %ds waiting until %s; last state: %s" % (
+                            validated["timeout"], validated["until"],
+                            ", ".join("%s %s" % (s["name"], s.get("message") or s.get("state"))
+                                      for s in status.get("streams", [])) or "no stream"),
+                        result=dict(status=status, jobs=jobs))
+                time.sleep(validated["interval"])
+        finally:
+            if csv_file is not None:
+                csv_file[1].close()
+
+    def _validate(self, own):
+        missing = [k for k in own if k not in OWN_ARGS]
+        if missing:
+            raise AnsibleActionFail("unknown option(s): %s" % ", ".join(missing))
+        values = dict((k, v.get("default")) for k, v in OWN_ARGS.items())
+        values.update(own)
+        if values["until"] not in progress.UNTIL_CHOICES:
+            raise AnsibleActionFail("until must be one of %s, not %r" % (", ".join(progress.UNTIL_CHOICES),
+                                                                          values["until"]))
+        try:
+            values["interval"] = float(values["interval"])
+            values["timeout"] = int(values["timeout"])
+        except (TypeError, ValueError) as exc:
+            raise AnsibleActionFail("interval and timeout must be numbers: %s" % exc) from None
+        if values["interval"] <= 0 or values["timeout"] <= 0:
+            raise AnsibleActionFail("interval and timeout must be above 0")
+        for job in values["jobs"] or []:
+            if not isinstance(job, dict) or "ansible_job_id" not in job:
+                raise AnsibleActionFail("jobs must be the registered results of tasks run with async and poll: 0 "
+                                        "(each has ansible_job_id)")
+        return values
+
+    def _job(self, job, task_vars):
+        st = self._execute_module(module_name="ansible.builtin.async_status",
+                                  module_args=dict(jid=job["ansible_job_id"]), task_vars=task_vars)
+        item = job.get("item")
+        label = item.get("name") if isinstance(item, dict) and item.get("name") else job["ansible_job_id"]
+        return dict(jid=job["ansible_job_id"], stream=label, finished=bool(st.get("finished")),
+                    failed=bool(st.get("failed")), msg=st.get("msg"))
+
+    @staticmethod
+    def _open_csv(path):
+        if not path:
+            return None
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        new = not os.path.exists(path)
+        handle = open(path, "a", newline="", encoding="utf-8")  # pylint: disable=consider-using-with
+        if new:
+            csv.writer(handle).writerow(progress.CSV_HEADER)
+        return path, handle

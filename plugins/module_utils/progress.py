@@ -1,0 +1,122 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgshift.aurora contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Progress of the replication streams as a DBA reads it: lines, rates, ETAs, CSV rows (pure)."""
+
+from __future__ import annotations
+
+from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs
+
+UNTIL_CHOICES = ("loaded", "caught_up", "barrier")
+CSV_HEADER = ["elapsed_seconds", "stream", "state", "lag_bytes", "lag_seconds", "retained_bytes", "rows_copied",
+              "bytes_copied", "load_percent"]
+
+
+def human_bytes(n):
+    return "-" if n is None else prereqs.human_bytes(n)
+
+
+def human_seconds(s):
+    if s is None:
+        return "-"
+    s = int(round(s))
+    return "%d:%02d:%02d" % (s // 3600, (s % 3600) // 60, s % 60)
+
+
+def estimates(plan):
+    """{table: {'rows': estimated rows, 'bytes': estimated bytes}} from a pg_replication_plan result."""
+    result = {}
+    for stream in (plan or {}).get("streams", []):
+        for t in stream.get("tables", []):
+            result[t["qualified"]] = dict(rows=t.get("rows") or 0, bytes=t.get("bytes") or 0)
+    return result
+
+
+def table_rates(previous, current, seconds):
+    """Rows/s and bytes/s per table between two observations {table: (rows, bytes)}."""
+    rates = {}
+    if not seconds or seconds <= 0:
+        return rates
+    for table, (rows, nbytes) in current.items():
+        before = previous.get(table, (0, 0))
+        rates[table] = (max(0, rows - before[0]) / seconds, max(0, nbytes - before[1]) / seconds)
+    return rates
+
+
+def observed_tables(status):
+    """{table: (rows, bytes)} copied so far, over every stream of a pg_replication_status result."""
+    seen = {}
+    for stream in status.get("streams", []):
+        for t in stream.get("tables", []):
+            seen[t["table"]] = (t.get("rows") or 0, t.get("bytes") or 0)
+    return seen
+
+
+def table_eta(rows_done, rows_estimate, rate):
+    if not rate or rate <= 0 or not rows_estimate or rows_done >= rows_estimate:
+        return None
+    return (rows_estimate - rows_done) / rate
+
+
+def lines(status, elapsed, rates, plan_estimates, max_tables=8):
+    """The lines printed at each poll: one per stream, then the tables being copied."""
+    out = []
+    for s in status.get("streams", []):
+        load = s.get("load") or {}
+        parts = ["%-26s %-10s" % (s["name"], s.get("state"))]
+        if load.get("units"):
+            parts.append("load %d/%d units %5.1f%% %s rows %s %s/s ETA %s" % (
+                load.get("copied", 0), load["units"], load.get("percent") or 0.0, "{:,}".format(load.get("rows") or 0),
+                human_bytes(load.get("bytes")), human_bytes(load.get("bytes_per_second")),
+                human_seconds(load.get("eta_seconds"))))
+        if s.get("lag_bytes") is not None:
+            parts.append("lag %s %s" % (human_bytes(s["lag_bytes"]),
+                                        "%.1fs" % s["lag_seconds"] if s.get("lag_seconds") is not None else "-"))
+        if s.get("retained_bytes") is not None:
+            parts.append("slot holds %s" % human_bytes(s["retained_bytes"]))
+        out.append("[%s] %s" % (human_seconds(elapsed), " | ".join(parts)))
+        copying = [t for t in s.get("tables", []) if t.get("state") == "copying"]
+        for t in copying[:max_tables]:
+            rows_rate, bytes_rate = rates.get(t["table"], (0.0, 0.0))
+            est = plan_estimates.get(t["table"], {})
+            eta = table_eta(t.get("rows") or 0, est.get("rows"), rows_rate)
+            out.append("           %-40s copying %s/%s rows %s %s rows/s %s/s ETA %s" % (
+                t["table"], "{:,}".format(t.get("rows") or 0), "{:,}".format(est.get("rows") or 0) if est else "?",
+                human_bytes(t.get("bytes")), "{:,.0f}".format(rows_rate), human_bytes(bytes_rate), human_seconds(eta)))
+        if len(copying) > max_tables:
+            out.append("           ... and %d more table(s) copying" % (len(copying) - max_tables))
+        if s.get("state") == "error":
+            out.append("           ERROR: %s" % s.get("message"))
+    if not status.get("streams"):
+        out.append("[%s] no stream found yet" % human_seconds(elapsed))
+    return out
+
+
+def csv_rows(status, elapsed):
+    rows = []
+    for s in status.get("streams", []):
+        load = s.get("load") or {}
+        rows.append([round(elapsed, 1), s["name"], s.get("state"), s.get("lag_bytes"), s.get("lag_seconds"),
+                     s.get("retained_bytes"), load.get("rows"), load.get("bytes"), load.get("percent")])
+    return rows
+
+
+def reached(until, status, jobs_finished):
+    """Whether the wait is over: (done, reason)."""
+    streams = status.get("streams", [])
+    if until == "loaded":
+        loaded = bool(streams) and all((s.get("load") or {}).get("done") or s.get("state") in ("streaming", "stopped")
+                                       for s in streams)
+        return (jobs_finished and loaded), "every stream's initial load is copied"
+    if until == "caught_up":
+        return bool(status.get("caught_up")), "every stream is streaming within the lag limits"
+    return bool(status.get("barrier_reached")), "every stream applied the barrier LSN"
+
+
+def failure(status, jobs):
+    """A message when something failed (a stream in error, a load job failed), else None."""
+    problems = list(status.get("errors") or [])
+    for job in jobs:
+        if job.get("failed"):
+            problems.append("load job %s failed: %s" % (job.get("stream") or job.get("jid"), job.get("msg")))
+    return "; ".join(problems) if problems else None
