@@ -93,8 +93,8 @@ class ActionModule(ActionBase):
         values = dict((k, v.get("default")) for k, v in OWN_ARGS.items())
         values.update(own)
         if values["until"] not in progress.UNTIL_CHOICES:
-            raise AnsibleActionFail("until must be one of %s, not %r" % (", ".join(progress.UNTIL_CHOICES),
-                                                                          values["until"]))
+            raise AnsibleActionFail("until must be one of %s, not %r" % (
+                ", ".join(progress.UNTIL_CHOICES), values["until"]))
         try:
             values["interval"] = float(values["interval"])
             values["timeout"] = int(values["timeout"])
