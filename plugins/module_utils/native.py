@@ -46,6 +46,10 @@ SUBSCRIPTION_REL_STATES = {
     "r": "ready",
 }
 
+# An apply worker younger than this while errors were counted is taken for one failing in a loop
+# (PostgreSQL restarts a failed worker after wal_retrieve_retry_interval, 5 s by default).
+RECENT_RESTART_SECONDS = 15
+
 STREAM_STATES = ("copying", "streaming", "starting", "disabled", "error", "missing")
 
 
@@ -718,7 +722,7 @@ def classify_stream(obs):
     """(state, message) of one stream from what status observed.
 
     obs: publication (bool), slot (None or {wal_status, confirmed_flush_lsn, active}),
-    subscription (None or {enabled, worker_pid, apply_error_count, sync_error_count}),
+    subscription (None or {enabled, worker_pid, worker_age_seconds, apply_error_count, sync_error_count}),
     table_states [table_state()...], load (unit_totals() or None).
     States: missing, error, copying, disabled, starting, streaming.
     """
@@ -765,6 +769,11 @@ def classify_stream(obs):
                              "error(s) were counted: it fails and restarts in a loop at LSN %s; the error is in the "
                              "target's server log" % (name, errors, lsn))
         return "starting", "subscription %s is enabled; its apply worker is starting (LSN %s)" % (name, lsn)
+    age = sub.get("worker_age_seconds")
+    if errors and age is not None and age < RECENT_RESTART_SECONDS:
+        return "error", ("subscription %s counted %d apply/sync error(s) and its apply worker started %.0f s ago: it "
+                         "is probably failing and restarting in a loop at LSN %s; the error is in the target's server "
+                         "log" % (name, errors, age, lsn))
     if syncing:
         return "copying", "%d table(s) of %s are being synchronised by PostgreSQL" % (len(syncing), name)
     return "streaming", "%s streams from LSN %s" % (name, lsn)

@@ -234,8 +234,10 @@ class Status:
         workers = _rows(conn, "SELECT w.subname, w.pid, w.relid::int AS relid, w.received_lsn::text AS received_lsn, "
                               "w.latest_end_lsn::text AS latest_end_lsn, "
                               "extract(epoch FROM now() - w.last_msg_receipt_time)::float8 AS receipt_age, "
-                              "to_jsonb(w) ->> 'leader_pid' AS leader_pid, to_jsonb(w) ->> 'worker_type' AS worker_type "
-                              "FROM pg_stat_subscription w WHERE starts_with(w.subname, %s) AND w.pid IS NOT NULL",
+                              "to_jsonb(w) ->> 'leader_pid' AS leader_pid, to_jsonb(w) ->> 'worker_type' AS worker_type, "
+                              "extract(epoch FROM now() - a.backend_start)::float8 AS worker_age "
+                              "FROM pg_stat_subscription w LEFT JOIN pg_stat_activity a ON a.pid = w.pid "
+                              "WHERE starts_with(w.subname, %s) AND w.pid IS NOT NULL",
                         (self.prefix,))
         stats = []
         if version >= 150000:
@@ -268,6 +270,8 @@ class Status:
         if sub is not None:
             sub_info = dict(exists=True, enabled=sub["subenabled"], slot_name=sub["subslotname"],
                             worker_pid=worker["pid"] if worker else None,
+                            worker_age_seconds=round(worker["worker_age"], 3)
+                            if worker and worker["worker_age"] is not None else None,
                             received_lsn=worker["received_lsn"] if worker else None,
                             latest_end_lsn=worker["latest_end_lsn"] if worker else None,
                             last_msg_age_seconds=round(worker["receipt_age"], 3)

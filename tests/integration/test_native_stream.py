@@ -465,6 +465,26 @@ def test_killed_load_restarts_and_disabled_subscription_waits(dbs):
     wait_barrier(source, target, "crash")
     q = 'SELECT * FROM "CarrierRates" ORDER BY "Id"'
     assert source.query(DB, q) == target.query(DB, q)
+
+    # An apply error that disables the subscription is reported with the LSN it stopped at, then resumed.
+    target.execute(DB, ['ALTER SUBSCRIPTION "pgshift_crash_s1" SET (disable_on_error = true)',
+                        "INSERT INTO documents VALUES (5000, 'conflict', 'target')"])
+    source.execute(DB, "INSERT INTO documents VALUES (5000, 'source', 'source')")
+
+    def reported():
+        found = status(source, target, "crash")
+        return found if found["streams"][0]["state"] == "error" else None
+    assert wait_for(reported, timeout=30)
+    broken = reported()
+    (confirmed,), = source.query(DB, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                                     "WHERE slot_name = 'pgshift_crash_s1'")
+    assert "disabled after 1 apply/sync error(s); it stopped at LSN %s" % confirmed in broken["errors"][0]
+    assert broken["streams"][0]["subscription"]["apply_error_count"] == 1 and broken["caught_up"] is False
+    target.execute(DB, "DELETE FROM documents WHERE id = 5000")
+    assert ok(stream_run(source, target, grown, state="enabled"))["steps"] == ["subscription_enable"]
+    wait_barrier(source, target, "crash")
+    q = "SELECT * FROM documents ORDER BY id"
+    assert source.query(DB, q) == target.query(DB, q)
     ok(stream_run(source, target, dict(name=s["name"]), state="absent"))
     assert catalog_state(source, target, "crash") == ([], [], [])
 
