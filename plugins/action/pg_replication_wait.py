@@ -109,8 +109,11 @@ class ActionModule(ActionBase):
         return values
 
     def _job(self, job, task_vars):
-        st = self._execute_module(module_name="ansible.builtin.async_status",
-                                  module_args=dict(jid=job["ansible_job_id"]), task_vars=task_vars)
+        # As the async_status action does: the module wants the async directory.
+        async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
+        st = self._execute_module(module_name="ansible.legacy.async_status",
+                                  module_args=dict(jid=job["ansible_job_id"], _async_dir=async_dir),
+                                  task_vars=task_vars)
         item = job.get("item")
         label = item.get("name") if isinstance(item, dict) and item.get("name") else job["ansible_job_id"]
         return dict(jid=job["ansible_job_id"], stream=label, finished=bool(st.get("finished")),
