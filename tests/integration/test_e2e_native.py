@@ -1,0 +1,152 @@
+"""The native engine end to end on a lab of its own: PG15 source -> PG18 target, with the
+background load running through PgBouncer the whole time.
+
+prepare_source -> copy_schema -> replicate, then every migrated table is compared row by row
+on both sides, the audit trigger must have fired once per source change (not again on the
+target), the ledger written by the load clients must be on the target exactly once; a second
+replicate changes nothing; cleanup removes every publication, subscription and slot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import psycopg
+import pytest
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+# Ports of its own, below the ephemeral range, apart from the lab's and molecule's.
+PORTS = dict(source=25452, target=25453, pgbouncer=26452, moto=25520)
+ADMIN = "lab-admin-secret"
+
+pytestmark = pytest.mark.lab
+
+
+def playbook(inventory, name, *extra, check=True):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".build", "collections"), ANSIBLE_FORCE_COLOR="0")
+    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, name] + list(extra),
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=900, check=False)
+    out = proc.stdout + proc.stderr
+    if check and proc.returncode != 0:
+        raise AssertionError("%s failed (rc %d):\n%s" % (name, proc.returncode, out[-6000:]))
+    return proc.returncode, out
+
+
+def recap_changed(output):
+    counts = re.findall(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)", output)
+    assert counts, output[-2000:]
+    return sum(int(c) for c in counts)
+
+
+def connect(port, dbname="app"):
+    return psycopg.connect(host="127.0.0.1", port=port, dbname=dbname, user="postgres", password=ADMIN,
+                           autocommit=True)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """The lab's inventory, moved to ports and a lab_root of its own; lab up, then down."""
+    inv = tmp_path_factory.mktemp("e2e-inventory")
+    reports = inv / "reports"
+    shutil.copy(os.path.join(REPO, "inventories", "lab", "hosts.yml"), inv / "hosts.yml")
+    (inv / "host_vars").mkdir()
+    for host, side in (("lab-source", "source"), ("lab-target", "target")):
+        with open(os.path.join(REPO, "inventories", "lab", "host_vars", host + ".yml")) as f:
+            hv = yaml.safe_load(f)
+        hv["db_port"] = PORTS[side]
+        (inv / "host_vars" / (host + ".yml")).write_text(yaml.safe_dump(hv))
+    (inv / "group_vars" / "all").mkdir(parents=True)
+    with open(os.path.join(REPO, "inventories", "lab", "group_vars", "all", "migration.yml")) as f:
+        mig = yaml.safe_load(f)
+    mig["traffic_switch_pgbouncer"]["port"] = PORTS["pgbouncer"]
+    mig["aws_endpoint_url"] = "http://127.0.0.1:%d" % PORTS["moto"]
+    mig["report_dir"] = str(reports)
+    mig["migration_streams"] = 2
+    (inv / "group_vars" / "all" / "migration.yml").write_text(yaml.safe_dump(mig))
+    with open(os.path.join(REPO, "inventories", "lab", "group_vars", "all", "lab.yml")) as f:
+        labvars = yaml.safe_load(f) or {}
+    labvars.update(lab_root=os.path.join(REPO, ".build", "e2e-lab"), lab_pgbench_scale=1)
+    (inv / "group_vars" / "all" / "lab.yml").write_text(yaml.safe_dump(labvars))
+    inventory = str(inv / "hosts.yml")
+    playbook(inventory, "playbooks/lab_down.yml")
+    playbook(inventory, "playbooks/lab_up.yml")
+    try:
+        yield dict(inventory=inventory, reports=reports)
+    finally:
+        playbook(inventory, "playbooks/lab_down.yml", check=False)
+
+
+def wait_caught_up(src, timeout=60):
+    lsn = src.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        behind = src.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgshift\\_%%' "
+                             "AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < %s)", (lsn,)).fetchone()[0]
+        if behind == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the streams did not confirm %s within %ds" % (lsn, timeout))
+
+
+def rows(conn, table):
+    ident = psycopg.sql.SQL("{}{}.{}").format(psycopg.sql.SQL("ONLY " if table["only"] else ""),
+                                               psycopg.sql.Identifier(table["schema"]),
+                                               psycopg.sql.Identifier(table["name"]))
+    return [r[0] for r in conn.execute(psycopg.sql.SQL("SELECT t::text FROM {} t ORDER BY 1").format(ident))]
+
+
+def test_native_migration_end_to_end(lab):
+    inventory = lab["inventory"]
+    playbook(inventory, "playbooks/lab_load.yml", "-e", "lab_load_state=started", "-e", "lab_load_rate=40")
+    try:
+        playbook(inventory, "pgshift.aurora.prepare_source")
+        playbook(inventory, "pgshift.aurora.copy_schema")
+        rc, out = playbook(inventory, "pgshift.aurora.replicate")
+        assert "CAUGHT UP" in out
+        assert re.search(r"\[0:\d\d:\d\d\] pgshift_shipping_s1 ", out), "no progress line in the playbook output"
+        with connect(PORTS["source"]) as src:
+            # Changes the audit trigger sees on the source, while CDC runs.
+            src.execute("UPDATE public.customers SET name = name || ' (moved)' WHERE id IN "
+                        "(SELECT id FROM public.customers ORDER BY id LIMIT 25)")
+            src.execute("UPDATE public.parcels SET attributes = attributes || '{\"e2e\": true}' WHERE id IN "
+                        "(SELECT id FROM public.parcels ORDER BY id LIMIT 5)")
+            src.execute("INSERT INTO public.customers (name, email, country) VALUES ('E2E', 'e2e@example.com', 'DE')")
+            src.execute("DELETE FROM public.customers WHERE email = 'e2e@example.com'")
+        rc, again = playbook(inventory, "pgshift.aurora.replicate")
+        assert recap_changed(again) == 0, again[-3000:]
+    finally:
+        playbook(inventory, "playbooks/lab_load.yml", "-e", "lab_load_state=stopped")
+
+    plan = json.loads((lab["reports"] / "plan.json").read_text())
+    with connect(PORTS["source"]) as src, connect(PORTS["target"]) as tgt:
+        wait_caught_up(src)
+        compared = 0
+        for stream in plan["streams"]:
+            for table in stream["tables"]:
+                assert rows(src, table) == rows(tgt, table), table["qualified"]
+                compared += 1
+        assert compared >= 25
+        audit = "SELECT operation, count(*) FROM public.audit_log GROUP BY 1 ORDER BY 1"
+        assert src.execute(audit).fetchall() == tgt.execute(audit).fetchall()
+        ledger = ("SELECT client_id, count(*), count(DISTINCT seq), max(seq) FROM public.ledger "
+                  "GROUP BY client_id ORDER BY client_id")
+        src_ledger = src.execute(ledger).fetchall()
+        assert src_ledger and src_ledger == tgt.execute(ledger).fetchall()
+        assert all(n == distinct == top for _, n, distinct, top in src_ledger), "a client's ledger has a gap"
+
+    rc, out = playbook(inventory, "pgshift.aurora.cleanup", check=False)
+    assert rc != 0 and "cleanup_confirm=true" in out
+    playbook(inventory, "pgshift.aurora.cleanup", "-e", "cleanup_confirm=true")
+    with connect(PORTS["source"]) as src, connect(PORTS["target"]) as tgt:
+        assert src.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0
+        assert src.execute("SELECT count(*) FROM pg_publication").fetchone()[0] == 0
+        assert tgt.execute("SELECT count(*) FROM pg_subscription").fetchone()[0] == 0
+    assert ADMIN not in (lab["reports"] / "replication.json").read_text()
