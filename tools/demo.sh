@@ -23,6 +23,11 @@ play pgshift.aurora.prepare_source --check --diff
 play pgshift.aurora.prepare_source
 # Phase 0 again, now as the go/no-go gate: fails on any remaining blocker.
 play pgshift.aurora.assess
+# Phase 3: the schema before the data (indexes, foreign keys, triggers held back).
+play pgshift.aurora.copy_schema
+# Phase 4: streams planned by size and write rate, loaded in parallel under
+# exported snapshots (per-table progress below), indexes built, then CDC.
+play pgshift.aurora.replicate
 
 echo
 echo "### Summary"
@@ -46,7 +51,15 @@ print("sizes:              %d tables, %.1f MB, ~%d rows, %.1f writes/s (%s)" % (
     src["sizes"]["tables"], src["sizes"]["migrated_bytes"] / 1048576.0, src["sizes"]["migrated_rows"],
     src["sizes"]["writes_per_second"], src["sizes"].get("write_rate_method")))
 print("suggested streams:  %s; DMS LOB mode: %s" % (src["suggested_streams"], src["lob"]["recommendation"]["reason"]))
-print("reports:            reports/lab/assessment-before-preparation.md, preparation.md, assessment.md (+ .json)")
+rep = json.load(open("reports/lab/replication.json"))
+final = rep.get("final") or {}
+for st in final.get("streams", []):
+    load = st.get("load") or {}
+    print("stream %-21s %s: %d tables, %s rows copied in %ss, lag %s bytes" % (
+        st["name"], st["state"], len(st.get("tables", [])), "{:,}".format(load.get("rows") or 0),
+        load.get("elapsed_seconds"), st.get("lag_bytes")))
+print("reports:            reports/lab/assessment-before-preparation.md, preparation.md, assessment.md,")
+print("                    schema.md, plan.json, replication.md, replication-lag.csv (+ .json)")
 PY
 echo
 echo "The lab is still up with its load running: 'make lab-down' removes it."
