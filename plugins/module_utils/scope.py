@@ -11,6 +11,18 @@ import re
 _PLAIN = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
+FILTER_OPTIONS = ("include_schemas", "exclude_schemas", "include_tables", "exclude_tables")
+
+
+def filter_argument_spec():
+    """The include/exclude options (doc fragment pgshift.aurora.filters)."""
+    return dict((name, dict(type="list", elements="str", default=[])) for name in FILTER_OPTIONS)
+
+
+def filters_from(params):
+    return dict((name, params[name]) for name in FILTER_OPTIONS)
+
+
 def qualified(schema, name):
     """schema.name, quoting only the parts that need it (for messages and keys)."""
     def quote(part):

@@ -31,6 +31,7 @@ author:
   - pgshift.aurora developers (@pgshift)
 extends_documentation_fragment:
   - pgshift.aurora.postgres
+  - pgshift.aurora.filters
 options:
   role:
     description:
@@ -60,28 +61,6 @@ options:
       - Password to create O(migration_user) with when it does not exist (fix mode only).
         Never logged, never returned; RV(queries) shows it masked.
     type: str
-  include_schemas:
-    description: Schemas to migrate; empty means every non-system schema.
-    type: list
-    elements: str
-    default: []
-  exclude_schemas:
-    description: Schemas never migrated.
-    type: list
-    elements: str
-    default: []
-  include_tables:
-    description:
-      - Tables to migrate, as C(schema.table) patterns (shell wildcards). Empty means all.
-        A partition follows its partitioned table (or inheritance parent).
-    type: list
-    elements: str
-    default: []
-  exclude_tables:
-    description: Tables never migrated, as C(schema.table) patterns.
-    type: list
-    elements: str
-    default: []
   planned_streams:
     description:
       - How many parallel replication streams (slots, subscriptions or DMS tasks) the migration
@@ -332,10 +311,6 @@ def argument_spec():
         state=dict(type="str", default="assessed", choices=["assessed", "present"]),
         migration_user=dict(type="str"),
         migration_password=dict(type="str", no_log=True),
-        include_schemas=dict(type="list", elements="str", default=[]),
-        exclude_schemas=dict(type="list", elements="str", default=[]),
-        include_tables=dict(type="list", elements="str", default=[]),
-        exclude_tables=dict(type="list", elements="str", default=[]),
         planned_streams=dict(type="int", default=1),
         reserved_slots=dict(type="int", default=2),
         fail_on=dict(type="str", default="blocker", choices=["blocker", "warning", "never"]),
@@ -352,6 +327,7 @@ def argument_spec():
         rds_reboot_timeout=dict(type="int", default=1800),
     )
     spec.update(rds_api.aws_argument_spec())
+    spec.update(scope.filter_argument_spec())
     return spec
 
 
@@ -387,8 +363,7 @@ class Prereqs:
         self.user = self.p["migration_user"] or self.p["login_user"]
         self._rds = None
         self._rds_current = {}
-        self.filters = dict(include_schemas=self.p["include_schemas"], exclude_schemas=self.p["exclude_schemas"],
-                            include_tables=self.p["include_tables"], exclude_tables=self.p["exclude_tables"])
+        self.filters = scope.filters_from(self.p)
 
     def gather(self, conn, earlier=None):
         known = (earlier["write_rates"], earlier["write_rate_method"]) if earlier else None

@@ -38,6 +38,7 @@ author:
   - pgshift.aurora developers (@pgshift)
 extends_documentation_fragment:
   - pgshift.aurora.postgres
+  - pgshift.aurora.postgres_target
 options:
   stream:
     description:
@@ -118,39 +119,6 @@ options:
     description:
       - C(sslrootcert) of the subscription's connection, a path on the target server (not on the controller).
     type: str
-  target_login_host:
-    description: Host name or IP address of the target PostgreSQL server.
-    type: str
-    default: 127.0.0.1
-  target_login_port:
-    description: TCP port of the target server.
-    type: int
-    default: 5432
-  target_login_db:
-    description: The target database (the tables exist there already, with their primary keys).
-    type: str
-    default: postgres
-  target_login_user:
-    description:
-      - User on the target. Creating a subscription needs a superuser (rds_superuser on Aurora) or, from
-        PostgreSQL 16, a member of pg_create_subscription with CREATE on the database.
-    type: str
-    default: postgres
-  target_login_password:
-    description: Password of O(target_login_user). Never logged nor returned.
-    type: str
-  target_ssl_mode:
-    description: libpq C(sslmode) towards the target.
-    type: str
-    default: prefer
-    choices: [disable, allow, prefer, require, verify-ca, verify-full]
-  target_ca_cert:
-    description: CA certificate file (on the controller) to verify the target with.
-    type: path
-  target_connect_timeout:
-    description: Seconds to wait for a connection to the target.
-    type: int
-    default: 10
 notes:
   - Supports check mode and diff mode.
   - O(login_user) on the source creates the publication (owner of the tables, or a superuser/rds_superuser)

@@ -47,6 +47,7 @@ author:
   - pgshift.aurora developers (@pgshift)
 extends_documentation_fragment:
   - pgshift.aurora.postgres
+  - pgshift.aurora.filters
 options:
   migration_name:
     description:
@@ -76,28 +77,6 @@ options:
         dictionary, or what the DMS tasks carry. A partitioned table stands for all its leaves.
     type: dict
     default: {}
-  include_schemas:
-    description: Schemas to migrate; empty means every non-system schema.
-    type: list
-    elements: str
-    default: []
-  exclude_schemas:
-    description: Schemas never migrated.
-    type: list
-    elements: str
-    default: []
-  include_tables:
-    description:
-      - Tables to migrate, as C(schema.table) patterns (shell wildcards). Empty means all. A partition or an
-        inheritance child follows its root.
-    type: list
-    elements: str
-    default: []
-  exclude_tables:
-    description: Tables never migrated, as C(schema.table) patterns.
-    type: list
-    elements: str
-    default: []
   allow_no_pk_dms:
     description:
       - With O(engine=dms), plan tables without a primary key anyway (they still need a replica identity); AWS
@@ -437,15 +416,12 @@ def argument_spec():
         engine=dict(type="str", default="native", choices=["native", "dms"]),
         streams=dict(type="int", default=0),
         existing=dict(type="dict", default={}),
-        include_schemas=dict(type="list", elements="str", default=[]),
-        exclude_schemas=dict(type="list", elements="str", default=[]),
-        include_tables=dict(type="list", elements="str", default=[]),
-        exclude_tables=dict(type="list", elements="str", default=[]),
         allow_no_pk_dms=dict(type="bool", default=False),
         split_bytes=dict(type="int", default=plan.DEFAULT_SPLIT_BYTES),
         load_rate_bytes_per_second=dict(type="int", default=plan.DEFAULT_LOAD_RATE),
         write_rate_sample_seconds=dict(type="float", default=0),
     )
+    spec.update(scope.filter_argument_spec())
     return spec
 
 
@@ -526,8 +502,7 @@ class ReplicationPlan:
         self.module = module
         self.p = module.params
         self.secrets = [self.p.get("login_password")]
-        self.filters = dict(include_schemas=self.p["include_schemas"], exclude_schemas=self.p["exclude_schemas"],
-                            include_tables=self.p["include_tables"], exclude_tables=self.p["exclude_tables"])
+        self.filters = scope.filters_from(self.p)
 
     def write_rates(self, conn, tables):
         age = (catalog.database_facts(conn) or {}).get("stats_age_seconds") or 0

@@ -26,6 +26,7 @@ author:
   - pgshift.aurora developers (@pgshift)
 extends_documentation_fragment:
   - pgshift.aurora.postgres
+  - pgshift.aurora.postgres_target
 options:
   migration:
     description:
@@ -46,37 +47,6 @@ options:
         stream's C(barrier_reached) in RV(streams) and the overall RV(barrier_reached) say whether the subscriber
         confirmed it, i.e. applied every transaction committed before it.
     type: str
-  target_login_host:
-    description: Host name or IP address of the target PostgreSQL server.
-    type: str
-    default: 127.0.0.1
-  target_login_port:
-    description: TCP port of the target server.
-    type: int
-    default: 5432
-  target_login_db:
-    description: The target database.
-    type: str
-    default: postgres
-  target_login_user:
-    description: User on the target (one that may read pg_stat_subscription, e.g. a superuser or pg_monitor member).
-    type: str
-    default: postgres
-  target_login_password:
-    description: Password of O(target_login_user). Never logged nor returned.
-    type: str
-  target_ssl_mode:
-    description: libpq C(sslmode) towards the target.
-    type: str
-    default: prefer
-    choices: [disable, allow, prefer, require, verify-ca, verify-full]
-  target_ca_cert:
-    description: CA certificate file to verify the target with.
-    type: path
-  target_connect_timeout:
-    description: Seconds to wait for a connection to the target.
-    type: int
-    default: 10
 notes:
   - Supports check mode (it only reads).
   - Lag in seconds is the WAL sender's C(replay_lag) when it measures one; 0 when everything sent was

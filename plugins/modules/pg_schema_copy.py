@@ -44,6 +44,7 @@ author:
   - pgshift.aurora developers (@pgshift)
 extends_documentation_fragment:
   - pgshift.aurora.postgres
+  - pgshift.aurora.filters
 options:
   stage:
     description:
@@ -98,29 +99,6 @@ options:
         C(PATH), whose C(pg_dump --version) has the target's major version. The module fails with a
         clear message when none has.
     type: path
-  include_schemas:
-    description: Schemas to migrate; empty means every non-system schema.
-    type: list
-    elements: str
-    default: []
-  exclude_schemas:
-    description: Schemas never migrated.
-    type: list
-    elements: str
-    default: []
-  include_tables:
-    description:
-      - Tables to migrate, as C(schema.table) patterns (shell wildcards). Empty means all. Partitions follow
-        their partitioned table (or inheritance parent); objects that depend on a table left out (its
-        indexes, a view reading it, a foreign key to it) are left out too.
-    type: list
-    elements: str
-    default: []
-  exclude_tables:
-    description: Tables never migrated, as C(schema.table) patterns.
-    type: list
-    elements: str
-    default: []
   parallel:
     description: Connections to the target that build indexes and validate foreign keys at once (O(stage=post)).
     type: int
@@ -147,6 +125,8 @@ requirements:
   - psycopg >= 3.1
   - pg_dump and pg_restore of the target's major version
 notes:
+  - Objects that depend on a table left out by the filters (its indexes, a view reading it, a foreign key
+    to it) are left out too.
   - Supports check mode.
   - The source must be PostgreSQL 13 or later.
   - Objects that logical replication does not carry are listed in RV(not_replicated) - unlogged tables (created
@@ -363,15 +343,12 @@ def argument_spec():
         target_connect_timeout=dict(type="int", default=10),
         target_maintenance_db=dict(type="str", default="postgres"),
         pg_bin_dir=dict(type="path"),
-        include_schemas=dict(type="list", elements="str", default=[]),
-        exclude_schemas=dict(type="list", elements="str", default=[]),
-        include_tables=dict(type="list", elements="str", default=[]),
-        exclude_tables=dict(type="list", elements="str", default=[]),
         parallel=dict(type="int", default=2),
         maintenance_work_mem=dict(type="str"),
         create_roles=dict(type="bool", default=True),
         lock_wait_timeout=dict(type="int", default=60000),
     )
+    spec.update(scope.filter_argument_spec())
     return spec
 
 

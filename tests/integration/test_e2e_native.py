@@ -97,9 +97,9 @@ def wait_caught_up(src, timeout=60):
 
 
 def rows(conn, table):
-    ident = psycopg.sql.SQL("{}{}.{}").format(psycopg.sql.SQL("ONLY " if table["only"] else ""),
-                                               psycopg.sql.Identifier(table["schema"]),
-                                               psycopg.sql.Identifier(table["name"]))
+    ident = psycopg.sql.SQL("{}{}.{}").format(
+        psycopg.sql.SQL("ONLY " if table["only"] else ""), psycopg.sql.Identifier(table["schema"]),
+        psycopg.sql.Identifier(table["name"]))
     return [r[0] for r in conn.execute(psycopg.sql.SQL("SELECT t::text FROM {} t ORDER BY 1").format(ident))]
 
 
@@ -140,7 +140,8 @@ def test_native_migration_end_to_end(lab):
                   "GROUP BY client_id ORDER BY client_id")
         src_ledger = src.execute(ledger).fetchall()
         assert src_ledger and src_ledger == tgt.execute(ledger).fetchall()
-        assert all(n == distinct == top for _, n, distinct, top in src_ledger), "a client's ledger has a gap"
+        assert all(n == distinct == top for client, n, distinct, top in src_ledger if client is not None), \
+            "a client's ledger has a gap"
 
     rc, out = playbook(inventory, "pgshift.aurora.cleanup", check=False)
     assert rc != 0 and "cleanup_confirm=true" in out
