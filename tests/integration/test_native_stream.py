@@ -376,6 +376,32 @@ def test_streams_load_stream_survive_faults_and_leave_nothing(dbs):
     caught = status(source, target, "it", max_lag_seconds=30)
     assert caught["caught_up"] is True, caught["streams"]
 
+    # A dropped replication connection: the walsenders of both streams killed on the source while
+    # writes go on; the subscribers reconnect and resume from their slots.
+    writer = Writer(source, seed=4)
+    writer.start()
+    time.sleep(0.3)
+    killed = source.query(DB, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication "
+                              "WHERE application_name LIKE 'pgshift_it_%'")
+    assert killed == [(True,), (True,)]
+    time.sleep(0.5)
+    writer.stop()
+    wait_barrier(source, target, "it", timeout=90)
+    assert_identical(source, target)
+
+    # A restarted source: writes before, the restart, writes after.
+    writer = Writer(source, seed=5)
+    writer.start()
+    time.sleep(0.3)
+    writer.stop()
+    restart(source)
+    writer = Writer(source, seed=6)
+    writer.start()
+    time.sleep(0.5)
+    writer.stop()
+    wait_barrier(source, target, "it", timeout=90)
+    assert_identical(source, target)
+
     # Removal: nothing left behind, then nothing to do.
     for s in (s1, s2):
         gone = ok(stream_run(source, target, dict(name=s["name"]), state="absent"))
