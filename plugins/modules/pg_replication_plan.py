@@ -86,9 +86,10 @@ options:
   split_bytes:
     description:
       - Tables larger than this (bytes, C(pg_total_relation_size)) with a single integer primary key get a
-        RV(plan.streams.tables.split) hint above 1 - the number of key ranges a loader can copy in parallel.
+        RV(plan.streams.tables.split) hint above 1 - the number of key ranges a loader can copy in parallel
+        (one range per O(split_bytes), 32 at most).
     type: int
-    default: 1073741824
+    default: 134217728
   load_rate_bytes_per_second:
     description:
       - Bytes per second one stream is assumed to load, for RV(plan.streams.estimated_load_seconds). This is an
