@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -41,3 +42,25 @@ def run_module(name, args, check_mode=False, diff=False, verbosity=0):
         raise AssertionError("module %s printed no JSON:\n%s" % (name, raw))
     result = json.loads(proc.stdout[start:])
     return result, raw
+
+
+RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def run_playbook(playbook, inventory, *args, cwd=REPO, secrets=(), timeout=900):
+    """ansible-playbook as a DBA runs it; returns (rc, output, recap dict or None).
+
+    playbook: a path or a pgshift.aurora.<name>. Fails the test when any of secrets appears in
+    the output.
+    """
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
+    cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", inventory, playbook] + list(args)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout, check=False)
+    out = proc.stdout
+    for secret in secrets:
+        assert secret not in out, "a password appears in the output of %s" % " ".join(cmd)
+    m = RECAP.search(out)
+    recap = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups()))) if m else None
+    return proc.returncode, out, recap

@@ -13,15 +13,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 
 import psycopg
 import pytest
 import yaml
 
+from modrunner import run_playbook
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
 # Ports of its own, below the ephemeral range, apart from the lab's and molecule's.
 PORTS = dict(source=25452, target=25453, pgbouncer=26452, moto=25520)
 ADMIN = "lab-admin-secret"
@@ -30,20 +30,10 @@ pytestmark = pytest.mark.lab
 
 
 def playbook(inventory, name, *extra, check=True):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".build", "collections"), ANSIBLE_FORCE_COLOR="0")
-    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, name] + list(extra),
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=900, check=False)
-    out = proc.stdout + proc.stderr
-    if check and proc.returncode != 0:
-        raise AssertionError("%s failed (rc %d):\n%s" % (name, proc.returncode, out[-6000:]))
-    return proc.returncode, out
-
-
-def recap_changed(output):
-    counts = re.findall(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)", output)
-    assert counts, output[-2000:]
-    return sum(int(c) for c in counts)
+    rc, out, recap = run_playbook(name, inventory, *extra, secrets=(ADMIN,))
+    if check and rc != 0:
+        raise AssertionError("%s failed (rc %d):\n%s" % (name, rc, out[-6000:]))
+    return rc, out, recap
 
 
 def connect(port, dbname="app"):
@@ -109,7 +99,7 @@ def test_native_migration_end_to_end(lab):
     try:
         playbook(inventory, "pgshift.aurora.prepare_source")
         playbook(inventory, "pgshift.aurora.copy_schema")
-        rc, out = playbook(inventory, "pgshift.aurora.replicate")
+        rc, out, recap = playbook(inventory, "pgshift.aurora.replicate")
         assert "CAUGHT UP" in out
         assert re.search(r"\[0:\d\d:\d\d\] pgshift_shipping_s1 ", out), "no progress line in the playbook output"
         with connect(PORTS["source"]) as src:
@@ -120,8 +110,8 @@ def test_native_migration_end_to_end(lab):
                         "(SELECT id FROM public.parcels ORDER BY id LIMIT 5)")
             src.execute("INSERT INTO public.customers (name, email, country) VALUES ('E2E', 'e2e@example.com', 'DE')")
             src.execute("DELETE FROM public.customers WHERE email = 'e2e@example.com'")
-        rc, again = playbook(inventory, "pgshift.aurora.replicate")
-        assert recap_changed(again) == 0, again[-3000:]
+        rc, again, recap = playbook(inventory, "pgshift.aurora.replicate")
+        assert recap["changed"] == 0, again[-3000:]
     finally:
         playbook(inventory, "playbooks/lab_load.yml", "-e", "lab_load_state=stopped")
 
@@ -143,7 +133,7 @@ def test_native_migration_end_to_end(lab):
         assert all(n == distinct == top for client, n, distinct, top in src_ledger if client is not None), \
             "a client's ledger has a gap"
 
-    rc, out = playbook(inventory, "pgshift.aurora.cleanup", check=False)
+    rc, out, recap = playbook(inventory, "pgshift.aurora.cleanup", check=False)
     assert rc != 0 and "cleanup_confirm=true" in out
     playbook(inventory, "pgshift.aurora.cleanup", "-e", "cleanup_confirm=true")
     with connect(PORTS["source"]) as src, connect(PORTS["target"]) as tgt:

@@ -10,9 +10,7 @@ order; the last one takes the lab down and checks that nothing answers.
 from __future__ import annotations
 
 import os
-import re
 import socket
-import subprocess
 import time
 
 import boto3
@@ -20,12 +18,13 @@ import psycopg
 import pytest
 import yaml
 
+from modrunner import run_playbook
+
 pytestmark = pytest.mark.lab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB_ROOT = os.path.join(REPO, ".lab")
 INVENTORY = os.path.join(REPO, "inventories", "lab")
-PLAYBOOK_BIN = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
 
 
 def _load(*parts):
@@ -43,28 +42,20 @@ PORTS = (SOURCE["db_port"], TARGET["db_port"], BOUNCER["port"], int(AWS_URL.rspl
 SECRETS = (SOURCE["db_admin_password"], TARGET["db_admin_password"], SOURCE["db_password"],
            BOUNCER["admin_password"], LAB_VARS["lab_app_password"])
 
-RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
 
 def playbook(name, *extra):
     """Runs a lab playbook; returns (changed, output, seconds). Fails the test on error or leaked secret."""
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
-    cmd = [PLAYBOOK_BIN, "-i", os.path.join(INVENTORY, "hosts.yml"), os.path.join(REPO, "playbooks", name)]
+    args = []
     for var in extra:
-        cmd += ["-e", var]
+        args += ["-e", var]
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=900, check=False)
+    rc, out, recap = run_playbook(os.path.join(REPO, "playbooks", name), os.path.join(INVENTORY, "hosts.yml"),
+                                  *args, secrets=SECRETS)
     seconds = time.monotonic() - start
-    out = proc.stdout
-    for secret in SECRETS:
-        assert secret not in out, "a password appeared in the output of %s" % name
-    assert proc.returncode == 0, "%s failed (rc %d):\n%s" % (name, proc.returncode, out[-6000:])
-    recap = RECAP.search(out)
+    assert rc == 0, "%s failed (rc %d):\n%s" % (name, rc, out[-6000:])
     assert recap, "no PLAY RECAP in the output of %s:\n%s" % (name, out[-3000:])
-    assert int(recap.group(3)) == 0 and int(recap.group(4)) == 0, out[-3000:]
-    return int(recap.group(2)), out, seconds
+    assert recap["unreachable"] == 0 and recap["failed"] == 0, out[-3000:]
+    return recap["changed"], out, seconds
 
 
 def answers(port):

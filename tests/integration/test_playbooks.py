@@ -12,18 +12,15 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import socket
-import subprocess
 
 import pytest
 import yaml
 
+from modrunner import run_playbook
 from pgcluster import ADMIN_PASSWORD, Cluster, free_port, system_bin_dir, wheel_bin_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PLAYBOOK_BIN = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
-RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 _COUNTER = itertools.count(1)
 
 
@@ -133,18 +130,8 @@ def env(tmp_path, clusters):
 
 def run(env, playbook, inventory, *args, secrets=()):
     """ansible-playbook pgshift.aurora.<playbook>; returns (rc, output, recap dict or None)."""
-    cmd = [PLAYBOOK_BIN, "pgshift.aurora.%s" % playbook, "-i", inventory] + list(args)
-    proc_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-                    ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".build", "collections"),
-                    ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    proc = subprocess.run(cmd, cwd=str(env.tmp), env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=300, check=False)
-    out = proc.stdout
-    for secret in env.secrets + tuple(secrets):
-        assert secret not in out, "a password appears in the output of %s" % " ".join(cmd)
-    m = RECAP.search(out)
-    recap = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups()))) if m else None
-    return proc.returncode, out, recap
+    return run_playbook("pgshift.aurora.%s" % playbook, inventory, *args, cwd=str(env.tmp), timeout=300,
+                        secrets=env.secrets + tuple(secrets))
 
 
 def run_rc(env, playbook, inventory, *args, secrets=()):

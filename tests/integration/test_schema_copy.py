@@ -20,12 +20,10 @@ import subprocess
 import pytest
 import yaml
 
-from modrunner import REPO, run_module
+from modrunner import REPO, run_module, run_playbook
 from pgcluster import ADMIN_PASSWORD, Cluster, system_bin_dir, wheel_bin_dir
 
 MODULE = "pg_schema_copy"
-PLAYBOOK_BIN = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
-RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 SCHEMA_SQL = os.path.join(REPO, "roles", "lab", "files", "dataset", "10_schema.sql")
 _COUNTER = itertools.count(1)
 
@@ -432,18 +430,10 @@ def inventory(env):
 
 
 def playbook(env, inv, *args):
-    cmd = [PLAYBOOK_BIN, "pgshift.aurora.copy_schema", "-i", inv] + list(args)
-    proc_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-                    ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".build", "collections"),
-                    ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    proc = subprocess.run(cmd, cwd=str(env.tmp), env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=300, check=False)
-    for secret in env.secrets + ("pb-mig-pw-Zq",):
-        assert secret not in proc.stdout, "a password appears in the output of %s" % " ".join(cmd)
-    m = RECAP.search(proc.stdout)
-    recap = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups()))) if m else None
+    rc, out, recap = run_playbook("pgshift.aurora.copy_schema", inv, *args, cwd=str(env.tmp), timeout=300,
+                                  secrets=env.secrets + ("pb-mig-pw-Zq",))
     # The output wraps long lines: compare with the whitespace collapsed.
-    return proc.returncode, " ".join(proc.stdout.split()), recap
+    return rc, " ".join(out.split()), recap
 
 
 def test_playbook_copies_the_schema_writes_the_reports_and_changes_nothing_the_second_time(env):
