@@ -436,7 +436,9 @@ def run_pgshift_modules(env, dummy):
     plan = run_module("pg_replication_plan", dict(
         source_args(env), migration_name=env["name"], engine="native", streams=int(env["streams"]),
         include_schemas=schema["include_schemas"], exclude_schemas=schema["exclude_schemas"],
-        include_tables=schema["include_tables"], exclude_tables=schema["exclude_tables"]))
+        include_tables=schema["include_tables"], exclude_tables=schema["exclude_tables"],
+        write_rate_sample_seconds=1,  # as replicate.yml (replicate_write_rate_sample_seconds)
+        **({"split_bytes": int(os.environ["BENCH_SPLIT_BYTES"])} if os.environ.get("BENCH_SPLIT_BYTES") else {})))
     steps["plan"] = round(time.monotonic() - t1, 2)
     if plan.get("failed"):
         return dict(success=False, steps=steps, error="pg_replication_plan: %s" % plan.get("msg"))

@@ -12,6 +12,7 @@ module cannot do while it runs.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
 
@@ -81,7 +82,9 @@ class ActionModule(ActionBase):
                             ", ".join("%s %s" % (s["name"], s.get("message") or s.get("state"))
                                       for s in status.get("streams", [])) or "no stream"),
                         result=dict(status=status, jobs=jobs))
-                time.sleep(validated["interval"])
+                # The first polls come sooner (0.5, 1, 2 s ...) so a short wait ends without a whole interval of
+                # delay; then one every `interval`.
+                time.sleep(min(validated["interval"], 0.5 * 2 ** (polls - 1)))
         finally:
             if csv_file is not None:
                 csv_file[1].close()
@@ -111,13 +114,37 @@ class ActionModule(ActionBase):
     def _job(self, job, task_vars):
         # As the async_status action does: the module wants the async directory.
         async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
-        st = self._execute_module(module_name="ansible.legacy.async_status",
-                                  module_args=dict(jid=job["ansible_job_id"], _async_dir=async_dir),
-                                  task_vars=task_vars)
+        if self._local():
+            # The inventory contract runs every play with the local connection: the job file is on this
+            # machine, read it as async_status does, without starting a module process at every poll.
+            st = self._local_job_status(os.path.join(os.path.expanduser(async_dir), job["ansible_job_id"]))
+        else:
+            st = self._execute_module(module_name="ansible.legacy.async_status",
+                                      module_args=dict(jid=job["ansible_job_id"], _async_dir=async_dir),
+                                      task_vars=task_vars)
         item = job.get("item")
         label = item.get("name") if isinstance(item, dict) and item.get("name") else job["ansible_job_id"]
         return dict(jid=job["ansible_job_id"], stream=label, finished=bool(st.get("finished")),
                     failed=bool(st.get("failed")), msg=st.get("msg"))
+
+    def _local(self):
+        return getattr(self._connection, "transport", None) in ("local", "ansible.builtin.local", "ansible.legacy.local")
+
+    @staticmethod
+    def _local_job_status(path):
+        """What async_status returns for a job file: running until the module's result replaces it."""
+        if not os.path.exists(path):
+            return dict(failed=True, finished=True, msg="could not find job %s" % path)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.loads(handle.read())
+        except (OSError, ValueError):
+            return dict(finished=False)  # written right now: still running
+        if "started" not in data:
+            data["finished"] = True
+        elif "finished" not in data:
+            data["finished"] = False
+        return data
 
     @staticmethod
     def _open_csv(path):

@@ -372,6 +372,58 @@ def truncate(tables):
         sql.SQL("ONLY {}").format(table_ident(t)) for t in tables))
 
 
+# ----------------------------------------------------------------------------------------------
+# Keys built after the copy
+# ----------------------------------------------------------------------------------------------
+
+def deferrable_keys(tables, constraints, min_bytes):
+    """Which primary keys and unique constraints of the target the load drops and builds after its copy.
+
+    Filling a table whose key is in place updates the index row by row (and, with several ranges copied at
+    once, leaves it bigger than a build would); one index build after the copy is faster. tables: the
+    stream's tables ({qualified, bytes}); constraints: the target's p/u constraints on them ({table,
+    name, contype, relkind, is_partition, referenced}). A key is deferred when its table is an ordinary,
+    non-partition table of at least min_bytes (estimated) and no foreign key references the key (foreign
+    keys come after the load anyway). Returns (deferred constraints, [(table, name, reason kept)]).
+    """
+    size = dict((t["qualified"], t.get("bytes") or 0) for t in tables)
+    deferred, kept = [], []
+    for c in constraints:
+        if c["table"] not in size:
+            continue
+        if size[c["table"]] < min_bytes:
+            continue
+        if c["relkind"] != "r" or c["is_partition"]:
+            kept.append((c["table"], c["name"], "a partition's key belongs to its partitioned table's"))
+        elif c["referenced"]:
+            kept.append((c["table"], c["name"], "a foreign key on the target references it"))
+        else:
+            deferred.append(c)
+    return deferred, kept
+
+
+def drop_key(key):
+    return sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+        sql.Identifier(key["schema"], key["relname"]), sql.Identifier(key["name"]))
+
+
+def key_statements(key):
+    """The statements that build a deferred key again: its unique index (the server's own definition,
+    pg_get_indexdef), the constraint on that index, and the replica identity when it was the index."""
+    table = sql.Identifier(key["schema"], key["relname"])
+    kind = sql.SQL("PRIMARY KEY" if key["contype"] == "p" else "UNIQUE")
+    timing = sql.SQL("")
+    if key["deferrable"]:
+        timing = sql.SQL(" DEFERRABLE INITIALLY DEFERRED" if key["initially_deferred"] else " DEFERRABLE")
+    stmts = [sql.SQL(key["indexdef"]),
+             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}{}").format(
+                 table, sql.Identifier(key["name"]), kind, sql.Identifier(key["index_name"]), timing)]
+    if key["replident"]:
+        stmts.append(sql.SQL("ALTER TABLE {} REPLICA IDENTITY USING INDEX {}").format(
+            table, sql.Identifier(key["name"])))
+    return stmts
+
+
 def column_problems(table, source_columns, target_columns):
     """A column copied from the source that the target lacks (or has as generated) stops the load."""
     target = dict((c["name"], c) for c in target_columns)

@@ -88,8 +88,11 @@ options:
       - Tables larger than this (bytes, C(pg_total_relation_size)) with a single integer primary key get a
         RV(plan.streams.tables.split) hint above 1 - the number of key ranges a loader can copy in parallel
         (one range per O(split_bytes), 32 at most).
+      - Ranges copy in parallel but cannot use C(COPY FREEZE) (only the transaction that truncates a table may),
+        which makes building the primary key after the copy slower; below a gigabyte a table copies faster
+        whole.
     type: int
-    default: 134217728
+    default: 1073741824
   load_rate_bytes_per_second:
     description:
       - Bytes per second one stream is assumed to load, for RV(plan.streams.estimated_load_seconds). This is an

@@ -40,7 +40,11 @@ options:
     default: caught_up
     choices: [loaded, caught_up, barrier]
   interval:
-    description: Seconds between two polls (and two progress prints).
+    description:
+      - Seconds between two polls (and two progress prints). The first polls come sooner (after 0.5, 1, 2 ...
+        seconds, doubling up to O(interval)), so a short wait does not last a whole interval longer than needed.
+      - With the local connection (the inventory contract) the load jobs' status is read from their job files
+        directly; otherwise M(ansible.builtin.async_status) runs for each at every poll.
     type: float
     default: 5
   timeout:

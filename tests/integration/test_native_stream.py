@@ -603,3 +603,65 @@ def test_loader_falls_back_to_text_when_binary_fails(dbs):
         q = "SELECT * FROM %s ORDER BY id" % table
         assert source.query(DB, q) == target.query(DB, q), table
     assert target.query(DB, "SELECT to_regnamespace('pgshift') IS NULL") == [(True,)]
+
+
+# --------------------------------------------------------------------------------------------
+# Keys built after the copy (keys_after_copy)
+# --------------------------------------------------------------------------------------------
+
+KEYS_SQL = ("SELECT conrelid::regclass::text, conname, contype::text, condeferrable, condeferred, "
+            "pg_get_indexdef(conindid), (SELECT indisreplident FROM pg_index WHERE indexrelid = conindid) "
+            "FROM pg_constraint WHERE contype IN ('p', 'u') AND connamespace = 'public'::regnamespace ORDER BY 1, 2")
+
+
+def test_keys_are_dropped_for_the_copy_and_built_again_also_after_an_interruption(dbs):
+    from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader
+
+    source, target = dbs
+    shapes = ["ALTER TABLE parcels ADD CONSTRAINT parcels_id_status_key UNIQUE (id, status) DEFERRABLE INITIALLY DEFERRED",
+              "ALTER TABLE crates REPLICA IDENTITY USING INDEX crates_pkey"]
+    for cluster in (source, target):
+        cluster.execute(DB, shapes)
+    keys_before = target.query(DB, KEYS_SQL)
+    s = stream("keys", 1, [t("pings", split=3, bytes=20000000, rows=200000), t("parcels"), t("crates"),
+                           t("events", only=True), t("shipments_2025_01", key=["id", "shipped_on"], kind="partition")])
+
+    checked = ok(stream_run(source, target, s, check_mode=True, enable=False, keys_after_copy_min_bytes=0))
+    assert 'ALTER TABLE "public"."pings" DROP CONSTRAINT "pings_pkey"' in checked["queries"]
+    assert target.query(DB, KEYS_SQL) == keys_before
+
+    loaded = ok(stream_run(source, target, s, enable=False, keys_after_copy_min_bytes=0))
+    built = sorted((k["table"], k["name"]) for k in loaded["load"]["keys"])
+    assert built == [("public.crates", "crates_pkey"), ("public.events", "events_pkey"),
+                     ("public.parcels", "parcels_id_status_key"), ("public.parcels", "parcels_pkey"),
+                     ("public.pings", "pings_pkey")]
+    assert any("shipments_2025_01: key shipments_2025_01_pkey is kept" in w
+               for w in [w if isinstance(w, str) else str(w) for w in loaded.get("warnings", [])])
+    # The same keys, deferrability, index definitions and replica identity as before the copy.
+    assert target.query(DB, KEYS_SQL) == keys_before
+    assert target.query(DB, "SELECT count(*) FROM pgshift.deferred_keys") == [(0,)]
+    for table in ("pings", "parcels", "crates", "ONLY events", "shipments_2025_01"):
+        q = "SELECT * FROM %s ORDER BY id" % table
+        assert source.query(DB, q) == target.query(DB, q), table
+
+    # A run stopped after the copy, before the keys: the next run builds them before the subscription starts.
+    with target.connect(DB) as conn:
+        pending = [k for k in loader.target_keys(conn, [dict(schema="public", name="pings")]) if k["contype"] == "p"]
+        loader.drop_keys(conn, s["name"], pending)
+    assert target.query(DB, "SELECT count(*) FROM pg_constraint WHERE conname = 'pings_pkey'") == [(0,)]
+    resumed = ok(stream_run(source, target, s, state="enabled", keys_after_copy_min_bytes=0))
+    assert resumed["changed"] is True and resumed["steps"] == ["subscription_enable"]
+    assert [(k["table"], k["name"], k["rebuilt"]) for k in resumed["load"]["keys"]] == [
+        ("public.pings", "pings_pkey", True)]
+    assert target.query(DB, KEYS_SQL) == keys_before
+
+    source.execute(DB, ["UPDATE pings SET v = -7 WHERE id BETWEEN 10 AND 20", "DELETE FROM crates WHERE id = 3",
+                        "UPDATE parcels SET status = 'sorted' WHERE id = 5"])
+    wait_barrier(source, target, "keys")
+    for table in ("pings", "parcels", "crates"):
+        q = "SELECT * FROM %s ORDER BY id" % table
+        assert source.query(DB, q) == target.query(DB, q), table
+    assert ok(stream_run(source, target, s, state="enabled", keys_after_copy_min_bytes=0))["changed"] is False
+    ok(stream_run(source, target, dict(name=s["name"]), state="absent"))
+    assert catalog_state(source, target, "keys") == ([], [], [])
+    assert target.query(DB, "SELECT to_regclass('pgshift.deferred_keys') IS NULL") == [(True,)]

@@ -505,3 +505,43 @@ def test_totals():
     assert tot["streams"] == 2 and tot["states"]["streaming"] == 1 and tot["states"]["error"] == 1
     assert tot["lag_bytes"] == 10 and tot["max_lag_seconds"] == 0.5 and tot["retained_bytes"] == 100
     assert tot["errors"] == 1 and tot["tables"] == 2 and tot["rows_copied"] == 5
+
+
+# --- keys built after the copy -------------------------------------------------------------------
+
+def _key(table, name, contype="p", relkind="r", is_partition=False, referenced=False, **extra):
+    schema, relname = table.split(".")
+    key = dict(table=table, schema=schema, relname=relname, name=name, contype=contype, relkind=relkind,
+               is_partition=is_partition, referenced=referenced, deferrable=False, initially_deferred=False,
+               replident=False, index_name=name, indexdef="CREATE UNIQUE INDEX %s ON %s USING btree (id)" % (name, table))
+    key.update(extra)
+    return key
+
+
+def test_deferrable_keys_only_big_ordinary_unreferenced_tables():
+    tables = [dict(qualified="public.big", bytes=100), dict(qualified="public.small", bytes=99),
+              dict(qualified="public.leaf", bytes=500), dict(qualified="public.parent", bytes=500)]
+    keys = [_key("public.big", "big_pkey"), _key("public.big", "big_code_key", contype="u"),
+            _key("public.small", "small_pkey"), _key("public.leaf", "leaf_pkey", is_partition=True),
+            _key("public.parent", "parent_pkey", referenced=True), _key("public.other", "other_pkey")]
+    deferred, kept = native.deferrable_keys(tables, keys, 100)
+    assert [k["name"] for k in deferred] == ["big_pkey", "big_code_key"]
+    assert [(t, n) for t, n, why in kept] == [("public.leaf", "leaf_pkey"), ("public.parent", "parent_pkey")]
+    assert "foreign key" in kept[1][2] and "partition" in kept[0][2]
+    # min_bytes 0: every table of the stream, never a table outside it
+    deferred, kept = native.deferrable_keys(tables, keys, 0)
+    assert [k["name"] for k in deferred] == ["big_pkey", "big_code_key", "small_pkey"]
+
+
+def test_key_statements_rebuild_index_constraint_timing_and_replica_identity():
+    plain = [s.as_string(None) for s in native.key_statements(_key("public.big", "big_pkey"))]
+    assert plain == ["CREATE UNIQUE INDEX big_pkey ON public.big USING btree (id)",
+                     'ALTER TABLE "public"."big" ADD CONSTRAINT "big_pkey" PRIMARY KEY USING INDEX "big_pkey"']
+    unique = [s.as_string(None) for s in native.key_statements(_key(
+        "public.big", "Big Code", contype="u", deferrable=True, initially_deferred=True, replident=True,
+        index_name="big_code_idx"))]
+    assert unique[1] == ('ALTER TABLE "public"."big" ADD CONSTRAINT "Big Code" UNIQUE USING INDEX "big_code_idx" '
+                         'DEFERRABLE INITIALLY DEFERRED')
+    assert unique[2] == 'ALTER TABLE "public"."big" REPLICA IDENTITY USING INDEX "Big Code"'
+    assert native.drop_key(_key("public.big", "big_pkey")).as_string(None) == \
+        'ALTER TABLE "public"."big" DROP CONSTRAINT "big_pkey"'

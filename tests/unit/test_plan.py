@@ -384,7 +384,7 @@ def test_table_entries_carry_keys_sizes_rates_and_load_estimate():
     result = make(rels, streams=1, primary_keys=pks, write_rates={1: 12.5}, load_rate_bytes_per_second=GB)
     s = result["streams"][0]
     t = {e["name"]: e for e in s["tables"]}
-    assert t["orders"]["primary_key"] == ["id"] and t["orders"]["split"] == 24 and t["orders"]["split_key"] == "id"
+    assert t["orders"]["primary_key"] == ["id"] and t["orders"]["split"] == 3 and t["orders"]["split_key"] == "id"
     assert t["x"]["primary_key"] == ["a", "b"] and t["x"]["split"] == 1 and t["x"]["split_key"] is None
     assert t["orders"]["rows"] == 1000 and t["orders"]["writes_per_second"] == 12.5
     assert s["bytes"] == 4 * GB and s["estimated_load_seconds"] == 4.0
@@ -518,4 +518,5 @@ def test_totals():
 def test_split_hint_is_capped():
     pk = [dict(name="id", base_type="int8")]
     assert plan.split_hint(100 * GB, pk, plan.DEFAULT_SPLIT_BYTES) == ("id", plan.MAX_SPLIT)
-    assert plan.split_hint(570 * 1024 ** 2, pk, plan.DEFAULT_SPLIT_BYTES) == ("id", 5)
+    assert plan.split_hint(570 * 1024 ** 2, pk, 128 * 1024 ** 2) == ("id", 5)
+    assert plan.split_hint(570 * 1024 ** 2, pk, plan.DEFAULT_SPLIT_BYTES) == ("id", 1)

@@ -203,6 +203,9 @@ def clear_progress(conn, stream):
     conn.execute("DELETE FROM pgshift.load_progress WHERE stream = %s", (stream,))
     if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM pgshift.load_progress)").fetchone()[0]:
         conn.execute("DROP TABLE pgshift.load_progress")
+        if conn.execute("SELECT to_regclass('pgshift.deferred_keys') IS NOT NULL").fetchone()[0] and conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM pgshift.deferred_keys)").fetchone()[0]:
+            conn.execute("DROP TABLE pgshift.deferred_keys")
         empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                              "WHERE n.nspname = 'pgshift') AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n "
                              "ON n.oid = p.pronamespace WHERE n.nspname = 'pgshift') AND NOT EXISTS (SELECT 1 FROM "
@@ -210,6 +213,155 @@ def clear_progress(conn, stream):
                              ).fetchone()[0]
         if empty:
             conn.execute("DROP SCHEMA IF EXISTS pgshift")
+
+
+# ----------------------------------------------------------------------------------------------
+# Keys dropped for the copy and built after it (native.deferrable_keys decides which)
+# ----------------------------------------------------------------------------------------------
+
+KEYS_QUERY = """
+SELECT n.nspname AS schema, c.relname, k.conname AS name, k.contype::text AS contype, c.relkind::text AS relkind,
+       c.relispartition AS is_partition, k.condeferrable AS deferrable, k.condeferred AS initially_deferred,
+       pg_get_indexdef(k.conindid) AS indexdef, ic.relname AS index_name, i.indisreplident AS replident,
+       EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = k.conindid) AS referenced
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_index i ON i.indexrelid = k.conindid
+JOIN pg_class ic ON ic.oid = k.conindid
+WHERE k.contype IN ('p', 'u') AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+ORDER BY n.nspname, c.relname, k.conname
+"""
+
+DEFERRED_DDL = """CREATE TABLE IF NOT EXISTS pgshift.deferred_keys (
+    stream text NOT NULL,
+    table_name text NOT NULL,
+    name text NOT NULL,
+    schema text NOT NULL,
+    relname text NOT NULL,
+    contype text NOT NULL,
+    is_deferrable boolean NOT NULL,
+    is_initially_deferred boolean NOT NULL,
+    replident boolean NOT NULL,
+    index_name text NOT NULL,
+    indexdef text NOT NULL,
+    dropped_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (stream, table_name, name))"""
+
+DEFERRED_COLUMNS = ("table_name", "name", "schema", "relname", "contype", "is_deferrable", "is_initially_deferred",
+                    "replident", "index_name", "indexdef")
+
+
+def target_keys(conn, tables):
+    """The primary keys and unique constraints of these tables on the target (KEYS_QUERY rows + table)."""
+    if not tables:
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(KEYS_QUERY, ([t["schema"] for t in tables], [t["name"] for t in tables]))
+        rows = cur.fetchall()
+    for row in rows:
+        row["table"] = native.qualified(row["schema"], row["relname"])
+    return rows
+
+
+def deferred_keys(conn, stream):
+    """The keys this stream dropped and has not built again ([] without the table)."""
+    if not conn.execute("SELECT to_regclass('pgshift.deferred_keys') IS NOT NULL").fetchone()[0]:
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT " + ", ".join(DEFERRED_COLUMNS) + " FROM pgshift.deferred_keys WHERE stream = %s "
+                    "ORDER BY table_name, name", (stream,))
+        rows = cur.fetchall()
+    for row in rows:
+        row["table"] = row.pop("table_name")
+        row["deferrable"] = row.pop("is_deferrable")
+        row["initially_deferred"] = row.pop("is_initially_deferred")
+    return rows
+
+
+def drop_keys(conn, stream, keys):
+    """Record each key in pgshift.deferred_keys and drop it, in one transaction (a crash loses neither)."""
+    with conn.transaction():
+        conn.execute(DEFERRED_DDL)
+        for key in keys:
+            conn.execute(
+                "INSERT INTO pgshift.deferred_keys (stream, " + ", ".join(DEFERRED_COLUMNS) + ") VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (stream, key["table"], key["name"], key["schema"], key["relname"], key["contype"], key["deferrable"],
+                 key["initially_deferred"], key["replident"], key["index_name"], key["indexdef"]))
+            conn.execute(native.drop_key(key))
+
+
+def _build_key(conn, stream, key):
+    """One key, in one transaction; returns whether it existed already (then only its record goes)."""
+    with conn.transaction():
+        exists = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND conname = %s)",
+            (sql.Identifier(key["schema"], key["relname"]).as_string(conn), key["name"])).fetchone()[0]
+        if not exists:
+            for stmt in native.key_statements(key):
+                conn.execute(stmt)
+        conn.execute("DELETE FROM pgshift.deferred_keys WHERE stream = %s AND table_name = %s AND name = %s",
+                     (stream, key["table"], key["name"]))
+    return exists
+
+
+def build_keys(params, stream, keys, workers, application_name, maintenance_work_mem=None, secrets=()):
+    """Build the deferred keys again, `workers` at a time (largest table first, as given).
+
+    Each key in one transaction: its unique index, the constraint on it, the replica identity,
+    and the removal of its record. Returns [{table, name, seconds}]; raises LoadError naming the
+    key that failed (the others are still built; the failed one stays recorded for the next run).
+    """
+    work = queue.Queue()
+    by_table = {}
+    for key in keys:
+        by_table.setdefault(key["table"], []).append(key)
+    for table in by_table.values():  # one table per worker at a time: ALTER TABLE locks it
+        work.put(table)
+    done, errors = [], []
+    lock = threading.Lock()
+
+    def worker():
+        try:
+            conn = connect_as(params, application_name)
+        except PgConnectError as exc:
+            with lock:
+                errors.append("could not connect to build the keys: %s" % exc)
+            return
+        try:
+            conn.execute("SET statement_timeout = 0")
+            if maintenance_work_mem:
+                conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(maintenance_work_mem)))
+            while True:
+                try:
+                    table_keys = work.get_nowait()
+                except queue.Empty:
+                    return
+                for key in table_keys:
+                    started = time.time()
+                    try:
+                        exists = _build_key(conn, stream, key)
+                    except psycopg.Error as exc:
+                        with lock:
+                            errors.append("building %s of %s again failed: %s" % (
+                                key["name"], key["table"], scrub(str(exc).strip(), secrets)))
+                        continue
+                    with lock:
+                        done.append(dict(table=key["table"], name=key["name"], seconds=round(time.time() - started, 3),
+                                         rebuilt=not exists))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, name="pgshift-keys-%d" % i)
+               for i in range(max(1, min(workers, len(keys))))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise LoadError("; ".join(errors))
+    return done
 
 
 class Progress:
