@@ -24,6 +24,8 @@ from ansible_collections.pgshift.aurora.plugins.module_utils import progress
 
 display = Display()
 
+JOB_WATCH_SECONDS = 0.2  # how often local load jobs' files are read between two polls
+
 OWN_ARGS = dict(
     until=dict(type="str", default="caught_up", choices=list(progress.UNTIL_CHOICES)),
     interval=dict(type="float", default=5),
@@ -83,8 +85,9 @@ class ActionModule(ActionBase):
                                       for s in status.get("streams", [])) or "no stream"),
                         result=dict(status=status, jobs=jobs))
                 # The first polls come sooner (0.5, 1, 2 s ...) so a short wait ends without a whole interval of
-                # delay; then one every `interval`.
-                time.sleep(min(validated["interval"], 0.5 * 2 ** (polls - 1)))
+                # delay; then one every `interval`. Load jobs whose files are local are watched meanwhile, so the
+                # wait ends (with one last poll) as soon as they do.
+                self._sleep(min(validated["interval"], 0.5 * 2 ** (polls - 1)), validated["jobs"], task_vars)
         finally:
             if csv_file is not None:
                 csv_file[1].close()
@@ -126,6 +129,20 @@ class ActionModule(ActionBase):
         label = item.get("name") if isinstance(item, dict) and item.get("name") else job["ansible_job_id"]
         return dict(jid=job["ansible_job_id"], stream=label, finished=bool(st.get("finished")),
                     failed=bool(st.get("failed")), msg=st.get("msg"))
+
+    def _sleep(self, seconds, jobs, task_vars):
+        deadline = time.monotonic() + seconds
+        if not jobs or not self._local():
+            time.sleep(seconds)
+            return
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(JOB_WATCH_SECONDS, left))
+            states = [self._job(j, task_vars) for j in jobs]
+            if all(st["finished"] for st in states) or any(st["failed"] for st in states):
+                return
 
     def _local(self):
         return getattr(self._connection, "transport", None) in ("local", "ansible.builtin.local", "ansible.legacy.local")

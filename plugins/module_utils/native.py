@@ -759,12 +759,15 @@ def unit_totals(units, now_epoch=None):
                 rows_per_second=rate_rows, bytes_per_second=rate_bytes, eta_seconds=eta)
 
 
-def table_state(load_state, sync_state, subscription_enabled):
-    """One table's state: pending, copying, copied, failed, syncing, streaming or stopped."""
+def table_state(load_state, sync_state, subscription_enabled, keys_pending=False):
+    """One table's state: pending, copying, indexing (its keys being built after the copy), copied, failed,
+    syncing, streaming or stopped."""
     if sync_state is not None:
         if sync_state != "r":
             return "syncing"
         return "streaming" if subscription_enabled else "stopped"
+    if load_state == "copied" and keys_pending:
+        return "indexing"
     if load_state in ("pending", "copying", "copied", "failed"):
         return load_state
     return "pending"
@@ -792,6 +795,9 @@ def classify_stream(obs):
         if load and not load.get("done"):
             return "copying", "initial load of %s: %d of %d unit(s) copied (%s %%)" % (
                 name, load["copied"], load["units"], load["percent"])
+        if load and obs.get("keys_pending"):
+            return "copying", "initial load of %s copied; building %d key(s) dropped for the copy" % (
+                name, obs["keys_pending"])
         missing = [what for what, there in (("publication", obs.get("publication")), ("replication slot", slot),
                                             ("subscription", sub)) if not there]
         return "missing", "stream %s has no %s: run pg_native_stream state=present" % (name, ", no ".join(missing))

@@ -85,6 +85,9 @@ def lines(status, elapsed, rates, plan_estimates, max_tables=8):
                 human_bytes(t.get("bytes")), "{:,.0f}".format(rows_rate), human_bytes(bytes_rate), human_seconds(eta)))
         if len(copying) > max_tables:
             out.append("           ... and %d more table(s) copying" % (len(copying) - max_tables))
+        indexing = [t["table"] for t in s.get("tables", []) if t.get("state") == "indexing"]
+        if indexing:
+            out.append("           building the key(s) of %s (dropped for the copy)" % ", ".join(indexing[:max_tables]))
         if s.get("state") == "error":
             out.append("           ERROR: %s" % s.get("message"))
     if not status.get("streams"):

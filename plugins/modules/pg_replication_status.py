@@ -96,6 +96,8 @@ streams:
     - One entry per stream found on either side, in stream order, with C(name), C(state), C(message),
       C(lag_bytes), C(lag_seconds), C(retained_bytes), C(caught_up), C(barrier_reached) and the details
       C(publication), C(slot), C(walsender), C(subscription), C(load) and C(tables).
+    - Each table's C(state) is C(pending), C(copying), C(indexing) (copied; its keys dropped for the copy are
+      being built), C(copied), C(failed), C(syncing), C(streaming) or C(stopped).
   returned: always
   type: list
   elements: dict
@@ -220,12 +222,15 @@ class Status:
                            "ORDER BY 2, 3", (self.prefix,))
         now = conn.execute("SELECT extract(epoch FROM now())::float8").fetchone()[0]
         progress = loader.read_progress(conn, prefix=self.prefix)
+        keys = {}
+        for key in loader.deferred_keys(conn, prefix=self.prefix):
+            keys.setdefault(key["stream"], set()).add(key["table"])
         apply_workers = {}
         for w in workers:
             if w["relid"] is None and not w["leader_pid"] and w["worker_type"] in (None, "apply"):
                 apply_workers[w["subname"]] = w
         return dict(subs=dict((r["subname"], r) for r in subs), apply=apply_workers,
-                    stats=dict((r["subname"], r) for r in stats), rels=rels, progress=progress, now=now)
+                    stats=dict((r["subname"], r) for r in stats), rels=rels, progress=progress, now=now, keys=keys)
 
     def stream(self, name, src, tgt):
         p = self.p
@@ -248,9 +253,10 @@ class Status:
                             if worker and worker["receipt_age"] is not None else None,
                             apply_error_count=stat.get("apply_error_count"),
                             sync_error_count=stat.get("sync_error_count"))
-        tables = self.tables(name, units, tgt["rels"], bool(sub and sub["subenabled"]), sub is not None)
+        keys_pending = tgt["keys"].get(name, set())
+        tables = self.tables(name, units, tgt["rels"], bool(sub and sub["subenabled"]), sub is not None, keys_pending)
         obs = dict(name=name, publication=name in src["pubs"], slot=slot, subscription=sub_info,
-                   table_states=[t["state"] for t in tables], load=load)
+                   table_states=[t["state"] for t in tables], load=load, keys_pending=len(keys_pending))
         state, message = native.classify_stream(obs)
         if state == "copying" and sub is None and native.load_application_name(name) not in src["loading"]:
             state = "error"
@@ -284,7 +290,7 @@ class Status:
             load=load, tables=tables)
 
     @staticmethod
-    def tables(name, units, rels, enabled, subscribed):
+    def tables(name, units, rels, enabled, subscribed, keys_pending=()):
         by_table = {}
         for u in units:
             entry = by_table.setdefault(u["table_name"], dict(table=u["table_name"], units=0, units_copied=0, rows=0,
@@ -315,7 +321,7 @@ class Status:
                          sync_state=native.SUBSCRIPTION_REL_STATES.get(code, code) if code else None,
                          sync_lsn=rel["srsublsn"] if rel else None,
                          state=native.table_state(load_state if not subscribed or code is None else None, code,
-                                                  enabled))
+                                                  enabled, keys_pending=table in keys_pending))
             result.append(entry)
         return result
 

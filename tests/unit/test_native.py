@@ -545,3 +545,14 @@ def test_key_statements_rebuild_index_constraint_timing_and_replica_identity():
     assert unique[2] == 'ALTER TABLE "public"."big" REPLICA IDENTITY USING INDEX "Big Code"'
     assert native.drop_key(_key("public.big", "big_pkey")).as_string(None) == \
         'ALTER TABLE "public"."big" DROP CONSTRAINT "big_pkey"'
+
+
+def test_a_copied_table_whose_keys_are_pending_is_indexing_and_its_stream_still_copying():
+    assert native.table_state("copied", None, False, keys_pending=True) == "indexing"
+    assert native.table_state("copied", None, False) == "copied"
+    assert native.table_state("copied", "r", True, keys_pending=True) == "streaming"
+    load = dict(done=True, copied=3, units=3, percent=100.0)
+    state, message = native.classify_stream(dict(name="s1", publication=True, slot={}, subscription=None, load=load,
+                                                 keys_pending=2))
+    assert state == "copying" and "building 2 key(s)" in message
+    assert native.classify_stream(dict(name="s1", publication=True, slot={}, subscription=None, load=load))[0] == "missing"

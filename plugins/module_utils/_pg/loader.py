@@ -264,13 +264,17 @@ def target_keys(conn, tables):
     return rows
 
 
-def deferred_keys(conn, stream):
-    """The keys this stream dropped and has not built again ([] without the table)."""
+def deferred_keys(conn, stream=None, prefix=None):
+    """The keys a stream (or the streams of a name prefix) dropped and did not build again ([] without the table)."""
     if not conn.execute("SELECT to_regclass('pgshift.deferred_keys') IS NOT NULL").fetchone()[0]:
         return []
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT " + ", ".join(DEFERRED_COLUMNS) + " FROM pgshift.deferred_keys WHERE stream = %s "
-                    "ORDER BY table_name, name", (stream,))
+        if stream is not None:
+            cur.execute("SELECT stream, " + ", ".join(DEFERRED_COLUMNS) + " FROM pgshift.deferred_keys WHERE "
+                        "stream = %s ORDER BY table_name, name", (stream,))
+        else:
+            cur.execute("SELECT stream, " + ", ".join(DEFERRED_COLUMNS) + " FROM pgshift.deferred_keys WHERE "
+                        "starts_with(stream, %s) ORDER BY stream, table_name, name", (prefix or "",))
         rows = cur.fetchall()
     for row in rows:
         row["table"] = row.pop("table_name")
