@@ -1,0 +1,487 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgshift.aurora contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The blue/green cutover as a step machine (pure: no database, no network, no clock of its own).
+
+The module (aurora_cutover) gives the machine one callable per step and a clock; the machine
+runs them in order, times and records each (the timeline), applies the gates, keeps the pause
+budget (``freeze_timeout``) and, when anything before the switch fails or runs over budget,
+undoes what was done (in reverse order) so the old side serves as before.
+
+Words used here: the *old* side serves the application when the run starts (the source for a
+cutover, the target for a rollback); the *new* side is where traffic goes. A rollback is the
+same machine with the sides swapped.
+
+Steps (numbers as the runbook shows them):
+
+1. ``preflight``  every stream old -> new streaming within the lag limits, validation passed,
+   no long transaction on the old side that the freeze would wait on;
+2. ``freeze``     writes stop on the old side (PgBouncer PAUSE, read-only roles or a command);
+3. ``barrier``    the old side's WAL position after the freeze (or a marker row) confirmed by
+   every stream;
+4. ``sequences``  every sequence on the new side at least the old side's and above its columns;
+5. ``finishing``  materialized views refreshed, triggers and foreign keys as on the old side;
+6. ``verify``     counts of the busiest tables, the marker, the sequences;
+7. ``return_path`` the new side publishes and its slot is created, still inside the freeze, so
+   nothing written on the new side after the switch can be missed;
+8. ``switch``     traffic to the new side (PgBouncer, Route 53, a command, or none);
+9. ``replication`` the old -> new streams stop, the old side subscribes to the new side's slot;
+10. ``postcheck`` no application session left on the old side.
+
+A rehearsal runs steps 1-7 for real, then undoes them instead of switching.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+STEPS = ("preflight", "freeze", "barrier", "sequences", "finishing", "verify", "return_path", "switch",
+         "replication", "postcheck")
+SWITCH_STEP = "switch"
+BEFORE_SWITCH = STEPS[:STEPS.index(SWITCH_STEP)]
+# Steps whose effect is undone when the run stops before the switch (and after a rehearsal).
+UNDOABLE = ("freeze", "return_path")
+# Steps that run while writes are frozen: they count against freeze_timeout.
+FROZEN = ("barrier", "sequences", "finishing", "verify", "return_path", "switch")
+
+DIRECTIONS = ("forward", "reverse")
+FREEZE_METHODS = ("pgbouncer", "read_only", "command")
+SWITCH_METHODS = ("pgbouncer", "route53", "command", "none")
+ENGINES = ("native", "dms")
+STATUSES = ("switched", "rehearsed", "aborted", "failed_after_switch")
+
+
+class StepFailed(Exception):
+    """A step could not do its work or its gate said no-go; the message says why and what to do."""
+
+    def __init__(self, message, detail=None):
+        super().__init__(message)
+        self.detail = detail or {}
+
+
+class OverBudget(StepFailed):
+    """The write pause would exceed freeze_timeout."""
+
+
+def plan_steps(rehearsal):
+    """The steps a run goes through: up to the return path for a rehearsal, all of them otherwise."""
+    if rehearsal:
+        return list(BEFORE_SWITCH)
+    return list(STEPS)
+
+
+def step_number(name):
+    return STEPS.index(name) + 1
+
+
+def sides(direction):
+    """(old, new): which side serves before the run and which after."""
+    if direction not in DIRECTIONS:
+        raise ValueError("direction must be one of %s (got %r)" % (", ".join(DIRECTIONS), direction))
+    return ("source", "target") if direction == "forward" else ("target", "source")
+
+
+def check_options(opts):
+    """Problems of the cutover options (a list of sentences, empty when fine)."""
+    problems = []
+    if opts.get("direction") not in DIRECTIONS:
+        problems.append("direction must be forward or reverse (rollback)")
+    if opts.get("freeze_method") not in FREEZE_METHODS:
+        problems.append("freeze_method must be one of %s" % ", ".join(FREEZE_METHODS))
+    if opts.get("switch_method") not in SWITCH_METHODS:
+        problems.append("switch_method must be one of %s" % ", ".join(SWITCH_METHODS))
+    if opts.get("engine", "native") not in ENGINES:
+        problems.append("engine must be native or dms")
+    if (opts.get("freeze_timeout") or 0) <= 0:
+        problems.append("freeze_timeout must be more than 0 seconds (the write pause budget)")
+    if opts.get("freeze_method") == "command" and not opts.get("freeze_command"):
+        problems.append("freeze_method=command needs freeze_command (and unfreeze_command to undo it)")
+    if opts.get("freeze_method") == "command" and not opts.get("unfreeze_command"):
+        problems.append("freeze_method=command needs unfreeze_command: a failed cutover must be able to undo "
+                        "the freeze")
+    if opts.get("switch_method") == "command" and not opts.get("switch_command"):
+        problems.append("switch_method=command needs switch_command")
+    if opts.get("freeze_method") == "read_only" and not opts.get("app_roles"):
+        problems.append("freeze_method=read_only needs app_roles (the application's login roles to make read-only)")
+    if "pgbouncer" in (opts.get("freeze_method"), opts.get("switch_method")) and not opts.get("pgbouncer_database"):
+        problems.append("the pgbouncer freeze/switch needs pgbouncer (host, port, admin_user, admin_password, "
+                        "database, databases_file)")
+    if opts.get("switch_method") == "route53" and not opts.get("route53_record"):
+        problems.append("switch_method=route53 needs route53 (zone_id, record_name, source_value, target_value)")
+    if opts.get("freeze_method") == "pgbouncer" and opts.get("switch_method") not in ("pgbouncer",):
+        problems.append("freeze_method=pgbouncer pauses the application inside PgBouncer: only switch_method="
+                        "pgbouncer can resume it towards the new side (use read_only or command with %s)" % (
+                            opts.get("switch_method")))
+    if opts.get("direction") == "reverse" and opts.get("engine", "native") == "dms":
+        problems.append("rollback with migration_engine dms is not supported by aurora_cutover: the reverse "
+                        "direction uses native logical replication (engine native)")
+    if opts.get("hooks"):
+        unknown = sorted(set(opts["hooks"]) - set(hook_names()))
+        if unknown:
+            problems.append("unknown hooks %s (known: %s)" % (", ".join(unknown), ", ".join(hook_names())))
+    return problems
+
+
+def hook_names():
+    """before_<step> and after_<step> for every step."""
+    names = []
+    for step in STEPS:
+        names.extend(["before_" + step, "after_" + step])
+    return names
+
+
+# ----------------------------------------------------------------------------------------------
+# Gates (pure decisions on what the module observed)
+# ----------------------------------------------------------------------------------------------
+
+def stream_gate(streams, max_lag_bytes, max_lag_seconds, engine="native"):
+    """(go, reasons): every stream streams with its lag within the limits.
+
+    streams: [{name, state, lag_bytes, lag_seconds, message}] (pg_replication_status) or for dms
+    [{name, status, cdc_latency_seconds}].
+    """
+    reasons = []
+    if not streams:
+        return False, ["no replication stream found: nothing carries the changes to the new side"]
+    for s in streams:
+        if engine == "dms":
+            if s.get("status") != "running":
+                reasons.append("DMS task %s is %s, not running" % (s.get("name"), s.get("status")))
+            elif s.get("cdc_latency_seconds") is None or s["cdc_latency_seconds"] > max_lag_seconds:
+                reasons.append("DMS task %s CDC latency %s s is above max_lag_seconds %s" % (
+                    s.get("name"), s.get("cdc_latency_seconds"), max_lag_seconds))
+            continue
+        if s.get("state") != "streaming":
+            reasons.append("stream %s is %s: %s" % (s.get("name"), s.get("state"), s.get("message") or ""))
+            continue
+        if s.get("lag_bytes") is None or s["lag_bytes"] > max_lag_bytes:
+            reasons.append("stream %s lags %s bytes (max_lag_bytes %d)" % (s.get("name"), s.get("lag_bytes"),
+                                                                            max_lag_bytes))
+        if s.get("lag_seconds") is None or s["lag_seconds"] > max_lag_seconds:
+            reasons.append("stream %s lags %s s (max_lag_seconds %s)" % (s.get("name"), s.get("lag_seconds"),
+                                                                          max_lag_seconds))
+    return not reasons, reasons
+
+
+def parse_time(text):
+    """ISO 8601 (Z or offset) -> aware datetime, or None."""
+    if not text:
+        return None
+    try:
+        value = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return value
+
+
+def validation_gate(report, requirement, max_age_seconds, now):
+    """(go, reason) of the last validation.
+
+    report: the parsed validation.json (verdict, finished_at, override) or None when missing;
+    requirement: 'required' (a GO, or an override, is needed), 'if_present' (a NO-GO blocks, a
+    missing report does not) or 'ignore'. now: aware datetime.
+    """
+    if requirement == "ignore":
+        return True, "validation not required (validation_requirement=ignore)"
+    if report is None:
+        if requirement == "required":
+            return False, "no validation report: run pgshift.aurora.validate first (or set validation_requirement)"
+        return True, "no validation report (validation_requirement=if_present)"
+    verdict = str(report.get("verdict", "")).upper()
+    finished = parse_time(report.get("finished_at"))
+    if verdict != "GO":
+        if report.get("override"):
+            return True, "validation said %s but was overridden (%s)" % (verdict or "nothing",
+                                                                        report.get("override_reason") or "no reason")
+        return False, "the last validation said %s: fix the differences and validate again" % (verdict or "nothing")
+    if finished is None:
+        return False, "the validation report has no finished_at: run pgshift.aurora.validate again"
+    age = (now - finished).total_seconds()
+    if max_age_seconds and age > max_age_seconds:
+        return False, "the last validation (GO) finished %.0f s ago, more than validation_max_age %d s: validate " \
+                      "again" % (age, max_age_seconds)
+    return True, "validation GO, finished %.0f s ago" % age
+
+
+def long_transaction_gate(transactions, limit_seconds):
+    """(go, reasons): no transaction on the old side older than limit_seconds (it would hold the freeze)."""
+    reasons = []
+    for t in transactions:
+        if (t.get("seconds") or 0) > limit_seconds:
+            reasons.append("session %s (%s@%s) has had a transaction open for %.0f s (state %s): the freeze would "
+                           "wait on it; end it or wait" % (t.get("pid"), t.get("user"), t.get("application") or "-",
+                                                          t["seconds"], t.get("state")))
+    return not reasons, reasons
+
+
+def barrier_done(streams, barrier_lsn_int, engine="native", marker_seen=None):
+    """Whether every stream confirmed the barrier (native), or the marker arrived (dms)."""
+    if engine == "dms":
+        return bool(marker_seen)
+    if not streams:
+        return False
+    return all(s.get("confirmed_int") is not None and s["confirmed_int"] >= barrier_lsn_int for s in streams)
+
+
+def verify_gate(counts, marker_ok, sequences_behind):
+    """(go, reasons): counts equal, the marker there, no sequence behind.
+
+    counts: [{table, old, new}]; sequences_behind: names still behind after the sequence step.
+    """
+    reasons = ["%s has %s rows on the old side and %s on the new one" % (c["table"], c["old"], c["new"])
+               for c in counts if c["old"] != c["new"]]
+    if marker_ok is False:
+        reasons.append("the cutover marker row is not on the new side")
+    for name in sequences_behind:
+        reasons.append("sequence %s is still behind on the new side" % name)
+    return not reasons, reasons
+
+
+def sequence_changes(plan):
+    """The setval() calls to make from a sequence_plan: [{sequence, set_to, from}] for those not fine."""
+    changes = []
+    for entry in plan:
+        if entry.get("set_to") is not None and entry.get("status") != "missing_on_target":
+            changes.append(dict(sequence=entry["sequence"], set_to=entry["set_to"], before=entry.get("target_next"),
+                                required_next=entry.get("required_next")))
+    return changes
+
+
+def pgbouncer_databases(database, host, port, dbname, extra=""):
+    """The [databases] file PgBouncer reads: one entry pointing `database` at host:port/dbname."""
+    line = "%s = host=%s port=%d dbname=%s" % (database, host, int(port), dbname)
+    if extra:
+        line += " " + extra
+    return ("; pgshift.aurora traffic switch: rewritten by aurora_cutover, then RELOAD\n"
+            "[databases]\n%s\n" % line)
+
+
+def route53_change(record_name, record_type, value, ttl):
+    """The ChangeBatch that points record_name at value."""
+    return dict(Comment="pgshift.aurora cutover", Changes=[dict(Action="UPSERT", ResourceRecordSet=dict(
+        Name=record_name, Type=record_type, TTL=int(ttl), ResourceRecords=[dict(Value=value)]))])
+
+
+# ----------------------------------------------------------------------------------------------
+# The machine
+# ----------------------------------------------------------------------------------------------
+
+class Machine:
+    """Runs the steps, keeps the timeline and the budget, undoes on failure.
+
+    actions: {step: callable(machine) -> detail dict}; a callable raises StepFailed (or any
+    exception) to stop the run. undo: {step: callable(machine) -> detail dict} for the
+    UNDOABLE steps. hooks: {hook name: callable(machine) -> detail} run around the steps (a
+    failing hook fails its step). clock: callable returning seconds (monotonic);
+    wallclock: callable returning an aware datetime (for the timeline's times).
+    """
+
+    def __init__(self, steps, actions, undo=None, hooks=None, freeze_timeout=10.0, clock=None, wallclock=None,
+                 rehearsal=False):
+        self.steps = list(steps)
+        self.actions = actions
+        self.undo_actions = undo or {}
+        self.hooks = hooks or {}
+        self.freeze_timeout = float(freeze_timeout)
+        self.clock = clock
+        self.wallclock = wallclock
+        self.rehearsal = rehearsal
+        self.timeline = []
+        self.done = []
+        self.frozen_at = None
+        self.unfrozen_at = None
+        self.switched_at = None
+        self.started = None
+        self.status = None
+        self.reason = None
+        self.failed_step = None
+        self.undone = []
+
+    # --- budget --------------------------------------------------------------------------------
+
+    def elapsed_frozen(self):
+        if self.frozen_at is None:
+            return 0.0
+        end = self.unfrozen_at if self.unfrozen_at is not None else self.clock()
+        return end - self.frozen_at
+
+    def remaining(self):
+        """Seconds of write pause left (the whole budget before the freeze)."""
+        return self.freeze_timeout - self.elapsed_frozen()
+
+    def check_budget(self, step):
+        if self.frozen_at is not None and self.switched_at is None and self.remaining() < 0:
+            raise OverBudget("the write pause reached %.3f s after step %s, over freeze_timeout %.3f s" % (
+                self.elapsed_frozen(), step, self.freeze_timeout))
+
+    # --- records -------------------------------------------------------------------------------
+
+    def record(self, step, status, started, seconds, detail=None, message=None, kind="step"):
+        entry = dict(step=step, number=step_number(step) if step in STEPS else None, kind=kind, status=status,
+                     at=round(started - self.started, 3), seconds=round(seconds, 3), detail=detail or {},
+                     message=message or "")
+        if self.wallclock is not None:
+            entry["time"] = self.wallclock().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.timeline.append(entry)
+        return entry
+
+    def _run_hook(self, name):
+        hook = self.hooks.get(name)
+        if hook is None:
+            return
+        t0 = self.clock()
+        try:
+            detail = hook(self) or {}
+        except Exception as exc:
+            self.record(name.split("_", 1)[1], "failed", t0, self.clock() - t0, message="hook %s failed: %s" % (
+                name, exc), kind="hook")
+            raise StepFailed("hook %s failed: %s" % (name, exc))
+        self.record(name.split("_", 1)[1], "ok", t0, self.clock() - t0, detail=detail, message="hook %s" % name,
+                    kind="hook")
+
+    # --- running -------------------------------------------------------------------------------
+
+    def run(self):
+        self.started = self.clock()
+        for step in self.steps:
+            t0 = self.clock()
+            try:
+                self._run_hook("before_" + step)
+                if step == "freeze":
+                    self.frozen_at = self.clock()
+                detail = self.actions[step](self) or {}
+                if step == SWITCH_STEP:
+                    self.switched_at = self.clock()
+                self._run_hook("after_" + step)
+                if step in BEFORE_SWITCH:
+                    self.check_budget(step)
+            except Exception as exc:  # every failure is recorded, then decided on below
+                detail = getattr(exc, "detail", None) or {}
+                if step == "freeze" and self.frozen_at is not None:
+                    # A freeze that failed half way may have taken effect (a PAUSE still waiting, some
+                    # roles read-only already): undo it too; undoing a freeze that did not happen is harmless.
+                    self.done.append(step)
+                self.record(step, "failed", t0, self.clock() - t0, detail=detail, message=str(exc))
+                self.failed_step = step
+                self.reason = str(exc)
+                if self.switched_at is None and step != SWITCH_STEP:
+                    self.status = "aborted"
+                    self.undo_all()
+                elif step == SWITCH_STEP:
+                    # The switch itself failed: traffic may not have moved; undo the freeze so the old
+                    # side serves (the switch action is expected to put its own change back first).
+                    self.status = "aborted"
+                    self.undo_all()
+                else:
+                    self.status = "failed_after_switch"
+                return self.result()
+            self.done.append(step)
+            self.record(step, "ok", t0, self.clock() - t0, detail=detail)
+        if self.rehearsal:
+            self.status = "rehearsed"
+            self.undo_all()
+        else:
+            self.status = "switched"
+        return self.result()
+
+    def undo_all(self):
+        for step in reversed(self.done):
+            if step not in UNDOABLE or step not in self.undo_actions:
+                continue
+            t0 = self.clock()
+            try:
+                detail = self.undo_actions[step](self) or {}
+                status = "ok"
+                message = "undone"
+            except Exception as exc:  # keep undoing the rest; the report says what could not be undone
+                detail = getattr(exc, "detail", None) or {}
+                status = "failed"
+                message = "could not undo %s: %s" % (step, exc)
+            if step == "freeze":
+                self.unfrozen_at = self.clock()
+            self.record(step, status, t0, self.clock() - t0, detail=detail, message=message, kind="undo")
+            self.undone.append(dict(step=step, status=status, message=message))
+
+    def write_pause(self):
+        """Seconds writes were paused: freeze -> switch done, or freeze -> freeze undone."""
+        if self.frozen_at is None:
+            return None
+        end = self.switched_at if self.switched_at is not None else self.unfrozen_at
+        if end is None:
+            end = self.clock()
+        return round(end - self.frozen_at, 3)
+
+    def result(self):
+        return dict(status=self.status, failed_step=self.failed_step, reason=self.reason,
+                    write_pause_seconds=self.write_pause(), over_budget=bool(
+                        self.write_pause() is not None and self.write_pause() > self.freeze_timeout),
+                    timeline=self.timeline, undone=self.undone, steps_done=list(self.done),
+                    total_seconds=round(self.clock() - self.started, 3))
+
+
+# ----------------------------------------------------------------------------------------------
+# What a rollback would do, and the report
+# ----------------------------------------------------------------------------------------------
+
+def rollback_plan(direction, freeze_method, switch_method, migration, reverse_stream):
+    """Sentences: what running the other direction would do from here (for the report)."""
+    old, new = sides(direction)
+    if direction == "forward":
+        return [
+            "playbooks/rollback.yml (aurora_cutover direction=reverse) freezes writes on the target (%s)" % freeze_method,
+            "waits until subscription %s on the source confirmed the target's WAL position after the freeze "
+            "(slot %s on the target, created during this cutover's freeze)" % (reverse_stream, reverse_stream),
+            "moves the sequences target -> source, switches traffic back to the source (%s)" % switch_method,
+            "drops the reverse stream and creates fresh forward streams pgshift_%s_s<N> (slots on the source created "
+            "during the rollback's freeze, subscriptions with copy_data=false) so a second cutover can run" % migration,
+        ]
+    return [
+        "a second cutover (playbooks/cutover.yml) runs on the fresh forward streams made by this rollback",
+        "its reverse stream %s is created again during its freeze" % reverse_stream,
+    ]
+
+
+def _fmt(value):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "%.3f" % value
+    return str(value)
+
+
+def render_markdown(report):
+    """The cutover / rehearsal / rollback report (markdown) from the module's result."""
+    title = dict(forward="Cutover", reverse="Rollback")[report["direction"]]
+    if report.get("rehearsal"):
+        title = "Rehearsal of the %s" % title.lower()
+    lines = ["# %s of migration `%s`" % (title, report["migration"]), ""]
+    lines.append("- status: **%s**%s" % (report["status"], (" (step %s: %s)" % (
+        report["failed_step"], report["reason"])) if report.get("failed_step") else ""))
+    lines.append("- old side: %s, new side: %s; freeze %s, switch %s, engine %s" % (
+        report["old_side"], report["new_side"], report["freeze_method"], report["switch_method"], report["engine"]))
+    lines.append("- write pause: **%s s** (budget freeze_timeout %s s)" % (_fmt(report.get("write_pause_seconds")),
+                                                                       _fmt(report.get("freeze_timeout"))))
+    lines.append("- started %s, took %s s" % (report.get("started_at"), _fmt(report.get("total_seconds"))))
+    positions = report.get("positions") or {}
+    if positions:
+        lines.append("- positions: " + ", ".join("%s %s" % (k, v) for k, v in sorted(positions.items())))
+    lines += ["", "## Timeline", "", "| t (s) | time (UTC) | # | step | kind | status | seconds | note |",
+              "|---:|---|---:|---|---|---|---:|---|"]
+    for e in report.get("timeline") or []:
+        note = e.get("message") or ", ".join("%s=%s" % (k, v) for k, v in sorted((e.get("detail") or {}).items())
+                                             if not isinstance(v, (list, dict)))
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            _fmt(e["at"]), e.get("time", "-"), _fmt(e.get("number")), e["step"], e["kind"], e["status"],
+            _fmt(e["seconds"]), note.replace("|", "\\|").replace("\n", " ")[:300]))
+    seqs = report.get("sequences_moved") or []
+    lines += ["", "## Sequences moved (%d)" % len(seqs), ""]
+    for s in seqs:
+        lines.append("- `%s`: next %s -> %s" % (s["sequence"], _fmt(s.get("before")), _fmt(s.get("required_next"))))
+    if not seqs:
+        lines.append("- none needed")
+    lines += ["", "## What a rollback would do", ""]
+    lines += ["%d. %s" % (i, text) for i, text in enumerate(report.get("rollback_plan") or [], 1)]
+    lines.append("")
+    return "\n".join(lines)
