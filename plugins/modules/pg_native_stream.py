@@ -103,6 +103,24 @@ options:
     description: C(maintenance_work_mem) of the sessions that build the keys after the copy.
     type: str
     default: 256MB
+  copy_relay:
+    description:
+      - How each unit's rows go from the source to the target. C(psql) runs two C(psql) processes per unit
+        (COPY TO STDOUT under the exported snapshot, COPY FROM STDIN on the target) and passes the bytes between
+        them in 1 MiB blocks; C(python) relays row by row through psycopg in this process, which costs the
+        controller about a CPU-second per five million rows. C(auto) uses psql for the units estimated at 16 MiB
+        or more when one is found (O(psql_path), then C(PATH), then the newest
+        C(/usr/lib/postgresql/<major>/bin)), python for the others (starting two psql costs more than a small
+        unit's copy). RV(load.relay) lists the relays used.
+      - With psql, the connections (password included) go to psql through its environment, never its command
+        line; the target's transaction commits only after the source's psql ended without error, and a psql
+        whose module process dies is killed (Linux), so no partial unit is committed.
+    type: str
+    default: auto
+    choices: [auto, psql, python]
+  psql_path:
+    description: The psql to use for O(copy_relay=psql) or C(auto). Any version from 9.6 on.
+    type: path
   slot_release_timeout:
     description:
       - With O(state=absent), seconds to wait for the slot's WAL sender to stop before terminating it.
@@ -264,6 +282,9 @@ from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection impo
     PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
 
 TARGET = "target_"
+# copy_relay=auto: units estimated at least this big go through psql (two process starts and connections
+# cost about 0.1 s: worth it from a few MB on, when the relay's CPU saving outweighs them).
+PSQL_RELAY_MIN_BYTES = 16 * 1024 * 1024
 
 
 def argument_spec():
@@ -279,6 +300,8 @@ def argument_spec():
         keys_after_copy=dict(type="bool", default=True),
         keys_after_copy_min_bytes=dict(type="int", default=64 * 1024 * 1024),
         maintenance_work_mem=dict(type="str", default="256MB"),
+        copy_relay=dict(type="str", default="auto", choices=["auto", "psql", "python"]),
+        psql_path=dict(type="path"),
         source_replication_user=dict(type="str"),
         source_replication_password=dict(type="str", no_log=True),
         source_host=dict(type="str"),
@@ -521,14 +544,17 @@ class Stream:
             progress.reset(units, lsn)
             self.copy_queries(tables, plan, units)
             started = time.time()
+            psql = self.relay_psql()
             engine = loader.Loader(self.source_params(), self.target_params(), snapshot, units, plan,
-                                   self.p["parallel"], progress, app, secrets=self.secrets)
+                                   self.p["parallel"], progress, app, secrets=self.secrets, psql=psql,
+                                   psql_min_bytes=PSQL_RELAY_MIN_BYTES if self.p["copy_relay"] == "auto" else 0)
             results, warnings = engine.run()
             self.warnings.extend(warnings)
             copied = time.time()
             keys = self.build_keys()
             self.load = self.load_result(units, results, copied - started, engine.workers)
-            self.load.update(keys=keys, keys_seconds=round(time.time() - copied, 3))
+            self.load.update(keys=keys, keys_seconds=round(time.time() - copied, 3),
+                             relay=sorted(set(r["relay"] for r in results)))
         except loader.LoadError as exc:
             self.abandon_slot(exporter)
             exporter = None
@@ -542,6 +568,16 @@ class Stream:
             if exporter is not None:
                 exporter.close()
             progress_conn.close()
+
+    def relay_psql(self):
+        """The psql of the relay, or None for the python relay (copy_relay)."""
+        if self.p["copy_relay"] == "python":
+            return None
+        found = loader.find_psql(self.p["psql_path"])
+        if found is None and self.p["copy_relay"] == "psql":
+            self.fail("copy_relay is psql but no psql was found (psql_path %s, PATH, /usr/lib/postgresql/*/bin): "
+                      "install the PostgreSQL client or use copy_relay: python" % (self.p["psql_path"] or "unset"))
+        return found
 
     def drop_keys(self, tables):
         """Drop (recording them) the keys built after the copy; in check mode, list the statements."""

@@ -312,8 +312,9 @@ def test_streams_load_stream_survive_faults_and_leave_nothing(dbs):
     writer.start()
     try:
         time.sleep(0.3)
-        results = in_parallel([lambda: stream_run(source, target, s1, parallel=2),
-                               lambda: stream_run(source, target, s2, parallel=2)])
+        # one stream relays through psycopg in the module, the other through two psql per unit
+        results = in_parallel([lambda: stream_run(source, target, s1, parallel=2, copy_relay="python"),
+                               lambda: stream_run(source, target, s2, parallel=2, copy_relay="psql")])
         for result in results:
             ok(result)
             assert result["changed"] is True
@@ -321,6 +322,7 @@ def test_streams_load_stream_survive_faults_and_leave_nothing(dbs):
             assert result["restarted"] is False
             assert result["slot"]["consistent_lsn"]
         load1, load2 = results[0]["load"], results[1]["load"]
+        assert (load1["relay"], load2["relay"]) == (["python"], ["psql"])
         by_table = dict((x["table"], x) for x in load1["tables"] + load2["tables"])
         assert by_table["public.pings"]["units"] == 4
         # enum, domain, jsonb, composite, enum[]: binary is portable (the type OIDs differ on the two sides)
@@ -437,7 +439,8 @@ def test_killed_load_restarts_and_disabled_subscription_waits(dbs):
     # Hold the target's documents table so the load stops there, half done, then kill the module.
     blocker = target.connect(DB, autocommit=False)
     blocker.execute("LOCK TABLE documents IN ACCESS EXCLUSIVE MODE")
-    proc, argfile = module_process("pg_native_stream", params(source, target, stream=s, parallel=1))
+    # psql relay: the psql processes must die with the killed module (PR_SET_PDEATHSIG), committing nothing
+    proc, argfile = module_process("pg_native_stream", params(source, target, stream=s, parallel=1, copy_relay="psql"))
     try:
         def stuck():
             rows = target.query(DB, "SELECT table_name, state FROM pgshift.load_progress WHERE stream = %s "
@@ -459,6 +462,9 @@ def test_killed_load_restarts_and_disabled_subscription_waits(dbs):
         os.unlink(argfile)
     assert wait_for(lambda: not source.query(DB, "SELECT 1 FROM pg_stat_activity WHERE starts_with(application_name, "
                                                  "'pgshift load ')"), timeout=30)
+    assert wait_for(lambda: not target.query(DB, "SELECT 1 FROM pg_stat_activity WHERE starts_with(application_name, "
+                                                 "'pgshift load ')"), timeout=30)
+    assert target.query(DB, "SELECT count(*) FROM documents") == [(0,)], "a unit of the killed load was committed"
     stopped = status(source, target, "crash")
     assert stopped["streams"][0]["state"] == "error" and "stopped before it ended" in stopped["errors"][0]
     # A stray row on the target: the restart truncates before copying again.
@@ -558,10 +564,14 @@ def test_failed_load_drops_its_slot_and_the_next_run_starts_over(dbs):
     assert catalog_state(source, target, "fail") == ([], [], [])
 
 
-def test_loader_falls_back_to_text_when_binary_fails(dbs):
+@pytest.mark.parametrize("relay", ["python", "psql"])
+def test_loader_falls_back_to_text_when_binary_fails(dbs, relay):
     """The engine itself: a domain over aclitem (which has no binary output) is copied in text after binary failed."""
     from ansible_collections.pgshift.aurora.plugins.module_utils import native
     from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader
+
+    psql = loader.find_psql() if relay == "psql" else None
+    assert relay == "python" or psql, "no psql found for the psql relay"
 
     source, target = dbs
     for cluster in (source, target):
@@ -586,7 +596,7 @@ def test_loader_falls_back_to_text_when_binary_fails(dbs):
         try:
             progress.reset(units, lsn)
             engine = loader.Loader(src, tgt, snap, units, plan, 2, progress, "pgshift load test",
-                                   secrets=[ADMIN_PASSWORD])
+                                   secrets=[ADMIN_PASSWORD], psql=psql)
             results, warnings = engine.run()
         finally:
             exporter.close()

@@ -23,7 +23,12 @@ How a load runs (the decisions are in native.py):
 
 from __future__ import annotations
 
+import ctypes
+import os
 import queue
+import shutil
+import signal
+import subprocess
 import threading
 import time
 
@@ -41,6 +46,105 @@ from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection impo
 
 WRITE_BATCH = 256 * 1024        # bytes gathered from the source before one write to the target
 PROGRESS_INTERVAL = 1.0         # seconds between progress updates of a unit being copied
+
+
+RELAY_BLOCK = 1024 * 1024      # bytes read from the source's psql at a time
+
+
+class RelayError(Exception):
+    """A psql of the relay failed; the message holds its error (scrubbed by the caller)."""
+
+
+def _die_with_parent():  # pragma: no cover - runs in the child between fork and exec
+    """The psql processes get SIGKILL when this process dies (Linux), so the target's transaction never
+    commits a unit whose copy did not end."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def find_psql(path=None):
+    """psql for the relay: `path` when it is an executable, else psql on PATH, else the newest Debian
+    /usr/lib/postgresql/<major>/bin/psql; None when there is none."""
+    if path:  # the given psql, or none: never silently another one
+        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    candidates = [shutil.which("psql")]
+    majors = []
+    if os.path.isdir("/usr/lib/postgresql"):
+        majors = sorted((int(d) for d in os.listdir("/usr/lib/postgresql") if d.isdigit()), reverse=True)
+    candidates.extend("/usr/lib/postgresql/%d/bin/psql" % m for m in majors)
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def relay_env(params, application_name):
+    """libpq environment of a relay psql: the connection (password included) never goes on its command line."""
+    kwargs = conninfo_kwargs(params)
+    env = dict((k, v) for k, v in os.environ.items() if not k.startswith("PG"))
+    names = dict(host="PGHOST", port="PGPORT", dbname="PGDATABASE", user="PGUSER", password="PGPASSWORD",
+                 sslmode="PGSSLMODE", sslrootcert="PGSSLROOTCERT", connect_timeout="PGCONNECT_TIMEOUT",
+                 client_encoding="PGCLIENTENCODING")
+    for key, var in names.items():
+        if kwargs.get(key) not in (None, ""):
+            env[var] = str(kwargs[key])
+    env["PGAPPNAME"] = application_name
+    env["PGOPTIONS"] = ""
+    return env
+
+
+def relay_command(psql, statements, conn=None):
+    """psql's argument list: each statement its own -c, in one session, stopping at the first error."""
+    argv = [psql, "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "--no-align", "--tuples-only"]
+    for stmt in statements:
+        argv.extend(["--command", stmt if isinstance(stmt, str) else stmt.as_string(conn)])
+    return argv
+
+
+def relay_process(psql, params, application_name, statements, stdout):
+    # psql prints the COPY data (source) or "COPY <n>" (target, without --quiet for that) on stdout
+    argv = relay_command(psql, statements)
+    if not stdout:
+        argv.remove("--quiet")
+    return subprocess.Popen(  # pylint: disable=consider-using-with
+        argv, env=relay_env(params, application_name), stdin=None if stdout else subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_die_with_parent, close_fds=True)
+
+
+def _kill(proc):
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def _psql_error(stderr):
+    text = (stderr or b"").decode("utf-8", "replace").strip()
+    return text or "psql ended without a message"
+
+
+def _copied_rows(stdout):
+    """The row count of the target's `COPY <n>` command tag."""
+    for line in (stdout or b"").decode("utf-8", "replace").splitlines():
+        if line.startswith("COPY "):
+            try:
+                return int(line.split()[1])
+            except (IndexError, ValueError):
+                break
+    raise RelayError("the target's psql did not report the rows it copied")
+
+
+def _rows_estimate(unit, nbytes):
+    if unit.get("est_bytes") and unit.get("est_rows"):
+        return int(unit["est_rows"] * min(1.0, float(nbytes) / unit["est_bytes"]))
+    return 0
 
 
 class LoadError(Exception):
@@ -433,7 +537,7 @@ class Loader:
     """
 
     def __init__(self, source_params, target_params, snapshot, units, plan, workers, progress, application_name,
-                 secrets=()):
+                 secrets=(), psql=None, psql_min_bytes=0):
         self.source_params = source_params
         self.target_params = target_params
         self.snapshot = snapshot
@@ -450,6 +554,8 @@ class Loader:
         self.errors = []
         self.warnings = []
         self.replica_role = None
+        self.psql = psql
+        self.psql_min_bytes = psql_min_bytes
 
     def run(self):
         for unit in self.units:
@@ -524,11 +630,16 @@ class Loader:
             self.progress.started(unit, fmt)
             started = time.time()
             try:
-                rows, nbytes = self._stream(src, tgt, unit, table["columns"], fmt)
+                if self.psql and (unit.get("est_bytes") or 0) >= self.psql_min_bytes:
+                    rows, nbytes = self._stream_psql(unit, table["columns"], fmt)
+                    relay = "psql"
+                else:
+                    rows, nbytes = self._stream(src, tgt, unit, table["columns"], fmt)
+                    relay = "python"
             except _Aborted:
                 self.progress.back_to_pending(unit)
                 return
-            except psycopg.Error as exc:
+            except (psycopg.Error, RelayError) as exc:
                 message = scrub(str(exc).strip(), self.secrets)
                 retry = native.fallback_format(fmt, table["meta"])
                 if retry and retry not in tried and not self.stop.is_set():
@@ -547,8 +658,67 @@ class Loader:
             self.progress.copied(unit, rows, nbytes, fmt)
             with self.lock:
                 self.results.append(dict(table=unit["table"], unit=unit["unit"], rows=rows, bytes=nbytes,
-                                         format=fmt, seconds=round(seconds, 3), worker=number))
+                                         format=fmt, seconds=round(seconds, 3), worker=number, relay=relay))
             return
+
+    def _stream_psql(self, unit, cols, fmt):
+        """One unit through two psql processes: COPY TO STDOUT under the snapshot on the source, COPY FROM STDIN
+        on the target in one transaction; this thread passes the bytes along in large blocks. The target's
+        transaction commits only after the source's psql ended without error: on any failure (or when the
+        loader stops, or this process dies: PR_SET_PDEATHSIG) the target's psql is killed and its
+        transaction rolled back. (rows, bytes)."""
+        source_sql = [
+            "SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.snapshot)),
+            native.copy_out(unit, cols, fmt), "COMMIT"]
+        target_sql = ["SET statement_timeout = 0", "SET synchronous_commit = off", "BEGIN"]
+        if self.replica_role:
+            target_sql.append("SET LOCAL session_replication_role = replica")
+        if unit["truncate"]:
+            target_sql.append(native.truncate([unit]))
+        target_sql.extend([native.copy_in(unit, cols, fmt, freeze=unit["truncate"]), "COMMIT"])
+        src = relay_process(self.psql, self.source_params, self.application_name, source_sql, stdout=True)
+        try:
+            tgt = relay_process(self.psql, self.target_params, self.application_name, target_sql, stdout=False)
+        except Exception:
+            _kill(src)
+            raise
+        nbytes = 0
+        last = time.time()
+        try:
+            fd = src.stdout.fileno()
+            while True:
+                chunk = os.read(fd, RELAY_BLOCK)
+                if not chunk:
+                    break
+                if self.stop.is_set():
+                    raise _Aborted()
+                tgt.stdin.write(chunk)
+                nbytes += len(chunk)
+                now = time.time()
+                if now - last >= PROGRESS_INTERVAL:
+                    last = now
+                    # rows are counted by the target at the end: until then, estimated from the bytes
+                    self.progress.advanced(unit, _rows_estimate(unit, nbytes), nbytes)
+            src_err = src.stderr.read()
+            if src.wait() != 0:
+                raise RelayError("the copy out of the source failed: %s" % _psql_error(src_err))
+            tgt.stdin.close()
+            out = tgt.stdout.read()
+            tgt_err = tgt.stderr.read()
+            if tgt.wait() != 0:
+                raise RelayError("the copy into the target failed: %s" % _psql_error(tgt_err))
+        except BrokenPipeError:
+            # the target's psql ended early: its error says why
+            _kill(src)
+            tgt_err = tgt.stderr.read()
+            tgt.wait()
+            raise RelayError("the copy into the target failed: %s" % _psql_error(tgt_err)) from None
+        finally:
+            _kill(src)
+            _kill(tgt)
+        return _copied_rows(out), nbytes
 
     def _stream(self, src, tgt, unit, cols, fmt):
         """One unit: COPY out of the source into the target in one target transaction; (rows, bytes)."""
