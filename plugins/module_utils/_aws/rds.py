@@ -144,3 +144,90 @@ def reboot_and_wait(rds, instance_id, timeout):
     waiter = rds.get_waiter("db_instance_available")
     waiter.wait(DBInstanceIdentifier=instance_id,
                 WaiterConfig=dict(Delay=delay, MaxAttempts=max(1, int(timeout // delay))))
+
+
+# --- Parameter group values (pgshift.aurora.rds_parameter_group) --------------------------------
+
+def describe_group_parameters(rds, group, kind):
+    """{name: {value, apply_type, modifiable, source}} of a DB (kind=instance) or DB cluster parameter group.
+
+    Real AWS lists every parameter of the family (engine defaults without a value); a stand-in may list only
+    the ones set.
+    """
+    if kind == "cluster":
+        operation, key = "describe_db_cluster_parameters", "DBClusterParameterGroupName"
+    else:
+        operation, key = "describe_db_parameters", "DBParameterGroupName"
+    values = {}
+    for page in rds.get_paginator(operation).paginate(**{key: group}):
+        for p in page.get("Parameters", []):
+            values[p["ParameterName"]] = dict(value=p.get("ParameterValue"), apply_type=p.get("ApplyType"),
+                                              modifiable=p.get("IsModifiable", True), source=p.get("Source"))
+    return values
+
+
+def apply_method_for(name, described):
+    """pending-reboot for a static parameter (ApplyType from the API, else the known static list), else immediate."""
+    apply_type = (described or {}).get("apply_type")
+    if apply_type:
+        return "pending-reboot" if apply_type == "static" else "immediate"
+    return "pending-reboot" if name in STATIC_PARAMETERS else "immediate"
+
+
+def normalise_value(value):
+    """The API's string form of a YAML value: booleans as 1/0, numbers as digits."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def plan_group_changes(described, desired):
+    """(changes, errors) to bring a parameter group to desired (pure).
+
+    described: describe_group_parameters(); desired: {name: value}. Only values that differ are changed;
+    a parameter listed as not modifiable is an error, not a change.
+    """
+    changes, errors = [], []
+    for name in sorted(desired):
+        want = normalise_value(desired[name])
+        current = described.get(name)
+        if current is not None and current.get("value") is not None and str(current["value"]) == want:
+            continue
+        if current is not None and current.get("modifiable") is False:
+            errors.append("parameter %s cannot be modified (it is %r, %r wanted)" % (name, current.get("value"), want))
+            continue
+        changes.append(dict(ParameterName=name, ParameterValue=want, ApplyMethod=apply_method_for(name, current)))
+    return changes, errors
+
+
+def modify_group_values(rds, group, kind, changes):
+    for i in range(0, len(changes), MAX_PARAMETERS_PER_CALL):
+        chunk = changes[i:i + MAX_PARAMETERS_PER_CALL]
+        if kind == "cluster":
+            rds.modify_db_cluster_parameter_group(DBClusterParameterGroupName=group, Parameters=chunk)
+        else:
+            rds.modify_db_parameter_group(DBParameterGroupName=group, Parameters=chunk)
+
+
+def group_exists(rds, group, kind):
+    """Whether the (cluster) parameter group exists: NotFound or an empty list (moto) both mean no."""
+    try:
+        if kind == "cluster":
+            found = rds.describe_db_cluster_parameter_groups(DBClusterParameterGroupName=group)
+            return bool(found.get("DBClusterParameterGroups"))
+        found = rds.describe_db_parameter_groups(DBParameterGroupName=group)
+        return bool(found.get("DBParameterGroups"))
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("DBParameterGroupNotFound", "DBParameterGroupNotFoundFault"):
+            return False
+        raise
+
+
+def create_group(rds, group, kind, family, description, tags):
+    tag_list = [dict(Key=k, Value=str(v)) for k, v in sorted((tags or {}).items())]
+    if kind == "cluster":
+        rds.create_db_cluster_parameter_group(DBClusterParameterGroupName=group, DBParameterGroupFamily=family,
+                                              Description=description, Tags=tag_list)
+    else:
+        rds.create_db_parameter_group(DBParameterGroupName=group, DBParameterGroupFamily=family,
+                                      Description=description, Tags=tag_list)
