@@ -1,0 +1,177 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgshift.aurora contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PgBouncer's admin console: PAUSE / RESUME a database, rewrite the [databases] file and RELOAD, SHOW.
+
+The console speaks the simple query protocol only; psycopg sends a statement without
+parameters that way. Database names are checked against a strict pattern before they are
+put into a command (the console has no quoting of its own).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+import time
+
+try:
+    import psycopg
+    from psycopg import sql
+except ImportError:  # pragma: no cover - reported by the module
+    psycopg = None
+    sql = None
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+class PgBouncerError(Exception):
+    """The admin console refused or could not be reached; the message says what to check."""
+
+
+def check_name(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise PgBouncerError("%r is not a PgBouncer database name this module accepts (letters, digits, _ . -)" % name)
+    return name
+
+
+class AdminConsole:
+    """One admin-console connection (autocommit, simple protocol)."""
+
+    def __init__(self, host, port, user, password=None, connect_timeout=10):
+        self.params = dict(host=host, port=int(port), user=user, password=password, connect_timeout=connect_timeout)
+        self.conn = self._connect()
+
+    def _connect(self):
+        p = self.params
+        kwargs = dict(host=p["host"], port=p["port"], dbname="pgbouncer", user=p["user"], autocommit=True,
+                      connect_timeout=p["connect_timeout"], sslmode="disable", application_name="pgshift.aurora")
+        if p["password"]:
+            kwargs["password"] = p["password"]
+        try:
+            return psycopg.connect(**kwargs)
+        except psycopg.Error as exc:
+            message = str(exc).replace(p["password"] or "\0", "********")
+            raise PgBouncerError("cannot reach PgBouncer's admin console at %s:%s as %s: %s (check "
+                                 "traffic_switch_pgbouncer host, port, admin_user and admin_password, and that the "
+                                 "user is in admin_users)" % (p["host"], p["port"], p["user"], message.strip())) from None
+
+    def close(self):
+        try:
+            self.conn.close()
+        except Exception:  # closing is best effort
+            pass
+
+    def command(self, verb, database=None):
+        stmt = sql.SQL(verb) if database is None else sql.SQL("{} {}").format(sql.SQL(verb), sql.SQL(check_name(database)))
+        try:
+            self.conn.execute(stmt)
+        except psycopg.Error as exc:
+            raise PgBouncerError("PgBouncer refused %s%s: %s" % (verb, (" " + database) if database else "",
+                                                                 str(exc).strip())) from None
+
+    def show(self, what):
+        if what not in ("POOLS", "CLIENTS", "SERVERS", "DATABASES", "STATS", "CONFIG"):
+            raise PgBouncerError("SHOW %s is not supported here" % what)
+        cur = self.conn.execute(sql.SQL("SHOW " + what))
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def database(self, name):
+        for row in self.show("DATABASES"):
+            if row.get("name") == name:
+                return row
+        return None
+
+    def resume(self, database):
+        """RESUME database; a database that is not paused is fine."""
+        try:
+            self.command("RESUME", database)
+        except PgBouncerError as exc:
+            if "not paused" not in str(exc) and "not suspended" not in str(exc):
+                raise
+            return False
+        return True
+
+    def pause(self, database, timeout):
+        """PAUSE database, waiting at most timeout seconds for the running transactions to end.
+
+        PAUSE returns once every server connection of the database is released: new client queries
+        wait inside PgBouncer. When it takes longer than timeout the pause is undone (RESUME on a
+        second connection) and PgBouncerError raised: clients carry on against the old server.
+        Returns the seconds PAUSE took.
+        """
+        check_name(database)
+        outcome = {}
+
+        def run():
+            try:
+                self.command("PAUSE", database)
+                outcome["ok"] = True
+            except Exception as exc:  # reported by the caller
+                outcome["error"] = exc
+
+        started = time.monotonic()
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(max(timeout, 0.0))
+        if worker.is_alive():
+            other = AdminConsole(**self.params)
+            try:
+                other.resume(database)
+            finally:
+                other.close()
+            worker.join(10)
+            self.close()
+            self.conn = self._connect()
+            raise PgBouncerError("PAUSE %s did not finish within %.1f s (a transaction through PgBouncer is still "
+                                 "running): RESUME sent, clients continue on the old server" % (database, timeout))
+        if "error" in outcome:
+            raise outcome["error"]
+        return time.monotonic() - started
+
+    def reload(self):
+        self.command("RELOAD")
+
+    def wait_database(self, name, host, port, timeout=5.0):
+        """Wait until SHOW DATABASES shows name pointing at host:port (RELOAD applied)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            row = self.database(name)
+            if row and str(row.get("host")) == str(host) and int(row.get("port")) == int(port):
+                return row
+            if time.monotonic() > deadline:
+                raise PgBouncerError("PgBouncer still points %s at %s:%s after RELOAD (expected %s:%s): check that "
+                                     "databases_file is the file pgbouncer.ini includes" % (
+                                         name, (row or {}).get("host"), (row or {}).get("port"), host, port))
+            time.sleep(0.02)
+
+
+def rewrite_file(path, content):
+    """Replace path with content atomically (same directory, same mode and owner); returns the old content."""
+    try:
+        with open(path) as f:
+            old = f.read()
+        st = os.stat(path)
+    except FileNotFoundError:
+        old, st = None, None
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".pgshift-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        if st is not None:
+            os.chmod(tmp, st.st_mode & 0o7777)
+            try:
+                os.chown(tmp, st.st_uid, st.st_gid)
+            except PermissionError:
+                pass
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except Exception:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return old

@@ -1,0 +1,1029 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pgshift.aurora contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: aurora_cutover
+short_description: Blue/green cutover, rollback and rehearsal of a migration as a step machine with checkpoints
+version_added: 0.3.0
+description:
+  - Moves the application from the source to the target (O(direction=forward)) or back (O(direction=reverse),
+    the rollback) in timed steps, each with a go/no-go gate - 1 preflight (streams streaming within
+    O(max_lag_bytes)/O(max_lag_seconds), the last validation passed, no long transaction on the old side),
+    2 freeze of writes on the old side, 3 barrier (the old side's WAL position after the freeze confirmed by
+    every stream; for O(engine=dms) a marker row written after the freeze seen on the new side), 4 sequences
+    (every sequence on the new side at least the old side's and above its columns, plus O(sequence_gap)),
+    5 finishing (materialized views refreshed, triggers enabled as on the old side, foreign keys validated),
+    6 verify (counts of the busiest tables, the sequences), 7 return path (the new side's publication and slot
+    created while writes are still frozen), 8 switch traffic, 9 replication (old -> new streams stopped, the
+    old side subscribes to the new side's slot without copying), 10 post-check (no application session left
+    on the old side).
+  - If any step before the switch fails or the pause runs over O(freeze_timeout), what was done is undone
+    (RESUME, or read-write again; the return slot dropped) and the module fails saying why; the old side serves
+    as before and the forward streams are untouched, so the cutover can simply run again.
+  - O(rehearsal=true) runs steps 1-7 for real, measures them, then undoes the freeze instead of switching.
+  - After a rollback the old forward streams are gone; fresh forward streams (same names, slots created on the
+    source during the rollback's freeze, subscriptions with C(copy_data=false)) are made, so a second cutover
+    runs like the first.
+  - O(mode=status) only tells which side serves; O(mode=cleanup) removes the return stream and the cutover log
+    (the forward streams are removed by M(pgshift.aurora.pg_native_stream)).
+author:
+  - pgshift.aurora developers (@pgshift)
+extends_documentation_fragment:
+  - pgshift.aurora.postgres
+  - pgshift.aurora.postgres_target
+options:
+  migration:
+    description: The migration name; streams are C(pgshift_<migration>_s<N>), the return stream C(pgshift_<migration>_r1).
+    type: str
+    required: true
+  mode:
+    description: C(run) the step machine, C(status) to read which side serves, C(cleanup) to remove the return stream and log.
+    type: str
+    choices: [run, status, cleanup]
+    default: run
+  direction:
+    description: C(forward) moves traffic source -> target; C(reverse) (rollback) target -> source.
+    type: str
+    choices: [forward, reverse]
+    default: forward
+  rehearsal:
+    description: Run steps 1-7 for real, then undo them instead of switching.
+    type: bool
+    default: false
+  engine:
+    description: The migration engine; C(dms) takes its streams from O(dms_tasks) and proves the barrier with a marker row.
+    type: str
+    choices: [native, dms]
+    default: native
+  dms_tasks:
+    description:
+      - For O(engine=dms), the tasks as C(pgshift.aurora.dms_task_info) reports them, each with C(name), C(status)
+        and C(cdc_latency_seconds). The table C(pgshift.cutover_log) must be in the tasks' table mappings.
+    type: list
+    elements: dict
+    default: []
+  freeze_method:
+    description:
+      - C(pgbouncer) PAUSEs the database in PgBouncer (clients wait, they do not fail); C(read_only) sets
+        C(default_transaction_read_only) for O(app_roles) and ends their sessions; C(command) runs O(freeze_command).
+    type: str
+    choices: [pgbouncer, read_only, command]
+    default: pgbouncer
+  freeze_command:
+    description: Shell command that stops writes (freeze_method=command).
+    type: str
+  unfreeze_command:
+    description: Shell command that undoes O(freeze_command).
+    type: str
+  switch_method:
+    description: C(pgbouncer) (rewrite the databases file, RELOAD, RESUME), C(route53), C(command) or C(none).
+    type: str
+    choices: [pgbouncer, route53, command, none]
+    default: pgbouncer
+  switch_command:
+    description: Shell command that moves traffic (switch_method=command); C(PGSHIFT_NEW_SIDE) says where to.
+    type: str
+  freeze_timeout:
+    description: The write pause budget in seconds; running over it before the switch undoes the freeze.
+    type: float
+    default: 10
+  barrier_timeout:
+    description: Seconds the barrier may wait (never more than what is left of O(freeze_timeout)).
+    type: float
+    default: 30
+  max_lag_bytes:
+    description: Preflight - the largest lag in bytes a stream may have.
+    type: int
+    default: 16777216
+  max_lag_seconds:
+    description: Preflight - the largest lag in seconds a stream may have.
+    type: float
+    default: 5
+  max_transaction_seconds:
+    description: Preflight - no transaction on the old side may have been open longer than this.
+    type: float
+    default: 5
+  validation_report:
+    description: Path of validation.json (from pgshift.aurora.validate).
+    type: path
+  validation_requirement:
+    description: C(required) (a GO needed), C(if_present) (a NO-GO blocks, no report does not) or C(ignore).
+    type: str
+    choices: [required, if_present, ignore]
+    default: if_present
+  validation_max_age:
+    description: Seconds a GO stays valid (0 = no limit).
+    type: int
+    default: 0
+  sequence_gap:
+    description: Added to the source's next value and to the columns' maximum when setting sequences on the new side.
+    type: int
+    default: 1000
+  verify_tables:
+    description: How many of the busiest replicated tables the verify step counts on both sides.
+    type: int
+    default: 5
+  refresh_matviews:
+    description: Refresh every materialized view on the new side in the finishing step.
+    type: bool
+    default: true
+  app_roles:
+    description:
+      - The application's login roles - made read-only by the read_only freeze, checked to exist on the new side,
+        and looked for in the post-check. Read-only settings left by an earlier cutover on the new side are reset
+        before the switch.
+    type: list
+    elements: str
+    default: []
+  pgbouncer:
+    description: PgBouncer's admin console and the entry the switch rewrites.
+    type: dict
+    suboptions:
+      host:
+        description: "Admin console host."
+        type: str
+        default: 127.0.0.1
+      port:
+        description: "Admin console port."
+        type: int
+        default: 6432
+      admin_user:
+        description: "A user in PgBouncer's admin_users."
+        type: str
+        default: pgbouncer
+      admin_password:
+        description: "Its password."
+        type: str
+        no_log: true
+      database:
+        description: "The database name clients use in PgBouncer."
+        type: str
+        required: true
+      databases_file:
+        description: "The file with PgBouncer's [databases] section (included by pgbouncer.ini)."
+        type: path
+      source_host:
+        description: "The source as PgBouncer reaches it (default login_host)."
+        type: str
+      source_port:
+        description: "Its port (default login_port)."
+        type: int
+      target_host:
+        description: "The target as PgBouncer reaches it (default target_login_host)."
+        type: str
+      target_port:
+        description: "Its port (default target_login_port)."
+        type: int
+  route53:
+    description: The DNS record the application uses (switch_method=route53).
+    type: dict
+    suboptions:
+      zone_id:
+        description: "Hosted zone id."
+        type: str
+        required: true
+      record_name:
+        description: "The record (fully qualified)."
+        type: str
+        required: true
+      record_type:
+        description: "Record type."
+        type: str
+        default: CNAME
+      source_value:
+        description: "The value pointing at the source."
+        type: str
+        required: true
+      target_value:
+        description: "The value pointing at the target."
+        type: str
+        required: true
+      ttl:
+        description: "TTL of the new record (default the current one)."
+        type: int
+      wait_ttl:
+        description: "After the change, wait the old record's TTL before the post-check (clients' caches)."
+        type: bool
+        default: true
+      region:
+        description: "AWS region."
+        type: str
+        default: us-east-1
+      endpoint_url:
+        description: "AWS endpoint (the lab's moto server)."
+        type: str
+      access_key:
+        description: "AWS access key."
+        type: str
+        no_log: true
+      secret_key:
+        description: "AWS secret key."
+        type: str
+        no_log: true
+  hooks:
+    description:
+      - Shell commands run C(before_<step>) or C(after_<step>) (e.g. C(after_barrier)); a non-zero exit fails that
+        step. C(PGSHIFT_STEP), C(PGSHIFT_DIRECTION), C(PGSHIFT_MIGRATION) are set.
+    type: dict
+    default: {}
+  hook_timeout:
+    description: Seconds a hook or command may run.
+    type: float
+    default: 60
+  source_replication_user:
+    description: The user the target's fresh forward subscriptions (after a rollback) connect to the source as.
+    type: str
+  source_replication_password:
+    description: Its password.
+    type: str
+  target_replication_user:
+    description: The user the source's return subscription connects to the target as (default target_login_user).
+    type: str
+  target_replication_password:
+    description: Its password (default target_login_password).
+    type: str
+  source_host_for_target:
+    description: The source as the target reaches it (default login_host).
+    type: str
+  target_host_for_source:
+    description: The target as the source reaches it (default target_login_host).
+    type: str
+  report_dir:
+    description: Where cutover.md/.json (rollback.md, rehearsal.md) are written.
+    type: path
+notes:
+  - Check mode runs the preflight only and returns what would be done.
+  - The module needs superuser-like rights on both sides (rds_superuser) to create subscriptions and slots and to
+    set role defaults.
+requirements:
+  - psycopg >= 3.1
+  - boto3 (switch_method=route53)
+seealso:
+  - module: pgshift.aurora.pg_replication_status
+  - module: pgshift.aurora.pg_native_stream
+"""
+
+EXAMPLES = r"""
+- name: Cut over through PgBouncer with a 5 s pause budget
+  pgshift.aurora.aurora_cutover:
+    login_host: source.internal
+    login_db: app
+    login_password: "{{ source_admin_password }}"
+    target_login_host: aurora.internal
+    target_login_db: app
+    target_login_password: "{{ target_admin_password }}"
+    migration: shipping
+    freeze_timeout: 5
+    app_roles: [app_user]
+    pgbouncer:
+      host: 127.0.0.1
+      port: 6432
+      admin_user: pgbouncer_admin
+      admin_password: "{{ pgbouncer_admin_password }}"
+      database: app
+      databases_file: /etc/pgbouncer/databases.ini
+    validation_report: reports/validation.json
+    validation_requirement: required
+    report_dir: reports
+
+- name: Rehearse it (nothing switches)
+  pgshift.aurora.aurora_cutover:
+    login_host: source.internal
+    target_login_host: aurora.internal
+    migration: shipping
+    rehearsal: true
+    freeze_method: read_only
+    switch_method: none
+    app_roles: [app_user]
+"""
+
+RETURN = r"""
+status:
+  description: C(switched), C(rehearsed), C(aborted) (undone before the switch) or C(failed_after_switch).
+  returned: mode=run
+  type: str
+serving:
+  description: Which side serves the application after the run (C(source) or C(target)).
+  returned: always
+  type: str
+timeline:
+  description: Every step, hook and undo with its offset C(at) (s), C(time), C(seconds), C(status), C(message), C(detail).
+  returned: mode=run
+  type: list
+  elements: dict
+write_pause_seconds:
+  description: Seconds writes were paused (freeze to switch, or freeze to undo).
+  returned: mode=run
+  type: float
+sequences_moved:
+  description: The sequences set on the new side (sequence, before, required_next).
+  returned: mode=run
+  type: list
+  elements: dict
+positions:
+  description: LSNs - the barrier on the old side, the return slot's start on the new side.
+  returned: mode=run
+  type: dict
+rollback_plan:
+  description: What running the other direction would do from here.
+  returned: mode=run
+  type: list
+  elements: str
+queries:
+  description: Statements run (passwords masked).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import datetime
+import json
+import os
+import subprocess
+import time
+import traceback
+import uuid
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, native
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import pgbouncer as bouncer
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
+    PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
+
+TARGET = "target_"
+
+
+def argument_spec():
+    spec = postgres_argument_spec()
+    spec.update(native.prefixed_spec(postgres_argument_spec(), TARGET))
+    spec.update(
+        migration=dict(type="str", required=True),
+        mode=dict(type="str", choices=["run", "status", "cleanup"], default="run"),
+        direction=dict(type="str", choices=list(cutover.DIRECTIONS), default="forward"),
+        rehearsal=dict(type="bool", default=False),
+        engine=dict(type="str", choices=list(cutover.ENGINES), default="native"),
+        dms_tasks=dict(type="list", elements="dict", default=[]),
+        freeze_method=dict(type="str", choices=list(cutover.FREEZE_METHODS), default="pgbouncer"),
+        freeze_command=dict(type="str"),
+        unfreeze_command=dict(type="str"),
+        switch_method=dict(type="str", choices=list(cutover.SWITCH_METHODS), default="pgbouncer"),
+        switch_command=dict(type="str"),
+        freeze_timeout=dict(type="float", default=10),
+        barrier_timeout=dict(type="float", default=30),
+        max_lag_bytes=dict(type="int", default=16777216),
+        max_lag_seconds=dict(type="float", default=5),
+        max_transaction_seconds=dict(type="float", default=5),
+        validation_report=dict(type="path"),
+        validation_requirement=dict(type="str", choices=["required", "if_present", "ignore"], default="if_present"),
+        validation_max_age=dict(type="int", default=0),
+        sequence_gap=dict(type="int", default=1000),
+        verify_tables=dict(type="int", default=5),
+        refresh_matviews=dict(type="bool", default=True),
+        app_roles=dict(type="list", elements="str", default=[]),
+        pgbouncer=dict(type="dict", options=dict(
+            host=dict(type="str", default="127.0.0.1"),
+            port=dict(type="int", default=6432),
+            admin_user=dict(type="str", default="pgbouncer"),
+            admin_password=dict(type="str", no_log=True),
+            database=dict(type="str", required=True),
+            databases_file=dict(type="path"),
+            source_host=dict(type="str"),
+            source_port=dict(type="int"),
+            target_host=dict(type="str"),
+            target_port=dict(type="int"),
+        )),
+        route53=dict(type="dict", options=dict(
+            zone_id=dict(type="str", required=True),
+            record_name=dict(type="str", required=True),
+            record_type=dict(type="str", default="CNAME"),
+            source_value=dict(type="str", required=True),
+            target_value=dict(type="str", required=True),
+            ttl=dict(type="int"),
+            wait_ttl=dict(type="bool", default=True),
+            region=dict(type="str", default="us-east-1"),
+            endpoint_url=dict(type="str"),
+            access_key=dict(type="str", no_log=True),
+            secret_key=dict(type="str", no_log=True),
+        )),
+        hooks=dict(type="dict", default={}),
+        hook_timeout=dict(type="float", default=60),
+        source_replication_user=dict(type="str"),
+        source_replication_password=dict(type="str", no_log=True),
+        target_replication_user=dict(type="str"),
+        target_replication_password=dict(type="str", no_log=True),
+        source_host_for_target=dict(type="str"),
+        target_host_for_source=dict(type="str"),
+        report_dir=dict(type="path"),
+    )
+    return spec
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class Cutover:
+    """Wiring: connections, the step actions and their undo, the report."""
+
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        pgb = self.p.get("pgbouncer") or {}
+        r53 = self.p.get("route53") or {}
+        self.secrets = [self.p.get("login_password"), self.p.get("target_login_password"),
+                        pgb.get("admin_password"), r53.get("access_key"), r53.get("secret_key"),
+                        self.p.get("source_replication_password"), self.p.get("target_replication_password")]
+        self.queries = []
+        self.warnings = []
+        self.conns = {}
+        self.console = None
+        self.run_id = uuid.uuid4().hex[:12]
+        self.old, self.new = cutover.sides(self.p["direction"])
+        self.migration = self.p["migration"]
+        self.forward_prefix = "pgshift_%s_s" % self.migration
+        self.reverse_name = "pgshift_%s_r1" % self.migration
+        self.positions = {}
+        self.sequences_moved = []
+        self.created = dict(slots=[], publications=[])
+        self.saved_role_settings = {}
+        self.route53_previous = None
+        self.stream_names = []
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def conn(self, side):
+        if side not in self.conns or self.conns[side].closed:
+            params = dict((k, self.p[k]) for k in postgres_argument_spec()) if side == "source" else \
+                native.unprefixed(self.p, postgres_argument_spec(), TARGET)
+            self.conns[side] = connect(params)
+        return self.conns[side]
+
+    def close(self):
+        for c in self.conns.values():
+            try:
+                c.close()
+            except Exception:  # best effort
+                pass
+        if self.console is not None:
+            self.console.close()
+
+    def q(self, text):
+        self.queries.append(scrub(text, self.secrets))
+
+    def pgb(self):
+        if self.console is None:
+            pgb = self.p["pgbouncer"]
+            self.console = bouncer.AdminConsole(pgb["host"], pgb["port"], pgb["admin_user"], pgb["admin_password"],
+                                                self.p["connect_timeout"])
+        return self.console
+
+    def side_address(self, side):
+        pgb = self.p.get("pgbouncer") or {}
+        if side == "source":
+            return (pgb.get("source_host") or self.p["login_host"], pgb.get("source_port") or self.p["login_port"],
+                    self.p["login_db"])
+        return (pgb.get("target_host") or self.p["target_login_host"],
+                pgb.get("target_port") or self.p["target_login_port"], self.p["target_login_db"])
+
+    def shell(self, command, what, extra_env=None):
+        env = dict(os.environ, PGSHIFT_MIGRATION=self.migration, PGSHIFT_DIRECTION=self.p["direction"],
+                   PGSHIFT_OLD_SIDE=self.old, PGSHIFT_NEW_SIDE=self.new, **(extra_env or {}))
+        try:
+            proc = subprocess.run(command, shell=True, env=env, capture_output=True, text=True,
+                                  timeout=self.p["hook_timeout"], check=False)
+        except subprocess.TimeoutExpired:
+            raise cutover.StepFailed("%s did not end within %s s" % (what, self.p["hook_timeout"])) from None
+        out = scrub((proc.stdout + proc.stderr).strip()[-500:], self.secrets)
+        if proc.returncode != 0:
+            raise cutover.StepFailed("%s exited with status %d: %s" % (what, proc.returncode, out))
+        return dict(command=scrub(command, self.secrets), output=out)
+
+    # --- the streams old -> new ----------------------------------------------------------------
+
+    def streams(self):
+        """[{name, state, lag_bytes, lag_seconds, confirmed_int, message}] of the streams old -> new."""
+        old, new = self.conn(self.old), self.conn(self.new)
+        subs = db.subscriptions(new)
+        if self.p["direction"] == "forward":
+            names = native.stream_names(list(subs), self.migration)
+        else:
+            names = [n for n in subs if n == self.reverse_name]
+        slots = db.slots(old, names)
+        lsn = db.current_lsn(old)
+        senders = dict((r["pid"], r) for r in db.rows(old, "SELECT pid, state, extract(epoch FROM replay_lag)::float8 "
+                                                           "AS replay_lag FROM pg_stat_replication"))
+        workers = dict((r["subname"], r) for r in db.rows(new, "SELECT subname, pid FROM pg_stat_subscription "
+                                                               "WHERE relid IS NULL AND pid IS NOT NULL"))
+        found = []
+        for name in sorted(names):
+            sub, slot = subs[name], slots.get(name)
+            confirmed = slot["confirmed_flush_lsn"] if slot else None
+            lag = native.lag_bytes(lsn, confirmed)
+            sender = senders.get(slot["active_pid"]) if slot and slot["active_pid"] else None
+            if slot is None:
+                state, message = "error", "slot %s is missing on the %s" % (name, self.old)
+            elif not sub["enabled"]:
+                state, message = "disabled", "subscription %s is disabled on the %s" % (name, self.new)
+            elif name not in workers:
+                state, message = "starting", "subscription %s has no apply worker running" % name
+            else:
+                state, message = "streaming", "%s streams" % name
+            found.append(dict(name=name, state=state, message=message, lag_bytes=lag, confirmed=confirmed,
+                              confirmed_int=native.lsn_to_int(confirmed),
+                              lag_seconds=native.lag_seconds(lag, sender["replay_lag"] if sender else None,
+                                                             bool(sender and sender["state"] == "streaming"), None)))
+        return found
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def step_preflight(self, machine):
+        p = self.p
+        reasons = []
+        detail = {}
+        if p["engine"] == "dms" and p["direction"] == "forward":
+            tasks = [dict(name=t.get("name") or t.get("identifier"), status=t.get("status"),
+                          cdc_latency_seconds=(t.get("cdc_latency") or {}).get("target_seconds",
+                                                                                t.get("cdc_latency_seconds")))
+                     for t in p["dms_tasks"]]
+            go, why = cutover.stream_gate(tasks, p["max_lag_bytes"], p["max_lag_seconds"], engine="dms")
+            detail["streams"] = len(tasks)
+        else:
+            streams = self.streams()
+            self.stream_names = [s["name"] for s in streams]
+            go, why = cutover.stream_gate(streams, p["max_lag_bytes"], p["max_lag_seconds"])
+            detail.update(streams=len(streams), max_lag_bytes=max([s["lag_bytes"] or 0 for s in streams] or [0]))
+        reasons += why
+        if p["direction"] == "forward":
+            report = None
+            if p["validation_report"] and os.path.exists(p["validation_report"]):
+                with open(p["validation_report"]) as f:
+                    report = json.load(f)
+            go_v, why_v = cutover.validation_gate(report, p["validation_requirement"], p["validation_max_age"], utcnow())
+            detail["validation"] = why_v
+            if not go_v:
+                reasons.append(why_v)
+        admin = [p["login_user"], p["target_login_user"]]
+        go_t, why_t = cutover.long_transaction_gate(db.long_transactions(self.conn(self.old), admin),
+                                                    p["max_transaction_seconds"])
+        reasons += why_t
+        if p["app_roles"]:
+            missing = sorted(set(p["app_roles"]) - set(db.existing_roles(self.conn(self.new), p["app_roles"])))
+            if missing:
+                reasons.append("application role(s) %s do not exist on the %s: they could not log in after the "
+                               "switch (create them with the same password first)" % (", ".join(missing), self.new))
+        if "pgbouncer" in (p["freeze_method"], p["switch_method"]):
+            row = self.pgb().database(p["pgbouncer"]["database"])
+            host, port, dbname = self.side_address(self.old)
+            if row is None:
+                reasons.append("PgBouncer has no database %s" % p["pgbouncer"]["database"])
+            elif int(row["port"]) != int(port) or str(row["host"]) != str(host):
+                reasons.append("PgBouncer sends %s to %s:%s, not to the %s (%s:%s): is the application already "
+                               "switched?" % (p["pgbouncer"]["database"], row["host"], row["port"], self.old, host,
+                                              port))
+        for side in ("source", "target"):
+            db.ensure_log(self.conn(side))
+        if reasons:
+            raise cutover.StepFailed("preflight no-go: " + "; ".join(reasons), detail)
+        return detail
+
+    def step_freeze(self, machine):
+        p = self.p
+        if p["freeze_method"] == "pgbouncer":
+            seconds = self.pgb().pause(p["pgbouncer"]["database"], max(machine.remaining(), 0.1))
+            self.q("PAUSE %s" % p["pgbouncer"]["database"])
+            return dict(method="pgbouncer", pause_seconds=round(seconds, 3))
+        if p["freeze_method"] == "read_only":
+            old = self.conn(self.old)
+            roles = db.existing_roles(old, p["app_roles"])
+            self.saved_role_settings = db.role_read_only_settings(old, roles)
+            for stmt in db.set_read_only(old, roles, True):
+                self.q(stmt)
+            ended = db.terminate_sessions(old, roles)
+            return dict(method="read_only", roles=roles, sessions_ended=len(ended))
+        return dict(method="command", **self.shell(p["freeze_command"], "freeze_command"))
+
+    def undo_freeze(self, machine):
+        p = self.p
+        if p["freeze_method"] == "pgbouncer":
+            if self.console is not None:
+                self.console.close()
+                self.console = None
+            self.pgb().resume(p["pgbouncer"]["database"])
+            self.q("RESUME %s" % p["pgbouncer"]["database"])
+            return dict(method="pgbouncer")
+        if p["freeze_method"] == "read_only":
+            old = self.conn(self.old)
+            back = [r for r, before in self.saved_role_settings.items() if before != "on"]
+            for stmt in db.set_read_only(old, back, False):
+                self.q(stmt)
+            return dict(method="read_only", roles=back)
+        return dict(method="command", **self.shell(p["unfreeze_command"], "unfreeze_command"))
+
+    def step_barrier(self, machine):
+        old, new = self.conn(self.old), self.conn(self.new)
+        db.log_event(old, self.migration, self.run_id, self.p["direction"], "marker")
+        lsn = db.current_lsn(old)
+        self.positions["barrier_lsn"] = lsn
+        target = native.lsn_to_int(lsn)
+        limit = min(self.p["barrier_timeout"], max(machine.remaining(), 0.0))
+        deadline = time.monotonic() + limit
+        polls = 0
+        while True:
+            polls += 1
+            if self.p["engine"] == "dms" and self.p["direction"] == "forward":
+                done = cutover.barrier_done([], target, engine="dms",
+                                            marker_seen=db.marker_seen(new, self.migration, self.run_id))
+                streams = []
+            else:
+                streams = [s for s in self.streams() if s["name"] in self.stream_names]
+                done = len(streams) == len(self.stream_names) and cutover.barrier_done(streams, target)
+            if done:
+                return dict(barrier_lsn=lsn, polls=polls)
+            if time.monotonic() > deadline:
+                behind = ", ".join("%s at %s" % (s["name"], s["confirmed"]) for s in streams
+                                   if (s["confirmed_int"] or 0) < target) or "the marker row"
+                raise cutover.StepFailed("barrier %s not reached within %.1f s (barrier_timeout %s, pause budget "
+                                         "left): %s behind" % (lsn, limit, self.p["barrier_timeout"], behind),
+                                         dict(barrier_lsn=lsn))
+            time.sleep(0.01 if polls < 50 else 0.05)
+
+    def step_sequences(self, machine):
+        try:
+            from ansible_collections.pgshift.aurora.plugins.module_utils._pg import sequences
+        except ImportError:
+            raise cutover.StepFailed("module_utils/_pg/sequences.py (from the validation work) is missing: "
+                                     "sequences cannot be moved") from None
+        old, new = self.conn(self.old), self.conn(self.new)
+        plan = sequences.sequence_plan(sequences.gather_sequences(old), sequences.gather_sequences(new),
+                                       self.p["sequence_gap"])
+        changes = cutover.sequence_changes(plan)
+        for change in changes:
+            self.q(db.setval(new, change["sequence"], change["set_to"]))
+        missing = [e["sequence"] for e in plan if e.get("status") == "missing_on_target"]
+        if missing:
+            self.warnings.append("sequences missing on the %s: %s" % (self.new, ", ".join(missing)))
+        self.sequences_moved = changes
+        return dict(sequences=len(plan), moved=len(changes), missing=len(missing))
+
+    def step_finishing(self, machine):
+        old, new = self.conn(self.old), self.conn(self.new)
+        refreshed = 0
+        if self.p["refresh_matviews"]:
+            for schema, name in db.matviews(new):
+                self.q(db.refresh_matview(new, schema, name))
+                refreshed += 1
+        trig, validate, missing = db.finishing_diff(db.triggers(old), db.triggers(new), db.foreign_keys(old),
+                                                    db.foreign_keys(new))
+        for schema, table, trigger, state in trig:
+            self.q(db.set_trigger(new, schema, table, trigger, state))
+        for schema, table, constraint in validate:
+            self.q(db.validate_fk(new, schema, table, constraint))
+        if missing:
+            raise cutover.StepFailed("foreign key(s) %s exist on the %s but not on the %s: run copy_schema's post "
+                                     "stage first" % (", ".join("%s.%s" % (db.name_of(s, t), c) for s, t, c in missing),
+                                                      self.old, self.new))
+        return dict(matviews_refreshed=refreshed, triggers_changed=len(trig), foreign_keys_validated=len(validate))
+
+    def replicated_tables(self):
+        if self.p["direction"] == "forward":
+            return db.publication_tables(self.conn("source"), db.publications(self.conn("source"), self.forward_prefix))
+        return db.publication_tables(self.conn("target"), [self.reverse_name])
+
+    def step_verify(self, machine):
+        old, new = self.conn(self.old), self.conn(self.new)
+        counts = []
+        for schema, name in db.busiest_tables(old, self.replicated_tables(), self.p["verify_tables"]):
+            counts.append(dict(table=db.name_of(schema, name), old=db.count_rows(old, schema, name),
+                               new=db.count_rows(new, schema, name)))
+        marker = None
+        if self.p["engine"] == "dms" and self.p["direction"] == "forward":
+            marker = db.marker_seen(new, self.migration, self.run_id)
+        behind = []
+        if self.sequences_moved is not None:
+            try:
+                from ansible_collections.pgshift.aurora.plugins.module_utils._pg import sequences
+                plan = sequences.sequence_plan(sequences.gather_sequences(old), sequences.gather_sequences(new), 0)
+                behind = [e["sequence"] for e in plan if e.get("status") == "behind"]
+            except ImportError:
+                behind = []
+        go, why = cutover.verify_gate(counts, marker, behind)
+        detail = dict(tables_counted=len(counts), rows=sum(c["new"] for c in counts))
+        if not go:
+            raise cutover.StepFailed("verify no-go: " + "; ".join(why), detail)
+        return detail
+
+    def step_return_path(self, machine):
+        if self.p["direction"] == "forward":
+            src, tgt = self.conn("source"), self.conn("target")
+            tables = self.replicated_tables()
+            if not tables:
+                raise cutover.StepFailed("the forward publications list no table: nothing to replicate back")
+            self.remove_reverse(src, tgt)
+            self.q(db.create_publication(tgt, self.reverse_name, tables))
+            self.created["publications"].append(("target", self.reverse_name))
+            lsn = db.create_slot(tgt, self.reverse_name)
+            self.created["slots"].append(("target", self.reverse_name))
+            self.q("SELECT pg_create_logical_replication_slot('%s', 'pgoutput')" % self.reverse_name)
+            self.positions["return_slot_lsn"] = lsn
+            return dict(stream=self.reverse_name, tables=len(tables), slot_lsn=lsn)
+        src = self.conn("source")
+        names = db.publications(src, self.forward_prefix)
+        names = native.stream_names(names, self.migration)
+        if not names:
+            raise cutover.StepFailed("the source has no forward publication %s<N> left: a second cutover would have "
+                                     "nothing to stream" % self.forward_prefix)
+        existing = db.slots(src, names)
+        for name in names:
+            if name in existing:
+                db.drop_slot(src, name)
+                self.q("SELECT pg_drop_replication_slot('%s')" % name)
+            lsn = db.create_slot(src, name)
+            self.created["slots"].append(("source", name))
+            self.q("SELECT pg_create_logical_replication_slot('%s', 'pgoutput')" % name)
+            self.positions["forward_slot_lsn_" + name] = lsn
+        return dict(streams=names)
+
+    def undo_return_path(self, machine):
+        dropped = []
+        for side, name in reversed(self.created["slots"]):
+            if db.drop_slot(self.conn(side), name):
+                dropped.append("slot %s on the %s" % (name, side))
+        for side, name in reversed(self.created["publications"]):
+            self.q(db.drop_publication(self.conn(side), name))
+            dropped.append("publication %s on the %s" % (name, side))
+        return dict(dropped=dropped)
+
+    def remove_reverse(self, src, tgt):
+        """The return stream pgshift_<m>_r1: subscription on the source, slot and publication on the target."""
+        removed = []
+        if self.reverse_name in db.subscriptions(src):
+            for stmt in db.drop_subscription(src, self.reverse_name):
+                self.q(stmt)
+            removed.append("subscription")
+        if db.drop_slot(tgt, self.reverse_name):
+            self.q("SELECT pg_drop_replication_slot('%s')" % self.reverse_name)
+            removed.append("slot")
+        if self.reverse_name in db.publications(tgt, self.reverse_name):
+            self.q(db.drop_publication(tgt, self.reverse_name))
+            removed.append("publication")
+        return removed
+
+    def step_switch(self, machine):
+        p = self.p
+        new = self.conn(self.new)
+        detail = {}
+        if p["app_roles"]:
+            settings = db.role_read_only_settings(new, db.existing_roles(new, p["app_roles"]))
+            fenced = [r for r, v in settings.items() if v == "on"]
+            for stmt in db.set_read_only(new, fenced, False):
+                self.q(stmt)
+            detail["roles_made_writable"] = fenced
+        if p["switch_method"] == "pgbouncer":
+            detail.update(self.switch_pgbouncer())
+        elif p["switch_method"] == "route53":
+            detail.update(self.switch_route53())
+        elif p["switch_method"] == "command":
+            detail.update(self.shell(p["switch_command"], "switch_command"))
+        for side in ("source", "target"):
+            db.log_event(self.conn(side), self.migration, self.run_id, p["direction"], "switched",
+                         self.positions.get("barrier_lsn"))
+        return detail
+
+    def switch_pgbouncer(self):
+        pgb = self.p["pgbouncer"]
+        host, port, dbname = self.side_address(self.new)
+        path = pgb["databases_file"]
+        if not path:
+            raise cutover.StepFailed("switch_method=pgbouncer needs pgbouncer.databases_file")
+        old_content = bouncer.rewrite_file(path, cutover.pgbouncer_databases(pgb["database"], host, port, dbname))
+        try:
+            console = self.pgb()
+            console.reload()
+            console.wait_database(pgb["database"], host, port)
+        except Exception:
+            if old_content is not None:
+                bouncer.rewrite_file(path, old_content)
+                try:
+                    self.pgb().reload()
+                except Exception:  # the undo of the freeze reports the console's state
+                    pass
+            raise
+        self.q("RELOAD (%s -> %s:%s/%s)" % (pgb["database"], host, port, dbname))
+        if self.p["freeze_method"] == "pgbouncer":
+            self.pgb().resume(pgb["database"])
+            self.q("RESUME %s" % pgb["database"])
+        return dict(pgbouncer=pgb["database"], now_at="%s:%s/%s" % (host, port, dbname))
+
+    def route53_client(self):
+        try:
+            import boto3
+        except ImportError:
+            raise cutover.StepFailed(missing_required_lib("boto3")) from None
+        r = self.p["route53"]
+        kwargs = dict(region_name=r["region"])
+        if r["endpoint_url"]:
+            kwargs["endpoint_url"] = r["endpoint_url"]
+        if r["access_key"]:
+            kwargs.update(aws_access_key_id=r["access_key"], aws_secret_access_key=r["secret_key"])
+        return boto3.client("route53", **kwargs)
+
+    def current_record(self, client):
+        r = self.p["route53"]
+        name = r["record_name"].rstrip(".") + "."
+        found = client.list_resource_record_sets(HostedZoneId=r["zone_id"], StartRecordName=name,
+                                                 StartRecordType=r["record_type"], MaxItems="1")
+        for rrset in found.get("ResourceRecordSets", []):
+            if rrset["Name"].rstrip(".") == name.rstrip(".") and rrset["Type"] == r["record_type"]:
+                return rrset
+        return None
+
+    def switch_route53(self):
+        r = self.p["route53"]
+        client = self.route53_client()
+        before = self.current_record(client)
+        old_ttl = int(before["TTL"]) if before and "TTL" in before else 0
+        value = r["target_value"] if self.new == "target" else r["source_value"]
+        ttl = r["ttl"] if r["ttl"] is not None else (old_ttl or 60)
+        change = client.change_resource_record_sets(HostedZoneId=r["zone_id"], ChangeBatch=cutover.route53_change(
+            r["record_name"], r["record_type"], value, ttl))
+        change_id = change["ChangeInfo"]["Id"]
+        status = change["ChangeInfo"].get("Status")
+        deadline = time.monotonic() + 60
+        while status != "INSYNC" and time.monotonic() < deadline:
+            time.sleep(1)
+            status = client.get_change(Id=change_id)["ChangeInfo"]["Status"]
+        self.q("route53 UPSERT %s %s -> %s (TTL %d)" % (r["record_name"], r["record_type"], value, ttl))
+        self.route53_previous = dict(old_ttl=old_ttl, value=(before or {}).get("ResourceRecords"))
+        return dict(record=r["record_name"], value=value, change_status=status, old_ttl=old_ttl)
+
+    def step_replication(self, machine):
+        src, tgt = self.conn("source"), self.conn("target")
+        if self.p["direction"] == "forward":
+            for name in self.stream_names:
+                for stmt in db.drop_subscription(tgt, name):
+                    self.q(stmt)
+                db.drop_slot(src, name)
+                self.q("SELECT pg_drop_replication_slot('%s')" % name)
+            user = self.p["target_replication_user"] or self.p["target_login_user"]
+            password = self.p["target_replication_password"]
+            if password is None and not self.p["target_replication_user"]:
+                password = self.p["target_login_password"]
+            conninfo = native.subscription_conninfo(
+                self.p["target_host_for_source"] or self.p["target_login_host"], self.p["target_login_port"],
+                self.p["target_login_db"], user, password, self.p["target_ssl_mode"], self.p["target_ca_cert"])
+            stmt = db.create_subscription(src, self.reverse_name, conninfo, self.reverse_name, origin_none=True)
+            src.execute(stmt)
+            self.q(scrub(stmt.as_string(src), [password]))
+            return dict(stopped=self.stream_names, subscribed=self.reverse_name)
+        removed = self.remove_reverse(src, tgt)
+        user = self.p["source_replication_user"] or self.p["login_user"]
+        password = self.p["source_replication_password"]
+        if password is None and not self.p["source_replication_user"]:
+            password = self.p["login_password"]
+        conninfo = native.subscription_conninfo(
+            self.p["source_host_for_target"] or self.p["login_host"], self.p["login_port"], self.p["login_db"], user,
+            password, self.p["ssl_mode"], self.p["ca_cert"])
+        names = [name for side, name in self.created["slots"] if side == "source"]
+        for name in names:
+            stmt = db.create_subscription(tgt, name, conninfo, name, origin_none=True)
+            tgt.execute(stmt)
+            self.q(scrub(stmt.as_string(tgt), [password]))
+        return dict(stopped=self.reverse_name, removed=removed, subscribed=names)
+
+    def step_postcheck(self, machine):
+        p = self.p
+        wait = 5.0
+        if p["switch_method"] == "route53" and p["route53"]["wait_ttl"] and self.route53_previous:
+            wait = max(wait, float(self.route53_previous["old_ttl"]))
+        left = []
+        if p["app_roles"]:
+            deadline = time.monotonic() + wait
+            while True:
+                left = db.app_sessions(self.conn(self.old), p["app_roles"])
+                if not left or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            if left:
+                self.warnings.append("%d application session(s) still connected to the %s after the switch: %s" % (
+                    len(left), self.old, ", ".join("%s pid %s" % (s["user"], s["pid"]) for s in left)))
+        return dict(app_sessions_on_old_side=len(left))
+
+    # --- modes ---------------------------------------------------------------------------------
+
+    def serving(self):
+        last = []
+        for side in ("source", "target"):
+            event = db.last_switch(self.conn(side), self.migration)
+            if event:
+                last.append(event)
+        if not last:
+            return "source", None
+        latest = max(last, key=lambda e: e["at"])
+        return ("target" if latest["direction"] == "forward" else "source"), latest
+
+    def status(self):
+        side, event = self.serving()
+        self.module.exit_json(changed=False, serving=side, last_switch=dict(
+            direction=event["direction"], run_id=event["run_id"], at=event["at"].isoformat()) if event else None,
+            queries=self.queries)
+
+    def cleanup(self):
+        side, event = self.serving()
+        src, tgt = self.conn("source"), self.conn("target")
+        if self.module.check_mode:
+            self.module.exit_json(changed=False, serving=side, queries=[])
+        removed = self.remove_reverse(src, tgt)
+        for s in ("source", "target"):
+            if db.log_exists(self.conn(s)):
+                db.drop_log(self.conn(s))
+                self.q("DROP TABLE IF EXISTS pgshift.cutover_log (%s)" % s)
+                removed.append("cutover_log on the %s" % s)
+        self.module.exit_json(changed=bool(removed), serving=side, removed=removed, queries=self.queries)
+
+    def run(self):
+        p = self.p
+        if p["mode"] == "status":
+            return self.status()
+        if p["mode"] == "cleanup":
+            return self.cleanup()
+        opts = dict(p, pgbouncer_database=(p.get("pgbouncer") or {}).get("database"),
+                    route53_record=(p.get("route53") or {}).get("record_name"))
+        problems = cutover.check_options(opts)
+        if problems:
+            self.module.fail_json(msg="invalid options: " + "; ".join(problems))
+        started_at = utcnow()
+        if self.module.check_mode:
+            machine = cutover.Machine(["preflight"], dict(preflight=self.step_preflight), clock=time.monotonic,
+                                      wallclock=utcnow, freeze_timeout=p["freeze_timeout"])
+            result = machine.run()
+            self.module.exit_json(changed=False, status="checked", preflight=result, serving=self.old,
+                                  would_run=cutover.plan_steps(p["rehearsal"]), queries=self.queries)
+        hooks = {}
+        for hook_name, command in (p["hooks"] or {}).items():
+            hooks[hook_name] = (lambda m, c=command, n=hook_name: self.shell(c, "hook " + n,
+                                                                             dict(PGSHIFT_STEP=n.split("_", 1)[1])))
+        actions = dict((step, getattr(self, "step_" + step)) for step in cutover.STEPS)
+        undo = dict(freeze=self.undo_freeze, return_path=self.undo_return_path)
+        machine = cutover.Machine(cutover.plan_steps(p["rehearsal"]), actions, undo=undo, hooks=hooks,
+                                  freeze_timeout=p["freeze_timeout"], clock=time.monotonic, wallclock=utcnow,
+                                  rehearsal=p["rehearsal"])
+        result = machine.run()
+        serving = self.new if result["status"] in ("switched", "failed_after_switch") else self.old
+        report = dict(result, direction=p["direction"], rehearsal=p["rehearsal"], migration=self.migration,
+                      old_side=self.old, new_side=self.new, freeze_method=p["freeze_method"],
+                      switch_method=p["switch_method"], engine=p["engine"], freeze_timeout=p["freeze_timeout"],
+                      started_at=started_at.strftime("%Y-%m-%dT%H:%M:%SZ"), positions=self.positions,
+                      sequences_moved=self.sequences_moved, serving=serving, run_id=self.run_id,
+                      rollback_plan=cutover.rollback_plan(p["direction"], p["freeze_method"], p["switch_method"],
+                                                          self.migration, self.reverse_name),
+                      warnings=list(self.warnings), queries=self.queries)
+        report = json.loads(scrub(json.dumps(report, default=str), self.secrets))
+        if p["report_dir"]:
+            base = "rehearsal" if p["rehearsal"] else ("cutover" if p["direction"] == "forward" else "rollback")
+            os.makedirs(p["report_dir"], exist_ok=True)
+            with open(os.path.join(p["report_dir"], base + ".json"), "w") as f:
+                json.dump(report, f, indent=2, default=str)
+            with open(os.path.join(p["report_dir"], base + ".md"), "w") as f:
+                f.write(cutover.render_markdown(report))
+        for w in self.warnings:
+            self.module.warn(scrub(w, self.secrets))
+        changed = result["status"] != "aborted" or bool(result["undone"])
+        if result["status"] in ("aborted", "failed_after_switch"):
+            if result["status"] == "aborted":
+                what = ("nothing switched; what was done is undone (%s) and the %s serves as before: fix the cause "
+                        "and run again" % (", ".join("%s %s" % (u["step"], u["status"]) for u in result["undone"])
+                                           or "nothing to undo", self.old))
+            else:
+                what = ("traffic is on the %s; the steps after the switch did not finish: fix the cause; the return "
+                        "path may be incomplete" % self.new)
+            self.module.fail_json(msg=scrub("%s stopped at step %s: %s. %s" % (
+                "rehearsal" if p["rehearsal"] else "cutover" if p["direction"] == "forward" else "rollback",
+                result["failed_step"], result["reason"], what), self.secrets), changed=changed, **report)
+        self.module.exit_json(changed=changed, **report)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if PSYCOPG_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
+    runner = Cutover(module)
+    try:
+        runner.run()
+    except (PgConnectError, bouncer.PgBouncerError) as exc:
+        module.fail_json(msg=scrub(str(exc), runner.secrets), queries=runner.queries)
+    except Exception as exc:  # an unexpected error outside the step machine: say it without any secret
+        module.fail_json(msg=scrub("aurora_cutover failed: %s" % exc, runner.secrets),
+                         exception=scrub(traceback.format_exc(), runner.secrets), queries=runner.queries)
+    finally:
+        runner.close()
+
+
+if __name__ == "__main__":
+    main()
