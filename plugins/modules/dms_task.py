@@ -198,6 +198,8 @@ actions:
   sample: [stop, modify, start resume-processing]
 """
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import dms
@@ -211,7 +213,7 @@ class TaskFailed(Exception):
 
 
 class Runner:
-    def __init__(self, module, api, cw):
+    def __init__(self, module, api, cw, sleep=time.sleep, clock=time.monotonic):
         self.module = module
         self.p = module.params
         self.api = api
@@ -219,13 +221,16 @@ class Runner:
         self.ident = self.p["identifier"]
         self.cache = {}
         self.actions = []
+        self.sleep = sleep
+        self.clock = clock
 
     def find(self):
         return dms_api.find_task(self.api, self.ident)
 
     def wait(self, condition, timeout=None):
         verdict, raw = dms_api.poll(self.find, lambda t: dms.wait_verdict(condition, t),
-                                    timeout if timeout is not None else self.p["wait_timeout"], self.p["poll_interval"])
+                                    timeout if timeout is not None else self.p["wait_timeout"], self.p["poll_interval"],
+                                    sleep=self.sleep, clock=self.clock)
         if verdict == "ok":
             return raw
         if verdict == "gone":

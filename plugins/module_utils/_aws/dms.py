@@ -69,6 +69,7 @@ def backoff_delay(attempt, rand, base=0.5, cap=20.0):
 
 HINTS = {
     "AccessDeniedException": "grant the IAM permissions dms:* on the migration's resources (and cloudwatch:GetMetricStatistics)",
+    "AccessDeniedFault": "grant the IAM permissions dms:* on the migration's resources (and cloudwatch:GetMetricStatistics)",
     "AccessDenied": "grant the IAM permissions dms:* on the migration's resources (and cloudwatch:GetMetricStatistics)",
     "InvalidResourceStateFault": "the resource is busy (creating, modifying, running or deleting): wait and run again",
     "ResourceAlreadyExistsFault": "another resource has this identifier: pick another or adopt it",
