@@ -441,7 +441,8 @@ def instance_changes(want, have):
         modify["AllocatedStorage"] = int(want["allocated_storage"])
     if want.get("engine_version") and want["engine_version"] != have.get("EngineVersion"):
         modify["EngineVersion"] = want["engine_version"]
-        modify["AllowMajorVersionUpgrade"] = want["engine_version"].split(".")[0] != str(have.get("EngineVersion") or "").split(".")[0]
+        modify["AllowMajorVersionUpgrade"] = (want["engine_version"].split(".", maxsplit=1)[0]
+                                              != str(have.get("EngineVersion") or "").split(".", maxsplit=1)[0])
     if want.get("multi_az") is not None and bool(want["multi_az"]) != bool(have.get("MultiAZ")):
         modify["MultiAZ"] = bool(want["multi_az"])
     if want.get("vpc_security_group_ids") is not None:

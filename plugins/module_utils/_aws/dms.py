@@ -13,10 +13,7 @@ import time
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import dms as decide
-from ansible_collections.pgshift.aurora.plugins.module_utils._aws.rds import (  # noqa: F401 (re-exported)
-    BOTO3_IMPORT_ERROR,
-    aws_argument_spec,
-)
+from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 
 try:
     import boto3
@@ -29,6 +26,9 @@ THROTTLING_CODES = frozenset((
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException", "RequestThrottled",
     "TooManyRequestsException", "RequestLimitExceeded", "ProvisionedThroughputExceededException", "SlowDown",
 ))
+BOTO3_IMPORT_ERROR = rds_api.BOTO3_IMPORT_ERROR
+aws_argument_spec = rds_api.aws_argument_spec  # the same AWS options as pg_logical_prereqs
+
 NOT_FOUND_CODES = frozenset(("ResourceNotFoundFault", "ResourceNotFoundException"))
 
 
