@@ -1,0 +1,498 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgshift.aurora contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The comparison itself (I/O): catalog reads, range hashes on both sides in parallel, narrowing.
+
+Decisions (how to hash, split, classify, conclude) are in module_utils/validate.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.pgshift.aurora.plugins.module_utils import native, prereqs, scope, validate
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect
+
+try:
+    from psycopg import sql
+    from psycopg.rows import dict_row
+except ImportError:  # pragma: no cover - the module reports the missing library
+    sql = dict_row = None
+
+TOOL_SCHEMAS = ("pgshift",)  # the migration's own bookkeeping on the target, never compared
+SPLIT_PARTS = 16
+
+
+def _all(conn, query, params=None):
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def configure(conn):
+    for name, value in validate.SESSION_SETTINGS:
+        conn.execute(sql.SQL("SELECT set_config({}, {}, false)").format(sql.Literal(name), sql.Literal(value)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Catalog
+
+
+def primary_keys(conn, oids):
+    rows = _all(conn, "SELECT i.indrelid::bigint AS oid, array_agg(a.attname ORDER BY k.n) AS cols "
+                      "FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
+                      "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                      "WHERE i.indisprimary AND i.indrelid = ANY(%s::oid[]) GROUP BY i.indrelid", (list(oids),))
+    return dict((r["oid"], list(r["cols"])) for r in rows)
+
+
+def tables(conn, filters):
+    """{qualified: {schema, name, oid, est_rows, columns, key}} for every replicated physical table in scope,
+    and the in-scope tables skipped (unlogged) with why."""
+    version = conn.info.server_version
+    selected = scope.select(catalog.relations(conn), **filters)
+    selected = [t for t in selected if t["schema"] not in TOOL_SCHEMAS]
+    physical = prereqs.physical_tables(selected)
+    skipped = [dict(table=t["qualified"], reason="unlogged: logical replication does not carry its rows")
+               for t in physical if t["persistence"] != "p"]
+    keep = prereqs.replicated_tables(selected)
+    oids = [t["oid"] for t in keep]
+    cols = {}
+    for c in catalog.columns(conn, oids, version):
+        cols.setdefault(c["oid"], []).append(c)
+    keys = primary_keys(conn, oids)
+    result = {}
+    for t in keep:
+        columns = cols.get(t["oid"], [])
+        by_name = dict((c["name"], c) for c in columns)
+        result[t["qualified"]] = dict(schema=t["schema"], name=t["name"], oid=t["oid"], est_rows=prereqs.est_rows(t),
+                                      kind=t["kind"], columns=columns,
+                                      key=[by_name[k] for k in keys.get(t["oid"], []) if k in by_name])
+    return result, skipped
+
+
+def schema_description(conn, table_map):
+    """The schema_diff() input for the given {qualified: table} (columns, constraints, indexes, triggers)."""
+    version = conn.info.server_version
+    oids = dict((t["oid"], q) for q, t in table_map.items())
+    desc = dict((q, dict(columns=[[c["name"], c["type"]] for c in t["columns"]], constraints={}, indexes={},
+                         triggers={})) for q, t in table_map.items())
+    notnull = set((r["oid"], r["name"]) for r in _all(
+        conn, "SELECT attrelid::bigint AS oid, attname AS name FROM pg_attribute WHERE attrelid = ANY(%s::oid[]) "
+              "AND attnum > 0 AND NOT attisdropped AND attnotnull", (list(oids),)))
+    for q, t in table_map.items():
+        desc[q]["columns"] = [[c["name"], c["type"] + (" NOT NULL" if (t["oid"], c["name"]) in notnull else "")]
+                              for c in t["columns"]]
+    # NOT NULL is a column property above (PostgreSQL 18 also lists it in pg_constraint, 17 and older do not)
+    for r in _all(conn, "SELECT conrelid::bigint AS oid, conname AS name, pg_get_constraintdef(oid) AS def "
+                        "FROM pg_constraint WHERE conrelid = ANY(%s::oid[]) AND contype <> 'n'", (list(oids),)):
+        desc[oids[r["oid"]]]["constraints"][r["name"]] = r["def"]
+    for r in _all(conn, "SELECT i.indrelid::bigint AS oid, c.relname AS name, "
+                        "regexp_replace(pg_get_indexdef(i.indexrelid), '^.* USING ', 'USING ') AS def "
+                        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = ANY(%s::oid[])",
+                  (list(oids),)):
+        desc[oids[r["oid"]]]["indexes"][r["name"]] = r["def"]
+    for r in catalog.triggers(conn, list(oids), version):
+        desc[oids[r["oid"]]]["triggers"][r["name"]] = dict(enabled=r["enabled"], function=r["function"])
+    return dict(tables=desc)
+
+
+def slot_positions(conn, prefix):
+    """{slot: confirmed_flush_lsn} of the logical slots whose name starts with prefix (on the source)."""
+    rows = _all(conn, "SELECT slot_name, confirmed_flush_lsn::text AS lsn FROM pg_replication_slots "
+                      "WHERE slot_type = 'logical' AND starts_with(slot_name, %s)", (prefix,))
+    return dict((r["slot_name"], r["lsn"]) for r in rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Queries on one side
+
+
+def _rel(table):
+    return sql.SQL("ONLY {}").format(sql.Identifier(table["schema"], table["name"]))
+
+
+def range_hash(conn, table, columns, rng, version):
+    key = table["key"]
+    where = validate.range_condition(key, rng) if key else sql.SQL("true")
+    query = sql.SQL("SELECT count(*) AS count, sum({h}) AS sum FROM {rel} WHERE {w}").format(
+        h=validate.row_hash(columns, version), rel=_rel(table), w=where)
+    row = _all(conn, query)[0]
+    return dict(count=int(row["count"]), sum=None if row["sum"] is None else str(row["sum"]))
+
+
+def key_bounds(conn, table, rng):
+    k = sql.Identifier(table["key"][0]["name"])
+    query = sql.SQL("SELECT min({k})::text AS lo, max({k})::text AS hi FROM {rel} WHERE {w}").format(
+        k=k, rel=_rel(table), w=validate.range_condition(table["key"], rng))
+    row = _all(conn, query)[0]
+    return (None if row["lo"] is None else int(row["lo"])), (None if row["hi"] is None else int(row["hi"]))
+
+
+def boundaries(conn, table, rng, step):
+    """Every step-th key (as text) in key order within rng."""
+    key = table["key"]
+    names = sql.SQL(", ").join(sql.Identifier(c["name"]) for c in key)
+    texts = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c["name"])) for c in key)
+    query = sql.SQL("SELECT {texts} FROM (SELECT {names}, row_number() OVER (ORDER BY {names}) AS rn__ "
+                    "FROM {rel} WHERE {w}) s WHERE mod(rn__, {step}) = 0 ORDER BY {names}").format(
+        texts=texts, names=names, rel=_rel(table), w=validate.range_condition(key, rng), step=sql.Literal(step))
+    return [list(r) for r in conn.execute(query).fetchall()]
+
+
+def row_hashes(conn, table, columns, rng, version):
+    key = table["key"]
+    texts = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c["name"])) for c in key)
+    names = sql.SQL(", ").join(sql.Identifier(c["name"]) for c in key)
+    query = sql.SQL("SELECT ARRAY[{texts}] AS k, {h} AS h FROM {rel} WHERE {w} ORDER BY {names}").format(
+        texts=texts, h=validate.row_hash(columns, version), rel=_rel(table), w=validate.range_condition(key, rng),
+        names=names)
+    return [(tuple(r[0]), r[1]) for r in conn.execute(query).fetchall()]
+
+
+def column_values(conn, table, columns, key_values, version):
+    """{column: md5 of its canonical value} of the row with this key (None when the row is not there)."""
+    key = table["key"]
+    exprs = sql.SQL(", ").join(sql.SQL("md5(({})::text)").format(validate.column_expression(c, version)) for c in columns)
+    cond = sql.SQL(" AND ").join(sql.SQL("{} = {}::{}").format(sql.Identifier(c["name"]), sql.Literal(v), sql.SQL(c["type"]))
+                                 for c, v in zip(key, key_values))
+    row = conn.execute(sql.SQL("SELECT {e} FROM {rel} WHERE {c}").format(e=exprs, rel=_rel(table), c=cond)).fetchone()
+    if row is None:
+        return None
+    return dict((c["name"], v) for c, v in zip(columns, row))
+
+
+def row_multiset(conn, table, columns, version, limit):
+    """{row hash: (count, row text)} of a whole table (tables without a key), at most `limit` distinct rows."""
+    query = sql.SQL("SELECT h, count(*) AS n, min(t) AS t FROM (SELECT {h} AS h, {t} AS t FROM {rel}) s "
+                    "GROUP BY h LIMIT {lim}").format(h=validate.row_hash(columns, version),
+                                                      t=validate.row_text(columns, version), rel=_rel(table),
+                                                      lim=sql.Literal(limit))
+    return dict((r[0], (int(r[1]), r[2])) for r in conn.execute(query).fetchall())
+
+
+# ----------------------------------------------------------------------------------------------
+# The comparison
+
+
+class Worker:
+    """One connection to each side (same session settings, same snapshot as every other worker)."""
+
+    def __init__(self, source_params, target_params):
+        self.src = connect(source_params, autocommit=True)
+        self.tgt = connect(target_params, autocommit=True)
+        configure(self.src)
+        configure(self.tgt)
+        self.side = ThreadPoolExecutor(max_workers=1)
+
+    def begin(self, src_snapshot, tgt_snapshot):
+        for conn, snap in ((self.src, src_snapshot), (self.tgt, tgt_snapshot)):
+            if conn.info.transaction_status != 0:
+                conn.execute("ROLLBACK")
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            if snap:
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snap)))
+
+    def both(self, fn, *args):
+        """fn(conn, *args) on the target (helper thread) and the source (this thread) at the same time."""
+        future = self.side.submit(fn, self.tgt, *args)
+        src = fn(self.src, *args)
+        return src, future.result()
+
+    def close(self):
+        self.side.shutdown(wait=True)
+        for conn in (self.src, self.tgt):
+            try:
+                conn.close()
+            except Exception:  # already broken: nothing to release
+                pass
+
+
+class Coordinator:
+    """Holds each side's exported snapshot for a round (every worker imports it)."""
+
+    def __init__(self, source_params, target_params):
+        self.src = connect(source_params, autocommit=True)
+        self.tgt = connect(target_params, autocommit=True)
+        self.mon = connect(source_params, autocommit=True)  # slot positions, outside any snapshot
+
+    @staticmethod
+    def _export(conn):
+        if conn.info.transaction_status != 0:
+            conn.execute("ROLLBACK")
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            return conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        except Exception:  # a server that cannot export one (standby, proxy): each worker takes its own
+            conn.execute("ROLLBACK")
+            return None
+
+    def source_snapshot(self):
+        snap = self._export(self.src)
+        lsn = self.src.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+        return snap, lsn
+
+    def target_snapshot(self):
+        return self._export(self.tgt)
+
+    def close(self):
+        for conn in (self.src, self.tgt, self.mon):
+            try:
+                conn.close()
+            except Exception:  # already broken
+                pass
+
+
+class Comparison:
+    """Compare tables between two databases: counts, range hashes, narrowing to rows.
+
+    options: parallel, chunk_rows, row_level_rows, max_differences, max_rows_per_second,
+    progress_file, mode, slot_prefix, catch_up_timeout, live_rounds.
+    """
+
+    def __init__(self, source_params, target_params, options):
+        self.source_params = source_params
+        self.target_params = target_params
+        self.o = options
+        self.lock = threading.Lock()
+        self.rows_done = 0
+        self.rows_expected = 0
+        self.started = None
+        self.last_progress = 0.0
+        self.version = None
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _account(self, rows):
+        with self.lock:
+            self.rows_done += rows
+            done = self.rows_done
+            elapsed = time.time() - self.started
+            write = self.o.get("progress_file") and time.time() - self.last_progress >= 1.0
+            if write:
+                self.last_progress = time.time()
+        delay = validate.throttle_delay(done, elapsed, self.o.get("max_rows_per_second"))
+        if delay > 0:
+            time.sleep(delay)
+        if write:
+            self.write_progress()
+
+    def write_progress(self, **extra):
+        path = self.o.get("progress_file")
+        if not path:
+            return
+        with self.lock:
+            data = validate.progress(self.rows_done, self.rows_expected, time.time() - self.started)
+        data.update(extra)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+
+    # -- one range ----------------------------------------------------------------------------
+    def compare_range(self, w, table, rng, top, budget):
+        """Differences in rng (narrowed down to rows), at most budget[0] of them."""
+        cols = table["compared"]
+        src, tgt = w.both(range_hash, table, cols, rng, self.version)
+        if top:
+            table["_counts"][validate.describe_range(rng)] = (src["count"], tgt["count"])
+            self._account(src["count"])
+        if not validate.differs(src, tgt) or budget[0] <= 0:
+            return []
+        if not table["key"]:
+            counts = w.both(row_multiset, table, cols, self.version, self.o["max_differences"] * 100 + 100000)
+            found = validate.diff_multisets(*counts)
+            return self._take(found, budget)
+        mode = validate.key_mode(table["key"])
+        if validate.needs_split(src, tgt, self.o["row_level_rows"]):
+            subs = None
+            if mode == "int":
+                closed = dict(rng)
+                if rng.get("lo") is None or rng.get("hi") is None:
+                    (slo, shi), (tlo, thi) = w.both(key_bounds, table, rng)
+                    los = [v for v in (slo, tlo) if v is not None]
+                    his = [v for v in (shi, thi) if v is not None]
+                    closed = dict(lo=[str(min(los))], hi=[str(max(his) + 1)])
+                subs = validate.split_range(closed, mode, SPLIT_PARTS)
+            if subs is None:
+                big_conn = w.src if src["count"] >= tgt["count"] else w.tgt
+                step = validate.boundary_step(max(src["count"], tgt["count"]), SPLIT_PARTS)
+                subs = validate.ranges_from_boundaries(boundaries(big_conn, table, rng, step), rng.get("lo"), rng.get("hi"))
+            if len(subs) > 1:
+                found = []
+                for sub in subs:
+                    if budget[0] <= 0:
+                        break
+                    found += self.compare_range(w, table, sub, False, budget)
+                return found
+        rows = w.both(row_hashes, table, cols, rng, self.version)
+        found = self._take(validate.diff_rows(*rows), budget)
+        for d in found:
+            d["range"] = validate.describe_range(rng)
+            if d["kind"] == "changed":
+                values = w.both(column_values, table, cols, d["key"], self.version)
+                if values[0] is not None and values[1] is not None:
+                    d["columns"] = validate.changed_columns(*values)
+        return found
+
+    @staticmethod
+    def _take(found, budget):
+        taken = found[:max(0, budget[0])]
+        budget[0] -= len(taken)
+        return taken
+
+    # -- one round ----------------------------------------------------------------------------
+    def plan_ranges(self, w, table):
+        key = table["key"]
+        mode = validate.key_mode(key)
+        if mode is None:
+            return [dict(lo=None, hi=None)]
+        if mode == "int":
+            (slo, shi), (tlo, thi) = w.both(key_bounds, table, dict(lo=None, hi=None))
+            los = [v for v in (slo, tlo) if v is not None]
+            his = [v for v in (shi, thi) if v is not None]
+            if not los:
+                return [dict(lo=None, hi=None)]
+            return validate.int_ranges(min(los), max(his), table["est_rows"], self.o["chunk_rows"])
+        if table["est_rows"] <= self.o["chunk_rows"]:
+            return [dict(lo=None, hi=None)]
+        return validate.ranges_from_boundaries(boundaries(w.src, table, dict(lo=None, hi=None), self.o["chunk_rows"]))
+
+    def run_round(self, workers, tasks, src_snapshot, tgt_snapshot):
+        """tasks: [(table, range)]; returns {task index: differences}. Ranges of tables listed
+        with range None are planned first (in the same snapshot)."""
+        pool = queue.Queue()
+        for w in workers:
+            w.begin(src_snapshot, tgt_snapshot)
+            pool.put(w)
+
+        def with_worker(fn, *args):
+            w = pool.get()
+            try:
+                return fn(w, *args)
+            except Exception:
+                # the transactions are aborted: take the same snapshots again for the next task
+                w.begin(src_snapshot, tgt_snapshot)
+                raise
+            finally:
+                pool.put(w)
+
+        results = {}
+        with ThreadPoolExecutor(max_workers=len(workers)) as ex:
+            planned = []
+            plan_futures = {}
+            for table, rng in tasks:
+                if rng is None:
+                    plan_futures[table["table"]] = ex.submit(with_worker, self.plan_ranges, table)
+            for table, rng in tasks:
+                if rng is None:
+                    try:
+                        planned += [(table, r) for r in plan_futures[table["table"]].result()]
+                    except Exception as exc:
+                        table.setdefault("error", str(exc).strip())
+                else:
+                    planned.append((table, rng))
+            futures = []
+            for table, rng in planned:
+                budget = table.setdefault("_budget", [self.o["max_differences"]])
+
+                def task(w, table=table, rng=rng, budget=budget):
+                    t0 = time.time()
+                    try:
+                        return self.compare_range(w, table, rng, True, budget)
+                    finally:
+                        with self.lock:
+                            table["_seconds"] += time.time() - t0
+                futures.append((table, rng, ex.submit(with_worker, task)))
+            for table, rng, fut in futures:
+                try:
+                    results.setdefault(table["table"], []).append((rng, fut.result()))
+                except Exception as exc:
+                    table.setdefault("error", str(exc).strip())
+        for w in workers:
+            for conn in (w.src, w.tgt):
+                conn.execute("ROLLBACK")
+        return results
+
+    def wait_caught_up(self, coord, lsn):
+        """Until every stream's slot confirmed lsn (live mode); (ok, positions)."""
+        prefix = self.o["slot_prefix"]
+        wanted = native.lsn_to_int(lsn)
+        deadline = time.time() + self.o["catch_up_timeout"]
+        positions = {}
+        while True:
+            positions = slot_positions(coord.mon, prefix)
+            if validate.lsn_reached(list(positions.values()), wanted, native.lsn_to_int):
+                return True, positions
+            if time.time() > deadline:
+                return False, positions
+            time.sleep(0.2)
+
+    # -- everything ---------------------------------------------------------------------------
+    def run(self, table_list):
+        """Compare every table ({table, schema, name, key, compared, est_rows}); returns per-table results
+        and the live-mode rounds."""
+        self.started = time.time()
+        self.rows_expected = sum(max(0, t["est_rows"] or 0) for t in table_list)
+        for t in table_list:
+            t["_counts"] = {}
+            t["_seconds"] = 0.0
+        coord = Coordinator(self.source_params, self.target_params)
+        workers = []
+        rounds = []
+        try:
+            self.version = min(coord.src.info.server_version, coord.tgt.info.server_version)
+            workers = [Worker(self.source_params, self.target_params) for i in range(max(1, self.o["parallel"]))]
+            src_snap, lsn = coord.source_snapshot()
+            tgt_snap = coord.target_snapshot()
+            results = self.run_round(workers, [(t, None) for t in table_list], src_snap, tgt_snap)
+            rounds.append(dict(round=1, source_lsn=lsn, ranges=len([1 for r in results.values() for x in r]),
+                               differing=sum(1 for r in results.values() for rng, d in r if d)))
+            by_name = dict((t["table"], t) for t in table_list)
+            if self.o["mode"] == "live":
+                for number in range(2, self.o["live_rounds"] + 2):
+                    redo = [(by_name[name], rng) for name, items in results.items() for rng, d in items if d]
+                    if not redo:
+                        break
+                    src_snap, lsn = coord.source_snapshot()
+                    ok, positions = self.wait_caught_up(coord, lsn)
+                    if not ok:
+                        rounds.append(dict(round=number, source_lsn=lsn, caught_up=False, slots=positions))
+                        break
+                    tgt_snap = coord.target_snapshot()
+                    for table, rng in redo:
+                        table["_budget"] = [self.o["max_differences"]]
+                    again = self.run_round(workers, redo, src_snap, tgt_snap)
+                    for name, items in again.items():
+                        fresh = dict((validate.describe_range(rng), d) for rng, d in items)
+                        results[name] = [(rng, fresh.get(validate.describe_range(rng), d)) for rng, d in results[name]]
+                    rounds.append(dict(round=number, source_lsn=lsn, caught_up=True, slots=positions,
+                                       ranges=len(redo), differing=sum(1 for items in again.values() for r, d in items if d)))
+        finally:
+            for w in workers:
+                w.close()
+            coord.close()
+        elapsed = time.time() - self.started
+        self.write_progress(done=True)
+        out = []
+        for t in table_list:
+            diffs = [d for rng, found in results.get(t["table"], []) for d in found]
+            counts = list(t["_counts"].values())
+            entry = dict(table=t["table"], rows_source=sum(c[0] for c in counts), rows_target=sum(c[1] for c in counts),
+                         seconds=round(t["_seconds"], 3), key=[c["name"] for c in t["key"]] or None,
+                         ranges=len(results.get(t["table"], [])), differences=diffs,
+                         difference_count=sum(d.get("count", 1) for d in diffs),
+                         truncated=len(diffs) >= self.o["max_differences"])
+            if t.get("error"):
+                entry.update(result="error", error=t["error"])
+            elif t.get("problems"):
+                entry.update(result="error", error="; ".join(t["problems"]))
+            else:
+                entry["result"] = "different" if diffs or entry["rows_source"] != entry["rows_target"] else "equal"
+            out.append(entry)
+        return out, rounds, elapsed

@@ -1,0 +1,345 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pgshift.aurora contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pg_validate
+short_description: Prove that the target holds the same rows, schema and sequences as the source (go/no-go)
+version_added: 0.3.0
+description:
+  - Compares every migrated physical table (each partition leaf and inheritance child on its own, an inheritance
+    parent for its own rows) of the SOURCE with the same table on the TARGET, reading both from consistent
+    snapshots (REPEATABLE READ, one snapshot per side shared by every worker). Read-only.
+  - Content - the key space of each table is cut into ranges of about O(chunk_rows) rows; each range is hashed on
+    both sides at the same time (C(count(*)) and the sum of a 64-bit hash of every row's canonical text); a range
+    whose count or hash differs is split again until it holds at most O(row_level_rows) rows, whose keys and
+    hashes are then fetched and listed as C(missing) (on the target), C(extra) (on the target) or C(changed) (with
+    the columns that differ), at most O(max_differences) per table.
+  - Tables without a primary key are hashed whole (order-independent, a duplicated row changes the hash); when
+    they differ their rows are grouped and counted on both sides, and each row missing or extra is listed with its
+    text and how many copies differ.
+  - Values are compared by value, not by their text on one server version - floats by their IEEE bytes, numerics
+    without trailing zeros (PostgreSQL 13 or later on both sides), timestamps with time zone in UTC, jsonb in its
+    canonical text, bytea and long text by md5 - so the same data on PostgreSQL 15 and 18 compares equal.
+  - Sequences (O(check_sequences)) - every sequence of the source must give on the target a next value at least
+    the source's and above the largest value of every column that takes values from it.
+  - Schema (O(check_schema)) - tables, columns and types, constraints, indexes and triggers (with their enabled
+    state) on both sides; every difference is named.
+  - Live mode - while replication runs, a range that differs is compared again after every replication slot of
+    the migration confirmed the source's WAL position read with the new snapshot, up to O(live_rounds) times; only
+    what still differs is reported. Quiesced mode (writes stopped) compares once.
+author:
+  - pgshift.aurora developers (@pgshift)
+extends_documentation_fragment:
+  - pgshift.aurora.postgres
+  - pgshift.aurora.postgres_target
+  - pgshift.aurora.filters
+options:
+  mode:
+    description:
+      - C(quiesced) when no writes reach the source (compares once); C(live) while replication runs.
+    type: str
+    default: quiesced
+    choices: [live, quiesced]
+  migration:
+    description:
+      - The migration name; in live mode the slots C(pgshift_<migration>_s<N>) on the source are waited for.
+      - Required with O(mode=live) unless O(slot_prefix) is given.
+    type: str
+  slot_prefix:
+    description: Logical slots on the source whose name starts with this are the streams waited for in live mode.
+    type: str
+  parallel:
+    description: Workers comparing ranges at the same time (each holds one connection to each side).
+    type: int
+    default: 2
+  chunk_rows:
+    description: About how many rows each first-level range holds.
+    type: int
+    default: 100000
+  row_level_rows:
+    description: A differing range with at most this many rows on each side is compared row by row.
+    type: int
+    default: 1000
+  max_differences:
+    description: At most this many differing rows are listed per table.
+    type: int
+    default: 100
+  max_rows_per_second:
+    description: Bounds the source load - the comparison waits so as not to read faster than this. 0 means no bound.
+    type: int
+    default: 0
+  live_rounds:
+    description: In live mode, how many times ranges that differ are compared again after the target caught up.
+    type: int
+    default: 3
+  catch_up_timeout:
+    description: In live mode, seconds to wait for the slots to confirm the source's position before a new round.
+    type: float
+    default: 300
+  check_schema:
+    description: Compare tables, columns, constraints, indexes and triggers.
+    type: bool
+    default: true
+  check_sequences:
+    description: Compare sequences (see O(sequences_gate)).
+    type: bool
+    default: true
+  sequences_gate:
+    description:
+      - Whether a sequence not ahead on the target makes the verdict NO-GO. C(auto) - in quiesced mode only (while
+        replication runs sequences are not replicated: the cutover sets them).
+    type: str
+    default: auto
+    choices: [auto, always, never]
+  progress_file:
+    description:
+      - A file rewritten about every second with the rows compared, rows per second and an ETA (JSON), for a
+        playbook that runs this module asynchronously and shows the progress.
+    type: path
+notes:
+  - Supports check mode (it only reads).
+  - The migration user needs C(SELECT) on every compared table and sequence on both sides.
+requirements:
+  - psycopg >= 3.1
+seealso:
+  - module: pgshift.aurora.pg_replication_status
+"""
+
+EXAMPLES = r"""
+- name: Validate while replication runs
+  pgshift.aurora.pg_validate:
+    login_host: source.example.internal
+    login_db: app
+    login_user: pgshift
+    login_password: "{{ source_password }}"
+    target_login_host: target.example.internal
+    target_login_db: app
+    target_login_user: pgshift
+    target_login_password: "{{ target_password }}"
+    mode: live
+    migration: shipping
+    parallel: 4
+    max_rows_per_second: 200000
+  register: validation
+
+- name: Compare once, writes stopped, only the billing schema
+  pgshift.aurora.pg_validate:
+    login_host: 127.0.0.1
+    login_port: 25432
+    login_db: shipping
+    target_login_host: 127.0.0.1
+    target_login_port: 25433
+    target_login_db: shipping
+    include_schemas: [billing]
+"""
+
+RETURN = r"""
+verdict:
+  description: C(GO) when every table is equal, the schema matches and (when gated) every sequence is ahead.
+  returned: success
+  type: str
+  sample: NO-GO
+reasons:
+  description: One sentence per reason of a NO-GO.
+  returned: success
+  type: list
+  elements: str
+mode:
+  description: The mode compared in.
+  returned: success
+  type: str
+tables:
+  description:
+    - Per table - C(table), C(rows_source), C(rows_target), C(seconds), C(result) (C(equal), C(different) or
+      C(error)), C(differences) (C(kind), C(key), C(columns) for a changed row, C(count) for a table without a
+      key, C(range)), C(difference_count), C(truncated), C(key) and C(error).
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - table: public.parcels
+      rows_source: 10000
+      rows_target: 9999
+      seconds: 0.41
+      result: different
+      differences: [{"kind": "missing", "key": ["4711"], "range": "[(4000), (4625))"}]
+sequences:
+  description: The sequence plan (gap 0) - C(sequence), C(source_next), C(target_next), C(column_max),
+    C(required_next), C(set_to), C(status) (C(ok), C(behind), C(missing_on_target)).
+  returned: success
+  type: list
+  elements: dict
+sequences_gated:
+  description: Whether the sequences counted in the verdict.
+  returned: success
+  type: bool
+schema:
+  description: Schema differences - C(kind), C(object), C(difference), C(source), C(target), C(message).
+  returned: success
+  type: list
+  elements: dict
+skipped:
+  description: In-scope tables not compared and why (unlogged tables).
+  returned: success
+  type: list
+  elements: dict
+rounds:
+  description: The comparison rounds (live mode re-checks) with the source LSN each waited for.
+  returned: success
+  type: list
+  elements: dict
+summary:
+  description: C(tables), C(rows_compared), C(seconds), C(rows_per_second), C(differences) and counts per result.
+  returned: success
+  type: dict
+finished_at:
+  description: When the comparison ended (ISO 8601, UTC).
+  returned: success
+  type: str
+"""
+
+import datetime
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.pgshift.aurora.plugins.module_utils import native, scope, validate
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import compare, sequences
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
+    PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
+
+TARGET = "target_"
+
+
+def argument_spec():
+    spec = postgres_argument_spec()
+    spec.update(native.prefixed_spec(postgres_argument_spec(), TARGET))
+    spec.update(scope.filter_argument_spec())
+    spec.update(
+        mode=dict(type="str", default="quiesced", choices=list(validate.MODES)),
+        migration=dict(type="str"),
+        slot_prefix=dict(type="str"),
+        parallel=dict(type="int", default=2),
+        chunk_rows=dict(type="int", default=100000),
+        row_level_rows=dict(type="int", default=1000),
+        max_differences=dict(type="int", default=100),
+        max_rows_per_second=dict(type="int", default=0),
+        live_rounds=dict(type="int", default=3),
+        catch_up_timeout=dict(type="float", default=300),
+        check_schema=dict(type="bool", default=True),
+        check_sequences=dict(type="bool", default=True),
+        sequences_gate=dict(type="str", default="auto", choices=["auto", "always", "never"]),
+        progress_file=dict(type="path"),
+    )
+    return spec
+
+
+def option_problems(p):
+    problems = []
+    for name, low in (("parallel", 1), ("chunk_rows", 1), ("row_level_rows", 1), ("max_differences", 1),
+                      ("max_rows_per_second", 0), ("live_rounds", 0)):
+        if p[name] < low:
+            problems.append("%s must be at least %d (got %d)" % (name, low, p[name]))
+    if p["mode"] == "live" and not (p["migration"] or p["slot_prefix"]):
+        problems.append("mode=live needs migration (its slots pgshift_<migration>_s<N> are waited for) or slot_prefix")
+    return problems
+
+
+class Validation:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.secrets = [self.p.get("login_password"), self.p.get("target_login_password")]
+        self.src_params = dict((k, self.p[k]) for k in postgres_argument_spec())
+        self.tgt_params = native.unprefixed(self.p, postgres_argument_spec(), TARGET)
+
+    def run(self):
+        p = self.p
+        filters = scope.filters_from(p)
+        src = connect(self.src_params)
+        tgt = connect(self.tgt_params)
+        try:
+            src_tables, skipped = compare.tables(src, filters)
+            tgt_tables, tgt_skipped = compare.tables(tgt, filters)
+            schema_diffs = []
+            if p["check_schema"]:
+                schema_diffs = validate.schema_diff(compare.schema_description(src, src_tables),
+                                                    compare.schema_description(tgt, tgt_tables))
+                for d in schema_diffs:
+                    d["message"] = validate.describe_schema_difference(d)
+            plan = []
+            if p["check_sequences"]:
+                schemas = p["include_schemas"] or sorted(set(t["schema"] for t in src_tables.values())) or None
+                src_seqs = sequences.gather_sequences(src, schemas)
+                tgt_seqs = sequences.gather_sequences(tgt, schemas)
+                exclude = set(p["exclude_schemas"]) | set(compare.TOOL_SCHEMAS)
+                plan = sequences.sequence_plan([s for s in src_seqs if s["schema"] not in exclude], tgt_seqs, gap=0)
+            versions = dict(source=src.info.server_version, target=tgt.info.server_version)
+        finally:
+            src.close()
+            tgt.close()
+
+        work, missing = [], []
+        for name, t in src_tables.items():
+            other = tgt_tables.get(name)
+            if other is None:
+                missing.append(dict(table=name, rows_source=None, rows_target=None, seconds=0, result="error",
+                                    error="the table is missing on the target", differences=[], difference_count=0))
+                continue
+            compared, problems = validate.common_columns(t["columns"], other["columns"])
+            key_names = [c["name"] for c in t["key"]]
+            if key_names != [c["name"] for c in other["key"]]:
+                problems.append("the primary key is (%s) on the source and (%s) on the target" % (
+                    ", ".join(key_names), ", ".join(c["name"] for c in other["key"])))
+            work.append(dict(t, table=name, compared=compared, problems=problems))
+
+        options = dict((k, p[k]) for k in ("parallel", "chunk_rows", "row_level_rows", "max_differences",
+                                           "max_rows_per_second", "progress_file", "mode", "catch_up_timeout",
+                                           "live_rounds"))
+        options["slot_prefix"] = p["slot_prefix"] or ("pgshift_%s_s" % p["migration"] if p["migration"] else "")
+        runnable = [t for t in work if not t["problems"]]
+        results, rounds, seconds = compare.Comparison(self.src_params, self.tgt_params, options).run(runnable)
+        by_name = dict((r["table"], r) for r in results)
+        tables = []
+        for t in work:
+            if t["problems"]:
+                tables.append(dict(table=t["table"], rows_source=None, rows_target=None, seconds=0, result="error",
+                                   error="; ".join(t["problems"]), differences=[], difference_count=0))
+            else:
+                tables.append(by_name[t["table"]])
+        tables += missing
+        tables.sort(key=lambda r: r["table"])
+        gate = validate.sequences_gate(p["sequences_gate"], p["mode"])
+        verdict, reasons = validate.verdict(tables, plan, schema_diffs, gate)
+        self.module.exit_json(
+            changed=False, verdict=verdict, reasons=reasons, mode=p["mode"], tables=tables, sequences=plan,
+            sequences_gated=gate, schema=schema_diffs, skipped=skipped, rounds=rounds,
+            summary=validate.summary(tables, seconds, schema_diffs, plan), versions=versions,
+            finished_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if PSYCOPG_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
+    problems = option_problems(module.params)
+    if problems:
+        module.fail_json(msg="invalid options: %s" % "; ".join(problems))
+    runner = Validation(module)
+    try:
+        runner.run()
+    except PgConnectError as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # an unexpected database error: say it without any secret
+        module.fail_json(msg=scrub("pg_validate failed: %s (check the connection and SELECT privileges on both "
+                                   "sides)" % exc, runner.secrets),
+                         exception=scrub(traceback.format_exc(), runner.secrets))
+
+
+if __name__ == "__main__":
+    main()
