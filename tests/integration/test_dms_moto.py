@@ -133,6 +133,12 @@ def test_endpoint_postgresql_settings_idempotent_and_no_password(aws, dms_client
                                                update_password="always"), check_mode=True, diff=True)
     ok(res, raw)
     assert res["changed"] and PASSWORD not in raw
+    # For real, moto answers modify_endpoint with an HTTP 500: the failure names the call, is not retried,
+    # carries no HTML page and no password.
+    res, raw = run_module("dms_endpoint", dict(aws, identifier=ident, endpoint_type="source", password=PASSWORD,
+                                               update_password="always"))
+    assert res.get("failed") and PASSWORD not in raw
+    assert res["msg"].startswith("modifying endpoint %s: 500: HTTP 500" % ident) and "<" not in res["msg"]
 
     # The wrong type is refused.
     res, raw = run_module("dms_endpoint", dict(aws, identifier=ident, endpoint_type="target"))
