@@ -92,7 +92,7 @@ options:
   sequences_gate:
     description:
       - Whether a sequence not ahead on the target makes the verdict NO-GO. C(auto) - in quiesced mode only (while
-        replication runs sequences are not replicated: the cutover sets them).
+        replication runs sequences are not replicated - the cutover sets them).
     type: str
     default: auto
     choices: [auto, always, never]
