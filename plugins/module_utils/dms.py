@@ -149,9 +149,10 @@ def normalise_table_mappings(mappings):
     for i, rule in enumerate(data["rules"]):
         if not isinstance(rule, dict):
             raise ValueError("table_mappings rule %d is not an object" % (i + 1))
-        for key in ("rule-type", "rule-action"):
-            if key not in rule:
-                raise ValueError("table_mappings rule %d has no %s" % (i + 1, key))
+        if "rule-type" not in rule:
+            raise ValueError("table_mappings rule %d has no rule-type" % (i + 1))
+        if rule["rule-type"] in ("selection", "transformation") and "rule-action" not in rule:
+            raise ValueError("table_mappings rule %d has no rule-action" % (i + 1))
         rule.setdefault("rule-id", str(i + 1))
         rule.setdefault("rule-name", str(rule["rule-id"]))
         rule["rule-id"] = str(rule["rule-id"])

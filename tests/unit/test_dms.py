@@ -290,3 +290,19 @@ def test_task_result_parses_mappings_and_settings():
                                "ReplicationTaskSettings": '{"Logging": {"EnableLogging": true}}', "ReplicationTaskStats": {"TablesLoaded": 1}})
     assert out == {"replication_task_identifier": "t", "table_mappings": {"rules": []},
                    "task_settings": {"Logging": {"EnableLogging": True}}, "replication_task_stats": {"tables_loaded": 1}}
+
+
+def test_plan_mappings_and_table_settings_rules_are_accepted():
+    from ansible_collections.pgshift.aurora.plugins.module_utils import plan
+
+    tables = [dict(schema="public", name="orders", qualified="public.orders"),
+              dict(schema="sales", name="shipments_2025_01", qualified="sales.shipments_2025_01")]
+    mapping, warnings = plan.table_mapping(tables, [dict(schema="sales", name="legacy", qualified="sales.legacy")])
+    assert warnings == []
+    parallel = {"rule-type": "table-settings", "rule-id": "100", "rule-name": "split-orders",
+                "object-locator": {"schema-name": "public", "table-name": "orders"},
+                "parallel-load": {"type": "ranges", "columns": ["id"], "boundaries": [["1000000"]]}}
+    norm = dms.normalise_table_mappings({"rules": mapping["rules"] + [parallel]})
+    assert [(r["rule-name"], r.get("rule-action")) for r in norm["rules"]] == [
+        ("1", "explicit"), ("2", "explicit"), ("3", "exclude"), ("split-orders", None)]
+    assert dms.mappings_drift(norm, json.dumps(norm)) == []
