@@ -155,11 +155,11 @@ def stream_gate(streams, max_lag_bytes, max_lag_seconds, engine="native"):
             reasons.append("stream %s is %s: %s" % (s.get("name"), s.get("state"), s.get("message") or ""))
             continue
         if s.get("lag_bytes") is None or s["lag_bytes"] > max_lag_bytes:
-            reasons.append("stream %s lags %s bytes (max_lag_bytes %d)" % (s.get("name"), s.get("lag_bytes"),
-                                                                            max_lag_bytes))
+            reasons.append("stream %s lags %s bytes (max_lag_bytes %d)" % (
+                s.get("name"), s.get("lag_bytes"), max_lag_bytes))
         if s.get("lag_seconds") is None or s["lag_seconds"] > max_lag_seconds:
-            reasons.append("stream %s lags %s s (max_lag_seconds %s)" % (s.get("name"), s.get("lag_seconds"),
-                                                                          max_lag_seconds))
+            reasons.append("stream %s lags %s s (max_lag_seconds %s)" % (
+                s.get("name"), s.get("lag_seconds"), max_lag_seconds))
     return not reasons, reasons
 
 
@@ -193,8 +193,8 @@ def validation_gate(report, requirement, max_age_seconds, now):
     finished = parse_time(report.get("finished_at"))
     if verdict != "GO":
         if report.get("override"):
-            return True, "validation said %s but was overridden (%s)" % (verdict or "nothing",
-                                                                        report.get("override_reason") or "no reason")
+            return True, "validation said %s but was overridden (%s)" % (
+                verdict or "nothing", report.get("override_reason") or "no reason")
         return False, "the last validation said %s: fix the differences and validate again" % (verdict or "nothing")
     if finished is None:
         return False, "the validation report has no finished_at: run pgshift.aurora.validate again"
@@ -211,8 +211,8 @@ def long_transaction_gate(transactions, limit_seconds):
     for t in transactions:
         if (t.get("seconds") or 0) > limit_seconds:
             reasons.append("session %s (%s@%s) has had a transaction open for %.0f s (state %s): the freeze would "
-                           "wait on it; end it or wait" % (t.get("pid"), t.get("user"), t.get("application") or "-",
-                                                          t["seconds"], t.get("state")))
+                           "wait on it; end it or wait" % (
+                               t.get("pid"), t.get("user"), t.get("application") or "-", t["seconds"], t.get("state")))
     return not reasons, reasons
 
 
@@ -323,7 +323,9 @@ class Machine:
                      at=round(started - self.started, 3), seconds=round(seconds, 3), detail=detail or {},
                      message=message or "")
         if self.wallclock is not None:
-            entry["time"] = self.wallclock().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            # the wall-clock time the step started: now minus the time it took
+            began = self.wallclock() - datetime.timedelta(seconds=self.clock() - started)
+            entry["time"] = began.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self.timeline.append(entry)
         return entry
 
@@ -461,8 +463,8 @@ def render_markdown(report):
         report["failed_step"], report["reason"])) if report.get("failed_step") else ""))
     lines.append("- old side: %s, new side: %s; freeze %s, switch %s, engine %s" % (
         report["old_side"], report["new_side"], report["freeze_method"], report["switch_method"], report["engine"]))
-    lines.append("- write pause: **%s s** (budget freeze_timeout %s s)" % (_fmt(report.get("write_pause_seconds")),
-                                                                       _fmt(report.get("freeze_timeout"))))
+    lines.append("- write pause: **%s s** (budget freeze_timeout %s s)" % (
+        _fmt(report.get("write_pause_seconds")), _fmt(report.get("freeze_timeout"))))
     lines.append("- started %s, took %s s" % (report.get("started_at"), _fmt(report.get("total_seconds"))))
     positions = report.get("positions") or {}
     if positions:

@@ -548,10 +548,11 @@ class Cutover:
         reasons = []
         detail = {}
         if p["engine"] == "dms" and p["direction"] == "forward":
-            tasks = [dict(name=t.get("name") or t.get("identifier"), status=t.get("status"),
-                          cdc_latency_seconds=(t.get("cdc_latency") or {}).get("target_seconds",
-                                                                                t.get("cdc_latency_seconds")))
-                     for t in p["dms_tasks"]]
+            tasks = []
+            for t in p["dms_tasks"]:
+                latency = (t.get("cdc_latency") or {}).get("target_seconds", t.get("cdc_latency_seconds"))
+                tasks.append(dict(name=t.get("name") or t.get("identifier"), status=t.get("status"),
+                                  cdc_latency_seconds=latency))
             go, why = cutover.stream_gate(tasks, p["max_lag_bytes"], p["max_lag_seconds"], engine="dms")
             detail["streams"] = len(tasks)
         else:
@@ -646,6 +647,13 @@ class Cutover:
                 done = len(streams) == len(self.stream_names) and cutover.barrier_done(streams, target)
             if done:
                 return dict(barrier_lsn=lsn, polls=polls)
+            if self.p["engine"] == "native" or self.p["direction"] == "reverse":
+                # Hurry the subscribers' confirmation: a synchronous commit on the new side flushes the
+                # transactions applied so far; a commit on the old side wakes its WAL senders, whose
+                # keepalive makes each apply worker report that flushed position at once (instead of
+                # on its next 1 s cycle).
+                db.nudge(new)
+                db.nudge(old)
             if time.monotonic() > deadline:
                 behind = ", ".join("%s at %s" % (s["name"], s["confirmed"]) for s in streams
                                    if (s["confirmed_int"] or 0) < target) or "the marker row"
@@ -660,9 +668,8 @@ class Cutover:
         except ImportError:
             raise cutover.StepFailed("module_utils/_pg/sequences.py (from the validation work) is missing: "
                                      "sequences cannot be moved") from None
-        old, new = self.conn(self.old), self.conn(self.new)
-        plan = sequences.sequence_plan(sequences.gather_sequences(old), sequences.gather_sequences(new),
-                                       self.p["sequence_gap"])
+        plan = self.sequence_plan(sequences, self.p["sequence_gap"])
+        new = self.conn(self.new)
         changes = cutover.sequence_changes(plan)
         for change in changes:
             self.q(db.setval(new, change["sequence"], change["set_to"]))
@@ -671,6 +678,12 @@ class Cutover:
             self.warnings.append("sequences missing on the %s: %s" % (self.new, ", ".join(missing)))
         self.sequences_moved = changes
         return dict(sequences=len(plan), moved=len(changes), missing=len(missing))
+
+    def sequence_plan(self, sequences, gap):
+        """sequence_plan(old, new, gap) without the cutover's own log (pgshift schema)."""
+        old, new = self.conn(self.old), self.conn(self.new)
+        plan = sequences.sequence_plan(sequences.gather_sequences(old), sequences.gather_sequences(new), gap)
+        return [e for e in plan if not e["sequence"].startswith(db.LOG_SCHEMA + ".")]
 
     def step_finishing(self, machine):
         old, new = self.conn(self.old), self.conn(self.new)
@@ -709,7 +722,7 @@ class Cutover:
         if self.sequences_moved is not None:
             try:
                 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import sequences
-                plan = sequences.sequence_plan(sequences.gather_sequences(old), sequences.gather_sequences(new), 0)
+                plan = self.sequence_plan(sequences, 0)
                 behind = [e["sequence"] for e in plan if e.get("status") == "behind"]
             except ImportError:
                 behind = []
@@ -726,6 +739,12 @@ class Cutover:
             if not tables:
                 raise cutover.StepFailed("the forward publications list no table: nothing to replicate back")
             self.remove_reverse(src, tgt)
+            # Tables the source replicates with REPLICA IDENTITY FULL (no key) need it on the target too,
+            # or their updates and deletes could not be published back.
+            src_ident, tgt_ident = db.replica_identities(src, tables), db.replica_identities(tgt, tables)
+            for (schema, name), ident in sorted(src_ident.items()):
+                if ident == "f" and tgt_ident.get((schema, name)) != "f":
+                    self.q(db.set_replica_identity_full(tgt, schema, name))
             self.q(db.create_publication(tgt, self.reverse_name, tables))
             self.created["publications"].append(("target", self.reverse_name))
             lsn = db.create_slot(tgt, self.reverse_name)

@@ -159,8 +159,8 @@ def pair(source_cluster, target_cluster, new_db, new_role):
         conn.execute("CREATE SUBSCRIPTION %s CONNECTION 'host=127.0.0.1 port=%d dbname=%s user=postgres "
                      "password=%s' PUBLICATION %s WITH (copy_data = true)" % (
                          stream, source_cluster.port, sdb, ADMIN_PASSWORD, stream))
-    assert wait_for(lambda: target_cluster.query(sdb, "SELECT count(*) FROM pg_subscription_rel "
-                                                     "WHERE srsubstate <> 'r'")[0][0] == 0, 60)
+    unsynced = "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'"
+    assert wait_for(lambda: target_cluster.query(sdb, unsynced)[0][0] == 0, 60)
     bouncer = PgBouncer(sdb, source_cluster.port, app).start()
     env = dict(source=source_cluster, target=target_cluster, db=sdb, migration=migration, app=app, bouncer=bouncer,
                writers=[])

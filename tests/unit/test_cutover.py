@@ -92,7 +92,9 @@ def test_a_full_run_switches_and_records_every_step():
     # freeze starts before its action; the pause ends when the switch is done
     expected = 0.01 + 0.2 + 0.01 * 4 + 0.05
     assert result["write_pause_seconds"] == pytest.approx(expected, abs=1e-6)
-    assert result["timeline"][0]["time"].startswith("2026-01-02T03:04:05")
+    assert result["timeline"][0]["time"].startswith("2026-01-02T03:04:0")
+    # the time a step started: the fake wall clock stands still, so it is that minus the step's duration
+    assert result["timeline"][2]["time"] == "2026-01-02T03:04:04.800000Z"
     assert result["undone"] == []
 
 

@@ -83,8 +83,8 @@ def role_read_only_settings(conn, roles):
 
 
 def existing_roles(conn, roles):
-    return [r["rolname"] for r in rows(conn, "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) ORDER BY 1",
-                                        (list(roles),))]
+    found = rows(conn, "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) ORDER BY 1", (list(roles),))
+    return [r["rolname"] for r in found]
 
 
 def set_read_only(conn, roles, on):
@@ -150,6 +150,11 @@ def current_lsn(conn):
     return one(conn, "SELECT pg_current_wal_lsn()::text")
 
 
+def nudge(conn):
+    """A tiny committed transaction (an xid, a synchronously flushed commit record, nothing else)."""
+    conn.execute("SELECT txid_current()")
+
+
 def slots(conn, names):
     return dict((r["slot_name"], r) for r in rows(
         conn, "SELECT slot_name, active, active_pid, confirmed_flush_lsn::text AS confirmed_flush_lsn "
@@ -174,6 +179,21 @@ def publication_tables(conn, names):
         conn, "SELECT DISTINCT n.nspname, c.relname FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid "
               "JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
               "WHERE p.pubname = ANY(%s) ORDER BY 1, 2", (list(names),))]
+
+
+def replica_identities(conn, tables):
+    """{(schema, name): relreplident} ('d' default, 'f' full, 'i' index, 'n' nothing) of the tables."""
+    found = rows(conn, "SELECT n.nspname, c.relname, c.relreplident::text AS ident FROM pg_class c "
+                       "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE (n.nspname, c.relname) IN "
+                       "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                 ([s for s, n in tables], [n for s, n in tables]))
+    return dict(((r["nspname"], r["relname"]), r["ident"]) for r in found)
+
+
+def set_replica_identity_full(conn, schema, name):
+    stmt = sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(schema, name))
+    conn.execute(stmt)
+    return stmt.as_string(conn)
 
 
 def create_publication(conn, name, tables):

@@ -1,0 +1,197 @@
+"""The cutover on a whole lab of its own (ports 25470/25471/26470/25530, lab_root .build/cutover-lab):
+with the background load (pgbench through PgBouncer) running, cutover.yml moves the application to the
+target, rollback.yml moves it back, a second cutover.yml moves it again, cleanup.yml leaves nothing.
+
+After each move: pgbench never lost a client (no error, no aborted client in its output, still running),
+PgBouncer points where it should, and once the load is stopped every migrated table is identical on
+both sides and each load client's ledger is gap-free and on both sides exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import psycopg
+import pytest
+import yaml
+
+from modrunner import run_playbook
+from pgcluster import wait_for
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PORTS = dict(source=25470, target=25471, pgbouncer=26470, moto=25530)
+ADMIN = "lab-admin-secret"
+LAB_ROOT = os.path.join(REPO, ".build", "cutover-lab")
+
+pytestmark = pytest.mark.lab
+
+
+def playbook(inventory, name, *extra, check=True):
+    rc, out, recap = run_playbook(name, inventory, *extra, secrets=(ADMIN, "lab-pgbouncer-secret", "lab-app-secret"))
+    if check and rc != 0:
+        raise AssertionError("%s failed (rc %d):\n%s" % (name, rc, out[-6000:]))
+    return rc, out, recap
+
+
+def connect(port, dbname="app"):
+    return psycopg.connect(host="127.0.0.1", port=port, dbname=dbname, user="postgres", password=ADMIN,
+                           autocommit=True)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    inv = tmp_path_factory.mktemp("cutover-inventory")
+    reports = inv / "reports"
+    shutil.copy(os.path.join(REPO, "inventories", "lab", "hosts.yml"), inv / "hosts.yml")
+    (inv / "host_vars").mkdir()
+    for host, side in (("lab-source", "source"), ("lab-target", "target")):
+        with open(os.path.join(REPO, "inventories", "lab", "host_vars", host + ".yml")) as f:
+            hv = yaml.safe_load(f)
+        hv["db_port"] = PORTS[side]
+        (inv / "host_vars" / (host + ".yml")).write_text(yaml.safe_dump(hv))
+    (inv / "group_vars" / "all").mkdir(parents=True)
+    with open(os.path.join(REPO, "inventories", "lab", "group_vars", "all", "migration.yml")) as f:
+        mig = yaml.safe_load(f)
+    mig["traffic_switch_pgbouncer"]["port"] = PORTS["pgbouncer"]
+    mig["aws_endpoint_url"] = "http://127.0.0.1:%d" % PORTS["moto"]
+    mig["report_dir"] = str(reports)
+    mig["migration_streams"] = 2
+    (inv / "group_vars" / "all" / "migration.yml").write_text(yaml.safe_dump(mig))
+    with open(os.path.join(REPO, "inventories", "lab", "group_vars", "all", "lab.yml")) as f:
+        labvars = yaml.safe_load(f) or {}
+    labvars.update(lab_root=LAB_ROOT, lab_pgbench_scale=1, lab_target_app_roles=True)
+    (inv / "group_vars" / "all" / "lab.yml").write_text(yaml.safe_dump(labvars))
+    inventory = str(inv / "hosts.yml")
+    playbook(inventory, "playbooks/lab_down.yml")
+    playbook(inventory, "playbooks/lab_up.yml")
+    try:
+        yield dict(inventory=inventory, reports=reports)
+    finally:
+        playbook(inventory, "playbooks/lab_load.yml", "-e", "lab_load_state=stopped", check=False)
+        playbook(inventory, "playbooks/lab_down.yml", check=False)
+
+
+def load_output():
+    with open(os.path.join(LAB_ROOT, "load", "pgbench.out")) as f:
+        return f.read()
+
+
+def load_running():
+    try:
+        with open(os.path.join(LAB_ROOT, "load", "pgbench.pid")) as f:
+            os.kill(int(f.read().strip()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def assert_load_clean():
+    out = load_output()
+    bad = [line for line in out.splitlines() if "error" in line.lower() or "aborted" in line]
+    assert bad == [], "pgbench reported client errors:\n" + "\n".join(bad[:20])
+    assert load_running(), "pgbench is no longer running:\n" + out[-2000:]
+
+
+def pgbouncer_port():
+    with open(os.path.join(LAB_ROOT, "pgbouncer", "databases.ini")) as f:
+        text = f.read()
+    return int(text.split("port=")[1].split()[0])
+
+
+def ledger_written(port, since):
+    with connect(port) as c:
+        return c.execute("SELECT count(*) FROM public.ledger WHERE written_at > %s", (since,)).fetchone()[0]
+
+
+def rows(conn, table):
+    ident = psycopg.sql.SQL("{}{}.{}").format(
+        psycopg.sql.SQL("ONLY " if table["only"] else ""), psycopg.sql.Identifier(table["schema"]),
+        psycopg.sql.Identifier(table["name"]))
+    return [r[0] for r in conn.execute(psycopg.sql.SQL("SELECT t::text FROM {} t ORDER BY 1").format(ident))]
+
+
+def timeline(report_path):
+    with open(report_path) as f:
+        return json.load(f)
+
+
+def test_cutover_rollback_cutover_and_cleanup_with_the_load_running(lab):
+    inventory, reports = lab["inventory"], lab["reports"]
+    playbook(inventory, "playbooks/lab_load.yml", "-e", "lab_load_state=started", "-e", "lab_load_rate=40")
+    playbook(inventory, "pgshift.aurora.prepare_source")
+    playbook(inventory, "pgshift.aurora.copy_schema")
+    playbook(inventory, "pgshift.aurora.replicate")
+
+    # the rehearsal measures and switches nothing
+    rc, out, recap = playbook(inventory, "pgshift.aurora.rehearsal")
+    assert "REHEARSED" in out
+    assert pgbouncer_port() == PORTS["source"]
+    rehearsal = timeline(reports / "rehearsal.json")
+    assert rehearsal["status"] == "rehearsed" and rehearsal["write_pause_seconds"] > 0
+    assert_load_clean()
+
+    rc, out, recap = playbook(inventory, "pgshift.aurora.cutover")
+    assert "SWITCHED" in out
+    first = timeline(reports / "cutover.json")
+    assert first["status"] == "switched" and first["serving"] == "target"
+    assert (reports / "cutover.md").read_text().startswith("# Cutover of migration `shipping`")
+    assert pgbouncer_port() == PORTS["target"]
+    with connect(PORTS["target"]) as tgt:
+        switched_at = tgt.execute("SELECT now()").fetchone()[0]
+    assert wait_for(lambda: ledger_written(PORTS["target"], switched_at) > 20, 30), "no load on the target"
+    # what the clients write on the target comes back to the source
+    assert wait_for(lambda: ledger_written(PORTS["source"], switched_at) > 20, 30), "the return stream is idle"
+    assert_load_clean()
+
+    rc, out, recap = playbook(inventory, "pgshift.aurora.rollback")
+    back = timeline(reports / "rollback.json")
+    assert back["status"] == "switched" and back["serving"] == "source"
+    assert pgbouncer_port() == PORTS["source"]
+    with connect(PORTS["source"]) as src:
+        back_at = src.execute("SELECT now()").fetchone()[0]
+    assert wait_for(lambda: ledger_written(PORTS["source"], back_at) > 20, 30)
+    assert wait_for(lambda: ledger_written(PORTS["target"], back_at) > 20, 30), "no fresh forward stream"
+    assert_load_clean()
+
+    # cleanup refuses while the source serves again after a rollback
+    rc, out, recap = playbook(inventory, "pgshift.aurora.cleanup", "-e", "cleanup_confirm=true", check=False)
+    assert rc != 0 and "cleanup_force=true" in out
+
+    playbook(inventory, "pgshift.aurora.cutover")
+    second = timeline(reports / "cutover.json")
+    assert second["status"] == "switched" and pgbouncer_port() == PORTS["target"]
+    with connect(PORTS["target"]) as tgt:
+        again_at = tgt.execute("SELECT now()").fetchone()[0]
+    assert wait_for(lambda: ledger_written(PORTS["target"], again_at) > 20, 30)
+    assert_load_clean()
+    playbook(inventory, "playbooks/lab_load.yml", "-e", "lab_load_state=stopped")
+
+    plan = json.loads((reports / "plan.json").read_text())
+    with connect(PORTS["source"]) as src, connect(PORTS["target"]) as tgt:
+        lsn = tgt.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+        assert wait_for(lambda: src.execute("SELECT count(*) FROM pg_stat_subscription s JOIN pg_subscription u "
+                                            "ON u.oid = s.subid WHERE s.latest_end_lsn >= %s", (lsn,)).fetchone()[0]
+                        == 1, 30), "the return stream did not catch up"
+        compared = 0
+        for stream in plan["streams"]:
+            for table in stream["tables"]:
+                assert rows(src, table) == rows(tgt, table), table["qualified"]
+                compared += 1
+        assert compared >= 25
+        ledger = ("SELECT client_id, count(*), count(DISTINCT seq), max(seq) FROM public.ledger "
+                  "GROUP BY client_id ORDER BY client_id")
+        src_ledger = src.execute(ledger).fetchall()
+        assert src_ledger and src_ledger == tgt.execute(ledger).fetchall()
+        assert all(n == distinct == top for client, n, distinct, top in src_ledger), "a client's ledger has a gap"
+
+    playbook(inventory, "pgshift.aurora.cleanup", "-e", "cleanup_confirm=true")
+    with connect(PORTS["source"]) as src, connect(PORTS["target"]) as tgt:
+        for conn in (src, tgt):
+            assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM pg_publication").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM pg_subscription").fetchone()[0] == 0
+            assert conn.execute("SELECT to_regclass('pgshift.cutover_log')").fetchone()[0] is None
+    for name in ("cutover.json", "rollback.json", "rehearsal.json", "cutover.md"):
+        assert ADMIN not in (reports / name).read_text()
