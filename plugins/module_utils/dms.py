@@ -341,21 +341,25 @@ def full_load_done(task):
 def wait_verdict(condition, task):
     """For poll(): 'ok' when condition holds, 'failed' when the task failed, None to keep waiting.
 
-    A task that does not exist (None) is 'ok' for absent, 'gone' otherwise.
+    A task that does not exist (None) is 'ok' for absent, 'gone' otherwise. 'settled' (used between the
+    module's own calls) only waits for the task to be neither creating, modifying, starting, stopping nor
+    deleting, without failing on an earlier failure: a failed task must stay modifiable and restartable.
     """
     if condition == "absent":
         return "ok" if task is None else None
     if task is None:
         return "gone"
+    status = task.get("Status")
+    if condition == "settled":  # internal: nothing in progress, an earlier failure notwithstanding
+        return "ok" if status not in BUSY else None
     if task_failure(task):
         return "failed"
-    status = task.get("Status")
     if condition == "ready":
         return "ok" if status not in BUSY else None
     if condition == "running":
         return "ok" if status == "running" else None
-    if condition == "stopped":
-        return "ok" if status == "stopped" else None
+    if condition == "stopped":  # a task never started (ready) does not run either
+        return "ok" if status in ("stopped", "ready") else None
     if condition == "full_load_complete":
         if (task.get("ReplicationTaskStats") or {}).get("TablesErrored"):
             return "failed"
@@ -462,9 +466,6 @@ def instance_changes(want, have):
     if want.get("availability_zone") and want["availability_zone"] != have.get("AvailabilityZone"):
         fixed.append("availability_zone")
     return modify, fixed
-
-
-ENDPOINT_FIXED = ("EndpointType",)
 
 
 def endpoint_changes(want, have):

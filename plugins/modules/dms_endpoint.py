@@ -237,9 +237,9 @@ def run(module, api):
         return result
 
     arn = ep["EndpointArn"]
-    if p["endpoint_type"] and p["endpoint_type"] != ep.get("EndpointType"):
+    if p["endpoint_type"] and p["endpoint_type"] != str(ep.get("EndpointType")).lower():  # the service says SOURCE / TARGET
         module.fail_json(msg="endpoint %s is a %s endpoint, not a %s one: delete it first (state=absent) or use another "
-                             "identifier" % (ident, ep.get("EndpointType"), p["endpoint_type"]))
+                             "identifier" % (ident, str(ep.get("EndpointType")).lower(), p["endpoint_type"]))
     modify = dms.endpoint_changes(dict((k, v) for k, v in want.items() if k != "EndpointType"), ep)
     send_password = p["update_password"] == "always" and p["password"]
     add, remove = dms.tag_changes(p["tags"], tags, p["purge_tags"])

@@ -275,7 +275,8 @@ class Runner:
     def start(self, raw):
         kind = dms.start_type(raw, self.p["start_type"])
         args = dict(ReplicationTaskArn=raw["ReplicationTaskArn"], StartReplicationTaskType=kind)
-        if self.p["cdc_start_position"] and raw.get("MigrationType") != "full-load":
+        # Never on resume-processing: that goes on from the task's own checkpoint.
+        if self.p["cdc_start_position"] and raw.get("MigrationType") != "full-load" and kind != "resume-processing":
             args["CdcStartPosition"] = self.p["cdc_start_position"]
         try:
             self.api.call("start_replication_task", doing="starting replication task %s (%s)" % (self.ident, kind), **args)
@@ -283,15 +284,18 @@ class Runner:
             if exc.code != "InvalidResourceStateFault":
                 raise
             # Still creating or modifying: wait until it settles, then start.
-            self.wait("ready")
+            self.wait("settled")
             self.api.call("start_replication_task", doing="starting replication task %s (%s)" % (self.ident, kind), **args)
         return kind
 
     def stop(self, raw):
+        if raw.get("Status") in dms.BUSY:  # starting (then running) or stopping (then stopped)
+            raw = self.wait("settled")
         if raw.get("Status") == "running":
             self.api.call("stop_replication_task", doing="stopping replication task %s" % self.ident,
                           ReplicationTaskArn=raw["ReplicationTaskArn"])
-        return self.wait("stopped")
+            raw = self.wait("stopped")
+        return raw
 
     def run(self):
         p = self.p
@@ -305,8 +309,9 @@ class Runner:
                 result.update(changed=True, diff=dict(before=dict(identifier=self.ident, status=raw.get("Status")),
                                                       after=dict(identifier=self.ident, state="absent")))
             if steps and not self.module.check_mode:
-                if "stop" in steps:
-                    raw = self.stop(raw)
+                raw = self.stop(raw) if "stop" in steps else raw
+                if raw.get("Status") in dms.BUSY:
+                    raw = self.wait("settled")
                 self.api.call("delete_replication_task", doing="deleting replication task %s" % self.ident,
                               ReplicationTaskArn=raw["ReplicationTaskArn"])
                 self.wait("absent")
@@ -395,14 +400,14 @@ class Runner:
                 done.append("stop")
             elif step == "modify":
                 if raw.get("Status") in dms.BUSY:
-                    raw = self.wait("ready")
+                    raw = self.wait("settled")
                 args = dict(ReplicationTaskArn=raw["ReplicationTaskArn"], ReplicationTaskSettings=dms.to_json(settings))
                 if p["migration_type"]:
                     args["MigrationType"] = p["migration_type"]
                 if mappings is not None:
                     args["TableMappings"] = dms.to_json(mappings)
                 self.api.call("modify_replication_task", doing="modifying replication task %s" % self.ident, **args)
-                raw = self.wait("ready")
+                raw = self.wait("settled")
                 done.append("modify")
             elif step == "start":
                 done.append("start %s" % self.start(raw))
@@ -418,8 +423,10 @@ class Runner:
             raw = self.find()
         if raw is None:
             self.module.fail_json(msg="replication task %s disappeared" % self.ident)
-        if p["state"] in ("present", "running") and dms.task_failure(raw):
-            raise TaskFailed(self.failure_message(raw), raw)
+        if dms.task_failure(raw):
+            if p["state"] in ("present", "running"):
+                raise TaskFailed(self.failure_message(raw), raw)
+            self.module.warn(self.failure_message(raw))
         result.update(self.report(raw), actions=self.actions)
         return result
 

@@ -215,7 +215,12 @@ def test_wait_verdicts():
     assert dms.wait_verdict("stopped", {"Status": "stopping"}) is None
     assert dms.wait_verdict("stopped", {"Status": "stopped", "StopReason": "Stop Reason NORMAL"}) == "ok"
     assert dms.wait_verdict("stopped", {"Status": "stopped", "StopReason": "Stop Reason FATAL_ERROR"}) == "failed"
+    assert dms.wait_verdict("stopped", {"Status": "ready"}) == "ok"  # never started: not running either
     assert dms.wait_verdict("stopped", None) == "gone"
+    # settled: the module's own waits between calls; an earlier failure does not stop a fix-and-restart.
+    assert dms.wait_verdict("settled", {"Status": "modifying"}) is None
+    assert dms.wait_verdict("settled", {"Status": "failed", "LastFailureMessage": "x"}) == "ok"
+    assert dms.wait_verdict("settled", {"Status": "stopped", "StopReason": "Stop Reason FATAL_ERROR"}) == "ok"
     assert dms.wait_verdict("absent", None) == "ok"
     assert dms.wait_verdict("absent", {"Status": "deleting"}) is None
     with pytest.raises(ValueError):

@@ -429,3 +429,130 @@ def test_table_statistics_are_paginated(stubs):
                       {"ReplicationTaskArn": TASK_ARN, "Marker": "m1"})
     api = dms_api.Api(client)
     assert [s["TableName"] for s in dms_api.table_statistics(api, TASK_ARN)] == ["orders", "items"]
+
+
+def test_failed_task_fixed_by_a_settings_change_is_modified_and_resumed(stubs):
+    """The DBA fixes the cause (here a setting) and runs again with state=running: modify, then resume from the
+    task's checkpoint (no CdcStartPosition on resume-processing), although the task still says failed."""
+    client, stub, cw_client, cw_stub = stubs
+    user = {"ErrorBehavior": {"DataTruncationErrorPolicy": "SUSPEND_TABLE"}}
+    want = dms.task_settings(user, 512)
+    failed = dict(LastFailureMessage="Last Error Data truncation", StopReason="Stop Reason FATAL_ERROR")
+    describe_task(stub, task("failed", stats(100, 2, 0), **failed))
+    tags(stub)
+    stub.add_response("modify_replication_task", {"ReplicationTask": task("modifying", **failed)}, {
+        "ReplicationTaskArn": TASK_ARN, "ReplicationTaskSettings": dms.to_json(want)})
+    after = service_settings(want)
+    describe_task(stub, task("modifying", stats(100, 2, 0), settings=after, **failed),
+                  task("stopped", stats(100, 2, 0), settings=after, **failed))
+    stub.add_response("start_replication_task", {"ReplicationTask": task("starting", settings=after)},
+                      {"ReplicationTaskArn": TASK_ARN, "StartReplicationTaskType": "resume-processing"})
+    describe_task(stub, task("starting", stats(100, 2, 0), settings=after),
+                  task("starting", stats(100, 2, 0), settings=after), task("running", stats(100, 2, 0), settings=after))
+    table_stats(stub)
+    instance(stub)
+    latency(cw_stub, 4.0, 6.0)
+    tags(stub)
+    r, clock = runner(stubs, FakeModule(state="running", wait="running", task_settings=user, lob_max_size_kb=512,
+                                        cdc_start_position="0/1A2B3C4D"))
+    result = r.run()
+    assert result["actions"] == ["modify", "start resume-processing"] and result["task"]["status"] == "running"
+    assert result["diff"]["after"]["changes"] == ["task_settings.ErrorBehavior.DataTruncationErrorPolicy"]
+
+
+def test_first_start_of_a_cdc_task_passes_the_cdc_start_position(stubs):
+    client, stub, cw_client, cw_stub = stubs
+    describe_task(stub, task("ready", migration_type="cdc"))
+    tags(stub)
+    stub.add_response("start_replication_task", {"ReplicationTask": task("starting", migration_type="cdc")},
+                      {"ReplicationTaskArn": TASK_ARN, "StartReplicationTaskType": "start-replication", "CdcStartPosition": "0/1A2B3C4D"})
+    describe_task(stub, task("starting", stats(0, 0, 0), migration_type="cdc"), task("running", stats(0, 0, 0), migration_type="cdc"))
+    table_stats(stub, [])
+    instance(stub)
+    latency(cw_stub, None, None)
+    tags(stub)
+    r, clock = runner(stubs, FakeModule(state="running", lob_max_size_kb=512, cdc_start_position="0/1A2B3C4D"))
+    assert r.run()["actions"] == ["start start-replication"]
+
+
+ENDPOINT_ARN = SOURCE_ARN
+DESCRIBED_SOURCE = {
+    # As the real service describes a PostgreSQL source: upper-case type, its own defaults in PostgreSQLSettings.
+    "EndpointIdentifier": "pgshift-orders-source", "EndpointType": "SOURCE", "EngineName": "postgres",
+    "EngineDisplayName": "PostgreSQL", "Username": "pgshift", "ServerName": "orders.abc.eu-west-1.rds.amazonaws.com", "Port": 5432,
+    "DatabaseName": "orders", "Status": "active", "KmsKeyId": "arn:aws:kms:eu-west-1:123456789012:key/k", "EndpointArn": ENDPOINT_ARN,
+    "SslMode": "require",
+    "PostgreSQLSettings": {"DatabaseName": "orders", "Port": 5432, "ServerName": "orders.abc.eu-west-1.rds.amazonaws.com",
+                           "Username": "pgshift", "SlotName": "pgshift_orders_dms_s1", "HeartbeatEnable": True, "HeartbeatFrequency": 5,
+                           "PluginName": "pglogical", "MaxFileSize": 32768, "ExecuteTimeout": 60, "FailTasksOnLobTruncation": True,
+                           "MapBooleanAsBoolean": False, "DatabaseMode": "default"},
+}
+
+
+def endpoint_module(**params):
+    base = dict(identifier="pgshift-orders-source", endpoint_type="source", engine_name="postgres",
+                server_name="orders.abc.eu-west-1.rds.amazonaws.com", port=5432, database_name="orders", username="pgshift",
+                password="Secret-1", update_password="on_create", secrets_manager_secret_id=None, secrets_manager_access_role_arn=None,
+                ssl_mode="require", certificate_arn=None, kms_key_id=None, session_replication_role=None, tags=None, purge_tags=True,
+                state="present",
+                postgresql_settings=dict(slot_name="pgshift_orders_dms_s1", heartbeat_enable=True, heartbeat_frequency=5,
+                                         plugin_name="pglogical", fail_tasks_on_lob_truncation=True))
+    base.update(params)
+    module = FakeModule()
+    module.params = base
+    return module
+
+
+def describe_endpoint(stub, ep):
+    stub.add_response("describe_endpoints", {"Endpoints": [ep]},
+                      {"Filters": [{"Name": "endpoint-id", "Values": ["pgshift-orders-source"]}]})
+    stub.add_response("list_tags_for_resource", {"TagList": []}, {"ResourceArn": ENDPOINT_ARN})
+
+
+def test_endpoint_as_the_service_describes_it_has_no_drift(stubs):
+    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
+
+    client, stub, cw_client, cw_stub = stubs
+    describe_endpoint(stub, DESCRIBED_SOURCE)
+    result = dms_endpoint.run(endpoint_module(), dms_api.Api(client))
+    assert not result["changed"]
+    assert result["endpoint"]["endpoint_type"] == "SOURCE" and result["endpoint"]["postgresql_settings"]["slot_name"] == "pgshift_orders_dms_s1"
+    assert "Secret-1" not in json.dumps(result)
+
+
+def test_endpoint_modified_with_its_postgresql_settings_and_password_on_request(stubs):
+    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
+
+    client, stub, cw_client, cw_stub = stubs
+    describe_endpoint(stub, DESCRIBED_SOURCE)
+    want_pg = {"SlotName": "pgshift_orders_dms_s2", "HeartbeatEnable": True, "HeartbeatFrequency": 5, "PluginName": "pglogical",
+               "FailTasksOnLobTruncation": True}
+    stub.add_response("modify_endpoint", {"Endpoint": DESCRIBED_SOURCE},
+                      {"EndpointArn": ENDPOINT_ARN, "PostgreSQLSettings": want_pg, "Password": "Secret-2"})
+    changed = dict(DESCRIBED_SOURCE, PostgreSQLSettings=dict(DESCRIBED_SOURCE["PostgreSQLSettings"], SlotName="pgshift_orders_dms_s2"))
+    stub.add_response("describe_endpoints", {"Endpoints": [changed]}, {"Filters": [{"Name": "endpoint-arn", "Values": [ENDPOINT_ARN]}]})
+    stub.add_response("list_tags_for_resource", {"TagList": []}, {"ResourceArn": ENDPOINT_ARN})
+    module = endpoint_module(password="Secret-2", update_password="always",
+                             postgresql_settings=dict(slot_name="pgshift_orders_dms_s2", heartbeat_enable=True, heartbeat_frequency=5,
+                                                      plugin_name="pglogical", fail_tasks_on_lob_truncation=True))
+    result = dms_endpoint.run(module, dms_api.Api(client))
+    assert result["changed"] and result["diff"]["after"]["PostgreSQLSettings"]["SlotName"] == "pgshift_orders_dms_s2"
+    assert result["diff"]["after"]["Password"] == "(sent: update_password=always)"
+    assert "Secret-2" not in json.dumps(result)
+
+
+def test_endpoint_tags_added_and_purged(stubs):
+    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
+
+    client, stub, cw_client, cw_stub = stubs
+    stub.add_response("describe_endpoints", {"Endpoints": [DESCRIBED_SOURCE]},
+                      {"Filters": [{"Name": "endpoint-id", "Values": ["pgshift-orders-source"]}]})
+    stub.add_response("list_tags_for_resource", {"TagList": [{"Key": "old", "Value": "1"}, {"Key": "migration", "Value": "x"}]},
+                      {"ResourceArn": ENDPOINT_ARN})
+    stub.add_response("remove_tags_from_resource", {}, {"ResourceArn": ENDPOINT_ARN, "TagKeys": ["old"]})
+    stub.add_response("add_tags_to_resource", {}, {"ResourceArn": ENDPOINT_ARN, "Tags": [{"Key": "migration", "Value": "orders"}]})
+    stub.add_response("describe_endpoints", {"Endpoints": [DESCRIBED_SOURCE]}, {"Filters": [{"Name": "endpoint-arn", "Values": [ENDPOINT_ARN]}]})
+    stub.add_response("list_tags_for_resource", {"TagList": [{"Key": "migration", "Value": "orders"}]}, {"ResourceArn": ENDPOINT_ARN})
+    result = dms_endpoint.run(endpoint_module(tags={"migration": "orders"}), dms_api.Api(client))
+    assert result["changed"] and result["endpoint"]["tags"] == {"migration": "orders"}
+    assert result["diff"] == {"before": {"Tags": {"old": "1", "migration": "x"}}, "after": {"Tags": {"migration": "orders"}}}
