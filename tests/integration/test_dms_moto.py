@@ -237,6 +237,9 @@ def test_task_lifecycle(aws, dms_client, moto_server):
     assert info["tasks"][0]["cdc_latency"] == {"source_seconds": 2.0, "target_seconds": 7.0}
     assert info["max_cdc_latency_seconds"] == 7.0
     assert info["all_full_load_complete"] is True  # running, 100 %, nothing loading or queued
+    # amazon.aws's option names work too (aliases).
+    amazon_style = dict(endpoint_url=moto_server, region="us-east-1", access_key="testing", secret_key="testing")
+    assert ok(*run_module("dms_task_info", dict(amazon_style, identifier_prefix=task)))["max_cdc_latency_seconds"] == 7.0
     info = ok(*run_module("dms_task_info", dict(aws, identifiers=[task, "no-such-task"])))
     assert info["missing"] == ["no-such-task"] and info["all_full_load_complete"] is False
 

@@ -27,7 +27,18 @@ THROTTLING_CODES = frozenset((
     "TooManyRequestsException", "RequestLimitExceeded", "ProvisionedThroughputExceededException", "SlowDown",
 ))
 BOTO3_IMPORT_ERROR = rds_api.BOTO3_IMPORT_ERROR
-aws_argument_spec = rds_api.aws_argument_spec  # the same AWS options as pg_logical_prereqs
+# amazon.aws's names for the same options, accepted as aliases (a playbook written for amazon.aws works unchanged).
+AWS_ALIASES = dict(aws_region=["region"], aws_endpoint_url=["endpoint_url"], aws_access_key=["access_key"],
+                   aws_secret_key=["secret_key"], aws_session_token=["session_token"], aws_profile=["profile"])
+
+
+def aws_argument_spec():
+    """The AWS options of pg_logical_prereqs (module_utils/_aws/rds.py), with amazon.aws's names as aliases."""
+    spec = rds_api.aws_argument_spec()
+    for name, aliases in AWS_ALIASES.items():
+        spec[name] = dict(spec[name], aliases=list(aliases))
+    return spec
+
 
 NOT_FOUND_CODES = frozenset(("ResourceNotFoundFault", "ResourceNotFoundException"))
 
