@@ -73,6 +73,31 @@ def task_settings(user_settings, lob_max_size_kb=None):
     return deep_merge(merged, user_settings or {})
 
 
+def user_task_settings(user_settings, lob_max_size_kb=None):
+    """What the playbook itself sets: its task_settings, and the LOB mode when lob_max_size_kb is given.
+
+    On an existing task only these are compared and changed: the recommended defaults apply when the
+    task is created, and a task that only gets stopped or started keeps its settings.
+    """
+    lob = {"TargetMetadata": lob_settings(lob_max_size_kb)} if lob_max_size_kb is not None else {}
+    return deep_merge(lob, user_settings or {})
+
+
+# Set by DMS itself (the task's CloudWatch log group and stream): never sent back.
+READ_ONLY_SETTINGS = (("Logging", "CloudWatchLogGroup"), ("Logging", "CloudWatchLogStream"))
+
+
+def modify_settings(have, user_set):
+    """The settings sent to modify_replication_task: the task's current ones with the user's over them,
+    without the read-only ones, so nothing the playbook does not set changes whatever the API does with
+    a partial document."""
+    out = deep_merge(have or {}, user_set)
+    for section, key in READ_ONLY_SETTINGS:
+        if isinstance(out.get(section), dict):
+            out[section].pop(key, None)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Drift: only what we set, against what the service returns
 # --------------------------------------------------------------------------------------------

@@ -55,7 +55,10 @@ options:
     type: raw
   task_settings:
     description:
-      - Task settings merged over the recommended defaults (the values set here win), key by key.
+      - Task settings merged over the recommended defaults (the values set here win), key by key, when the task is
+        created. On an existing task only the keys set here (and the LOB mode when O(lob_max_size_kb) is set) are
+        compared and changed, everything else is left as it is; so a task stopped or started by identifier alone
+        keeps its settings.
       - "Defaults: C(FullLoadSettings.TargetTablePrepMode=DO_NOTHING) (the schema is copied first; DMS must not drop
         or truncate it), C(FullLoadSettings.MaxFullLoadSubTasks=8), C(TargetMetadata.SupportLobs=true) with the LOB
         mode from O(lob_max_size_kb), C(ValidationSettings.EnableValidation=true) (5 threads),
@@ -323,7 +326,8 @@ class Runner:
             user_settings = dms.parse_json(p["task_settings"], "task_settings")
         except ValueError as exc:
             self.module.fail_json(msg="replication task %s: %s" % (self.ident, exc))
-        settings = dms.task_settings(user_settings, p["lob_max_size_kb"])
+        settings = dms.task_settings(user_settings, p["lob_max_size_kb"])  # on creation
+        user_set = dms.user_task_settings(user_settings, p["lob_max_size_kb"])  # compared and changed afterwards
         instance_arn = self.resolve("instance", p["replication_instance"])
         source_arn = self.resolve("endpoint", p["source_endpoint"])
         target_arn = self.resolve("endpoint", p["target_endpoint"])
@@ -348,7 +352,7 @@ class Runner:
             if mappings is not None:
                 changes.extend("table_mappings." + d for d in dms.mappings_drift(mappings, raw.get("TableMappings")))
             have_settings = dms.parse_json(raw.get("ReplicationTaskSettings"), "the task's settings") or {}
-            changes.extend("task_settings." + d for d in dms.drift(settings, have_settings))
+            changes.extend("task_settings." + d for d in dms.drift(user_set, have_settings))
 
         if raw is not None:
             failed = dms.task_failure(raw)
@@ -370,7 +374,7 @@ class Runner:
                               tags=tags)
             after = dict(identifier=self.ident, state=p["state"], migration_type=p["migration_type"] or before.get("migration_type"),
                          table_mappings=mappings if mappings is not None else before.get("table_mappings"),
-                         task_settings=dms.deep_merge(before.get("task_settings") or {}, settings),
+                         task_settings=dms.deep_merge(before["task_settings"] or {}, user_set) if raw is not None else settings,
                          tags=(dict(p["tags"]) if p["purge_tags"] else dict(tags, **add)) if p["tags"] is not None else tags,
                          actions=planned)
             if raw is None:
@@ -401,7 +405,10 @@ class Runner:
             elif step == "modify":
                 if raw.get("Status") in dms.BUSY:
                     raw = self.wait("settled")
-                args = dict(ReplicationTaskArn=raw["ReplicationTaskArn"], ReplicationTaskSettings=dms.to_json(settings))
+                args = dict(ReplicationTaskArn=raw["ReplicationTaskArn"])
+                if user_set:
+                    have_settings = dms.parse_json(raw.get("ReplicationTaskSettings"), "the task's settings") or {}
+                    args["ReplicationTaskSettings"] = dms.to_json(dms.modify_settings(have_settings, user_set))
                 if p["migration_type"]:
                     args["MigrationType"] = p["migration_type"]
                 if mappings is not None:

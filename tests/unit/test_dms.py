@@ -33,6 +33,19 @@ def test_settings_merge_over_recommended_defaults():
     assert dms.RECOMMENDED_TASK_SETTINGS["FullLoadSettings"] == {"TargetTablePrepMode": "DO_NOTHING", "MaxFullLoadSubTasks": 8}
 
 
+def test_user_set_settings_and_what_a_modification_sends():
+    assert dms.user_task_settings(None) == {}
+    assert dms.user_task_settings({"Logging": {"EnableLogging": False}}, 64) == {
+        "TargetMetadata": {"FullLobMode": False, "LimitedSizeLobMode": True, "LobMaxSize": 64}, "Logging": {"EnableLogging": False}}
+    have = {"Logging": {"EnableLogging": True, "CloudWatchLogGroup": "dms-tasks-ri", "CloudWatchLogStream": "dms-task-X",
+                        "LogComponents": [{"Id": "SOURCE_UNLOAD", "Severity": "LOGGER_SEVERITY_DEFAULT"}]},
+            "FullLoadSettings": {"TargetTablePrepMode": "DROP_AND_CREATE"}}
+    sent = dms.modify_settings(have, {"Logging": {"EnableLogging": False}})
+    assert sent == {"Logging": {"EnableLogging": False, "LogComponents": [{"Id": "SOURCE_UNLOAD", "Severity": "LOGGER_SEVERITY_DEFAULT"}]},
+                    "FullLoadSettings": {"TargetTablePrepMode": "DROP_AND_CREATE"}}
+    assert have["Logging"]["CloudWatchLogGroup"] == "dms-tasks-ri"  # the described settings are not changed
+
+
 def test_drift_ignores_what_the_service_adds():
     want = dms.task_settings(None, 512)
     have = dms.deep_merge({"TargetMetadata": {"TargetSchema": "", "ParallelLoadThreads": 0},

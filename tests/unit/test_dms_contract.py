@@ -238,6 +238,24 @@ def test_create_start_and_wait_for_the_full_load(stubs):
     assert clock.sleeps and max(clock.sleeps) <= 15.0
 
 
+def test_stop_by_identifier_alone_keeps_the_settings(stubs):
+    """A task created with other settings (console, earlier run) is stopped without being modified."""
+    client, stub, cw_client, cw_stub = stubs
+    custom = service_settings(dms.task_settings({"Logging": {"EnableLogging": False}}, None))
+    describe_task(stub, task("running", stats(100, 2, 0), settings=custom))
+    tags(stub)
+    stub.add_response("stop_replication_task", {"ReplicationTask": task("stopping")}, {"ReplicationTaskArn": TASK_ARN})
+    describe_task(stub, task("stopped", stats(100, 2, 0), settings=custom, StopReason="Stop Reason NORMAL"))
+    describe_task(stub, task("stopped", stats(100, 2, 0), settings=custom, StopReason="Stop Reason NORMAL"))
+    table_stats(stub)
+    instance(stub)
+    latency(cw_stub, None, None)
+    tags(stub)
+    r, clock = runner(stubs, FakeModule(state="stopped"))
+    result = r.run()
+    assert result["actions"] == ["stop"] and result["diff"]["after"]["changes"] == []
+
+
 def test_second_run_on_a_running_task_changes_nothing(stubs):
     """The service's added settings and mapping keys are no drift; a running task is left running."""
     client, stub, cw_client, cw_stub = stubs
@@ -267,9 +285,12 @@ def test_change_to_a_running_task_is_stop_modify_resume(stubs):
     tags(stub, [{"Key": "stream", "Value": "1"}])
     stub.add_response("stop_replication_task", {"ReplicationTask": task("stopping")}, {"ReplicationTaskArn": TASK_ARN})
     describe_task(stub, task("stopping", stats(100, 2, 0)), task("stopped", stats(100, 2, 0), StopReason="Stop Reason NORMAL"))
+    sent = dms.deep_merge(json.loads(service_settings(OUR_SETTINGS)), user)
+    del sent["Logging"]["CloudWatchLogGroup"], sent["Logging"]["CloudWatchLogStream"]  # read-only, never sent back
     stub.add_response("modify_replication_task", {"ReplicationTask": task("modifying")}, {
         "ReplicationTaskArn": TASK_ARN, "MigrationType": "full-load-and-cdc", "TableMappings": dms.to_json(MAPPINGS),
-        "ReplicationTaskSettings": dms.to_json(want)})
+        "ReplicationTaskSettings": dms.to_json(sent)})
+    assert sent["TargetMetadata"]["InlineLobMaxSize"] == 0 and sent["Logging"]["EnableLogging"] is False
     after = service_settings(want)
     describe_task(stub, task("modifying", stats(100, 2, 0), settings=after),
                   task("stopped", stats(100, 2, 0), settings=after, StopReason="Stop Reason NORMAL"))
@@ -440,8 +461,9 @@ def test_failed_task_fixed_by_a_settings_change_is_modified_and_resumed(stubs):
     failed = dict(LastFailureMessage="Last Error Data truncation", StopReason="Stop Reason FATAL_ERROR")
     describe_task(stub, task("failed", stats(100, 2, 0), **failed))
     tags(stub)
+    sent = dms.modify_settings(json.loads(service_settings(OUR_SETTINGS)), dms.user_task_settings(user, 512))
     stub.add_response("modify_replication_task", {"ReplicationTask": task("modifying", **failed)}, {
-        "ReplicationTaskArn": TASK_ARN, "ReplicationTaskSettings": dms.to_json(want)})
+        "ReplicationTaskArn": TASK_ARN, "ReplicationTaskSettings": dms.to_json(sent)})
     after = service_settings(want)
     describe_task(stub, task("modifying", stats(100, 2, 0), settings=after, **failed),
                   task("stopped", stats(100, 2, 0), settings=after, **failed))
