@@ -278,7 +278,7 @@ def main():
         password=dict(type="str", no_log=True),
         update_password=dict(type="str", default="on_create", choices=["always", "on_create"], no_log=False),
         secrets_manager_secret_id=dict(type="str", no_log=False),
-        secrets_manager_access_role_arn=dict(type="str"),
+        secrets_manager_access_role_arn=dict(type="str", no_log=False),
         ssl_mode=dict(type="str", choices=["none", "require", "verify-ca", "verify-full"]),
         certificate_arn=dict(type="str"),
         kms_key_id=dict(type="str", no_log=False),

@@ -161,7 +161,8 @@ def describe_task(stub, *tasks, not_found=False):
                               http_status_code=400)
 
 
-def table_stats(stub, rows=TABLE_STATS):
+def table_stats(stub, rows=None):
+    rows = TABLE_STATS if rows is None else rows
     stub.add_response("describe_table_statistics", {"ReplicationTaskArn": TASK_ARN, "TableStatistics": rows},
                       {"ReplicationTaskArn": TASK_ARN})
 
@@ -387,7 +388,7 @@ def test_wait_timeout_fails_with_the_last_state(stubs):
     client, stub, cw_client, cw_stub = stubs
     describe_task(stub, task("running", stats(10, 0, 2)))
     tags(stub)
-    for _ in range(8):  # polls at 0, 1.875, 5.625, 13.125, 28.125, 43.125, 58.125 and 60 s on the fake clock
+    for dummy in range(8):  # polls at 0, 1.875, 5.625, 13.125, 28.125, 43.125, 58.125 and 60 s on the fake clock
         describe_task(stub, task("running", stats(10, 0, 2)))
     table_stats(stub)
     instance(stub)
@@ -415,7 +416,7 @@ def test_stop_and_delete(stubs):
 
 def test_throttling_is_retried_with_jittered_backoff(stubs):
     client, stub, cw_client, cw_stub = stubs
-    for _ in range(3):
+    for dummy in range(3):
         stub.add_client_error("describe_replication_tasks", "ThrottlingException", "Rate exceeded", http_status_code=400)
     describe_task(stub, task("ready"))
     sleeps = []
@@ -426,7 +427,7 @@ def test_throttling_is_retried_with_jittered_backoff(stubs):
 
 def test_throttling_for_too_long_and_other_errors_are_not_hidden(stubs):
     client, stub, cw_client, cw_stub = stubs
-    for _ in range(3):
+    for dummy in range(3):
         stub.add_client_error("describe_replication_tasks", "ThrottlingException", "Rate exceeded", http_status_code=400)
     stub.add_client_error("start_replication_task", "AccessDeniedFault", "not authorized", http_status_code=400)
     stub.add_client_error("describe_table_statistics", "InternalFailure", "boom", http_status_code=500)
