@@ -239,13 +239,13 @@ class Runner:
         if verdict == "gone":
             self.module.fail_json(msg="replication task %s disappeared while waiting for it to be %s" % (self.ident, condition))
         if verdict == "failed":
-            raise TaskFailed(self.failure_message(raw, condition), raw)
+            raise TaskFailed(self.failure_message(raw), raw)
         self.module.fail_json(msg="replication task %s: timed out after %ss waiting for it to be %s (status %s); the task "
                                   "goes on: run again with a longer wait_timeout, or look at its table statistics" % (
                                       self.ident, self.p["wait_timeout"], condition, raw.get("Status") if raw else "gone"),
                               **self.report(raw))
 
-    def failure_message(self, raw, condition=None):
+    def failure_message(self, raw):
         msg = dms.task_failure(raw)
         if msg is None and (raw.get("ReplicationTaskStats") or {}).get("TablesErrored"):
             msg = "replication task %s has %s table(s) in error" % (self.ident, raw["ReplicationTaskStats"]["TablesErrored"])
@@ -306,8 +306,11 @@ class Runner:
         result = dict(changed=False)
 
         if p["state"] == "absent":
-            steps = dms.task_steps(raw, "absent", False)
+            deleting = raw is not None and raw.get("Status") == "deleting"
+            steps = [] if deleting else dms.task_steps(raw, "absent", False)
             self.actions = steps
+            if deleting and not self.module.check_mode:  # deleted already (an earlier run that timed out): wait for it
+                self.wait("absent")
             if steps:
                 result.update(changed=True, diff=dict(before=dict(identifier=self.ident, status=raw.get("Status")),
                                                       after=dict(identifier=self.ident, state="absent")))

@@ -414,6 +414,14 @@ def test_stop_and_delete(stubs):
     assert result["changed"] and result["actions"] == ["stop", "delete"] and result["task"] == {}
 
 
+def test_a_task_being_deleted_is_waited_for_not_deleted_again(stubs):
+    client, stub, cw_client, cw_stub = stubs
+    describe_task(stub, task("deleting"), task("deleting"), not_found=True)
+    r, clock = runner(stubs, FakeModule(state="absent"))
+    result = r.run()
+    assert not result["changed"] and result["actions"] == []
+
+
 def test_throttling_is_retried_with_jittered_backoff(stubs):
     client, stub, cw_client, cw_stub = stubs
     for dummy in range(3):
