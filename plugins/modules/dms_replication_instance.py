@@ -182,6 +182,10 @@ def run(module, api):
     if p["state"] == "absent":
         if inst is None:
             return result
+        if inst.get("ReplicationInstanceStatus") == "deleting":  # deleted already (an earlier run that timed out)
+            if p["wait"] and not module.check_mode:
+                wait_for(module, api, ident, "absent")
+            return result
         result.update(changed=True, diff=dict(before=dict(identifier=ident, state="present"), after=dict(identifier=ident, state="absent")))
         if module.check_mode:
             return result
