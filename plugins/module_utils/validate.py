@@ -265,10 +265,41 @@ def diff_multisets(source_counts, target_counts):
         s_count, s_text = source_counts.get(h, (0, None))
         t_count, t_text = target_counts.get(h, (0, None))
         if s_count > t_count:
-            found.append(dict(kind="missing", key=[s_text], count=s_count - t_count))
+            found.append(dict(kind="missing", key=[s_text], count=s_count - t_count, _hash=h, _s=s_count, _t=t_count))
         elif t_count > s_count:
-            found.append(dict(kind="extra", key=[t_text], count=t_count - s_count))
+            found.append(dict(kind="extra", key=[t_text], count=t_count - s_count, _hash=h, _s=s_count, _t=t_count))
     return found
+
+
+def settle(differences, now):
+    """Live mode: sort the differences of a round into (confirmed, in_flight, resolved count).
+
+    Each difference carries what the round saw, _s on the source snapshot and _t on the target
+    snapshot (taken after the target confirmed the source snapshot's LSN), as row hashes (keyed
+    tables, None for no row) or copy counts (_hash: tables without a key). `now` is the source read
+    after the target snapshot: {key tuple: hash} or {row hash: count}.
+    A difference is resolved when the target's row equals the source's current one, confirmed
+    when the source row did not change since its snapshot (the target, past that LSN, should hold
+    it), in flight otherwise (written meanwhile: compare again).
+    """
+    confirmed, in_flight, resolved = [], [], 0
+    for d in differences:
+        if "_hash" in d:
+            current = now.get(d["_hash"], 0)
+        else:
+            current = now.get(tuple(d["key"]))
+        if d.get("_t") == current:
+            resolved += 1
+        elif d.get("_s") == current:
+            confirmed.append(d)
+        else:
+            in_flight.append(d)
+    return confirmed, in_flight, resolved
+
+
+def public(difference):
+    """A difference without the fields used only while comparing."""
+    return dict((k, v) for k, v in difference.items() if not k.startswith("_"))
 
 
 def changed_columns(source_values, target_values):

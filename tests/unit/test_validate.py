@@ -137,9 +137,30 @@ def test_diff_rows_missing_extra_changed():
 
 def test_diff_multisets_catches_a_duplicate():
     src = {1: (2, "(a)"), 2: (1, "(b)")}
-    assert validate.diff_multisets(src, {1: (3, "(a)"), 2: (1, "(b)")}) == [dict(kind="extra", key=["(a)"], count=1)]
-    assert validate.diff_multisets(src, {1: (2, "(a)")}) == [dict(kind="missing", key=["(b)"], count=1)]
+    found = validate.diff_multisets(src, {1: (3, "(a)"), 2: (1, "(b)")})
+    assert [validate.public(d) for d in found] == [dict(kind="extra", key=["(a)"], count=1)]
+    assert (found[0]["_s"], found[0]["_t"]) == (2, 3)
+    found = validate.diff_multisets(src, {1: (2, "(a)")})
+    assert [validate.public(d) for d in found] == [dict(kind="missing", key=["(b)"], count=1)]
     assert validate.diff_multisets(src, dict(src)) == []
+
+
+def test_settle_keyed_rows():
+    lost = dict(kind="missing", key=["1"], _s=10, _t=None)        # unchanged on the source, target past it: confirmed
+    real = dict(kind="changed", key=["2"], _s=20, _t=21)          # source unchanged, target differs: confirmed
+    hot = dict(kind="changed", key=["3"], _s=30, _t=31)           # source written again meanwhile: in flight
+    tail = dict(kind="extra", key=["4"], _s=None, _t=40)          # inserted after the source snapshot: resolved
+    gone = dict(kind="extra", key=["5"], _s=None, _t=50)          # on the target only, never on the source
+    now = {("1",): 10, ("2",): 20, ("3",): 32, ("4",): 40}
+    confirmed, in_flight, resolved = validate.settle([lost, real, hot, tail, gone], now)
+    assert confirmed == [lost, real, gone] and in_flight == [hot] and resolved == 1
+
+
+def test_settle_rows_without_key():
+    dup = dict(kind="extra", key=["(a)"], count=1, _hash=7, _s=2, _t=3)
+    new = dict(kind="extra", key=["(b)"], count=1, _hash=8, _s=0, _t=1)
+    confirmed, in_flight, resolved = validate.settle([dup, new], {7: 2, 8: 1})
+    assert confirmed == [dup] and in_flight == [] and resolved == 1
 
 
 def test_changed_columns():

@@ -168,6 +168,31 @@ def column_values(conn, table, columns, key_values, version):
     return dict((c["name"], v) for c, v in zip(columns, row))
 
 
+def hashes_for_keys(conn, table, columns, keys, version):
+    """{key tuple: row hash} of the rows with these keys (outside any snapshot: the source now)."""
+    key = table["key"]
+    found = {}
+    texts = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c["name"])) for c in key)
+    names = sql.SQL(", ").join(sql.Identifier(c["name"]) for c in key)
+    for start in range(0, len(keys), 500):
+        rows = sql.SQL(", ").join(
+            sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(c["type"]))
+                                                         for c, v in zip(key, k)))
+            for k in keys[start:start + 500])
+        query = sql.SQL("SELECT ARRAY[{texts}], {h} FROM {rel} WHERE ROW({names}) IN ({rows})").format(
+            texts=texts, h=validate.row_hash(columns, version), rel=_rel(table), names=names, rows=rows)
+        for r in conn.execute(query).fetchall():
+            found[tuple(r[0])] = r[1]
+    return found
+
+
+def counts_for_hashes(conn, table, columns, hashes, version):
+    """{row hash: copies} for these row hashes (tables without a key; the source now)."""
+    query = sql.SQL("SELECT h, count(*) FROM (SELECT {h} AS h FROM {rel}) s WHERE h = ANY(%s) GROUP BY h").format(
+        h=validate.row_hash(columns, version), rel=_rel(table))
+    return dict((r[0], int(r[1])) for r in conn.execute(query, (list(hashes),)).fetchall())
+
+
 def row_multiset(conn, table, columns, version, limit):
     """{row hash: (count, row text)} of a whole table (tables without a key), at most `limit` distinct rows."""
     query = sql.SQL("SELECT h, count(*) AS n, min(t) AS t FROM (SELECT {h} AS h, {t} AS t FROM {rel}) s "
@@ -220,7 +245,8 @@ class Coordinator:
     def __init__(self, source_params, target_params):
         self.src = connect(source_params, autocommit=True)
         self.tgt = connect(target_params, autocommit=True)
-        self.mon = connect(source_params, autocommit=True)  # slot positions, outside any snapshot
+        self.mon = connect(source_params, autocommit=True)  # slot positions and the source now, outside any snapshot
+        configure(self.mon)
 
     @staticmethod
     def _export(conn):
@@ -332,7 +358,9 @@ class Comparison:
                 return found
         rows = w.both(row_hashes, table, cols, rng, self.version)
         found = self._take(validate.diff_rows(*rows), budget)
+        src_map, tgt_map = dict(rows[0]), dict(rows[1])
         for d in found:
+            d["_s"], d["_t"] = src_map.get(tuple(d["key"])), tgt_map.get(tuple(d["key"]))
             d["range"] = validate.describe_range(rng)
             if d["kind"] == "changed":
                 values = w.both(column_values, table, cols, d["key"], self.version)
@@ -433,6 +461,54 @@ class Comparison:
                 return False, positions
             time.sleep(0.2)
 
+    def settle(self, coord, table, found):
+        keyed = [d for d in found if "_hash" not in d]
+        unkeyed = [d for d in found if "_hash" in d]
+        now = {}
+        if keyed:
+            now.update(hashes_for_keys(coord.mon, table, table["compared"], [tuple(d["key"]) for d in keyed], self.version))
+        if unkeyed:
+            now.update(counts_for_hashes(coord.mon, table, table["compared"], [d["_hash"] for d in unkeyed], self.version))
+        return validate.settle(found, now)
+
+    def live_rounds(self, coord, workers, results, by_name, rounds):
+        """Compare the differing ranges again after the target confirmed the source's position; a difference
+        stays only when the source row did not change meanwhile (confirmed) or never settles (in flight)."""
+        final = dict((name, [(rng, d) for rng, d in items if not d]) for name, items in results.items())
+        redo = [(by_name[name], rng, d) for name, items in results.items() for rng, d in items if d]
+        for number in range(2, self.o["live_rounds"] + 2):
+            if not redo:
+                break
+            src_snap, lsn = coord.source_snapshot()
+            ok, positions = self.wait_caught_up(coord, lsn)
+            if not ok:
+                rounds.append(dict(round=number, source_lsn=lsn, caught_up=False, slots=positions))
+                break
+            tgt_snap = coord.target_snapshot()
+            for table, rng, found in redo:
+                table["_budget"] = [self.o["max_differences"]]
+            again = self.run_round(workers, [(t, rng) for t, rng, found in redo], src_snap, tgt_snap)
+            fresh = dict(((name, validate.describe_range(rng)), d) for name, items in again.items() for rng, d in items)
+            still, confirmed_n, in_flight_n, resolved_n = [], 0, 0, 0
+            for table, rng, old in redo:
+                found = fresh.get((table["table"], validate.describe_range(rng)), old)
+                confirmed, in_flight, resolved = self.settle(coord, table, found) if found else ([], [], 0)
+                confirmed_n += len(confirmed)
+                in_flight_n += len(in_flight)
+                resolved_n += resolved
+                if in_flight:
+                    still.append((table, rng, confirmed + in_flight))
+                else:
+                    final.setdefault(table["table"], []).append((rng, confirmed))
+            rounds.append(dict(round=number, source_lsn=lsn, caught_up=True, slots=positions, ranges=len(redo),
+                               confirmed=confirmed_n, in_flight=in_flight_n, resolved=resolved_n))
+            redo = still
+        for table, rng, found in redo:  # never settled: reported, marked
+            for d in found:
+                d["unsettled"] = True
+            final.setdefault(table["table"], []).append((rng, found))
+        return final
+
     # -- everything ---------------------------------------------------------------------------
     def run(self, table_list):
         """Compare every table ({table, schema, name, key, compared, est_rows}); returns per-table results
@@ -455,24 +531,7 @@ class Comparison:
                                differing=sum(1 for r in results.values() for rng, d in r if d)))
             by_name = dict((t["table"], t) for t in table_list)
             if self.o["mode"] == "live":
-                for number in range(2, self.o["live_rounds"] + 2):
-                    redo = [(by_name[name], rng) for name, items in results.items() for rng, d in items if d]
-                    if not redo:
-                        break
-                    src_snap, lsn = coord.source_snapshot()
-                    ok, positions = self.wait_caught_up(coord, lsn)
-                    if not ok:
-                        rounds.append(dict(round=number, source_lsn=lsn, caught_up=False, slots=positions))
-                        break
-                    tgt_snap = coord.target_snapshot()
-                    for table, rng in redo:
-                        table["_budget"] = [self.o["max_differences"]]
-                    again = self.run_round(workers, redo, src_snap, tgt_snap)
-                    for name, items in again.items():
-                        fresh = dict((validate.describe_range(rng), d) for rng, d in items)
-                        results[name] = [(rng, fresh.get(validate.describe_range(rng), d)) for rng, d in results[name]]
-                    rounds.append(dict(round=number, source_lsn=lsn, caught_up=True, slots=positions,
-                                       ranges=len(redo), differing=sum(1 for items in again.values() for r, d in items if d)))
+                results = self.live_rounds(coord, workers, results, by_name, rounds)
         finally:
             for w in workers:
                 w.close()
@@ -481,7 +540,7 @@ class Comparison:
         self.write_progress(done=True)
         out = []
         for t in table_list:
-            diffs = [d for rng, found in results.get(t["table"], []) for d in found]
+            diffs = [validate.public(d) for rng, found in results.get(t["table"], []) for d in found]
             counts = list(t["_counts"].values())
             entry = dict(table=t["table"], rows_source=sum(c[0] for c in counts), rows_target=sum(c[1] for c in counts),
                          seconds=round(t["_seconds"], 3), key=[c["name"] for c in t["key"]] or None,
@@ -493,6 +552,8 @@ class Comparison:
             elif t.get("problems"):
                 entry.update(result="error", error="; ".join(t["problems"]))
             else:
-                entry["result"] = "different" if diffs or entry["rows_source"] != entry["rows_target"] else "equal"
+                # live mode: the counts are of snapshots taken apart (the target later); the rows decide
+                counts_differ = self.o["mode"] != "live" and entry["rows_source"] != entry["rows_target"]
+                entry["result"] = "different" if diffs or counts_differ else "equal"
             out.append(entry)
         return out, rounds, elapsed
