@@ -172,3 +172,59 @@ def test_bad_options_and_connection_say_what_to_do(source_cluster, target_cluste
     result, raw = run_module("pg_validate", params)
     assert result["failed"] and "authentication failed" in result["msg"]
     assert ADMIN_PASSWORD not in raw
+
+
+def write_inventory(tmp_path, source_cluster, target_cluster, src_db, tgt_db):
+    import yaml
+    root = tmp_path / "inv"
+    (root / "host_vars").mkdir(parents=True)
+    (root / "group_vars" / "all").mkdir(parents=True)
+    hosts = dict(all=dict(vars=dict(ansible_connection="local", ansible_python_interpreter="{{ ansible_playbook_python }}"),
+                          children=dict(source=dict(hosts={"it-source": None}), target=dict(hosts={"it-target": None}))))
+    (root / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    for host, cluster, db in (("it-source", source_cluster, src_db), ("it-target", target_cluster, tgt_db)):
+        (root / "host_vars" / ("%s.yml" % host)).write_text(yaml.safe_dump(dict(
+            db_host="127.0.0.1", db_port=cluster.port, db_name=db, db_user="postgres", db_password=ADMIN_PASSWORD,
+            db_sslmode="disable")))
+    (root / "group_vars" / "all" / "migration.yml").write_text(yaml.safe_dump(dict(
+        migration_name="it_validate", report_dir=str(tmp_path / "reports"))))
+    return str(root / "hosts.yml")
+
+
+def test_playbook_reports_and_gates(tmp_path, source_cluster, target_cluster, demo, copy):
+    import json
+    from modrunner import run_playbook
+    inventory = write_inventory(tmp_path, source_cluster, target_cluster, demo, copy)
+    extra = ["-e", "validate_mode=quiesced", "-e", "validate_chunk_rows=5000"]
+    rc, out, recap = run_playbook("playbooks/validate.yml", inventory, *extra, secrets=(ADMIN_PASSWORD,))
+    assert rc == 0, out
+    report = json.loads((tmp_path / "reports" / "validation.json").read_text())
+    assert report["verdict"] == "GO" and report["mode"] == "quiesced" and report["override"] is False
+    assert set(report) >= {"verdict", "finished_at", "mode", "override", "override_reason", "tables", "sequences",
+                           "schema", "summary"}
+    assert report["finished_at"].endswith("Z")
+    assert set(report["summary"]) >= {"tables", "rows_compared", "rows_per_second", "differences"}
+    parcels = [t for t in report["tables"] if t["table"] == "public.parcels"][0]
+    assert (parcels["rows_source"], parcels["rows_target"], parcels["result"]) == (10000, 10000, "equal")
+    assert "## Verdict: GO" in (tmp_path / "reports" / "validation.md").read_text()
+
+    target_cluster.execute(copy, ["SET session_replication_role = replica", "DELETE FROM public.parcels WHERE id = 77"])
+    rc, out, recap = run_playbook("playbooks/validate.yml", inventory, *extra, secrets=(ADMIN_PASSWORD,))
+    assert rc != 0 and "NO-GO" in out
+    report = json.loads((tmp_path / "reports" / "validation.json").read_text())
+    assert report["verdict"] == "NO-GO"
+    parcels = [t for t in report["tables"] if t["table"] == "public.parcels"][0]
+    assert parcels["result"] == "different" and parcels["differences"][0]["key"] == ["77"]
+    assert "missing `77`" in (tmp_path / "reports" / "validation.md").read_text()
+
+    rc, out, recap = run_playbook("playbooks/validate.yml", inventory, *extra, "-e", "validate_override=true",
+                                  secrets=(ADMIN_PASSWORD,))
+    assert rc != 0 and "validate_override_reason" in out
+    rc, out, recap = run_playbook("playbooks/validate.yml", inventory, *extra, "-e", "validate_override=true",
+                                  "-e", "validate_override_reason='DBA on call: parcel 77 deleted on purpose'",
+                                  secrets=(ADMIN_PASSWORD,))
+    assert rc == 0, out
+    assert "VALIDATION OVERRIDDEN" in out
+    report = json.loads((tmp_path / "reports" / "validation.json").read_text())
+    assert (report["verdict"], report["override"]) == ("NO-GO", True)
+    assert "parcel 77" in report["override_reason"]
