@@ -112,9 +112,6 @@ def check_options(opts):
         problems.append("freeze_method=pgbouncer pauses the application inside PgBouncer: only switch_method="
                         "pgbouncer can resume it towards the new side (use read_only or command with %s)" % (
                             opts.get("switch_method")))
-    if opts.get("direction") == "reverse" and opts.get("engine", "native") == "dms":
-        problems.append("rollback with migration_engine dms is not supported by aurora_cutover: the reverse "
-                        "direction uses native logical replication (engine native)")
     if opts.get("hooks"):
         unknown = sorted(set(opts["hooks"]) - set(hook_names()))
         if unknown:
@@ -161,6 +158,23 @@ def stream_gate(streams, max_lag_bytes, max_lag_seconds, engine="native"):
             reasons.append("stream %s lags %s s (max_lag_seconds %s)" % (
                 s.get("name"), s.get("lag_seconds"), max_lag_seconds))
     return not reasons, reasons
+
+
+def dms_streams(tasks):
+    """pgshift.aurora.dms_task_info's tasks as the stream gate reads them: [{name, status, cdc_latency_seconds}].
+
+    Each task: {task: {replication_task_identifier, status}, cdc_latency: {source_seconds, target_seconds}}
+    (flat {name, status, cdc_latency_seconds} entries are taken as they are). The latency is the larger of
+    the two CloudWatch figures; None without datapoints.
+    """
+    streams = []
+    for t in tasks or []:
+        task = t.get("task") or {}
+        latencies = [v for v in (t.get("cdc_latency") or {}).values() if v is not None]
+        latency = max(latencies) if latencies else t.get("cdc_latency_seconds")
+        streams.append(dict(name=task.get("replication_task_identifier") or t.get("identifier") or t.get("name"),
+                            status=task.get("status") or t.get("status"), cdc_latency_seconds=latency))
+    return streams
 
 
 def parse_time(text):

@@ -62,8 +62,8 @@ options:
     default: native
   dms_tasks:
     description:
-      - For O(engine=dms), the tasks as C(pgshift.aurora.dms_task_info) reports them, each with C(name), C(status)
-        and C(cdc_latency_seconds). The table C(pgshift.cutover_log) must be in the tasks' table mappings.
+      - For O(engine=dms), the RV(tasks) of C(pgshift.aurora.dms_task_info) (each with C(task.status) and
+        C(cdc_latency)). The table C(pgshift.cutover_log) must be in the tasks' table mappings.
     type: list
     elements: dict
     default: []
@@ -108,6 +108,12 @@ options:
     description: Preflight - no transaction on the old side may have been open longer than this.
     type: float
     default: 5
+  preflight_wait:
+    description:
+      - Seconds the preflight keeps looking while a stream is starting or over the lag limits (a rollback run
+        right after the cutover finds its return stream still starting) before it says no-go.
+    type: float
+    default: 15
   validation_report:
     description: Path of validation.json (from pgshift.aurora.validate).
     type: path
@@ -345,6 +351,7 @@ import datetime
 import json
 import os
 import subprocess
+import threading
 import time
 import traceback
 import uuid
@@ -380,6 +387,7 @@ def argument_spec():
         max_lag_bytes=dict(type="int", default=16777216),
         max_lag_seconds=dict(type="float", default=5),
         max_transaction_seconds=dict(type="float", default=5),
+        preflight_wait=dict(type="float", default=15),
         validation_report=dict(type="path"),
         validation_requirement=dict(type="str", choices=["required", "if_present", "ignore"], default="if_present"),
         validation_max_age=dict(type="int", default=0),
@@ -548,17 +556,20 @@ class Cutover:
         reasons = []
         detail = {}
         if p["engine"] == "dms" and p["direction"] == "forward":
-            tasks = []
-            for t in p["dms_tasks"]:
-                latency = (t.get("cdc_latency") or {}).get("target_seconds", t.get("cdc_latency_seconds"))
-                tasks.append(dict(name=t.get("name") or t.get("identifier"), status=t.get("status"),
-                                  cdc_latency_seconds=latency))
+            tasks = cutover.dms_streams(p["dms_tasks"])
             go, why = cutover.stream_gate(tasks, p["max_lag_bytes"], p["max_lag_seconds"], engine="dms")
             detail["streams"] = len(tasks)
         else:
-            streams = self.streams()
+            # A stream just made (a rollback right after the cutover) may still be starting its apply
+            # worker, or catching up: look again for up to preflight_wait seconds before saying no-go.
+            deadline = time.monotonic() + p["preflight_wait"]
+            while True:
+                streams = self.streams()
+                go, why = cutover.stream_gate(streams, p["max_lag_bytes"], p["max_lag_seconds"])
+                if go or not streams or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
             self.stream_names = [s["name"] for s in streams]
-            go, why = cutover.stream_gate(streams, p["max_lag_bytes"], p["max_lag_seconds"])
             detail.update(streams=len(streams), max_lag_bytes=max([s["lag_bytes"] or 0 for s in streams] or [0]))
         reasons += why
         if p["direction"] == "forward":
@@ -705,16 +716,34 @@ class Cutover:
         return dict(matviews_refreshed=refreshed, triggers_changed=len(trig), foreign_keys_validated=len(validate))
 
     def replicated_tables(self):
-        if self.p["direction"] == "forward":
-            return db.publication_tables(self.conn("source"), db.publications(self.conn("source"), self.forward_prefix))
-        return db.publication_tables(self.conn("target"), [self.reverse_name])
+        if self.p["direction"] == "reverse":
+            return db.publication_tables(self.conn("target"), [self.reverse_name])
+        if self.p["engine"] == "dms":
+            # DMS has no publication: every table both sides have (outside the system and pgshift schemas)
+            both = set(db.user_tables(self.conn("source"))) & set(db.user_tables(self.conn("target")))
+            return sorted(both)
+        return db.publication_tables(self.conn("source"), db.publications(self.conn("source"), self.forward_prefix))
 
     def step_verify(self, machine):
         old, new = self.conn(self.old), self.conn(self.new)
-        counts = []
-        for schema, name in db.busiest_tables(old, self.replicated_tables(), self.p["verify_tables"]):
-            counts.append(dict(table=db.name_of(schema, name), old=db.count_rows(old, schema, name),
-                               new=db.count_rows(new, schema, name)))
+        tables = db.busiest_tables(old, self.replicated_tables(), self.p["verify_tables"])
+        found = dict(old={}, new={})
+
+        def count(side, conn):
+            try:
+                for schema, name in tables:
+                    found[side][(schema, name)] = db.count_rows(conn, schema, name)
+            except Exception as exc:  # reported below, from the main thread
+                found["error"] = exc
+        # both sides counted at the same time (each on its own connection): half the pause
+        worker = threading.Thread(target=count, args=("new", new), daemon=True)
+        worker.start()
+        count("old", old)
+        worker.join()
+        if "error" in found:
+            raise found["error"]
+        counts = [dict(table=db.name_of(s_, n_), old=found["old"][(s_, n_)], new=found["new"][(s_, n_)])
+                  for s_, n_ in tables]
         marker = None
         if self.p["engine"] == "dms" and self.p["direction"] == "forward":
             marker = db.marker_seen(new, self.migration, self.run_id)
@@ -753,6 +782,12 @@ class Cutover:
             self.positions["return_slot_lsn"] = lsn
             return dict(stream=self.reverse_name, tables=len(tables), slot_lsn=lsn)
         src = self.conn("source")
+        if self.p["engine"] == "dms":
+            lsn = db.current_lsn(src)
+            self.positions["dms_cdc_start_lsn"] = lsn
+            self.warnings.append("migration_engine dms: after this rollback restart the DMS tasks with CDC from the "
+                                 "source's LSN %s (CdcStartPosition) before a second cutover" % lsn)
+            return dict(dms_cdc_start_lsn=lsn)
         names = db.publications(src, self.forward_prefix)
         names = native.stream_names(names, self.migration)
         if not names:
@@ -795,24 +830,42 @@ class Cutover:
         return removed
 
     def step_switch(self, machine):
+        """Make the new side's application roles writable, log the switch on both sides, move the traffic.
+
+        When moving the traffic fails, the log rows and the roles are put back before the error goes up
+        (the machine then undoes the return path and the freeze): the old side serves, as before.
+        """
         p = self.p
         new = self.conn(self.new)
         detail = {}
+        fenced = []
         if p["app_roles"]:
             settings = db.role_read_only_settings(new, db.existing_roles(new, p["app_roles"]))
             fenced = [r for r, v in settings.items() if v == "on"]
             for stmt in db.set_read_only(new, fenced, False):
                 self.q(stmt)
             detail["roles_made_writable"] = fenced
-        if p["switch_method"] == "pgbouncer":
-            detail.update(self.switch_pgbouncer())
-        elif p["switch_method"] == "route53":
-            detail.update(self.switch_route53())
-        elif p["switch_method"] == "command":
-            detail.update(self.shell(p["switch_command"], "switch_command"))
         for side in ("source", "target"):
             db.log_event(self.conn(side), self.migration, self.run_id, p["direction"], "switched",
                          self.positions.get("barrier_lsn"))
+        try:
+            if p["switch_method"] == "pgbouncer":
+                detail.update(self.switch_pgbouncer())
+            elif p["switch_method"] == "route53":
+                detail.update(self.switch_route53())
+            elif p["switch_method"] == "command":
+                detail.update(self.shell(p["switch_command"], "switch_command"))
+        except Exception:
+            for side in ("source", "target"):
+                try:
+                    db.unlog_event(self.conn(side), self.migration, self.run_id, "switched")
+                except Exception:  # the error that matters is the switch's
+                    pass
+            try:
+                db.set_read_only(new, fenced, True)
+            except Exception:
+                pass
+            raise
         return detail
 
     def switch_pgbouncer(self):
@@ -897,6 +950,9 @@ class Cutover:
             conninfo = native.subscription_conninfo(
                 self.p["target_host_for_source"] or self.p["target_login_host"], self.p["target_login_port"],
                 self.p["target_login_db"], user, password, self.p["target_ssl_mode"], self.p["target_ca_cert"])
+            if self.p["engine"] == "dms":
+                self.warnings.append("migration_engine dms: stop the migration's DMS tasks now (the target takes the "
+                                     "writes; the source receives them back through %s)" % self.reverse_name)
             stmt = db.create_subscription(src, self.reverse_name, conninfo, self.reverse_name, origin_none=True)
             src.execute(stmt)
             self.q(scrub(stmt.as_string(src), [password]))

@@ -199,7 +199,7 @@ def params(env, **extra):
     p.update(target_login_host="127.0.0.1", target_login_port=tgt.port, target_login_db=env["db"],
              target_login_user="postgres", target_login_password=ADMIN_PASSWORD, target_ssl_mode="disable",
              migration=env["migration"], app_roles=[env["app"]], freeze_timeout=15, barrier_timeout=15,
-             max_transaction_seconds=30,
+             max_transaction_seconds=30, preflight_wait=5,
              pgbouncer=dict(host="127.0.0.1", port=env["bouncer"].port, admin_user=PGB_ADMIN,
                             admin_password=PGB_PASSWORD, database=env["db"], databases_file=env["bouncer"].databases))
     p.update(extra)
@@ -448,3 +448,69 @@ def test_route53_switch_with_read_only_freeze(pair, moto_server):
                          autocommit=True) as c:
         c.execute("INSERT INTO public.ledger (client_id, seq) VALUES (7, 1)")
     assert wait_for(lambda: tgt.query(db, "SELECT count(*) FROM public.ledger WHERE client_id = 7")[0][0] == 1, 20)
+
+
+def test_dms_engine_barrier_is_the_marker_row(pair):
+    """engine=dms: the preflight reads the DMS tasks given, the barrier waits for the marker row on the
+    target. A native subscription that also carries pgshift.cutover_log stands in for the DMS task (and
+    is stopped by an after_switch hook, as a DBA would stop the tasks)."""
+    env = pair
+    src, tgt, db = env["source"], env["target"], env["db"]
+    stream = "pgshift_%s_s1" % env["migration"]
+    ddl = ("CREATE SCHEMA IF NOT EXISTS pgshift; CREATE TABLE IF NOT EXISTS pgshift.cutover_log (id uuid PRIMARY KEY "
+           "DEFAULT gen_random_uuid(), migration text NOT NULL, run_id text NOT NULL, direction text NOT NULL, event text NOT NULL, "
+           "detail text, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+    src.execute(db, ddl)
+    tgt.execute(db, ddl)
+    src.execute(db, "ALTER PUBLICATION %s ADD TABLE pgshift.cutover_log" % stream)
+    tgt.execute(db, "ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = false)" % stream)
+    writer = start_writer(env, 4)
+    tasks = [dict(task=dict(replication_task_identifier="pgshift-x-s1", status="stopped"),
+                  cdc_latency=dict(source_seconds=0.0, target_seconds=1.0))]
+    refused = cutover(env, engine="dms", dms_tasks=tasks)
+    assert refused["failed"] and refused["failed_step"] == "preflight" and "pgshift-x-s1 is stopped" in refused["msg"]
+    tasks[0]["task"]["status"] = "running"
+    stop_task = ("psql 'host=127.0.0.1 port=%d dbname=%s user=postgres' -c 'ALTER SUBSCRIPTION %s DISABLE'"
+                 % (tgt.port, db, stream))
+    os.environ["PGPASSWORD"] = ADMIN_PASSWORD
+    try:
+        result = cutover(env, engine="dms", dms_tasks=tasks, hooks=dict(after_switch=stop_task))
+    finally:
+        os.environ.pop("PGPASSWORD", None)
+    assert not result.get("failed"), result.get("msg")
+    barrier = [e for e in result["timeline"] if e["step"] == "barrier" and e["kind"] == "step"][0]
+    assert barrier["status"] == "ok"
+    marker = tgt.query(db, "SELECT count(*) FROM pgshift.cutover_log WHERE run_id = %s AND event = 'marker'",
+                       (result["run_id"],))[0][0]
+    assert marker == 1
+    before = writer.seq
+    assert wait_for(lambda: writer.seq > before + 10, 20)
+    stop_writers(env)
+    assert writer.errors == []
+    wait_same(env)
+    ledger_exact(tgt, db, [writer])
+
+
+def test_a_switch_that_does_not_take_effect_is_undone(pair, tmp_path):
+    """PgBouncer reloads a file other than the one rewritten: the switch sees the entry unchanged, puts the
+    file back, and the machine undoes the return path and the freeze; the writer never stops."""
+    env = pair
+    src, tgt, db = env["source"], env["target"], env["db"]
+    writer = start_writer(env, 5)
+    wrong = tmp_path / "not-included.ini"
+    wrong.write_text("[databases]\n")
+    p = dict(params(env)["pgbouncer"], databases_file=str(wrong))
+    result = cutover(env, pgbouncer=p)
+    assert result["failed"] and result["failed_step"] == "switch" and "still points" in result["msg"]
+    assert [u["step"] for u in result["undone"]] == ["return_path", "freeze"]
+    assert wrong.read_text() == "[databases]\n"
+    assert env["bouncer"].points_at() == src.port
+    assert cutover(env, mode="status")["serving"] == "source"
+    before = writer.seq
+    assert wait_for(lambda: writer.seq > before + 10, 20)
+    again = cutover(env)
+    assert not again.get("failed"), again.get("msg")
+    stop_writers(env)
+    assert writer.errors == []
+    wait_same(env)
+    ledger_exact(tgt, db, [writer])

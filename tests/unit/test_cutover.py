@@ -322,3 +322,43 @@ def test_report_markdown():
     assert len([line for line in text.splitlines() if line.startswith("| ") and "| step | ok |" in line]) == 10
     rehearsal = cutover.render_markdown(dict(report, rehearsal=True))
     assert rehearsal.startswith("# Rehearsal of the cutover")
+
+
+def test_dms_streams_from_dms_task_info():
+    tasks = [dict(task=dict(replication_task_identifier="pgshift-shipping-s1", status="running"),
+                  cdc_latency=dict(source_seconds=1.0, target_seconds=3.0)),
+             dict(task=dict(replication_task_identifier="pgshift-shipping-s2", status="stopped"),
+                  cdc_latency=dict(source_seconds=None, target_seconds=None))]
+    streams = cutover.dms_streams(tasks)
+    assert streams == [dict(name="pgshift-shipping-s1", status="running", cdc_latency_seconds=3.0),
+                       dict(name="pgshift-shipping-s2", status="stopped", cdc_latency_seconds=None)]
+    go, why = cutover.stream_gate(streams, 0, 5, engine="dms")
+    assert not go and why == ["DMS task pgshift-shipping-s2 is stopped, not running"]
+    assert cutover.stream_gate(streams[:1], 0, 5, engine="dms")[0]
+    assert not cutover.stream_gate(streams[:1], 0, 2, engine="dms")[0]
+
+
+def test_finishing_diff_and_names():
+    from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze, pgbouncer
+    old_t = {("public", "t", "audit"): "O", ("public", "t", "off"): "D"}
+    new_t = {("public", "t", "audit"): "D", ("public", "t", "off"): "D"}
+    old_fk = {("public", "t", "t_fk"): True, ("public", "u", "u_fk"): True}
+    new_fk = {("public", "t", "t_fk"): False}
+    trig, validate, missing = freeze.finishing_diff(old_t, new_t, old_fk, new_fk)
+    assert trig == [("public", "t", "audit", "O")]
+    assert validate == [("public", "t", "t_fk")] and missing == [("public", "u", "u_fk")]
+    assert pgbouncer.check_name("app") == "app"
+    for bad in ("app; SHUTDOWN", "", "a b", None):
+        with pytest.raises(pgbouncer.PgBouncerError):
+            pgbouncer.check_name(bad)
+
+
+def test_rewrite_file_keeps_mode_and_returns_the_old_text(tmp_path):
+    from ansible_collections.pgshift.aurora.plugins.module_utils._pg import pgbouncer
+    path = tmp_path / "databases.ini"
+    path.write_text("[databases]\napp = host=a port=1 dbname=app\n")
+    path.chmod(0o640)
+    old = pgbouncer.rewrite_file(str(path), "new\n")
+    assert old.startswith("[databases]") and path.read_text() == "new\n"
+    assert (path.stat().st_mode & 0o777) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["databases.ini"]

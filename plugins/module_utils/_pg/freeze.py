@@ -106,7 +106,9 @@ def set_read_only(conn, roles, on):
 
 def ensure_log(conn):
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(LOG_SCHEMA)))
-    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, migration text NOT NULL, "
+    # A uuid key, not a sequence: with DMS the log is replicated, and sequences are not.
+    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
+                         "migration text NOT NULL, "
                          "run_id text NOT NULL, direction text NOT NULL, event text NOT NULL, detail text, "
                          "at timestamptz NOT NULL DEFAULT clock_timestamp())").format(
         sql.Identifier(LOG_SCHEMA, LOG_TABLE)))
@@ -121,6 +123,11 @@ def log_event(conn, migration, run_id, direction, event, detail=None):
                  .format(sql.Identifier(LOG_SCHEMA, LOG_TABLE)), (migration, run_id, direction, event, detail))
 
 
+def unlog_event(conn, migration, run_id, event):
+    conn.execute(sql.SQL("DELETE FROM {} WHERE migration = %s AND run_id = %s AND event = %s").format(
+        sql.Identifier(LOG_SCHEMA, LOG_TABLE)), (migration, run_id, event))
+
+
 def marker_seen(conn, migration, run_id):
     if not log_exists(conn):
         return False
@@ -133,7 +140,7 @@ def last_switch(conn, migration):
     if not log_exists(conn):
         return None
     found = rows(conn, sql.SQL("SELECT direction, run_id, at FROM {} WHERE migration = %s AND event = 'switched' "
-                               "ORDER BY at DESC, id DESC LIMIT 1").format(sql.Identifier(LOG_SCHEMA, LOG_TABLE)),
+                               "ORDER BY at DESC LIMIT 1").format(sql.Identifier(LOG_SCHEMA, LOG_TABLE)),
                  (migration,))
     return found[0] if found else None
 
@@ -194,6 +201,14 @@ def set_replica_identity_full(conn, schema, name):
     stmt = sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(schema, name))
     conn.execute(stmt)
     return stmt.as_string(conn)
+
+
+def user_tables(conn):
+    """(schema, name) of every ordinary or partition leaf table outside the system and pgshift schemas."""
+    return [(r["nspname"], r["relname"]) for r in rows(
+        conn, "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+              "WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND n.nspname NOT IN ('pg_catalog', "
+              "'information_schema', 'pgshift') AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1, 2")]
 
 
 def create_publication(conn, name, tables):

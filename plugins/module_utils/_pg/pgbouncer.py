@@ -46,7 +46,8 @@ class AdminConsole:
     def _connect(self):
         p = self.params
         kwargs = dict(host=p["host"], port=p["port"], dbname="pgbouncer", user=p["user"], autocommit=True,
-                      connect_timeout=p["connect_timeout"], sslmode="disable", application_name="pgshift.aurora")
+                      connect_timeout=p["connect_timeout"], sslmode="disable", application_name="pgshift.aurora",
+                      prepare_threshold=None)  # the console speaks the simple protocol only: never prepare
         if p["password"]:
             kwargs["password"] = p["password"]
         try:
