@@ -72,14 +72,18 @@ def column_expression(column, min_version):
     if base == "numeric":
         if min_version >= 130000:
             return sql.SQL("trim_scale({})").format(ident)
-        return sql.SQL("{}::text").format(ident)
+        return ident
     if base == "money":
         return sql.SQL("{}::numeric").format(ident)
     if base == "jsonb":
-        return sql.SQL("{}::text").format(ident)
+        return ident  # jsonb's text is canonical (keys sorted, no duplicates, one spacing)
     if base == "bytea":
         return sql.SQL("md5({})").format(ident)
     if base in TEXT_TYPES:
+        typmod = column.get("typmod")
+        if base in ("varchar", "bpchar") and typmod is not None and 4 < typmod <= 4 + LONG_TEXT_BYTES // 4:
+            # bounded short enough (at most 4 bytes a character): the value itself, no length test
+            return ident
         return sql.SQL("CASE WHEN octet_length({c}::text) > {n} THEN md5({c}::text) ELSE {c}::text END").format(
             c=ident, n=sql.Literal(LONG_TEXT_BYTES))
     if category == "A" and base.startswith("_") and base[1:] in FLOAT_TYPES:
@@ -91,8 +95,8 @@ def column_expression(column, min_version):
         return sql.SQL("(SELECT array_agg(trim_scale(x) ORDER BY o) FROM unnest({c}) WITH ORDINALITY AS u(x, o))").format(
             c=ident)
     # timestamptz (UTC), timestamps, dates, intervals, arrays of them, enums, uuids, composites: the
-    # output functions are stable across versions under SESSION_SETTINGS.
-    return sql.SQL("{}::text").format(ident)
+    # output functions are stable across versions under SESSION_SETTINGS (the row's text calls them).
+    return ident
 
 
 def row_text(columns, min_version):

