@@ -15,6 +15,7 @@ export PATH="$bin:$PATH"
 export ANSIBLE_CONFIG=$top/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH=$top/.build/collections
 scale=${BENCH_SCALE:-50}
+export BENCH_SCALE=$scale
 
 if ! command -v pgcopydb >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -29,7 +30,8 @@ fi
 
 "$bin/ansible-playbook" -i inventories/lab/hosts.yml playbooks/lab_up.yml -e "lab_pgbench_scale=$scale" >/dev/null
 # initial_load before cdc: it measures the dataset as lab_up made it (cdc adds rows).
-ordered=(bench/assess/run.py bench/initial_load/run.py bench/cdc/run.py)
+# cutover runs on a lab of its own (ports 25472-25473, 26472, 25532) with BENCH_SCALE.
+ordered=(bench/assess/run.py bench/initial_load/run.py bench/cdc/run.py bench/cutover/run.py)
 for run in "${ordered[@]}" bench/*/run.py; do
   [ -f "$run" ] || continue
   case " ${done_runs:-} " in *" $run "*) continue ;; esac

@@ -70,7 +70,7 @@ def write_inventory(root, scale):
         yaml.safe_dump(mig, f)
     with open(os.path.join(REPO, "inventories", "lab", "group_vars", "all", "lab.yml")) as f:
         labvars = yaml.safe_load(f) or {}
-    labvars.update(lab_root=LAB_ROOT, lab_pgbench_scale=scale, lab_target_app_roles=True)
+    labvars.update(lab_root=LAB_ROOT, lab_pgbench_scale=scale)
     with open(os.path.join(inv, "group_vars", "all", "lab.yml"), "w") as f:
         yaml.safe_dump(labvars, f)
     return os.path.join(inv, "hosts.yml"), mig, labvars
@@ -227,7 +227,8 @@ def offline_run(labvars):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", type=int, default=10)
+    ap.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_SCALE") or 10),
+                    help="pgbench scale of its lab (default BENCH_SCALE, else 10)")
     ap.add_argument("--rate", type=int, default=500)
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--at", type=float, default=8.0, help="seconds into the load when the cutover starts")

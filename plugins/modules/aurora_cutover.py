@@ -108,6 +108,13 @@ options:
     description: Preflight - no transaction on the old side may have been open longer than this.
     type: float
     default: 5
+  copy_role_passwords:
+    description:
+      - In the preflight, give each of O(app_roles) on the new side the old side's password verifier when it has
+        none or another one (schema copies create roles without passwords; PgBouncer's SCRAM pass-through needs
+        the same verifier on both servers). Needs pg_authid readable (a superuser); otherwise a warning.
+    type: bool
+    default: true
   preflight_wait:
     description:
       - Seconds the preflight keeps looking while a stream is starting or over the lag limits (a rollback run
@@ -388,6 +395,7 @@ def argument_spec():
         max_lag_seconds=dict(type="float", default=5),
         max_transaction_seconds=dict(type="float", default=5),
         preflight_wait=dict(type="float", default=15),
+        copy_role_passwords=dict(type="bool", default=True),
         validation_report=dict(type="path"),
         validation_requirement=dict(type="str", choices=["required", "if_present", "ignore"], default="if_present"),
         validation_max_age=dict(type="int", default=0),
@@ -590,6 +598,8 @@ class Cutover:
             if missing:
                 reasons.append("application role(s) %s do not exist on the %s: they could not log in after the "
                                "switch (create them with the same password first)" % (", ".join(missing), self.new))
+            else:
+                detail["role_passwords"] = self.role_passwords(reasons)
         if "pgbouncer" in (p["freeze_method"], p["switch_method"]):
             row = self.pgb().database(p["pgbouncer"]["database"])
             host, port, dbname = self.side_address(self.old)
@@ -599,11 +609,38 @@ class Cutover:
                 reasons.append("PgBouncer sends %s to %s:%s, not to the %s (%s:%s): is the application already "
                                "switched?" % (p["pgbouncer"]["database"], row["host"], row["port"], self.old, host,
                                               port))
-        for side in ("source", "target"):
-            db.ensure_log(self.conn(side))
+        if not self.module.check_mode:
+            for side in ("source", "target"):
+                db.ensure_log(self.conn(side))
         if reasons:
             raise cutover.StepFailed("preflight no-go: " + "; ".join(reasons), detail)
         return detail
+
+    def role_passwords(self, reasons):
+        """The application roles must log in on the new side with the same password (PgBouncer's SCRAM
+        pass-through even needs the same verifier): copy a missing or different verifier from the old side
+        (copy_role_passwords), or say no-go. Where pg_authid cannot be read (RDS), only a warning."""
+        old_pw = db.role_passwords(self.conn(self.old), self.p["app_roles"])
+        new_pw = db.role_passwords(self.conn(self.new), self.p["app_roles"])
+        if old_pw is None or new_pw is None:
+            self.warnings.append("could not read pg_authid to compare the application roles' passwords: make sure "
+                                 "%s log in on the %s with the same password" % (", ".join(self.p["app_roles"]),
+                                                                                 self.new))
+            return "not checked"
+        copied = []
+        for role in self.p["app_roles"]:
+            if old_pw.get(role) and old_pw.get(role) != new_pw.get(role):
+                if self.module.check_mode:
+                    copied.append(role + " (check mode: would copy)")
+                    continue
+                if not self.p["copy_role_passwords"]:
+                    reasons.append("role %s has %s password on the %s than on the %s: it could not log in (through "
+                                   "PgBouncer's SCRAM pass-through) after the switch; set copy_role_passwords" % (
+                                       role, "no" if not new_pw.get(role) else "another", self.new, self.old))
+                    continue
+                self.q(db.set_role_password(self.conn(self.new), role, old_pw[role]))
+                copied.append(role)
+        return "copied for %s" % ", ".join(copied) if copied else "same"
 
     def step_freeze(self, machine):
         p = self.p
@@ -1038,6 +1075,10 @@ class Cutover:
             machine = cutover.Machine(["preflight"], dict(preflight=self.step_preflight), clock=time.monotonic,
                                       wallclock=utcnow, freeze_timeout=p["freeze_timeout"])
             result = machine.run()
+            if result["status"] == "aborted":
+                self.module.fail_json(msg=scrub("check mode: %s" % result["reason"], self.secrets), status="aborted",
+                                      failed_step="preflight", preflight=result, serving=self.old,
+                                      queries=self.queries)
             self.module.exit_json(changed=False, status="checked", preflight=result, serving=self.old,
                                   would_run=cutover.plan_steps(p["rehearsal"]), queries=self.queries)
         hooks = {}

@@ -514,3 +514,30 @@ def test_a_switch_that_does_not_take_effect_is_undone(pair, tmp_path):
     assert writer.errors == []
     wait_same(env)
     ledger_exact(tgt, db, [writer])
+
+
+def test_check_mode_and_a_role_without_password_on_the_target(pair):
+    """Check mode runs the preflight only. A role created without a password on the target (as a schema
+    copy creates it) gets the source's verifier in the preflight, so it logs in after the switch; with
+    copy_role_passwords false the preflight says no-go instead."""
+    env = pair
+    src, tgt, db = env["source"], env["target"], env["db"]
+    tgt.execute("postgres", "ALTER ROLE %s PASSWORD NULL" % env["app"])
+    result, raw = run_module(MODULE, params(env), check_mode=True)
+    assert not result.get("failed"), result.get("msg")
+    assert result["status"] == "checked" and result["would_run"][-1] == "postcheck"
+    assert env["bouncer"].points_at() == src.port
+    refused = cutover(env, copy_role_passwords=False)
+    assert refused["failed"] and refused["failed_step"] == "preflight" and "no password on the target" in refused["msg"]
+    writer = start_writer(env, 6)
+    result = cutover(env)
+    assert not result.get("failed"), result.get("msg")
+    assert "ALTER ROLE %s PASSWORD '********'" % env["app"] in result["queries"]
+    same = "SELECT rolpassword FROM pg_authid WHERE rolname = %s"
+    assert src.query("postgres", same, (env["app"],)) == tgt.query("postgres", same, (env["app"],))
+    before = writer.seq
+    assert wait_for(lambda: writer.seq > before + 10, 20)
+    stop_writers(env)
+    assert writer.errors == []
+    wait_same(env)
+    ledger_exact(tgt, db, [writer])

@@ -61,7 +61,9 @@ def lab(tmp_path_factory):
     (inv / "group_vars" / "all" / "migration.yml").write_text(yaml.safe_dump(mig))
     with open(os.path.join(REPO, "inventories", "lab", "group_vars", "all", "lab.yml")) as f:
         labvars = yaml.safe_load(f) or {}
-    labvars.update(lab_root=LAB_ROOT, lab_pgbench_scale=1, lab_target_app_roles=True)
+    # lab_target_app_roles stays false (the default lab): copy_schema creates app_user on the target without a
+    # password, the cutover's preflight gives it the source's verifier
+    labvars.update(lab_root=LAB_ROOT, lab_pgbench_scale=1)
     (inv / "group_vars" / "all" / "lab.yml").write_text(yaml.safe_dump(labvars))
     inventory = str(inv / "hosts.yml")
     playbook(inventory, "playbooks/lab_down.yml")

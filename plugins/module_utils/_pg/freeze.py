@@ -82,6 +82,21 @@ def role_read_only_settings(conn, roles):
     return found
 
 
+def role_passwords(conn, roles):
+    """{role: verifier or None} from pg_authid, or None when this login may not read it (RDS, Aurora)."""
+    try:
+        found = rows(conn, "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(%s)", (list(roles),))
+    except Exception:  # insufficient privilege (autocommit: nothing to roll back); the caller says so
+        return None
+    return dict((r["rolname"], r["rolpassword"]) for r in found)
+
+
+def set_role_password(conn, role, verifier):
+    """ALTER ROLE .. PASSWORD '<verifier>': PostgreSQL stores a SCRAM or md5 verifier as it is."""
+    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier)))
+    return "ALTER ROLE %s PASSWORD '********'" % role
+
+
 def existing_roles(conn, roles):
     found = rows(conn, "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) ORDER BY 1", (list(roles),))
     return [r["rolname"] for r in found]
