@@ -131,8 +131,8 @@ def test_differs_and_needs_split():
 def test_diff_rows_missing_extra_changed():
     src = [(("1",), 10), (("2",), 20), (("3",), 30)]
     tgt = [(("1",), 10), (("3",), 31), (("4",), 40)]
-    assert validate.diff_rows(src, tgt) == [dict(kind="missing", key=["2"]), dict(kind="changed", key=["3"]),
-                                           dict(kind="extra", key=["4"])]
+    assert validate.diff_rows(src, tgt) == [
+        dict(kind="missing", key=["2"]), dict(kind="changed", key=["3"]), dict(kind="extra", key=["4"])]
     assert validate.diff_rows(src, src) == []
 
 

@@ -196,9 +196,9 @@ def counts_for_hashes(conn, table, columns, hashes, version):
 def row_multiset(conn, table, columns, version, limit):
     """{row hash: (count, row text)} of a whole table (tables without a key), at most `limit` distinct rows."""
     query = sql.SQL("SELECT h, count(*) AS n, min(t) AS t FROM (SELECT {h} AS h, {t} AS t FROM {rel}) s "
-                    "GROUP BY h LIMIT {lim}").format(h=validate.row_hash(columns, version),
-                                                      t=validate.row_text(columns, version), rel=_rel(table),
-                                                      lim=sql.Literal(limit))
+                    "GROUP BY h LIMIT {lim}").format(
+        h=validate.row_hash(columns, version), t=validate.row_text(columns, version), rel=_rel(table),
+        lim=sql.Literal(limit))
     return dict((r[0], (int(r[1]), r[2])) for r in conn.execute(query).fetchall())
 
 
