@@ -358,15 +358,21 @@ def finishing_diff(old_triggers, new_triggers, old_fks, new_fks):
 # Verify: counts of the busiest tables
 # ----------------------------------------------------------------------------------------------
 
-def busiest_tables(conn, tables, limit):
-    """The `limit` tables among `tables` [(schema, name)] with the most writes since statistics were reset."""
+def busiest_tables(conn, tables, limit, max_rows=None):
+    """(counted, skipped): the `limit` tables among `tables` [(schema, name)] with the most writes since the
+    statistics were reset, those estimated (pg_class.reltuples) above max_rows set apart as skipped."""
     if not tables or limit <= 0:
-        return []
-    found = rows(conn, "SELECT schemaname, relname, n_tup_ins + n_tup_upd + n_tup_del AS writes "
-                       "FROM pg_stat_user_tables WHERE (schemaname, relname) IN (SELECT * FROM unnest(%s::text[], "
-                       "%s::text[])) ORDER BY writes DESC, 1, 2 LIMIT %s",
+        return [], []
+    found = rows(conn, "SELECT s.schemaname, s.relname, s.n_tup_ins + s.n_tup_upd + s.n_tup_del AS writes, "
+                       "c.reltuples::float8 AS estimate FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+                       "WHERE (s.schemaname, s.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
+                       "ORDER BY writes DESC, 1, 2 LIMIT %s",
                  ([s for s, n in tables], [n for s, n in tables], limit))
-    return [(r["schemaname"], r["relname"]) for r in found]
+    counted, skipped = [], []
+    for r in found:
+        too_big = max_rows is not None and max_rows > 0 and (r["estimate"] or 0) > max_rows
+        (skipped if too_big else counted).append((r["schemaname"], r["relname"]))
+    return counted, skipped
 
 
 def count_rows(conn, schema, name):
