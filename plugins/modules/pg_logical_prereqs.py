@@ -130,7 +130,10 @@ options:
         group through the RDS API instead of C(ALTER SYSTEM).
     type: str
   rds_reboot:
-    description: Reboot the RDS instance when a changed parameter needs it, and wait until it is available.
+    description:
+      - With O(state=present) on the source - reboot the RDS instance when its parameter group waits for a reboot
+        (changed by this run or an earlier one, or logical replication still off on the live server), wait until
+        it is available with its parameter group in sync, reconnect and assess again.
     type: bool
     default: false
   rds_reboot_timeout:
@@ -402,6 +405,20 @@ class Prereqs:
                     facts, tables = self.gather(conn, earlier=facts)
             if self.p["rds_instance_id"] and not reboot_pending:
                 reboot_pending = self.rds_reboot_needed(facts)
+            if reboot_pending and self.wants_reboot():
+                # Opt-in reboot, whether this run or an earlier one changed the group; then wait until the
+                # instance is available with its parameters in sync, reconnect and look again.
+                changed = True
+                if self.module.check_mode:
+                    self.api_calls.append(dict(service="rds", operation="reboot_db_instance",
+                                               parameters=dict(DBInstanceIdentifier=self.p["rds_instance_id"]),
+                                               change=True))
+                else:
+                    conn.close()
+                    self.reboot()
+                    conn = connect(self.p)
+                    facts, tables = self.gather(conn, earlier=facts)
+                    reboot_pending = self.rds_reboot_needed(facts)
         finally:
             conn.close()
         findings, checks = prereqs.evaluate(facts, self.opts(facts, tables))
@@ -478,6 +495,8 @@ class Prereqs:
                                    change=not operation.startswith("describe_")))
         try:
             return call()
+        except rds_api.RebootTimeout as exc:
+            self.module.fail_json(msg=str(exc), api_calls=self.api_calls, queries=self.queries, changed=True)
         except Exception as exc:  # botocore raises many types; explain() names them
             if rds_api.botocore and isinstance(exc, (rds_api.botocore.exceptions.BotoCoreError,
                                                      rds_api.botocore.exceptions.ClientError)):
@@ -514,13 +533,19 @@ class Prereqs:
         rds = self._rds
         self.aws("changing parameter group %s" % group, "modify_db_parameter_group",
                  dict(DBParameterGroupName=group, Parameters=changes), lambda: rds_api.modify_group(rds, group, changes))
-        needs_reboot = any(c["ApplyMethod"] == "pending-reboot" for c in changes)
-        if needs_reboot and self.p["rds_reboot"]:
-            instance_id = self.p["rds_instance_id"]
-            self.aws("rebooting %s" % instance_id, "reboot_db_instance", dict(DBInstanceIdentifier=instance_id),
-                     lambda: rds_api.reboot_and_wait(rds, instance_id, self.p["rds_reboot_timeout"]))
-            return False
-        return needs_reboot
+        return any(c["ApplyMethod"] == "pending-reboot" for c in changes)
+
+    def wants_reboot(self):
+        return bool(self.p["rds_instance_id"] and self.p["rds_reboot"] and self.p["role"] == "source"
+                    and self.p["state"] == "present")
+
+    def reboot(self):
+        rds = self._rds or self.rds_client()
+        instance_id = self.p["rds_instance_id"]
+        self.aws("rebooting %s and waiting until it is available with its parameter group in sync (rds_reboot_timeout "
+                 "%d s)" % (instance_id, self.p["rds_reboot_timeout"]), "reboot_db_instance",
+                 dict(DBInstanceIdentifier=instance_id),
+                 lambda: rds_api.reboot_and_wait(rds, instance_id, self.p["rds_reboot_timeout"]))
 
     def rds_reboot_needed(self, facts):
         """After the group is right, a reboot is still pending while the live settings lag behind."""

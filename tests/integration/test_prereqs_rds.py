@@ -233,3 +233,30 @@ def test_rds_parameters_wanted_from_the_settings(poor_cluster, new_db):
     assert desired == {"rds.logical_replication": "1", "max_replication_slots": "3", "max_wal_senders": "3"}
     assert [c["ParameterName"] for c in rds_api.plan_parameter_changes({}, desired)] == LOGICAL_PARAMETERS
     assert rds_api.plan_parameter_changes(dict(desired), desired) == []
+
+
+def test_rds_reboot_asked_on_a_later_run(prereqs, poor_cluster, new_db, rds, moto_server):
+    """The group was changed by an earlier run without a reboot: rds_reboot=true now reboots (and waits)."""
+    db = new_db(poor_cluster)
+    instance = "pgshift-rb2-%s" % uuid.uuid4().hex[:8]
+    make_instance(rds, instance)
+    opts = aws_options(moto_server, instance, role="source", state="present")
+    first = prereqs.ok(prereqs(poor_cluster, db, secrets=(SECRET,), **opts))
+    assert first["changed"] is True and first["reboot_pending"] is True
+    assert "reboot_db_instance" not in operations(first)
+
+    # Check mode says it would reboot, and does not.
+    checked = prereqs.ok(prereqs(poor_cluster, db, check_mode=True, secrets=(SECRET,),
+                                 **dict(opts, rds_reboot=True, rds_reboot_timeout=60)))
+    assert checked["changed"] is True
+    assert changes_flags(checked) == [("describe_db_instances", False), ("describe_db_parameters", False),
+                                      ("reboot_db_instance", True)]
+
+    second = prereqs.ok(prereqs(poor_cluster, db, secrets=(SECRET,),
+                                **dict(opts, rds_reboot=True, rds_reboot_timeout=60)))
+    assert second["changed"] is True
+    assert changes_flags(second) == [("describe_db_instances", False), ("describe_db_parameters", False),
+                                     ("reboot_db_instance", True)]
+    assert rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"] == "available"
+    # moto reboots nothing real: the local server still has wal_level=replica, so a reboot is still reported.
+    assert second["reboot_pending"] is True

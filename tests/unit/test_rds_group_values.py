@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds
 
 
@@ -41,3 +43,38 @@ def test_not_modifiable_is_an_error_not_a_change():
     changes, errors = rds.plan_group_changes(described, {"port": 6543})
     assert changes == []
     assert errors == ["parameter port cannot be modified (it is '5432', '6543' wanted)"]
+
+
+class FakeRds:
+    """describe_db_instances answers from a script of (status, apply status)."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.rebooted = []
+
+    def reboot_db_instance(self, DBInstanceIdentifier):
+        self.rebooted.append(DBInstanceIdentifier)
+
+    def describe_db_instances(self, DBInstanceIdentifier):
+        status, apply_status = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        return {"DBInstances": [dict(DBInstanceIdentifier=DBInstanceIdentifier, DBInstanceStatus=status,
+                                     Engine="postgres", DBParameterGroups=[dict(DBParameterGroupName="g",
+                                                                                ParameterApplyStatus=apply_status)])]}
+
+
+def test_reboot_waits_past_a_stale_available_until_in_sync():
+    rds_fake = FakeRds([("available", "pending-reboot"), ("rebooting", "applying"), ("available", "in-sync")])
+    sleeps = []
+    inst = rds.reboot_and_wait(rds_fake, "orders", 600, delay=15, sleep=sleeps.append, clock=lambda: 0)
+    assert rds_fake.rebooted == ["orders"]
+    assert (inst["status"], inst["apply_status"]) == ("available", "in-sync")
+    assert sleeps == [15, 15]
+
+
+def test_reboot_timeout_says_what_to_do():
+    rds_fake = FakeRds([("rebooting", "applying")])
+    ticks = iter(range(0, 1000, 100))
+    with pytest.raises(rds.RebootTimeout) as exc:
+        rds.reboot_and_wait(rds_fake, "orders", 250, sleep=lambda s: None, clock=lambda: next(ticks))
+    assert str(exc.value) == ("RDS instance orders is still rebooting (parameter group applying) 250 s after the "
+                              "reboot: look at it in the RDS console, then run again")

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 
 try:
@@ -138,12 +139,29 @@ def modify_group(rds, group, changes):
         rds.modify_db_parameter_group(DBParameterGroupName=group, Parameters=changes[i:i + MAX_PARAMETERS_PER_CALL])
 
 
-def reboot_and_wait(rds, instance_id, timeout):
+def reboot_done(inst):
+    """After a reboot (pure): the instance is available and its parameter group no longer waits for a reboot."""
+    return inst["status"] == "available" and inst["apply_status"] != "pending-reboot"
+
+
+class RebootTimeout(Exception):
+    """The instance was not back within the timeout."""
+
+
+def reboot_and_wait(rds, instance_id, timeout, delay=15, sleep=time.sleep, clock=time.monotonic):
+    """Reboot, then poll until reboot_done() (not the bare 'available' waiter: right after the call the
+    instance may still say available, before it goes to rebooting)."""
     rds.reboot_db_instance(DBInstanceIdentifier=instance_id)
-    delay = 15
-    waiter = rds.get_waiter("db_instance_available")
-    waiter.wait(DBInstanceIdentifier=instance_id,
-                WaiterConfig=dict(Delay=delay, MaxAttempts=max(1, int(timeout // delay))))
+    deadline = clock() + timeout
+    while True:
+        inst = describe_instance(rds, instance_id)
+        if reboot_done(inst):
+            return inst
+        if clock() >= deadline:
+            raise RebootTimeout("RDS instance %s is still %s (parameter group %s) %d s after the reboot: look at it "
+                                "in the RDS console, then run again" % (instance_id, inst["status"],
+                                                                         inst["apply_status"], timeout))
+        sleep(delay)
 
 
 # --- Parameter group values (pgshift.aurora.rds_parameter_group) --------------------------------
