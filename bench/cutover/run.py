@@ -32,6 +32,7 @@ import datetime
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,7 +161,7 @@ def online_run(name, inventory, mig, labvars, opts, extra):
     baseline = [lat for t, lat, s in txs if lat is not None and t < freeze_at]
     during = [lat for t, lat, s in txs if lat is not None and freeze_at <= t <= pause_end + 1.0]
     failed = sum(1 for t, lat, s in txs if s == "failed")
-    aborted = text.count("aborted")
+    aborted = len(re.findall(r"client \d+ .*aborted", text))
     errors = [line for line in text.splitlines() if "error" in line.lower() or "aborted" in line]
     expected = opts.rate * opts.seconds
     not_run = max(0, expected - len(txs)) if aborted else 0
