@@ -76,7 +76,7 @@ def role_read_only_settings(conn, roles):
     for r in rows(conn, "SELECT a.rolname, s.setconfig FROM pg_db_role_setting s JOIN pg_roles a ON a.oid = s.setrole "
                         "WHERE s.setdatabase = 0 AND a.rolname = ANY(%s)", (list(roles),)):
         for item in r["setconfig"] or []:
-            name, sep, value = item.partition("=")
+            name, value = item.partition("=")[::2]
             if name == "default_transaction_read_only":
                 found[r["rolname"]] = value
     return found
