@@ -42,9 +42,13 @@ options:
     type: str
     required: true
   mode:
-    description: C(run) the step machine, C(status) to read which side serves, C(cleanup) to remove the return stream and log.
+    description:
+      - C(run) the step machine, C(status) to read which side serves, C(cleanup) to remove the return stream and log.
+      - C(prepare) only creates the cutover log C(pgshift.cutover_log) on both sides (idempotent). With
+        O(engine=dms) run it before the DMS tasks start, with that table in a task's table mapping, so the
+        marker row the barrier writes reaches the target (replicate.yml does both).
     type: str
-    choices: [run, status, cleanup]
+    choices: [run, status, cleanup, prepare]
     default: run
   direction:
     description: C(forward) moves traffic source -> target; C(reverse) (rollback) target -> source.
@@ -62,7 +66,7 @@ options:
     default: native
   dms_tasks:
     description:
-      - For O(engine=dms), the RV(tasks) of C(pgshift.aurora.dms_task_info) (each with C(task.status) and
+      - For O(engine=dms), the C(tasks) returned by M(pgshift.aurora.dms_task_info) (each with C(task.status) and
         C(cdc_latency)). The table C(pgshift.cutover_log) must be in the tasks' table mappings.
     type: list
     elements: dict
@@ -178,7 +182,6 @@ options:
       admin_password:
         description: "Its password."
         type: str
-        no_log: true
       database:
         description: "The database name clients use in PgBouncer."
         type: str
@@ -239,11 +242,9 @@ options:
       access_key:
         description: "AWS access key."
         type: str
-        no_log: true
       secret_key:
         description: "AWS secret key."
         type: str
-        no_log: true
   hooks:
     description:
       - Shell commands run C(before_<step>) or C(after_<step>) (e.g. C(after_barrier)); a non-zero exit fails that
@@ -322,6 +323,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+created:
+  description: With O(mode=prepare), the sides where the cutover log was created.
+  returned: mode=prepare
+  type: list
+  elements: str
+  sample: [source, target]
 status:
   description: C(switched), C(rehearsed), C(aborted) (undone before the switch) or C(failed_after_switch).
   returned: mode=run
@@ -385,7 +392,7 @@ def argument_spec():
     spec.update(native.prefixed_spec(postgres_argument_spec(), TARGET))
     spec.update(
         migration=dict(type="str", required=True),
-        mode=dict(type="str", choices=["run", "status", "cleanup"], default="run"),
+        mode=dict(type="str", choices=["run", "status", "cleanup", "prepare"], default="run"),
         direction=dict(type="str", choices=list(cutover.DIRECTIONS), default="forward"),
         rehearsal=dict(type="bool", default=False),
         engine=dict(type="str", choices=list(cutover.ENGINES), default="native"),
@@ -1068,10 +1075,20 @@ class Cutover:
                 removed.append("cutover_log on the %s" % s)
         self.module.exit_json(changed=bool(removed), serving=side, removed=removed, queries=self.queries)
 
+    def prepare(self):
+        missing = [s for s in ("source", "target") if not db.log_exists(self.conn(s))]
+        for side in missing:
+            self.q("CREATE TABLE IF NOT EXISTS pgshift.cutover_log (%s)" % side)
+            if not self.module.check_mode:
+                db.ensure_log(self.conn(side))
+        self.module.exit_json(changed=bool(missing), created=missing, queries=self.queries)
+
     def run(self):
         p = self.p
         if p["mode"] == "status":
             return self.status()
+        if p["mode"] == "prepare":
+            return self.prepare()
         if p["mode"] == "cleanup":
             return self.cleanup()
         opts = dict(p, pgbouncer_database=(p.get("pgbouncer") or {}).get("database"),

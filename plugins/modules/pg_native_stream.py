@@ -111,7 +111,7 @@ options:
         controller about a CPU-second per five million rows. C(auto) uses psql for the units estimated at 16 MiB
         or more when one is found (O(psql_path), then C(PATH), then the newest
         C(/usr/lib/postgresql/<major>/bin)), python for the others (starting two psql costs more than a small
-        unit's copy). RV(load.relay) lists the relays used.
+        unit's copy). RV(load) lists the relays used (C(relay)).
       - With psql, the connections (password included) go to psql through its environment, never its command
         line; the target's transaction commits only after the source's psql ended without error, and a psql
         whose module process dies is killed (Linux), so no partial unit is committed.
@@ -298,7 +298,7 @@ def argument_spec():
         parallel=dict(type="int", default=2),
         slot_release_timeout=dict(type="int", default=30),
         keys_after_copy=dict(type="bool", default=True),
-        keys_after_copy_min_bytes=dict(type="int", default=64 * 1024 * 1024),
+        keys_after_copy_min_bytes=dict(type="int", default=64 * 1024 * 1024, no_log=False),
         maintenance_work_mem=dict(type="str", default="256MB"),
         copy_relay=dict(type="str", default="auto", choices=["auto", "psql", "python"]),
         psql_path=dict(type="path"),

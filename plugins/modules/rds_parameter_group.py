@@ -72,7 +72,7 @@ notes:
   - IAM permissions - rds:DescribeDBClusterParameters and rds:ModifyDBClusterParameterGroup (cluster), or
     rds:DescribeDBParameters and rds:ModifyDBParameterGroup (instance).
 author:
-  - pgshift.aurora contributors
+  - pgshift.aurora developers (@pgshift)
 """
 
 EXAMPLES = r"""

@@ -39,8 +39,8 @@ SECRETS = (MASTER_PASSWORD, MIGRATOR_PASSWORD, ADMIN_PASSWORD)
 def clients(moto_server):
     kw = dict(endpoint_url=moto_server, region_name="us-east-1", aws_access_key_id="testing",
               aws_secret_access_key="testing")
-    return {name: boto3.client(name, **kw) for name in ("ec2", "rds", "kms", "dms", "secretsmanager",
-                                                         "cloudwatch", "route53")}
+    names = ("ec2", "rds", "kms", "dms", "secretsmanager", "cloudwatch", "route53")
+    return {name: boto3.client(name, **kw) for name in names}
 
 
 @pytest.fixture
@@ -208,8 +208,11 @@ def test_dms_replicate_then_cleanup(tmp_path, aws, source_cluster, target_cluste
     src_db, user = new_db(source_cluster), new_role()
     source_cluster.execute(src_db, SOURCE_SCHEMA + ["CREATE ROLE %s LOGIN REPLICATION PASSWORD '%s'" % (
         user, MIGRATOR_PASSWORD)])
-    inv, cluster_id = write_inventory(tmp_path, aws, (source_cluster, src_db, user),
-                                      (target_cluster, new_db(target_cluster)), migration)
+    tgt_db = new_db(target_cluster)
+    # The target is a real test cluster here (the cutover log is created on it), so its real admin password;
+    # the Secrets Manager lookup is tested with Route 53 below and in the provisioning test.
+    inv, cluster_id = write_inventory(tmp_path, aws, (source_cluster, src_db, user), (target_cluster, tgt_db),
+                                      migration, db_admin_password=ADMIN_PASSWORD)
     task_ids = [prefix + "-s1", prefix + "-s2"]
     # CloudWatch has CDC latency for the tasks (DMS publishes it; moto does not run tasks).
     put_latency(cloudwatch, prefix, task_ids, 2.0)
@@ -237,8 +240,12 @@ def test_dms_replicate_then_cleanup(tmp_path, aws, source_cluster, target_cluste
         for rule in json.loads(task["TableMappings"])["rules"]:
             if rule["rule-type"] == "selection" and rule["rule-action"] in ("include", "explicit"):
                 mapped[rule["object-locator"]["table-name"]] = task_id
+    # ... and the cutover log (its marker row is the DMS barrier) in the first task, created on both sides.
+    assert mapped.pop("cutover_log") == plan["streams"][0]["dms_task_identifier"]
     assert sorted(mapped) == ["items", "orders", "parcels"]
     assert mapped == {t["name"]: s["dms_task_identifier"] for s in plan["streams"] for t in s["tables"]}
+    for cluster, db in ((source_cluster, src_db), (target_cluster, tgt_db)):
+        assert cluster.query(db, "SELECT to_regclass('pgshift.cutover_log') IS NOT NULL") == [(True,)]
     settings = json.loads(tasks[task_ids[0]]["ReplicationTaskSettings"])
     assert settings["TargetMetadata"]["LimitedSizeLobMode"] is True and settings["TargetMetadata"]["LobMaxSize"] >= 64
     endpoints = {e["EndpointIdentifier"]: e for e in dms.describe_endpoints()["Endpoints"]}
@@ -271,23 +278,24 @@ def test_dms_replicate_then_cleanup(tmp_path, aws, source_cluster, target_cluste
                                                          "WHERE database = current_database() ORDER BY 1")]
     assert before == sorted([dms_slot, native_slot, other_slot])
     try:
-        cleanup = tmp_path / "cleanup_dms.yml"
-        cleanup.write_text(yaml.safe_dump([{
-            "name": "DMS cleanup", "hosts": "localhost", "connection": "local", "gather_facts": False,
-            "tasks": [{"name": "Remove the DMS resources", "ansible.builtin.include_role": {
-                "name": "pgshift.aurora.cleanup", "tasks_from": "dms"}}]}]))
-        rc, out, recap = run_playbook(str(cleanup), inv, "--check", secrets=SECRETS)
+        # cleanup.yml itself: with migration_engine dms it removes the DMS resources first, then the cutover log
+        cleanup = os.path.join(REPO, "playbooks", "cleanup.yml")
+        confirm = ("-e", "cleanup_confirm=true")
+        rc, out, recap = run_playbook(cleanup, inv, "--check", *confirm, secrets=SECRETS)
         assert rc == 0, out
         assert len(dms_names(dms, prefix)["tasks"]) == 2
-        rc, out, recap = run_playbook(str(cleanup), inv, secrets=SECRETS)
+        rc, out, recap = run_playbook(cleanup, inv, *confirm, secrets=SECRETS)
         assert rc == 0, out
         assert dms_names(dms, prefix) == dict(tasks=[], endpoints=[], instances=[], subnet_groups=[])
+        for cluster, db in ((source_cluster, src_db), (target_cluster, tgt_db)):
+            assert cluster.query(db, "SELECT to_regclass('pgshift.cutover_log') IS NULL") == [(True,)]
         left = [r[0] for r in source_cluster.query(src_db, "SELECT slot_name FROM pg_replication_slots "
                                                            "WHERE database = current_database() ORDER BY 1")]
-        assert left == sorted([native_slot, other_slot]), out
+        # DMS's slot by the DMS part; the migration's own native slot by the native part; another tool's stays
+        assert left == [other_slot], out
         report = json.loads((tmp_path / "reports" / "cleanup-dms.json").read_text())
         assert report["slots_dropped"] == [dms_slot] and sorted(report["tasks"]) == task_ids
-        rc, out, recap = run_playbook(str(cleanup), inv, secrets=SECRETS)
+        rc, out, recap = run_playbook(cleanup, inv, *confirm, secrets=SECRETS)
         assert rc == 0, out
         assert recap["changed"] == 0, out
     finally:

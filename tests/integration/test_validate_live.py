@@ -7,9 +7,7 @@ the source's position: no false difference; a real one (a row removed on the tar
 from __future__ import annotations
 
 import itertools
-import os
 import random
-import subprocess
 import threading
 import time
 

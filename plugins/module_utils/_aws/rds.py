@@ -159,8 +159,8 @@ def reboot_and_wait(rds, instance_id, timeout, delay=15, sleep=time.sleep, clock
             return inst
         if clock() >= deadline:
             raise RebootTimeout("RDS instance %s is still %s (parameter group %s) %d s after the reboot: look at it "
-                                "in the RDS console, then run again" % (instance_id, inst["status"],
-                                                                         inst["apply_status"], timeout))
+                                "in the RDS console, then run again" % (
+                                    instance_id, inst["status"], inst["apply_status"], timeout))
         sleep(delay)
 
 

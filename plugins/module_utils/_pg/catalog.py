@@ -20,8 +20,9 @@ try:
 except ImportError:  # pragma: no cover - the module reports the missing library
     pg_errors = sql = dict_row = None
 
+# pgshift is the migration's own bookkeeping (load progress, deferred keys, the cutover log): never migrated.
 SYSTEM_SCHEMA_FILTER = (
-    "n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgshift') "
     "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
 )
 # Used only in queries sent without parameters: a literal % needs no escaping there.
