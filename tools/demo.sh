@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: the local lab, a background write load through PgBouncer, and the
-# migration phases that exist so far, run as a DBA would run them.
+# migration phases from assessment to cutover, run as a DBA would run them.
 set -euo pipefail
 cd "$(dirname "$0")/.." || exit 1
 top=$(pwd)
@@ -28,6 +28,16 @@ play pgshift.aurora.copy_schema
 # Phase 4: streams planned by size and write rate, loaded in parallel under
 # exported snapshots (per-table progress below), indexes built, then CDC.
 play pgshift.aurora.replicate
+# Phase 5: every table compared row by row (ranges hashed on both sides, narrowed
+# down to the row), schema and sequences; the go/no-go the cutover requires.
+play pgshift.aurora.validate
+# The dry run: every cutover step for real (freeze, barrier, sequences, checks),
+# measured, then the freeze undone instead of switching.
+play pgshift.aurora.rehearsal
+# Phase 6: the cutover, with the load running through PgBouncer.
+play pgshift.aurora.cutover
+# Let the clients write on the target for a moment, then read pgbench's output.
+sleep 5
 
 echo
 echo "### Summary"
@@ -58,8 +68,48 @@ for st in final.get("streams", []):
     print("stream %-21s %s: %d tables, %s rows copied in %ss, lag %s bytes" % (
         st["name"], st["state"], len(st.get("tables", [])), "{:,}".format(load.get("rows") or 0),
         load.get("elapsed_seconds"), st.get("lag_bytes")))
-print("reports:            reports/lab/assessment-before-preparation.md, preparation.md, assessment.md,")
-print("                    schema.md, plan.json, replication.md, replication-lag.csv (+ .json)")
+val = json.load(open("reports/lab/validation.json"))
+vs = val.get("summary") or {}
+print("validation:         %s, %s table(s), %s row(s) compared at %s rows/s, %s difference(s)" % (
+    val["verdict"], vs.get("tables"), "{:,}".format(vs.get("rows_compared") or 0), "{:,.0f}".format(
+        vs.get("rows_per_second") or 0), vs.get("differences")))
+reh = json.load(open("reports/lab/rehearsal.json"))
+cut = json.load(open("reports/lab/cutover.json"))
+for name, r in (("rehearsal", reh), ("cutover", cut)):
+    print("%-19s %s, write pause %s s%s" % (name + ":", r.get("status"), r.get("write_pause_seconds"),
+          "" if name == "rehearsal" else ", traffic now on the %s" % r.get("serving", "target")))
 PY
 echo
-echo "The lab is still up with its load running: 'make lab-down' removes it."
+echo "### The application's view (pgbench through PgBouncer, and the ledger on the target)"
+"$bin/python" - <<'PY'
+import os
+import re
+
+import psycopg
+import yaml
+
+inv = "inventories/lab"
+tgt = yaml.safe_load(open(os.path.join(inv, "host_vars", "lab-target.yml")))
+lab = yaml.safe_load(open(os.path.join(inv, "group_vars", "all", "lab.yml"))) or {}
+root = lab.get("lab_root") or ".lab"
+out = open(os.path.join(root, "load", "pgbench.out")).read()
+aborted = [l for l in out.splitlines() if "aborted" in l or "error" in l.lower()]
+failed = sum(int(m) for m in re.findall(r"(\d+) failed", out))
+running = os.path.exists(os.path.join(root, "load", "pgbench.pid")) and os.system(
+    "kill -0 $(cat %s) 2>/dev/null" % os.path.join(root, "load", "pgbench.pid")) == 0
+print("client errors:      %d failed transaction(s), %d aborted client(s); pgbench still running: %s" % (
+    failed, len(aborted), "yes" if running else "no"))
+with psycopg.connect(host=tgt["db_host"], port=tgt["db_port"], dbname=tgt["db_name"],
+                     user=tgt.get("db_admin_user", "postgres"), password=tgt["db_admin_password"]) as conn:
+    rows = conn.execute("SELECT client_id, count(*), count(DISTINCT seq), max(seq) FROM public.ledger "
+                        "GROUP BY client_id ORDER BY client_id").fetchall()
+bad = [r for r in rows if not r[1] == r[2] == r[3]]
+print("ledger on target:   %d client(s), %s row(s), %s" % (
+    len(rows), "{:,}".format(sum(r[1] for r in rows)),
+    "every client's rows 1..n exactly once (no gap, no duplicate)" if not bad else "GAPS OR DUPLICATES: %r" % bad[:5]))
+PY
+echo
+echo "reports: reports/lab/ (assessment, preparation, schema, plan, replication, validation, rehearsal, cutover)"
+echo
+echo "The lab is still up, the load writing to the target through PgBouncer: 'make lab-down' removes it"
+echo "(or roll back first: ansible-playbook -i $inv pgshift.aurora.rollback)."

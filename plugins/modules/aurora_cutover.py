@@ -1136,6 +1136,8 @@ class Cutover:
                 f.write(cutover.render_markdown(report))
         for w in self.warnings:
             self.module.warn(scrub(w, self.secrets))
+        # in the report file; exit_json's own `warnings` key is reserved (module.warn above)
+        report["report_warnings"] = report.pop("warnings")
         changed = result["status"] != "aborted" or bool(result["undone"])
         if result["status"] in ("aborted", "failed_after_switch"):
             if result["status"] == "aborted":
