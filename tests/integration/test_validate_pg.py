@@ -6,6 +6,8 @@ included); every kind of difference injected into the target is found and named.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from modrunner import run_module
@@ -207,6 +209,11 @@ def test_playbook_reports_and_gates(tmp_path, source_cluster, target_cluster, de
     parcels = [t for t in report["tables"] if t["table"] == "public.parcels"][0]
     assert (parcels["rows_source"], parcels["rows_target"], parcels["result"]) == (10000, 10000, "equal")
     assert "## Verdict: GO" in (tmp_path / "reports" / "validation.md").read_text()
+    # the comparison ran in the background; its last progress line was printed
+    assert re.search(r"validation: [0-9,]+/~[0-9,]+ rows .* rows/s ETA", out), out
+    # check mode runs it in the foreground (async cannot run in check mode) and gives the same verdict
+    rc, out, recap = run_playbook("playbooks/validate.yml", inventory, "--check", *extra, secrets=(ADMIN_PASSWORD,))
+    assert rc == 0 and "GO" in out, out
 
     target_cluster.execute(copy, ["SET session_replication_role = replica", "DELETE FROM public.parcels WHERE id = 77"])
     rc, out, recap = run_playbook("playbooks/validate.yml", inventory, *extra, secrets=(ADMIN_PASSWORD,))
