@@ -14,6 +14,7 @@ bin=${VENV:-$top/.venv}/bin
 export PATH="$bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH=$top/.build/collections
 export PGSHIFT_MOLECULE_LAB_ROOT=${PGSHIFT_MOLECULE_LAB_ROOT:-$top/.build/molecule-lab}
+export PGSHIFT_MOLECULE_LAB_ROOT_RV=${PGSHIFT_MOLECULE_LAB_ROOT_RV:-$top/.build/molecule-lab-rv}
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
 unset ANSIBLE_CONFIG  # molecule writes its own (from molecule.yml's ansible.cfg)
 
