@@ -95,19 +95,7 @@ class ActionModule(ActionBase):
 
     def _status(self, jid, task_vars):
         async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
-        if getattr(self._connection, "transport", None) in ("local", "ansible.builtin.local", "ansible.legacy.local"):
-            path = os.path.join(os.path.expanduser(async_dir), jid)
-            if not os.path.exists(path):
-                return dict(failed=True, finished=True, msg="could not find job %s" % path)
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    data = json.loads(handle.read())
-            except (OSError, ValueError):
-                return dict(finished=False)
-            if "started" not in data:
-                data["finished"] = True
-            elif "finished" not in data:
-                data["finished"] = False
-            return data
+        if getattr(self._connection, "transport", None) in progress.LOCAL_TRANSPORTS:
+            return progress.async_job_status(os.path.join(os.path.expanduser(async_dir), jid))
         return self._execute_module(module_name="ansible.legacy.async_status",
                                     module_args=dict(jid=jid, _async_dir=async_dir), task_vars=task_vars)

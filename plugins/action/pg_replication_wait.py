@@ -12,7 +12,6 @@ module cannot do while it runs.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 
@@ -120,7 +119,7 @@ class ActionModule(ActionBase):
         if self._local():
             # The inventory contract runs every play with the local connection: the job file is on this
             # machine, read it as async_status does, without starting a module process at every poll.
-            st = self._local_job_status(os.path.join(os.path.expanduser(async_dir), job["ansible_job_id"]))
+            st = progress.async_job_status(os.path.join(os.path.expanduser(async_dir), job["ansible_job_id"]))
         else:
             st = self._execute_module(module_name="ansible.legacy.async_status",
                                       module_args=dict(jid=job["ansible_job_id"], _async_dir=async_dir),
@@ -145,23 +144,7 @@ class ActionModule(ActionBase):
                 return
 
     def _local(self):
-        return getattr(self._connection, "transport", None) in ("local", "ansible.builtin.local", "ansible.legacy.local")
-
-    @staticmethod
-    def _local_job_status(path):
-        """What async_status returns for a job file: running until the module's result replaces it."""
-        if not os.path.exists(path):
-            return dict(failed=True, finished=True, msg="could not find job %s" % path)
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.loads(handle.read())
-        except (OSError, ValueError):
-            return dict(finished=False)  # written right now: still running
-        if "started" not in data:
-            data["finished"] = True
-        elif "finished" not in data:
-            data["finished"] = False
-        return data
+        return getattr(self._connection, "transport", None) in progress.LOCAL_TRANSPORTS
 
     @staticmethod
     def _open_csv(path):

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs
 
 UNTIL_CHOICES = ("loaded", "caught_up", "barrier")
@@ -123,3 +126,23 @@ def failure(status, jobs):
         if job.get("failed"):
             problems.append("load job %s failed: %s" % (job.get("stream") or job.get("jid"), job.get("msg")))
     return "; ".join(problems) if problems else None
+
+
+def async_job_status(path):
+    """What ansible.builtin.async_status returns for a job file on this machine: running until the
+    module's result replaces the file, then that result with finished=True."""
+    if not os.path.exists(path):
+        return dict(failed=True, finished=True, msg="could not find job %s" % path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.loads(handle.read())
+    except (OSError, ValueError):
+        return dict(finished=False)  # being written: still running
+    if "started" not in data:
+        data["finished"] = True
+    elif "finished" not in data:
+        data["finished"] = False
+    return data
+
+
+LOCAL_TRANSPORTS = ("local", "ansible.builtin.local", "ansible.legacy.local")

@@ -64,3 +64,40 @@ def run_playbook(playbook, inventory, *args, cwd=REPO, secrets=(), timeout=900):
     m = RECAP.search(out)
     recap = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups()))) if m else None
     return proc.returncode, out, recap
+
+
+def lab_inventory(directory, ports, lab_root, streams=2, **lab_vars):
+    """A copy of inventories/lab in `directory` moved to ports of its own (source, target, pgbouncer, moto),
+    a lab_root of its own and reports under directory/reports; lab_vars override the lab's settings.
+    Returns (inventory path, reports directory as a pathlib.Path)."""
+    import pathlib
+    import shutil
+
+    import yaml
+
+    lab = os.path.join(REPO, "inventories", "lab")
+    reports = os.path.join(str(directory), "reports")
+    shutil.copy(os.path.join(lab, "hosts.yml"), os.path.join(str(directory), "hosts.yml"))
+    os.makedirs(os.path.join(str(directory), "host_vars"))
+    for host, side in (("lab-source", "source"), ("lab-target", "target")):
+        with open(os.path.join(lab, "host_vars", host + ".yml")) as f:
+            hv = yaml.safe_load(f)
+        hv["db_port"] = ports[side]
+        with open(os.path.join(str(directory), "host_vars", host + ".yml"), "w") as f:
+            yaml.safe_dump(hv, f)
+    group = os.path.join(str(directory), "group_vars", "all")
+    os.makedirs(group)
+    with open(os.path.join(lab, "group_vars", "all", "migration.yml")) as f:
+        mig = yaml.safe_load(f)
+    mig["traffic_switch_pgbouncer"]["port"] = ports["pgbouncer"]
+    mig["aws_endpoint_url"] = "http://127.0.0.1:%d" % ports["moto"]
+    mig["report_dir"] = reports
+    mig["migration_streams"] = streams
+    with open(os.path.join(group, "migration.yml"), "w") as f:
+        yaml.safe_dump(mig, f)
+    with open(os.path.join(lab, "group_vars", "all", "lab.yml")) as f:
+        labvars = yaml.safe_load(f) or {}
+    labvars.update(lab_root=lab_root, **lab_vars)
+    with open(os.path.join(group, "lab.yml"), "w") as f:
+        yaml.safe_dump(labvars, f)
+    return os.path.join(str(directory), "hosts.yml"), pathlib.Path(reports)

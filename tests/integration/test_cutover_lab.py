@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import psycopg
 import pytest
-import yaml
 
-from modrunner import run_playbook
+from modrunner import lab_inventory, run_playbook
 from pgcluster import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -43,29 +41,9 @@ def connect(port, dbname="app"):
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     inv = tmp_path_factory.mktemp("cutover-inventory")
-    reports = inv / "reports"
-    shutil.copy(os.path.join(REPO, "inventories", "lab", "hosts.yml"), inv / "hosts.yml")
-    (inv / "host_vars").mkdir()
-    for host, side in (("lab-source", "source"), ("lab-target", "target")):
-        with open(os.path.join(REPO, "inventories", "lab", "host_vars", host + ".yml")) as f:
-            hv = yaml.safe_load(f)
-        hv["db_port"] = PORTS[side]
-        (inv / "host_vars" / (host + ".yml")).write_text(yaml.safe_dump(hv))
-    (inv / "group_vars" / "all").mkdir(parents=True)
-    with open(os.path.join(REPO, "inventories", "lab", "group_vars", "all", "migration.yml")) as f:
-        mig = yaml.safe_load(f)
-    mig["traffic_switch_pgbouncer"]["port"] = PORTS["pgbouncer"]
-    mig["aws_endpoint_url"] = "http://127.0.0.1:%d" % PORTS["moto"]
-    mig["report_dir"] = str(reports)
-    mig["migration_streams"] = 2
-    (inv / "group_vars" / "all" / "migration.yml").write_text(yaml.safe_dump(mig))
-    with open(os.path.join(REPO, "inventories", "lab", "group_vars", "all", "lab.yml")) as f:
-        labvars = yaml.safe_load(f) or {}
     # lab_target_app_roles stays false (the default lab): copy_schema creates app_user on the target without a
     # password, the cutover's preflight gives it the source's verifier
-    labvars.update(lab_root=LAB_ROOT, lab_pgbench_scale=1)
-    (inv / "group_vars" / "all" / "lab.yml").write_text(yaml.safe_dump(labvars))
-    inventory = str(inv / "hosts.yml")
+    inventory, reports = lab_inventory(inv, PORTS, LAB_ROOT, lab_pgbench_scale=1)
     playbook(inventory, "playbooks/lab_down.yml")
     playbook(inventory, "playbooks/lab_up.yml")
     try:

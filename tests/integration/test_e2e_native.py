@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 
 import psycopg
 import pytest
-import yaml
 
-from modrunner import run_playbook
+from modrunner import lab_inventory, run_playbook
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Ports of its own, below the ephemeral range, apart from the lab's and molecule's.
@@ -45,27 +43,7 @@ def connect(port, dbname="app"):
 def lab(tmp_path_factory):
     """The lab's inventory, moved to ports and a lab_root of its own; lab up, then down."""
     inv = tmp_path_factory.mktemp("e2e-inventory")
-    reports = inv / "reports"
-    shutil.copy(os.path.join(REPO, "inventories", "lab", "hosts.yml"), inv / "hosts.yml")
-    (inv / "host_vars").mkdir()
-    for host, side in (("lab-source", "source"), ("lab-target", "target")):
-        with open(os.path.join(REPO, "inventories", "lab", "host_vars", host + ".yml")) as f:
-            hv = yaml.safe_load(f)
-        hv["db_port"] = PORTS[side]
-        (inv / "host_vars" / (host + ".yml")).write_text(yaml.safe_dump(hv))
-    (inv / "group_vars" / "all").mkdir(parents=True)
-    with open(os.path.join(REPO, "inventories", "lab", "group_vars", "all", "migration.yml")) as f:
-        mig = yaml.safe_load(f)
-    mig["traffic_switch_pgbouncer"]["port"] = PORTS["pgbouncer"]
-    mig["aws_endpoint_url"] = "http://127.0.0.1:%d" % PORTS["moto"]
-    mig["report_dir"] = str(reports)
-    mig["migration_streams"] = 2
-    (inv / "group_vars" / "all" / "migration.yml").write_text(yaml.safe_dump(mig))
-    with open(os.path.join(REPO, "inventories", "lab", "group_vars", "all", "lab.yml")) as f:
-        labvars = yaml.safe_load(f) or {}
-    labvars.update(lab_root=os.path.join(REPO, ".build", "e2e-lab"), lab_pgbench_scale=1)
-    (inv / "group_vars" / "all" / "lab.yml").write_text(yaml.safe_dump(labvars))
-    inventory = str(inv / "hosts.yml")
+    inventory, reports = lab_inventory(inv, PORTS, os.path.join(REPO, ".build", "e2e-lab"), lab_pgbench_scale=1)
     playbook(inventory, "playbooks/lab_down.yml")
     playbook(inventory, "playbooks/lab_up.yml")
     try:

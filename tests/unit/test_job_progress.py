@@ -14,3 +14,16 @@ def test_progress_line_shows_rows_rate_percent_and_eta():
 
 def test_progress_line_before_the_first_write():
     assert progress_line("validation", None, 1.0) == "[0:00:01] validation: starting"
+
+
+def test_async_job_status_reads_a_job_file_as_async_status_does(tmp_path):
+    from ansible_collections.pgshift.aurora.plugins.module_utils import progress
+
+    job = tmp_path / "123.456"
+    assert progress.async_job_status(str(job))["failed"] is True
+    job.write_text('{"started": 1, "finished": 0, "ansible_job_id": "123.456"}')
+    assert not progress.async_job_status(str(job))["finished"]
+    job.write_text('{"started": 1')  # being written
+    assert progress.async_job_status(str(job)) == {"finished": False}
+    job.write_text('{"changed": false, "verdict": "GO"}')
+    assert progress.async_job_status(str(job)) == {"changed": False, "verdict": "GO", "finished": True}
