@@ -379,6 +379,7 @@ import uuid
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, native
+from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import pgbouncer as bouncer
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
@@ -947,17 +948,11 @@ class Cutover:
         return dict(pgbouncer=pgb["database"], now_at="%s:%s/%s" % (host, port, dbname))
 
     def route53_client(self):
-        try:
-            import boto3
-        except ImportError:
-            raise cutover.StepFailed(missing_required_lib("boto3")) from None
+        if rds_api.BOTO3_IMPORT_ERROR:
+            raise cutover.StepFailed(missing_required_lib("boto3"))
         r = self.p["route53"]
-        kwargs = dict(region_name=r["region"])
-        if r["endpoint_url"]:
-            kwargs["endpoint_url"] = r["endpoint_url"]
-        if r["access_key"]:
-            kwargs.update(aws_access_key_id=r["access_key"], aws_secret_access_key=r["secret_key"])
-        return boto3.client("route53", **kwargs)
+        return rds_api.client("route53", dict(aws_region=r["region"], aws_endpoint_url=r["endpoint_url"],
+                                              aws_access_key=r["access_key"], aws_secret_key=r["secret_key"]))
 
     def current_record(self, client):
         r = self.p["route53"]

@@ -16,11 +16,9 @@ from ansible_collections.pgshift.aurora.plugins.module_utils import dms as decid
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 
 try:
-    import boto3
     import botocore
-    from botocore.config import Config
 except ImportError:  # pragma: no cover - reported through missing_required_lib
-    boto3 = botocore = Config = None
+    botocore = None
 
 THROTTLING_CODES = frozenset((
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException", "RequestThrottled",
@@ -56,15 +54,7 @@ def make_client(service, params):
 
     Api.call retries throttling only, with jittered backoff; a server error is reported at once.
     """
-    session = boto3.session.Session(
-        profile_name=params.get("aws_profile") or None,
-        aws_access_key_id=params.get("aws_access_key") or None,
-        aws_secret_access_key=params.get("aws_secret_key") or None,
-        aws_session_token=params.get("aws_session_token") or None,
-        region_name=params.get("aws_region") or None,
-    )
-    config = Config(retries=dict(total_max_attempts=1, mode="standard"), user_agent_extra="pgshift.aurora")
-    return session.client(service, endpoint_url=params.get("aws_endpoint_url") or None, config=config)
+    return rds_api.client(service, params, retries=dict(total_max_attempts=1, mode="standard"))
 
 
 def error_code(exc):

@@ -39,8 +39,10 @@ class AwsError(Exception):
     """An AWS call failed; the message says what to do and holds no secret."""
 
 
-def client(service, params):
-    """A boto3 client honouring endpoint_url (moto in the lab) with jittered retries on throttling."""
+def client(service, params, retries=None):
+    """A boto3 client honouring endpoint_url (moto in the lab); botocore's standard retries (jittered, on
+    throttling and transient errors) unless `retries` (a botocore retries config) says otherwise.
+    params: aws_region, aws_endpoint_url, aws_access_key, aws_secret_key, aws_session_token, aws_profile."""
     session = boto3.session.Session(
         profile_name=params.get("aws_profile") or None,
         aws_access_key_id=params.get("aws_access_key") or None,
@@ -48,7 +50,7 @@ def client(service, params):
         aws_session_token=params.get("aws_session_token") or None,
         region_name=params.get("aws_region") or None,
     )
-    config = Config(retries=dict(mode="standard", max_attempts=8), user_agent_extra="pgshift.aurora")
+    config = Config(retries=retries or dict(mode="standard", max_attempts=8), user_agent_extra="pgshift.aurora")
     return session.client(service, endpoint_url=params.get("aws_endpoint_url") or None, config=config)
 
 

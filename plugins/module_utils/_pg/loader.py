@@ -415,7 +415,7 @@ def _build_key(conn, stream, key):
 
 
 def build_keys(params, stream, keys, workers, application_name, maintenance_work_mem=None, secrets=()):
-    """Build the deferred keys again, `workers` at a time (largest table first, as given).
+    """Build the deferred keys again, `workers` tables at a time, in the order given.
 
     Each key in one transaction: its unique index, the constraint on it, the replica identity,
     and the removal of its record. Returns [{table, name, seconds}]; raises LoadError naming the
