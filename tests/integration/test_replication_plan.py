@@ -152,9 +152,21 @@ def test_plan_covers_every_physical_table_exactly_once(source_cluster, shipdb):
         "public.session_cache": "table", "public.shipment_daily_stats": "matview"}
     assert plan["totals"]["tables"] == len(PHYSICAL)
     assert plan["write_rate_method"].startswith("average")
-    # Check mode: the same plan (the module only reads).
+    # Check mode: the same plan (the module only reads). Average write rates divide by the statistics' age,
+    # which moves between the two runs: everything else must be equal.
     again = ok(run(source_cluster, shipdb, check_mode=True, streams=3))
-    assert again["plan"] == plan
+    assert without_rates(again["plan"]) == without_rates(plan)
+
+
+def without_rates(value):
+    """The plan without what depends on the clock (write rates averaged over the statistics' age)."""
+    if isinstance(value, dict):
+        return dict((k, without_rates(v)) for k, v in value.items()
+                    if k not in ("write_rate_method", "writes_per_second", "estimated_load_seconds",
+                                 "suggested_streams"))
+    if isinstance(value, list):
+        return [without_rates(v) for v in value]
+    return value
 
 
 def test_replan_keeps_tables_in_the_publications_that_carry_them(source_cluster, shipdb):
