@@ -3,15 +3,19 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Wait for the replication streams, printing their progress as it happens.
 
-An action plugin: it runs in the controller, calls pg_replication_status (and
-async_status for the load jobs) at each interval, and prints per-stream and
-per-table lines with rates and ETAs straight into the playbook output, which a
-module cannot do while it runs.
+An action plugin: it runs in the controller, reads the status of pg_replication_status
+(and of the load jobs) at each interval, and prints per-stream and per-table lines
+with rates and ETAs straight into the playbook output, which a module cannot do while
+it runs. With the local connection (the inventory contract) it reads the status in
+this process over two connections kept open between polls, instead of starting the
+module at every poll (a process that competes for the CPU with the loads it watches);
+otherwise it runs the module.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
 
@@ -20,6 +24,13 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import progress
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import connection as pgconn
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import status as pgstatus
+
+try:
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+except ImportError:  # ansible-core before 2.11: the module is run at every poll
+    ArgumentSpecValidator = None
 
 display = Display()
 
@@ -33,6 +44,68 @@ OWN_ARGS = dict(
     plan=dict(type="dict"),
     lag_csv=dict(type="path"),
 )
+
+
+# What async_status adds to a job's result, and what the module's own result says about its call.
+JOB_KEYS = frozenset(["finished", "started", "ansible_job_id", "results_file", "stdout", "stderr", "stdout_lines",
+                      "stderr_lines", "invocation", "_ansible_suppress_tmpdir_delete", "_ansible_parsed"])
+
+
+def job_result(status, item):
+    """A finished job's own result as the module returned it (what async_status would register), with the loop
+    item it ran for; None while it runs. Pure."""
+    if not status.get("finished"):
+        return None
+    out = dict((k, v) for k, v in status.items() if k not in JOB_KEYS)
+    out["item"] = item
+    return out
+
+
+class LocalStatus:
+    """pg_replication_status read in this process, over connections kept open between polls."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.conns = None
+
+    @classmethod
+    def for_args(cls, args):
+        """A reader for the module's options, or None when the module must run instead (psycopg missing here, or
+        options the module would refuse: it then says what is wrong)."""
+        if ArgumentSpecValidator is None or pgconn.PSYCOPG_IMPORT_ERROR:
+            return None
+        checked = ArgumentSpecValidator(pgstatus.argument_spec()).validate(dict(args))
+        if checked.error_messages or pgstatus.check_params(checked.validated_parameters):
+            return None
+        return cls(pgstatus.Status(checked.validated_parameters))
+
+    def poll(self):
+        """What the module would return: the status, or failed with a message without any secret."""
+        try:
+            if self.conns is None:
+                src = pgconn.connect(self.reader.source_params())
+                try:
+                    self.conns = (src, pgconn.connect(self.reader.target_params()))
+                except Exception:
+                    src.close()
+                    raise
+            status = self.reader.read(*self.conns)
+        except pgconn.PgConnectError as exc:
+            self.close()
+            return dict(failed=True, msg=pgconn.scrub(str(exc), self.reader.secrets))
+        except Exception as exc:  # pylint: disable=broad-except  # a database error: said without any secret
+            self.close()
+            return dict(failed=True, msg=pgconn.scrub("pg_replication_status failed: %s" % exc, self.reader.secrets))
+        # As the module's JSON output would carry it (no database types left in the task's result).
+        return json.loads(json.dumps(dict(status, changed=False), default=str))
+
+    def close(self):
+        for conn in self.conns or ():
+            try:
+                conn.close()
+            except Exception:  # pylint: disable=broad-except  # closing a broken connection
+                pass
+        self.conns = None
 
 
 class ActionModule(ActionBase):
@@ -50,10 +123,14 @@ class ActionModule(ActionBase):
         csv_file = self._open_csv(validated["lag_csv"])
         polls = 0
         max_lag = 0
+        reader = LocalStatus.for_args(status_args) if self._local() else None
         try:
             while True:
-                status = self._execute_module(module_name="pgshift.aurora.pg_replication_status",
-                                              module_args=status_args, task_vars=task_vars)
+                if reader is not None:
+                    status = reader.poll()
+                else:
+                    status = self._execute_module(module_name="pgshift.aurora.pg_replication_status",
+                                                  module_args=status_args, task_vars=task_vars)
                 if status.get("failed"):
                     raise AnsibleActionFail(status.get("msg", "pg_replication_status failed"))
                 now = time.monotonic()
@@ -70,11 +147,15 @@ class ActionModule(ActionBase):
                 max_lag = max([max_lag] + [s.get("lag_bytes") or 0 for s in status.get("streams", [])])
                 problem = progress.failure(status, jobs)
                 if problem:
-                    raise AnsibleActionFail("replication failed: %s" % problem, result=dict(status=status, jobs=jobs))
+                    results = [j.pop("result") for j in jobs]
+                    raise AnsibleActionFail("replication failed: %s" % problem,
+                                            result=dict(status=status, jobs=jobs, job_results=results))
                 done, reason = progress.reached(validated["until"], status, all(j.get("finished") for j in jobs))
                 if done:
-                    result.update(status=status, jobs=jobs, reason=reason, polls=polls,
-                                  elapsed_seconds=round(now - start, 1), max_lag_bytes=max_lag, changed=False)
+                    results = [j.pop("result") for j in jobs]
+                    result.update(status=status, jobs=jobs, job_results=results, reason=reason, polls=polls,
+                                  elapsed_seconds=round(now - start, 1), max_lag_bytes=max_lag,
+                                  changed=any(r.get("changed") for r in results))
                     return result
                 if now - start > validated["timeout"]:
                     raise AnsibleActionFail(
@@ -82,12 +163,15 @@ class ActionModule(ActionBase):
                             validated["timeout"], validated["until"],
                             ", ".join("%s %s" % (s["name"], s.get("message") or s.get("state"))
                                       for s in status.get("streams", [])) or "no stream"),
-                        result=dict(status=status, jobs=jobs))
+                        result=dict(status=status, jobs=[dict((k, v) for k, v in j.items() if k != "result")
+                                                         for j in jobs]))
                 # The first polls come sooner (0.5, 1, 2 s ...) so a short wait ends without a whole interval of
                 # delay; then one every `interval`. Load jobs whose files are local are watched meanwhile, so the
                 # wait ends (with one last poll) as soon as they do.
                 self._sleep(min(validated["interval"], 0.5 * 2 ** (polls - 1)), validated["jobs"], task_vars)
         finally:
+            if reader is not None:
+                reader.close()
             if csv_file is not None:
                 csv_file[1].close()
 
@@ -127,7 +211,7 @@ class ActionModule(ActionBase):
         item = job.get("item")
         label = item.get("name") if isinstance(item, dict) and item.get("name") else job["ansible_job_id"]
         return dict(jid=job["ansible_job_id"], stream=label, finished=bool(st.get("finished")),
-                    failed=bool(st.get("failed")), msg=st.get("msg"))
+                    failed=bool(st.get("failed")), msg=st.get("msg"), result=job_result(st, item))
 
     def _sleep(self, seconds, jobs, task_vars):
         deadline = time.monotonic() + seconds

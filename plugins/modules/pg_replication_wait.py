@@ -111,6 +111,15 @@ jobs:
   returned: success
   type: list
   elements: dict
+job_results:
+  description:
+    - The result each load job's module returned (what M(ansible.builtin.async_status) would register, with the
+      loop C(item) it ran for), in the order of O(jobs); C(null) for a job still running. No separate
+      M(ansible.builtin.async_status) task is needed to collect them.
+    - The task reports C(changed) when any of these did.
+  returned: success or when a load job failed
+  type: list
+  elements: dict
 reason:
   description: What was reached.
   returned: success
