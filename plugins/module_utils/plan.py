@@ -87,6 +87,50 @@ def _has_own_rows(t, own_rows):
     return bool(known), True
 
 
+MIN_READING_WINDOW_SECONDS = 1.0
+
+
+def _writes(t):
+    return (t.get("ins") or 0) + (t.get("upd") or 0) + (t.get("del") or 0)
+
+
+def write_counter_reading(tables, taken_at, stats_since, database):
+    """A reading of the write counters (inserts + updates + deletes) of `tables` (catalog.relations() rows), to
+    measure write rates against later without waiting: the assessment returns one, the plan takes it. Times are
+    the server's clock, in epoch seconds; `stats_since` is when its statistics started counting."""
+    return dict(taken_at=round(float(taken_at), 3), stats_since=round(float(stats_since), 3), database=database,
+                tables=[[t["schema"], t["name"], _writes(t)] for t in tables])
+
+
+def rates_since_reading(reading, tables, now, stats_since, database):
+    """({oid: writes per second}, how) over the time since an earlier reading of the same server's counters, or
+    (None, why it cannot be used): another database, statistics reset or server restarted since (the counters
+    started again), a counter lower than before, a reading too recent to say anything. A table the reading does
+    not know (created since) counts from 0."""
+    if not isinstance(reading, dict) or not isinstance(reading.get("tables"), list):
+        return None, "no earlier reading of the write counters"
+    try:
+        taken_at, since = float(reading["taken_at"]), float(reading["stats_since"])
+        earlier = dict(((str(e[0]), str(e[1])), int(e[2])) for e in reading["tables"])
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None, "the earlier reading of the write counters is not in the expected form"
+    if reading.get("database") != database:
+        return None, "the earlier reading is of database %s, not %s" % (reading.get("database"), database)
+    if abs(since - float(stats_since)) > 1:
+        return None, "the statistics were reset or the server restarted since the earlier reading"
+    window = float(now) - taken_at
+    if window < MIN_READING_WINDOW_SECONDS:
+        return None, "the earlier reading is only %.1f s old" % max(window, 0)
+    rates = {}
+    for t in tables:
+        before = earlier.get((t["schema"], t["name"]), 0)
+        if _writes(t) < before:
+            return None, "the write counters of %s.%s went down since the earlier reading (statistics reset)" % (
+                t["schema"], t["name"])
+        rates[t["oid"]] = (_writes(t) - before) / window
+    return rates, "average over the %ds since the assessment's reading" % round(window)
+
+
 def classify_units(tables, engine, own_rows=None):
     """Split the in-scope relations into (units, not_replicated, parents, warnings).
 

@@ -266,6 +266,16 @@ source_facts:
   description: What a target assessment compares with (pass it as O(source_facts)).
   returned: when role is source
   type: dict
+write_counters:
+  description:
+    - A reading of every replicated table's write counters (inserts + updates + deletes) with the server's clock
+      and since when its statistics count. Pass it to M(pgshift.aurora.pg_replication_plan) as
+      O(pgshift.aurora.pg_replication_plan#module:write_counters) to plan with the write rates since this
+      assessment instead of sampling.
+  returned: when role is source
+  type: dict
+  sample: {"taken_at": 1795000000.123, "stats_since": 1794990000.0, "database": "app",
+           "tables": [["public", "pgbench_accounts", 120345]]}
 restart_pending:
   description: Settings configured but waiting for a PostgreSQL restart.
   returned: always
@@ -299,7 +309,7 @@ try:
 except ImportError:  # reported in main() through PSYCOPG_IMPORT_ERROR
     pg_errors = sql = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils import plan, prereqs, scope
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
@@ -572,7 +582,8 @@ class Prereqs:
             server=dict(version_num=facts["server"]["version_num"], version=facts["server"]["version_short"],
                         is_rds=facts["server"]["is_rds"], is_aurora=facts["server"]["is_aurora"],
                         in_recovery=facts["server"]["in_recovery"]),
-            database=dict((k, v) for k, v in (facts.get("database") or {}).items() if k != "stats_age_seconds"),
+            database=dict((k, v) for k, v in (facts.get("database") or {}).items()
+                          if k not in ("stats_age_seconds", "clock_epoch", "stats_since_epoch")),
             settings=dict((name, dict(setting=s["setting"], unit=s["unit"], context=s["context"],
                                       configured=prereqs.configured_value(facts, name)))
                           for name, s in facts["settings"].items()),
@@ -589,6 +600,10 @@ class Prereqs:
             result["lob"] = dict(columns=lobs, recommendation=prereqs.recommend_lob_mode(lobs))
             result["source_facts"] = catalog.facts_for_target(facts)
             result["source_facts"]["planned_streams"] = result["planned_streams"]
+            db = facts.get("database") or {}
+            if db.get("clock_epoch") is not None:
+                result["write_counters"] = plan.write_counter_reading(
+                    prereqs.replicated_tables(tables), db["clock_epoch"], db["stats_since_epoch"], db.get("name"))
         return result
 
 

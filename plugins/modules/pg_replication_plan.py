@@ -108,6 +108,16 @@ options:
         otherwise.
     type: float
     default: 0
+  write_counters:
+    description:
+      - An earlier reading of the source's write counters, as M(pgshift.aurora.pg_logical_prereqs) returns it
+        (RV(pgshift.aurora.pg_logical_prereqs#module:write_counters), kept in the assessment's C(assessment.json)).
+      - When given, each table's write rate is its writes since that reading divided by the time since it (the
+        server's clock): no waiting, and over a window as long as the time since the assessment.
+      - Not usable when it is of another database, the statistics were reset or the server restarted since, or
+        it is less than a second old; then O(write_rate_sample_seconds) decides, and RV(plan.write_rate_method)
+        says why.
+    type: dict
 requirements:
   - psycopg >= 3.1
 notes:
@@ -424,6 +434,7 @@ def argument_spec():
         split_bytes=dict(type="int", default=plan.DEFAULT_SPLIT_BYTES),
         load_rate_bytes_per_second=dict(type="int", default=plan.DEFAULT_LOAD_RATE),
         write_rate_sample_seconds=dict(type="float", default=0),
+        write_counters=dict(type="dict"),
     )
     spec.update(scope.filter_argument_spec())
     return spec
@@ -509,8 +520,18 @@ class ReplicationPlan:
         self.filters = scope.filters_from(self.p)
 
     def write_rates(self, conn, tables):
-        age = (catalog.database_facts(conn) or {}).get("stats_age_seconds") or 0
-        return catalog.write_rates(conn, prereqs.replicated_tables(tables), self.p["write_rate_sample_seconds"], age)
+        db = catalog.database_facts(conn) or {}
+        replicated = prereqs.replicated_tables(tables)
+        why = None
+        if self.p["write_counters"]:
+            rates, how = plan.rates_since_reading(self.p["write_counters"], replicated, db.get("clock_epoch"),
+                                                  db.get("stats_since_epoch"), db.get("name"))
+            if rates is not None:
+                return rates, how
+            why = how
+        rates, method = catalog.write_rates(conn, replicated, self.p["write_rate_sample_seconds"],
+                                            db.get("stats_age_seconds") or 0)
+        return rates, method if why is None else "%s (the given write counters were not used: %s)" % (method, why)
 
     def read(self, conn):
         relations = catalog.relations(conn)

@@ -261,6 +261,41 @@ def test_hot_partitions_go_to_different_streams(source_cluster, new_db):
     assert [s["table_count"] for s in result["plan"]["streams"]] == [2, 2]
 
 
+def test_write_rates_since_the_assessments_reading(source_cluster, new_db, prereqs):
+    """The plan balances by the writes since the assessment (no sampling pause); a statistics reset since then makes
+    it fall back to sampling, and it says why."""
+    db = new_db(source_cluster)
+    source_cluster.execute(db, [
+        "CREATE TABLE public.events (id bigint, at date NOT NULL, v int, PRIMARY KEY (id, at)) "
+        "PARTITION BY RANGE (at)",
+    ] + ["CREATE TABLE public.events_m%d PARTITION OF public.events FOR VALUES FROM ('2025-%02d-01') "
+         "TO ('2025-%02d-01')" % (m, m, m + 1) for m in range(1, 5)] + [
+        # The bulk load wrote every month alike (the average since the statistics reset sees only that).
+        "INSERT INTO public.events SELECT g, date '2025-01-01' + (g % 120), 0 FROM generate_series(1, 8000) g",
+        "ANALYZE",
+    ])
+    reading = prereqs.ok(prereqs(source_cluster, db, role="source"))["write_counters"]
+    assert {tuple(t[:2]) for t in reading["tables"]} >= {("public", "events_m%d" % m) for m in range(1, 5)}
+    assert reading["database"] == db and reading["taken_at"] > reading["stats_since"]
+    # After the assessment only January and March take writes (counters flush when the session ends).
+    source_cluster.execute(db, ["UPDATE public.events_m1 SET v = v + 1", "UPDATE public.events_m3 SET v = v + 1"] * 3)
+    source_cluster.query(db, "SELECT pg_sleep(1.1)")
+    result = ok(run(source_cluster, db, migration_name="since", streams=2, write_rate_sample_seconds=5,
+                    write_counters=reading))
+    assert "since the assessment's reading" in result["plan"]["write_rate_method"]
+    rates = {t["qualified"]: t["writes_per_second"] for s in result["plan"]["streams"] for t in s["tables"]}
+    assert rates["public.events_m1"] > 0 and rates["public.events_m3"] > 0
+    assert rates["public.events_m2"] == 0 and rates["public.events_m4"] == 0
+    where = placement(result)
+    assert where["public.events_m1"] != where["public.events_m3"]
+    # The statistics reset since the reading: not usable, the plan samples (0.1 s here) and says why.
+    source_cluster.query(db, "SELECT pg_stat_reset()")
+    result = ok(run(source_cluster, db, migration_name="since", streams=2, write_rate_sample_seconds=0.1,
+                    write_counters=reading))
+    method = result["plan"]["write_rate_method"]
+    assert method.startswith("sampled over 0.1s") and "reset" in method, method
+
+
 def test_invalid_options_fail_before_connecting(source_cluster, closed_port):
     result, raw = run_module(MODULE, dict(login_port=closed_port, migration_name="Bad Name", streams=-2,
                                           login_password=ADMIN_PASSWORD))

@@ -520,3 +520,49 @@ def test_split_hint_is_capped():
     assert plan.split_hint(100 * GB, pk, plan.DEFAULT_SPLIT_BYTES) == ("id", plan.MAX_SPLIT)
     assert plan.split_hint(570 * 1024 ** 2, pk, 128 * 1024 ** 2) == ("id", 5)
     assert plan.split_hint(570 * 1024 ** 2, pk, plan.DEFAULT_SPLIT_BYTES) == ("id", 1)
+
+
+# ----------------------------------------------------------- write rates since the assessment's reading ----
+
+def counted(schema, name, oid, ins=0, upd=0, dele=0):
+    t = table(schema, name, oid=oid)
+    t.update(ins=ins, upd=upd, **{"del": dele})
+    return t
+
+
+def test_rates_since_reading_divides_the_writes_since_by_the_window():
+    before = [counted("public", "hot", 1, ins=100, upd=50), counted("public", "cold", 2, ins=10),
+              counted("Billing", "Mixed.Case", 3, dele=5)]
+    reading = plan.write_counter_reading(before, taken_at=1000.0, stats_since=10.0, database="app")
+    assert reading["tables"] == [["public", "hot", 150], ["public", "cold", 10], ["Billing", "Mixed.Case", 5]]
+    reading = json.loads(json.dumps(reading))  # as kept in assessment.json and passed back through Ansible
+    now = [counted("public", "hot", 1, ins=1100, upd=1050), counted("public", "cold", 2, ins=10),
+           counted("Billing", "Mixed.Case", 3, dele=25), counted("public", "new_table", 4, ins=40)]
+    rates, how = plan.rates_since_reading(reading, now, now=1100.0, stats_since=10.0, database="app")
+    assert rates == {1: 20.0, 2: 0.0, 3: 0.2, 4: 0.4}
+    assert "100s since the assessment" in how
+
+
+@pytest.mark.parametrize("change, why", [
+    (dict(database="other"), "of database other, not app"),
+    (dict(stats_since=500.0), "reset or the server restarted"),
+    (dict(now=1000.5), "only 0.5 s old"),
+    (dict(now=900.0), "only 0.0 s old"),
+    (dict(lower=True), "public.hot went down"),
+])
+def test_rates_since_reading_refuses_what_it_cannot_trust(change, why):
+    reading = plan.write_counter_reading([counted("public", "hot", 1, ins=100)], 1000.0, 10.0, "app")
+    if change.get("database"):
+        reading["database"] = change["database"]
+    now = [counted("public", "hot", 1, ins=50 if change.get("lower") else 200)]
+    rates, reason = plan.rates_since_reading(reading, now, now=change.get("now", 1100.0),
+                                             stats_since=change.get("stats_since", 10.0), database="app")
+    assert rates is None
+    assert why in reason
+
+
+@pytest.mark.parametrize("reading", [None, {}, {"tables": "x"}, {"tables": [["a"]], "taken_at": 1, "stats_since": 1},
+                                     {"tables": [], "taken_at": "soon", "stats_since": 1}])
+def test_rates_since_reading_refuses_a_malformed_reading(reading):
+    rates, reason = plan.rates_since_reading(reading, [counted("public", "hot", 1)], 2000.0, 10.0, "app")
+    assert rates is None and reason

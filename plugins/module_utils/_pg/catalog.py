@@ -115,7 +115,9 @@ def database_facts(conn):
         "SELECT d.datname AS name, pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate, "
         "d.datctype AS ctype, pg_database_size(d.oid) AS size_bytes, "
         "pg_get_userbyid(d.datdba) AS owner, "
-        "extract(epoch FROM now() - coalesce(s.stats_reset, pg_postmaster_start_time()))::bigint AS stats_age_seconds "
+        "extract(epoch FROM now() - coalesce(s.stats_reset, pg_postmaster_start_time()))::bigint AS stats_age_seconds, "
+        "extract(epoch FROM clock_timestamp())::float8 AS clock_epoch, "
+        "extract(epoch FROM coalesce(s.stats_reset, pg_postmaster_start_time()))::float8 AS stats_since_epoch "
         "FROM pg_database d LEFT JOIN pg_stat_database s ON s.datid = d.oid "
         "WHERE d.datname = current_database()",
     )
