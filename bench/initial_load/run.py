@@ -290,6 +290,16 @@ def prepare_source():
         raise SystemExit("prepare_source.yml failed:\n%s" % tail(out, 3000))
 
 
+def assess(report_dir):
+    """assess.yml once (not timed; phase 1 comes before the initial load): assessment.json with its reading of the
+    source's write counters, which every pgshift run's plan uses (copied into each run's report directory)."""
+    rc, dummy, out = ansible_playbook("assess.yml", "-e", "report_dir=%s" % report_dir, "-e", "assess_fail_on=never")
+    path = os.path.join(report_dir, "assessment.json")
+    if rc != 0 or not os.path.exists(path):
+        raise SystemExit("assess.yml failed:\n%s" % tail(out, 3000))
+    return path
+
+
 # ------------------------------------------------------- source and check ----
 
 TABLES_SQL = """
@@ -378,7 +388,8 @@ def tail(text, n=1500):
 
 
 def run_pgshift_playbook(env, workdir, poll=None):
-    """copy_schema.yml then replicate.yml with the lab inventory, reports in workdir."""
+    """copy_schema.yml then replicate.yml with the lab inventory, reports in workdir (with the assessment)."""
+    shutil.copy(env["assessment"], os.path.join(workdir, "assessment.json"))
     extra = ("-e", "report_dir=%s" % workdir)
     if poll:
         extra += ("-e", "replicate_poll_interval=%s" % poll)
@@ -399,6 +410,7 @@ def run_pgshift_playbook(env, workdir, poll=None):
         with open(os.path.join(workdir, "replication.json"), encoding="utf-8") as f:
             report = json.load(f)
         result["streams"] = len((report.get("plan") or {}).get("streams") or [])
+        result["write_rate_method"] = (report.get("plan") or {}).get("write_rate_method")
         result["load_wait_seconds"] = (report.get("load_wait") or {}).get("elapsed_seconds")
         result["load_wait_polls"] = (report.get("load_wait") or {}).get("polls")
         result["catch_up_wait_seconds"] = (report.get("caught_up") or {}).get("elapsed_seconds")
@@ -437,7 +449,8 @@ def run_pgshift_modules(env, dummy):
         source_args(env), migration_name=env["name"], engine="native", streams=int(env["streams"]),
         include_schemas=schema["include_schemas"], exclude_schemas=schema["exclude_schemas"],
         include_tables=schema["include_tables"], exclude_tables=schema["exclude_tables"],
-        write_rate_sample_seconds=1,  # as replicate.yml (replicate_write_rate_sample_seconds)
+        write_counters=env["write_counters"],  # as replicate.yml: the assessment's reading (assessment.json)
+        write_rate_sample_seconds=1,  # as replicate.yml (replicate_write_rate_sample_seconds), when not usable
         **({"split_bytes": int(os.environ["BENCH_SPLIT_BYTES"])} if os.environ.get("BENCH_SPLIT_BYTES") else {})))
     steps["plan"] = round(time.monotonic() - t1, 2)
     if plan.get("failed"):
@@ -446,8 +459,9 @@ def run_pgshift_modules(env, dummy):
     stream_common = dict(both_args(env), source_replication_user=env["source"]["db_user"],
                          source_replication_password=env["source"]["db_password"])
     t2 = time.monotonic()
+    # As replicate.yml: each stream's subscription is enabled as soon as its own load and keys are done.
     loads = run_modules_at_once([("pg_native_stream", dict(stream_common, stream=dict(name=s["name"], tables=s["tables"]),
-                                                           state="present", enable=False, parallel=JOBS))
+                                                           state="present", enable=True, parallel=JOBS))
                                  for s in streams])
     steps["load"] = round(time.monotonic() - t2, 2)
     failed = [r.get("msg") for r in loads if r.get("failed")]
@@ -459,13 +473,6 @@ def run_pgshift_modules(env, dummy):
     steps["schema_post"] = round(time.monotonic() - t3, 2)
     if res.get("failed"):
         return dict(success=False, steps=steps, error="pg_schema_copy post: %s" % res.get("msg"))
-    t4 = time.monotonic()
-    for s in streams:
-        res = run_module("pg_native_stream", dict(stream_common, stream=dict(name=s["name"], tables=s["tables"]),
-                                                  state="enabled"))
-        if res.get("failed"):
-            return dict(success=False, steps=steps, error="pg_native_stream (enable): %s" % res.get("msg"))
-    steps["enable"] = round(time.monotonic() - t4, 2)
     t5 = time.monotonic()
     status = {}
     while time.monotonic() - t5 < 600:
@@ -479,6 +486,7 @@ def run_pgshift_modules(env, dummy):
         return dict(success=False, steps=steps, streams=len(streams),
                     error="not caught up: %s" % (status.get("msg") or [s.get("message") for s in status.get("streams", [])]))
     return dict(success=True, steps=steps, streams=len(streams), stream_loads=stream_loads,
+                write_rate_method=plan["plan"].get("write_rate_method"),
                 copy_workers="%d stream(s) x %d" % (len(streams), JOBS),
                 states=sorted(set(s.get("state") for s in status.get("streams", []))))
 
@@ -617,6 +625,10 @@ def main():
     commit = collection_commit()
     load = stop_background_load()
     prepare_source()
+    assess_dir = tempfile.mkdtemp(prefix="pgshift-bench-assess-")
+    env["assessment"] = assess(assess_dir)
+    with open(env["assessment"], encoding="utf-8") as f:
+        env["write_counters"] = json.load(f)["source"]["write_counters"]
     keep_roles = target_roles(env)
     source = source_tables(env)
     with connect(env["target"]) as conn:
@@ -628,6 +640,7 @@ def main():
                 runs[tool].append(one_run(env, tool, source, keep_roles))
     finally:
         reset_target(env, keep_roles)  # no slot, publication or subscription left behind; target app empty
+        shutil.rmtree(assess_dir, ignore_errors=True)
     results = dict((t, summarize(r)) for t, r in runs.items())
     ratios = {}
     for ours in [t for t in OURS if t in results]:
