@@ -55,6 +55,8 @@ sys.path.insert(0, COLLECTIONS)
 import psycopg  # noqa: E402  (after the path set-up)
 import yaml  # noqa: E402
 
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import status as pgstatus  # noqa: E402
+
 INVENTORY = os.path.join(REPO, "inventories", "lab", "hosts.yml")
 LAB_ROOT = os.path.join(REPO, ".lab")
 RESULTS = os.path.join(REPO, "bench", "results")
@@ -193,6 +195,14 @@ def run_modules_at_once(calls):
         os.unlink(argfile)
         results.append(_module_result(stdout, stderr, name))
     return results
+
+
+def status_params(env):
+    """pg_replication_status's options (every one, defaults applied) for the lab's migration."""
+    spec = pgstatus.argument_spec()
+    params = dict((k, v.get("default")) for k, v in spec.items())
+    params.update(both_args(env), migration=env["name"])
+    return params
 
 
 def source_args(env):
@@ -459,26 +469,27 @@ def run_pgshift_modules(env, dummy):
     stream_common = dict(both_args(env), source_replication_user=env["source"]["db_user"],
                          source_replication_password=env["source"]["db_password"])
     t2 = time.monotonic()
-    # As replicate.yml: each stream's subscription is enabled as soon as its own load and keys are done.
-    loads = run_modules_at_once([("pg_native_stream", dict(stream_common, stream=dict(name=s["name"], tables=s["tables"]),
-                                                           state="present", enable=True, parallel=JOBS))
-                                 for s in streams])
-    steps["load"] = round(time.monotonic() - t2, 2)
-    failed = [r.get("msg") for r in loads if r.get("failed")]
+    # As replicate.yml: the loads (each stream's subscription enabled as soon as its own load and keys are done)
+    # and the post stage at the same time, the post stage building each table's indexes once it is loaded and
+    # the foreign keys and triggers once every load is done.
+    jobs = [("pg_native_stream", dict(stream_common, stream=dict(name=s["name"], tables=s["tables"]),
+                                      state="present", enable=True, parallel=JOBS)) for s in streams]
+    jobs.append(("pg_schema_copy", dict(schema, stage="post", wait_for_streams=[s["name"] for s in streams])))
+    results = run_modules_at_once(jobs)
+    loads, post = results[:-1], results[-1]
+    steps["load_and_post"] = round(time.monotonic() - t2, 2)
+    failed = [r.get("msg") for r in results if r.get("failed")]
     if failed:
-        return dict(success=False, steps=steps, error="pg_native_stream (load): %s" % "; ".join(failed))
+        return dict(success=False, steps=steps, error="pg_native_stream / pg_schema_copy post: %s" % "; ".join(failed))
     stream_loads = [stream_load(r) for r in loads]
-    t3 = time.monotonic()
-    res = run_module("pg_schema_copy", dict(schema, stage="post"))
-    steps["schema_post"] = round(time.monotonic() - t3, 2)
-    if res.get("failed"):
-        return dict(success=False, steps=steps, error="pg_schema_copy post: %s" % res.get("msg"))
+    post_timings = post.get("timings") or {}
     t5 = time.monotonic()
+    # As pg_replication_wait does with the local connection: the status read in this process, not a module run.
+    reader = pgstatus.Status(dict(status_params(env), max_lag_bytes=1048576, max_lag_seconds=5))
     status = {}
     while time.monotonic() - t5 < 600:
-        status = run_module("pg_replication_status", dict(both_args(env), migration=env["name"],
-                                                          max_lag_bytes=1048576, max_lag_seconds=5))
-        if status.get("failed") or status.get("caught_up"):
+        status = reader.read_once()
+        if status.get("caught_up") or status.get("errors"):
             break
         time.sleep(0.5)
     steps["catch_up"] = round(time.monotonic() - t5, 2)
@@ -486,6 +497,8 @@ def run_pgshift_modules(env, dummy):
         return dict(success=False, steps=steps, streams=len(streams),
                     error="not caught up: %s" % (status.get("msg") or [s.get("message") for s in status.get("streams", [])]))
     return dict(success=True, steps=steps, streams=len(streams), stream_loads=stream_loads,
+                post_stage=dict(total=post_timings.get("total"), waiting_for_all_loads=post_timings.get("wait_loads"),
+                                indexes_as_tables_load=post_timings.get("post_indexes")),
                 write_rate_method=plan["plan"].get("write_rate_method"),
                 copy_workers="%d stream(s) x %d" % (len(streams), JOBS),
                 states=sorted(set(s.get("state") for s in status.get("streams", []))))

@@ -514,6 +514,48 @@ def load_complete(progress, lsn, tables):
     return summary["units"] > 0 and all(t["qualified"] in summary["tables_copied"] for t in tables)
 
 
+def load_readiness(rows, pending_keys, streams, since=None):
+    """Where the initial loads of `streams` stand, from their pgshift.load_progress rows and the keys still
+    recorded in pgshift.deferred_keys (both as loader reads them), for a post stage that waits for them. Pure.
+
+    Returns dict(registered: streams whose units are recorded, done: every stream recorded, copied and its keys
+    built, loaded: tables whose every unit is copied and whose keys are built, loading: tables not yet,
+    failed: [(stream, table, error)] of units that failed after `since` (epoch seconds; older failures belong
+    to an earlier run that the next load starts over)).
+    """
+    wanted = set(streams)
+    rows = [r for r in rows if r["stream"] in wanted]
+    keyed = set((k["stream"], k["table"]) for k in pending_keys if k["stream"] in wanted)
+    registered = set(r["stream"] for r in rows)
+    tables = {}
+    failed = []
+    for r in rows:
+        entry = tables.setdefault(r["table_name"], dict(copied=True, streams=set()))
+        entry["streams"].add(r["stream"])
+        if r["state"] != "copied":
+            entry["copied"] = False
+        if r["state"] == "failed" and (since is None or (r.get("finished_at") or 0) >= since):
+            failed.append((r["stream"], r["table_name"], r.get("error")))
+    loaded, loading = set(), set()
+    for table, entry in tables.items():
+        ready = entry["copied"] and not any((s, table) in keyed for s in entry["streams"])
+        (loaded if ready else loading).add(table)
+    done = registered == wanted and not loading and not keyed
+    return dict(registered=registered, done=done, loaded=loaded, loading=loading, failed=failed,
+                all_registered=registered == wanted)
+
+
+def table_ready(readiness, table):
+    """Whether a post-stage step on `table` may run: the table is loaded, or every stream has recorded its units
+    and none loads it (a table no stream copies: a partitioned parent, an unlogged table). A step without a table
+    waits for every load."""
+    if table is None:
+        return readiness["done"]
+    if table in readiness["loaded"]:
+        return True
+    return readiness["all_registered"] and table not in readiness["loading"]
+
+
 def decide(observed, desired):
     """What pg_native_stream does next, from what it observed (the resume decision).
 

@@ -1053,7 +1053,9 @@ def build_post_plan(held, details, target):
     source (POST_DETAILS_SQL); target: {(type, identity): inventory row} of the target.
     Returns dict(steps=[...], existing=[identities already there], not_handled=[entries
     no builder covers], warnings=[...]). Each step: phase, kind, object, sql (psycopg
-    Composable) and, for the parallel phases, weight (bytes of the table).
+    Composable) and, for the parallel phases, weight (bytes of the table); index and
+    exclusion constraint steps also name their table (scope.qualified), which a post
+    stage waiting for the initial loads builds as soon as that table is loaded.
 
     Phases, in order:
       indexes_parent  partitioned indexes, created ON ONLY their table (instant, serial)
@@ -1092,10 +1094,11 @@ def build_post_plan(held, details, target):
             if tgt is not None:  # an invalid leftover of an interrupted build: rebuilt
                 steps.append(_step("indexes", "drop invalid index", r["identity"],
                                    sql.SQL("DROP INDEX {}").format(_table(r["schema"], r["name"])),
-                                   weight=r["table_bytes"] or 0))
+                                   weight=r["table_bytes"] or 0,
+                                   table=scope.qualified(r["table_schema"], r["table_name"])))
             phase = "indexes_parent" if r["index_kind"] == "I" else "indexes"
             steps.append(_step(phase, "index", r["identity"], sql.SQL(r["def"]), weight=r["table_bytes"] or 0,
-                               depth=r.get("depth") or 0))
+                               depth=r.get("depth") or 0, table=scope.qualified(r["table_schema"], r["table_name"])))
         if r.get("parent"):
             attach.append(dict(child=r["identity"], child_sql=_table(r["schema"], r["name"]),
                                parent_sql=_table(r["parent_schema"], r["parent_name"]), depth=r.get("depth") or 0))
@@ -1129,7 +1132,8 @@ def build_post_plan(held, details, target):
                                    "exclusion constraint", r["identity"],
                                    sql.SQL("ALTER TABLE {}{} ADD CONSTRAINT {} {}").format(
                                        only, owner, sql.Identifier(r["name"]), sql.SQL(r["def"])),
-                                   weight=r["table_bytes"] or 0, depth=0))
+                                   weight=r["table_bytes"] or 0, depth=0,
+                                   table=scope.qualified(r["table_schema"], r["table_name"])))
             if r.get("index_parent"):
                 attach.append(dict(child=r["index"], child_sql=_table(r["table_schema"], r["index_name"]),
                                    parent_sql=_table(r["index_parent_schema"], r["index_parent_name"]), depth=1))

@@ -121,6 +121,26 @@ options:
         so that the copy never queues the application behind a long lock. C(0) waits without limit.
     type: int
     default: 60000
+  wait_for_streams:
+    description:
+      - With O(stage=post), the names of the streams (M(pgshift.aurora.pg_native_stream)) whose initial loads run
+        at the same time. The post stage then starts at once, and builds each table's indexes as soon as that
+        table is copied and its keys are built (C(pgshift.load_progress), C(pgshift.deferred_keys) on the
+        target); foreign keys, their validation, triggers and the other objects wait until every one of these
+        loads is done, so no foreign key is checked against a half-loaded table and no trigger fires during a
+        copy.
+      - A unit of these loads that fails while it waits stops the post stage with the load's error (what was
+        built stays; run it again with the loads).
+      - Empty (the default) builds everything at once, for a post stage run after the loads.
+    type: list
+    elements: str
+    default: []
+  wait_timeout:
+    description:
+      - Seconds the post stage waits at most for the loads of O(wait_for_streams) (and for another post stage of the
+        same database to end).
+    type: int
+    default: 86400
 requirements:
   - psycopg >= 3.1
   - pg_dump and pg_restore of the target's major version
@@ -133,6 +153,8 @@ notes:
     empty), materialized views (to refresh at cutover), foreign tables, large objects and sequences (their values
     are synchronised at cutover).
   - Roles are created without passwords; set them on the target before the application connects there.
+  - Two post stages never run at the same time on one database (a session advisory lock on the target); the
+    second waits for the first, then finds what it built.
 seealso:
   - name: pg_dump
     description: The tool that reads the source's schema.
@@ -280,6 +302,15 @@ not_handled:
   returned: always
   type: list
   elements: dict
+waited_for:
+  description:
+    - With O(wait_for_streams), the streams waited for, whether their loads were all done when the post stage
+      started, and the seconds it waited for all of them before the foreign keys and later phases (index
+      builds waiting for their tables are in RV(timings.post_indexes)).
+  returned: when O(wait_for_streams) was given and something was built
+  type: dict
+  sample: {"streams": ["pgshift_shipping_s1", "pgshift_shipping_s2"], "done_at_start": false,
+           "seconds_waiting_for_all": 2.4}
 timings:
   description: Seconds per step, and C(total).
   returned: always
@@ -321,8 +352,8 @@ try:
 except ImportError:  # reported in main() through PSYCOPG_IMPORT_ERROR
     pg_errors = sql = dict_row = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import schema, scope
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog
+from ansible_collections.pgshift.aurora.plugins.module_utils import native, schema, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, loader
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
     PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
 
@@ -347,6 +378,8 @@ def argument_spec():
         maintenance_work_mem=dict(type="str"),
         create_roles=dict(type="bool", default=True),
         lock_wait_timeout=dict(type="int", default=60000),
+        wait_for_streams=dict(type="list", elements="str", default=[]),
+        wait_timeout=dict(type="int", default=86400),
     )
     spec.update(scope.filter_argument_spec())
     return spec
@@ -362,11 +395,61 @@ def validate(p):
         problems.append("maintenance_work_mem must be a size such as 512MB or 2GB (got %r)" % p["maintenance_work_mem"])
     if p["pg_bin_dir"] and not os.path.isdir(p["pg_bin_dir"]):
         problems.append("pg_bin_dir %s is not a directory" % p["pg_bin_dir"])
+    if p["wait_for_streams"] and p["stage"] != "post":
+        problems.append("wait_for_streams is for stage post (the stage pre comes before the loads)")
+    if p["wait_timeout"] < 1:
+        problems.append("wait_timeout must be at least 1 second (got %d)" % p["wait_timeout"])
     return problems
 
 
 class CopyError(Exception):
     """A failure whose message says what to do; the module fails with it and what was done."""
+
+
+POST_LOCK = "pgshift.schema_copy.post"  # the advisory lock one post stage holds on its target database
+WAIT_INTERVAL = 0.2  # seconds between two looks at the loads' progress
+
+
+class LoadGate:
+    """The initial loads of some streams, seen from the post stage: which tables are loaded (native.load_readiness
+    over pgshift.load_progress and pgshift.deferred_keys), read over its own connection. Thread-safe."""
+
+    def __init__(self, conn, streams, timeout):
+        self.conn = conn
+        self.streams = list(streams)
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.since = time.time()
+        self.lock = threading.Lock()
+        self.state = None
+        self.waited = 0.0
+
+    def refresh(self):
+        with self.lock:
+            rows = loader.read_progress(self.conn, prefix="")
+            keys = loader.deferred_keys(self.conn, prefix="")
+            self.state = native.load_readiness(rows, keys, self.streams, self.since)
+            if self.state["failed"]:
+                stream, table, error = self.state["failed"][0]
+                raise CopyError("the initial load of stream %s failed on %s (%s): the post stage stops; what it built "
+                                "stays, run it again with the loads" % (stream, table, error))
+            if time.monotonic() > self.deadline:
+                raise CopyError("the initial loads of %s did not end within %d s (wait_timeout); still loading: %s" % (
+                    ", ".join(self.streams), self.timeout,
+                    ", ".join(sorted(self.state["loading"])[:10]) or "streams not started: " + ", ".join(
+                        sorted(set(self.streams) - self.state["registered"]))))
+
+    def ready(self, step):
+        return native.table_ready(self.state, step.get("table"))
+
+    def wait_all(self):
+        """Returns once every load is done."""
+        start = time.monotonic()
+        self.refresh()
+        while not self.state["done"]:
+            time.sleep(WAIT_INTERVAL)
+            self.refresh()
+        self.waited += time.monotonic() - start
 
 
 def connection_params(p, prefix, dbname=None):
@@ -794,7 +877,10 @@ class SchemaCopy:
             for kind, oids in schema.post_oids(held).items():
                 details[kind] = rows(src, schema.POST_DETAILS_SQL[kind], dict(oids=oids))
         tgt = self.connect(self.target)
+        gate_conn = None
         try:
+            if not self.module.check_mode:
+                self.post_lock(tgt)
             with self.timed("target_catalog"):
                 target_inv = self.inventory(tgt)
             plan = schema.build_post_plan(held, details, target_inv)
@@ -814,22 +900,49 @@ class SchemaCopy:
                     self.record(schema.phase_steps(plan, phase))
             if self.module.check_mode or not plan["steps"]:
                 return
-            for phase in schema.PHASES:
-                steps = schema.phase_steps(plan, phase)
-                if not steps:
-                    continue
-                with self.timed("post_" + phase):
-                    if phase in schema.PARALLEL_PHASES and self.p["parallel"] > 1 and len(steps) > 1:
-                        done, errors = self.run_parallel(steps)
-                    else:
-                        done, errors = self.run_serial(tgt, steps)
-                self.record(done)
-                if errors:
-                    raise CopyError("the post stage stopped in phase %s: %s. What was built stays; run the post stage "
-                                    "again to build the rest" % (phase, "; ".join(
-                                        "%s %s: %s" % (s["kind"], s["object"], err) for s, err in errors[:10])))
+            gate = None
+            if self.p["wait_for_streams"]:
+                gate_conn = self.connect(self.target)
+                gate = LoadGate(gate_conn, self.p["wait_for_streams"], self.p["wait_timeout"])
+                gate.refresh()
+                self.result["waited_for"] = dict(streams=gate.streams, done_at_start=gate.state["done"])
+            try:
+                for phase in schema.PHASES:
+                    steps = schema.phase_steps(plan, phase)
+                    if not steps:
+                        continue
+                    if gate is not None and phase not in ("indexes_parent", "indexes"):
+                        gate.wait_all()
+                    with self.timed("post_" + phase):
+                        if phase == "indexes" and gate is not None:
+                            done, errors = self.run_parallel(steps, gate)  # as each table is loaded
+                        elif phase in schema.PARALLEL_PHASES and self.p["parallel"] > 1 and len(steps) > 1:
+                            done, errors = self.run_parallel(steps)
+                        else:
+                            done, errors = self.run_serial(tgt, steps)
+                    self.record(done)
+                    if errors:
+                        raise CopyError("the post stage stopped in phase %s: %s. What was built stays; run the post "
+                                        "stage again to build the rest" % (phase, "; ".join(
+                                            "%s %s: %s" % (s["kind"], s["object"], err) for s, err in errors[:10])))
+            finally:
+                if gate is not None:
+                    self.timings["wait_loads"] = round(gate.waited, 3)
+                    self.result["waited_for"]["seconds_waiting_for_all"] = round(gate.waited, 3)
         finally:
             tgt.close()
+            if gate_conn is not None:
+                gate_conn.close()
+
+    def post_lock(self, tgt):
+        """One post stage at a time per target database: a session advisory lock, waited for up to wait_timeout."""
+        deadline = time.monotonic() + self.p["wait_timeout"]
+        while not tgt.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (POST_LOCK,)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise CopyError("another post stage still runs on the target database %s (it holds the advisory lock "
+                                "hashtext('%s')): wait for it to end, or stop it, then run again" % (
+                                    self.p["target_login_db"], POST_LOCK))
+            time.sleep(0.5)
 
     def session_setup(self, conn):
         if self.p["maintenance_work_mem"]:
@@ -862,11 +975,18 @@ class SchemaCopy:
                 break
         return done, errors
 
-    def run_parallel(self, steps):
-        """Run the steps over `parallel` connections, largest first; the first error stops new starts."""
+    def run_parallel(self, steps, gate=None):
+        """Run the steps over `parallel` connections, largest first; the first error stops new starts. With a
+        gate (LoadGate), a step starts only once its table is loaded, the others going first."""
         lock = threading.Lock()
         pending = list(steps)
         done, errors = [], []
+
+        def take():
+            for i, step in enumerate(pending):
+                if gate is None or gate.ready(step):
+                    return pending.pop(i)
+            return None
 
         def worker():
             try:
@@ -881,7 +1001,15 @@ class SchemaCopy:
                     with lock:
                         if errors or not pending:
                             return
-                        step = pending.pop(0)
+                        step = take()
+                    if step is None:  # every step left waits for its table's load
+                        time.sleep(WAIT_INTERVAL)
+                        try:
+                            gate.refresh()
+                        except CopyError as exc:
+                            with lock:
+                                errors.append((dict(kind="wait for", object="the initial loads"), str(exc)))
+                        continue
                     try:
                         self.execute_step(conn, step)
                         with lock:
@@ -892,7 +1020,7 @@ class SchemaCopy:
             finally:
                 conn.close()
 
-        threads = [threading.Thread(target=worker) for dummy in range(min(self.p["parallel"], len(steps)))]
+        threads = [threading.Thread(target=worker) for dummy in range(max(1, min(self.p["parallel"], len(steps))))]
         for t in threads:
             t.start()
         for t in threads:

@@ -16,10 +16,13 @@ import json
 import os
 import re
 import subprocess
+import threading
+import time
 
 import pytest
 import yaml
 
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader
 from modrunner import REPO, run_module, run_playbook
 from pgcluster import ADMIN_PASSWORD, Cluster, system_bin_dir, wheel_bin_dir
 
@@ -340,6 +343,101 @@ def test_post_creates_only_what_is_missing(env):
                                    state="enabled always")]
     assert catalog(env.target, env.db, "indexes", "constraints", "triggers") == \
         catalog(env.source, env.db, "indexes", "constraints", "triggers")
+
+
+# --------------------------------------------------------------------------------------------
+# The post stage at the same time as the initial loads (wait_for_streams)
+# --------------------------------------------------------------------------------------------
+
+LOADING = ["pgshift_w_s1", "pgshift_w_s2"]
+
+
+def record_loads(env, parcels_state):
+    """What two streams' loads record on the target: customers copied (s1), parcels in `parcels_state` (s2)."""
+    env.target.execute(env.db, list(loader.PROGRESS_DDL) + [
+        "INSERT INTO pgshift.load_progress (stream, table_name, unit, state) VALUES "
+        "('pgshift_w_s1', 'public.customers', 'public.customers', 'copied'), "
+        "('pgshift_w_s2', 'public.parcels', 'public.parcels', '%s')" % parcels_state])
+
+
+def start_post(env, **extra):
+    """The post stage in a thread (as replicate.yml starts it in the background); returns (thread, result box)."""
+    box = {}
+
+    def run():
+        box["result"] = env.run("post", wait_for_streams=LOADING, **extra)
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, box
+
+
+def wait_until(predicate, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def has_index(env, name):
+    return bool(env.target.query(env.db, "SELECT 1 FROM pg_class WHERE relname = %s AND relkind = 'i'", (name,)))
+
+
+def test_post_waiting_for_the_loads_builds_each_tables_indexes_once_it_is_loaded(env):
+    ok(env.run("pre"))
+    env.initial_load()
+    record_loads(env, "copying")
+    thread, box = start_post(env)
+    try:
+        # customers is loaded: its index comes at once; so do the tables no stream loads.
+        assert wait_until(lambda: has_index(env, "customers_referred_by_idx") and has_index(
+            env, "invoices_customer_id_idx")), "the loaded tables' indexes were not built while parcels loads"
+        time.sleep(1.0)
+        assert thread.is_alive()
+        # parcels still copies: neither its indexes nor any foreign key (every load must be done first).
+        assert not has_index(env, "parcels_customer_id_idx")
+        assert not has_index(env, "parcels_parent_parcel_id_idx")
+        assert count(env.target, env.db, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'") == 0
+    finally:
+        env.target.execute(env.db, ["UPDATE pgshift.load_progress SET state = 'copied'"])
+        thread.join(120)
+    post = ok(box["result"])
+    assert post["waited_for"]["streams"] == LOADING and post["waited_for"]["done_at_start"] is False
+    assert catalog(env.target, env.db, "indexes", "constraints", "triggers") == \
+        catalog(env.source, env.db, "indexes", "constraints", "triggers")
+    # Once the loads are done, a second run finds everything and does not wait.
+    again = ok(env.run("post", wait_for_streams=LOADING))
+    assert again["changed"] is False and again["created"] == []
+
+
+def test_post_waiting_for_the_loads_stops_when_one_fails(env):
+    ok(env.run("pre"))
+    env.initial_load()
+    record_loads(env, "copying")
+    thread, box = start_post(env)
+    assert wait_until(lambda: has_index(env, "customers_referred_by_idx"))
+    env.target.execute(env.db, ["UPDATE pgshift.load_progress SET state = 'failed', finished_at = now(), "
+                                "error = 'could not extend file: No space left on device' "
+                                "WHERE table_name = 'public.parcels'"])
+    thread.join(60)
+    result = box["result"]
+    assert result.get("failed") is True
+    assert "the initial load of stream pgshift_w_s2 failed on public.parcels" in result["msg"]
+    assert "No space left on device" in result["msg"]
+    # What was built stays (the indexes of the loaded tables), no foreign key was added.
+    assert has_index(env, "customers_referred_by_idx")
+    assert count(env.target, env.db, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'") == 0
+
+
+def test_a_second_post_stage_waits_for_the_first(env):
+    ok(env.run("pre"))
+    with env.target.connect(env.db) as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtext('pgshift.schema_copy.post'))")
+        result = env.run("post", wait_timeout=2)
+    assert result.get("failed") is True
+    assert "another post stage still runs" in result["msg"]
+    assert not has_index(env, "customers_referred_by_idx")
 
 
 def test_conflicting_objects_stop_pre_before_anything_changes(env):

@@ -556,3 +556,46 @@ def test_a_copied_table_whose_keys_are_pending_is_indexing_and_its_stream_still_
                                                  keys_pending=2))
     assert state == "copying" and "building 2 key(s)" in message
     assert native.classify_stream(dict(name="s1", publication=True, slot={}, subscription=None, load=load))[0] == "missing"
+
+
+# ------------------------------------------------- a post stage waiting for the initial loads ----
+
+def _unit(stream, table, state, finished_at=None, error=None, unit="1"):
+    return dict(stream=stream, table_name=table, unit=unit, state=state, finished_at=finished_at, error=error)
+
+
+def test_readiness_before_every_stream_recorded_its_units():
+    r = native.load_readiness([_unit("m_s1", "public.a", "copied")], [], ["m_s1", "m_s2"])
+    assert r["loaded"] == {"public.a"} and not r["done"] and not r["all_registered"]
+    assert native.table_ready(r, "public.a")
+    # A table no recorded stream loads may still belong to the stream not recorded yet: it waits.
+    assert not native.table_ready(r, "public.b")
+    assert not native.table_ready(r, None)
+
+
+def test_readiness_per_table_while_a_big_table_still_copies_or_builds_its_key():
+    rows = [_unit("m_s1", "public.big", "copied", unit="1"), _unit("m_s1", "public.big", "copying", unit="2"),
+            _unit("m_s2", "public.small", "copied"), _unit("m_s2", "public.keyed", "copied"),
+            _unit("m_s3", "public.other", "pending")]
+    keys = [dict(stream="m_s2", table="public.keyed"), dict(stream="x_s1", table="public.small")]
+    r = native.load_readiness(rows, keys, ["m_s1", "m_s2", "m_s3"])
+    assert r["loaded"] == {"public.small"}
+    assert r["loading"] == {"public.big", "public.keyed", "public.other"}
+    assert native.table_ready(r, "public.small")
+    assert not native.table_ready(r, "public.keyed")  # copied, its key not built yet
+    assert native.table_ready(r, "public.parent_without_rows")  # every stream recorded, none loads it
+    assert not r["done"] and not native.table_ready(r, None)
+
+
+def test_readiness_done_when_every_unit_is_copied_and_every_key_built():
+    rows = [_unit("m_s1", "public.big", "copied"), _unit("m_s2", "public.small", "copied")]
+    r = native.load_readiness(rows + [_unit("other_s1", "public.x", "copying")], [], ["m_s1", "m_s2"])
+    assert r["done"] and native.table_ready(r, None) and r["failed"] == []
+
+
+def test_readiness_reports_failures_of_this_run_only():
+    rows = [_unit("m_s1", "public.a", "failed", finished_at=100.0, error="old"),
+            _unit("m_s2", "public.b", "failed", finished_at=205.0, error="disk full")]
+    r = native.load_readiness(rows, [], ["m_s1", "m_s2"], since=200.0)
+    assert r["failed"] == [("m_s2", "public.b", "disk full")]
+    assert not r["done"]
