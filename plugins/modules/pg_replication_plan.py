@@ -113,7 +113,7 @@ options:
       - An earlier reading of the source's write counters, as M(pgshift.aurora.pg_logical_prereqs) returns it
         (RV(pgshift.aurora.pg_logical_prereqs#module:write_counters), kept in the assessment's C(assessment.json)).
       - When given, each table's write rate is its writes since that reading divided by the time since it (the
-        server's clock): no waiting, and over a window as long as the time since the assessment.
+        server's clock), without waiting, and over a window as long as the time since the assessment.
       - Not usable when it is of another database, the statistics were reset or the server restarted since, or
         it is less than a second old; then O(write_rate_sample_seconds) decides, and RV(plan.write_rate_method)
         says why.

@@ -306,7 +306,7 @@ waited_for:
   description:
     - With O(wait_for_streams), the streams waited for, whether their loads were all done when the post stage
       started, and the seconds it waited for all of them before the foreign keys and later phases (index
-      builds waiting for their tables are in RV(timings.post_indexes)).
+      builds waiting for their tables are in C(post_indexes) of RV(timings)).
   returned: when O(wait_for_streams) was given and something was built
   type: dict
   sample: {"streams": ["pgshift_shipping_s1", "pgshift_shipping_s2"], "done_at_start": false,

@@ -94,7 +94,7 @@ RETURN = r"""
 dir:
   description: The directory, as an absolute path.
   returned: always
-  type: path
+  type: str
   sample: /home/dba/migration/reports
 files:
   description: The absolute paths of the files written or already identical (in check mode, that would be).
