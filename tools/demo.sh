@@ -25,8 +25,10 @@ play pgshift.aurora.prepare_source
 play pgshift.aurora.assess
 # Phase 3: the schema before the data (indexes, foreign keys, triggers held back).
 play pgshift.aurora.copy_schema
-# Phase 4: streams planned by size and write rate, loaded in parallel under
-# exported snapshots (per-table progress below), indexes built, then CDC.
+# Phase 4: streams planned by size and by the write rates since the assessment,
+# loaded in parallel under exported snapshots (per-table progress below), each
+# stream's CDC started once it is loaded, each table's indexes built once it is
+# loaded, foreign keys and triggers once every load is done; then caught up.
 play pgshift.aurora.replicate
 # Phase 5: every table compared row by row (ranges hashed on both sides, narrowed
 # down to the row), schema and sequences; the go/no-go the cutover requires.
