@@ -419,7 +419,9 @@ class LoadGate:
         self.streams = list(streams)
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
-        self.since = time.time()
+        # The target's clock, as load_progress.finished_at: a failure recorded before this post stage started
+        # belongs to an earlier run (its stream is loaded again from the start).
+        self.since = conn.execute("SELECT extract(epoch FROM now())::float8").fetchone()[0]
         self.lock = threading.Lock()
         self.state = None
         self.waited = 0.0
