@@ -243,9 +243,10 @@ def test_dms_plan_maps_leaves_and_children_and_leaves_parents_out(source_cluster
     assert any("separate path" in str(w) for w in result.get("warnings", []))
 
 
-def test_hot_partitions_go_to_different_streams(source_cluster, new_db):
-    db = new_db(source_cluster)
-    source_cluster.execute(db, [
+def events_db(cluster, new_db):
+    """A database with public.events partitioned by month (January to April), 8,000 rows spread over them."""
+    db = new_db(cluster)
+    cluster.execute(db, [
         "CREATE TABLE public.events (id bigint, at date NOT NULL, v int, PRIMARY KEY (id, at)) "
         "PARTITION BY RANGE (at)",
     ] + ["CREATE TABLE public.events_m%d PARTITION OF public.events FOR VALUES FROM ('2025-%02d-01') "
@@ -253,6 +254,11 @@ def test_hot_partitions_go_to_different_streams(source_cluster, new_db):
         "INSERT INTO public.events SELECT g, date '2025-01-01' + (g % 120), 0 FROM generate_series(1, 8000) g",
         "ANALYZE",
     ])
+    return db
+
+
+def test_hot_partitions_go_to_different_streams(source_cluster, new_db):
+    db = events_db(source_cluster, new_db)
     # The two recent months take the writes (counters flush when the session ends).
     source_cluster.execute(db, ["UPDATE public.events_m3 SET v = v + 1", "UPDATE public.events_m4 SET v = v + 1"] * 3)
     result = ok(run(source_cluster, db, migration_name="hot", streams=2))
@@ -264,16 +270,8 @@ def test_hot_partitions_go_to_different_streams(source_cluster, new_db):
 def test_write_rates_since_the_assessments_reading(source_cluster, new_db, prereqs):
     """The plan balances by the writes since the assessment (no sampling pause); a statistics reset since then makes
     it fall back to sampling, and it says why."""
-    db = new_db(source_cluster)
-    source_cluster.execute(db, [
-        "CREATE TABLE public.events (id bigint, at date NOT NULL, v int, PRIMARY KEY (id, at)) "
-        "PARTITION BY RANGE (at)",
-    ] + ["CREATE TABLE public.events_m%d PARTITION OF public.events FOR VALUES FROM ('2025-%02d-01') "
-         "TO ('2025-%02d-01')" % (m, m, m + 1) for m in range(1, 5)] + [
-        # The bulk load wrote every month alike (the average since the statistics reset sees only that).
-        "INSERT INTO public.events SELECT g, date '2025-01-01' + (g % 120), 0 FROM generate_series(1, 8000) g",
-        "ANALYZE",
-    ])
+    # The bulk load wrote every month alike (the average since the statistics reset sees only that).
+    db = events_db(source_cluster, new_db)
     reading = prereqs.ok(prereqs(source_cluster, db, role="source"))["write_counters"]
     assert {tuple(t[:2]) for t in reading["tables"]} >= {("public", "events_m%d" % m) for m in range(1, 5)}
     assert reading["database"] == db and reading["taken_at"] > reading["stats_since"]
