@@ -31,12 +31,14 @@ def progress_line(label, data, elapsed):
     """One printed line from a progress file's content (pure)."""
     if not data:
         return "[%s] %s: starting" % (progress.human_seconds(elapsed), label)
+    unit = data.get("unit") or "rows"  # rows are estimated from the catalog; other units are counted exactly
     rows = "{:,}".format(data.get("rows") or 0)
     expected = data.get("rows_expected")
-    parts = ["%s%s rows" % (rows, "/~{:,}".format(expected) if expected else "")]
+    parts = ["%s%s %s" % (rows, ("/~{:,}" if unit == "rows" else "/{:,}").format(expected) if expected else "", unit)]
     if data.get("percent") is not None:
         parts.append("%5.1f%%" % data["percent"])
-    parts.append("{:,.0f} rows/s".format(data.get("rows_per_second") or 0))
+    rate = data.get("rows_per_second") or 0
+    parts.append("%s %s/s" % ("{:,.0f}".format(rate) if unit == "rows" else "{:,.2f}".format(rate), unit))
     parts.append("ETA %s" % progress.human_seconds(data.get("eta_seconds")))
     if data.get("phase"):
         parts.append(str(data["phase"]))

@@ -29,7 +29,9 @@ options:
   progress_file:
     description:
       - The JSON file the module rewrites with C(rows), C(rows_expected), C(rows_per_second), C(eta_seconds) and
-        C(percent) (M(pgshift.aurora.pg_validate) O(pgshift.aurora.pg_validate#module:progress_file)).
+        C(percent) (M(pgshift.aurora.pg_validate) O(pgshift.aurora.pg_validate#module:progress_file)), and
+        optionally C(unit) (what C(rows) counts, for example C(objects) for
+        O(pgshift.aurora.pg_schema_copy#module:progress_file)) and C(phase) (what it is doing).
     type: path
   label:
     description: What the printed lines are about.

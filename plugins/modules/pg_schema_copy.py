@@ -135,6 +135,12 @@ options:
     type: list
     elements: str
     default: []
+  progress_file:
+    description:
+      - With O(stage=post), a file rewritten about every second (JSON) with the objects built so far, of how
+        many, per second, an ETA and what it is doing or waiting for, for a playbook that runs this module in
+        the background and shows its progress (M(pgshift.aurora.job_progress)).
+    type: path
   wait_timeout:
     description:
       - Seconds the post stage waits at most for the loads of O(wait_for_streams) (and for another post stage of the
@@ -333,6 +339,7 @@ commands:
   elements: str
 """
 
+import json
 import os
 import re
 import shlex
@@ -379,6 +386,7 @@ def argument_spec():
         create_roles=dict(type="bool", default=True),
         lock_wait_timeout=dict(type="int", default=60000),
         wait_for_streams=dict(type="list", elements="str", default=[]),
+        progress_file=dict(type="path"),
         wait_timeout=dict(type="int", default=86400),
     )
     spec.update(scope.filter_argument_spec())
@@ -397,6 +405,8 @@ def validate(p):
         problems.append("pg_bin_dir %s is not a directory" % p["pg_bin_dir"])
     if p["wait_for_streams"] and p["stage"] != "post":
         problems.append("wait_for_streams is for stage post (the stage pre comes before the loads)")
+    if p["progress_file"] and p["stage"] != "post":
+        problems.append("progress_file is for stage post")
     if p["wait_timeout"] < 1:
         problems.append("wait_timeout must be at least 1 second (got %d)" % p["wait_timeout"])
     return problems
@@ -406,8 +416,63 @@ class CopyError(Exception):
     """A failure whose message says what to do; the module fails with it and what was done."""
 
 
+POST_PHASE_NAMES = dict(indexes_parent="partitioned indexes", indexes="indexes", attach="index attachments",
+                        constraints="foreign keys (NOT VALID)", validate="foreign key validation",
+                        objects="triggers and other objects")
 POST_LOCK = "pgshift.schema_copy.post"  # the advisory lock one post stage holds on its target database
 WAIT_INTERVAL = 0.2  # seconds between two looks at the loads' progress
+
+
+class PostProgress:
+    """The post stage's progress file (progress_file): objects built of how many, their rate, an ETA, and what it
+    does or waits for; rewritten at most once a second, and at once when what it does changes. Thread-safe."""
+
+    def __init__(self, path, total):
+        self.path = path
+        self.total = total
+        self.done = 0
+        self.doing = "starting"
+        self.waiting = False
+        self.started = time.monotonic()
+        self.written = 0.0
+        self.lock = threading.Lock()
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self.write(force=True)
+
+    def step_done(self):
+        with self.lock:
+            self.done += 1
+        self.write()
+
+    def now_doing(self, text, waiting=False):
+        with self.lock:
+            changed = (text, waiting) != (self.doing, self.waiting)
+            self.doing, self.waiting = text, waiting
+        self.write(force=changed)
+
+    def snapshot(self):
+        """What the file holds (pure over the counters): the same keys as pg_validate's progress file."""
+        elapsed = time.monotonic() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        left = max(0, self.total - self.done)
+        eta = None if self.waiting or rate <= 0 else round(left / rate, 1)
+        return dict(unit="objects", rows=self.done, rows_expected=self.total, rows_per_second=round(rate, 2),
+                    eta_seconds=eta, percent=round(100.0 * self.done / self.total, 1) if self.total else None,
+                    phase=self.doing)
+
+    def write(self, force=False):
+        if not self.path:
+            return
+        with self.lock:
+            if not force and time.monotonic() - self.written < 1.0:
+                return
+            self.written = time.monotonic()
+            data = self.snapshot()
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as handle:
+                json.dump(data, handle)
+            os.replace(tmp, self.path)
 
 
 class LoadGate:
@@ -444,11 +509,26 @@ class LoadGate:
     def ready(self, step):
         return native.table_ready(self.state, step.get("table"))
 
-    def wait_all(self):
+    def waiting_for(self):
+        """What the loads still do, for the progress file."""
+        state = self.state or dict(loading=set(), registered=set())
+        loading = sorted(state["loading"])
+        missing = sorted(set(self.streams) - set(state["registered"]))
+        parts = []
+        if loading:
+            parts.append("%d table(s) still loading: %s%s" % (len(loading), ", ".join(loading[:3]),
+                                                              ", ..." if len(loading) > 3 else ""))
+        if missing:
+            parts.append("stream(s) not started: %s" % ", ".join(missing))
+        return "; ".join(parts) or "the loads"
+
+    def wait_all(self, progress=None):
         """Returns once every load is done."""
         start = time.monotonic()
         self.refresh()
         while not self.state["done"]:
+            if progress is not None:
+                progress.now_doing("waiting for the loads (%s)" % self.waiting_for(), waiting=True)
             time.sleep(WAIT_INTERVAL)
             self.refresh()
         self.waited += time.monotonic() - start
@@ -533,6 +613,7 @@ class SchemaCopy:
         self.bin_dir = None
         self.pgpass = None
         self.target_superuser = False
+        self.post_progress = None
         self.result = dict(stage=self.p["stage"], changed=False, database={}, created=[], held_back=[], excluded=[],
                            summary={}, validated=[], states=[], existing=[], not_replicated={}, conflicts=[],
                            not_handled=[], tools={})
@@ -902,6 +983,7 @@ class SchemaCopy:
                     self.record(schema.phase_steps(plan, phase))
             if self.module.check_mode or not plan["steps"]:
                 return
+            self.post_progress = PostProgress(self.p["progress_file"], len(plan["steps"]))
             gate = None
             if self.p["wait_for_streams"]:
                 gate_conn = self.connect(self.target)
@@ -914,7 +996,8 @@ class SchemaCopy:
                     if not steps:
                         continue
                     if gate is not None and phase not in ("indexes_parent", "indexes"):
-                        gate.wait_all()
+                        gate.wait_all(self.post_progress)
+                    self.post_progress.now_doing(POST_PHASE_NAMES.get(phase, phase))
                     with self.timed("post_" + phase):
                         if phase == "indexes" and gate is not None:
                             done, errors = self.run_parallel(steps, gate)  # as each table is loaded
@@ -928,6 +1011,7 @@ class SchemaCopy:
                                         "stage again to build the rest" % (phase, "; ".join(
                                             "%s %s: %s" % (s["kind"], s["object"], err) for s, err in errors[:10])))
             finally:
+                self.post_progress.now_doing("done")
                 if gate is not None:
                     self.timings["wait_loads"] = round(gate.waited, 3)
                     self.result["waited_for"]["seconds_waiting_for_all"] = round(gate.waited, 3)
@@ -964,6 +1048,8 @@ class SchemaCopy:
             self.notes.append("foreign key %s added and checked at once, not as NOT VALID: the target refused NOT VALID "
                               "on a partitioned table (%s)" % (step["object"], str(exc).strip().splitlines()[0]))
         step["seconds"] = round(time.monotonic() - start, 3)
+        if self.post_progress is not None:
+            self.post_progress.step_done()
 
     def run_serial(self, conn, steps):
         self.session_setup(conn)
@@ -1004,7 +1090,12 @@ class SchemaCopy:
                         if errors or not pending:
                             return
                         step = take()
+                    if step is not None and gate is not None and self.post_progress is not None:
+                        self.post_progress.now_doing(POST_PHASE_NAMES["indexes"])
                     if step is None:  # every step left waits for its table's load
+                        if self.post_progress is not None:
+                            self.post_progress.now_doing("indexes of the loaded tables; waiting for %s"
+                                                         % gate.waiting_for(), waiting=True)
                         time.sleep(WAIT_INTERVAL)
                         try:
                             gate.refresh()

@@ -388,13 +388,19 @@ def test_post_waiting_for_the_loads_builds_each_tables_indexes_once_it_is_loaded
     ok(env.run("pre"))
     env.initial_load()
     record_loads(env, "copying")
-    thread, box = start_post(env)
+    progress_file = env.tmp / "post-progress.json"
+    thread, box = start_post(env, progress_file=str(progress_file))
     try:
         # customers is loaded: its index comes at once; so do the tables no stream loads.
         assert wait_until(lambda: has_index(env, "customers_referred_by_idx") and has_index(
             env, "invoices_customer_id_idx")), "the loaded tables' indexes were not built while parcels loads"
         time.sleep(1.0)
         assert thread.is_alive()
+        # The progress file says what it waits for (what job_progress prints while replicate.yml runs).
+        waiting = json.loads(progress_file.read_text())
+        assert waiting["unit"] == "objects" and 0 < waiting["rows"] < waiting["rows_expected"]
+        assert "waiting for 1 table(s) still loading: public.parcels" in waiting["phase"], waiting
+        assert waiting["eta_seconds"] is None
         # parcels still copies: neither its indexes nor any foreign key (every load must be done first).
         assert not has_index(env, "parcels_customer_id_idx")
         assert not has_index(env, "parcels_parent_parcel_id_idx")
@@ -404,6 +410,8 @@ def test_post_waiting_for_the_loads_builds_each_tables_indexes_once_it_is_loaded
         thread.join(120)
     post = ok(box["result"])
     assert post["waited_for"]["streams"] == LOADING and post["waited_for"]["done_at_start"] is False
+    final = json.loads(progress_file.read_text())
+    assert final["phase"] == "done" and final["rows"] == final["rows_expected"] == post["summary"]["steps"]
     assert catalog(env.target, env.db, "indexes", "constraints", "triggers") == \
         catalog(env.source, env.db, "indexes", "constraints", "triggers")
     # Once the loads are done, a second run finds everything and does not wait.

@@ -27,3 +27,10 @@ def test_async_job_status_reads_a_job_file_as_async_status_does(tmp_path):
     assert progress.async_job_status(str(job)) == {"finished": False}
     job.write_text('{"changed": false, "verdict": "GO"}')
     assert progress.async_job_status(str(job)) == {"changed": False, "verdict": "GO", "finished": True}
+
+
+def test_progress_line_with_another_unit_counts_exactly():
+    line = progress_line("schema copy (stage post)", {"unit": "objects", "rows": 12, "rows_expected": 34,
+                                                      "percent": 35.3, "rows_per_second": 2.4, "eta_seconds": 9.2,
+                                                      "phase": "indexes"}, 5.0)
+    assert line == "[0:00:05] schema copy (stage post): 12/34 objects  35.3% 2.40 objects/s ETA 0:00:09 indexes"
