@@ -519,7 +519,8 @@ def load_readiness(rows, pending_keys, streams, since=None):
     recorded in pgshift.deferred_keys (both as loader reads them), for a post stage that waits for them. Pure.
 
     Returns dict(registered: streams whose units are recorded, done: every stream recorded, copied and its keys
-    built, loaded: tables whose every unit is copied and whose keys are built, loading: tables not yet,
+    built, pending: the streams not done, loaded: tables whose every unit is copied and whose keys are built,
+    loading: tables not yet,
     failed: [(stream, table, error)] of units that failed after `since` (epoch seconds; older failures belong
     to an earlier run that the next load starts over)).
     """
@@ -537,12 +538,29 @@ def load_readiness(rows, pending_keys, streams, since=None):
         if r["state"] == "failed" and (since is None or (r.get("finished_at") or 0) >= since):
             failed.append((r["stream"], r["table_name"], r.get("error")))
     loaded, loading = set(), set()
+    busy = set(s for s, dummy in keyed)
     for table, entry in tables.items():
         ready = entry["copied"] and not any((s, table) in keyed for s in entry["streams"])
         (loaded if ready else loading).add(table)
+        if not ready:
+            busy.update(entry["streams"])
     done = registered == wanted and not loading and not keyed
     return dict(registered=registered, done=done, loaded=loaded, loading=loading, failed=failed,
-                all_registered=registered == wanted)
+                all_registered=registered == wanted, pending=sorted((wanted - registered) | busy))
+
+
+def stalled_loads(pending, alive, last_alive, now, grace):
+    """The streams among `pending` (not loaded yet) whose load has had no session (`alive`: the streams whose load
+    application_name is connected) for more than `grace` seconds: their load died without saying so (a killed
+    process, a lost controller). `last_alive` {stream: time} is updated in place; a stream seen for the first
+    time counts from `now`. Pure but for that dict."""
+    stalled = []
+    for stream in pending:
+        if stream in alive or stream not in last_alive:
+            last_alive[stream] = now
+        elif now - last_alive[stream] > grace:
+            stalled.append(stream)
+    return stalled
 
 
 def table_ready(readiness, table):

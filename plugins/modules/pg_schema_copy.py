@@ -129,8 +129,9 @@ options:
         target); foreign keys, their validation, triggers and the other objects wait until every one of these
         loads is done, so no foreign key is checked against a half-loaded table and no trigger fires during a
         copy.
-      - A unit of these loads that fails while it waits stops the post stage with the load's error (what was
-        built stays; run it again with the loads).
+      - A unit of these loads that fails while it waits stops the post stage with the load's error, and so does
+        a load not done that has had no session on the target for a minute (a killed process); what was built
+        stays, run it again with the loads.
       - Empty (the default) builds everything at once, for a post stage run after the loads.
     type: list
     elements: str
@@ -421,6 +422,7 @@ POST_PHASE_NAMES = dict(indexes_parent="partitioned indexes", indexes="indexes",
                         objects="triggers and other objects")
 POST_LOCK = "pgshift.schema_copy.post"  # the advisory lock one post stage holds on its target database
 WAIT_INTERVAL = 0.2  # seconds between two looks at the loads' progress
+LOAD_GRACE_SECONDS = 60  # a load not done with no session for this long has died
 
 
 class PostProgress:
@@ -490,12 +492,28 @@ class LoadGate:
         self.lock = threading.Lock()
         self.state = None
         self.waited = 0.0
+        self.last_alive = {}
+        self.names = dict((native.load_application_name(s), s) for s in self.streams)
+
+    def alive(self):
+        """The streams whose load has a session on the target (the loader's progress connection lives from the
+        start of the load to its keys)."""
+        rows = self.conn.execute("SELECT DISTINCT application_name FROM pg_stat_activity WHERE application_name = "
+                                 "ANY(%s)", (list(self.names),)).fetchall()
+        return set(self.names[r[0]] for r in rows)
 
     def refresh(self):
         with self.lock:
             rows = loader.read_progress(self.conn, prefix="")
             keys = loader.deferred_keys(self.conn, prefix="")
             self.state = native.load_readiness(rows, keys, self.streams, self.since)
+            stalled = native.stalled_loads(self.state["pending"], self.alive(), self.last_alive, time.monotonic(),
+                                           LOAD_GRACE_SECONDS)
+            if stalled:
+                raise CopyError("the initial load of %s is not loaded and has not been running for %d s (no session "
+                                "named '%s' on the target): the post stage stops; what it built stays, run it again "
+                                "with the loads" % (", ".join(stalled), LOAD_GRACE_SECONDS,
+                                                    native.load_application_name(stalled[0])))
             if self.state["failed"]:
                 stream, table, error = self.state["failed"][0]
                 raise CopyError("the initial load of stream %s failed on %s (%s): the post stage stops; what it built "

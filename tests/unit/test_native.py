@@ -599,3 +599,21 @@ def test_readiness_reports_failures_of_this_run_only():
     r = native.load_readiness(rows, [], ["m_s1", "m_s2"], since=200.0)
     assert r["failed"] == [("m_s2", "public.b", "disk full")]
     assert not r["done"]
+
+
+def test_readiness_names_the_streams_not_done():
+    rows = [_unit("m_s1", "public.big", "copied"), _unit("m_s2", "public.small", "copied")]
+    r = native.load_readiness(rows, [dict(stream="m_s1", table="public.big")], ["m_s1", "m_s2", "m_s3"])
+    assert r["pending"] == ["m_s1", "m_s3"]  # s1 builds its key, s3 has not recorded its units
+    assert native.load_readiness(rows, [], ["m_s1", "m_s2"])["pending"] == []
+
+
+def test_a_load_without_a_session_for_longer_than_the_grace_has_stalled():
+    last = {}
+    assert native.stalled_loads(["s1", "s2"], set(), last, 100.0, 60) == []  # first look: counts from now
+    assert native.stalled_loads(["s1", "s2"], {"s1"}, last, 150.0, 60) == []
+    assert native.stalled_loads(["s1", "s2"], {"s1"}, last, 161.0, 60) == ["s2"]
+    assert last["s1"] == 161.0
+    # A stream that is done is no longer pending: never stalled.
+    assert native.stalled_loads(["s1"], set(), last, 200.0, 60) == []
+    assert native.stalled_loads(["s1"], set(), last, 222.0, 60) == ["s1"]
