@@ -176,6 +176,9 @@ SOURCE_SCHEMA = [
     "INSERT INTO public.orders SELECT g, date '2025-01-01' + g % 90, repeat('x', g % 50) FROM generate_series(1, 3000) g",
     "INSERT INTO public.items SELECT g, 1 + g % 3000, 'sku' || g FROM generate_series(1, 6000) g",
     "INSERT INTO public.parcels SELECT g, g / 10.0 FROM generate_series(1, 500) g",
+    # Held back by copy_schema pre, built by replicate.yml once DMS's full load is complete.
+    "CREATE INDEX items_order_id_idx ON public.items (order_id)",
+    "ALTER TABLE public.items ADD CONSTRAINT items_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders (id)",
     "ANALYZE",
 ]
 
@@ -216,6 +219,13 @@ def test_dms_replicate_then_cleanup(tmp_path, aws, source_cluster, target_cluste
     task_ids = [prefix + "-s1", prefix + "-s2"]
     # CloudWatch has CDC latency for the tasks (DMS publishes it; moto does not run tasks).
     put_latency(cloudwatch, prefix, task_ids, 2.0)
+
+    # Phase 3 first, as a DBA runs it: the schema without its secondary index and foreign key.
+    rc, out, recap = play("copy_schema.yml", inv)
+    assert rc == 0, out
+    held_back = "SELECT count(*) FROM pg_indexes WHERE indexname = 'items_order_id_idx' UNION ALL " \
+                "SELECT count(*) FROM pg_constraint WHERE conname = 'items_order_id_fkey' AND convalidated"
+    assert target_cluster.query(tgt_db, held_back) == [(0,), (0,)]
 
     # --check --diff: the tasks with their table mappings are shown, nothing is created.
     rc, out, recap = play("replicate.yml", inv, "--check", "--diff")
@@ -261,6 +271,11 @@ def test_dms_replicate_then_cleanup(tmp_path, aws, source_cluster, target_cluste
     assert "CAUGHT UP: 2 DMS task(s), full load complete, CDC latency 2.0 s (threshold 5 s)" in flat(out), out
     report = json.loads((tmp_path / "reports" / "dms-replication.json").read_text())
     assert report["all_full_load_complete"] is True and report["max_cdc_latency_seconds"] == 2.0
+    # The full load complete, what stage pre held back is built (and reported), the foreign key validated.
+    assert target_cluster.query(tgt_db, held_back) == [(1,), (1,)]
+    post = json.loads((tmp_path / "reports" / "schema-post.json").read_text())
+    assert {(c["kind"], c["object"]) for c in post["created"]} >= {
+        ("index", "public.items_order_id_idx"), ("foreign key", "items_order_id_fkey on public.items")}
 
     rc, out, recap = play("replicate.yml", inv, *fast)
     assert rc == 0, out
