@@ -80,6 +80,8 @@ def test_native_migration_end_to_end(lab):
         rc, out, recap = playbook(inventory, "pgshift.aurora.replicate")
         assert "CAUGHT UP" in out
         assert re.search(r"\[0:\d\d:\d\d\] pgshift_shipping_s1 ", out), "no progress line in the playbook output"
+        # The post stage ran with the loads and says what it built (copy_schema collect, its progress file).
+        assert re.search(r"schema copy \(stage post\): (\d+)/\1 objects 100\.0% .* done", out), out[-3000:]
         with connect(PORTS["source"]) as src:
             # Changes the audit trigger sees on the source, while CDC runs.
             src.execute("UPDATE public.customers SET name = name || ' (moved)' WHERE id IN "
