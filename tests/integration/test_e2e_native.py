@@ -77,6 +77,12 @@ def test_native_migration_end_to_end(lab):
     try:
         playbook(inventory, "pgshift.aurora.prepare_source")
         playbook(inventory, "pgshift.aurora.copy_schema")
+        # --check: what each stream and the post stage would do, nothing started.
+        rc, out, recap = playbook(inventory, "pgshift.aurora.replicate", "--check")
+        assert "Show what each stream would do (check mode)" in out and "pgshift_shipping_s1" in out
+        with connect(PORTS["source"]) as src:
+            assert src.execute("SELECT count(*) FROM pg_publication WHERE pubname LIKE 'pgshift%%'").fetchone()[0] == 0
+            assert src.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0
         rc, out, recap = playbook(inventory, "pgshift.aurora.replicate")
         assert "CAUGHT UP" in out
         assert re.search(r"\[0:\d\d:\d\d\] pgshift_shipping_s1 ", out), "no progress line in the playbook output"
