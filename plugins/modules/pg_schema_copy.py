@@ -129,6 +129,9 @@ options:
         target); foreign keys, their validation, triggers and the other objects wait until every one of these
         loads is done, so no foreign key is checked against a half-loaded table and no trigger fires during a
         copy.
+      - Streams apply their changes each on its own, so a foreign key validated while they catch up may find a
+        referenced row that another stream has not applied yet; its validation is then tried again for up to two
+        minutes.
       - A unit of these loads that fails while it waits stops the post stage with the load's error, and so does
         a load not done that has had no session on the target for a minute (a killed process); what was built
         stays, run it again with the loads.
@@ -423,6 +426,7 @@ POST_PHASE_NAMES = dict(indexes_parent="partitioned indexes", indexes="indexes",
 POST_LOCK = "pgshift.schema_copy.post"  # the advisory lock one post stage holds on its target database
 WAIT_INTERVAL = 0.2  # seconds between two looks at the loads' progress
 LOAD_GRACE_SECONDS = 60  # a load not done with no session for this long has died
+FK_RETRY_SECONDS = 120  # how long a foreign key validation waits for a referenced row still being replicated
 
 
 class PostProgress:
@@ -1025,9 +1029,15 @@ class SchemaCopy:
                             done, errors = self.run_serial(tgt, steps)
                     self.record(done)
                     if errors:
+                        hint = ""
+                        if any("violates foreign key constraint" in err for dummy, err in errors):
+                            hint = (" A foreign key found rows whose referenced rows are not on the target: if the "
+                                    "streams are still catching up, run the post stage again once they are; if it "
+                                    "stays, the target lacks rows of the source (validate.yml lists them).")
                         raise CopyError("the post stage stopped in phase %s: %s. What was built stays; run the post "
-                                        "stage again to build the rest" % (phase, "; ".join(
-                                            "%s %s: %s" % (s["kind"], s["object"], err) for s, err in errors[:10])))
+                                        "stage again to build the rest.%s" % (phase, "; ".join(
+                                            "%s %s: %s" % (s["kind"], s["object"], err) for s, err in errors[:10]),
+                                            hint))
             finally:
                 self.post_progress.now_doing("done")
                 if gate is not None:
@@ -1052,10 +1062,33 @@ class SchemaCopy:
         if self.p["maintenance_work_mem"]:
             conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(self.p["maintenance_work_mem"])))
 
+    def run_validate(self, conn, step):
+        """VALIDATE CONSTRAINT; with the streams running (wait_for_streams), a foreign key whose referenced row is
+        not there yet is tried again for FK_RETRY_SECONDS: the streams load from snapshots taken one after the
+        other and catch up each on its own, so a row referenced from one stream's table can arrive through
+        another stream a moment later."""
+        deadline = time.monotonic() + FK_RETRY_SECONDS
+        tries = 0
+        while True:
+            try:
+                conn.execute(step["sql"])
+                break
+            except pg_errors.ForeignKeyViolation:
+                if not self.p["wait_for_streams"] or time.monotonic() > deadline:
+                    raise
+                tries += 1
+                time.sleep(min(5.0, 0.25 * 2 ** tries))
+        if tries:
+            self.notes.append("%s validated after %d retries: a row it references reached the target through its "
+                              "stream after the first try" % (step["object"], tries))
+
     def execute_step(self, conn, step):
         start = time.monotonic()
         try:
-            conn.execute(step["sql"])
+            if step["kind"] == "validate constraint":
+                self.run_validate(conn, step)
+            else:
+                conn.execute(step["sql"])
         except (pg_errors.FeatureNotSupported, pg_errors.WrongObjectType, pg_errors.InvalidTableDefinition) as exc:
             if not step.get("plain"):
                 raise

@@ -419,6 +419,41 @@ def test_post_waiting_for_the_loads_builds_each_tables_indexes_once_it_is_loaded
     assert again["changed"] is False and again["created"] == []
 
 
+def test_post_with_the_streams_running_validates_a_foreign_key_once_its_row_arrives(env):
+    """Streams catch up each on its own: a parcel can be on the target before its customer. The validation is tried
+    again until the customer's row arrives (here: put back by hand a moment later)."""
+    ok(env.run("pre"))
+    env.initial_load()
+    record_loads(env, "copied")
+    env.target.execute(env.db, [
+        "CREATE TABLE public.held_customer AS SELECT * FROM public.customers WHERE id = 2",
+        "DELETE FROM public.customers WHERE id = 2"])
+    thread, box = start_post(env)
+    try:
+        assert wait_until(lambda: count(env.target, env.db, "SELECT count(*) FROM pg_constraint WHERE conname = "
+                                        "'parcels_customer_id_fkey' AND NOT convalidated") == 1)
+        time.sleep(1.0)
+        assert thread.is_alive()  # validating again and again, not failed
+    finally:
+        env.target.execute(env.db, [
+            "INSERT INTO public.customers OVERRIDING SYSTEM VALUE SELECT * FROM public.held_customer",
+            "DROP TABLE public.held_customer"])
+        thread.join(120)
+    post = ok(box["result"])
+    assert any("parcels_customer_id_fkey on public.parcels validated after" in n for n in post["notes"]), post["notes"]
+    assert catalog(env.target, env.db, "constraints") == catalog(env.source, env.db, "constraints")
+
+
+def test_post_after_the_loads_says_what_a_foreign_key_violation_means(env):
+    ok(env.run("pre"))
+    env.initial_load()
+    env.target.execute(env.db, ["DELETE FROM public.customers WHERE id = 2"])
+    result = env.run("post")  # no stream running: no retry
+    assert result.get("failed") is True
+    assert "violates foreign key constraint" in result["msg"]
+    assert "the target lacks rows of the source (validate.yml lists them)" in result["msg"]
+
+
 def test_post_waiting_for_the_loads_stops_when_one_fails(env):
     ok(env.run("pre"))
     env.initial_load()
