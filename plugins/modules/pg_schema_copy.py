@@ -1012,6 +1012,7 @@ class SchemaCopy:
                 gate = LoadGate(gate_conn, self.p["wait_for_streams"], self.p["wait_timeout"])
                 gate.refresh()
                 self.result["waited_for"] = dict(streams=gate.streams, done_at_start=gate.state["done"])
+            finished = False
             try:
                 for phase in schema.PHASES:
                     steps = schema.phase_steps(plan, phase)
@@ -1038,8 +1039,9 @@ class SchemaCopy:
                                         "stage again to build the rest.%s" % (phase, "; ".join(
                                             "%s %s: %s" % (s["kind"], s["object"], err) for s, err in errors[:10]),
                                             hint))
+                finished = True
             finally:
-                self.post_progress.now_doing("done")
+                self.post_progress.now_doing("done" if finished else "stopped")
                 if gate is not None:
                     self.timings["wait_loads"] = round(gate.waited, 3)
                     self.result["waited_for"]["seconds_waiting_for_all"] = round(gate.waited, 3)

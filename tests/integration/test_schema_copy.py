@@ -458,7 +458,8 @@ def test_post_waiting_for_the_loads_stops_when_one_fails(env):
     ok(env.run("pre"))
     env.initial_load()
     record_loads(env, "copying")
-    thread, box = start_post(env)
+    progress_file = env.tmp / "post-progress.json"
+    thread, box = start_post(env, progress_file=str(progress_file))
     assert wait_until(lambda: has_index(env, "customers_referred_by_idx"))
     env.target.execute(env.db, ["UPDATE pgshift.load_progress SET state = 'failed', finished_at = now(), "
                                 "error = 'could not extend file: No space left on device' "
@@ -468,6 +469,7 @@ def test_post_waiting_for_the_loads_stops_when_one_fails(env):
     assert result.get("failed") is True
     assert "the initial load of stream pgshift_w_s2 failed on public.parcels" in result["msg"]
     assert "No space left on device" in result["msg"]
+    assert json.loads(progress_file.read_text())["phase"] == "stopped"
     # What was built stays (the indexes of the loaded tables), no foreign key was added.
     assert has_index(env, "customers_referred_by_idx")
     assert count(env.target, env.db, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'") == 0
