@@ -197,14 +197,6 @@ def run_modules_at_once(calls):
     return results
 
 
-def status_params(env):
-    """pg_replication_status's options (every one, defaults applied) for the lab's migration."""
-    spec = pgstatus.argument_spec()
-    params = dict((k, v.get("default")) for k, v in spec.items())
-    params.update(both_args(env), migration=env["name"])
-    return params
-
-
 def source_args(env):
     s = env["source"]
     return dict(login_host=s["db_host"], login_port=s["db_port"], login_db=s["db_name"], login_user=s["db_admin_user"],
@@ -485,7 +477,8 @@ def run_pgshift_modules(env, dummy):
     post_timings = post.get("timings") or {}
     t5 = time.monotonic()
     # As pg_replication_wait does with the local connection: the status read in this process, not a module run.
-    reader = pgstatus.Status(dict(status_params(env), max_lag_bytes=1048576, max_lag_seconds=5))
+    reader = pgstatus.Status(pgstatus.validated_params(dict(both_args(env), migration=env["name"],
+                                                            max_lag_bytes=1048576, max_lag_seconds=5)))
     status = {}
     while time.monotonic() - t5 < 600:
         status = reader.read_once()

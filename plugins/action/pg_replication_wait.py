@@ -27,11 +27,6 @@ from ansible_collections.pgshift.aurora.plugins.module_utils import progress
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import connection as pgconn
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import status as pgstatus
 
-try:
-    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-except ImportError:  # ansible-core before 2.11: the module is run at every poll
-    ArgumentSpecValidator = None
-
 display = Display()
 
 JOB_WATCH_SECONDS = 0.2  # how often local load jobs' files are read between two polls
@@ -72,12 +67,8 @@ class LocalStatus:
     def for_args(cls, args):
         """A reader for the module's options, or None when the module must run instead (psycopg missing here, or
         options the module would refuse: it then says what is wrong)."""
-        if ArgumentSpecValidator is None or pgconn.PSYCOPG_IMPORT_ERROR:
-            return None
-        checked = ArgumentSpecValidator(pgstatus.argument_spec()).validate(dict(args))
-        if checked.error_messages or pgstatus.check_params(checked.validated_parameters):
-            return None
-        return cls(pgstatus.Status(checked.validated_parameters))
+        params = None if pgconn.PSYCOPG_IMPORT_ERROR else pgstatus.validated_params(args)
+        return None if params is None else cls(pgstatus.Status(params))
 
     def poll(self):
         """What the module would return: the status, or failed with a message without any secret."""

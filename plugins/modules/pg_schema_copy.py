@@ -498,6 +498,7 @@ class LoadGate:
         self.waited = 0.0
         self.last_alive = {}
         self.names = dict((native.load_application_name(s), s) for s in self.streams)
+        self.refreshed_at = None
 
     def alive(self):
         """The streams whose load has a session on the target (the loader's progress connection lives from the
@@ -507,7 +508,11 @@ class LoadGate:
         return set(self.names[r[0]] for r in rows)
 
     def refresh(self):
+        """Reads the loads' state again; at most once per WAIT_INTERVAL, however many workers ask."""
         with self.lock:
+            if self.refreshed_at is not None and time.monotonic() - self.refreshed_at < WAIT_INTERVAL / 2:
+                return
+            self.refreshed_at = time.monotonic()
             rows = loader.read_progress(self.conn, prefix="")
             keys = loader.deferred_keys(self.conn, prefix="")
             self.state = native.load_readiness(rows, keys, self.streams, self.since)

@@ -371,6 +371,17 @@ def start_post(env, **extra):
     return thread, box
 
 
+def start_post_while_parcels_loads(env):
+    """Stage pre, the rows, parcels recorded as still copying, the post stage started with a progress file:
+    (thread, result box, progress file)."""
+    ok(env.run("pre"))
+    env.initial_load()
+    record_loads(env, "copying")
+    progress_file = env.tmp / "post-progress.json"
+    thread, box = start_post(env, progress_file=str(progress_file))
+    return thread, box, progress_file
+
+
 def wait_until(predicate, seconds=60):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -385,11 +396,7 @@ def has_index(env, name):
 
 
 def test_post_waiting_for_the_loads_builds_each_tables_indexes_once_it_is_loaded(env):
-    ok(env.run("pre"))
-    env.initial_load()
-    record_loads(env, "copying")
-    progress_file = env.tmp / "post-progress.json"
-    thread, box = start_post(env, progress_file=str(progress_file))
+    thread, box, progress_file = start_post_while_parcels_loads(env)
     try:
         # customers is loaded: its index comes at once; so do the tables no stream loads.
         assert wait_until(lambda: has_index(env, "customers_referred_by_idx") and has_index(
@@ -455,11 +462,7 @@ def test_post_after_the_loads_says_what_a_foreign_key_violation_means(env):
 
 
 def test_post_waiting_for_the_loads_stops_when_one_fails(env):
-    ok(env.run("pre"))
-    env.initial_load()
-    record_loads(env, "copying")
-    progress_file = env.tmp / "post-progress.json"
-    thread, box = start_post(env, progress_file=str(progress_file))
+    thread, box, progress_file = start_post_while_parcels_loads(env)
     assert wait_until(lambda: has_index(env, "customers_referred_by_idx"))
     env.target.execute(env.db, ["UPDATE pgshift.load_progress SET state = 'failed', finished_at = now(), "
                                 "error = 'could not extend file: No space left on device' "

@@ -10,6 +10,11 @@ instead of starting the module at every poll.
 
 from __future__ import annotations
 
+try:
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+except ImportError:  # ansible-core before 2.11: validated_params() returns None, callers run the module
+    ArgumentSpecValidator = None
+
 from ansible_collections.pgshift.aurora.plugins.module_utils import native
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect, postgres_argument_spec
@@ -235,3 +240,15 @@ def check_params(params):
         except ValueError as exc:
             problems.append("barrier_lsn: %s" % exc)
     return problems
+
+
+def validated_params(args):
+    """The module's options from `args` with its defaults applied, as AnsibleModule would give them, or None when
+    the module would refuse them (it then says what is wrong). For readers of the status without the module: the
+    pg_replication_wait action, the initial load benchmark."""
+    if ArgumentSpecValidator is None:
+        return None
+    checked = ArgumentSpecValidator(argument_spec()).validate(dict(args))
+    if checked.error_messages or check_params(checked.validated_parameters):
+        return None
+    return checked.validated_parameters
