@@ -7,6 +7,7 @@ what to do to reach a state, wait conditions, failures and progress. No AWS call
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import re
@@ -511,3 +512,107 @@ def endpoint_changes(want, have):
 def to_json(value):
     """The JSON string sent to the API (stable key order, so the same input sends the same text)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------------------------
+# Endpoint TLS: never weaker than what the controller's libpq connection asks for
+# --------------------------------------------------------------------------------------------
+
+DMS_SSL_MODES = ("none", "require", "verify-ca", "verify-full")
+LIBPQ_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+VERIFYING = ("verify-ca", "verify-full")
+# libpq sslmode -> DMS SslMode. allow and prefer become require: against a server that requires TLS (RDS with
+# rds.force_ssl, Aurora) libpq ends up encrypted, and DMS's none would not be. disable has no mapping: TLS off
+# must be asked for explicitly (ssl_mode none).
+LIBPQ_TO_DMS = {"allow": "require", "prefer": "require", "require": "require",
+                "verify-ca": "verify-ca", "verify-full": "verify-full"}
+
+
+class TlsError(ValueError):
+    """The endpoint's TLS settings cannot be decided; the message says what to set."""
+
+
+def endpoint_tls(endpoint, ssl_mode=None, libpq_sslmode=None, certificate_arn=None):
+    """(SslMode, CertificateArn, warnings) of a DMS endpoint, or TlsError.
+
+    ssl_mode: DMS's mode asked for explicitly (the inventory's dms_ssl_mode), wins when set, none included.
+    libpq_sslmode: the mode the controller connects to that database with (db_sslmode); mapped by LIBPQ_TO_DMS.
+    Neither: require. verify-ca / verify-full need certificate_arn; the certificate is sent as given.
+    """
+    warnings = []
+    if ssl_mode:
+        if ssl_mode not in DMS_SSL_MODES:
+            raise TlsError("endpoint %s: ssl_mode %s is not one of %s" % (endpoint, ssl_mode, ", ".join(DMS_SSL_MODES)))
+        mode = ssl_mode
+        if mode == "none" and libpq_sslmode and libpq_sslmode != "disable":
+            warnings.append("endpoint %s: DMS connects without TLS (ssl_mode none) although the database is reached "
+                            "with sslmode %s" % (endpoint, libpq_sslmode))
+    elif libpq_sslmode:
+        if libpq_sslmode not in LIBPQ_SSL_MODES:
+            raise TlsError("endpoint %s: sslmode %s is not one of %s" % (endpoint, libpq_sslmode,
+                                                                       ", ".join(LIBPQ_SSL_MODES)))
+        if libpq_sslmode == "disable":
+            raise TlsError("endpoint %s: the database's sslmode is disable, and a DMS endpoint never drops TLS "
+                           "silently: set ssl_mode none to connect DMS without TLS (replicate role: dms_ssl_mode: none "
+                           "in the inventory), or give the database a TLS sslmode (require, verify-full)" % endpoint)
+        mode = LIBPQ_TO_DMS[libpq_sslmode]
+    else:
+        mode = "require"
+    if mode in VERIFYING and not certificate_arn:
+        raise TlsError("endpoint %s: ssl_mode %s needs certificate_arn, the DMS certificate of the server's CA (import "
+                       "the CA bundle with aws dms import-certificate or pgshift.aurora.dms_certificate; replicate "
+                       "role: dms_certificate_arn, or db_sslrootcert, which it imports itself), or use ssl_mode "
+                       "require (dms_ssl_mode: require)" % (endpoint, mode))
+    return mode, certificate_arn or None, warnings
+
+
+CERTIFICATE_FINGERPRINT_CHARS = 16
+_CERTIFICATE_ID = re.compile(r"^[A-Za-z](?:-?[A-Za-z0-9])*$")
+
+
+def normalise_pem(pem):
+    """The PEM text with line endings and surrounding blanks normalised (what the fingerprint covers)."""
+    lines = [line.strip() for line in str(pem).replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def pem_problem(pem):
+    """None for PEM text holding at least one certificate, else what is wrong with it."""
+    text = normalise_pem(pem)
+    begin = text.count("-----BEGIN CERTIFICATE-----")
+    if not begin:
+        return "no -----BEGIN CERTIFICATE----- block"
+    if begin != text.count("-----END CERTIFICATE-----"):
+        return "a certificate block is not closed (-----END CERTIFICATE-----)"
+    if "PRIVATE KEY-----" in text:
+        return "it holds a private key: give the CA certificate(s) only"
+    return None
+
+
+def certificate_identifier(prefix, pem):
+    """prefix + the first characters of the PEM's SHA-256: the same bundle gets the same name, another bundle another.
+
+    DMS certificates cannot be modified: a changed CA bundle is imported under a new name.
+    """
+    digest = hashlib.sha256(normalise_pem(pem).encode("utf-8")).hexdigest()[:CERTIFICATE_FINGERPRINT_CHARS]
+    ident = "%s%s" % (prefix, digest)
+    problem = certificate_identifier_problem(ident)
+    if problem:
+        raise ValueError("identifier_prefix %s: %s" % (prefix, problem))
+    return ident
+
+
+def certificate_identifier_problem(ident):
+    """None for a valid DMS certificate identifier, else why not (DMS's rules)."""
+    if not ident or len(ident) > 255:
+        return "a certificate identifier has 1 to 255 characters"
+    if not _CERTIFICATE_ID.match(ident):
+        return ("a certificate identifier starts with a letter, has only letters, digits and hyphens, no two hyphens in a "
+                "row and does not end with a hyphen")
+    return None
+
+
+def certificates_of_prefix(certificates, prefix):
+    """The certificates named prefix + a fingerprint (certificate_identifier), as DescribeCertificates lists them."""
+    pattern = re.compile("^%s[0-9a-f]{%d}$" % (re.escape(prefix), CERTIFICATE_FINGERPRINT_CHARS))
+    return [c for c in certificates if pattern.match(c.get("CertificateIdentifier") or "")]

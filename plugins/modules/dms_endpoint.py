@@ -18,6 +18,9 @@ description:
     or on every run with O(update_password=always) (which then reports a change every run).
   - Credentials either as O(username)/O(password) or from Secrets Manager (O(secrets_manager_secret_id)
     with O(secrets_manager_access_role_arn)), the way DMS reads them itself.
+  - TLS is never dropped silently (O(ssl_mode), O(libpq_sslmode)): without either the endpoint requires TLS, a
+    database reached with sslmode C(prefer) gets C(require), and C(verify-ca) / C(verify-full) without
+    O(certificate_arn) or a database reached without TLS (C(disable)) is an error that says what to set.
   - Unlike M(community.aws.dms_endpoint), it sets C(PostgreSQLSettings), compares them key by key, and
     takes the C(aurora-postgresql) engine.
   - An endpoint used by a replication task cannot be deleted; delete the tasks first.
@@ -68,11 +71,25 @@ options:
     description: The IAM role DMS assumes to read O(secrets_manager_secret_id).
     type: str
   ssl_mode:
-    description: TLS mode. Use C(verify-full) with O(certificate_arn) (the RDS CA bundle imported into DMS).
+    description:
+      - DMS's TLS mode, asked for explicitly; wins over O(libpq_sslmode). C(verify-ca) and C(verify-full) need
+        O(certificate_arn). C(none) (no encryption) is only ever used when set here.
+      - Neither O(ssl_mode) nor O(libpq_sslmode) set means C(require), also on an existing endpoint.
     type: str
     choices: [none, require, verify-ca, verify-full]
+  libpq_sslmode:
+    description:
+      - The sslmode the controller connects to this database with (the inventory's C(db_sslmode)), mapped to DMS's
+        when O(ssl_mode) is not set, never to something weaker, C(require) and C(verify-*) as they are; C(allow) and
+        C(prefer) become C(require) (against a server that requires TLS, such as RDS with C(rds.force_ssl) or
+        Aurora, libpq encrypts too).
+      - C(disable) is an error that says to set O(ssl_mode=none): TLS is never dropped silently.
+    type: str
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
   certificate_arn:
-    description: The DMS certificate to verify the server with.
+    description:
+      - The DMS certificate to verify the server with (the RDS CA bundle imported into DMS, see
+        M(pgshift.aurora.dms_certificate)); required with C(verify-ca) and C(verify-full).
     type: str
   kms_key_id:
     description: KMS key encrypting the connection settings (creation only).
@@ -138,7 +155,9 @@ EXAMPLES = r"""
     database_name: orders
     username: pgshift_migrator
     password: "{{ target_password }}"
-    ssl_mode: require
+    # verify-full as the controller connects (db_sslmode), with the RDS CA bundle imported into DMS.
+    libpq_sslmode: verify-full
+    certificate_arn: arn:aws:dms:eu-west-1:123456789012:cert:RDSGLOBALBUNDLE
     session_replication_role: replica
     aws_region: eu-west-1
 """
@@ -184,16 +203,16 @@ def result_of(ep, tags):
     return out
 
 
-def wanted(p):
-    """create_endpoint arguments (no identifier, tags nor password)."""
+def wanted(p, ssl_mode, certificate_arn):
+    """create_endpoint arguments (no identifier, tags nor password); TLS from dms.endpoint_tls."""
     pg = dms.postgres_settings(p["postgresql_settings"], p["session_replication_role"])
     if p["secrets_manager_secret_id"]:
         pg["SecretsManagerSecretId"] = p["secrets_manager_secret_id"]
         if p["secrets_manager_access_role_arn"]:
             pg["SecretsManagerAccessRoleArn"] = p["secrets_manager_access_role_arn"]
     return dict(EndpointType=p["endpoint_type"], EngineName=p["engine_name"], ServerName=p["server_name"], Port=p["port"],
-                DatabaseName=p["database_name"], Username=p["username"], SslMode=p["ssl_mode"],
-                CertificateArn=p["certificate_arn"], PostgreSQLSettings=pg or None)
+                DatabaseName=p["database_name"], Username=p["username"], SslMode=ssl_mode,
+                CertificateArn=certificate_arn, PostgreSQLSettings=pg or None)
 
 
 def run(module, api):
@@ -212,7 +231,13 @@ def run(module, api):
                      EndpointArn=ep["EndpointArn"])
         return result
 
-    want = wanted(p)
+    try:
+        ssl_mode, certificate_arn, warnings = dms.endpoint_tls(ident, p["ssl_mode"], p["libpq_sslmode"], p["certificate_arn"])
+    except dms.TlsError as exc:
+        module.fail_json(msg=str(exc))
+    for warning in warnings:
+        module.warn(warning)
+    want = wanted(p, ssl_mode, certificate_arn)
     if ep is None:
         if not p["endpoint_type"]:
             module.fail_json(msg="endpoint %s does not exist: set endpoint_type (source or target) to create it" % ident)
@@ -279,7 +304,8 @@ def main():
         update_password=dict(type="str", default="on_create", choices=["always", "on_create"], no_log=False),
         secrets_manager_secret_id=dict(type="str", no_log=False),
         secrets_manager_access_role_arn=dict(type="str", no_log=False),
-        ssl_mode=dict(type="str", choices=["none", "require", "verify-ca", "verify-full"]),
+        ssl_mode=dict(type="str", choices=list(dms.DMS_SSL_MODES)),
+        libpq_sslmode=dict(type="str", choices=list(dms.LIBPQ_SSL_MODES)),
         certificate_arn=dict(type="str"),
         kms_key_id=dict(type="str", no_log=False),
         postgresql_settings=dict(type="dict"),

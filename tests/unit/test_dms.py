@@ -324,3 +324,99 @@ def test_plan_mappings_and_table_settings_rules_are_accepted():
     assert [(r["rule-name"], r.get("rule-action")) for r in norm["rules"]] == [
         ("1", "explicit"), ("2", "explicit"), ("3", "exclude"), ("split-orders", None)]
     assert dms.mappings_drift(norm, json.dumps(norm)) == []
+
+
+# -- endpoint TLS and certificates ---------------------------------------------------------------
+
+CERT = "arn:aws:dms:eu-west-1:123456789012:cert:RDSGLOBALBUNDLE"
+
+
+@pytest.mark.parametrize("libpq, dms_mode", [
+    ("allow", "require"), ("prefer", "require"), ("require", "require"),
+])
+def test_endpoint_tls_is_never_weaker_than_libpq(libpq, dms_mode):
+    assert dms.endpoint_tls("src", libpq_sslmode=libpq) == (dms_mode, None, [])
+
+
+@pytest.mark.parametrize("libpq", ["verify-ca", "verify-full"])
+def test_endpoint_tls_verification_keeps_its_mode_and_needs_a_certificate(libpq):
+    assert dms.endpoint_tls("src", libpq_sslmode=libpq, certificate_arn=CERT) == (libpq, CERT, [])
+    with pytest.raises(dms.TlsError) as err:
+        dms.endpoint_tls("pgshift-orders-source", libpq_sslmode=libpq)
+    msg = str(err.value)
+    assert "pgshift-orders-source" in msg and "%s needs certificate_arn" % libpq in msg
+    assert "dms_certificate_arn" in msg and "db_sslrootcert" in msg and "dms_ssl_mode: require" in msg
+
+
+def test_endpoint_tls_disable_is_an_error_unless_none_is_asked_for():
+    with pytest.raises(dms.TlsError) as err:
+        dms.endpoint_tls("pgshift-orders-target", libpq_sslmode="disable")
+    msg = str(err.value)
+    assert "pgshift-orders-target" in msg and "never drops TLS silently" in msg and "dms_ssl_mode: none" in msg
+    # Explicitly asked for: none, without a warning since the controller does not use TLS either.
+    assert dms.endpoint_tls("t", ssl_mode="none", libpq_sslmode="disable") == ("none", None, [])
+
+
+def test_endpoint_tls_explicit_mode_wins_and_none_over_tls_is_warned_about():
+    assert dms.endpoint_tls("t", ssl_mode="require", libpq_sslmode="verify-full") == ("require", None, [])
+    assert dms.endpoint_tls("t", ssl_mode="verify-full", libpq_sslmode="prefer", certificate_arn=CERT) == (
+        "verify-full", CERT, [])
+    mode, cert, warnings = dms.endpoint_tls("t", ssl_mode="none", libpq_sslmode="verify-full")
+    assert (mode, cert) == ("none", None)
+    assert len(warnings) == 1 and "without TLS" in warnings[0] and "verify-full" in warnings[0]
+    with pytest.raises(dms.TlsError, match="verify-ca needs certificate_arn"):
+        dms.endpoint_tls("t", ssl_mode="verify-ca", libpq_sslmode="verify-full")
+
+
+def test_endpoint_tls_without_any_setting_requires_tls():
+    assert dms.endpoint_tls("t") == ("require", None, [])
+    # A certificate given with require is sent as given.
+    assert dms.endpoint_tls("t", certificate_arn=CERT) == ("require", CERT, [])
+
+
+def test_endpoint_tls_refuses_unknown_modes():
+    with pytest.raises(dms.TlsError, match="sslmode verify is not one of disable, allow"):
+        dms.endpoint_tls("t", libpq_sslmode="verify")
+    with pytest.raises(dms.TlsError, match="ssl_mode prefer is not one of none, require"):
+        dms.endpoint_tls("t", ssl_mode="prefer")
+
+
+PEM = ("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUY29tbW9uLWNhLWZvci10ZXN0czAKBggqhkjOPQQDAjAP\n"
+       "-----END CERTIFICATE-----\n")
+OTHER_PEM = PEM.replace("Y29tbW9u", "b3RoZXJz")
+
+
+def test_certificate_identifier_follows_the_pem_not_its_line_endings():
+    ident = dms.certificate_identifier("pgshift-orders-ca-", PEM)
+    assert ident.startswith("pgshift-orders-ca-") and len(ident) == len("pgshift-orders-ca-") + 16
+    assert dms.certificate_identifier_problem(ident) is None
+    assert dms.certificate_identifier("pgshift-orders-ca-", "\n" + PEM.replace("\n", "\r\n") + "\n\n") == ident
+    assert dms.certificate_identifier("pgshift-orders-ca-", OTHER_PEM) != ident
+    with pytest.raises(ValueError, match="starts with a letter"):
+        dms.certificate_identifier("1-orders-", PEM)
+    with pytest.raises(ValueError, match="no two hyphens"):
+        dms.certificate_identifier("pgshift--ca-", PEM)
+
+
+def test_certificate_identifier_problems():
+    assert dms.certificate_identifier_problem("rds-global-bundle") is None
+    assert dms.certificate_identifier_problem("rds-global-bundle-") is not None
+    assert dms.certificate_identifier_problem("rds_global") is not None
+    assert dms.certificate_identifier_problem("") is not None
+    assert dms.certificate_identifier_problem("a" * 256) is not None
+
+
+def test_pem_problem():
+    assert dms.pem_problem(PEM + OTHER_PEM) is None
+    assert "no -----BEGIN CERTIFICATE-----" in dms.pem_problem("hello")
+    assert "not closed" in dms.pem_problem(PEM.replace("-----END CERTIFICATE-----\n", ""))
+    key = "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n"
+    assert "private key" in dms.pem_problem(PEM + key)
+
+
+def test_certificates_of_prefix_only_the_fingerprinted_names():
+    ident = dms.certificate_identifier("pgshift-orders-ca-", PEM)
+    listed = [{"CertificateIdentifier": ident}, {"CertificateIdentifier": "pgshift-orders-ca-manual"},
+              {"CertificateIdentifier": dms.certificate_identifier("pgshift-orders-staging-ca-", PEM)},
+              {"CertificateIdentifier": "rds-global-bundle"}]
+    assert dms.certificates_of_prefix(listed, "pgshift-orders-ca-") == [{"CertificateIdentifier": ident}]

@@ -524,7 +524,7 @@ def endpoint_module(**params):
     base = dict(identifier="pgshift-orders-source", endpoint_type="source", engine_name="postgres",
                 server_name="orders.abc.eu-west-1.rds.amazonaws.com", port=5432, database_name="orders", username="pgshift",
                 password="Secret-1", update_password="on_create", secrets_manager_secret_id=None, secrets_manager_access_role_arn=None,
-                ssl_mode="require", certificate_arn=None, kms_key_id=None, session_replication_role=None, tags=None, purge_tags=True,
+                ssl_mode="require", libpq_sslmode=None, certificate_arn=None, kms_key_id=None, session_replication_role=None, tags=None, purge_tags=True,
                 state="present",
                 postgresql_settings=dict(slot_name="pgshift_orders_dms_s1", heartbeat_enable=True, heartbeat_frequency=5,
                                          plugin_name="pglogical", fail_tasks_on_lob_truncation=True))
@@ -587,3 +587,180 @@ def test_endpoint_tags_added_and_purged(stubs):
     result = dms_endpoint.run(endpoint_module(tags={"migration": "orders"}), dms_api.Api(client))
     assert result["changed"] and result["endpoint"]["tags"] == {"migration": "orders"}
     assert result["diff"] == {"before": {"Tags": {"old": "1", "migration": "x"}}, "after": {"Tags": {"migration": "orders"}}}
+
+
+# -- endpoint TLS ----------------------------------------------------------------------------------
+
+CERT_ARN = "arn:aws:dms:%s:%s:cert:CERTCERTCERTCERTCERTCERTCE" % (REGION, ACCOUNT)
+
+
+def endpoint_not_found(stub):
+    stub.add_client_error("describe_endpoints", "ResourceNotFoundFault", "Endpoint not found", http_status_code=400,
+                          expected_params={"Filters": [{"Name": "endpoint-id", "Values": ["pgshift-orders-source"]}]})
+
+
+def test_endpoint_created_verify_full_with_the_certificate_as_the_migration_user(stubs):
+    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
+
+    client, stub, cw_client, cw_stub = stubs
+    endpoint_not_found(stub)
+    created = dict(DESCRIBED_SOURCE, SslMode="verify-full", CertificateArn=CERT_ARN)
+    stub.add_response("create_endpoint", {"Endpoint": created}, {
+        "EndpointIdentifier": "pgshift-orders-source", "EndpointType": "source", "EngineName": "postgres",
+        "ServerName": "orders.abc.eu-west-1.rds.amazonaws.com", "Port": 5432, "DatabaseName": "orders", "Username": "pgshift",
+        "Password": "Secret-1", "SslMode": "verify-full", "CertificateArn": CERT_ARN, "PostgreSQLSettings": ANY})
+    stub.add_response("list_tags_for_resource", {"TagList": []}, {"ResourceArn": ENDPOINT_ARN})
+    module = endpoint_module(ssl_mode=None, libpq_sslmode="verify-full", certificate_arn=CERT_ARN)
+    result = dms_endpoint.run(module, dms_api.Api(client))
+    assert result["changed"] and result["endpoint"]["ssl_mode"] == "verify-full"
+    assert result["endpoint"]["certificate_arn"] == CERT_ARN and "Secret-1" not in json.dumps(result)
+
+
+def test_endpoint_from_libpq_disable_fails_before_any_change(stubs):
+    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
+
+    client, stub, cw_client, cw_stub = stubs
+    endpoint_not_found(stub)  # then nothing: no create_endpoint
+    with pytest.raises(Failed) as failed:
+        dms_endpoint.run(endpoint_module(ssl_mode=None, libpq_sslmode="disable"), dms_api.Api(client))
+    assert "never drops TLS silently" in failed.value.kwargs["msg"] and "ssl_mode none" in failed.value.kwargs["msg"]
+    assert "Secret-1" not in json.dumps(failed.value.kwargs)
+
+
+def test_endpoint_verify_without_certificate_fails_with_what_to_set(stubs):
+    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
+
+    client, stub, cw_client, cw_stub = stubs
+    endpoint_not_found(stub)
+    with pytest.raises(Failed) as failed:
+        dms_endpoint.run(endpoint_module(ssl_mode=None, libpq_sslmode="verify-ca"), dms_api.Api(client))
+    assert "verify-ca needs certificate_arn" in failed.value.kwargs["msg"]
+
+
+def test_existing_endpoint_without_tls_is_moved_to_require(stubs):
+    """An endpoint left at DMS's default (none) by an earlier version, the database reached with prefer: require."""
+    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
+
+    client, stub, cw_client, cw_stub = stubs
+    describe_endpoint(stub, dict(DESCRIBED_SOURCE, SslMode="none"))
+    stub.add_response("modify_endpoint", {"Endpoint": DESCRIBED_SOURCE}, {"EndpointArn": ENDPOINT_ARN, "SslMode": "require"})
+    stub.add_response("describe_endpoints", {"Endpoints": [DESCRIBED_SOURCE]}, {"Filters": [{"Name": "endpoint-arn", "Values": [ENDPOINT_ARN]}]})
+    stub.add_response("list_tags_for_resource", {"TagList": []}, {"ResourceArn": ENDPOINT_ARN})
+    result = dms_endpoint.run(endpoint_module(ssl_mode=None, libpq_sslmode="prefer"), dms_api.Api(client))
+    assert result["changed"] and result["diff"] == {"before": {"SslMode": "none"}, "after": {"SslMode": "require"}}
+
+
+def test_endpoint_explicit_none_is_kept_with_a_warning(stubs):
+    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
+
+    client, stub, cw_client, cw_stub = stubs
+    describe_endpoint(stub, dict(DESCRIBED_SOURCE, SslMode="none"))
+    module = endpoint_module(ssl_mode="none", libpq_sslmode="require")
+    result = dms_endpoint.run(module, dms_api.Api(client))
+    assert not result["changed"]
+    assert len(module.warnings) == 1 and "without TLS (ssl_mode none)" in module.warnings[0]
+
+
+# -- dms_certificate -------------------------------------------------------------------------------
+
+PEM = ("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUY29tbW9uLWNhLWZvci10ZXN0czAKBggqhkjOPQQDAjAP\n"
+       "-----END CERTIFICATE-----\n")
+
+
+def certificate_module(**params):
+    module = FakeModule(check_mode=params.pop("check_mode", False))
+    module.params = dict(dict(identifier=None, identifier_prefix="pgshift-orders-ca-", certificate_file=None,
+                              certificate_pem=None, tags={"pgshift:migration": "orders"}, state="present"), **params)
+    return module
+
+
+def described_certificate(ident, pem=PEM, arn=CERT_ARN):
+    return {"CertificateIdentifier": ident, "CertificateArn": arn, "CertificatePem": pem, "CertificateOwner": ACCOUNT,
+            "CertificateCreationDate": T0, "ValidFromDate": T0, "ValidToDate": T0 + datetime.timedelta(days=3650),
+            "SigningAlgorithm": "SHA384withRSA", "KeyLength": 384}
+
+
+def test_certificate_imported_from_the_file_once(stubs, tmp_path):
+    from ansible_collections.pgshift.aurora.plugins.modules import dms_certificate
+
+    client, stub, cw_client, cw_stub = stubs
+    bundle = tmp_path / "global-bundle.pem"
+    bundle.write_text(PEM)
+    ident = dms.certificate_identifier("pgshift-orders-ca-", PEM)
+    stub.add_client_error("describe_certificates", "ResourceNotFoundFault", "No certificates found", http_status_code=400,
+                          expected_params={"Filters": [{"Name": "certificate-id", "Values": [ident]}]})
+    stub.add_response("import_certificate", {"Certificate": described_certificate(ident)}, {
+        "CertificateIdentifier": ident, "CertificatePem": PEM, "Tags": [{"Key": "pgshift:migration", "Value": "orders"}]})
+    result = dms_certificate.present(certificate_module(certificate_file=str(bundle)), dms_api.Api(client))
+    assert result["changed"] and result["arn"] == CERT_ARN and result["identifier"] == ident
+    assert "certificate_pem" not in result["certificate"] and result["certificate"]["signing_algorithm"] == "SHA384withRSA"
+
+    # The second run finds it by the same name and changes nothing.
+    stub.add_response("describe_certificates", {"Certificates": [described_certificate(ident)]},
+                      {"Filters": [{"Name": "certificate-id", "Values": [ident]}]})
+    again = dms_certificate.present(certificate_module(certificate_file=str(bundle)), dms_api.Api(client))
+    assert not again["changed"] and again["arn"] == CERT_ARN
+
+
+def test_certificate_check_mode_imports_nothing(stubs):
+    from ansible_collections.pgshift.aurora.plugins.modules import dms_certificate
+
+    client, stub, cw_client, cw_stub = stubs
+    ident = dms.certificate_identifier("pgshift-orders-ca-", PEM)
+    stub.add_response("describe_certificates", {"Certificates": []}, {"Filters": [{"Name": "certificate-id", "Values": [ident]}]})
+    result = dms_certificate.present(certificate_module(certificate_pem=PEM, check_mode=True), dms_api.Api(client))
+    assert result["changed"] and result["arn"] == "(certificate %s, not imported yet)" % ident
+
+
+def test_certificate_refusals(stubs, tmp_path):
+    from ansible_collections.pgshift.aurora.plugins.modules import dms_certificate
+
+    client, stub, cw_client, cw_stub = stubs
+    # Not a PEM, an unreadable file: refused before any call.
+    with pytest.raises(Failed, match="is not a PEM CA bundle: no -----BEGIN CERTIFICATE-----"):
+        dms_certificate.present(certificate_module(certificate_pem="nothing here"), dms_api.Api(client))
+    with pytest.raises(Failed, match="cannot be read"):
+        dms_certificate.present(certificate_module(certificate_file=str(tmp_path / "missing.pem")), dms_api.Api(client))
+    with pytest.raises(Failed, match="starts with a letter"):
+        dms_certificate.present(certificate_module(identifier_prefix=None, identifier="rds_bundle", certificate_pem=PEM),
+                                dms_api.Api(client))
+    # A named certificate holding another PEM: DMS cannot change it.
+    other = PEM.replace("Y29tbW9u", "b3RoZXJz")
+    stub.add_response("describe_certificates", {"Certificates": [described_certificate("rds-bundle", pem=other)]},
+                      {"Filters": [{"Name": "certificate-id", "Values": ["rds-bundle"]}]})
+    with pytest.raises(Failed, match="exists with another PEM"):
+        dms_certificate.present(certificate_module(identifier_prefix=None, identifier="rds-bundle", certificate_pem=PEM),
+                                dms_api.Api(client))
+
+
+def test_certificate_import_error_is_explained(stubs):
+    from ansible_collections.pgshift.aurora.plugins.modules import dms_certificate
+
+    client, stub, cw_client, cw_stub = stubs
+    ident = dms.certificate_identifier("pgshift-orders-ca-", PEM)
+    stub.add_response("describe_certificates", {"Certificates": []}, {"Filters": [{"Name": "certificate-id", "Values": [ident]}]})
+    stub.add_client_error("import_certificate", "InvalidCertificateFault", "The certificate is not valid", http_status_code=400)
+    with pytest.raises(dms_api.DmsError) as err:
+        dms_certificate.present(certificate_module(certificate_pem=PEM), dms_api.Api(client))
+    assert str(err.value).startswith("importing certificate %s: InvalidCertificateFault" % ident)
+    assert "CA certificate bundle" in str(err.value)
+
+
+def test_certificates_of_the_migration_deleted(stubs):
+    from ansible_collections.pgshift.aurora.plugins.modules import dms_certificate
+
+    client, stub, cw_client, cw_stub = stubs
+    ours = dms.certificate_identifier("pgshift-orders-ca-", PEM)
+    staging = dms.certificate_identifier("pgshift-orders-staging-ca-", PEM)
+    other_arn = CERT_ARN.replace("CERTCERT", "OTHEROTH")
+    stub.add_response("describe_certificates", {"Certificates": [described_certificate(ours)], "Marker": "m1"}, {})
+    stub.add_response("describe_certificates", {"Certificates": [described_certificate(staging, arn=other_arn),
+                                                                  described_certificate("rds-bundle", arn=other_arn)]},
+                      {"Marker": "m1"})
+    stub.add_response("delete_certificate", {"Certificate": described_certificate(ours)}, {"CertificateArn": CERT_ARN})
+    result = dms_certificate.absent(certificate_module(state="absent"), dms_api.Api(client))
+    assert result["changed"] and result["deleted"] == [ours]
+
+    stub.add_client_error("describe_certificates", "ResourceNotFoundFault", "No certificates found", http_status_code=400)
+    again = dms_certificate.absent(certificate_module(state="absent"), dms_api.Api(client))
+    assert not again["changed"] and again["deleted"] == []

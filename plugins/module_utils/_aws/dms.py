@@ -81,6 +81,7 @@ HINTS = {
     "InvalidSubnet": "check the subnet group's subnets",
     "ReplicationSubnetGroupDoesNotCoverEnoughAZs": "the subnet group needs subnets in at least two availability zones",
     "KMSKeyNotAccessibleFault": "check kms_key_id and the key policy",
+    "InvalidCertificateFault": "DMS does not accept this PEM: give the CA certificate bundle (PEM, certificates only)",
     "UnrecognizedClientException": "check the AWS credentials",
     "InvalidClientTokenId": "check the AWS credentials",
 }
@@ -183,6 +184,21 @@ def find_task(api, ident):
     found = _describe(api, "describe_replication_tasks", "ReplicationTasks", name, ident,
                       "describing replication task %s" % ident)
     return found[0] if found else None
+
+
+def find_certificate(api, ident):
+    name = "certificate-arn" if is_arn(ident) else "certificate-id"
+    found = _describe(api, "describe_certificates", "Certificates", name, ident, "describing certificate %s" % ident)
+    return found[0] if found else None
+
+
+def all_certificates(api):
+    try:
+        return api.pages("describe_certificates", "Certificates", doing="listing certificates")
+    except DmsError as exc:
+        if exc.code in NOT_FOUND_CODES:
+            return []
+        raise
 
 
 def all_tasks(api):

@@ -1,0 +1,217 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pgshift.aurora contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: dms_certificate
+short_description: Import a CA certificate bundle into AWS DMS (for endpoints with verify-ca / verify-full), or delete it
+version_added: 0.3.0
+description:
+  - Makes the DMS certificate exist with the given PEM (C(ImportCertificate)), or not exist. DMS endpoints with
+    C(ssl_mode) C(verify-ca) or C(verify-full) need one, given to M(pgshift.aurora.dms_endpoint) as its
+    C(certificate_arn); for RDS and Aurora it is the RDS CA bundle (C(global-bundle.pem)), the file the
+    controller verifies the servers with (the inventory's C(db_sslrootcert)).
+  - A DMS certificate cannot be modified. With O(identifier_prefix) the certificate is named after the PEM's
+    SHA-256 (prefix + 16 hex characters): the same bundle always gets the same name (a second run changes
+    nothing), a renewed bundle a new one. With O(identifier), a certificate of that name holding another PEM is
+    an error.
+  - O(state=absent) with O(identifier_prefix) deletes every certificate named prefix + fingerprint. A certificate
+    an endpoint uses cannot be deleted; delete the endpoints first.
+author:
+  - pgshift.aurora developers (@pgshift)
+extends_documentation_fragment:
+  - pgshift.aurora.aws
+options:
+  identifier:
+    description: The certificate identifier. One of O(identifier) and O(identifier_prefix) is required.
+    type: str
+  identifier_prefix:
+    description:
+      - Name the certificate O(identifier_prefix) followed by the first 16 hexadecimal characters of the PEM's SHA-256
+        (for example C(pgshift-orders-ca-)). With O(state=absent), every certificate so named is deleted.
+    type: str
+  certificate_file:
+    description: A PEM file with the CA certificate(s), on the host the module runs on (the controller when plays run locally).
+    type: path
+  certificate_pem:
+    description: The PEM text itself, instead of O(certificate_file).
+    type: str
+  tags:
+    description: Tags given to the certificate when it is imported (not compared afterwards).
+    type: dict
+  state:
+    description: Whether the certificate exists.
+    type: str
+    choices: [present, absent]
+    default: present
+"""
+
+EXAMPLES = r"""
+- name: The RDS CA bundle, for verify-full DMS endpoints
+  pgshift.aurora.dms_certificate:
+    identifier_prefix: pgshift-orders-ca-
+    certificate_file: /etc/ssl/rds/global-bundle.pem
+    tags:
+      pgshift:migration: orders
+    aws_region: eu-west-1
+  register: rds_ca
+
+- name: Source endpoint verifying the server with it
+  pgshift.aurora.dms_endpoint:
+    identifier: pgshift-orders-source
+    endpoint_type: source
+    server_name: orders.abcdefghijkl.eu-west-1.rds.amazonaws.com
+    port: 5432
+    database_name: orders
+    username: pgshift
+    password: "{{ migration_password }}"
+    ssl_mode: verify-full
+    certificate_arn: "{{ rds_ca.arn }}"
+    aws_region: eu-west-1
+
+- name: Delete the bundles imported for the migration (after its endpoints)
+  pgshift.aurora.dms_certificate:
+    identifier_prefix: pgshift-orders-ca-
+    state: absent
+    aws_region: eu-west-1
+"""
+
+RETURN = r"""
+arn:
+  description:
+    - The certificate ARN. In check mode, for a certificate not imported yet, C((certificate <identifier>, not imported yet)).
+  returned: when O(state=present)
+  type: str
+identifier:
+  description: The certificate identifier (with O(identifier_prefix), the one derived from the PEM).
+  returned: when O(state=present)
+  type: str
+certificate:
+  description: The certificate as the service describes it, in snake_case, without its PEM text.
+  returned: when the certificate exists and O(state=present)
+  type: dict
+  sample:
+    certificate_identifier: pgshift-orders-ca-3f1c9a0b7d2e4c51
+    certificate_arn: arn:aws:dms:eu-west-1:123456789012:cert:ABCDEFGHIJKLMNOPQRSTUVWXYZ
+    valid_to_date: "2061-05-20T20:40:12+00:00"
+    signing_algorithm: SHA384withRSA
+deleted:
+  description: The identifiers of the certificates deleted (or that check mode would delete).
+  returned: when O(state=absent)
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
+
+from ansible_collections.pgshift.aurora.plugins.module_utils import dms
+from ansible_collections.pgshift.aurora.plugins.module_utils._aws import dms as dms_api
+
+
+def result_of(cert):
+    return camel_dict_to_snake_dict(dict((k, v) for k, v in cert.items()
+                                         if k not in ("CertificatePem", "CertificateWallet") and v is not None))
+
+
+def read_pem(module):
+    p = module.params
+    if p["certificate_pem"] is not None:
+        pem = p["certificate_pem"]
+    else:
+        try:
+            with open(p["certificate_file"], encoding="utf-8") as f:
+                pem = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            module.fail_json(msg="certificate_file %s cannot be read: %s" % (p["certificate_file"], exc))
+    problem = dms.pem_problem(pem)
+    if problem:
+        module.fail_json(msg="%s is not a PEM CA bundle: %s" % (p["certificate_file"] or "certificate_pem", problem))
+    return pem
+
+
+def absent(module, api):
+    p = module.params
+    if p["identifier"]:
+        found = dms_api.find_certificate(api, p["identifier"])
+        doomed = [found] if found else []
+    else:
+        doomed = dms.certificates_of_prefix(dms_api.all_certificates(api), p["identifier_prefix"])
+    names = sorted(c["CertificateIdentifier"] for c in doomed)
+    result = dict(changed=bool(doomed), deleted=names)
+    if doomed:
+        result["diff"] = dict(before=dict(certificates=names), after=dict(certificates=[]))
+    if not module.check_mode:
+        for cert in doomed:
+            api.call("delete_certificate", doing="deleting certificate %s (delete the endpoints using it first)"
+                     % cert["CertificateIdentifier"], CertificateArn=cert["CertificateArn"])
+    return result
+
+
+def present(module, api):
+    p = module.params
+    pem = read_pem(module)
+    if p["identifier"]:
+        ident = p["identifier"]
+        problem = dms.certificate_identifier_problem(ident)
+        if problem:
+            module.fail_json(msg="identifier %s: %s" % (ident, problem))
+    else:
+        try:
+            ident = dms.certificate_identifier(p["identifier_prefix"], pem)
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+    cert = dms_api.find_certificate(api, ident)
+    if cert is not None:
+        have = cert.get("CertificatePem")
+        if have and dms.normalise_pem(have) != dms.normalise_pem(pem):
+            module.fail_json(msg="certificate %s exists with another PEM, and a DMS certificate cannot change: use "
+                                 "identifier_prefix (each bundle its own name) or another identifier, or delete it "
+                                 "(state=absent) once no endpoint uses it" % ident)
+        return dict(changed=False, arn=cert["CertificateArn"], identifier=ident, certificate=result_of(cert))
+    result = dict(changed=True, identifier=ident,
+                  diff=dict(before={}, after=dict(CertificateIdentifier=ident, Tags=p["tags"] or {})))
+    if module.check_mode:
+        result["arn"] = "(certificate %s, not imported yet)" % ident
+        return result
+    args = dict(CertificateIdentifier=ident, CertificatePem=pem)
+    if p["tags"]:
+        args["Tags"] = [dict(Key=str(k), Value=str(v)) for k, v in sorted(p["tags"].items())]
+    cert = api.call("import_certificate", doing="importing certificate %s" % ident, **args)["Certificate"]
+    result.update(arn=cert["CertificateArn"], certificate=result_of(cert))
+    return result
+
+
+def main():
+    spec = dict(
+        identifier=dict(type="str"),
+        identifier_prefix=dict(type="str"),
+        certificate_file=dict(type="path"),
+        certificate_pem=dict(type="str"),
+        tags=dict(type="dict"),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+    spec.update(dms_api.aws_argument_spec())
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
+                           required_one_of=[("identifier", "identifier_prefix")],
+                           mutually_exclusive=[("identifier", "identifier_prefix"), ("certificate_file", "certificate_pem")],
+                           required_if=[("state", "present", ("certificate_file", "certificate_pem"), True)])
+    if dms_api.BOTO3_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=dms_api.BOTO3_IMPORT_ERROR)
+    name = module.params["identifier"] or "%s*" % module.params["identifier_prefix"]
+    try:
+        api = dms_api.Api(dms_api.make_client("dms", module.params))
+        result = present(module, api) if module.params["state"] == "present" else absent(module, api)
+    except dms_api.DmsError as exc:
+        module.fail_json(msg=str(exc), error_code=exc.code)
+    except Exception as exc:  # botocore configuration errors (profile, region) end here
+        module.fail_json(msg=dms_api.explain(exc, "certificate %s" % name))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
