@@ -125,8 +125,8 @@ def rates_since_reading(reading, tables, now, stats_since, database):
     for t in tables:
         before = earlier.get((t["schema"], t["name"]), 0)
         if _writes(t) < before:
-            return None, "the write counters of %s.%s went down since the earlier reading (statistics reset)" % (
-                t["schema"], t["name"])
+            return None, "the write counters of %s went down since the earlier reading (statistics reset)" % (
+                qualified(t["schema"], t["name"]))
         rates[t["oid"]] = (_writes(t) - before) / window
     return rates, "average over the %ds since the assessment's reading" % round(window)
 
@@ -194,7 +194,8 @@ def classify_units(tables, engine, own_rows=None):
 def blocking_problems(units, engine, allow_no_pk_dms=False):
     """Messages for the tables that stop the plan (empty when none)."""
     problems = []
-    no_identity = sorted(u["qualified"] for u in units if prereqs.lacks_replica_identity(u))
+    lacking = [u for u in units if prereqs.lacks_replica_identity(u)]
+    no_identity = sorted(u["qualified"] for u in lacking)
     if no_identity:
         problems.append(
             "%d table(s) have neither a primary key nor a usable replica identity, so their UPDATEs and DELETEs "
@@ -203,7 +204,8 @@ def blocking_problems(units, engine, allow_no_pk_dms=False):
             "prepare_source, pgshift.aurora.pg_logical_prereqs replica_identity_full), add a primary key, or "
             "exclude them (migration_exclude_tables)" % (len(no_identity), ", ".join(no_identity)))
     if engine == "dms" and not allow_no_pk_dms:
-        no_pk = sorted(u["qualified"] for u in units if not u.get("has_pk") and u["qualified"] not in no_identity)
+        lacking_oids = set(u["oid"] for u in lacking)
+        no_pk = sorted(u["qualified"] for u in units if not u.get("has_pk") and u["oid"] not in lacking_oids)
         if no_pk:
             problems.append(
                 "%d table(s) have no primary key, and AWS DMS ignores UPDATE and DELETE on such tables even with "
@@ -334,7 +336,7 @@ def balance(units, stream_count, rates=None, assigned=None):
             load[n][1] += w
             load[n][2] += 1
     todo = [u for u in units if u["oid"] not in assigned]
-    todo.sort(key=lambda u: (-round(sum(share[u["oid"]]), 9), u["qualified"]))
+    todo.sort(key=lambda u: (-round(sum(share[u["oid"]]), 9), u["schema"], u["name"]))
     for u in todo:
         b, w = share[u["oid"]]
         best = min(load, key=lambda n: (round(load[n][0] * b + load[n][1] * w, 12),
@@ -365,7 +367,8 @@ def load_seconds(nbytes, rate):
 
 
 def dms_like(pattern, name):
-    """Whether a DMS include/exclude pattern (% any, _ one character, [..] a set) matches name."""
+    """Whether a DMS include/exclude pattern matches name, as AWS DMS documents its wildcards: % any run of
+    characters, _ one character, [..] one of a set (so [_] is a literal underscore, [%] a literal %)."""
     regex = []
     i = 0
     while i < len(pattern):
@@ -374,9 +377,11 @@ def dms_like(pattern, name):
             regex.append(".*")
         elif ch == "_":
             regex.append(".")
-        elif ch == "[" and "]" in pattern[i + 1:]:
-            end = pattern.index("]", i + 1)
-            regex.append("[" + pattern[i + 1:end].replace("\\", "\\\\") + "]")
+        elif ch == "[" and "]" in pattern[i + 2:]:
+            end = pattern.index("]", i + 2)
+            inner = pattern[i + 1:end]
+            regex.append("[" + "".join(c if c == "-" and 0 < k < len(inner) - 1 else re.escape(c)
+                                       for k, c in enumerate(inner)) + "]")
             i = end
         else:
             regex.append(re.escape(ch))
@@ -384,33 +389,37 @@ def dms_like(pattern, name):
     return re.fullmatch("".join(regex), name, re.S) is not None
 
 
+DMS_WILDCARDS = "[%_"
+
+
+def dms_literal(name):
+    """A schema or table name as a DMS include/exclude pattern that matches that name only: each wildcard
+    character ([, % and _) inside a one-character set ([_] is DMS's documented literal underscore)."""
+    return "".join("[%s]" % ch if ch in DMS_WILDCARDS else ch for ch in name)
+
+
+def _rule(number, schema, table, action):
+    return {"rule-type": "selection", "rule-id": str(number), "rule-name": str(number),
+            "object-locator": {"schema-name": schema, "table-name": table}, "rule-action": action}
+
+
 def table_mapping(stream_tables, excluded_parents):
     """AWS DMS table mapping of one stream: one explicit selection rule per table, no wildcard.
 
-    ``explicit`` takes the exact schema and table names (with include/exclude, ``_`` and ``%``
-    are wildcards, and a leaf such as shipments_2025_01 would match other names).
-    excluded_parents: inheritance parents of these tables, excluded by an explicit exclude
-    rule so that no later wildcard rule can select them (DMS reads a parent with its
-    children). Returns (mapping, warnings).
+    ``explicit`` selects exactly one object, by its schema and table names as they are (AWS DMS: "you can
+    select and include only one object that corresponds to an explicitly specified table and schema"),
+    so a name holding ``%``, ``_`` or ``[`` selects that table only. With ``include`` and ``exclude`` the
+    names are patterns (``%`` any characters, ``_`` one, ``[..]`` a set): excluded_parents, the
+    inheritance parents of these tables (DMS reads a parent with its children's rows), get an exclude
+    rule whose names are escaped with dms_literal(), so that it never drops another table (a parent
+    ``ev_a`` written as it is would also exclude ``ev2a``).
     """
     rules = []
-    warnings = []
     for t in sorted(stream_tables, key=lambda x: (x["schema"], x["name"])):
-        rules.append({"rule-type": "selection", "rule-id": str(len(rules) + 1), "rule-name": str(len(rules) + 1),
-                      "object-locator": {"schema-name": t["schema"], "table-name": t["name"]},
-                      "rule-action": "explicit"})
+        rules.append(_rule(len(rules) + 1, t["schema"], t["name"], "explicit"))
     for p in sorted(excluded_parents, key=lambda x: (x["schema"], x["name"])):
-        caught = [t["qualified"] for t in stream_tables
-                  if dms_like(p["schema"], t["schema"]) and dms_like(p["name"], t["name"])]
-        if caught:
-            # DMS patterns treat _ and % as wildcards: this exclude rule would also drop a selected table.
-            warnings.append("no exclude rule for %s: as a DMS pattern it would also exclude %s; the explicit "
-                            "selection rules already leave it out" % (p["qualified"], ", ".join(caught)))
-            continue
-        rules.append({"rule-type": "selection", "rule-id": str(len(rules) + 1), "rule-name": str(len(rules) + 1),
-                      "object-locator": {"schema-name": p["schema"], "table-name": p["name"]},
-                      "rule-action": "exclude"})
-    return {"rules": rules}, warnings
+        rules.append(_rule(len(rules) + 1, dms_literal(p["schema"]), dms_literal(p["name"]), "exclude"))
+    return {"rules": rules}
 
 
 def table_entry(u, rates, primary_keys, split_bytes, placed):
@@ -495,13 +504,12 @@ def build_plan(tables, excluded, opts):
     share = shares(units, rates)
     streams = []
     for n in range(1, count + 1):
-        members = sorted((u for u in units if placement[u["oid"]] == n), key=lambda u: u["qualified"])
+        members = sorted((u for u in units if placement[u["oid"]] == n), key=lambda u: (u["schema"], u["name"]))
         entries_n = [table_entry(u, rates, o["primary_keys"], o["split_bytes"],
                                  "existing" if u["oid"] in kept else "new") for u in members]
         selectable = [u for u in members if not (u.get("has_children") and u["relkind"] == "r")]
         parent_oids = sorted({a for u in members for a in (u.get("ancestors") or []) + [u["oid"]] if a in dms_parents})
-        mapping, mapping_warnings = table_mapping(selectable, [by_oid[a] for a in parent_oids])
-        warnings += ["%s: %s" % (stream_name(name, n), w) for w in mapping_warnings]
+        mapping = table_mapping(selectable, [by_oid[a] for a in parent_oids])
         nbytes = sum(e["bytes"] for e in entries_n)
         sname = stream_name(name, n)
         if not members:

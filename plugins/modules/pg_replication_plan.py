@@ -33,12 +33,19 @@ description:
     them, unless the filters exclude them. With O(engine=dms), tables without a primary key stop it too (DMS
     drops their UPDATE and DELETE) unless O(allow_no_pk_dms=true).
   - DMS table mappings (returned for both engines, for review) select each table with its own C(explicit)
-    selection rule - exact schema and table names, never a wildcard (with C(include) or C(exclude), DMS treats
-    C(%) and C(_) as wildcards, so C(shipments_2025_01) could select other tables). Declarative partitioned
+    selection rule - the schema and table names exactly as the catalog holds them (case, spaces, dots and quotes
+    kept, no SQL quoting), never a wildcard. AWS DMS documents that an C(explicit) rule selects exactly the one
+    object it names; with C(include) or C(exclude) the names are patterns (C(%) any characters, C(_) one
+    character, C([..]) a set), so C(shipments_2025_01) would also select C(shipmentsX2025X01) and a C(%) in a
+    name would select more than that table. Declarative partitioned
     parents are never selected - AWS DMS fills them through their leaves, and selecting the parent too
     duplicates rows. An inheritance parent is never selected either, because DMS reads a table without C(ONLY),
     which for an inheritance parent returns all its children's rows a second time; each mapping that selects one
-    of its children (or, for native plans, the parent itself) excludes it with an explicit C(exclude) rule.
+    of its children (or, for native plans, the parent itself) excludes it with an C(exclude) rule whose names
+    have every C(_), C(%) and C([) written as a one-character set (C([_]), DMS's literal underscore, C([%]),
+    C([[])), so that it matches that parent only - C(tracking_events) is written C(tracking[_]events).
+  - Include and exclude patterns that match no table are reported as warnings (with the quoted spelling when
+    only the letter case differs - unquoted parts are folded to lower case).
     With O(engine=dms), an inheritance parent that holds rows of its own is listed in RV(plan.not_replicated)
     and a warning says that those rows need a separate path (native replication for that table, or moving them
     into a child); a parent without rows of its own (all rows routed to children by a trigger) is in
@@ -72,9 +79,11 @@ options:
     default: 0
   existing:
     description:
-      - A previous assignment to keep - C(schema.table) (quote mixed case - C(billing."VatRates")) to stream
-        name (C(pgshift_<migration_name>_s<N>)), for example the RV(plan) of an earlier run turned into a
-        dictionary, or what the DMS tasks carry. A partitioned table stands for all its leaves.
+      - A previous assignment to keep - C(schema.table) to stream name (C(pgshift_<migration_name>_s<N>)), for
+        example the RV(plan) of an earlier run turned into a dictionary (its C(qualified) names read back as the
+        same tables), or what the DMS tasks carry. A partitioned table stands for all its leaves.
+      - Table names are read as PostgreSQL reads them - unquoted parts folded to lower case, a part in double
+        quotes taken as it is (C(billing."VatRates"), C('"Shipping Ops"."order"')); no wildcards.
     type: dict
     default: {}
   allow_no_pk_dms:
@@ -402,7 +411,7 @@ plan:
             - rule-type: selection
               rule-id: "2"
               rule-name: "2"
-              object-locator: {schema-name: public, table-name: tracking_events}
+              object-locator: {schema-name: public, table-name: "tracking[_]events"}
               rule-action: exclude
 """
 
@@ -453,6 +462,7 @@ def validate(p):
         problems.append("split_bytes must be above 0")
     if p["load_rate_bytes_per_second"] <= 0:
         problems.append("load_rate_bytes_per_second must be above 0")
+    problems.extend(scope.filter_problems(scope.filters_from(p)))
     return problems
 
 
@@ -518,6 +528,7 @@ class ReplicationPlan:
         self.p = module.params
         self.secrets = [self.p.get("login_password")]
         self.filters = scope.filters_from(self.p)
+        self.filter_warnings = []
 
     def write_rates(self, conn, tables):
         db = catalog.database_facts(conn) or {}
@@ -535,6 +546,7 @@ class ReplicationPlan:
 
     def read(self, conn):
         relations = catalog.relations(conn)
+        self.filter_warnings = scope.unmatched_filters(relations, **self.filters)
         tables = scope.select(relations, **self.filters)
         selected = {t["oid"] for t in tables}
         excluded = [r for r in scope.classify(relations) if r["oid"] not in selected]
@@ -559,6 +571,7 @@ class ReplicationPlan:
                     split_bytes=self.p["split_bytes"],
                     load_rate_bytes_per_second=self.p["load_rate_bytes_per_second"])
         result = plan.build_plan(tables, excluded, opts)
+        result["warnings"] = self.filter_warnings + result["warnings"]
         for warning in result["warnings"]:
             self.module.warn(warning)
         self.module.exit_json(changed=False, plan=result)

@@ -431,7 +431,7 @@ def test_dms_excludes_inheritance_parents_in_every_mapping_with_their_children()
     for s in result["streams"]:
         has_child = any(t["root"] == "public.tracking_events" for t in s["tables"])
         excludes = [r["object-locator"] for r in s["table_mapping"]["rules"] if r["rule-action"] == "exclude"]
-        assert excludes == ([{"schema-name": "public", "table-name": "tracking_events"}] if has_child else [])
+        assert excludes == ([{"schema-name": "public", "table-name": "tracking[_]events"}] if has_child else [])
     assert not result["warnings"]
 
 
@@ -458,18 +458,22 @@ def test_native_keeps_the_parent_with_only_and_its_mapping_still_excludes_it():
     explicit = [r["object-locator"]["table-name"] for r in s["table_mapping"]["rules"]
                 if r["rule-action"] == "explicit"]
     assert "tracking_events" not in explicit
-    assert {"schema-name": "public", "table-name": "tracking_events"} in [
+    assert {"schema-name": "public", "table-name": "tracking[_]events"} in [
         r["object-locator"] for r in s["table_mapping"]["rules"] if r["rule-action"] == "exclude"]
 
 
-def test_exclude_rule_is_dropped_when_its_wildcards_would_catch_a_selected_table():
+def test_exclude_rule_names_are_escaped_so_they_catch_the_parent_only():
     rels = [table("public", "ev_a", oid=1, has_children=True),
             table("public", "ev_1", parents=[1], oid=2),
             table("public", "ev2a", oid=3)]  # ev_a as a DMS pattern (_ is any one character) matches ev2a
     result = make(rels, engine="dms", streams=1, own_rows={1: False})
     rules = result["streams"][0]["table_mapping"]["rules"]
-    assert [r["rule-action"] for r in rules] == ["explicit", "explicit"]
-    assert any("no exclude rule for public.ev_a" in w and "public.ev2a" in w for w in result["warnings"])
+    assert [(r["rule-action"], r["object-locator"]) for r in rules] == [
+        ("explicit", {"schema-name": "public", "table-name": "ev2a"}),
+        ("explicit", {"schema-name": "public", "table-name": "ev_1"}),
+        ("exclude", {"schema-name": "public", "table-name": "ev[_]a"})]
+    assert not plan.dms_like("ev[_]a", "ev2a") and plan.dms_like("ev[_]a", "ev_a")
+    assert not result["warnings"]
 
 
 @pytest.mark.parametrize("pattern,name,expected", [
@@ -566,3 +570,122 @@ def test_rates_since_reading_refuses_what_it_cannot_trust(change, why):
 def test_rates_since_reading_refuses_a_malformed_reading(reading):
     rates, reason = plan.rates_since_reading(reading, [counted("public", "hot", 1)], 2000.0, 10.0, "app")
     assert rates is None and reason
+
+
+# --- names that need quoting ---------------------------------------------------------------------------------
+
+OPS = "Shipping Ops"
+ARCHIVE = 'eu.west "archive"'
+LONG = "z" * 59 + "Zöl"  # 63 bytes
+
+
+def hard_names():
+    return [
+        table(OPS, "order", relkind="p", oid=100, has_children=True, bytes_=0),
+        table(OPS, "order 2025_01", is_partition=True, parents=[100], oid=101, bytes_=30 * MB),
+        table(ARCHIVE, "order 2025_02", is_partition=True, parents=[100], oid=102, bytes_=20 * MB),
+        table(ARCHIVE, "Zöll_Tarife", oid=103, bytes_=5 * MB, has_children=True, rows=0),
+        table(ARCHIVE, "Zöll_Tarife_1", parents=[103], oid=104, bytes_=4 * MB),
+        table("public", "50%_off", oid=105, bytes_=MB),
+        table("public", "50x_off", oid=106, bytes_=MB),
+        table("public", LONG, oid=107, bytes_=MB),
+        table("eu", "west.order", oid=108, bytes_=MB),
+        table("eu.west", "order", oid=109, bytes_=MB),
+    ]
+
+
+@pytest.mark.parametrize("name,escaped", [
+    ("orders", "orders"), ("tracking_events", "tracking[_]events"), ("50%_off", "50[%][_]off"),
+    ("a[b]", "a[[]b]"), (OPS, OPS), (ARCHIVE, ARCHIVE), ("Zöll_Tarife", "Zöll[_]Tarife"),
+])
+def test_dms_literal_escapes_every_dms_wildcard(name, escaped):
+    assert plan.dms_literal(name) == escaped
+    assert plan.dms_like(escaped, name)
+
+
+@pytest.mark.parametrize("name,other", [
+    ("50%_off", "50x_off"), ("50%_off", "50%%off"), ("50%_off", "50abc_off"), ("ev_a", "ev2a"), ("a[b]", "ab"),
+    ("Zöll_Tarife", "ZöllxTarife"),
+])
+def test_dms_literal_matches_that_name_only(name, other):
+    assert plan.dms_like(name, other)  # written as it is, the name is a pattern that catches the other one
+    assert not plan.dms_like(plan.dms_literal(name), other)
+
+
+def test_dms_mappings_carry_hard_names_raw_and_exclude_rules_escaped():
+    result = make(hard_names(), engine="dms", streams=1, own_rows={103: False})
+    rules = result["streams"][0]["table_mapping"]["rules"]
+    explicit = [(r["object-locator"]["schema-name"], r["object-locator"]["table-name"])
+                for r in rules if r["rule-action"] == "explicit"]
+    assert explicit == sorted([(OPS, "order 2025_01"), (ARCHIVE, "order 2025_02"), (ARCHIVE, "Zöll_Tarife_1"),
+                               ("public", "50%_off"), ("public", "50x_off"), ("public", LONG), ("eu", "west.order"),
+                               ("eu.west", "order")])
+    excludes = [r["object-locator"] for r in rules if r["rule-action"] == "exclude"]
+    assert excludes == [{"schema-name": ARCHIVE, "table-name": "Zöll[_]Tarife"}]
+    # the exclude rule, read the way DMS reads it, drops the parent and no selected table
+    for schema, name in explicit:
+        assert not (plan.dms_like(excludes[0]["schema-name"], schema) and plan.dms_like(excludes[0]["table-name"], name))
+    assert plan.dms_like(excludes[0]["table-name"], "Zöll_Tarife")
+    assert not result["warnings"]
+
+
+def test_hard_names_keep_their_identity_through_the_plan():
+    result = make(hard_names(), streams=3)
+    tables = {(t["schema"], t["name"]): t for s in result["streams"] for t in s["tables"]}
+    assert (OPS, "order") not in tables  # the partitioned parent: its leaves are planned
+    leaf = tables[(ARCHIVE, "order 2025_02")]
+    assert leaf["root"] == '"Shipping Ops"."order"'
+    assert leaf["qualified"] == '"eu.west ""archive"""."order 2025_02"'
+    assert tables[("eu.west", "order")]["qualified"] == '"eu.west"."order"'
+    assert tables[("eu", "west.order")]["qualified"] == 'eu."west.order"'
+    assert tables[(ARCHIVE, "Zöll_Tarife")]["only"] is True
+    assert len(tables) == 9
+
+
+def test_existing_assignment_reads_hard_names_and_the_plans_own_output():
+    first = make(hard_names(), streams=2)
+    existing = dict((t["qualified"], s["name"]) for s in first["streams"] for t in s["tables"])
+    assert '"Shipping Ops"."order 2025_01"' in existing
+    again = make(hard_names(), streams=2, existing=existing)
+    assert placement(again) == placement(first)
+    assert again["totals"]["kept"] == 9 and not again["warnings"]
+    # a partitioned root named with quotes stands for its leaves, wherever they live
+    pinned = make(hard_names(), streams=2, existing={'"Shipping Ops"."order"': "pgshift_shipping_s2"})
+    assert stream_of(pinned, '"Shipping Ops"."order 2025_01"') == 2
+    assert stream_of(pinned, '"eu.west ""archive"""."order 2025_02"') == 2
+    # unquoted, the name folds to lower case and names no table: said, not guessed
+    folded = make(hard_names(), streams=2, existing={"Shipping_Ops.Order": "pgshift_shipping_s1"})
+    assert any(w.startswith('shipping_ops."order" is assigned to pgshift_shipping_s1') for w in folded["warnings"])
+
+
+def test_existing_from_publications_keeps_schema_and_name_apart():
+    numbers, entries = plan.existing_from_publications("shipping", ["pgshift_shipping_s1"], [
+        dict(pubname="pgshift_shipping_s1", schemaname="eu.west", tablename="order"),
+        dict(pubname="pgshift_shipping_s1", schemaname="eu", tablename="west.order")])
+    assert numbers == {1}
+    assigned, warnings = plan.resolve_existing(entries, scope.select(hard_names()),
+                                               plan.classify_units(scope.select(hard_names()), "native")[0],
+                                               "shipping")
+    assert assigned == {109: 1, 108: 1} and warnings == []
+
+
+def test_blocking_problems_name_hard_tables_quoted():
+    rels = [table(OPS, "order", oid=1, has_pk=False, replident="d"),
+            table(ARCHIVE, "Zöll_Tarife", oid=2, has_pk=False, replident="f")]
+    with pytest.raises(plan.PlanError) as err:
+        make(rels, engine="dms")
+    text = str(err.value)
+    assert '1 table(s) have neither a primary key nor a usable replica identity' in text
+    assert '"Shipping Ops"."order"' in text
+    assert '1 table(s) have no primary key' in text and '"eu.west ""archive"""."Zöll_Tarife"' in text
+
+
+def test_write_counters_of_hard_names_match_by_schema_and_name():
+    rels = [table("eu.west", "order", oid=1, writes=100), table("eu", "west.order", oid=2, writes=10)]
+    reading = plan.write_counter_reading(rels, 1000.0, 10.0, "app")
+    later = [table("eu.west", "order", oid=1, writes=300), table("eu", "west.order", oid=2, writes=10)]
+    rates, how = plan.rates_since_reading(reading, later, 1100.0, 10.0, "app")
+    assert rates == {1: 2.0, 2: 0.0}
+    lower = [table("eu.west", "order", oid=1, writes=50), table("eu", "west.order", oid=2, writes=10)]
+    rates, why = plan.rates_since_reading(reading, lower, 1100.0, 10.0, "app")
+    assert rates is None and '"eu.west"."order" went down' in why
