@@ -28,7 +28,7 @@ try:
 except ImportError:  # pragma: no cover - the module reports the missing library
     sql = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils.scope import qualified
+from ansible_collections.pgshift.aurora.plugins.module_utils.scope import qualified, quote_ident
 
 PROGRESS_SCHEMA = "pgshift"
 PROGRESS_TABLE = "load_progress"
@@ -282,13 +282,14 @@ def split_ranges(lowest, highest, count):
 def work_units(tables, ranges):
     """The copy's work units, largest first (so the workers finish together).
 
-    tables: normalized stream tables; ranges: {qualified: [(lower, upper)]} for the tables
+    tables: normalized stream tables; ranges: {(schema, name): [(lower, upper)]} for the tables
     copied in key ranges (others are one unit). A unit of a table copied whole truncates it in
-    its own transaction; ranges of a split table are truncated before the copy starts.
+    its own transaction; ranges of a split table are truncated before the copy starts. A unit's
+    ``table`` is the table's display name (qualified()), its identity is schema and name.
     """
     units = []
     for table in tables:
-        parts = ranges.get(table["qualified"]) or [(None, None)]
+        parts = ranges.get((table["schema"], table["name"])) or [(None, None)]
         count = len(parts)
         for i, (lower, upper) in enumerate(parts, 1):
             units.append(dict(
@@ -297,7 +298,7 @@ def work_units(tables, ranges):
                 key=table["split_key"] if count > 1 else None, lower=lower, upper=upper,
                 est_bytes=(table["bytes"] or 0) // count, est_rows=max(table["rows"] or 0, 0) // count,
                 truncate=count == 1))
-    units.sort(key=lambda u: (-u["est_bytes"], -u["est_rows"], u["table"], u["index"]))
+    units.sort(key=lambda u: (-u["est_bytes"], -u["est_rows"], u["schema"], u["name"], u["index"]))
     return units
 
 
@@ -306,7 +307,8 @@ def split_tables(units):
     seen = {}
     for unit in units:
         if unit["count"] > 1:
-            seen[unit["table"]] = dict(schema=unit["schema"], name=unit["name"], only=True, qualified=unit["table"])
+            seen[(unit["schema"], unit["name"])] = dict(schema=unit["schema"], name=unit["name"], only=True,
+                                                        qualified=unit["table"])
     return [seen[k] for k in sorted(seen)]
 
 
@@ -381,17 +383,19 @@ def deferrable_keys(tables, constraints, min_bytes):
 
     Filling a table whose key is in place updates the index row by row (and, with several ranges copied at
     once, leaves it bigger than a build would); one index build after the copy is faster. tables: the
-    stream's tables ({qualified, bytes}); constraints: the target's p/u constraints on them ({table,
-    name, contype, relkind, is_partition, referenced}). A key is deferred when its table is an ordinary,
-    non-partition table of at least min_bytes (estimated) and no foreign key references the key (foreign
-    keys come after the load anyway). Returns (deferred constraints, [(table, name, reason kept)]).
+    stream's tables ({schema, name, bytes}); constraints: the target's p/u constraints on them ({schema,
+    relname, table (display), name, contype, relkind, is_partition, referenced}). A key is deferred when its
+    table is an ordinary, non-partition table of at least min_bytes (estimated) and no foreign key references
+    the key (foreign keys come after the load anyway). Returns (deferred constraints, [(table, name, reason
+    kept)]).
     """
-    size = dict((t["qualified"], t.get("bytes") or 0) for t in tables)
+    size = dict(((t["schema"], t["name"]), t.get("bytes") or 0) for t in tables)
     deferred, kept = [], []
     for c in constraints:
-        if c["table"] not in size:
+        ident = (c["schema"], c["relname"])
+        if ident not in size:
             continue
-        if size[c["table"]] < min_bytes:
+        if size[ident] < min_bytes:
             continue
         if c["relkind"] != "r" or c["is_partition"]:
             kept.append((c["table"], c["name"], "a partition's key belongs to its partitioned table's"))
@@ -433,10 +437,10 @@ def column_problems(table, source_columns, target_columns):
     if not source_columns:
         problems.append("%s has no column to copy" % table)
     if missing:
-        problems.append("%s lacks column(s) %s on the target" % (table, ", ".join(missing)))
+        problems.append("%s lacks column(s) %s on the target" % (table, ", ".join(quote_ident(c) for c in missing)))
     if generated:
         problems.append("%s has column(s) %s generated on the target but not on the source" % (
-            table, ", ".join(generated)))
+            table, ", ".join(quote_ident(c) for c in generated)))
     return problems
 
 

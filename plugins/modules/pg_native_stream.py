@@ -394,8 +394,8 @@ class Stream:
         src_cols = loader.columns(self.src, tables)
         tgt_cols = loader.columns(self.tgt, tables)
         problems = []
-        missing_src = [t["qualified"] for t in tables if t["qualified"] not in src_cols]
-        missing_tgt = [t["qualified"] for t in tables if t["qualified"] not in tgt_cols]
+        missing_src = [t["qualified"] for t in tables if (t["schema"], t["name"]) not in src_cols]
+        missing_tgt = [t["qualified"] for t in tables if (t["schema"], t["name"]) not in tgt_cols]
         if missing_src:
             problems.append("missing on the source: %s" % ", ".join(missing_src))
         if missing_tgt:
@@ -406,12 +406,12 @@ class Stream:
             problems.append(inherit)
         plan = {}
         for t in tables:
-            if t["qualified"] in missing_src or t["qualified"] in missing_tgt:
+            ident = (t["schema"], t["name"])
+            if ident not in src_cols or ident not in tgt_cols:
                 continue
-            copied = [c for c in src_cols[t["qualified"]] if not c["generated"]]
-            problems.extend(native.column_problems(t["qualified"], copied, tgt_cols[t["qualified"]]))
-            plan[t["qualified"]] = dict(columns=[c["name"] for c in copied], format=native.copy_format(copied),
-                                        meta=copied)
+            copied = [c for c in src_cols[ident] if not c["generated"]]
+            problems.extend(native.column_problems(t["qualified"], copied, tgt_cols[ident]))
+            plan[ident] = dict(columns=[c["name"] for c in copied], format=native.copy_format(copied), meta=copied)
         if problems:
             self.fail("stream %s cannot be replicated, nothing was changed: %s" % (self.name, "; ".join(problems)))
         return src_cols, plan
@@ -510,11 +510,12 @@ class Stream:
         """One line per table: its COPY out of the source and into the target (and its key ranges)."""
         counts = {}
         for unit in units or []:
-            counts[unit["table"]] = unit["count"]
+            counts[(unit["schema"], unit["name"])] = unit["count"]
         for t in tables:
+            ident = (t["schema"], t["name"])
             unit = native.work_units([t], {})[0]
-            cols, fmt = plan[t["qualified"]]["columns"], plan[t["qualified"]]["format"]
-            ranges = counts.get(t["qualified"], t["split"] if units is None else 1)
+            cols, fmt = plan[ident]["columns"], plan[ident]["format"]
+            ranges = counts.get(ident, t["split"] if units is None else 1)
             self.queries.append("%s -> %s%s" % (
                 native.copy_out(unit, cols, fmt).as_string(self.src),
                 native.copy_in(unit, cols, fmt, freeze=ranges == 1).as_string(self.tgt),
@@ -632,13 +633,13 @@ class Stream:
         try:
             loader.begin_snapshot(conn, snapshot)
             for t in splitting:
-                types = dict((c["name"], c["type_name"]) for c in src_cols.get(t["qualified"], []))
+                types = dict((c["name"], c["type_name"]) for c in src_cols.get((t["schema"], t["name"]), []))
                 problem = native.split_key_problem(t, types.get(t["split_key"]))
                 if problem:
                     self.warnings.append(problem)
                     continue
                 lowest, highest = loader.key_bounds(conn, t)
-                ranges[t["qualified"]] = native.split_ranges(lowest, highest, t["split"])
+                ranges[(t["schema"], t["name"])] = native.split_ranges(lowest, highest, t["split"])
             conn.execute("COMMIT")
         finally:
             conn.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import native, scope
 
 
 def sql_text(stmt):
@@ -158,7 +158,7 @@ def test_split_ranges_cover_big_keys_without_gaps():
 
 def test_work_units_largest_first_and_ranges_truncated_up_front():
     s = stream(table("small", bytes=10), table("big", bytes=900, rows=90, split=3), table("mid", bytes=500))
-    units = native.work_units(s["tables"], {"public.big": [(None, 10), (10, 20), (20, None)]})
+    units = native.work_units(s["tables"], {("public", "big"): [(None, 10), (10, 20), (20, None)]})
     assert [(u["table"], u["unit"]) for u in units] == [
         ("public.mid", "all"), ("public.big", "1/3"), ("public.big", "2/3"), ("public.big", "3/3"),
         ("public.small", "all")]
@@ -176,7 +176,7 @@ def test_copy_statements():
         'COPY (SELECT "id", "Note" FROM ONLY "public"."events") TO STDOUT (FORMAT binary)')
     assert sql_text(native.copy_in(whole, ["id", "Note"], "binary", freeze=True)) == (
         'COPY "public"."events" ("id", "Note") FROM STDIN (FORMAT binary, FREEZE)')
-    first, last = native.work_units([s["tables"][1]], {"public.big": [(None, 50), (50, None)]})
+    first, last = native.work_units([s["tables"][1]], {("public", "big"): [(None, 50), (50, None)]})
     assert sql_text(native.copy_out(first, ["id"], "text")) == (
         'COPY (SELECT "id" FROM "public"."big" WHERE "id" < 50) TO STDOUT (FORMAT text)')
     assert sql_text(native.copy_out(last, ["id"], "text")).endswith('WHERE "id" >= 50) TO STDOUT (FORMAT text)')
@@ -510,7 +510,7 @@ def test_totals():
 # --- keys built after the copy -------------------------------------------------------------------
 
 def _key(table, name, contype="p", relkind="r", is_partition=False, referenced=False, **extra):
-    schema, relname = table.split(".")
+    schema, relname = scope.split_qualified(table)
     key = dict(table=table, schema=schema, relname=relname, name=name, contype=contype, relkind=relkind,
                is_partition=is_partition, referenced=referenced, deferrable=False, initially_deferred=False,
                replident=False, index_name=name, indexdef="CREATE UNIQUE INDEX %s ON %s USING btree (id)" % (name, table))
@@ -519,8 +519,8 @@ def _key(table, name, contype="p", relkind="r", is_partition=False, referenced=F
 
 
 def test_deferrable_keys_only_big_ordinary_unreferenced_tables():
-    tables = [dict(qualified="public.big", bytes=100), dict(qualified="public.small", bytes=99),
-              dict(qualified="public.leaf", bytes=500), dict(qualified="public.parent", bytes=500)]
+    tables = [dict(schema="public", name="big", bytes=100), dict(schema="public", name="small", bytes=99),
+              dict(schema="public", name="leaf", bytes=500), dict(schema="public", name="parent", bytes=500)]
     keys = [_key("public.big", "big_pkey"), _key("public.big", "big_code_key", contype="u"),
             _key("public.small", "small_pkey"), _key("public.leaf", "leaf_pkey", is_partition=True),
             _key("public.parent", "parent_pkey", referenced=True), _key("public.other", "other_pkey")]
@@ -617,3 +617,82 @@ def test_a_load_without_a_session_for_longer_than_the_grace_has_stalled():
     # A stream that is done is no longer pending: never stalled.
     assert native.stalled_loads(["s1"], set(), last, 200.0, 60) == []
     assert native.stalled_loads(["s1"], set(), last, 222.0, 60) == ["s1"]
+
+
+# --------------------------------------------------------------------------------------------
+# Names that need quoting: SQL from separate parts, lookups by (schema, name)
+# --------------------------------------------------------------------------------------------
+
+OPS = "Shipping Ops"
+ARCHIVE = 'eu.west "archive"'
+LONG = "p" * 61 + "ö"  # 63 bytes
+PRICE = 'Unit "Price"'
+
+
+def hard_stream():
+    return stream(table("order", schema=OPS, key=["Order No."]),
+                  table("Zöll_Tarife", schema=ARCHIVE, only=True, key=[PRICE]),
+                  table(LONG, key=["id"], split=2, split_key="id"),
+                  table("order", schema="eu.west", key=["id"]),
+                  table("west.order", schema="eu", key=["id"]))
+
+
+def test_hard_names_in_publications_and_diffs():
+    s = hard_stream()
+    assert [t["qualified"] for t in s["tables"]] == [
+        '"Shipping Ops"."order"', '"eu.west ""archive"""."Zöll_Tarife"', 'public."%s"' % LONG, '"eu.west"."order"',
+        'eu."west.order"']
+    assert sql_text(native.create_publication("pgshift_m_s1", s["tables"])) == (
+        'CREATE PUBLICATION "pgshift_m_s1" FOR TABLE "Shipping Ops"."order", ONLY "eu.west ""archive"""."Zöll_Tarife", '
+        '"public"."%s", "eu.west"."order", "eu"."west.order"' % LONG)
+    # "eu.west"."order" and "eu"."west.order" are two tables: the one published stays, the other is added
+    diff = native.publication_diff(s["tables"], [dict(schema="eu", name="west.order"), dict(schema=OPS, name="Order")])
+    assert [(t["schema"], t["name"]) for t in diff["add"]] == [
+        (OPS, "order"), (ARCHIVE, "Zöll_Tarife"), ("public", LONG), ("eu.west", "order")]
+    assert [(t["schema"], t["name"]) for t in diff["drop"]] == [(OPS, "Order")]
+    assert sql_text(native.alter_publication("p", "DROP", diff["drop"])) == (
+        'ALTER PUBLICATION "p" DROP TABLE ONLY "Shipping Ops"."Order"')
+    msg = native.inheritance_problems(s["tables"], {("eu.west", "order"), (ARCHIVE, "Zöll_Tarife")})
+    assert msg.startswith('"eu.west"."order" has inheritance children')
+
+
+def test_hard_names_in_copy_and_truncate():
+    s = hard_stream()
+    units = native.work_units(s["tables"], {("public", LONG): [(None, 5), (5, None)], ("eu", "west.order"): [(1, 2)]})
+    by_ident = {}
+    for u in units:
+        by_ident.setdefault((u["schema"], u["name"]), []).append(u)
+    assert len(by_ident[("public", LONG)]) == 2 and len(by_ident[("eu.west", "order")]) == 1
+    zoll = by_ident[(ARCHIVE, "Zöll_Tarife")][0]
+    assert sql_text(native.copy_out(zoll, [PRICE, "Order No."], "binary")) == (
+        'COPY (SELECT "Unit ""Price""", "Order No." FROM ONLY "eu.west ""archive"""."Zöll_Tarife") TO STDOUT '
+        '(FORMAT binary)')
+    assert sql_text(native.copy_in(zoll, [PRICE], "text", freeze=True)) == (
+        'COPY "eu.west ""archive"""."Zöll_Tarife" ("Unit ""Price""") FROM STDIN (FORMAT text, FREEZE)')
+    assert [t["qualified"] for t in native.split_tables(units)] == ['public."%s"' % LONG]
+    ranged = dict(by_ident[("public", LONG)][0], key='Order "No"', lower=3, upper=9)
+    assert sql_text(native.copy_out(ranged, ["id"], "text")).endswith(
+        'FROM "public"."%s" WHERE "Order ""No""" >= 3 AND "Order ""No""" < 9) TO STDOUT (FORMAT text)' % LONG)
+    assert sql_text(native.truncate([zoll, by_ident[("eu", "west.order")][0]])) == (
+        'TRUNCATE ONLY "eu.west ""archive"""."Zöll_Tarife", ONLY "eu"."west.order"')
+
+
+def test_hard_names_in_deferred_keys():
+    tables = [dict(schema="eu.west", name="order", bytes=500), dict(schema="eu", name="west.order", bytes=1)]
+    keys = [_key('"eu.west"."order"', "order pkey"), _key('eu."west.order"', "west pkey")]
+    deferred, kept = native.deferrable_keys(tables, keys, 100)
+    assert [(k["schema"], k["relname"], k["name"]) for k in deferred] == [("eu.west", "order", "order pkey")]
+    key = _key('"Shipping Ops"."order"', "Order pkey", index_name="order idx", replident=True,
+               indexdef='CREATE UNIQUE INDEX "order idx" ON "Shipping Ops"."order" USING btree ("Order No.")')
+    assert sql_text(native.drop_key(key)) == 'ALTER TABLE "Shipping Ops"."order" DROP CONSTRAINT "Order pkey"'
+    assert [sql_text(s) for s in native.key_statements(key)] == [
+        'CREATE UNIQUE INDEX "order idx" ON "Shipping Ops"."order" USING btree ("Order No.")',
+        'ALTER TABLE "Shipping Ops"."order" ADD CONSTRAINT "Order pkey" PRIMARY KEY USING INDEX "order idx"',
+        'ALTER TABLE "Shipping Ops"."order" REPLICA IDENTITY USING INDEX "Order pkey"']
+    assert native.column_problems('"Shipping Ops"."order"', [dict(name=PRICE)], []) == [
+        '"Shipping Ops"."order" lacks column(s) "Unit ""Price""" on the target']
+
+
+def test_a_table_listed_twice_is_found_by_schema_and_name():
+    with pytest.raises(native.StreamError, match='"eu.west"."order" is listed twice'):
+        stream(table("order", schema="eu.west"), table("west.order", schema="eu"), table("order", schema="eu.west"))

@@ -218,14 +218,14 @@ ORDER BY n.nspname, c.relname, a.attnum
 
 
 def columns(conn, tables):
-    """{qualified: [column dicts]} for the tables that exist; a missing table has no entry."""
+    """{(schema, name): [column dicts]} for the tables that exist; a missing table has no entry."""
     result = {}
     if not tables:
         return result
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(COLUMNS_QUERY, ([t["schema"] for t in tables], [t["name"] for t in tables]))
         for row in cur.fetchall():
-            result.setdefault(native.qualified(row["schema"], row["table"]), []).append(row)
+            result.setdefault((row["schema"], row["table"]), []).append(row)
     return result
 
 
@@ -400,12 +400,15 @@ def drop_keys(conn, stream, keys):
             conn.execute(native.drop_key(key))
 
 
+KEY_EXISTS_QUERY = (
+    "SELECT EXISTS (SELECT 1 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s AND k.conname = %s)")
+
+
 def _build_key(conn, stream, key):
     """One key, in one transaction; returns whether it existed already (then only its record goes)."""
     with conn.transaction():
-        exists = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND conname = %s)",
-            (sql.Identifier(key["schema"], key["relname"]).as_string(conn), key["name"])).fetchone()[0]
+        exists = conn.execute(KEY_EXISTS_QUERY, (key["schema"], key["relname"], key["name"])).fetchone()[0]
         if not exists:
             for stmt in native.key_statements(key):
                 conn.execute(stmt)
@@ -531,7 +534,7 @@ class Progress:
 class Loader:
     """Copies the units under an exported snapshot with `workers` threads.
 
-    plan: {qualified table: {columns: [names], format: 'binary'|'text', meta: [column dicts]}}.
+    plan: {(schema, name): {columns: [names], format: 'binary'|'text', meta: [column dicts]}}.
     run() returns the per-unit results and the warnings; it raises LoadError (after every
     worker stopped and rolled back its unit) when a unit fails.
     """
@@ -622,7 +625,7 @@ class Loader:
                         "does, or load as a superuser)")
 
     def _copy_unit(self, number, src, tgt, unit):
-        table = self.plan[unit["table"]]
+        table = self.plan[(unit["schema"], unit["name"])]
         fmt = table["format"]
         tried = []
         while True:
