@@ -254,11 +254,13 @@ def verify_gate(counts, marker_ok, sequences_behind):
 
 
 def sequence_changes(plan):
-    """The setval() calls to make from a sequence_plan: [{sequence, set_to, from}] for those not fine."""
+    """The setval() calls to make from a sequence_plan: [{sequence (display), schema, name, set_to, before,
+    required_next}] for those not fine; the sequence is set by its schema and name."""
     changes = []
     for entry in plan:
         if entry.get("set_to") is not None and entry.get("status") != "missing_on_target":
-            changes.append(dict(sequence=entry["sequence"], set_to=entry["set_to"], before=entry.get("target_next"),
+            changes.append(dict(sequence=entry["sequence"], schema=entry["schema"], name=entry["name"],
+                                set_to=entry["set_to"], before=entry.get("target_next"),
                                 required_next=entry.get("required_next")))
     return changes
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 
+from ansible_collections.pgshift.aurora.plugins.module_utils.scope import qualified, quote_ident
+
 try:
     from psycopg import sql
 except ImportError:  # pragma: no cover - the module reports the missing library
@@ -346,10 +348,11 @@ def progress(rows_done, rows_expected, elapsed):
 def schema_diff(source, target):
     """Differences between two schema descriptions.
 
-    Each side: {"tables": {table: {"columns": [[name, type]], "constraints": {name: definition},
-    "indexes": {name: definition}, "triggers": {name: {"enabled": code, "function": name}}}}}.
-    Returns [{kind, object, difference, source, target}] where difference is "missing_on_target",
-    "extra_on_target" or "differs".
+    Each side: {"tables": {(schema, name): {"columns": [[name, type]], "constraints": {name: definition},
+    "indexes": {name: definition}, "triggers": {name: {"enabled": code, "function": name}}}}}: tables are
+    matched on schema and name, objects of a table on their name. Returns [{kind, object, difference, source,
+    target}] where difference is "missing_on_target", "extra_on_target" or "differs"; object is the display
+    form (schema.table, schema.table.column, "schema.table: object", each name quoted as quote_ident()).
     """
     found = []
 
@@ -357,8 +360,9 @@ def schema_diff(source, target):
         found.append(dict(kind=kind, object=obj, difference=difference, source=src, target=tgt))
 
     stables, ttables = source.get("tables", {}), target.get("tables", {})
-    for table in sorted(set(stables) | set(ttables)):
-        s, t = stables.get(table), ttables.get(table)
+    for ident in sorted(set(stables) | set(ttables)):
+        s, t = stables.get(ident), ttables.get(ident)
+        table = qualified(*ident)
         if t is None:
             add("table", table, "missing_on_target")
             continue
@@ -368,7 +372,7 @@ def schema_diff(source, target):
         scols = dict((c[0], c[1]) for c in s.get("columns", []))
         tcols = dict((c[0], c[1]) for c in t.get("columns", []))
         for name in [c[0] for c in s.get("columns", [])] + [c[0] for c in t.get("columns", []) if c[0] not in scols]:
-            obj = "%s.%s" % (table, name)
+            obj = "%s.%s" % (table, quote_ident(name))
             if name not in tcols:
                 add("column", obj, "missing_on_target", scols[name])
             elif name not in scols:
@@ -378,7 +382,7 @@ def schema_diff(source, target):
         for kind, key in (("constraint", "constraints"), ("index", "indexes"), ("trigger", "triggers")):
             sobj, tobj = s.get(key, {}), t.get(key, {})
             for name in sorted(set(sobj) | set(tobj)):
-                obj = "%s: %s" % (table, name)
+                obj = "%s: %s" % (table, quote_ident(name))
                 if name not in tobj:
                     add(kind, obj, "missing_on_target", sobj[name])
                 elif name not in sobj:

@@ -273,6 +273,30 @@ options:
   target_host_for_source:
     description: The target as the source reaches it (default target_login_host).
     type: str
+  source_port_for_target:
+    description: The source's port as the target server reaches it (default login_port).
+    type: int
+  source_ssl_mode_for_target:
+    description:
+      - libpq C(sslmode) of the target's subscriptions to the source. Default C(require) when O(ssl_mode) uses
+        TLS, else O(ssl_mode) (the controller's CA path is never given to a server).
+    type: str
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  source_ssl_root_cert_for_target:
+    description: C(sslrootcert) of those subscriptions, a path on the target server.
+    type: str
+  target_port_for_source:
+    description: The target's port as the source server reaches it (default target_login_port).
+    type: int
+  target_ssl_mode_for_source:
+    description:
+      - libpq C(sslmode) of the source's return subscription to the target. Default C(require) when
+        O(target_ssl_mode) uses TLS, else O(target_ssl_mode).
+    type: str
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  target_ssl_root_cert_for_source:
+    description: C(sslrootcert) of the return subscription, a path on the source server.
+    type: str
   report_dir:
     description: Where cutover.md/.json (rollback.md, rehearsal.md) are written.
     type: path
@@ -378,7 +402,7 @@ import uuid
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, native
+from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, native, replication_conn
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import pgbouncer as bouncer
@@ -386,6 +410,7 @@ from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection impo
     PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
 
 TARGET = "target_"
+SSL_CHOICES = list(replication_conn.SSL_MODES)
 
 
 def argument_spec():
@@ -451,6 +476,12 @@ def argument_spec():
         target_replication_password=dict(type="str", no_log=True),
         source_host_for_target=dict(type="str"),
         target_host_for_source=dict(type="str"),
+        source_port_for_target=dict(type="int"),
+        source_ssl_mode_for_target=dict(type="str", choices=SSL_CHOICES),
+        source_ssl_root_cert_for_target=dict(type="str"),
+        target_port_for_source=dict(type="int"),
+        target_ssl_mode_for_source=dict(type="str", choices=SSL_CHOICES),
+        target_ssl_root_cert_for_source=dict(type="str"),
         report_dir=dict(type="path"),
     )
     return spec
@@ -735,7 +766,7 @@ class Cutover:
         new = self.conn(self.new)
         changes = cutover.sequence_changes(plan)
         for change in changes:
-            self.q(db.setval(new, change["sequence"], change["set_to"]))
+            self.q(db.setval(new, change["schema"], change["name"], change["set_to"]))
         missing = [e["sequence"] for e in plan if e.get("status") == "missing_on_target"]
         if missing:
             self.warnings.append("sequences missing on the %s: %s" % (self.new, ", ".join(missing)))
@@ -746,7 +777,7 @@ class Cutover:
         """sequence_plan(old, new, gap) without the cutover's own log (pgshift schema)."""
         old, new = self.conn(self.old), self.conn(self.new)
         plan = sequences.sequence_plan(sequences.gather_sequences(old), sequences.gather_sequences(new), gap)
-        return [e for e in plan if not e["sequence"].startswith(db.LOG_SCHEMA + ".")]
+        return [e for e in plan if e["schema"] != db.LOG_SCHEMA]
 
     def step_finishing(self, machine):
         old, new = self.conn(self.old), self.conn(self.new)
@@ -763,7 +794,8 @@ class Cutover:
             self.q(db.validate_fk(new, schema, table, constraint))
         if missing:
             raise cutover.StepFailed("foreign key(s) %s exist on the %s but not on the %s: run copy_schema's post "
-                                     "stage first" % (", ".join("%s.%s" % (db.name_of(s, t), c) for s, t, c in missing),
+                                     "stage first" % (", ".join("%s on %s" % (db.ident_of(c), db.name_of(s, t))
+                                                                for s, t, c in missing),
                                                       self.old, self.new))
         return dict(matviews_refreshed=refreshed, triggers_changed=len(trig), foreign_keys_validated=len(validate))
 
@@ -995,9 +1027,15 @@ class Cutover:
             password = self.p["target_replication_password"]
             if password is None and not self.p["target_replication_user"]:
                 password = self.p["target_login_password"]
+            peer = replication_conn.peer_connection(dict(
+                db_host=self.p["target_login_host"], db_port=self.p["target_login_port"],
+                db_sslmode=self.p["target_ssl_mode"], db_replication_host=self.p["target_host_for_source"],
+                db_replication_port=self.p["target_port_for_source"],
+                db_replication_sslmode=self.p["target_ssl_mode_for_source"],
+                db_replication_sslrootcert=self.p["target_ssl_root_cert_for_source"]), "the target")
             conninfo = native.subscription_conninfo(
-                self.p["target_host_for_source"] or self.p["target_login_host"], self.p["target_login_port"],
-                self.p["target_login_db"], user, password, self.p["target_ssl_mode"], self.p["target_ca_cert"])
+                peer["host"], peer["port"], self.p["target_login_db"], user, password, peer["sslmode"],
+                peer["sslrootcert"])
             if self.p["engine"] == "dms":
                 self.warnings.append("migration_engine dms: stop the migration's DMS tasks now (the target takes the "
                                      "writes; the source receives them back through %s)" % self.reverse_name)
@@ -1010,9 +1048,13 @@ class Cutover:
         password = self.p["source_replication_password"]
         if password is None and not self.p["source_replication_user"]:
             password = self.p["login_password"]
+        peer = replication_conn.peer_connection(dict(
+            db_host=self.p["login_host"], db_port=self.p["login_port"], db_sslmode=self.p["ssl_mode"],
+            db_replication_host=self.p["source_host_for_target"], db_replication_port=self.p["source_port_for_target"],
+            db_replication_sslmode=self.p["source_ssl_mode_for_target"],
+            db_replication_sslrootcert=self.p["source_ssl_root_cert_for_target"]), "the source")
         conninfo = native.subscription_conninfo(
-            self.p["source_host_for_target"] or self.p["login_host"], self.p["login_port"], self.p["login_db"], user,
-            password, self.p["ssl_mode"], self.p["ca_cert"])
+            peer["host"], peer["port"], self.p["login_db"], user, password, peer["sslmode"], peer["sslrootcert"])
         names = [name for side, name in self.created["slots"] if side == "source"]
         for name in names:
             stmt = db.create_subscription(tgt, name, conninfo, name, origin_none=True)

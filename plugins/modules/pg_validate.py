@@ -285,10 +285,10 @@ class Validation:
             tgt.close()
 
         work, missing = [], []
-        for name, t in src_tables.items():
-            other = tgt_tables.get(name)
+        for ident, t in src_tables.items():
+            other = tgt_tables.get(ident)
             if other is None:
-                missing.append(dict(table=name, rows_source=None, rows_target=None, seconds=0, result="error",
+                missing.append(dict(table=t["table"], rows_source=None, rows_target=None, seconds=0, result="error",
                                     error="the table is missing on the target", differences=[], difference_count=0))
                 continue
             compared, problems = validate.common_columns(t["columns"], other["columns"])
@@ -296,7 +296,7 @@ class Validation:
             if key_names != [c["name"] for c in other["key"]]:
                 problems.append("the primary key is (%s) on the source and (%s) on the target" % (
                     ", ".join(key_names), ", ".join(c["name"] for c in other["key"])))
-            work.append(dict(t, table=name, compared=compared, problems=problems))
+            work.append(dict(t, compared=compared, problems=problems))
 
         options = dict((k, p[k]) for k in ("parallel", "chunk_rows", "row_level_rows", "max_differences",
                                            "max_rows_per_second", "progress_file", "mode", "catch_up_timeout",
@@ -304,14 +304,14 @@ class Validation:
         options["slot_prefix"] = p["slot_prefix"] or ("pgshift_%s_s" % p["migration"] if p["migration"] else "")
         runnable = [t for t in work if not t["problems"]]
         results, rounds, seconds = compare.Comparison(self.src_params, self.tgt_params, options).run(runnable)
-        by_name = dict((r["table"], r) for r in results)
+        by_ident = dict(((t["schema"], t["name"]), r) for t, r in zip(runnable, results))
         tables = []
         for t in work:
             if t["problems"]:
                 tables.append(dict(table=t["table"], rows_source=None, rows_target=None, seconds=0, result="error",
                                    error="; ".join(t["problems"]), differences=[], difference_count=0))
             else:
-                tables.append(by_name[t["table"]])
+                tables.append(by_ident[(t["schema"], t["name"])])
         tables += missing
         tables.sort(key=lambda r: r["table"])
         gate = validate.sequences_gate(p["sequences_gate"], p["mode"])

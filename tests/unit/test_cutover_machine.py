@@ -276,10 +276,13 @@ def test_verify_gate():
 
 
 def test_sequence_changes_keep_only_what_moves():
-    plan = [dict(sequence="public.a", set_to=None, status="ok", target_next=5, required_next=5),
-            dict(sequence="public.b", set_to=1099, status="behind", target_next=1, required_next=1100),
-            dict(sequence="public.c", set_to=None, status="missing_on_target")]
-    assert cutover.sequence_changes(plan) == [dict(sequence="public.b", set_to=1099, before=1, required_next=1100)]
+    plan = [dict(sequence="public.a", schema="public", name="a", set_to=None, status="ok", target_next=5,
+                 required_next=5),
+            dict(sequence='"Shipping Ops"."Order No."', schema="Shipping Ops", name="Order No.", set_to=1099,
+                 status="behind", target_next=1, required_next=1100),
+            dict(sequence="public.c", schema="public", name="c", set_to=None, status="missing_on_target")]
+    assert cutover.sequence_changes(plan) == [dict(sequence='"Shipping Ops"."Order No."', schema="Shipping Ops",
+                                                   name="Order No.", set_to=1099, before=1, required_next=1100)]
 
 
 def test_check_options():

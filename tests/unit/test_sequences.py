@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import sequences
+from ansible_collections.pgshift.aurora.plugins.module_utils import scope
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze, sequences
 
 
 def seq(name="public.orders_id_seq", last=None, called=True, inc=1, lo=1, hi=2 ** 63 - 1, cycle=False, start=1,
         cols=None):
-    return dict(sequence=name, schema=name.split(".")[0], name=name.split(".")[1], last_value=last, is_called=called,
+    schema, relname = scope.split_qualified(name)
+    return dict(sequence=name, schema=schema, name=relname, last_value=last, is_called=called,
                 increment_by=inc, min_value=lo, max_value=hi, cycle=cycle, start_value=start,
                 columns=[dict(table="public.orders", column="id", max=c, min=c) for c in (cols or [])])
 
@@ -31,7 +33,8 @@ def test_next_value(kwargs, expected):
 
 def test_plan_ok_when_target_ahead_of_source_and_columns():
     plan = sequences.sequence_plan([seq(last=100, cols=[100])], [seq(last=150, cols=[100])])
-    assert plan == [dict(sequence="public.orders_id_seq", source_next=101, target_next=151, increment_by=1,
+    assert plan == [dict(sequence="public.orders_id_seq", schema="public", name="orders_id_seq", source_next=101,
+                         target_next=151, increment_by=1,
                          column_max=100, column_min=100, required_next=101, set_to=None, status="ok")]
 
 
@@ -129,3 +132,27 @@ def test_keep_columns_drops_partitions_covered_by_parent():
             dict(seq=1, column="id", relkind="r", is_partition=True, table="t_1"),
             dict(seq=2, column="id", relkind="r", is_partition=True, table="u_1")]
     assert [c["table"] for c in sequences.keep_columns(cols)] == ["t", "u_1"]
+
+
+# --- names that need quoting ---------------------------------------------------------------------------------
+
+def test_sides_are_matched_on_schema_and_name_not_on_a_display_string():
+    # "eu.west"."order" and "eu"."west.order" join plainly to the same text: they are two sequences
+    a_src, b_src = seq('"eu.west"."order"', last=100), seq('eu."west.order"', last=5)
+    a_tgt, b_tgt = seq('"eu.west"."order"', last=1, called=False), seq('eu."west.order"', last=500)
+    plan = sequences.sequence_plan([a_src, b_src], [b_tgt, a_tgt])
+    assert [(e["schema"], e["name"], e["status"], e["set_to"]) for e in plan] == [
+        ("eu.west", "order", "behind", 100), ("eu", "west.order", "ok", None)]
+    assert plan[0]["sequence"] == '"eu.west"."order"'
+    # a target sequence differing only in letter case is another sequence
+    (entry,) = sequences.sequence_plan([seq('"Shipping Ops"."Order No."', last=7)],
+                                       [seq('"Shipping Ops"."order no."', last=100)])
+    assert entry["status"] == "missing_on_target"
+    assert sequences.plan_problems([entry]) == ['sequence "Shipping Ops"."Order No." is missing on the target']
+
+
+def test_setval_shown_as_a_statement_a_person_can_run():
+    assert freeze.setval_display("Shipping Ops", "Order No.", 1099) == \
+        "SELECT setval('\"Shipping Ops\".\"Order No.\"', 1099, true)"
+    assert freeze.setval_display('eu.west "archive"', "it's", -5) == \
+        "SELECT setval('\"eu.west \"\"archive\"\"\".\"it''s\"',  -5, true)"  # psycopg writes a negative literal with a space

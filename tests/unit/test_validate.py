@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import validate
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import native, scope
 
 
 def col(name, base, category="N", typ=None):
@@ -186,7 +186,8 @@ def test_throttle_and_progress():
 
 
 def schema(**tables):
-    return dict(tables=tables)
+    """schema_diff input from {display name: table}: keyed by (schema, name), as compare.schema_description does."""
+    return dict(tables=dict((scope.split_qualified(k), v) for k, v in tables.items()))
 
 
 def tbl(columns=(("id", "bigint NOT NULL"),), constraints=None, indexes=None, triggers=None):
@@ -242,3 +243,29 @@ def test_summary():
                    difference_count=2)]
     s = validate.summary(tables, 2.0, [], [dict(status="ok")])
     assert (s["rows_compared"], s["rows_per_second"], s["differences"], s["tables_different"]) == (150, 75.0, 2, 1)
+
+
+def test_schema_diff_matches_hard_names_by_schema_and_name_and_shows_them_quoted():
+    ops = ("Shipping Ops", "order")
+    src = dict(tables={
+        ops: tbl(columns=(("id", "bigint NOT NULL"), ('Unit "Price"', "numeric")),
+                 constraints={"order pkey": "PRIMARY KEY (id)"}, indexes={"By Price": 'USING btree ("Unit ""Price""")'},
+                 triggers={"Audit Order": dict(enabled="O", function="audit")}),
+        ("eu.west", "order"): tbl(),
+    })
+    tgt = dict(tables={
+        ops: tbl(columns=(("id", "bigint NOT NULL"), ('Unit "Price"', "integer")),
+                 constraints={"order pkey": "PRIMARY KEY (id)"},
+                 triggers={"Audit Order": dict(enabled="D", function="audit")}),
+        ("eu", "west.order"): tbl(),  # joined plainly, the same text as "eu.west"."order": another table
+    })
+    found = validate.schema_diff(src, tgt)
+    assert [(d["kind"], d["object"], d["difference"]) for d in found] == [
+        ("column", '"Shipping Ops"."order"."Unit ""Price"""', "differs"),
+        ("index", '"Shipping Ops"."order": "By Price"', "missing_on_target"),
+        ("trigger", '"Shipping Ops"."order": "Audit Order"', "differs"),
+        ("table", 'eu."west.order"', "extra_on_target"),
+        ("table", '"eu.west"."order"', "missing_on_target"),
+    ]
+    assert validate.describe_schema_difference(found[2]) == (
+        'trigger "Shipping Ops"."order": "Audit Order" is enabled on the source and disabled on the target')

@@ -53,8 +53,8 @@ def primary_keys(conn, oids):
 
 
 def tables(conn, filters):
-    """{qualified: {schema, name, oid, est_rows, columns, key}} for every replicated physical table in scope,
-    and the in-scope tables skipped (unlogged) with why."""
+    """{(schema, name): {table (display), schema, name, oid, est_rows, columns, key}} for every replicated
+    physical table in scope, and the in-scope tables skipped (unlogged) with why."""
     version = conn.info.server_version
     selected = scope.select(catalog.relations(conn), **filters)
     selected = [t for t in selected if t["schema"] not in TOOL_SCHEMAS]
@@ -71,14 +71,14 @@ def tables(conn, filters):
     for t in keep:
         columns = cols.get(t["oid"], [])
         by_name = dict((c["name"], c) for c in columns)
-        result[t["qualified"]] = dict(schema=t["schema"], name=t["name"], oid=t["oid"], est_rows=prereqs.est_rows(t),
-                                      kind=t["kind"], columns=columns,
-                                      key=[by_name[k] for k in keys.get(t["oid"], []) if k in by_name])
+        result[(t["schema"], t["name"])] = dict(
+            table=t["qualified"], schema=t["schema"], name=t["name"], oid=t["oid"], est_rows=prereqs.est_rows(t),
+            kind=t["kind"], columns=columns, key=[by_name[k] for k in keys.get(t["oid"], []) if k in by_name])
     return result, skipped
 
 
 def schema_description(conn, table_map):
-    """The schema_diff() input for the given {qualified: table} (columns, constraints, indexes, triggers)."""
+    """The schema_diff() input for the given {(schema, name): table} (columns, constraints, indexes, triggers)."""
     version = conn.info.server_version
     oids = dict((t["oid"], q) for q, t in table_map.items())
     desc = dict((q, dict(columns=[[c["name"], c["type"]] for c in t["columns"]], constraints={}, indexes={},
@@ -112,6 +112,11 @@ def slot_positions(conn, prefix):
 
 # ----------------------------------------------------------------------------------------------
 # Queries on one side
+
+
+def _ident(table):
+    """A table's identity: its schema and its name (``table`` is only their display form)."""
+    return table["schema"], table["name"]
 
 
 def _rel(table):
@@ -416,11 +421,11 @@ class Comparison:
             plan_futures = {}
             for table, rng in tasks:
                 if rng is None:
-                    plan_futures[table["table"]] = ex.submit(with_worker, self.plan_ranges, table)
+                    plan_futures[_ident(table)] = ex.submit(with_worker, self.plan_ranges, table)
             for table, rng in tasks:
                 if rng is None:
                     try:
-                        planned += [(table, r) for r in plan_futures[table["table"]].result()]
+                        planned += [(table, r) for r in plan_futures[_ident(table)].result()]
                     except Exception as exc:
                         table.setdefault("error", str(exc).strip())
                 else:
@@ -439,7 +444,7 @@ class Comparison:
                 futures.append((table, rng, ex.submit(with_worker, task)))
             for table, rng, fut in futures:
                 try:
-                    results.setdefault(table["table"], []).append((rng, fut.result()))
+                    results.setdefault(_ident(table), []).append((rng, fut.result()))
                 except Exception as exc:
                     table.setdefault("error", str(exc).strip())
         for w in workers:
@@ -491,7 +496,7 @@ class Comparison:
             fresh = dict(((name, validate.describe_range(rng)), d) for name, items in again.items() for rng, d in items)
             still, confirmed_n, in_flight_n, resolved_n = [], 0, 0, 0
             for table, rng, old in redo:
-                found = fresh.get((table["table"], validate.describe_range(rng)), old)
+                found = fresh.get((_ident(table), validate.describe_range(rng)), old)
                 confirmed, in_flight, resolved = self.settle(coord, table, found) if found else ([], [], 0)
                 confirmed_n += len(confirmed)
                 in_flight_n += len(in_flight)
@@ -499,19 +504,19 @@ class Comparison:
                 if in_flight:
                     still.append((table, rng, confirmed + in_flight))
                 else:
-                    final.setdefault(table["table"], []).append((rng, confirmed))
+                    final.setdefault(_ident(table), []).append((rng, confirmed))
             rounds.append(dict(round=number, source_lsn=lsn, caught_up=True, slots=positions, ranges=len(redo),
                                confirmed=confirmed_n, in_flight=in_flight_n, resolved=resolved_n))
             redo = still
         for table, rng, found in redo:  # never settled: reported, marked
             for d in found:
                 d["unsettled"] = True
-            final.setdefault(table["table"], []).append((rng, found))
+            final.setdefault(_ident(table), []).append((rng, found))
         return final
 
     # -- everything ---------------------------------------------------------------------------
     def run(self, table_list):
-        """Compare every table ({table, schema, name, key, compared, est_rows}); returns per-table results
+        """Compare every table ({table (display), schema, name, key, compared, est_rows}); returns per-table results
         and the live-mode rounds."""
         self.started = time.time()
         self.rows_expected = sum(max(0, t["est_rows"] or 0) for t in table_list)
@@ -529,7 +534,7 @@ class Comparison:
             results = self.run_round(workers, [(t, None) for t in table_list], src_snap, tgt_snap)
             rounds.append(dict(round=1, source_lsn=lsn, ranges=len([1 for r in results.values() for x in r]),
                                differing=sum(1 for r in results.values() for rng, d in r if d)))
-            by_name = dict((t["table"], t) for t in table_list)
+            by_name = dict((_ident(t), t) for t in table_list)
             if self.o["mode"] == "live":
                 results = self.live_rounds(coord, workers, results, by_name, rounds)
         finally:
@@ -540,11 +545,11 @@ class Comparison:
         self.write_progress(done=True)
         out = []
         for t in table_list:
-            diffs = [validate.public(d) for rng, found in results.get(t["table"], []) for d in found]
+            diffs = [validate.public(d) for rng, found in results.get(_ident(t), []) for d in found]
             counts = list(t["_counts"].values())
             entry = dict(table=t["table"], rows_source=sum(c[0] for c in counts), rows_target=sum(c[1] for c in counts),
                          seconds=round(t["_seconds"], 3), key=[c["name"] for c in t["key"]] or None,
-                         ranges=len(results.get(t["table"], [])), differences=diffs,
+                         ranges=len(results.get(_ident(t), [])), differences=diffs,
                          difference_count=sum(d.get("count", 1) for d in diffs),
                          truncated=len(diffs) >= self.o["max_differences"])
             if t.get("error"):

@@ -15,7 +15,7 @@ try:
 except ImportError:  # pragma: no cover - reported by the module
     sql = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils.scope import qualified
+from ansible_collections.pgshift.aurora.plugins.module_utils.scope import qualified, quote_ident
 
 LOG_SCHEMA = "pgshift"
 LOG_TABLE = "cutover_log"
@@ -290,10 +290,23 @@ def create_subscription(conn, name, conninfo, publication, origin_none):
 # Sequences
 # ----------------------------------------------------------------------------------------------
 
-def setval(conn, sequence, value):
-    """setval(sequence, value, true): the next nextval() returns value + increment."""
-    conn.execute("SELECT setval(%s::regclass, %s, true)", (sequence, int(value)))
-    return "SELECT setval('%s', %d, true)" % (sequence, int(value))
+SETVAL_QUERY = ("SELECT setval(c.oid, %s, true) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'S'")
+
+
+def setval(conn, schema, name, value):
+    """setval(sequence, value, true) on the sequence found by its schema and name (never a name parsed from
+    text): the next nextval() returns value + increment. Returns the statement as a person would type it;
+    LookupError when there is no such sequence."""
+    if conn.execute(SETVAL_QUERY, (int(value), schema, name)).fetchone() is None:
+        raise LookupError("sequence %s does not exist" % qualified(schema, name))
+    return setval_display(schema, name, value)
+
+
+def setval_display(schema, name, value):
+    """SELECT setval('<quoted name>', value, true), for the queries shown (the text a person can run)."""
+    return sql.SQL("SELECT setval({}, {}, true)").format(
+        sql.Literal(sql.Identifier(schema, name).as_string(None)), sql.Literal(int(value))).as_string(None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,3 +394,8 @@ def count_rows(conn, schema, name):
 
 def name_of(schema, name):
     return qualified(schema, name)
+
+
+def ident_of(name):
+    """One name as shown in messages (quoted as quote_ident() would)."""
+    return quote_ident(name)

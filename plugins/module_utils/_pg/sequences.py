@@ -11,6 +11,9 @@ gather_sequences() reads (I/O); next_value() and sequence_plan() decide (pure).
 Validation requires every entry of sequence_plan(..., gap=0) to be "ok"; the cutover
 calls sequence_plan with a gap and runs ``setval(seq, set_to, true)`` where set_to is set.
 
+A sequence is its schema and its name (``sequence`` is only their display form): the two sides
+are matched on (schema, name), and the cutover finds the sequence to set by them.
+
 Descending sequences (negative increment) are handled: "ahead" means lower, the column
 bound is the column's minimum, and set_to still makes nextval() return required_next.
 """
@@ -115,8 +118,9 @@ def _column_bounds(conn, col):
 def gather_sequences(conn, schemas=None):
     """Every sequence in the database (optionally only in `schemas`) with the columns fed by it.
 
-    Returns dicts: sequence (qualified), schema, name, last_value, is_called, increment_by,
-    min_value, max_value, start_value, cycle, columns [{table, column, max, min}].
+    Returns dicts: sequence (display), schema, name, last_value, is_called, increment_by,
+    min_value, max_value, start_value, cycle, columns [{table (display), table_schema, table_name, column,
+    max, min}].
     """
     rows = _sequence_rows(conn, schemas)
     if not rows:
@@ -127,6 +131,7 @@ def gather_sequences(conn, schemas=None):
     for col in columns:
         hi, lo = _column_bounds(conn, col)
         by_seq.setdefault(col["seq"], []).append(dict(table=qualified(col["schema"], col["table"]),
+                                                      table_schema=col["schema"], table_name=col["table"],
                                                       column=col["column"], max=hi, min=lo))
     result = []
     for r in rows:
@@ -176,8 +181,9 @@ def _bound(columns, key, pick):
 def sequence_plan(source_seqs, target_seqs, gap=0):
     """Per source sequence: what the target must hand out next, and the setval() to get there.
 
-    Returns [{sequence, source_next, target_next, increment_by, column_max, column_min,
-    required_next, set_to, status}] in source order. status is "ok" (the target is already
+    Returns [{sequence, schema, name, source_next, target_next, increment_by, column_max, column_min,
+    required_next, set_to, status}] in source order; the target's sequence is the one with the same
+    schema and name. status is "ok" (the target is already
     at or past required_next), "behind" (set_to says what to pass to setval(seq, set_to, true))
     or "missing_on_target". Column bounds are taken from both sides (the larger for ascending,
     the smaller for descending). required_next for ascending sequences is
@@ -187,14 +193,14 @@ def sequence_plan(source_seqs, target_seqs, gap=0):
     gap = int(gap or 0)
     if gap < 0:
         raise ValueError("gap must be 0 or more, not %r" % gap)
-    targets = dict((s["sequence"], s) for s in target_seqs)
+    targets = dict(((s["schema"], s["name"]), s) for s in target_seqs)
     plan = []
     for src in source_seqs:
-        name = src["sequence"]
-        tgt = targets.get(name)
+        tgt = targets.get((src["schema"], src["name"]))
         inc = int(src.get("increment_by") or 1)
         source_next = next_value(src)
-        entry = dict(sequence=name, source_next=source_next, target_next=None, increment_by=inc,
+        entry = dict(sequence=qualified(src["schema"], src["name"]), schema=src["schema"], name=src["name"],
+                     source_next=source_next, target_next=None, increment_by=inc,
                      column_max=None, column_min=None, required_next=None, set_to=None)
         cols = list(src.get("columns") or []) + list((tgt or {}).get("columns") or [])
         entry["column_max"] = _bound(cols, "max", max)
