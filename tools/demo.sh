@@ -91,9 +91,11 @@ import psycopg
 import yaml
 
 inv = "inventories/lab"
+src = yaml.safe_load(open(os.path.join(inv, "host_vars", "lab-source.yml")))
 tgt = yaml.safe_load(open(os.path.join(inv, "host_vars", "lab-target.yml")))
 lab = yaml.safe_load(open(os.path.join(inv, "group_vars", "all", "lab.yml"))) or {}
 root = lab.get("lab_root") or ".lab"
+ca = os.path.join(root, "tls", "ca.crt")
 out = open(os.path.join(root, "load", "pgbench.out")).read()
 aborted = [l for l in out.splitlines() if "aborted" in l or "error" in l.lower()]
 failed = sum(int(m) for m in re.findall(r"(\d+) failed", out))
@@ -101,8 +103,24 @@ running = os.path.exists(os.path.join(root, "load", "pgbench.pid")) and os.syste
     "kill -0 $(cat %s) 2>/dev/null" % os.path.join(root, "load", "pgbench.pid")) == 0
 print("client errors:      %d failed transaction(s), %d aborted client(s); pgbench still running: %s" % (
     failed, len(aborted), "yes" if running else "no"))
-with psycopg.connect(host=tgt["db_host"], port=tgt["db_port"], dbname=tgt["db_name"],
-                     user=tgt.get("db_admin_user", "postgres"), password=tgt["db_admin_password"]) as conn:
+
+
+def connect(hv):
+    # As the phases connect: the inventory's admin (the master user), TLS verify-full with the lab's CA.
+    return psycopg.connect(host=hv["db_host"], port=hv["db_port"], dbname=hv["db_name"], user=hv["db_admin_user"],
+                           password=hv["db_admin_password"], sslmode=hv["db_sslmode"], sslrootcert=ca)
+
+
+shape = []
+for hv in (src, tgt):
+    with connect(hv) as conn:
+        shape.append(conn.execute(
+            "SELECT r.rolsuper, s.ssl, current_setting('server_version_num')::int / 10000 FROM pg_roles r, pg_stat_ssl s "
+            "WHERE r.rolname = current_user AND s.pid = pg_backend_pid()").fetchone())
+print("ran against:        admins: %s; TLS: %s; PostgreSQL %d -> %d" % (
+    "superuser" if any(s[0] for s in shape) else "not superuser",
+    src["db_sslmode"] if all(s[1] for s in shape) else "NOT USED", shape[0][2], shape[1][2]))
+with connect(tgt) as conn:
     rows = conn.execute("SELECT client_id, count(*), count(DISTINCT seq), max(seq) FROM public.ledger "
                         "GROUP BY client_id ORDER BY client_id").fetchall()
 bad = [r for r in rows if not r[1] == r[2] == r[3]]

@@ -154,6 +154,21 @@ class Cluster:
         with self.master_connect() as conn:
             lab_shape.app_roles(conn, MASTER_USER, [dict(name=APP_OWNER, login=False, member_of_master=True)])
 
+    def create_migration_user(self, name, password):
+        """A migration user as on RDS: LOGIN, member of rds_replication (+ REPLICATION, which that membership
+        confers on RDS and which only the operator can give here), nothing else; idempotent. The password is
+        sent as a SCRAM verifier."""
+        from psycopg import sql
+        verifier = scram_verifiers.verifier(name, password)
+        with self.connect(operator=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(verb + " ROLE {} LOGIN REPLICATION PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(verifier)))
+            if self.shape == "rds":
+                conn.execute(sql.SQL("GRANT rds_replication TO {}").format(sql.Identifier(name)))
+        return name
+
     @property
     def major(self):
         with open(os.path.join(self.data, "PG_VERSION")) as f:
