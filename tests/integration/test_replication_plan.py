@@ -287,7 +287,7 @@ def test_write_rates_since_the_assessments_reading(source_cluster, new_db, prere
     where = placement(result)
     assert where["public.events_m1"] != where["public.events_m3"]
     # The statistics reset since the reading: not usable, the plan samples (0.1 s here) and says why.
-    source_cluster.query(db, "SELECT pg_stat_reset()")
+    source_cluster.query(db, "SELECT pg_stat_reset()", operator=True)
     result = ok(run(source_cluster, db, migration_name="since", streams=2, write_rate_sample_seconds=0.1,
                     write_counters=reading))
     method = result["plan"]["write_rate_method"]
@@ -304,3 +304,25 @@ def test_invalid_options_fail_before_connecting(source_cluster, closed_port):
                                           login_host="127.0.0.1"))
     assert result["failed"] and "cannot reach PostgreSQL" in result["msg"]
     assert ADMIN_PASSWORD not in raw
+
+
+def test_filters_read_names_as_postgresql_does(source_cluster, shipdb):
+    source_cluster.execute(shipdb, "ALTER TABLE public.carrier_rates REPLICA IDENTITY FULL")
+    # Unquoted, a mixed-case name folds to lower case and matches nothing: the table stays, a warning says why.
+    folded = ok(run(source_cluster, shipdb, exclude_tables=["public.CustomsDeclarations"]))
+    planned = {t["qualified"] for s in folded["plan"]["streams"] for t in s["tables"]}
+    assert 'public."CustomsDeclarations"' in planned
+    assert folded["plan"]["warnings"][0] == (
+        "exclude_tables: public.CustomsDeclarations matches no table (names are case-sensitive inside double quotes "
+        'and folded to lower case outside: did you mean public."CustomsDeclarations"?)')
+    assert folded["plan"]["warnings"][0] in str(folded["warnings"][0])  # also an Ansible warning
+    # Quoted, it is that table; the quoted schema part of a pattern works the same way.
+    quoted = ok(run(source_cluster, shipdb, exclude_tables=['public."CustomsDeclarations"'],
+                    include_tables=['"billing".*', "public.*"]))
+    planned = {t["qualified"] for s in quoted["plan"]["streams"] for t in s["tables"]}
+    assert 'public."CustomsDeclarations"' not in planned and 'billing."VatRates"' in planned
+    assert [e["qualified"] for e in quoted["plan"]["excluded"]] == ['public."CustomsDeclarations"']
+    assert quoted["plan"]["warnings"] == []
+    # A pattern that cannot be read fails before connecting, and says how to write it.
+    bad = run(source_cluster, shipdb, include_tables=["Shipping Ops.order"])
+    assert bad["failed"] and "has a space outside double quotes" in bad["msg"] and '"Shipping Ops"' in bad["msg"]
