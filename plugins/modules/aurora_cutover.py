@@ -114,11 +114,20 @@ options:
     default: 5
   copy_role_passwords:
     description:
-      - In the preflight, give each of O(app_roles) on the new side the old side's password verifier when it has
-        none or another one (schema copies create roles without passwords; PgBouncer's SCRAM pass-through needs
-        the same verifier on both servers). Needs pg_authid readable (a superuser); otherwise a warning.
+      - In the preflight, give each of O(app_roles) on the new side a password verifier so that it logs in
+        there as it does on the old side (schema copies create roles without passwords; PgBouncer's SCRAM
+        pass-through needs the same verifier on both servers). The verifier comes from O(pgbouncer.auth_file)
+        when it holds the role's SCRAM secret, else from O(app_role_secrets), else (only where this login may
+        read pg_authid, i.e. a superuser) from the old side; otherwise a warning.
     type: bool
     default: true
+  app_role_secrets:
+    description:
+      - "Role name: its password or its SCRAM-SHA-256 verifier, for O(copy_role_passwords) on RDS and Aurora
+        (where pg_authid cannot be read). A password becomes a SCRAM verifier on the controller: it never
+        reaches a server, a log or RV(queries)."
+    type: dict
+    default: {}
   preflight_wait:
     description:
       - Seconds the preflight keeps looking while a stream is starting or over the lag limits (a rollback run
@@ -188,6 +197,11 @@ options:
         required: true
       databases_file:
         description: "The file with PgBouncer's [databases] section (included by pgbouncer.ini)."
+        type: path
+      auth_file:
+        description:
+          - "PgBouncer's auth_file, when the controller can read it: the application roles' SCRAM secrets there
+            are what the new side must hold for PgBouncer's SCRAM pass-through (O(copy_role_passwords))."
         type: path
       source_host:
         description: "The source as PgBouncer reaches it (default login_host)."
@@ -402,7 +416,7 @@ import uuid
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, native, replication_conn
+from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, native, replication_conn, role_secrets
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import pgbouncer as bouncer
@@ -443,6 +457,7 @@ def argument_spec():
         verify_max_rows=dict(type="int", default=500000),
         refresh_matviews=dict(type="bool", default=True),
         app_roles=dict(type="list", elements="str", default=[]),
+        app_role_secrets=dict(type="dict", default={}, no_log=True),
         pgbouncer=dict(type="dict", options=dict(
             host=dict(type="str", default="127.0.0.1"),
             port=dict(type="int", default=6432),
@@ -450,6 +465,7 @@ def argument_spec():
             admin_password=dict(type="str", no_log=True),
             database=dict(type="str", required=True),
             databases_file=dict(type="path"),
+            auth_file=dict(type="path"),
             source_host=dict(type="str"),
             source_port=dict(type="int"),
             target_host=dict(type="str"),
@@ -664,17 +680,53 @@ class Cutover:
 
     def role_passwords(self, reasons):
         """The application roles must log in on the new side with the same password (PgBouncer's SCRAM
-        pass-through even needs the same verifier): copy a missing or different verifier from the old side
-        (copy_role_passwords), or say no-go. Where pg_authid cannot be read (RDS), only a warning."""
-        old_pw = db.role_passwords(self.conn(self.old), self.p["app_roles"])
-        new_pw = db.role_passwords(self.conn(self.new), self.p["app_roles"])
+        pass-through even needs the same verifier). Verifiers the controller can give (PgBouncer's auth_file,
+        app_role_secrets: role_secrets.desired_verifiers) are set; for the other roles, copy a missing or
+        different verifier from the old side where pg_authid can be read, or say no-go; where it cannot
+        (RDS, Aurora), a warning that names them."""
+        roles = list(self.p["app_roles"])
+        given = {}
+        if self.p["copy_role_passwords"]:
+            userlist = {}
+            auth_file = (self.p.get("pgbouncer") or {}).get("auth_file")
+            if auth_file:
+                try:
+                    with open(auth_file) as f:
+                        userlist = role_secrets.parse_userlist(f.read())
+                except OSError as exc:
+                    self.warnings.append("could not read PgBouncer's auth_file %s (%s): the application roles' "
+                                         "verifiers come from app_role_secrets only" % (auth_file, exc.strerror))
+            try:
+                given = role_secrets.desired_verifiers(roles, self.p["app_role_secrets"], userlist)
+            except ValueError as exc:
+                reasons.append(str(exc))
+        existing = set(db.existing_roles(self.conn(self.new), roles))
+        done = []
+        for role in roles:
+            if role not in given:
+                continue
+            if role not in existing:
+                reasons.append("application role %s does not exist on the %s: run copy_schema (it creates the "
+                               "roles) or create it" % (role, self.new))
+                continue
+            if self.module.check_mode:
+                done.append("%s (check mode: would set from %s)" % (role, given[role][1]))
+                continue
+            self.q(db.set_role_password(self.conn(self.new), role, given[role][0]))
+            done.append("%s (from %s)" % (role, given[role][1]))
+        rest = [r for r in roles if r not in given]
+        if not rest:
+            return "set for %s" % ", ".join(done) if done else "same"
+        old_pw = db.role_passwords(self.conn(self.old), rest)
+        new_pw = db.role_passwords(self.conn(self.new), rest)
         if old_pw is None or new_pw is None:
-            self.warnings.append("could not read pg_authid to compare the application roles' passwords: make sure "
-                                 "%s log in on the %s with the same password" % (", ".join(self.p["app_roles"]),
-                                                                                 self.new))
-            return "not checked"
-        copied = []
-        for role in self.p["app_roles"]:
+            self.warnings.append(
+                "could not read pg_authid (not a superuser, as on RDS and Aurora) to give %s the old side's "
+                "password on the %s: set app_role_secrets (cutover_app_role_secrets) or pgbouncer.auth_file, or "
+                "make sure they log in there with the same password" % (", ".join(rest), self.new))
+            return ("set for %s; " % ", ".join(done) if done else "") + "not checked for %s" % ", ".join(rest)
+        copied = list(done)
+        for role in rest:
             if old_pw.get(role) and old_pw.get(role) != new_pw.get(role):
                 if self.module.check_mode:
                     copied.append(role + " (check mode: would copy)")
