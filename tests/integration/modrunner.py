@@ -101,3 +101,35 @@ def lab_inventory(directory, ports, lab_root, streams=2, **lab_vars):
     with open(os.path.join(group, "lab.yml"), "w") as f:
         yaml.safe_dump(labvars, f)
     return os.path.join(str(directory), "hosts.yml"), pathlib.Path(reports)
+
+
+def lab_vars():
+    """The lab inventory's users and passwords: dict(source=host_vars, target=host_vars, lab=group_vars lab.yml,
+    migration=group_vars migration.yml)."""
+    import yaml
+
+    lab = os.path.join(REPO, "inventories", "lab")
+
+    def load(*parts):
+        with open(os.path.join(lab, *parts)) as f:
+            return yaml.safe_load(f) or {}
+
+    return dict(source=load("host_vars", "lab-source.yml"), target=load("host_vars", "lab-target.yml"),
+                lab=load("group_vars", "all", "lab.yml"), migration=load("group_vars", "all", "migration.yml"))
+
+
+def lab_secrets():
+    """Every password of the lab inventory: none may appear in any output or report."""
+    v = lab_vars()
+    return tuple(sorted({v["source"]["db_password"], v["source"]["db_admin_password"], v["target"]["db_password"],
+                         v["target"]["db_admin_password"], v["lab"]["lab_operator_password"],
+                         v["lab"]["lab_app_password"], v["migration"]["traffic_switch_pgbouncer"]["admin_password"]}))
+
+
+def lab_operator(port, dbname="app"):
+    """The lab's operator (its only superuser, plain TCP on loopback): for a test's own checks, never a phase's."""
+    import psycopg
+
+    v = lab_vars()["lab"]
+    return psycopg.connect(host="127.0.0.1", port=port, dbname=dbname, user=v["lab_operator_user"],
+                           password=v["lab_operator_password"], sslmode="disable", autocommit=True)

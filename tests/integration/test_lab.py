@@ -1,5 +1,9 @@
 """The local lab, for real: playbooks/lab_up.yml, lab_load.yml and lab_down.yml.
 
+The lab is shaped like RDS/Aurora: the inventory's admin is a master user that is not a
+superuser, every role but the lab's operator must use TLS (verified against the lab's CA),
+source 16 -> target 18, names and passwords that need quoting.
+
 Brings the lab up once for the module (pgbench scale 1), checks what runs on
 the fixed loopback ports of inventories/lab, and takes it down again: the
 fixture's teardown always runs lab_down, so the ports are free for the next
@@ -40,7 +44,8 @@ BOUNCER = MIGRATION["traffic_switch_pgbouncer"]
 AWS_URL = MIGRATION["aws_endpoint_url"]
 PORTS = (SOURCE["db_port"], TARGET["db_port"], BOUNCER["port"], int(AWS_URL.rsplit(":", 1)[1]))
 SECRETS = (SOURCE["db_admin_password"], TARGET["db_admin_password"], SOURCE["db_password"],
-           BOUNCER["admin_password"], LAB_VARS["lab_app_password"])
+           BOUNCER["admin_password"], LAB_VARS["lab_app_password"], LAB_VARS["lab_operator_password"])
+CA = os.path.join(LAB_ROOT, "tls", "ca.crt")
 
 
 def playbook(name, *extra):
@@ -73,9 +78,17 @@ def running(pid):
         return False
 
 
-def connect(port, user, password, dbname, **kwargs):
+def connect(port, user, password, dbname, sslmode="verify-full", **kwargs):
+    if sslmode != "disable":
+        kwargs["sslrootcert"] = CA
     return psycopg.connect(host="127.0.0.1", port=port, user=user, password=password, dbname=dbname,
-                           sslmode="disable", connect_timeout=10, **kwargs)
+                           sslmode=sslmode, connect_timeout=10, **kwargs)
+
+
+def operator(port, dbname="postgres"):
+    """The lab's operator: the only superuser, the only role allowed in without TLS."""
+    return connect(port, LAB_VARS["lab_operator_user"], LAB_VARS["lab_operator_password"], dbname,
+                   sslmode="disable", autocommit=True)
 
 
 def source_admin(dbname="app"):
@@ -88,13 +101,13 @@ def target_admin(dbname="app"):
 
 def through_bouncer():
     return connect(BOUNCER["port"], LAB_VARS["lab_app_user"], LAB_VARS["lab_app_password"], BOUNCER["database"],
-                   autocommit=True)
+                   sslmode="disable", autocommit=True)
 
 
 def bouncer_console():
     # The admin console speaks the simple query protocol only: ClientCursor.
     return connect(BOUNCER["port"], BOUNCER["admin_user"], BOUNCER["admin_password"], "pgbouncer",
-                   autocommit=True, cursor_factory=psycopg.ClientCursor)
+                   sslmode="disable", autocommit=True, cursor_factory=psycopg.ClientCursor)
 
 
 def ledger_by_client(conn, first_client=0):
@@ -126,16 +139,62 @@ def lab():
 
 def test_clusters_versions_and_settings(lab):
     assert lab["changed"] > 0
-    for conn_factory, major in ((source_admin, 15), (target_admin, 18)):
+    for conn_factory, major in ((source_admin, 16), (target_admin, 18)):
         with conn_factory("postgres") as conn:
             version = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()[0]
             assert version // 10000 == major
             settings = dict(conn.execute(
                 "SELECT name, setting FROM pg_settings WHERE name IN ('wal_level', 'track_commit_timestamp',"
-                " 'max_replication_slots', 'max_wal_senders', 'listen_addresses', 'fsync')").fetchall())
+                " 'max_replication_slots', 'max_wal_senders', 'listen_addresses', 'fsync', 'ssl')").fetchall())
             assert settings == {"wal_level": "logical", "track_commit_timestamp": "on",
                                 "max_replication_slots": "16", "max_wal_senders": "16",
-                                "listen_addresses": "127.0.0.1", "fsync": "on"}
+                                "listen_addresses": "127.0.0.1", "fsync": "on", "ssl": "on"}
+
+
+def test_production_shape_admins_tls_roles(lab):
+    """Admins are RDS-like master users, not superusers; TLS is required from every role but the operator."""
+    master = SOURCE["db_admin_user"]
+    for conn_factory, hv in ((source_admin, SOURCE), (target_admin, TARGET)):
+        with conn_factory("postgres") as conn:
+            row = conn.execute(
+                "SELECT r.rolsuper, r.rolcreaterole, r.rolcreatedb, s.ssl, pg_has_role(current_user, 'rds_superuser',"
+                " 'MEMBER') FROM pg_roles r, pg_stat_ssl s WHERE r.rolname = current_user AND s.pid = pg_backend_pid()"
+            ).fetchone()
+            assert row == (False, True, True, True, True)
+            # What RDS does not let a master user do.
+            for forbidden in ("ALTER SYSTEM SET work_mem = '8MB'", "SELECT count(*) FROM pg_authid",
+                              "SELECT pg_read_file('postgresql.conf')"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(forbidden)
+            granted = {r[0] for r in conn.execute(
+                "SELECT b.rolname FROM pg_auth_members m JOIN pg_roles a ON a.oid = m.member JOIN pg_roles b"
+                " ON b.oid = m.roleid WHERE a.rolname = 'rds_superuser'").fetchall()}
+            assert {"pg_monitor", "pg_signal_backend", "pg_read_all_settings", "pg_checkpoint", "rds_replication",
+                    "pg_create_subscription"} <= granted
+            assert conn.execute("SELECT has_parameter_privilege('rds_superuser', 'session_replication_role', 'SET')"
+                                ).fetchone()[0]
+        # Without TLS: refused for the master user, the migration user and the application's user.
+        for user, password in ((master, hv["db_admin_password"]), (hv["db_user"], hv["db_password"]),
+                               (LAB_VARS["lab_app_user"], LAB_VARS["lab_app_password"])):
+            with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry|no encryption"):
+                connect(hv["db_port"], user, password, "postgres", sslmode="disable")
+        # The operator is the only superuser, and the only role let in without TLS.
+        with operator(hv["db_port"]) as conn:
+            assert [r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolsuper").fetchall()] == [
+                LAB_VARS["lab_operator_user"]]
+    # The application's roles were created by the master user (it holds ADMIN OPTION on them, as on RDS 16+),
+    # the owner role is granted to it, and the target database was created by it.
+    with source_admin("postgres") as conn:
+        admin_of = {r[0] for r in conn.execute(
+            "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u"
+            " ON u.oid = m.member WHERE u.rolname = current_user AND m.admin_option").fetchall()}
+        assert {"app_owner", LAB_VARS["lab_app_user"]} <= admin_of
+        assert conn.execute("SELECT pg_has_role(current_user, 'app_owner', 'SET')").fetchone()[0]
+        assert conn.execute("SELECT datdba::regrole::text FROM pg_database WHERE datname = 'app'").fetchone()[0] \
+            == "app_owner"
+    with target_admin("postgres") as conn:
+        assert conn.execute("SELECT datdba::regrole::text FROM pg_database WHERE datname = 'app'").fetchone()[0] \
+            == master
 
 
 def test_source_dataset(lab):
@@ -229,11 +288,23 @@ def test_source_dataset(lab):
         assert one("SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute"
                    " WHERE attrelid = 'public.ledger_pkey'::regclass") == ["client_id", "seq"]
 
-        # pgbench's tables at the scale asked for, by the admin user; the rest owned by app_owner.
+        # pgbench's tables at the scale asked for; every table owned by app_owner.
         assert one("SELECT count(*) FROM public.pgbench_branches") == 1
         assert one("SELECT count(*) FROM public.pgbench_accounts") == 100000
-        assert one("SELECT tableowner FROM pg_tables WHERE tablename = 'pgbench_accounts'") == "postgres"
-        assert one("SELECT tableowner FROM pg_tables WHERE tablename = 'customers'") == "app_owner"
+        assert one("SELECT array_agg(DISTINCT tableowner::text) FROM pg_tables WHERE schemaname NOT IN"
+                   " ('pg_catalog', 'information_schema')") == ["app_owner"]
+
+        # Names that need quoting: schemas and tables whose quoted form differs from the name, with rows,
+        # and a role that needs quoting holding SELECT on them.
+        hard = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'r' AND quote_ident(n.nspname) <> n.nspname").fetchall()
+        assert len({s for s, _ in hard}) >= 2 and len(hard) >= 5
+        assert one("SELECT count(*) FROM pg_class WHERE octet_length(relname) = 63 AND relkind = 'r'") >= 1
+        role = LAB_VARS.get("lab_hard_names_role", 'Ops "Team" é')
+        assert one("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                   " WHERE c.relkind = 'r' AND quote_ident(n.nspname) <> n.nspname"
+                   " AND has_table_privilege(%s, c.oid, 'SELECT')", role) == len(hard)
         assert one("SELECT value FROM public.lab_meta WHERE key = 'dataset_version'") == "1"
 
 
@@ -250,8 +321,8 @@ def test_migration_user(lab):
     user, password = SOURCE["db_user"], SOURCE["db_password"]
     for port in (SOURCE["db_port"], TARGET["db_port"]):
         with connect(port, user, password, "app") as conn:
-            assert conn.execute("SELECT rolreplication, rolsuper, rolcanlogin FROM pg_roles"
-                                " WHERE rolname = current_user").fetchone() == (True, False, True)
+            assert conn.execute("SELECT rolreplication, rolsuper, rolcanlogin, pg_has_role('rds_replication', 'MEMBER')"
+                                " FROM pg_roles WHERE rolname = current_user").fetchone() == (True, False, True, True)
     with source_admin() as conn:
         assert conn.execute("SELECT has_table_privilege(%s, 'public.customers', 'SELECT')",
                             (user,)).fetchone()[0] is False
