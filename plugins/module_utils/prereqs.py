@@ -9,13 +9,23 @@ Nothing here talks to a database or an API, so unit tests call it directly.
 
 A finding is a dict: id, severity (blocker, warning, info), object, detail,
 remediation. ``evaluate`` also says, for every check it ran, whether it passed.
+
+The module connects as the admin user: on RDS and Aurora the master user, which is no
+superuser (a member of rds_superuser, CREATEROLE, CREATEDB). ``facts["admin"]`` says what
+it may do (catalog.admin_facts); fix mode plans only what it may, and every finding it
+cannot fix names the exact statement (SQL with quoted names, or the AWS CLI command) and
+who can run it. Publications, replication slots and subscriptions are created by the
+admin user; a subscription's connection string logs in as the migration user, which
+needs replication and SELECT on the source, and nothing else.
 """
 
 from __future__ import annotations
 
 import math
+import shlex
 
-from ansible_collections.pgshift.aurora.plugins.module_utils.scope import qualified, split_qualified
+from ansible_collections.pgshift.aurora.plugins.module_utils import scram
+from ansible_collections.pgshift.aurora.plugins.module_utils.scope import qualified, quote_ident, split_qualified
 
 try:
     from psycopg import sql
@@ -34,7 +44,8 @@ DMS_MIN_WAL_SENDER_TIMEOUT_MS = 10000
 SOURCE_CHECKS = (
     "server_version", "wal_level", "rds_logical_replication", "max_replication_slots", "max_wal_senders",
     "max_slot_wal_keep_size", "wal_sender_timeout", "migration_user_missing", "replication_privilege",
-    "schema_usage", "select_privilege", "create_privilege", "publication_ownership", "no_replica_identity",
+    "schema_usage", "select_privilege", "create_privilege", "admin_replication", "owner_roles",
+    "subscription_privilege", "no_replica_identity",
     "replica_identity_full", "inheritance_children", "partitioned_tables", "unlogged_tables", "large_objects",
     "materialized_views", "sequences", "ddl_not_replicated", "foreign_tables", "lob_columns",
     "generated_columns", "user_defined_types", "triggers", "triggers_fire_on_replica", "rules",
@@ -45,6 +56,7 @@ TARGET_CHECKS = (
     "server_version", "version_downgrade", "wal_level", "max_replication_slots", "max_wal_senders",
     "max_worker_processes", "max_logical_replication_workers", "max_sync_workers_per_subscription",
     "migration_user_missing", "replication_privilege", "create_privilege", "subscription_privilege",
+    "admin_replication", "owner_roles",
     "extension_unavailable", "encoding_mismatch", "collation_mismatch", "target_not_empty",
     "triggers_fire_on_replica", "rules", "event_triggers", "long_running_transactions",
     "prepared_transactions", "inactive_replication_slots", "database_size",
@@ -95,13 +107,125 @@ def major(version_num):
     return version_num // 10000 if version_num >= 100000 else version_num // 100
 
 
-def user_has_replication(role):
-    return bool(role and (role["superuser"] or role["replication"]
-                          or "rds_replication" in role["member_of"] or "rds_superuser" in role["member_of"]))
+def sql_text(statement):
+    """The text of a statement built with psycopg.sql, as findings, `queries` and reports show it: the
+    very statement that runs (or that a person should run), every identifier quoted."""
+    return statement.as_string(None)
+
+
+def q(name):
+    """A role, schema or database name in a sentence, as quote_ident() writes it."""
+    return quote_ident(name)
+
+
+def grant_role(granted, member, version_num=0, options=False):
+    """GRANT granted TO member; from 16, with options, also WITH INHERIT TRUE, SET TRUE (act as it and use it)."""
+    if options and version_num >= 160000:
+        return sql.SQL("GRANT {} TO {} WITH INHERIT TRUE, SET TRUE").format(sql.Identifier(granted),
+                                                                             sql.Identifier(member))
+    return sql.SQL("GRANT {} TO {}").format(sql.Identifier(granted), sql.Identifier(member))
+
+
+def is_managed(facts):
+    """A real RDS or Aurora server (its rds.* settings exist), not merely one shaped like it (the lab):
+    only there does membership in rds_replication confer replication, and only there are settings
+    changed through a parameter group."""
+    server = facts["server"]
+    return bool(server.get("is_aurora") or "rds.logical_replication" in facts["settings"])
+
+
+def user_has_replication(role, managed=True):
+    """REPLICATION, a superuser, or (on real RDS/Aurora) membership in rds_replication / rds_superuser."""
+    if not role:
+        return False
+    if role["superuser"] or role["replication"]:
+        return True
+    return bool(managed and ("rds_replication" in role["member_of"] or "rds_superuser" in role["member_of"]))
 
 
 def user_is_admin(role):
     return bool(role and (role["superuser"] or "rds_superuser" in role["member_of"]))
+
+
+# --- the connected user: the admin (RDS's master user), and what it may do -----------------------
+
+def admin_name(facts):
+    return facts["admin"]["name"]
+
+
+def _admin_role(facts, name):
+    return facts["admin"]["roles"].get(name)
+
+
+def admin_can_act_as(facts, owner):
+    """The admin can SET ROLE to owner and has its privileges (it owns what owner owns)."""
+    admin = facts["admin"]
+    if admin["superuser"] or owner == admin["name"]:
+        return True
+    r = _admin_role(facts, owner)
+    return bool(r and r["usage"] and r["set"])
+
+
+def admin_holds(facts, role):
+    """The admin has the privileges of role (a member with INHERIT), e.g. pg_create_subscription."""
+    admin = facts["admin"]
+    if admin["superuser"]:
+        return True
+    r = _admin_role(facts, role)
+    return bool(r and r["usage"])
+
+
+def admin_can_grant_role(facts, role):
+    """The admin may GRANT role TO someone: ADMIN OPTION on it (through any membership), or before 16
+    CREATEROLE for a role that is not a superuser; a superuser may grant anything."""
+    admin = facts["admin"]
+    if admin["superuser"]:
+        return True
+    r = _admin_role(facts, role)
+    if r is None or r["superuser"]:
+        return False
+    if facts["server"]["version_num"] < 160000 and admin["createrole"]:
+        return True
+    return bool(r["admin"])
+
+
+def admin_has_replication(facts):
+    admin = facts["admin"]
+    if admin["superuser"] or admin["replication"]:
+        return True
+    return is_managed(facts) and (admin_holds(facts, "rds_replication") or admin_holds(facts, "rds_superuser"))
+
+
+def admin_can_create_role(facts):
+    admin = facts["admin"]
+    return bool(admin["superuser"] or admin["createrole"])
+
+
+def admin_can_confer_replication(facts, user, exists):
+    """Whether the admin may give user the REPLICATION attribute (CREATE or ALTER ROLE ... REPLICATION):
+    a superuser; from 16 a CREATEROLE role that has REPLICATION itself and, for an existing role,
+    ADMIN OPTION on it (the role's creator has it)."""
+    admin = facts["admin"]
+    if admin["superuser"]:
+        return True
+    if facts["server"]["version_num"] < 160000 or not (admin["createrole"] and admin["replication"]):
+        return False
+    if not exists:
+        return True
+    r = _admin_role(facts, user)
+    return bool(r and r["admin"])
+
+
+def who_can_grant(facts, role):
+    """Who can run a GRANT of role, for a remediation."""
+    r = _admin_role(facts, role) or {}
+    holders = [h for h in r.get("admin_holders") or [] if h != facts["admin"]["name"]]
+    text = "a role with ADMIN OPTION on %s" % q(role)
+    if holders:
+        text += " (held by %s)" % _list(q(h) for h in holders)
+    if r.get("superuser"):
+        text = "a superuser (%s is a superuser role)" % q(role)
+    return text
 
 
 def physical_tables(tables):
@@ -219,7 +343,9 @@ def _list(items, limit=12):
     return text
 
 
+
 def _check_capacity(found, check_id, facts, name, hard, wanted, what, remediation):
+    """remediation: value -> the sentence that sets name to value."""
     value = setting_int(facts, name)
     if value is None:
         return
@@ -229,17 +355,74 @@ def _check_capacity(found, check_id, facts, name, hard, wanted, what, remediatio
         pending = " (configured %s, pending a restart)" % configured
     if value < hard:
         found.append(finding(check_id, "blocker", name, "%s = %d%s but %s need at least %d" % (
-            name, value, pending, what, hard), remediation % dict(value=wanted)))
+            name, value, pending, what, hard), remediation(wanted)))
     elif value < wanted:
         found.append(finding(check_id, "warning", name, "%s = %d%s leaves no headroom: %s want %d" % (
-            name, value, pending, what, wanted), remediation % dict(value=wanted)))
+            name, value, pending, what, wanted), remediation(wanted)))
+
+
+def aws_parameter_commands(role, aws, parameters, version_num):
+    """The AWS CLI commands that set parameters ({name: value}) in the parameter group and reboot.
+
+    role source: the RDS instance's DB parameter group; role target: the Aurora cluster's DB cluster
+    parameter group (when aurora_cluster_id is known) and a reboot of the writer instance.
+    aws: instance_id, parameter_group, cluster_id, region (any may be None: a <placeholder> then).
+    """
+    aws = aws or {}
+    region = " --region %s" % shlex.quote(aws["region"]) if aws.get("region") else ""
+    # Setting names and values are known words and numbers: the double quotes are all the shell needs.
+    values = " ".join('"ParameterName=%s,ParameterValue=%s,ApplyMethod=pending-reboot"' % (name, value)
+                      for name, value in sorted(parameters.items()))
+    instance = shlex.quote(aws["instance_id"]) if aws.get("instance_id") else "<db-instance-id>"
+    cluster = role == "target" and aws.get("cluster_id")
+    if cluster:
+        group = shlex.quote(aws["parameter_group"]) if aws.get("parameter_group") else "<db-cluster-parameter-group>"
+        modify = "aws rds modify-db-cluster-parameter-group --db-cluster-parameter-group-name %s --parameters %s%s" % (
+            group, values, region)
+        find = "aws rds describe-db-clusters --db-cluster-identifier %s --query " \
+               "'DBClusters[0].DBClusterParameterGroup'%s" % (shlex.quote(aws["cluster_id"]), region)
+        reboot = "aws rds reboot-db-instance --db-instance-identifier %s%s (the writer, then each reader)" % (
+            instance, region)
+    else:
+        group = shlex.quote(aws["parameter_group"]) if aws.get("parameter_group") else "<db-parameter-group>"
+        modify = "aws rds modify-db-parameter-group --db-parameter-group-name %s --parameters %s%s" % (
+            group, values, region)
+        find = "aws rds describe-db-instances --db-instance-identifier %s --query " \
+               "'DBInstances[0].DBParameterGroups[0].DBParameterGroupName'%s" % (instance, region)
+        reboot = "aws rds reboot-db-instance --db-instance-identifier %s%s" % (instance, region)
+    text = "in the %s parameter group: %s, then reboot: %s" % ("DB cluster" if cluster else "DB", modify, reboot)
+    if not aws.get("parameter_group"):
+        family = "aurora-postgresql%d" % major(version_num) if cluster else "postgres%d" % major(version_num)
+        text += " (the group is the one attached: %s; a default.* group cannot be changed: create a custom one " \
+                "of family %s and attach it first)" % (find, family)
+    return text
+
+
+def _by_parameter_group(facts, opts):
+    """Whether settings are changed through a parameter group: real RDS/Aurora, or an instance named."""
+    aws = opts.get("aws") or {}
+    return bool(is_managed(facts) or aws.get("instance_id") or aws.get("cluster_id"))
 
 
 def _setting_remediation(facts, opts, name):
-    if opts.get("rds"):
-        return ("set %s = %%(value)s in the DB parameter group (pgshift.aurora.pg_logical_prereqs state=present "
-                "with rds_instance_id does it) and reboot" % name)
-    return "ALTER SYSTEM SET %s = %%(value)s; then restart PostgreSQL" % name
+    """value -> how to set name to value on this server."""
+    if _by_parameter_group(facts, opts):
+        return lambda value: aws_parameter_commands(opts["role"], opts.get("aws"), {name: value},
+                                                    facts["server"]["version_num"])
+    return lambda value: "%s; then restart PostgreSQL%s" % (
+        sql_text(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(str(value)))),
+        _alter_system_who(facts, name))
+
+
+def _alter_system_who(facts, name):
+    admin = facts.get("admin") or {}
+    if admin.get("superuser") or (admin.get("alter_system") or {}).get(name):
+        return ""
+    if facts["server"].get("is_rds"):
+        return " (as the server's operator, a superuser: the admin user %s may not, and this server has no " \
+               "parameter group)" % q(admin.get("name") or "?")
+    return " (as a superuser, or after %s)" % sql_text(sql.SQL("GRANT ALTER SYSTEM ON PARAMETER {} TO {}").format(
+        sql.Identifier(name), sql.Identifier(admin.get("name") or "?")))
 
 
 def needed_slots(facts, opts):
@@ -260,13 +443,15 @@ def needed_workers(facts, opts):
 
 def evaluate(facts, opts):
     """All findings for one database. opts: role, engine, planned_streams, reserved_slots,
-    long_transaction_seconds, migration_user, rds (bool), source (dict or None), tables (in scope)."""
+    long_transaction_seconds, migration_user, rds (bool), source (dict or None), tables (in scope),
+    aws (instance_id, parameter_group, cluster_id, region: named in the AWS CLI remediations)."""
     role = opts["role"]
     tables = opts["tables"]
     found = []
     ran = SOURCE_CHECKS if role == "source" else TARGET_CHECKS
     _check_server(found, facts, opts)
     _check_settings(found, facts, opts)
+    _check_admin(found, facts, opts)
     _check_user(found, facts, opts)
     if role == "source":
         _check_source_objects(found, facts, opts, tables)
@@ -316,26 +501,33 @@ def _check_server(found, facts, opts):
                                  "provision the target on major %d or later" % major(source["version_num"])))
 
 
+def logical_replication_remediation(facts, opts):
+    """How to turn logical replication on, for this server."""
+    if _by_parameter_group(facts, opts):
+        return aws_parameter_commands(opts["role"], opts.get("aws"), {"rds.logical_replication": "1"},
+                                      facts["server"]["version_num"])
+    return "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL%s" % _alter_system_who(facts, "wal_level")
+
+
 def _check_settings(found, facts, opts):
     role = opts["role"]
-    rds = opts.get("rds")
     wal_level = (facts["settings"].get("wal_level") or {}).get("setting")
     rds_logical = facts["settings"].get("rds.logical_replication")
     severity_wal = "blocker" if role == "source" else "warning"
     why = "logical decoding" if role == "source" else "reverse replication (the rollback path)"
-    if rds and rds_logical is not None:
+    if rds_logical is not None and opts.get("rds"):
         if rds_logical["setting"] != "on":
             found.append(finding("rds_logical_replication", severity_wal, "rds.logical_replication",
                                  "rds.logical_replication is off: %s needs it" % why,
-                                 "set rds.logical_replication = 1 in a custom DB parameter group and reboot "
-                                 "(pg_logical_prereqs state=present with rds_instance_id does the first part)"))
+                                 logical_replication_remediation(facts, opts)
+                                 + (" (pg_logical_prereqs state=present with rds_instance_id changes the group)"
+                                    if role == "source" else "")))
     elif wal_level != "logical":
         configured = configured_value(facts, "wal_level")
         pending = " (configured %s, pending a restart)" % configured if configured and configured != wal_level else ""
         found.append(finding("wal_level", severity_wal, "wal_level",
                              "wal_level = %s%s: %s needs logical" % (wal_level, pending, why),
-                             "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL"
-                             if not rds else "set rds.logical_replication = 1 in the parameter group and reboot"))
+                             logical_replication_remediation(facts, opts)))
     hard, wanted = needed_slots(facts, opts)
     if role == "target":
         hard, wanted = 0, opts["planned_streams"] + opts["reserved_slots"]
@@ -363,8 +555,7 @@ def _check_settings(found, facts, opts):
             found.append(finding("max_sync_workers_per_subscription", "warning", "max_sync_workers_per_subscription",
                                  "max_sync_workers_per_subscription = %d: tables are copied %s" % (
                                      sync, "one at a time" if sync == 1 else "never (no sync worker)"),
-                                 _setting_remediation(facts, opts, "max_sync_workers_per_subscription")
-                                 % dict(value=4)))
+                                 _setting_remediation(facts, opts, "max_sync_workers_per_subscription")(4)))
         return
     keep = setting_int(facts, "max_slot_wal_keep_size")
     if keep is not None and keep < 0:
@@ -389,58 +580,309 @@ def _check_settings(found, facts, opts):
                                  "set wal_sender_timeout to 60s"))
 
 
+# --- the admin user (RDS's master user): what the phases do as it ------------------------------------
+
+def replication_remediation(facts, name):
+    """The statements that let role name open replication connections on this server, and who runs them."""
+    steps = []
+    if facts["server"].get("is_rds"):
+        steps.append("%s (as %s)" % (sql_text(grant_role("rds_replication", name)),
+                                     who_can_grant(facts, "rds_replication")))
+    if not is_managed(facts):
+        stmt = sql_text(sql.SQL("ALTER ROLE {} REPLICATION").format(sql.Identifier(name)))
+        if facts["server"].get("is_rds"):
+            stmt += " (rds_replication confers replication on RDS and Aurora only; on this server the REPLICATION " \
+                    "attribute does: as a superuser, or from PostgreSQL 16 a CREATEROLE role that has REPLICATION " \
+                    "and ADMIN OPTION on %s)" % q(name)
+        else:
+            stmt += " (as a superuser, or from PostgreSQL 16 a CREATEROLE role that has REPLICATION and ADMIN " \
+                    "OPTION on %s)" % q(name)
+        steps.append(stmt)
+    return "; ".join(steps)
+
+
+def _check_admin(found, facts, opts):
+    """What the phases do as the admin: replication slots, publications as the objects' owners,
+    subscriptions (the forward stream on the target, the rollback path on the source)."""
+    admin = facts["admin"]
+    role = opts["role"]
+    if not admin_has_replication(facts) and (role == "target" or opts["engine"] == "native"):
+        found.append(finding(
+            "admin_replication", "blocker" if role == "source" else "warning", admin["name"],
+            "the admin user %s can open no replication connection (%s): it creates %s" % (
+                q(admin["name"]), "neither REPLICATION nor rds_replication" if is_managed(facts)
+                else "no REPLICATION attribute", "the migration's replication slots" if role == "source"
+                else "the rollback path's slot on the target"),
+            replication_remediation(facts, admin["name"])))
+    if opts["engine"] == "native" and not admin["superuser"] and not admin["create_on_database"]:
+        db = facts["database"]
+        found.append(finding(
+            "create_privilege", "blocker", admin["name"],
+            "the admin user %s lacks CREATE on database %s: it cannot %s" % (
+                q(admin["name"]), q(db["name"]), "create the publications" if role == "source"
+                else "create the subscriptions and schemas"),
+            "%s (as the database's owner %s)" % (sql_text(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+                sql.Identifier(db["name"]), sql.Identifier(admin["name"]))), q(db.get("owner") or "?"))))
+    _check_owner_roles(found, facts, opts)
+    _check_subscription_privilege(found, facts, opts)
+
+
+def owner_role(facts, name):
+    """The role to act as for what name owns: pg_database_owner (public's owner from 15) is the database's owner."""
+    if name == "pg_database_owner":
+        return (facts.get("database") or {}).get("owner") or name
+    return name
+
+
+def owners_to_check(facts, opts):
+    """{owner: {'superuser': bool or None, 'kinds': {kind: count}, 'here': bool}} on this side: the owners of
+    the migrated objects here, and on the target also the source's (the schema copy makes them owners)."""
+    owners = {}
+    for o in facts.get("owners", []):
+        name = owner_role(facts, o["owner"])
+        entry = owners.setdefault(name, dict(superuser=o["superuser"], kinds={}, here=True))
+        entry["kinds"][o["kind"]] = entry["kinds"].get(o["kind"], 0) + o["count"]
+    if opts["role"] == "target":
+        for name in (opts.get("source") or {}).get("owners") or []:
+            name = owner_role(facts, name)
+            if name not in owners:
+                r = _admin_role(facts, name)
+                owners[name] = dict(superuser=r["superuser"] if r else None, kinds={}, here=r is not None)
+    return owners
+
+
+def _what_owned(entry):
+    if not entry["kinds"]:
+        return "on the source"
+    return ", ".join("%d %s%s" % (n, kind, "" if n == 1 else "s") for kind, n in sorted(entry["kinds"].items()))
+
+
+def owner_plan(facts, opts):
+    """Each owner the admin cannot act as yet, classified: [(owner, status, entry)], status one of
+    missing (a role to create), superuser (owned by a superuser), grantable (the admin may grant it
+    to itself), blocked (someone else must)."""
+    result = []
+    for owner, entry in sorted(owners_to_check(facts, opts).items()):
+        if admin_can_act_as(facts, owner):
+            continue
+        if not entry["here"]:
+            result.append((owner, "missing", entry))
+        elif entry["superuser"]:
+            result.append((owner, "superuser", entry))
+        elif admin_can_grant_role(facts, owner):
+            result.append((owner, "grantable", entry))
+        else:
+            result.append((owner, "blocked", entry))
+    return result
+
+
+def _check_owner_roles(found, facts, opts):
+    admin = facts["admin"]
+    role = opts["role"]
+    version = facts["server"]["version_num"]
+    plan = owner_plan(facts, opts)
+    why = ("it creates the publications and changes replica identities as the owner of the tables"
+           if role == "source" else "the schema copy gives the objects to their owners and the subscriptions "
+           "apply changes as them")
+    by_status = {}
+    for owner, status, entry in plan:
+        by_status.setdefault(status, []).append((owner, entry))
+
+    def listed(items):
+        return _list("%s (%s)" % (q(o), _what_owned(e)) for o, e in items)
+
+    def grants(items):
+        return "; ".join(sql_text(grant_role(o, admin["name"], version, options=True)) for o, _ in items)
+    if by_status.get("blocked"):
+        items = by_status["blocked"]
+        found.append(finding(
+            "owner_roles", "blocker", _list(o for o, _ in items),
+            "the admin user %s cannot act as %s: %s" % (q(admin["name"]), listed(items), why),
+            "; ".join("%s (as %s)" % (sql_text(grant_role(o, admin["name"], version, options=True)),
+                                      who_can_grant(facts, o)) for o, _ in items)))
+    if by_status.get("superuser"):
+        items = by_status["superuser"]
+        found.append(finding(
+            "owner_roles", "blocker", _list(o for o, _ in items),
+            "migrated objects belong to superuser role(s) %s: the admin user %s can never act as a superuser" % (
+                listed(items), q(admin["name"])),
+            "as a superuser, give each migrated object they own to the application's owner role "
+            "(ALTER TABLE / SCHEMA / SEQUENCE / TYPE / FUNCTION ... OWNER TO <owner role>)"))
+    if by_status.get("grantable"):
+        items = by_status["grantable"]
+        if role == "source":
+            found.append(finding(
+                "owner_roles", "blocker" if opts["engine"] == "native" else "warning", _list(o for o, _ in items),
+                "the admin user %s is not a member of %s: %s" % (q(admin["name"]), listed(items), why),
+                "prepare_source.yml runs it (%s holds ADMIN OPTION on them): %s" % (q(admin["name"]), grants(items))))
+        else:
+            found.append(finding(
+                "owner_roles", "info", _list(o for o, _ in items),
+                "the admin user %s is not a member of %s yet; it holds ADMIN OPTION on them" % (
+                    q(admin["name"]), listed(items)),
+                "the schema copy runs it: %s" % grants(items)))
+    if by_status.get("missing"):
+        items = by_status["missing"]
+        creates = "; ".join(sql_text(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(o))) for o, _ in items)
+        if admin_can_create_role(facts):
+            found.append(finding(
+                "owner_roles", "info", _list(o for o, _ in items),
+                "owner role(s) %s of the source do not exist on the target yet" % _list(q(o) for o, _ in items),
+                "the schema copy creates them as %s (CREATEROLE) and makes it a member: %s" % (
+                    q(admin["name"]), creates)))
+        else:
+            found.append(finding(
+                "owner_roles", "blocker", _list(o for o, _ in items),
+                "owner role(s) %s of the source do not exist on the target, and the admin user %s has no "
+                "CREATEROLE to create them" % (_list(q(o) for o, _ in items), q(admin["name"])),
+                "as a role with CREATEROLE: %s; then %s" % (creates, grants(items))))
+
+
+def _check_subscription_privilege(found, facts, opts):
+    """Subscriptions are created by the admin user (their connection string logs in as the migration user):
+    on the target for the migration, on the source for the rollback path."""
+    admin = facts["admin"]
+    if admin["superuser"]:
+        return
+    version = facts["server"]["version_num"]
+    m = q(admin["name"])
+    if opts["role"] == "target":
+        severity = "blocker" if opts["engine"] == "native" else "info"
+        if version < 160000:
+            found.append(finding(
+                "subscription_privilege", severity, admin["name"],
+                "before PostgreSQL 16 only a superuser can create a subscription, and the admin user %s is not one "
+                "(RDS and Aurora give no superuser)" % m,
+                "run the target on PostgreSQL 16 or later (pg_create_subscription), or use migration_engine: dms"))
+        elif not admin_holds(facts, "pg_create_subscription"):
+            found.append(finding(
+                "subscription_privilege", severity, admin["name"],
+                "the admin user %s lacks pg_create_subscription: it creates the subscriptions" % m,
+                "%s (as %s)" % (sql_text(grant_role("pg_create_subscription", admin["name"])),
+                                who_can_grant(facts, "pg_create_subscription"))))
+        return
+    if version < 160000:
+        found.append(finding(
+            "subscription_privilege", "warning", admin["name"],
+            "the rollback path will not work: it subscribes on the source to the target, and on PostgreSQL %d only "
+            "a superuser can create a subscription (pg_create_subscription came with 16); the admin user %s is not "
+            "one, and RDS gives no superuser" % (major(version), m),
+            "upgrade the source to PostgreSQL 16 or later before the migration if the rollback path is needed; "
+            "otherwise plan the rollback without reverse replication"))
+    elif not admin_holds(facts, "pg_create_subscription"):
+        found.append(finding(
+            "subscription_privilege", "warning", admin["name"],
+            "the admin user %s lacks pg_create_subscription on the source: the rollback path subscribes there" % m,
+            "%s (as %s)" % (sql_text(grant_role("pg_create_subscription", admin["name"])),
+                            who_can_grant(facts, "pg_create_subscription"))))
+
+
+# --- the migration user -----------------------------------------------------------------------------
+
 def _check_user(found, facts, opts):
     user = opts["migration_user"]
     role = facts["roles"].get(user)
+    managed = is_managed(facts)
+    admin = facts["admin"]
     if role is None:
-        found.append(finding("migration_user_missing", "blocker", user, "the migration user %s does not exist" % user,
-                             "create it: pg_logical_prereqs state=present with migration_password, or "
-                             "CREATE ROLE %s LOGIN PASSWORD '...'" % user))
+        if admin_can_create_role(facts):
+            fix = "prepare_source.yml creates it (pg_logical_prereqs state=present with migration_password; the " \
+                  "password is set from a SCRAM verifier computed on the controller)"
+        else:
+            fix = "as a role with CREATEROLE (the admin user %s has none): %s, with its password set by psql's " \
+                  "\\password" % (q(admin["name"]), sql_text(sql.SQL("CREATE ROLE {} LOGIN").format(
+                      sql.Identifier(user))))
+        found.append(finding("migration_user_missing", "blocker", user,
+                             "the migration user %s does not exist" % q(user), fix))
         return
-    admin = user_is_admin(role)
-    if not user_has_replication(role):
+    if not user_has_replication(role, managed):
         found.append(finding("replication_privilege", "blocker", user,
-                             "%s has neither REPLICATION nor rds_replication: it cannot open a replication "
-                             "connection%s" % (user, "" if opts["role"] == "source" else " (reverse replication)"),
-                             "GRANT rds_replication TO %s" % user if facts["server"].get("is_rds")
-                             else "ALTER ROLE %s REPLICATION" % user))
-    if not (admin or role["create_on_database"]):
-        what = "create a publication" if opts["role"] == "source" else "create subscriptions and schemas"
-        found.append(finding("create_privilege", "blocker" if opts["engine"] == "native" else "warning", user,
-                             "%s lacks CREATE on database %s: it cannot %s" % (user, facts["database"]["name"], what),
-                             "GRANT CREATE ON DATABASE %s TO %s" % (facts["database"]["name"], user)))
-    if opts["role"] == "target" and not admin:
-        version_num = facts["server"]["version_num"]
-        if version_num >= 160000 and "pg_create_subscription" not in role["member_of"]:
-            found.append(finding("subscription_privilege", "blocker" if opts["engine"] == "native" else "info", user,
-                                 "%s is not a member of pg_create_subscription" % user,
-                                 "GRANT pg_create_subscription TO %s" % user))
-        elif version_num < 160000:
-            found.append(finding("subscription_privilege", "blocker" if opts["engine"] == "native" else "info", user,
-                                 "before PostgreSQL 16 only a superuser (rds_superuser on Aurora) can create a "
-                                 "subscription", "run the replicate phase as db_admin_user or grant rds_superuser"))
-    if opts["role"] != "source" or admin:
+                             "%s has %s: it cannot open a replication connection%s" % (
+                                 q(user), "neither REPLICATION nor rds_replication" if managed else
+                                 "no REPLICATION attribute" + (" (its rds_replication membership confers "
+                                                               "replication on RDS and Aurora only)"
+                                                               if "rds_replication" in role["member_of"] else ""),
+                                 "" if opts["role"] == "source" else " (reverse replication)"),
+                             replication_remediation(facts, user)))
+    db = facts["database"]["name"]
+    if opts["engine"] == "dms" and not (user_is_admin(role) or role["create_on_database"]):
+        found.append(finding("create_privilege", "warning", user,
+                             "%s lacks CREATE on database %s: DMS cannot create its control tables there" % (
+                                 q(user), q(db)),
+                             sql_text(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+                                 sql.Identifier(db), sql.Identifier(user)))))
+    if opts["role"] != "source" or user_is_admin(role):
         return
     tables = opts["tables"]
-    no_usage = sorted({t["schema"] for t in tables if t.get("user_schema_usage") is False})
-    if no_usage:
-        found.append(finding("schema_usage", "blocker", _list(no_usage), "%s has no USAGE on schema(s) %s" % (
-            user, _list(no_usage)), "; ".join("GRANT USAGE ON SCHEMA %s TO %s" % (s, user) for s in no_usage[:5])))
-    no_select = [t["qualified"] for t in tables
-                 if t["relkind"] in ("r", "p") and t.get("user_can_select") is False]
+    schemas = {}
+    for t in tables:
+        if t.get("user_schema_usage") is False:
+            schemas.setdefault(t["schema"], t.get("schema_owner"))
+    if schemas:
+        found.append(finding("schema_usage", "blocker", _list(sorted(schemas)),
+                             "%s has no USAGE on schema(s) %s" % (q(user), _list(q(s) for s in sorted(schemas))),
+                             _grant_remediation(facts, opts, [
+                                 (sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(s),
+                                                                                   sql.Identifier(user)),
+                                  admin_can_grant_usage(facts, opts, s, owner), owner)
+                                 for s, owner in sorted(schemas.items())])))
+    no_select = [t for t in tables if t["relkind"] in ("r", "p") and t.get("user_can_select") is False]
     if no_select:
-        found.append(finding("select_privilege", "blocker", _list(no_select),
-                             "%s cannot SELECT %d migrated table(s): %s" % (user, len(no_select), _list(no_select)),
-                             "GRANT SELECT ON ALL TABLES IN SCHEMA ... TO %s (state=present grants table by table)"
-                             % user))
-    not_owned = [t["qualified"] for t in replicated_tables(tables) if t.get("user_owns") is False]
-    if not_owned and opts["engine"] == "native":
-        owners = sorted({t["owner"] for t in replicated_tables(tables) if t.get("user_owns") is False})
-        found.append(finding("publication_ownership", "warning", _list(owners),
-                             "%s does not own %d table(s) (owners: %s): only their owner can add them to a "
-                             "publication" % (user, len(not_owned), _list(owners)),
-                             "create the publication as the owner (db_admin_user does it in the replicate phase) "
-                             "or GRANT %s TO %s" % (owners[0], user)))
+        found.append(finding("select_privilege", "blocker", _list(t["qualified"] for t in no_select),
+                             "%s cannot SELECT %d migrated table(s): %s" % (
+                                 q(user), len(no_select), _list(t["qualified"] for t in no_select)),
+                             _grant_remediation(facts, opts, [
+                                 (_grant_select(t, user), admin_can_grant_select(facts, opts, t), t["owner"])
+                                 for t in no_select])))
+
+
+def _grant_remediation(facts, opts, statements, limit=8):
+    """statements: [(statement, the admin can run it, owner)] -> what to run and who runs it."""
+    mine = [s for s, can, _ in statements if can]
+    others = [(s, owner) for s, can, owner in statements if not can]
+    parts = []
+    if mine:
+        parts.append("prepare_source.yml runs it as %s: %s" % (q(admin_name(facts)), _statements(mine, limit)))
+    if others:
+        owners = sorted(set(o for _, o in others if o))
+        parts.append("as the owner %s (or a member of it): %s" % (
+            _list(q(o) for o in owners), _statements([s for s, _ in others], limit)))
+    return "; ".join(parts)
+
+
+def _statements(statements, limit):
+    text = "; ".join(sql_text(s) for s in statements[:limit])
+    if len(statements) > limit:
+        text += " ... and %d more" % (len(statements) - limit)
+    return text
+
+
+def _grant_select(t, user):
+    return sql.SQL("GRANT SELECT ON TABLE {}.{} TO {}").format(
+        sql.Identifier(t["schema"]), sql.Identifier(t["name"]), sql.Identifier(user))
+
+
+def _owners_granted(facts, opts):
+    """Owners fix mode makes the admin a member of (on the source), so it acts as them afterwards."""
+    if opts["role"] != "source":
+        return set()
+    return set(o for o, status, _ in owner_plan(facts, opts) if status == "grantable")
+
+
+def admin_will_own(facts, opts, owner):
+    owner = owner_role(facts, owner)
+    return admin_can_act_as(facts, owner) or owner in _owners_granted(facts, opts)
+
+
+def admin_can_grant_select(facts, opts, t):
+    return bool(facts["admin"]["superuser"] or t.get("admin_grant_select")
+                or (t.get("owner") and admin_will_own(facts, opts, t["owner"])))
+
+
+def admin_can_grant_usage(facts, opts, schema, owner):
+    if facts["admin"]["superuser"] or (owner and admin_will_own(facts, opts, owner)):
+        return True
+    return any(t.get("admin_grant_usage") for t in opts["tables"] if t["schema"] == schema)
 
 
 def _check_source_objects(found, facts, opts, tables):
@@ -454,7 +896,10 @@ def _check_source_objects(found, facts, opts, tables):
                                                 "dropped by DMS" if engine == "native" else
                                                 "are silently dropped by DMS", _list(missing)),
                              "add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL (list the tables in "
-                             "migration_replica_identity_full and run prepare_source.yml), or exclude them"))
+                             "migration_replica_identity_full and run prepare_source.yml, which runs %s), or "
+                             "exclude them" % _statements([sql.SQL("ALTER TABLE {}.{} REPLICA IDENTITY FULL").format(
+                                 sql.Identifier(t["schema"]), sql.Identifier(t["name"]))
+                                 for t in phys if lacks_replica_identity(t)], 5)))
     full = [t["qualified"] for t in phys if t["replident"] == "f" and not t["has_pk"]]
     if full:
         found.append(finding("replica_identity_full", "blocker" if engine == "dms" else "warning", _list(full),
@@ -473,7 +918,7 @@ def _check_source_objects(found, facts, opts, tables):
                              "map the parent with ONLY semantics and each child on its own (the replication plan "
                              "does); never use a wildcard that catches parent and children in DMS"))
     for root in [t for t in tables if t["kind"] == "partitioned" and not t.get("is_partition")]:
-        leaves = [t for t in tables if t["kind"] == "partition" and t["root"] == root["qualified"]
+        leaves = [t for t in tables if t["kind"] == "partition" and root["oid"] in (t.get("ancestors") or [])
                   and t["relkind"] == "r"]
         found.append(finding("partitioned_tables", "info", root["qualified"],
                              "declarative partitioned table with %d leaf partition(s); planned leaf by leaf" % len(
@@ -515,9 +960,11 @@ def _check_source_objects(found, facts, opts, tables):
         severity = "warning" if (engine == "dms" and big) else "info"
         found.append(finding("lob_columns", severity, "%d column(s)" % len(lobs),
                              "%d LOB column(s) for DMS; largest values: %s" % (len(lobs), _list(
-                                 "%s.%s %s" % (e["table"], e["column"], human_bytes(e["max_bytes"])) for e in lobs[:6])),
+                                 "%s.%s %s" % (e["table"], key_part(e["column"]), human_bytes(e["max_bytes"]))
+                                 for e in lobs[:6])),
                              rec["reason"]))
-    generated = sorted({"%s.%s" % (t["root"], c["name"]) for c in facts.get("columns", []) if c.get("generated") == "s"
+    generated = sorted({"%s.%s" % (t["root"], key_part(c["name"])) for c in facts.get("columns", [])
+                        if c.get("generated") == "s"
                         for t in [next((x for x in tables if x["oid"] == c["oid"]), None)] if t})
     if generated:
         found.append(finding("generated_columns", "warning" if engine == "dms" else "info", _list(generated),
@@ -531,7 +978,7 @@ def _check_source_objects(found, facts, opts, tables):
         names = {"e": "enum", "d": "domain", "r": "range", "c": "composite"}
         found.append(finding("user_defined_types", "warning" if engine == "dms" else "info",
                              "%d type(s)" % len(types), "user-defined types: %s" % _list(
-                                 "%s %s.%s" % (names.get(t["typtype"], t["typtype"]), t["schema"], t["name"])
+                                 "%s %s" % (names.get(t["typtype"], t["typtype"]), qualified(t["schema"], t["name"]))
                                  for t in types),
                              "the schema copy creates them on the target before the data"
                              + ("; DMS moves enum and domain values as text" if engine == "dms" else "")))
@@ -543,7 +990,7 @@ def _check_source_objects(found, facts, opts, tables):
 
 
 def qualified_seq(s):
-    return "%s.%s" % (s["schema"], s["name"])
+    return qualified(s["schema"], s["name"])
 
 
 def _check_target_objects(found, facts, opts, tables):
@@ -580,36 +1027,32 @@ def _check_triggers(found, facts, opts, tables):
     trigs = [(by_oid[tg["oid"]], tg) for tg in facts.get("triggers", []) if tg["oid"] in by_oid]
     if opts["role"] == "source" and trigs:
         found.append(finding("triggers", "info", "%d trigger(s)" % len(trigs),
-                             "user triggers: %s" % _list("%s on %s" % (tg["name"], t["qualified"]) for t, tg in trigs),
+                             "user triggers: %s" % _list("%s on %s" % (q(tg["name"]), t["qualified"])
+                                                         for t, tg in trigs),
                              "native apply does not fire ordinary triggers; DMS applies with "
                              "session_replication_role = replica; the schema copy adds them after the load"))
     replica = [(t, tg) for t, tg in trigs if tg["enabled"] in ("A", "R")]
     if replica:
-        where = _list("%s on %s" % (tg["name"], t["qualified"]) for t, tg in replica)
+        where = _list("%s on %s" % (q(tg["name"]), t["qualified"]) for t, tg in replica)
         found.append(finding("triggers_fire_on_replica", "warning", _list(tg["name"] for t, tg in replica),
                              "trigger(s) ENABLE ALWAYS/REPLICA fire during replication apply on the target, so their "
                              "effects happen twice: %s" % where,
-                             "ALTER TABLE ... ENABLE TRIGGER (origin only) on the target during the migration"))
-    table_names = {t["qualified"] for t in tables}
-    from_rules = [r for r in facts.get("rules", [])
-                  if "%s.%s" % (r["schema"], r["table"]) in table_names
-                  or _quoted_name(r) in table_names]
+                             "; ".join(sql_text(sql.SQL("ALTER TABLE {}.{} ENABLE TRIGGER {}").format(
+                                 sql.Identifier(t["schema"]), sql.Identifier(t["name"]), sql.Identifier(tg["name"])))
+                                 for t, tg in replica[:8]) + " (origin only) on the target during the migration"))
+    from_rules = [r for r in facts.get("rules", []) if r.get("oid") in by_oid]
     if from_rules:
         found.append(finding("rules", "warning", _list(r["name"] for r in from_rules),
                              "rewrite rules on migrated tables: %s" % _list(
-                                 "%s on %s.%s" % (r["name"], r["schema"], r["table"]) for r in from_rules),
+                                 "%s on %s" % (q(r["name"]), qualified(r["schema"], r["table"])) for r in from_rules),
                              "check that they do not rewrite the replicated writes on the target"))
     events = facts.get("event_triggers", [])
     if events:
         found.append(finding("event_triggers", "warning" if opts["role"] == "target" else "info",
                              _list(e["name"] for e in events),
-                             "event triggers: %s" % _list("%s (%s)" % (e["name"], e["event"]) for e in events),
+                             "event triggers: %s" % _list("%s (%s)" % (q(e["name"]), e["event"]) for e in events),
                              "on the target they fire during the schema copy: disable them until cutover"
                              if opts["role"] == "target" else "DDL they react to is not replicated"))
-
-
-def _quoted_name(rule):
-    return qualified(rule["schema"], rule["table"])
 
 
 def _check_activity(found, facts, opts):
@@ -639,6 +1082,7 @@ def _check_activity(found, facts, opts):
                              "drop the ones nobody uses: SELECT pg_drop_replication_slot('<name>')"))
 
 
+
 # ----------------------------------------------------------------------------------------------
 # Fix mode
 # ----------------------------------------------------------------------------------------------
@@ -646,6 +1090,15 @@ def _check_activity(found, facts, opts):
 def action(key, description, statement, display, before, after, kind="sql"):
     return dict(key=key, description=description, sql=statement, display=display, before=before, after=after,
                 kind=kind)
+
+
+def key_part(name):
+    """A name inside an action key (diff keys) or a sentence: quoted when it needs it, so keys stay unambiguous."""
+    return quote_ident(name)
+
+
+def sql_action(key, description, statement, before, after):
+    return action(key, description, statement, sql_text(statement), before, after)
 
 
 def desired_settings(facts, opts):
@@ -678,66 +1131,107 @@ def desired_settings(facts, opts):
     return want
 
 
+def create_role_statement(user, attrs, verifier):
+    """CREATE ROLE with the password given as a SCRAM verifier (stored as it is: the clear password never
+    reaches the server), and its display with the verifier masked too."""
+    stmt = sql.SQL("CREATE ROLE {} " + attrs + " PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier))
+    shown = sql.SQL("CREATE ROLE {} " + attrs + " PASSWORD '********'").format(sql.Identifier(user))
+    return stmt, sql_text(shown)
+
+
 def plan_fixes(facts, opts):
-    """The changes fix mode makes, in order. Raises ValueError for input it cannot act on."""
+    """The changes fix mode makes as the admin, in order: only what the admin is allowed to do; what it
+    cannot do stays a finding with the statement for whoever can. Raises ValueError, before anything is
+    changed, for what was asked explicitly and cannot be done (the reason and the fix in the message)."""
     actions = []
     user = opts["migration_user"]
     role = facts["roles"].get(user)
-    # Roles follow the server (rds_replication exists only on RDS/Aurora); settings
-    # go through the parameter group whenever the instance is managed through the API.
+    admin = facts["admin"]
+    version = facts["server"]["version_num"]
+    # rds_replication exists on RDS/Aurora and servers shaped like them; settings go through the
+    # parameter group whenever the server is one of those.
     rds = facts["server"].get("is_rds")
+    managed = is_managed(facts)
     settings_by_api = opts.get("rds") or rds
     ident = sql.Identifier(user)
     db = facts["database"]["name"]
-    if role is None:
+    # 1. On the source the admin acts as the owners of the migrated objects (publications, replica identity,
+    #    grants): make it a member of those it holds ADMIN OPTION on. (On the target the schema copy does.)
+    if opts["role"] == "source":
+        for owner in sorted(_owners_granted(facts, opts)):
+            actions.append(sql_action("role.%s.member.%s" % (key_part(admin["name"]), key_part(owner)),
+                                      "let the admin user %s act as the owner %s" % (admin["name"], owner),
+                                      grant_role(owner, admin["name"], version, options=True), False, True))
+    # 2. The migration user, its password from a SCRAM verifier computed here.
+    fresh = role is None
+    if fresh:
         if not opts.get("migration_password"):
             raise ValueError("the migration user %s does not exist and no migration_password was given to create "
-                             "it: set migration_password (from a vault) or create the user yourself" % user)
-        attrs = " LOGIN" if rds else " LOGIN REPLICATION"
-        actions.append(action("role.%s" % user, "create the migration user %s" % user,
-                              sql.SQL("CREATE ROLE {}" + attrs + " PASSWORD {}").format(
-                                  ident, sql.Literal(opts["migration_password"])),
-                              "CREATE ROLE %s%s PASSWORD '********'" % (user, attrs),
+                             "it: set migration_password (from a vault) or create the user yourself" % q(user))
+        if not admin_can_create_role(facts):
+            raise ValueError("the migration user %s does not exist and the admin user %s has no CREATEROLE to "
+                             "create it: create it as a role with CREATEROLE (%s, then \\password in psql), or grant "
+                             "CREATEROLE to %s; nothing was changed" % (
+                                 q(user), q(admin["name"]), sql_text(sql.SQL("CREATE ROLE {} LOGIN").format(ident)),
+                                 q(admin["name"])))
+        with_replication = not managed and admin_can_confer_replication(facts, user, exists=False)
+        attrs = "LOGIN REPLICATION" if with_replication else "LOGIN"
+        stmt, shown = create_role_statement(user, attrs, scram.scram_sha256_verifier(opts["migration_password"]))
+        actions.append(action("role.%s" % key_part(user), "create the migration user %s" % user, stmt, shown,
                               "absent", "present"))
-        if rds:
-            actions.append(_grant_role("rds_replication", user))
-        role = dict(name=user, superuser=False, replication=not rds, member_of=["rds_replication"] if rds else [],
+        role = dict(name=user, superuser=False, replication=with_replication, member_of=[],
                     create_on_database=False)
-        fresh = True
-    else:
-        fresh = False
-    if not user_has_replication(role):
-        if rds:
-            actions.append(_grant_role("rds_replication", user))
-        else:
-            actions.append(action("role.%s.replication" % user, "let %s open replication connections" % user,
-                                  sql.SQL("ALTER ROLE {} REPLICATION").format(ident),
-                                  "ALTER ROLE %s REPLICATION" % user, False, True))
-    admin = user_is_admin(role)
-    if not admin and not role.get("create_on_database"):
-        actions.append(action("database.%s.create.%s" % (db, user), "let %s create publications/subscriptions" % user,
-                              sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(db), ident),
-                              "GRANT CREATE ON DATABASE %s TO %s" % (db, user), False, True))
-    if opts["role"] == "target" and not admin and facts["server"]["version_num"] >= 160000 \
-            and "pg_create_subscription" not in role.get("member_of", []):
-        actions.append(_grant_role("pg_create_subscription", user))
-    if opts["role"] == "source" and not admin:
+    # 3. Replication: rds_replication where it exists (as on RDS, also for a new user), the REPLICATION
+    #    attribute where only it works (a server shaped like RDS but not RDS, or plain PostgreSQL).
+    needs_replication = not user_has_replication(role, managed)
+    rds_member = "rds_replication" in role["member_of"] or "rds_superuser" in role["member_of"]
+    if rds and (needs_replication or fresh) and not rds_member and admin_can_grant_role(facts, "rds_replication"):
+        actions.append(_grant_role("rds_replication", user))
+    if needs_replication and not managed and not role["replication"] \
+            and admin_can_confer_replication(facts, user, exists=not fresh):
+        actions.append(sql_action("role.%s.replication" % key_part(user),
+                                  "let %s open replication connections" % user,
+                                  sql.SQL("ALTER ROLE {} REPLICATION").format(ident), False, True))
+    # 4. DMS writes its control tables with the migration user.
+    if opts.get("engine") == "dms" and not user_is_admin(role) and not role.get("create_on_database") \
+            and (admin["superuser"] or admin.get("grant_create_on_database")):
+        actions.append(sql_action("database.%s.create.%s" % (key_part(db), key_part(user)),
+                                  "let %s create DMS's control tables" % user,
+                                  sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(db), ident),
+                                  False, True))
+    # 5. Reading the source: USAGE on the schemas, SELECT on the tables (as their owner, or with grant option).
+    if opts["role"] == "source" and not user_is_admin(role):
         tables = opts["tables"]
-        schemas = sorted({t["schema"] for t in tables if fresh or t.get("user_schema_usage") is False})
-        for schema in schemas:
-            actions.append(action("schema.%s.usage.%s" % (schema, user), "USAGE on schema %s" % schema,
-                                  sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), ident),
-                                  "GRANT USAGE ON SCHEMA %s TO %s" % (schema, user), False, True))
+        schemas = {}
         for t in tables:
-            if t["relkind"] in ("r", "p") and (fresh or t.get("user_can_select") is False):
-                actions.append(action("table.%s.select.%s" % (t["qualified"], user), "SELECT on %s" % t["qualified"],
-                                      sql.SQL("GRANT SELECT ON TABLE {}.{} TO {}").format(
-                                          sql.Identifier(t["schema"]), sql.Identifier(t["name"]), ident),
-                                      "GRANT SELECT ON TABLE %s TO %s" % (t["qualified"], user), False, True))
+            if fresh or t.get("user_schema_usage") is False:
+                schemas.setdefault(t["schema"], t.get("schema_owner"))
+        for schema, owner in sorted(schemas.items()):
+            if admin_can_grant_usage(facts, opts, schema, owner):
+                actions.append(sql_action("schema.%s.usage.%s" % (key_part(schema), key_part(user)),
+                                          "USAGE on schema %s" % schema,
+                                          sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema),
+                                                                                           ident), False, True))
+        for t in tables:
+            if t["relkind"] in ("r", "p") and (fresh or t.get("user_can_select") is False) \
+                    and admin_can_grant_select(facts, opts, t):
+                actions.append(sql_action("table.%s.select.%s" % (t["qualified"], key_part(user)),
+                                          "SELECT on %s" % t["qualified"], _grant_select(t, user), False, True))
     if opts["role"] == "source":
-        actions.extend(plan_replica_identity(opts["tables"], opts.get("replica_identity_full") or []))
+        actions.extend(plan_replica_identity(opts["tables"], opts.get("replica_identity_full") or [],
+                                             lambda t: admin_will_own(facts, opts, t["owner"])))
     if opts.get("system_settings") and not settings_by_api:
-        for name, value in sorted(desired_settings(facts, opts).items()):
+        wanted = sorted(desired_settings(facts, opts).items())
+        allowed = admin.get("alter_system") or {}
+        refused = [name for name, _ in wanted if not (admin["superuser"] or allowed.get(name))]
+        if refused:
+            raise ValueError(
+                "system_settings: the admin user %s may not ALTER SYSTEM SET %s: as a superuser, run %s, or set "
+                "them yourself (postgresql.conf) and restart; nothing was changed" % (
+                    q(admin["name"]), ", ".join(refused), "; ".join(sql_text(
+                        sql.SQL("GRANT ALTER SYSTEM ON PARAMETER {} TO {}").format(
+                            sql.Identifier(name), sql.Identifier(admin["name"]))) for name in refused)))
+        for name, value in wanted:
             actions.append(action("setting.%s" % name, "set %s = %s (needs a restart)" % (name, value)
                                   if (facts["settings"].get(name) or {}).get("context") == "postmaster"
                                   else "set %s = %s" % (name, value),
@@ -748,17 +1242,20 @@ def plan_fixes(facts, opts):
 
 
 def _grant_role(granted, user):
-    return action("role.%s.member.%s" % (user, granted), "make %s a member of %s" % (user, granted),
-                  sql.SQL("GRANT {} TO {}").format(sql.Identifier(granted), sql.Identifier(user)),
-                  "GRANT %s TO %s" % (granted, user), False, True)
+    return sql_action("role.%s.member.%s" % (key_part(user), key_part(granted)),
+                      "make %s a member of %s" % (user, granted), grant_role(granted, user), False, True)
 
 
-def plan_replica_identity(tables, wanted):
-    """REPLICA IDENTITY FULL for the listed tables; a partitioned table's leaves get it too."""
+def plan_replica_identity(tables, wanted, can_alter=None):
+    """REPLICA IDENTITY FULL for the listed tables; a partitioned table's leaves get it too.
+
+    wanted: names as a person writes them (schema.table, quoted parts); can_alter(table) -> whether the
+    admin may ALTER it (it owns it); ValueError names what cannot be done, before anything is."""
     actions = []
     by_name = {}
     for t in tables:
         by_name[(t["schema"], t["name"])] = t
+    refused = []
     for name in wanted:
         key = split_qualified(name)
         t = by_name.get(key)
@@ -774,13 +1271,21 @@ def plan_replica_identity(tables, wanted):
             # Every partition below it, sub-partitions' leaves included.
             targets += [x for x in tables if t["oid"] in (x.get("ancestors") or [])]
         for x in targets:
-            if x["replident"] != "f":
-                actions.append(action("table.%s.replica_identity" % x["qualified"],
-                                      "REPLICA IDENTITY FULL on %s" % x["qualified"],
-                                      sql.SQL("ALTER TABLE {}.{} REPLICA IDENTITY FULL").format(
-                                          sql.Identifier(x["schema"]), sql.Identifier(x["name"])),
-                                      "ALTER TABLE %s REPLICA IDENTITY FULL" % qualified(x["schema"], x["name"]),
+            if x["replident"] == "f":
+                continue
+            stmt = sql.SQL("ALTER TABLE {}.{} REPLICA IDENTITY FULL").format(
+                sql.Identifier(x["schema"]), sql.Identifier(x["name"]))
+            if can_alter is not None and not can_alter(x):
+                refused.append((stmt, x.get("owner")))
+                continue
+            actions.append(sql_action("table.%s.replica_identity" % x["qualified"],
+                                      "REPLICA IDENTITY FULL on %s" % x["qualified"], stmt,
                                       {"d": "default", "n": "nothing", "i": "index"}.get(x["replident"]), "full"))
+    if refused:
+        raise ValueError("replica_identity_full: the admin user cannot alter %d table(s) it does not own and cannot "
+                         "act as their owner (%s): run as the owner: %s; nothing was changed" % (
+                             len(refused), _list(q(o) for o in sorted(set(o for _, o in refused if o))),
+                             _statements([s for s, _ in refused], 8)))
     return actions
 
 

@@ -21,10 +21,20 @@ description:
     DDL, foreign tables), LOB columns with the largest value sampled, generated columns,
     user-defined types, triggers, rules, event triggers, extensions, encodings and collations,
     long-running and prepared transactions, inactive slots, sizes and write rates.
-  - With O(state=present) it makes what can be made safely (the migration user and its grants,
-    REPLICA IDENTITY FULL on the listed tables, C(ALTER SYSTEM) for self-managed servers, the RDS
-    parameter group through the API) and reports the restart or reboot that is still needed;
-    it never restarts PostgreSQL, and reboots RDS only when O(rds_reboot=true).
+  - Connects as the admin user (O(login_user)): on RDS and Aurora the master user, which is not a superuser.
+    It checks what the later phases do as that user - open replication connections (slots), act as the owner
+    of every migrated object (publications, replica identity, the schema copy), create subscriptions
+    (C(pg_create_subscription) on the target, and on the source for the rollback path), CREATE on the
+    database - and what the migration user needs (replication, and on the source USAGE and SELECT). Each
+    privilege it lacks is a finding that names the exact SQL (names quoted) or AWS CLI command that fixes it,
+    and who can run it.
+  - With O(state=present) it makes what can be made safely and only what the admin user may do (the
+    migration user, created with its password set from a SCRAM verifier computed on the controller, and
+    its grants; the admin's membership in the owner roles it holds ADMIN OPTION on; REPLICA IDENTITY FULL
+    on the listed tables; C(ALTER SYSTEM) for self-managed servers; the RDS parameter group through the
+    API) and reports the restart or reboot that is still needed; it never restarts PostgreSQL, and
+    reboots RDS only when O(rds_reboot=true). What was asked explicitly and cannot be done fails before
+    anything is changed.
   - In check mode it changes nothing and returns the SQL (RV(queries)) and API calls
     (RV(api_calls)) it would make. A second run in fix mode changes nothing.
 author:
@@ -59,7 +69,9 @@ options:
   migration_password:
     description:
       - Password to create O(migration_user) with when it does not exist (fix mode only).
-        Never logged, never returned; RV(queries) shows it masked.
+      - Sent to the server only as a SCRAM-SHA-256 verifier computed here (with SASLprep, as PostgreSQL
+        does), so it is in no statement the server logs. Never logged, never returned; RV(queries) shows
+        C(PASSWORD '********').
     type: str
   planned_streams:
     description:
@@ -129,6 +141,17 @@ options:
       - The RDS instance of this database. With it, fix mode changes the instance's DB parameter
         group through the RDS API instead of C(ALTER SYSTEM).
     type: str
+  rds_parameter_group:
+    description:
+      - The DB parameter group of the RDS instance (O(role=source)) or the DB cluster parameter group of the
+        Aurora cluster (O(role=target) with O(aurora_cluster_id)), named in the AWS CLI commands the findings
+        give. Informational: fix mode changes the group attached to O(rds_instance_id), read through the API.
+    type: str
+  aurora_cluster_id:
+    description:
+      - The Aurora cluster of this database (O(role=target)); with it the findings give the DB cluster parameter
+        group commands. O(rds_instance_id) is then its writer instance (the one to reboot).
+    type: str
   rds_reboot:
     description:
       - With O(state=present) on the source - reboot the RDS instance when its parameter group waits for a reboot
@@ -163,7 +186,8 @@ requirements:
   - boto3 (only with O(rds_instance_id))
 notes:
   - Supports check mode and diff mode.
-  - The connected user must be able to read the catalogs; the fixes need a superuser (rds_superuser on RDS).
+  - The connected user need not be a superuser; on RDS and Aurora it is the master user (rds_superuser).
+    What it may not do is reported, with the statement for the role that can.
 seealso:
   - name: Logical replication restrictions
     description: What PostgreSQL's logical replication does not replicate.
@@ -336,6 +360,8 @@ def argument_spec():
         write_rate_sample_seconds=dict(type="float", default=0),
         lock_timeout=dict(type="int", default=5000),
         rds_instance_id=dict(type="str"),
+        rds_parameter_group=dict(type="str"),
+        aurora_cluster_id=dict(type="str"),
         rds_reboot=dict(type="bool", default=False),
         rds_reboot_timeout=dict(type="int", default=1800),
     )
@@ -385,7 +411,9 @@ class Prereqs:
                               lob_sample_timeout_ms=self.p["lob_sample_timeout"],
                               write_rate_seconds=self.p["write_rate_sample_seconds"],
                               long_transaction_seconds=self.p["long_transaction_seconds"],
-                              known_write_rates=known)
+                              known_write_rates=known,
+                              other_owners=(self.p["source_facts"] or {}).get("owners") or ()
+                              if self.p["role"] == "target" else ())
 
     def planned_streams(self, facts, tables):
         if self.p["planned_streams"] > 0:
@@ -400,7 +428,9 @@ class Prereqs:
                     migration_user=self.user, migration_password=self.p["migration_password"],
                     rds=bool(self.p["rds_instance_id"]) or facts["server"]["is_rds"],
                     source=self.p["source_facts"], tables=tables,
-                    replica_identity_full=self.p["replica_identity_full"], system_settings=self.p["system_settings"])
+                    replica_identity_full=self.p["replica_identity_full"], system_settings=self.p["system_settings"],
+                    aws=dict(instance_id=self.p["rds_instance_id"], parameter_group=self.p["rds_parameter_group"],
+                             cluster_id=self.p["aurora_cluster_id"], region=self.p["aws_region"]))
 
     def run(self):
         conn = connect(self.p)

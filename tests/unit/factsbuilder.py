@@ -33,6 +33,19 @@ def role(name, superuser=False, replication=True, member_of=(), create_on_databa
                 member_of=list(member_of), create_on_database=create_on_database, connect_on_database=True)
 
 
+def admin(name="postgres", superuser=True, createrole=True, replication=True, create_on_database=True,
+          roles=None, version_num=150018, alter_system=None):
+    """The connected user as catalog.admin_facts() returns it; roles: {name: dict of member, usage, set, admin,
+    superuser, admin_holders} (missing keys False/empty). Default: a superuser, as the old lab's login was."""
+    full = {}
+    for rname, r in (roles or {}).items():
+        full[rname] = dict(dict(name=rname, superuser=False, can_login=False, member=False, usage=False, set=False,
+                                admin=False, admin_holders=[]), **r)
+    return dict(name=name, superuser=superuser, createrole=createrole, createdb=True, replication=replication,
+                inherit=True, create_on_database=create_on_database, grant_create_on_database=superuser,
+                roles=full, alter_system=alter_system if alter_system is not None else {})
+
+
 BASE_SETTINGS = dict(
     wal_level="logical", max_replication_slots=10, max_wal_senders=10, max_worker_processes=16,
     max_logical_replication_workers=8, max_sync_workers_per_subscription=2, max_slot_wal_keep_size=10240,
@@ -56,6 +69,7 @@ def facts(version_num=150018, settings=None, tables=(), roles=None, **extra):
         columns=[], triggers=[], rules=[], event_triggers=[], extensions=[dict(name="plpgsql", version="1.0")],
         available_extensions={"plpgsql": "1.0"}, long_transactions=[], prepared_transactions=[], slots=[],
         wal_senders_in_use=0, write_rates={}, types=[], sequences=[], large_objects=0, lob_samples={},
+        admin=admin(), owners=[],
     )
     result.update(copy.deepcopy(extra))
     return result

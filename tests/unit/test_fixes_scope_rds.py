@@ -5,11 +5,11 @@ from __future__ import annotations
 import botocore.exceptions
 import pytest
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs, scope, scram
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, connection
 
-from factsbuilder import facts, opts, role, table
+from factsbuilder import admin, facts, opts, role, setting, table
 
 
 def render(actions):
@@ -66,7 +66,13 @@ def test_plan_fixes_grants_only_what_is_missing():
     f = facts(tables=[table("public", "a", can_select=False), table("public", "b")],
               roles={"pgshift": role("pgshift", replication=False, create_on_database=False)})
     actions = prereqs.plan_fixes(f, opts(f))
+    # The native engine's publications and subscriptions are the admin's: no CREATE for the migration user.
     assert render(actions) == [
+        'ALTER ROLE "pgshift" REPLICATION',
+        'GRANT SELECT ON TABLE "public"."a" TO "pgshift"',
+    ]
+    assert [a["display"] for a in actions] == render(actions)
+    assert render(prereqs.plan_fixes(f, opts(f, engine="dms"))) == [
         'ALTER ROLE "pgshift" REPLICATION',
         'GRANT CREATE ON DATABASE "app" TO "pgshift"',
         'GRANT SELECT ON TABLE "public"."a" TO "pgshift"',
@@ -74,12 +80,18 @@ def test_plan_fixes_grants_only_what_is_missing():
     assert prereqs.plan_fixes(facts(tables=[table("public", "a")]), opts(facts(tables=[table("public", "a")]))) == []
 
 
-def test_plan_fixes_creates_user_with_masked_display():
+PASSWORD = "it's a \\ \"$ecret\" 100% "
+
+
+def test_plan_fixes_creates_user_from_a_scram_verifier_never_the_password():
     f = facts(tables=[table("public", "a")], roles={})
-    actions = prereqs.plan_fixes(f, opts(f, migration_password="s3cret-Pw"))
-    assert actions[0]["display"] == "CREATE ROLE pgshift LOGIN REPLICATION PASSWORD '********'"
-    assert "s3cret-Pw" in actions[0]["sql"].as_string(None)
-    assert all("s3cret-Pw" not in a["display"] for a in actions)
+    actions = prereqs.plan_fixes(f, opts(f, migration_password=PASSWORD))
+    assert actions[0]["display"] == "CREATE ROLE \"pgshift\" LOGIN REPLICATION PASSWORD '********'"
+    statement = actions[0]["sql"].as_string(None)
+    assert PASSWORD not in statement and "ecret" not in statement
+    verifier = statement.split("PASSWORD '")[1].rstrip("'")
+    assert scram.verifier_matches(verifier, PASSWORD)
+    assert all("ecret" not in a["display"] and "SCRAM" not in a["display"] for a in actions)
     assert 'GRANT SELECT ON TABLE "public"."a" TO "pgshift"' in render(actions)
     assert 'GRANT USAGE ON SCHEMA "public" TO "pgshift"' in render(actions)
 
@@ -87,7 +99,12 @@ def test_plan_fixes_creates_user_with_masked_display():
 def test_plan_fixes_on_rds_uses_rds_replication():
     f = facts(roles={"pgshift": role("pgshift", replication=False)})
     f["server"]["is_rds"] = True
+    f["settings"]["rds.logical_replication"] = setting("rds.logical_replication", "on")
     assert render(prereqs.plan_fixes(f, opts(f, rds=True))) == ['GRANT "rds_replication" TO "pgshift"']
+    # Shaped like RDS but not RDS (the lab): membership and the REPLICATION attribute (which only works there).
+    del f["settings"]["rds.logical_replication"]
+    assert render(prereqs.plan_fixes(f, opts(f, rds=True))) == [
+        'GRANT "rds_replication" TO "pgshift"', 'ALTER ROLE "pgshift" REPLICATION']
 
 
 def test_plan_fixes_refuses_missing_user_without_password():
@@ -111,12 +128,11 @@ def test_replica_identity_full_reaches_partition_leaves_and_is_idempotent():
         prereqs.plan_fixes(f, opts(f, replica_identity_full=["public.nope"]))
 
 
-def test_target_fix_grants_pg_create_subscription_on_16_plus():
-    f = facts(version_num=180000, roles={"pgshift": role("pgshift")})
-    assert render(prereqs.plan_fixes(f, opts(f, role_name="target"))) == [
-        'GRANT "pg_create_subscription" TO "pgshift"']
-    f = facts(version_num=150000, roles={"pgshift": role("pgshift")})
-    assert prereqs.plan_fixes(f, opts(f, role_name="target")) == []
+def test_target_fix_grants_no_pg_create_subscription_to_the_migration_user():
+    """The admin creates the subscriptions; the migration user only logs in through them."""
+    for version in (150000, 180000):
+        f = facts(version_num=version, roles={"pgshift": role("pgshift")})
+        assert prereqs.plan_fixes(f, opts(f, role_name="target")) == []
 
 
 def test_system_settings_raise_never_lower_and_use_configured_values():
@@ -228,3 +244,124 @@ def test_average_write_rates_from_statistics():
     rates, method = catalog.write_rates(None, [t], -1, 3600)
     assert rates == {1: 2.0} and method == "average over 3600s since the statistics were reset"
     assert catalog.write_rates(None, [t], -1, 0)[0] == {1: 7200.0}
+
+
+# --- fix planning as RDS's master user (not a superuser) ------------------------------------------------
+
+def master(version_num=160004, replication=False, **roles):
+    base = {
+        "rds_superuser": dict(member=True, usage=True, set=True),
+        "rds_replication": dict(member=True, usage=True, set=True, admin=True),
+        "pg_create_subscription": dict(member=True, usage=True, set=True),
+        "app_owner": dict(member=True, usage=True, set=True, admin=True),
+    }
+    base.update(roles)
+    return admin(name="dbadmin", superuser=False, createrole=True, replication=replication, roles=base,
+                 version_num=version_num)
+
+
+def rds_facts(version_num=160004, managed=True, **kw):
+    f = facts(version_num=version_num, **kw)
+    f["server"]["is_rds"] = True
+    if managed:
+        f["settings"]["rds.logical_replication"] = setting("rds.logical_replication", "on")
+    return f
+
+
+def test_master_creates_the_user_on_rds_with_login_and_rds_replication_only():
+    f = rds_facts(tables=[table("public", "a", owner="app_owner")], roles={}, admin=master(),
+                  owners=[dict(owner="app_owner", superuser=False, kind="relation", count=1)])
+    f["relations"][0]["schema_owner"] = "pg_database_owner"  # public, in a database the master's app_owner owns
+    f["database"]["owner"] = "app_owner"
+    actions = prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))
+    assert [a["display"] for a in actions] == [
+        "CREATE ROLE \"pgshift\" LOGIN PASSWORD '********'",
+        'GRANT "rds_replication" TO "pgshift"',
+        'GRANT USAGE ON SCHEMA "public" TO "pgshift"',
+        'GRANT SELECT ON TABLE "public"."a" TO "pgshift"',
+    ]
+
+
+def test_master_with_replication_on_a_lab_like_server_gives_the_attribute_too():
+    f = rds_facts(managed=False, roles={}, admin=master(replication=True))
+    assert [a["display"] for a in prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))] == [
+        "CREATE ROLE \"pgshift\" LOGIN REPLICATION PASSWORD '********'", 'GRANT "rds_replication" TO "pgshift"']
+    # On 15 only a superuser may give REPLICATION: the grant alone; the finding says what is missing.
+    f = rds_facts(version_num=150010, managed=False, roles={}, admin=master(150010, replication=True))
+    assert [a["display"] for a in prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))] == [
+        "CREATE ROLE \"pgshift\" LOGIN PASSWORD '********'", 'GRANT "rds_replication" TO "pgshift"']
+    # An existing user the master did not create (no ADMIN OPTION on it): no ALTER ROLE.
+    f = rds_facts(managed=False, roles={"pgshift": role("pgshift", replication=False)},
+                  admin=master(replication=True, pgshift=dict(admin=False)))
+    assert render(prereqs.plan_fixes(f, opts(f, rds=True))) == ['GRANT "rds_replication" TO "pgshift"']
+    f["admin"]["roles"]["pgshift"]["admin"] = True
+    assert render(prereqs.plan_fixes(f, opts(f, rds=True))) == [
+        'GRANT "rds_replication" TO "pgshift"', 'ALTER ROLE "pgshift" REPLICATION']
+
+
+def test_master_grants_only_what_it_may_grant():
+    f = rds_facts(tables=[table("public", "mine", owner="app_owner", can_select=False),
+                          table("public", "theirs", owner="other", can_select=False)],
+                  admin=master(rds_replication=dict(member=True, usage=True, set=True, admin=False),
+                               other=dict(member=False, usage=False, set=False, admin=False)),
+                  roles={"pgshift": role("pgshift", replication=False)},
+                  owners=[dict(owner="app_owner", superuser=False, kind="relation", count=1),
+                          dict(owner="other", superuser=False, kind="relation", count=1)])
+    assert render(prereqs.plan_fixes(f, opts(f, rds=True))) == ['GRANT SELECT ON TABLE "public"."mine" TO "pgshift"']
+    # ... and the findings say the rest, with the statement and who runs it.
+    found = {x["id"]: x for x in prereqs.evaluate(f, opts(f, rds=True))[0] if x["severity"] != "info"}
+    assert found["select_privilege"]["remediation"] == (
+        'prepare_source.yml runs it as dbadmin: GRANT SELECT ON TABLE "public"."mine" TO "pgshift"; '
+        'as the owner other (or a member of it): GRANT SELECT ON TABLE "public"."theirs" TO "pgshift"')
+    assert found["replication_privilege"]["remediation"] == \
+        'GRANT "rds_replication" TO "pgshift" (as a role with ADMIN OPTION on rds_replication)'
+
+
+def test_master_joins_the_owner_roles_it_holds_admin_option_on_first():
+    f = rds_facts(tables=[table("app", "Zöll.Tarife", owner="App Owner", can_select=False, usage=False)],
+                  admin=master(**{"App Owner": dict(member=False, usage=False, set=False, admin=True)}),
+                  owners=[dict(owner="App Owner", superuser=False, kind="relation", count=1)])
+    f["relations"][0]["schema_owner"] = "App Owner"
+    actions = prereqs.plan_fixes(f, opts(f, rds=True, replica_identity_full=['app."Zöll.Tarife"']))
+    assert render(actions) == [
+        'GRANT "App Owner" TO "dbadmin" WITH INHERIT TRUE, SET TRUE',
+        'GRANT USAGE ON SCHEMA "app" TO "pgshift"',
+        'GRANT SELECT ON TABLE "app"."Zöll.Tarife" TO "pgshift"',
+        'ALTER TABLE "app"."Zöll.Tarife" REPLICA IDENTITY FULL',
+    ]
+    assert [a["key"] for a in actions] == [
+        'role.dbadmin.member."App Owner"', "schema.app.usage.pgshift", 'table.app."Zöll.Tarife".select.pgshift',
+        'table.app."Zöll.Tarife".replica_identity']
+    # On the target the schema copy makes the admin a member: preparation does not.
+    assert prereqs.plan_fixes(f, opts(f, rds=True, role_name="target")) == []
+
+
+def test_replica_identity_on_tables_the_master_cannot_own_fails_before_anything():
+    f = rds_facts(tables=[table("public", "t", owner="other", has_pk=False)],
+                  admin=master(other=dict(member=False, usage=False, set=False, admin=False)),
+                  owners=[dict(owner="other", superuser=False, kind="relation", count=1)])
+    with pytest.raises(ValueError, match=r'run as the owner: ALTER TABLE "public"."t" REPLICA IDENTITY FULL; '
+                                         r'nothing was changed'):
+        prereqs.plan_fixes(f, opts(f, rds=True, replica_identity_full=["public.t"]))
+
+
+def test_master_without_createrole_cannot_create_the_user():
+    f = rds_facts(roles={}, admin=master())
+    f["admin"]["createrole"] = False
+    with pytest.raises(ValueError, match='no CREATEROLE to create it: create it as a role with CREATEROLE '
+                                         r'\(CREATE ROLE "pgshift" LOGIN'):
+        prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))
+
+
+def test_alter_system_only_where_the_admin_may():
+    f = facts(version_num=160004, settings=dict(wal_level="replica"), admin=master())
+    with pytest.raises(ValueError, match=r'may not ALTER SYSTEM SET wal_level: as a superuser, run GRANT ALTER '
+                                         r'SYSTEM ON PARAMETER "wal_level" TO "dbadmin"'):
+        prereqs.plan_fixes(f, opts(f, system_settings=True))
+    f["admin"]["alter_system"] = {"wal_level": True}
+    assert [a["display"] for a in prereqs.plan_fixes(f, opts(f, system_settings=True))] == [
+        "ALTER SYSTEM SET wal_level = 'logical'"]
+    # A server shaped like RDS (the lab): settings are never ALTER SYSTEM'd, whatever system_settings says.
+    f["server"]["is_rds"] = True
+    f["admin"]["alter_system"] = {}
+    assert prereqs.plan_fixes(f, opts(f, system_settings=True, rds=True)) == []

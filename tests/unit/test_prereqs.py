@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs
 
-from factsbuilder import facts, opts, role, setting, table
+from factsbuilder import admin, facts, opts, role, setting, table
 
 
 def run(f, **kw):
@@ -79,8 +79,21 @@ def test_rds_logical_replication_replaces_wal_level_on_rds():
     f["server"]["is_rds"] = True
     found, checks = run(f, rds=True)
     assert found["rds_logical_replication"]["severity"] == "blocker"
-    assert "parameter group" in found["rds_logical_replication"]["remediation"]
+    fix = found["rds_logical_replication"]["remediation"]
+    assert fix.startswith(
+        'in the DB parameter group: aws rds modify-db-parameter-group --db-parameter-group-name <db-parameter-group> '
+        '--parameters "ParameterName=rds.logical_replication,ParameterValue=1,ApplyMethod=pending-reboot", '
+        'then reboot: aws rds reboot-db-instance --db-instance-identifier <db-instance-id>')
+    assert "family postgres15" in fix  # how to find the group, and what to do with a default one
     assert checks["wal_level"] == "pass"
+    # With the inventory's names, the commands are ready to run.
+    found = run(f, rds=True, aws=dict(instance_id="orders", parameter_group="orders-pg16-logical",
+                                      region="eu-west-1"))[0]
+    assert found["rds_logical_replication"]["remediation"] == (
+        'in the DB parameter group: aws rds modify-db-parameter-group --db-parameter-group-name orders-pg16-logical '
+        '--parameters "ParameterName=rds.logical_replication,ParameterValue=1,ApplyMethod=pending-reboot" '
+        '--region eu-west-1, then reboot: aws rds reboot-db-instance --db-instance-identifier orders '
+        '--region eu-west-1 (pg_logical_prereqs state=present with rds_instance_id changes the group)')
     f["settings"]["rds.logical_replication"] = setting("rds.logical_replication", "on")
     f["settings"]["wal_level"] = setting("wal_level", "logical")
     checks = run(f, rds=True)[1]
@@ -130,17 +143,31 @@ def test_wal_sender_timeout(engine, timeout, expected):
 def test_user_privileges():
     f = facts(tables=[table("public", "a", can_select=False, owns=False, usage=False)],
               roles={"pgshift": role("pgshift", replication=False, create_on_database=False)})
-    found = run(f)[0]
-    for check in ("replication_privilege", "select_privilege", "schema_usage", "create_privilege"):
+    found, checks = run(f)
+    for check in ("replication_privilege", "select_privilege", "schema_usage"):
         assert found[check]["severity"] == "blocker", check
-    assert found["publication_ownership"]["severity"] == "warning"
-    assert found["replication_privilege"]["remediation"] == "ALTER ROLE pgshift REPLICATION"
+    # The admin (here a superuser) creates publications and subscriptions: the migration user needs no CREATE.
+    assert checks["create_privilege"] == "pass"
+    assert found["replication_privilege"]["remediation"].startswith('ALTER ROLE "pgshift" REPLICATION (as a superuser')
+    assert found["select_privilege"]["remediation"] == \
+        'prepare_source.yml runs it as postgres: GRANT SELECT ON TABLE "public"."a" TO "pgshift"'
+    assert found["schema_usage"]["remediation"] == \
+        'prepare_source.yml runs it as postgres: GRANT USAGE ON SCHEMA "public" TO "pgshift"'
+    # DMS writes its control tables as the migration user.
+    assert run(f, engine="dms")[0]["create_privilege"]["remediation"] == \
+        'GRANT CREATE ON DATABASE "app" TO "pgshift"'
 
 
-def test_rds_replication_membership_counts_as_replication():
+def test_rds_replication_membership_counts_as_replication_on_rds_only():
     f = facts(roles={"pgshift": role("pgshift", replication=False, member_of=["rds_replication"])})
-    checks = run(f)[1]
-    assert checks["replication_privilege"] == "pass"
+    f["server"]["is_rds"] = True
+    f["settings"]["rds.logical_replication"] = setting("rds.logical_replication", "on")
+    assert run(f, rds=True)[1]["replication_privilege"] == "pass"
+    # Shaped like RDS but not RDS (the lab): only the REPLICATION attribute lets it replicate.
+    del f["settings"]["rds.logical_replication"]
+    found = run(f, rds=True)[0]
+    assert "confers replication on RDS and Aurora only" in found["replication_privilege"]["detail"]
+    assert 'ALTER ROLE "pgshift" REPLICATION' in found["replication_privilege"]["remediation"]
 
 
 def test_missing_user():
@@ -148,14 +175,37 @@ def test_missing_user():
     assert found["migration_user_missing"]["severity"] == "blocker"
 
 
-def test_subscription_privilege_by_version():
-    f = facts(version_num=180001)
+def test_subscription_privilege_is_the_admins_by_version():
+    """The admin creates the subscriptions (their connection string logs in as the migration user)."""
+    f = facts(version_num=180001, admin=master(180001, pg_create_subscription=None))
     found = run(f, role_name="target")[0]
-    assert "pg_create_subscription" in found["subscription_privilege"]["remediation"]
-    f["roles"]["pgshift"]["member_of"] = ["pg_create_subscription"]
+    assert found["subscription_privilege"]["object"] == "dbadmin"
+    assert found["subscription_privilege"]["remediation"] == \
+        'GRANT "pg_create_subscription" TO "dbadmin" (as a role with ADMIN OPTION on pg_create_subscription)'
+    assert run(f, role_name="target", engine="dms")[0]["subscription_privilege"]["severity"] == "info"
+    f = facts(version_num=180001, admin=master(180001))
     assert run(f, role_name="target")[1]["subscription_privilege"] == "pass"
-    found = run(facts(version_num=150000), role_name="target")[0]
-    assert "superuser" in found["subscription_privilege"]["detail"]
+    # The migration user's memberships do not matter.
+    f["roles"]["pgshift"]["member_of"] = []
+    assert run(f, role_name="target")[1]["subscription_privilege"] == "pass"
+    found = run(facts(version_num=150000, admin=master(150000)), role_name="target")[0]
+    assert "before PostgreSQL 16 only a superuser" in found["subscription_privilege"]["detail"]
+    assert found["subscription_privilege"]["severity"] == "blocker"
+    assert run(facts(version_num=150000), role_name="target")[1]["subscription_privilege"] == "pass"  # superuser
+
+
+def test_rollback_path_on_a_pg15_source_is_a_warning_that_says_why():
+    found = run(facts(version_num=150010, admin=master(150010)))[0]
+    f = found["subscription_privilege"]
+    assert f["severity"] == "warning"
+    assert "the rollback path will not work" in f["detail"]
+    assert "on PostgreSQL 15 only a superuser can create a subscription" in f["detail"]
+    assert "pg_create_subscription came with 16" in f["detail"]
+    # 16+: the master holds pg_create_subscription through rds_superuser.
+    assert run(facts(version_num=160004, admin=master(160004)))[1]["subscription_privilege"] == "pass"
+    found = run(facts(version_num=160004, admin=master(160004, pg_create_subscription=None)))[0]
+    assert found["subscription_privilege"]["severity"] == "warning"
+    assert "rollback path subscribes there" in found["subscription_privilege"]["detail"]
 
 
 def test_inheritance_parent_and_children():
@@ -288,3 +338,142 @@ def test_lob_columns_ignore_matviews():
     f["columns"] = [dict(oid=70, name="c", type="text", base_type="text", category="S", typmod=-1, typtype="b",
                          generated="", identity="")]
     assert prereqs.lob_columns(f, opts(f)["tables"]) == []
+
+
+# --- the admin user is RDS's master user, not a superuser --------------------------------------------------
+
+def master(version_num=160004, name="dbadmin", replication=False, create_on_database=True, **overrides):
+    """An RDS master user: CREATEROLE, member of rds_superuser (which holds rds_replication WITH ADMIN OPTION
+    and pg_create_subscription), a member of app_owner. overrides: role -> dict or None (not held)."""
+    roles = {
+        "rds_superuser": dict(member=True, usage=True, set=True),
+        "rds_replication": dict(member=True, usage=True, set=True, admin=True, admin_holders=["rds_superuser"]),
+        "pg_create_subscription": dict(member=True, usage=True, set=True),
+        "app_owner": dict(member=True, usage=True, set=True, admin=True, admin_holders=[name]),
+        "pgshift": dict(admin=False),
+    }
+    for key, value in overrides.items():
+        if value is None:
+            roles[key] = dict(member=False, usage=False, set=False, admin=False)
+        else:
+            roles[key] = value
+    return admin(name=name, superuser=False, createrole=True, replication=replication,
+                 create_on_database=create_on_database, roles=roles, version_num=version_num)
+
+
+def owned(*items):
+    return [dict(owner=o, superuser=su, kind=k, count=n) for o, su, k, n in items]
+
+
+def test_master_with_everything_passes_the_admin_checks():
+    f = facts(version_num=160004, tables=[table("public", "a")], admin=master(),
+              owners=owned(("app_owner", False, "relation", 1), ("app_owner", False, "schema", 1)))
+    f["server"]["is_rds"] = True
+    f["settings"]["rds.logical_replication"] = setting("rds.logical_replication", "on")
+    checks = run(f, rds=True)[1]
+    for check in ("admin_replication", "owner_roles", "subscription_privilege", "create_privilege"):
+        assert checks[check] == "pass", check
+
+
+def test_owner_role_the_master_cannot_act_as_names_the_grant_and_who_can_run_it():
+    hard = 'Ops "Team" é'
+    f = facts(version_num=160004, tables=[table("public", "a", owner=hard)],
+              admin=master(**{hard: dict(member=False, usage=False, set=False, admin=False,
+                                         admin_holders=["ops_admin"])}),
+              owners=owned((hard, False, "relation", 3), (hard, False, "schema", 1)))
+    found, checks = run(f)
+    f_ = found["owner_roles"]
+    assert (f_["severity"], f_["object"]) == ("blocker", hard)
+    assert "dbadmin cannot act as \"Ops \"\"Team\"\" é\" (3 relations, 1 schema)" in f_["detail"]
+    assert f_["remediation"] == ('GRANT "Ops ""Team"" é" TO "dbadmin" WITH INHERIT TRUE, SET TRUE '
+                                 '(as a role with ADMIN OPTION on "Ops ""Team"" é" (held by ops_admin))')
+    # On 15 there is no SET option: a plain GRANT.
+    f["server"]["version_num"] = 150010
+    f["admin"]["createrole"] = False
+    assert run(f)[0]["owner_roles"]["remediation"].startswith('GRANT "Ops ""Team"" é" TO "dbadmin" (as ')
+
+
+def test_membership_without_set_or_inherit_is_not_enough():
+    f = facts(version_num=160004, admin=master(app_owner=dict(member=True, usage=False, set=True, admin=False)),
+              owners=owned(("app_owner", False, "relation", 1)))
+    assert run(f)[0]["owner_roles"]["severity"] == "blocker"
+    f["admin"]["roles"]["app_owner"].update(usage=True, set=False)
+    assert run(f)[0]["owner_roles"]["severity"] == "blocker"
+    f["admin"]["roles"]["app_owner"].update(set=True)
+    assert run(f)[1]["owner_roles"] == "pass"
+
+
+def test_owner_role_the_master_holds_admin_option_on_is_fixed_by_preparation():
+    f = facts(version_num=160004, tables=[table("public", "a", owner="app_owner")],
+              admin=master(app_owner=dict(member=False, usage=False, set=False, admin=True)),
+              owners=owned(("app_owner", False, "relation", 1)))
+    found = run(f)[0]
+    assert found["owner_roles"]["severity"] == "blocker"
+    assert found["owner_roles"]["remediation"] == ('prepare_source.yml runs it (dbadmin holds ADMIN OPTION on them): '
+                                                   'GRANT "app_owner" TO "dbadmin" WITH INHERIT TRUE, SET TRUE')
+    assert run(f, engine="dms")[0]["owner_roles"]["severity"] == "warning"
+    # On the target the schema copy grants it: information only.
+    assert run(f, role_name="target")[0]["owner_roles"]["severity"] == "info"
+
+
+def test_objects_owned_by_a_superuser_cannot_be_acted_on():
+    f = facts(version_num=160004, admin=master(postgres=dict(superuser=True, member=False, usage=False, set=False)),
+              owners=owned(("postgres", True, "relation", 2)))
+    found = run(f)[0]
+    assert found["owner_roles"]["severity"] == "blocker"
+    assert "superuser role(s) postgres (2 relations)" in found["owner_roles"]["detail"]
+
+
+def test_target_checks_the_source_owners_missing_or_present():
+    src = dict(version_num=160004, owners=["app_owner", "Reporting"])
+    # Neither exists on the target: the master has CREATEROLE, so the schema copy creates them.
+    f = facts(version_num=180001, admin=master(180001))
+    del f["admin"]["roles"]["app_owner"]
+    found = run(f, role_name="target", source=src)[0]
+    assert found["owner_roles"]["severity"] == "info"
+    assert 'CREATE ROLE "Reporting" NOLOGIN' in found["owner_roles"]["remediation"]
+    f["admin"]["createrole"] = False
+    found = run(f, role_name="target", source=src)[0]
+    assert found["owner_roles"]["severity"] == "blocker"
+    assert "has no CREATEROLE" in found["owner_roles"]["detail"]
+
+
+def test_admin_replication_and_create_on_database():
+    f = facts(version_num=160004, admin=master(rds_replication=None, rds_superuser=None, create_on_database=False))
+    f["server"]["is_rds"] = True
+    f["settings"]["rds.logical_replication"] = setting("rds.logical_replication", "on")
+    found = run(f, rds=True)[0]
+    assert found["admin_replication"]["severity"] == "blocker"
+    assert found["admin_replication"]["remediation"] == \
+        'GRANT "rds_replication" TO "dbadmin" (as a role with ADMIN OPTION on rds_replication)'
+    assert found["create_privilege"]["object"] == "dbadmin"
+    assert found["create_privilege"]["remediation"] == \
+        'GRANT CREATE ON DATABASE "app" TO "dbadmin" (as the database\'s owner postgres)'
+    assert run(f, rds=True, role_name="target")[0]["admin_replication"]["severity"] == "warning"
+    assert "admin_replication" not in run(f, rds=True, engine="dms")[0]
+    # On a server shaped like RDS but not RDS, the REPLICATION attribute counts.
+    del f["settings"]["rds.logical_replication"]
+    f["admin"]["replication"] = True
+    assert run(f, rds=True)[1]["admin_replication"] == "pass"
+
+
+def test_lab_like_server_settings_are_the_operators_job():
+    """rds_superuser exists (is_rds) but no rds.* settings and no instance: no AWS command, no ALTER SYSTEM
+    by the master; the finding says who can."""
+    f = facts(version_num=160004, settings=dict(wal_level="replica"), admin=master())
+    f["server"]["is_rds"] = True
+    found = run(f, rds=True)[0]
+    assert "aws rds" not in found["wal_level"]["remediation"]
+    assert found["wal_level"]["remediation"] == (
+        "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL (as the server's operator, a superuser: "
+        "the admin user dbadmin may not, and this server has no parameter group)")
+
+
+def test_rules_are_matched_by_oid_not_by_formatted_names():
+    dotted = table("a.b", "c", oid=501)
+    other = table("a", "b.c", oid=502)
+    f = facts(tables=[dotted, other], rules=[dict(oid=502, schema="a", table="b.c", name="r1")])
+    found = run(f)[0]
+    assert found["rules"]["detail"] == 'rewrite rules on migrated tables: r1 on a."b.c"'
+    f = facts(tables=[dotted], rules=[dict(oid=502, schema="a", table="b.c", name="r1")])
+    assert run(f)[1]["rules"] == "pass"

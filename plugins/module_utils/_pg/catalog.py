@@ -123,6 +123,93 @@ def database_facts(conn):
     )
 
 
+def admin_facts(conn, version_num, names):
+    """The connected user (the master user on RDS/Aurora) and what it may do with each role in names.
+
+    For each role that exists: whether the admin is a member (may SET ROLE to it: on 16+ through
+    memberships with the SET option), has its privileges (USAGE: inherited), and holds ADMIN OPTION
+    on it -- read from pg_auth_members through every membership of the admin, recursively, as
+    PostgreSQL's is_admin_of_role() does (pg_has_role has no documented ADMIN form) -- and which roles
+    hold ADMIN OPTION on it directly (who can grant it). Also whether the admin may grant CREATE on
+    the database, and, from 15, which replication settings it may ALTER SYSTEM.
+    """
+    can_set = "pg_has_role(current_user, r.oid, 'SET')" if version_num >= 160000 \
+        else "pg_has_role(current_user, r.oid, 'MEMBER')"
+    me = _one(
+        conn,
+        "SELECT r.rolname AS name, r.rolsuper AS superuser, r.rolcreaterole AS createrole, "
+        "r.rolcreatedb AS createdb, r.rolreplication AS replication, r.rolinherit AS inherit, "
+        "has_database_privilege(current_database(), 'CREATE') AS create_on_database, "
+        "has_database_privilege(current_database(), 'CREATE WITH GRANT OPTION') AS grant_create_on_database "
+        "FROM pg_roles r WHERE r.rolname = current_user",
+    )
+    rows = _all(
+        conn,
+        "WITH RECURSIVE mine(oid) AS ("
+        "  SELECT oid FROM pg_roles WHERE rolname = current_user"
+        "  UNION SELECT m.roleid FROM pg_auth_members m JOIN mine ON m.member = mine.oid) "
+        "SELECT r.rolname AS name, r.rolsuper AS superuser, r.rolcanlogin AS can_login, "
+        "pg_has_role(current_user, r.oid, 'MEMBER') AS member, "
+        "pg_has_role(current_user, r.oid, 'USAGE') AS usage, "
+        + can_set + " AS set, "
+        "EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid AND m.admin_option "
+        "        AND m.member IN (SELECT oid FROM mine)) AS admin, "
+        "ARRAY(SELECT u.rolname::text FROM pg_auth_members m JOIN pg_roles u ON u.oid = m.member "
+        "      WHERE m.roleid = r.oid AND m.admin_option ORDER BY 1) AS admin_holders "
+        "FROM pg_roles r WHERE r.rolname = ANY(%s)",
+        (sorted(set(n for n in names if n)),),
+    )
+    me["roles"] = {r["name"]: r for r in rows}
+    me["alter_system"] = alter_system_privileges(conn, version_num, me["superuser"])
+    return me
+
+
+# The settings fix mode may raise with ALTER SYSTEM (prereqs.desired_settings).
+ALTER_SYSTEM_SETTINGS = ["wal_level", "max_replication_slots", "max_wal_senders", "max_worker_processes",
+                         "max_logical_replication_workers", "max_sync_workers_per_subscription"]
+
+
+def alter_system_privileges(conn, version_num, superuser):
+    """{setting: may the connected user ALTER SYSTEM SET it} (GRANT ALTER SYSTEM ON PARAMETER exists from 15)."""
+    if superuser:
+        return dict((name, True) for name in ALTER_SYSTEM_SETTINGS)
+    if version_num < 150000:
+        return dict((name, False) for name in ALTER_SYSTEM_SETTINGS)
+    rows = _all(conn, "SELECT s.name, has_parameter_privilege(s.name, 'ALTER SYSTEM') AS allowed "
+                      "FROM pg_settings s WHERE s.name = ANY(%s)", (ALTER_SYSTEM_SETTINGS,))
+    return dict((r["name"], r["allowed"]) for r in rows)
+
+
+def object_owners(conn, oids):
+    """Who owns what the migration moves: [{'owner', 'superuser', 'kind', 'count'}].
+
+    The migrated relations (by OID), their schemas, and the sequences, types and functions in
+    those schemas (extension members left out): the roles the admin must be able to act as.
+    """
+    return _all(
+        conn,
+        "WITH rels AS (SELECT oid, relowner, relnamespace FROM pg_class WHERE oid = ANY(%(oids)s::oid[])), "
+        "nsp AS (SELECT DISTINCT relnamespace AS oid FROM rels), "
+        "objs AS ("
+        "  SELECT relowner AS owner, 'relation' AS kind FROM rels "
+        "  UNION ALL SELECT n.nspowner, 'schema' FROM pg_namespace n WHERE n.oid IN (SELECT oid FROM nsp) "
+        "  UNION ALL SELECT c.relowner, 'sequence' FROM pg_class c WHERE c.relkind = 'S' "
+        "    AND c.relnamespace IN (SELECT oid FROM nsp) AND NOT EXISTS (SELECT 1 FROM pg_depend d "
+        "    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') "
+        "  UNION ALL SELECT t.typowner, 'type' FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM nsp) "
+        "    AND t.typtype IN ('e', 'd', 'r', 'c', 'm') "
+        "    AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c') "
+        "    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass "
+        "    AND d.objid = t.oid AND d.deptype = 'e') "
+        "  UNION ALL SELECT p.proowner, 'function' FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM nsp) "
+        "    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass "
+        "    AND d.objid = p.oid AND d.deptype = 'e')) "
+        "SELECT r.rolname::text AS owner, r.rolsuper AS superuser, o.kind, count(*)::int AS count "
+        "FROM objs o JOIN pg_roles r ON r.oid = o.owner GROUP BY 1, 2, 3 ORDER BY 1, 3",
+        dict(oids=list(oids)),
+    )
+
+
 def role_facts(conn, names):
     rows = _all(
         conn,
@@ -138,8 +225,12 @@ def role_facts(conn, names):
     return {r["name"]: r for r in rows}
 
 
-def relations(conn, user=None):
-    """Every user table-like relation (tables, partitioned tables, foreign tables, matviews)."""
+def relations(conn, user=None, admin=False):
+    """Every user table-like relation (tables, partitioned tables, foreign tables, matviews).
+
+    user: what that role may do with each (SELECT, owner, schema USAGE). admin: what the connected
+    user may do (own it, grant SELECT on it, grant USAGE on its schema).
+    """
     if user:
         privs = sql.SQL(
             "has_table_privilege({u}, c.oid, 'SELECT') AS user_can_select, "
@@ -148,6 +239,12 @@ def relations(conn, user=None):
         ).format(u=sql.Literal(user))
     else:
         privs = sql.SQL("NULL::bool AS user_can_select, NULL::bool AS user_owns, NULL::bool AS user_schema_usage")
+    if admin:
+        privs = sql.SQL("{}, {}").format(privs, sql.SQL(
+            "pg_has_role(c.relowner, 'USAGE') AS admin_owns, "
+            "has_table_privilege(c.oid, 'SELECT WITH GRANT OPTION') AS admin_grant_select, "
+            "has_schema_privilege(n.oid, 'USAGE WITH GRANT OPTION') AS admin_grant_usage, "
+            "pg_get_userbyid(n.nspowner) AS schema_owner"))
     query = sql.SQL(
         "SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind, "
         "c.relpersistence::text AS persistence, c.relreplident::text AS replident, c.relispartition AS is_partition, "
@@ -257,10 +354,12 @@ def triggers(conn, oids, version_num):
 
 
 def rules(conn):
+    """Rewrite rules on tables (not the _RETURN rule of views), with the table's OID."""
     return _all(
         conn,
-        "SELECT schemaname AS schema, tablename AS table, rulename AS name FROM pg_rules "
-        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2, 3",
+        "SELECT r.ev_class::bigint AS oid, n.nspname AS schema, c.relname AS table, r.rulename AS name "
+        "FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE r.rulename <> '_RETURN' AND " + SYSTEM_SCHEMA_FILTER + " ORDER BY 2, 3, 4",
     )
 
 
@@ -364,12 +463,14 @@ def lob_max_bytes(conn, schema, table, column, is_bytea, est_rows, sample_rows, 
 
 
 def gather(conn, role, migration_user, filters, lob_sample_rows=10000, lob_sample_timeout_ms=5000,
-           write_rate_seconds=0, long_transaction_seconds=300, known_write_rates=None):
+           write_rate_seconds=0, long_transaction_seconds=300, known_write_rates=None, other_owners=()):
     """Everything evaluate() needs about one database, and the migrated tables.
 
     Returns (facts, tables): tables are the in-scope relations, classified.
     known_write_rates: (rates, method) from an earlier gather in the same run, so a
     second look (after fixes) does not sample again.
+    other_owners: role names that own migrated objects on the other side (the target is checked
+    against the source's owners, which the schema copy will make own objects there).
     """
     server = server_facts(conn)
     version_num = server["version_num"]
@@ -377,8 +478,13 @@ def gather(conn, role, migration_user, filters, lob_sample_rows=10000, lob_sampl
                  database=database_facts(conn))
     facts["roles"] = role_facts(conn, {server["login_user"], migration_user})
     user_exists = migration_user in facts["roles"]
-    tables = scope.select(relations(conn, migration_user if user_exists else None), **filters)
+    tables = scope.select(relations(conn, migration_user if user_exists else None, admin=True), **filters)
     oids = [t["oid"] for t in tables]
+    facts["owners"] = object_owners(conn, oids)
+    # The database's owner stands for pg_database_owner (the owner of public from 15).
+    facts["admin"] = admin_facts(conn, version_num, set(INTERESTING_ROLES) | {migration_user}
+                                 | {(facts["database"] or {}).get("owner")}
+                                 | {o["owner"] for o in facts["owners"]} | set(other_owners or ()))
     facts["columns"] = columns(conn, oids, version_num)
     facts["triggers"] = triggers(conn, oids, version_num)
     facts["rules"] = rules(conn)
@@ -421,4 +527,5 @@ def facts_for_target(facts):
     db = facts.get("database") or {}
     return dict(version_num=facts["server"]["version_num"], version=facts["server"]["version_short"],
                 encoding=db.get("encoding"), collate=db.get("collate"), ctype=db.get("ctype"),
-                extensions=[dict(name=e["name"], version=e["version"]) for e in facts.get("extensions", [])])
+                extensions=[dict(name=e["name"], version=e["version"]) for e in facts.get("extensions", [])],
+                owners=sorted({o["owner"] for o in facts.get("owners", [])}))
