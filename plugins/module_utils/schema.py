@@ -54,6 +54,15 @@ PG_EXTENSION = 3079
 PG_COLLATION = 3456
 PG_DEFAULT_ACL = 826
 PG_EVENT_TRIGGER = 3466
+PG_CONVERSION = 2607
+PG_OPERATOR = 2617
+PG_OPCLASS = 2616
+PG_OPFAMILY = 2753
+PG_TS_CONFIG = 3602
+PG_TS_DICT = 3600
+PG_FOREIGN_DATA_WRAPPER = 2328
+PG_FOREIGN_SERVER = 1417
+PG_LANGUAGE = 2612
 
 # Catalogs the inventory query covers; objects of other catalogs (operators, casts,
 # text search, foreign servers, ...) are looked up one by one on the target.
@@ -126,9 +135,15 @@ def parse_toc(text):
     """Entries of ``pg_restore -l -v`` output, in archive order.
 
     Each entry: dump_id, classid (the catalog, 0 for entries that are no catalog
-    object), objid, desc, namespace (None for '-'), tag, owner, deps (dump ids of
-    the entries it depends on: the -v listing prints them) and line (the line as
-    pg_restore printed it, which ``pg_restore -L`` reads back).
+    object), objid, desc, text (what pg_restore prints after the description: the
+    schema, the name and the owner, unquoted and separated by spaces), deps (dump ids
+    of the entries it depends on: the -v listing prints them) and line (the line as
+    pg_restore printed it, which ``pg_restore -L`` reads back: only its dump id counts).
+
+    ``text`` is for display only: a schema, name or owner with a space or a dot in it
+    makes it ambiguous, so nothing is ever looked up, compared or filtered by it. What an
+    entry is comes from the catalog (``annotate``): its (classid, objid), or for the
+    entries that describe another (comments, privileges, attachments) their dependencies.
     """
     entries = []
     for raw in text.splitlines():
@@ -148,23 +163,23 @@ def parse_toc(text):
                 break
         if desc is None:
             desc = rest.split(" ", 1)[0]
-        after = rest[len(desc) + 1:]
-        namespace, dummy, tail = after.partition(" ")
-        tag, dummy, owner = tail.rpartition(" ")
-        if not tag:  # a single word: no owner
-            tag, owner = tail, ""
-        entries.append(dict(
-            dump_id=int(m.group(1)), classid=int(m.group(2)), objid=int(m.group(3)), desc=desc,
-            namespace=None if namespace == "-" else namespace, tag=tag, owner=owner, deps=[], line=line))
+        entries.append(dict(dump_id=int(m.group(1)), classid=int(m.group(2)), objid=int(m.group(3)), desc=desc,
+                            text=rest[len(desc) + 1:], deps=[], line=line))
     return entries
 
 
 def entry_label(entry):
-    """What the report calls an entry: its catalog identity, else its description and tag."""
+    """What the report calls an entry: its catalog identity; for an entry that is no catalog object (a
+    comment, privileges, an attachment) what pg_restore prints, without its owner (display only)."""
     if entry.get("identity"):
         return entry["identity"]
-    ns = entry.get("namespace")
-    return ("%s %s" % (ns, entry["tag"])) if ns else entry["tag"]
+    text = (entry.get("text") or "").rstrip()
+    owner = entry.get("owner")  # pg_dump writes an entry's owner last (a described object's owner)
+    if owner and text.endswith(" " + owner):
+        text = text[:-len(owner) - 1]
+    if text.startswith("- "):
+        text = text[2:]
+    return text
 
 
 def catalog_keys(entries):
@@ -172,40 +187,67 @@ def catalog_keys(entries):
     return sorted(set((e["classid"], e["objid"]) for e in entries if e["classid"] and e["objid"]))
 
 
+def freeze(value):
+    """A JSON value as a hashable one (lists become tuples)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def object_key(row):
+    """The key of a catalog object on either side: (type, ref), ref being its names as separate, unquoted
+    values (ref_sql), or None. Never the formatted identity: quote_ident() depends on the server's keyword
+    list, which changes between major versions."""
+    if not row or row.get("ref") is None or not row.get("type"):
+        return None
+    return (row["type"], freeze(row["ref"]))
+
+
 def annotate(entries, catalog):
     """Add each entry's source identity and catalog facts (catalog: {(classid, objid): info}).
 
-    info has at least type and identity (pg_identify_object) and schema; constraints
-    add contype, convalidated, index (the identity of their index); indexes add
-    replident and parent; relations add relkind and is_partition.
+    info (SOURCE_OBJECTS_SQL) has at least type, identity (pg_identify_object's, for display), ref
+    (the names as separate values), nspname (its schema, unquoted) and owner (role name); constraints
+    add contype, convalidated, index_ref (their index); indexes add replident and parent; relations add
+    relkind and is_partition; extensions extname. An entry that is no catalog object (a comment,
+    privileges, ROW SECURITY, an ATTACH, SEQUENCE OWNED BY) takes the schema and owner of the object it
+    describes (its first dependency that is one).
     """
     by_id = dict((e["dump_id"], e) for e in entries)
     for e in entries:
-        info = catalog.get((e["classid"], e["objid"])) if e["classid"] else None
+        info = catalog.get((e["classid"], e["objid"])) if e["classid"] and e["objid"] else None
         e["info"] = info or {}
         e["identity"] = e["info"].get("identity")
         e["type"] = e["info"].get("type")
-        e["key"] = (e["type"], e["identity"]) if e["identity"] else None
+        e["key"] = object_key(e["info"])
+        e["schema"] = e["info"].get("nspname")
+        e["owner"] = e["info"].get("owner")
     for e in entries:
         if e["desc"] in ("TABLE ATTACH", "INDEX ATTACH"):
             e["child"] = _attach_child(e, by_id)
+        if not e["info"]:
+            described = [by_id[d] for d in e["deps"] if d in by_id and by_id[d]["info"]]
+            if e.get("child"):  # an ATTACH is about its partition (or the partition's index)
+                described.sort(key=lambda d: d["key"] != e["child"])
+            if described:
+                e["schema"], e["owner"] = described[0]["schema"], described[0]["owner"]
     return entries
 
 
 def _attach_child(entry, by_id):
-    """The partition (TABLE ATTACH) or partition's index (INDEX ATTACH) an ATTACH entry attaches."""
+    """The key of the partition (TABLE ATTACH) or partition's index (INDEX ATTACH) an ATTACH entry attaches."""
     for dep in entry["deps"]:
         d = by_id.get(dep)
         if d is None:
             continue
         info = d.get("info") or {}
         if entry["desc"] == "TABLE ATTACH" and info.get("is_partition"):
-            return d["identity"]
+            return d["key"]
         if entry["desc"] == "INDEX ATTACH":
             if d["desc"] == "INDEX" and info.get("parent"):
-                return d["identity"]
+                return d["key"]
             if d["desc"] == "CONSTRAINT" and info.get("index_parent"):
-                return info.get("index")
+                return object_key(dict(type="index", ref=info.get("index_ref")))
     return None
 
 
@@ -295,35 +337,30 @@ def classify(entries, scope):
     return entries
 
 
-def _out_of_scope(entry, scope):
+def _out_of_scope(entry, sc):
+    """Why an entry's own object is left out (None: it is in scope). By catalog identity only: the
+    relation's oid, or the schema's name as pg_namespace holds it (info nspname, never a quoted form)."""
     info = entry.get("info") or {}
     if not info:
         return None
-    schemas = scope["schemas"]
+    schemas = sc["schemas"]
+    schema = info.get("nspname")
     if entry["classid"] == PG_NAMESPACE:
-        name = info.get("identity")
-        if name is not None and _unquote(name) not in schemas:
+        if schema is not None and schema not in schemas:
             return "schema not migrated (include_schemas/exclude_schemas)"
         return None
     if entry["classid"] == PG_CLASS:
         relkind = info.get("relkind")
         if relkind in ("r", "p", "f", "m"):
-            if entry["objid"] in scope["relations_out"]:
+            if entry["objid"] in sc["relations_out"]:
                 return "left out by the migration's filters"
-            if entry["objid"] in scope["relations_in"]:
+            if entry["objid"] in sc["relations_in"]:
                 return None
         if relkind in ("i", "I"):
             return None  # follows its table
-    schema = info.get("schema")
     if schema is not None and schema not in schemas:
-        return "schema %s not migrated" % schema
+        return "schema %s not migrated" % scope.quote_ident(schema)
     return None
-
-
-def _unquote(ident):
-    if len(ident) >= 2 and ident[0] == '"' and ident[-1] == '"':
-        return ident[1:-1].replace('""', '"')
-    return ident
 
 
 def by_class(entries, cls):
@@ -333,7 +370,7 @@ def by_class(entries, cls):
 def plan_restore(entries, present, attached):
     """The pre-data entries the target lacks, in archive order (session entries first when any).
 
-    present: set of (type, identity) the target has; attached: identities of the target's
+    present: keys (object_key) of the objects the target has; attached: keys of the target's
     partitions and partition indexes that are attached to their parent. An entry that
     is a catalog object is restored when the target lacks the object; an entry that
     describes another (comment, privileges, ownership, default) when that one is
@@ -384,11 +421,106 @@ def report_entries(entries, cls=None):
 
 
 # --------------------------------------------------------------------------------------------
+# Catalog identities: an object's schema, owner and names as separate values
+# --------------------------------------------------------------------------------------------
+
+# Where each catalog keeps an object's schema and owner (None: it has none). Constraints, column
+# defaults, triggers, rules and policies take their relation's (a domain constraint its domain's).
+_OBJECT_COLUMNS = [
+    ("pg_namespace", "oid", "nspowner"), ("pg_class", "relnamespace", "relowner"),
+    ("pg_type", "typnamespace", "typowner"), ("pg_proc", "pronamespace", "proowner"),
+    ("pg_collation", "collnamespace", "collowner"), ("pg_conversion", "connamespace", "conowner"),
+    ("pg_operator", "oprnamespace", "oprowner"), ("pg_opclass", "opcnamespace", "opcowner"),
+    ("pg_opfamily", "opfnamespace", "opfowner"), ("pg_ts_config", "cfgnamespace", "cfgowner"),
+    ("pg_ts_dict", "dictnamespace", "dictowner"), ("pg_ts_parser", "prsnamespace", None),
+    ("pg_ts_template", "tmplnamespace", None), ("pg_statistic_ext", "stxnamespace", "stxowner"),
+    ("pg_default_acl", "nullif(x.defaclnamespace, 0)", "defaclrole"), ("pg_extension", None, "extowner"),
+    ("pg_event_trigger", None, "evtowner"), ("pg_foreign_data_wrapper", None, "fdwowner"),
+    ("pg_foreign_server", None, "srvowner"), ("pg_language", None, "lanowner"), ("pg_database", None, "datdba"),
+    ("pg_publication", None, "pubowner"),
+]
+_RELATION_OBJECTS = [("pg_attrdef", "adrelid"), ("pg_trigger", "tgrelid"), ("pg_rewrite", "ev_class"),
+                     ("pg_policy", "polrelid")]
+
+# Catalogs whose objects pg_restore gives to their owner (ALTER ... OWNER TO): the owner must be a role
+# the target login can SET ROLE to, with CREATE on the object's schema (or on the database, for a schema).
+OWNED_CLASSES = frozenset([PG_NAMESPACE, PG_CLASS, PG_TYPE, PG_PROC, PG_COLLATION, PG_STATISTIC_EXT,
+                           PG_EVENT_TRIGGER, PG_CONVERSION, PG_OPERATOR, PG_OPCLASS, PG_OPFAMILY, PG_TS_CONFIG,
+                           PG_TS_DICT, PG_FOREIGN_DATA_WRAPPER, PG_FOREIGN_SERVER, PG_LANGUAGE])
+
+
+def _column_case(c, o, pick):
+    whens = []
+    for catalog, nsp, owner in _OBJECT_COLUMNS:
+        column = pick(nsp, owner)
+        if column is None:
+            continue
+        expr = column if "(" in column else "x.%s" % column
+        whens.append("WHEN '%s'::regclass THEN (SELECT %s FROM %s x WHERE x.oid = %s)" % (catalog, expr, catalog, o))
+    rel_column = pick("relnamespace", "relowner")
+    for catalog, relcol in _RELATION_OBJECTS:
+        whens.append("WHEN '%s'::regclass THEN (SELECT r.%s FROM %s x JOIN pg_class r ON r.oid = x.%s "
+                     "WHERE x.oid = %s)" % (catalog, rel_column, catalog, relcol, o))
+    if rel_column == "relnamespace":
+        whens.append("WHEN 'pg_constraint'::regclass THEN (SELECT x.connamespace FROM pg_constraint x "
+                     "WHERE x.oid = %s)" % o)
+    else:
+        whens.append("WHEN 'pg_constraint'::regclass THEN (SELECT coalesce(r.relowner, y.typowner) "
+                     "FROM pg_constraint x LEFT JOIN pg_class r ON r.oid = x.conrelid "
+                     "LEFT JOIN pg_type y ON y.oid = x.contypid WHERE x.oid = %s)" % o)
+    return "CASE %s::oid %s END" % (c, " ".join(whens))
+
+
+def ref_sql(c, o):
+    """SQL for the names of the object (c: its catalog's oid, o: its oid) as separate, unquoted values (jsonb):
+    [names, arguments] of pg_identify_object_as_address, except where that formats a type name (types, domain
+    constraints, function arguments): there the schema and the name of the type as pg_type holds them."""
+    return """(CASE
+  WHEN %(c)s::oid = 'pg_type'::regclass THEN
+    (SELECT jsonb_build_array(jsonb_build_array(yn.nspname, y.typname), '[]'::jsonb)
+       FROM pg_type y JOIN pg_namespace yn ON yn.oid = y.typnamespace WHERE y.oid = %(o)s)
+  WHEN %(c)s::oid = 'pg_proc'::regclass THEN
+    (SELECT jsonb_build_array(jsonb_build_array(pn.nspname, p.proname),
+              coalesce((SELECT jsonb_agg(jsonb_build_array(yn.nspname, y.typname) ORDER BY k.i)
+                          FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY k(typ, i)
+                          JOIN pg_type y ON y.oid = k.typ JOIN pg_namespace yn ON yn.oid = y.typnamespace),
+                       '[]'::jsonb))
+       FROM pg_proc p JOIN pg_namespace pn ON pn.oid = p.pronamespace WHERE p.oid = %(o)s)
+  WHEN %(c)s::oid = 'pg_constraint'::regclass
+       AND (SELECT x.contypid FROM pg_constraint x WHERE x.oid = %(o)s) <> 0 THEN
+    (SELECT jsonb_build_array(jsonb_build_array(yn.nspname, y.typname, x.conname), '[]'::jsonb)
+       FROM pg_constraint x JOIN pg_type y ON y.oid = x.contypid JOIN pg_namespace yn ON yn.oid = y.typnamespace
+      WHERE x.oid = %(o)s)
+  ELSE (SELECT jsonb_build_array(coalesce(to_jsonb(a.object_names), '[]'::jsonb),
+                                 coalesce(to_jsonb(a.object_args), '[]'::jsonb))
+          FROM pg_identify_object_as_address(%(c)s, %(o)s, 0) a)
+END)""" % dict(c=c, o=o)
+
+
+def facts_sql(c, o):
+    """A LATERAL subquery giving nspname (the object's schema, unquoted), owner (the role's name) and ref
+    (ref_sql) of the object (c: its catalog's oid, o: its oid)."""
+    return """LATERAL (
+  SELECT (SELECT fn.nspname FROM pg_namespace fn WHERE fn.oid = f.nsp) AS nspname,
+         CASE WHEN f.own IS NOT NULL THEN pg_get_userbyid(f.own) END AS owner, %(ref)s AS ref
+    FROM (SELECT %(nsp)s AS nsp, %(own)s AS own) f
+)""" % dict(ref=ref_sql(c, o), nsp=_column_case(c, o, lambda nsp, own: nsp),
+            own=_column_case(c, o, lambda nsp, own: own))
+
+
+# --------------------------------------------------------------------------------------------
 # Inventory and conflicts
 # --------------------------------------------------------------------------------------------
 
 USER_SCHEMA = ("{n}.nspname NOT IN ('pg_catalog', 'information_schema') AND {n}.nspname NOT LIKE 'pg\\_toast%%' "
                "AND {n}.nspname NOT LIKE 'pg\\_temp%%'")
+
+def display_ident_sql(expr):
+    """SQL quoting a name for a signature the same way on every server version (quote_ident() depends on
+    the server's keyword list): bare when lower-case ASCII letters, digits and underscores."""
+    return "(CASE WHEN %s ~ '^[a-z_][a-z0-9_]*$' THEN %s ELSE '\"' || replace(%s, '\"', '\"\"') || '\"' END)" % (
+        expr, expr, expr)
+
 
 # The same query runs on the source and on the target: every object of the main catalogs
 # in user schemas (extension members and the constraints cloned from a partitioned
@@ -413,7 +545,7 @@ WITH objs AS (
                                   WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
                                   ELSE c.relkind::text END
                    || CASE WHEN c.relpersistence = 'u' THEN ' unlogged' ELSE '' END || ' ('
-                   || coalesce((SELECT string_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod)
+                   || coalesce((SELECT string_agg({qa} || ' ' || format_type(a.atttypid, a.atttypmod)
                                                   || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END, ', '
                                                   ORDER BY a.attnum)
                                   FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
@@ -438,7 +570,7 @@ WITH objs AS (
                         WHEN 'r' THEN 'range ' || coalesce((SELECT format_type(r.rngsubtype, NULL) FROM pg_range r
                                                             WHERE r.rngtypid = t.oid), '')
                         WHEN 'c' THEN 'composite (' || coalesce((
-                            SELECT string_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod), ', '
+                            SELECT string_agg({qa} || ' ' || format_type(a.atttypid, a.atttypmod), ', '
                                               ORDER BY a.attnum)
                               FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0
                                AND NOT a.attisdropped), '') || ')'
@@ -456,7 +588,7 @@ WITH objs AS (
    WHERE {n}
   UNION ALL
   SELECT 'pg_constraint'::regclass, co.oid, n.nspname,
-         co.contype::text || coalesce(' (' || (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.i)
+         co.contype::text || coalesce(' (' || (SELECT string_agg({qa}, ', ' ORDER BY k.i)
                                               FROM unnest(co.conkey) WITH ORDINALITY k(attnum, i)
                                               JOIN pg_attribute a ON a.attrelid = co.conrelid AND a.attnum = k.attnum)
                                        || ')', ''),
@@ -499,33 +631,35 @@ WITH objs AS (
     FROM pg_event_trigger e
 )
 SELECT o.classid::oid::bigint AS classid, o.objid::bigint AS objid, o.schema, o.sig, o.attached, o.valid,
-       o.enabled, i.type, i.identity,
+       o.enabled, i.type, i.identity, {ref} AS ref,
        obj_description(o.objid, o.classid::regclass::text) AS description
   FROM objs o, LATERAL pg_identify_object(o.classid, o.objid, 0) i
  WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = o.classid AND d.objid = o.objid AND d.deptype = 'e')
    AND (o.rel IS NULL OR NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                                      AND d.objid = o.rel AND d.deptype = 'e'))
-""".format(n=USER_SCHEMA.format(n="n"))
+""".format(n=USER_SCHEMA.format(n="n"), ref=ref_sql("o.classid", "o.objid"), qa=display_ident_sql("a.attname"))
 
 # Catalog facts about the source objects named in the archive's table of contents.
 SOURCE_OBJECTS_SQL = """
-SELECT t.classid::bigint AS classid, t.objid::bigint AS objid, i.type, i.schema, i.identity,
+SELECT t.classid::bigint AS classid, t.objid::bigint AS objid, i.type, i.identity, f.nspname, f.owner, f.ref,
        a.type AS address_type, a.object_names, a.object_args,
        co.contype::text AS contype, co.convalidated,
-       (SELECT ii.identity FROM pg_identify_object('pg_class'::regclass, co.conindid, 0) ii
-         WHERE co.conindid <> 0) AS index,
+       CASE WHEN co.conindid <> 0 THEN {index_ref} END AS index_ref,
        EXISTS (SELECT 1 FROM pg_inherits h WHERE co.conindid <> 0 AND h.inhrelid = co.conindid) AS index_parent,
        c.relkind::text AS relkind, c.relispartition AS is_partition,
        x.indisreplident AS replident,
-       (SELECT pi.identity FROM pg_inherits h, LATERAL pg_identify_object('pg_class'::regclass, h.inhparent, 0) pi
-         WHERE t.classid = 'pg_class'::regclass AND h.inhrelid = t.objid AND c.relkind IN ('i', 'I')) AS parent
+       EXISTS (SELECT 1 FROM pg_inherits h WHERE t.classid = 'pg_class'::regclass AND h.inhrelid = t.objid
+                  AND c.relkind IN ('i', 'I')) AS parent,
+       (SELECT e.extname FROM pg_extension e WHERE t.classid = 'pg_extension'::regclass AND e.oid = t.objid)
+         AS extname
   FROM unnest(%(classids)s::oid[], %(objids)s::oid[]) AS t(classid, objid)
   CROSS JOIN LATERAL pg_identify_object(t.classid, t.objid, 0) i
   CROSS JOIN LATERAL pg_identify_object_as_address(t.classid, t.objid, 0) a
+  CROSS JOIN {facts} f
   LEFT JOIN pg_constraint co ON t.classid = 'pg_constraint'::regclass AND co.oid = t.objid
   LEFT JOIN pg_class c ON t.classid = 'pg_class'::regclass AND c.oid = t.objid
   LEFT JOIN pg_index x ON t.classid = 'pg_class'::regclass AND x.indexrelid = t.objid
-"""
+""".format(facts=facts_sql("t.classid", "t.objid"), index_ref=ref_sql("'pg_class'::regclass", "co.conindid"))
 
 SCHEMAS_SQL = ("SELECT n.nspname AS name FROM pg_namespace n WHERE " + USER_SCHEMA.format(n="n")
                + " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass"
@@ -539,8 +673,8 @@ def migrated_schemas(all_schemas, include_schemas, exclude_schemas):
 
 
 def inventory_map(rows):
-    """{(type, identity): row} of an inventory."""
-    return dict(((r["type"], r["identity"]), r) for r in rows if r.get("identity"))
+    """{object_key: row} of an inventory (INVENTORY_SQL rows)."""
+    return dict((object_key(r), r) for r in rows if object_key(r) is not None)
 
 
 # Identity types that share a name space per schema with relations (pg_class and pg_type).
@@ -555,9 +689,11 @@ _EXTRA_IGNORED = frozenset(["extension", "default acl", "event trigger", "schema
 def find_conflicts(source_inv, target_inv, schemas, compared_keys):
     """Target objects that stop the schema copy, each dict(object, type, problem).
 
-    source_inv/target_inv: {(type, identity): row} (inventory_map); schemas: the migrated
-    schemas; compared_keys: keys of the source objects the copy restores or holds back
-    (their target namesakes must be the same object). Conflicts are:
+    source_inv/target_inv: {object_key: row} (inventory_map); schemas: the migrated schemas
+    (names as pg_namespace holds them); compared_keys: keys of the source objects the copy
+    restores or holds back (their target namesakes must be the same object). Objects are
+    matched by their names as separate values (object_key), never by a formatted identity;
+    each conflict names its object by its identity, for display. Conflicts are:
     - same identity, other definition (a table with other columns, a domain over
       another type, an enum with other labels, a function with another body);
     - a name the source uses for a relation or type held on the target by an object
@@ -575,7 +711,8 @@ def find_conflicts(source_inv, target_inv, schemas, compared_keys):
             continue
         difference = signature_difference(src.get("sig") or "", tgt.get("sig") or "")
         if difference:
-            conflicts.append(dict(object=key[1], type=key[0], problem="differs from the source's: " + difference))
+            conflicts.append(dict(object=_shown(tgt, key), type=key[0],
+                                  problem="differs from the source's: " + difference))
             reported.add(key)
     by_name = {}
     for key in target_inv:
@@ -587,7 +724,7 @@ def find_conflicts(source_inv, target_inv, schemas, compared_keys):
         for other in by_name.get(key[1], []):
             if other in source_inv or other in reported:
                 continue
-            conflicts.append(dict(object=key[1], type=other[0],
+            conflicts.append(dict(object=_shown(target_inv[other], other), type=other[0],
                                   problem="the source has a %s of this name, the target a %s" % (key[0], other[0])))
             reported.add(other)
     for key in sorted(target_inv, key=lambda k: (str(k[1]), str(k[0]))):
@@ -596,9 +733,15 @@ def find_conflicts(source_inv, target_inv, schemas, compared_keys):
             continue
         if row.get("schema") not in schemas:
             continue
-        conflicts.append(dict(object=key[1], type=key[0],
-                              problem="is in migrated schema %s but not on the source" % row.get("schema")))
+        conflicts.append(dict(object=_shown(row, key), type=key[0],
+                              problem="is in migrated schema %s but not on the source" % scope.quote_ident(
+                                  row.get("schema"))))
     return conflicts
+
+
+def _shown(row, key):
+    """An object's name in a message: its identity as its server formats it."""
+    return row.get("identity") or str(key[1])
 
 
 _COLUMN_KINDS = frozenset(["table", "partitioned table", "view", "materialized view", "foreign table", "composite"])
@@ -665,8 +808,10 @@ def database_sql(version_num):
         "SELECT d.datname AS name, pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate, "
         "d.datctype AS ctype, " + provider + " AS locale_provider, " + locale + " AS locale, "
         + rules + " AS icu_rules, pg_get_userbyid(d.datdba) AS owner, d.datconnlimit AS connection_limit, "
-        "ARRAY(SELECT coalesce(nullif(pg_get_userbyid(a.grantee), ''), 'PUBLIC') || '=' || a.privilege_type "
-        "      FROM aclexplode(d.datacl) a WHERE a.grantee <> d.datdba ORDER BY 1) AS acl, "
+        "ARRAY(SELECT json_build_object('grantee', CASE WHEN a.grantee <> 0 THEN pg_get_userbyid(a.grantee) END, "
+        "                               'privilege', a.privilege_type) "
+        "      FROM aclexplode(d.datacl) a WHERE a.grantee <> d.datdba "
+        "     ORDER BY a.grantee <> 0, pg_get_userbyid(a.grantee), a.privilege_type) AS acl, "
         "d.datacl IS NOT NULL AS has_acl, "
         "ARRAY(SELECT unnest(s.setconfig) FROM pg_db_role_setting s "
         "      WHERE s.setdatabase = d.oid AND s.setrole = 0) AS settings "
@@ -740,16 +885,18 @@ def database_acl_statements(name, source_db):
         return []
     stmts = [sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name))]
     for item in source_db.get("acl") or []:
-        grantee, dummy, privilege = item.rpartition("=")
+        privilege = item["privilege"]
         if privilege not in ("CONNECT", "CREATE", "TEMPORARY"):
             continue
-        target = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+        grantee = item.get("grantee")  # None: PUBLIC (a role may be named "PUBLIC": it is an identifier)
+        target = sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)
         stmts.append(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(sql.SQL(privilege), sql.Identifier(name), target))
     return stmts
 
 
 def acl_grantees(source_db):
-    return sorted(set(item.rpartition("=")[0] for item in source_db.get("acl") or []) - {"PUBLIC"})
+    """The roles the source database's privileges are granted to (PUBLIC is no role)."""
+    return sorted(set(item["grantee"] for item in source_db.get("acl") or [] if item.get("grantee") is not None))
 
 
 # Roles the migrated objects need: owners and grantees (and grantors) of everything in the
@@ -858,14 +1005,220 @@ def membership_statement(role, grant):
 
 
 # --------------------------------------------------------------------------------------------
+# What a target login that is not a superuser needs (the RDS/Aurora master user)
+# --------------------------------------------------------------------------------------------
+
+def owner_requirements(entries):
+    """What restoring these entries asks of the roles that will own them.
+
+    Returns dict(roles=set of role names the target login must act as: pg_restore gives each object to
+    its owner (ALTER ... OWNER TO needs SET ROLE to it) and grants privileges, comments and sets default
+    privileges as that owner (privileges of the role: INHERIT); creates=set of (role, schema): the role
+    will own an object in that schema and needs CREATE on it, or (role, None) for a schema it will own,
+    which needs CREATE on the database). Roles and schemas are names as the catalog holds them.
+    """
+    roles, creates = set(), set()
+    for e in entries:
+        owner = e.get("owner")
+        if not owner:
+            continue
+        roles.add(owner)
+        info = e.get("info") or {}
+        if e.get("classid") not in OWNED_CLASSES or (e["classid"] == PG_CLASS and info.get("relkind") in ("i", "I")):
+            continue
+        if e["classid"] == PG_NAMESPACE:
+            creates.add((owner, None))
+        elif e.get("schema") is not None:
+            creates.add((owner, e["schema"]))
+    return dict(roles=roles, creates=creates)
+
+
+def role_grant_sql(role, member, version):
+    """GRANT role TO member so that member can both SET ROLE to it and use its privileges."""
+    stmt = sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), member)
+    if version >= 160000:
+        stmt = sql.SQL("{} WITH INHERIT TRUE, SET TRUE").format(stmt)
+    return stmt
+
+
+def plan_privileges(needs, login, roles, created, database, schemas, version):
+    """What the target login must be given before the schema copy changes anything, or what stops it.
+
+    needs: owner_requirements() (plus grantable=set of existing roles plan_roles grants to others);
+    login: dict(name, superuser, createdb, createrole) of the target login; roles: {name: dict(set, usage,
+    admin, superuser)} of the needed roles that exist on the target (can the login SET ROLE to it, use its
+    privileges, grant it); created: roles this run creates (on 16+ the creator holds ADMIN OPTION on them);
+    database: dict(name, exists, owner (on the target), source_owner, create=set of roles with CREATE on it);
+    schemas: {name: dict(owner, create=set of roles with CREATE on it)} of the target's existing schemas the
+    restore puts objects in, restored: {schema: owner} the restore creates (database.restored_schemas);
+    version: the target's server_version_num.
+
+    Returns dict(grants=[roles to grant to the login (role_grant_sql)], database_owner=the role to give the
+    existing target database to (its owner is the login: it was created by the master user, as Aurora's
+    DatabaseName does; the source's is another) or None, problems=[dict(problem, sql)]): when problems is
+    not empty nothing may be changed; each names the SQL that solves it.
+    """
+    problems, grants = [], []
+    member = sql.Identifier(login["name"])
+    db_owner_after = database.get("owner") if database.get("exists") else database.get("source_owner")
+    database_owner = None
+    if database.get("exists") and database.get("owner") == login["name"] and database.get("source_owner") \
+            and database["source_owner"] != login["name"] and (login.get("createdb") or login.get("superuser")):
+        database_owner = db_owner_after = database["source_owner"]
+    if login.get("superuser"):
+        return dict(grants=[], database_owner=database_owner, problems=[])
+    wanted = set(needs.get("roles") or ())
+    if database_owner:
+        wanted.add(database_owner)
+    for name in sorted(wanted):
+        if name == login["name"] or name.startswith("pg_"):
+            continue
+        facts = roles.get(name)
+        if facts is None and name not in created:
+            continue  # missing on the target and not created: pg_restore says so (create_roles)
+        if facts is not None and facts.get("set") and facts.get("usage"):
+            continue
+        if name in created or (facts or {}).get("admin") or (
+                version < 160000 and login.get("createrole") and not (facts or {}).get("superuser")):
+            grants.append(name)
+            continue
+        problems.append(dict(
+            problem="the target login %s cannot act as role %s (objects of the schema are given to it and granted "
+                    "as it) and cannot grant that role to itself (no ADMIN OPTION on it): run this as a role that "
+                    "has ADMIN OPTION on %s (the role that created it, or the operator)" % (
+                        scope.quote_ident(login["name"]), scope.quote_ident(name), scope.quote_ident(name)),
+            sql=role_grant_sql(name, member, version)))
+    for name in sorted(set(needs.get("grantable") or ()) - set(created)):
+        facts = roles.get(name) or {}
+        if facts.get("admin") or (version < 160000 and login.get("createrole") and not facts.get("superuser")):
+            continue
+        problems.append(dict(
+            problem="the schema copy grants role %s to roles it creates, and the target login %s has no ADMIN "
+                    "OPTION on it: run this as a role that has it" % (scope.quote_ident(name),
+                                                                      scope.quote_ident(login["name"])),
+            sql=sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(sql.Identifier(name), member)))
+    restored = database.get("restored_schemas") or {}
+    for role, schema_name in sorted(needs.get("creates") or (), key=lambda x: (x[0], x[1] or "")):
+        if schema_name is None:
+            if role == db_owner_after or role in (database.get("create") or ()) or not database.get("exists"):
+                continue  # (a new database: its owner is the source's; the others are granted by the restore)
+            problems.append(dict(
+                problem="role %s will own a schema but has no CREATE privilege on the target database %s" % (
+                    scope.quote_ident(role), scope.quote_ident(database["name"])),
+                sql=sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(database["name"]),
+                                                                       sql.Identifier(role))))
+        elif schema_name in restored:
+            if restored[schema_name] == role:
+                continue
+            problems.append(dict(
+                problem="role %s will own objects in schema %s, which the restore creates for %s: pg_restore gives "
+                        "schema privileges last, so create the schema and grant CREATE on it first (a second run "
+                        "then leaves the schema as it is)" % (scope.quote_ident(role), scope.quote_ident(schema_name),
+                                                              scope.quote_ident(restored[schema_name])),
+                sql=sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}; GRANT CREATE ON SCHEMA {} TO {}").format(
+                    sql.Identifier(schema_name), sql.Identifier(restored[schema_name]), sql.Identifier(schema_name),
+                    sql.Identifier(role))))
+        elif schema_name in schemas:
+            target_schema = schemas[schema_name]
+            if role == target_schema.get("owner") or role in (target_schema.get("create") or ()) or (
+                    target_schema.get("owner") == "pg_database_owner" and role == db_owner_after):
+                continue
+            problems.append(dict(
+                problem="role %s will own objects in schema %s of the target database %s but has no CREATE "
+                        "privilege on that schema (ALTER ... OWNER TO needs it)" % (
+                            scope.quote_ident(role), scope.quote_ident(schema_name),
+                            scope.quote_ident(database["name"])),
+                sql=sql.SQL("GRANT CREATE ON SCHEMA {} TO {}").format(sql.Identifier(schema_name),
+                                                                     sql.Identifier(role))))
+    return dict(grants=grants, database_owner=database_owner, problems=problems)
+
+
+def privilege_message(problems, login, conn=None):
+    """The error for plan_privileges() problems: what is missing and the SQL to run, nothing changed."""
+    lines = ["the target login %s lacks privileges the schema copy needs; nothing was changed. Run this SQL on the "
+             "target, then run again:" % scope.quote_ident(login)]
+    for p in problems:
+        lines.append("- %s:\n    %s;" % (p["problem"], p["sql"].as_string(conn)))
+    return "\n".join(lines)
+
+
+# What the target login can do with the roles the schema copy needs (ROLE_FACTS_SQL[version >= 16]).
+ROLE_FACTS_SQL = {
+    True: """
+SELECT r.rolname AS name, r.rolsuper AS superuser, pg_has_role(current_user, r.oid, 'SET') AS set,
+       pg_has_role(current_user, r.oid, 'USAGE') AS usage,
+       pg_has_role(current_user, r.oid, 'USAGE WITH ADMIN OPTION') AS admin
+  FROM pg_roles r WHERE r.rolname = ANY(%(roles)s)
+""",
+    False: """
+SELECT r.rolname AS name, r.rolsuper AS superuser, pg_has_role(current_user, r.oid, 'MEMBER') AS set,
+       pg_has_role(current_user, r.oid, 'USAGE') AS usage,
+       pg_has_role(current_user, r.oid, 'USAGE WITH ADMIN OPTION') AS admin
+  FROM pg_roles r WHERE r.rolname = ANY(%(roles)s)
+""",
+}
+
+LOGIN_FACTS_SQL = ("SELECT current_user AS name, rolsuper AS superuser, rolcreatedb AS createdb, "
+                   "rolcreaterole AS createrole FROM pg_roles WHERE rolname = current_user")
+
+# The target database's owner and which of some roles may create schemas in it.
+DATABASE_FACTS_SQL = """
+SELECT pg_get_userbyid(d.datdba) AS owner,
+       ARRAY(SELECT r.rolname FROM pg_roles r WHERE r.rolname = ANY(%(roles)s)
+                AND has_database_privilege(r.oid, d.oid, 'CREATE')) AS create
+  FROM pg_database d WHERE d.datname = %(name)s
+"""
+
+# Schemas of the target database: owner and which of some roles may create in them.
+SCHEMA_FACTS_SQL = """
+SELECT n.nspname AS name, pg_get_userbyid(n.nspowner) AS owner,
+       ARRAY(SELECT r.rolname FROM pg_roles r WHERE r.rolname = ANY(%(roles)s)
+                AND has_schema_privilege(r.oid, n.oid, 'CREATE')) AS create
+  FROM pg_namespace n WHERE n.nspname = ANY(%(schemas)s)
+"""
+
+# Tables pg_dump locks (ACCESS SHARE: SELECT, and USAGE on their schema) that the source login cannot,
+# by owner: pg_dump would stop on the first one.
+UNREADABLE_TABLES_SQL = """
+SELECT pg_get_userbyid(c.relowner) AS owner, count(*) AS tables,
+       (array_agg(json_build_array(n.nspname, c.relname) ORDER BY n.nspname, c.relname))[1:3] AS examples
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND {n}
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                   AND d.deptype = 'e')
+   AND NOT (has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'))
+ GROUP BY c.relowner ORDER BY 1
+""".format(n=USER_SCHEMA.format(n="n"))
+
+
+def unreadable_message(rows, login, version):
+    """The error when the source login cannot lock tables pg_dump dumps (UNREADABLE_TABLES_SQL rows)."""
+    lines = ["pg_dump cannot dump the source: the source login %s cannot read (lock) %d table(s); nothing was "
+             "changed. Make it a member of their owner on the source (as a role with ADMIN OPTION on it, the role "
+             "that created it, or the master user that did), then run again:" % (
+                 scope.quote_ident(login), sum(r["tables"] for r in rows))]
+    for r in rows:
+        examples = ", ".join(scope.qualified(s, n) for s, n in r["examples"] or [])
+        grant = sql.SQL("GRANT {} TO {}").format(sql.Identifier(r["owner"]), sql.Identifier(login))
+        if version >= 160000:
+            grant = sql.SQL("{} WITH INHERIT TRUE").format(grant)
+        lines.append("- %d table(s) of %s (%s%s):\n    %s;" % (r["tables"], scope.quote_ident(r["owner"]), examples,
+                                                              ", ..." if r["tables"] > len(r["examples"] or []) else "",
+                                                              grant.as_string(None)))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
 # What logical replication does not carry
 # --------------------------------------------------------------------------------------------
 
 SEQUENCES_SQL = """
 SELECT n.nspname AS schema, c.relname AS name,
-       (SELECT d.refobjid::regclass::text || '.' || quote_ident(a.attname)
+       (SELECT json_build_array(tn.nspname, t.relname, a.attname)
           FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i') LIMIT 1) AS owned_by,
+          JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
+           AND d.deptype IN ('a', 'i') LIMIT 1) AS owned_by,
        EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                 AND d.deptype = 'i') AS identity
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -878,6 +1231,13 @@ SELECT n.nspname AS schema, c.relname AS name,
 LARGE_OBJECTS_SQL = "SELECT count(*) AS n FROM pg_largeobject_metadata"
 
 
+def column_label(column):
+    """[schema, table, column] as separate values -> 'schema.table.column', quoted for display (None stays None)."""
+    if not column:
+        return None
+    return "%s.%s" % (scope.qualified(column[0], column[1]), scope.quote_ident(column[2]))
+
+
 def not_replicated(relations, sequences, large_objects):
     """What logical replication cannot carry, from the in-scope relations (scope.select rows)."""
     return dict(
@@ -886,7 +1246,7 @@ def not_replicated(relations, sequences, large_objects):
         materialized_views=[r["qualified"] for r in relations if r["relkind"] == "m"],
         foreign_tables=[r["qualified"] for r in relations if r["relkind"] == "f"],
         large_objects=int(large_objects or 0),
-        sequences=[dict(sequence=scope.qualified(s["schema"], s["name"]), owned_by=s.get("owned_by"),
+        sequences=[dict(sequence=scope.qualified(s["schema"], s["name"]), owned_by=column_label(s.get("owned_by")),
                         identity=bool(s.get("identity"))) for s in sequences],
     )
 
@@ -899,7 +1259,8 @@ def not_replicated(relations, sequences, large_objects):
 # definition pg_get_*def() returns is schema-qualified.
 POST_DETAILS_SQL = dict(
     indexes="""
-SELECT c.oid::bigint AS oid, i.identity, n.nspname AS schema, c.relname AS name, c.relkind::text AS index_kind,
+SELECT c.oid::bigint AS oid, i.identity, {ref_class} AS ref, n.nspname AS schema, c.relname AS name,
+       c.relkind::text AS index_kind,
        pg_get_indexdef(c.oid) AS def, x.indisvalid AS valid, x.indisunique AS is_unique,
        t.relname AS table_name, tn.nspname AS table_schema, t.relkind::text AS table_kind,
        pg_relation_size(t.oid) AS table_bytes,
@@ -919,15 +1280,16 @@ SELECT c.oid::bigint AS oid, i.identity, n.nspname AS schema, c.relname AS name,
  WHERE c.oid = ANY(%(oids)s::oid[])
 """,
     constraints="""
-SELECT co.oid::bigint AS oid, i.identity, i.type, co.conname AS name, co.contype::text AS contype,
+SELECT co.oid::bigint AS oid, i.identity, i.type, {ref_constraint} AS ref, co.conname AS name,
+       co.contype::text AS contype,
        co.convalidated, pg_get_constraintdef(co.oid) AS def,
        tn.nspname AS table_schema, t.relname AS table_name, t.relkind::text AS table_kind,
        coalesce(pg_relation_size(nullif(co.conrelid, 0)), 0) AS table_bytes,
        dn.nspname AS domain_schema, dt.typname AS domain_name,
        (SELECT ii.identity FROM pg_identify_object('pg_class'::regclass, co.conindid, 0) ii
          WHERE co.conindid <> 0) AS index,
-       (SELECT pi.identity FROM pg_inherits h, LATERAL pg_identify_object('pg_class'::regclass, h.inhparent, 0) pi
-         WHERE co.conindid <> 0 AND h.inhrelid = co.conindid) AS index_parent,
+       CASE WHEN co.conindid <> 0 THEN {ref_index} END AS index_ref,
+       EXISTS (SELECT 1 FROM pg_inherits h WHERE co.conindid <> 0 AND h.inhrelid = co.conindid) AS index_parent,
        (SELECT ic.relname FROM pg_class ic WHERE co.conindid <> 0 AND ic.oid = co.conindid) AS index_name,
        (SELECT pn.nspname FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent
           JOIN pg_namespace pn ON pn.oid = p.relnamespace
@@ -942,7 +1304,7 @@ SELECT co.oid::bigint AS oid, i.identity, i.type, co.conname AS name, co.contype
  WHERE co.oid = ANY(%(oids)s::oid[])
 """,
     triggers="""
-SELECT tg.oid::bigint AS oid, i.identity, tg.tgname AS name, tg.tgenabled::text AS enabled,
+SELECT tg.oid::bigint AS oid, i.identity, {ref_trigger} AS ref, tg.tgname AS name, tg.tgenabled::text AS enabled,
        pg_get_triggerdef(tg.oid) AS def, n.nspname AS table_schema, c.relname AS table_name,
        obj_description(tg.oid, 'pg_trigger') AS description
   FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace,
@@ -952,14 +1314,14 @@ SELECT tg.oid::bigint AS oid, i.identity, tg.tgname AS name, tg.tgenabled::text 
     # Triggers cloned on partitions from their partitioned table's: their enabled state may differ.
     trigger_clones="""
 SELECT tg.tgname AS name, tg.tgenabled::text AS enabled, n.nspname AS table_schema, c.relname AS table_name,
-       i.identity, p.tgenabled::text AS parent_enabled
+       i.identity, {ref_trigger} AS ref, p.tgenabled::text AS parent_enabled
   FROM pg_trigger tg JOIN pg_trigger p ON p.oid = tg.tgparentid
   JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace,
   LATERAL pg_identify_object('pg_trigger'::regclass, tg.oid, 0) i
  WHERE tg.tgparentid <> 0 AND NOT tg.tgisinternal AND p.oid = ANY(%(oids)s::oid[])
 """,
     rules="""
-SELECT r.oid::bigint AS oid, i.identity, r.rulename AS name, r.ev_enabled::text AS enabled,
+SELECT r.oid::bigint AS oid, i.identity, {ref_rule} AS ref, r.rulename AS name, r.ev_enabled::text AS enabled,
        pg_get_ruledef(r.oid) AS def, n.nspname AS table_schema, c.relname AS table_name,
        obj_description(r.oid, 'pg_rewrite') AS description
   FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace,
@@ -967,7 +1329,7 @@ SELECT r.oid::bigint AS oid, i.identity, r.rulename AS name, r.ev_enabled::text 
  WHERE r.oid = ANY(%(oids)s::oid[])
 """,
     policies="""
-SELECT po.oid::bigint AS oid, i.identity, po.polname AS name, po.polpermissive AS permissive,
+SELECT po.oid::bigint AS oid, i.identity, {ref_policy} AS ref, po.polname AS name, po.polpermissive AS permissive,
        po.polcmd::text AS cmd,
        ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END FROM unnest(po.polroles) r
              ORDER BY 1) AS roles,
@@ -979,21 +1341,21 @@ SELECT po.oid::bigint AS oid, i.identity, po.polname AS name, po.polpermissive A
  WHERE po.oid = ANY(%(oids)s::oid[])
 """,
     row_security="""
-SELECT c.oid::bigint AS oid, i.identity, n.nspname AS table_schema, c.relname AS table_name,
+SELECT c.oid::bigint AS oid, i.identity, {ref_class} AS ref, n.nspname AS table_schema, c.relname AS table_name,
        c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
   LATERAL pg_identify_object('pg_class'::regclass, c.oid, 0) i
  WHERE c.oid = ANY(%(oids)s::oid[])
 """,
     statistics="""
-SELECT s.oid::bigint AS oid, i.identity, n.nspname AS schema, s.stxname AS name,
+SELECT s.oid::bigint AS oid, i.identity, {ref_statistics} AS ref, n.nspname AS schema, s.stxname AS name,
        pg_get_statisticsobjdef(s.oid) AS def, obj_description(s.oid, 'pg_statistic_ext') AS description
   FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace,
   LATERAL pg_identify_object('pg_statistic_ext'::regclass, s.oid, 0) i
  WHERE s.oid = ANY(%(oids)s::oid[])
 """,
     event_triggers="""
-SELECT e.oid::bigint AS oid, i.identity, e.evtname AS name, e.evtevent AS event, e.evttags AS tags,
+SELECT e.oid::bigint AS oid, i.identity, {ref_event} AS ref, e.evtname AS name, e.evtevent AS event, e.evttags AS tags,
        e.evtenabled::text AS enabled, pn.nspname AS function_schema, p.proname AS function_name,
        obj_description(e.oid, 'pg_event_trigger') AS description
   FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace,
@@ -1001,6 +1363,14 @@ SELECT e.oid::bigint AS oid, i.identity, e.evtname AS name, e.evtevent AS event,
  WHERE e.oid = ANY(%(oids)s::oid[])
 """,
 )
+_REFS = dict(ref_class=ref_sql("'pg_class'::regclass", "c.oid"),
+             ref_constraint=ref_sql("'pg_constraint'::regclass", "co.oid"),
+             ref_index=ref_sql("'pg_class'::regclass", "co.conindid"),
+             ref_trigger=ref_sql("'pg_trigger'::regclass", "tg.oid"),
+             ref_rule=ref_sql("'pg_rewrite'::regclass", "r.oid"), ref_policy=ref_sql("'pg_policy'::regclass", "po.oid"),
+             ref_statistics=ref_sql("'pg_statistic_ext'::regclass", "s.oid"),
+             ref_event=ref_sql("'pg_event_trigger'::regclass", "e.oid"))
+POST_DETAILS_SQL = dict((kind, query.format(**_REFS)) for kind, query in POST_DETAILS_SQL.items())
 
 # Which detail query serves a held-back entry, by its description.
 POST_KIND_BY_DESC = {
@@ -1050,7 +1420,8 @@ def build_post_plan(held, details, target):
     """The post stage's statements for what the target lacks, grouped in phases.
 
     held: the held-back entries (classify); details: {detail query: rows} read on the
-    source (POST_DETAILS_SQL); target: {(type, identity): inventory row} of the target.
+    source (POST_DETAILS_SQL); target: {object_key: inventory row} of the target (inventory_map): objects
+    are found there by their names as separate values (each row's ref), never by a formatted identity.
     Returns dict(steps=[...], existing=[identities already there], not_handled=[entries
     no builder covers], warnings=[...]). Each step: phase, kind, object, sql (psycopg
     Composable) and, for the parallel phases, weight (bytes of the table); index and
@@ -1073,8 +1444,8 @@ def build_post_plan(held, details, target):
     attach = []
     comments = []
 
-    def there(kind, identity):
-        return target.get((kind, identity))
+    def there(kind, row, ref="ref"):
+        return target.get((kind, freeze(row.get(ref))))
 
     for e in held:
         if e["desc"] != "INDEX":
@@ -1087,7 +1458,7 @@ def build_post_plan(held, details, target):
             warnings.append("index %s is invalid on the source (a failed CREATE INDEX CONCURRENTLY?): not copied"
                             % r["identity"])
             continue
-        tgt = there("index", r["identity"])
+        tgt = there("index", r)
         if tgt is not None and (tgt.get("valid") or r["index_kind"] == "I"):
             existing.append(r["identity"])
         else:
@@ -1100,10 +1471,10 @@ def build_post_plan(held, details, target):
             steps.append(_step(phase, "index", r["identity"], sql.SQL(r["def"]), weight=r["table_bytes"] or 0,
                                depth=r.get("depth") or 0, table=scope.qualified(r["table_schema"], r["table_name"])))
         if r.get("parent"):
-            attach.append(dict(child=r["identity"], child_sql=_table(r["schema"], r["name"]),
+            attach.append(dict(child=r["identity"], child_ref=r["ref"], child_sql=_table(r["schema"], r["name"]),
                                parent_sql=_table(r["parent_schema"], r["parent_name"]), depth=r.get("depth") or 0))
         if r.get("description") is not None:
-            comments.append(("index", r["identity"], sql.SQL("COMMENT ON INDEX {} IS {}").format(
+            comments.append(("index", r, sql.SQL("COMMENT ON INDEX {} IS {}").format(
                 _table(r["schema"], r["name"]), sql.Literal(r["description"]))))
 
     for e in held:
@@ -1114,14 +1485,14 @@ def build_post_plan(held, details, target):
             continue
         handled.add(e["dump_id"])
         on_domain = r.get("domain_name") is not None
-        key = (r["type"], r["identity"])
+        key = (r["type"], freeze(r["ref"]))
         tgt = target.get(key)
         if on_domain:
             owner = sql.SQL("DOMAIN {}").format(_table(r["domain_schema"], r["domain_name"]))
         else:
             owner = _table(r["table_schema"], r["table_name"])
         if r.get("description") is not None:
-            comments.append((r["type"], r["identity"], sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
+            comments.append((r["type"], r, sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
                 sql.Identifier(r["name"]), owner, sql.Literal(r["description"]))))
         if r["contype"] == "x":
             if tgt is not None:
@@ -1135,7 +1506,8 @@ def build_post_plan(held, details, target):
                                    weight=r["table_bytes"] or 0, depth=0,
                                    table=scope.qualified(r["table_schema"], r["table_name"])))
             if r.get("index_parent"):
-                attach.append(dict(child=r["index"], child_sql=_table(r["table_schema"], r["index_name"]),
+                attach.append(dict(child=r["index"], child_ref=r["index_ref"],
+                                   child_sql=_table(r["table_schema"], r["index_name"]),
                                    parent_sql=_table(r["index_parent_schema"], r["index_parent_name"]), depth=1))
             continue
         definition, source_not_valid = _strip_not_valid(r["def"])
@@ -1169,7 +1541,7 @@ def build_post_plan(held, details, target):
         if e["desc"] == "INDEX ATTACH":
             handled.add(e["dump_id"])
     for a in sorted(attach, key=lambda x: (-x["depth"], x["child"])):
-        tgt = there("index", a["child"])
+        tgt = there("index", a, "child_ref")
         if tgt is not None and tgt.get("attached"):
             continue
         steps.append(_step("attach", "attach index", a["child"], sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
@@ -1178,7 +1550,7 @@ def build_post_plan(held, details, target):
     for r in details.get("triggers", []):
         handled.update(e["dump_id"] for e in held if e["desc"] == "TRIGGER" and e["objid"] == r["oid"])
         table = _table(r["table_schema"], r["table_name"])
-        tgt = there("trigger", r["identity"])
+        tgt = there("trigger", r)
         if tgt is None:
             steps.append(_step("objects", "trigger", r["identity"], sql.SQL(r["def"])))
             current = "O"
@@ -1194,12 +1566,12 @@ def build_post_plan(held, details, target):
                             "(session_replication_role = replica does not stop it)" % (
                                 r["identity"], STATE_NAMES[r["enabled"]]))
         if r.get("description") is not None:
-            comments.append(("trigger", r["identity"], sql.SQL("COMMENT ON TRIGGER {} ON {} IS {}").format(
+            comments.append(("trigger", r, sql.SQL("COMMENT ON TRIGGER {} ON {} IS {}").format(
                 sql.Identifier(r["name"]), table, sql.Literal(r["description"]))))
     for r in details.get("trigger_clones", []):
         # A partition's clone of a partitioned table's trigger takes the parent's state when the
         # parent's is set; mirror the clones whose state differs from what they will have.
-        tgt = there("trigger", r["identity"])
+        tgt = there("trigger", r)
         current = (tgt.get("enabled") or "O") if tgt is not None else r["parent_enabled"]
         if r["enabled"] == current:
             continue
@@ -1210,7 +1582,7 @@ def build_post_plan(held, details, target):
     for r in details.get("rules", []):
         handled.update(e["dump_id"] for e in held if e["desc"] == "RULE" and e["objid"] == r["oid"])
         table = _table(r["table_schema"], r["table_name"])
-        tgt = there("rule", r["identity"])
+        tgt = there("rule", r)
         if tgt is None:
             steps.append(_step("objects", "rule", r["identity"], sql.SQL(r["def"].rstrip().rstrip(";"))))
             current = "O"
@@ -1222,13 +1594,13 @@ def build_post_plan(held, details, target):
                 table, sql.SQL(_RULE_STATE[r["enabled"]]), sql.Identifier(r["name"])),
                 state=STATE_NAMES.get(r["enabled"], r["enabled"])))
         if r.get("description") is not None:
-            comments.append(("rule", r["identity"], sql.SQL("COMMENT ON RULE {} ON {} IS {}").format(
+            comments.append(("rule", r, sql.SQL("COMMENT ON RULE {} ON {} IS {}").format(
                 sql.Identifier(r["name"]), table, sql.Literal(r["description"]))))
 
     for r in details.get("policies", []):
         handled.update(e["dump_id"] for e in held if e["desc"] == "POLICY" and e["objid"] == r["oid"])
         table = _table(r["table_schema"], r["table_name"])
-        if there("policy", r["identity"]) is None:
+        if there("policy", r) is None:
             roles = sql.SQL(", ").join(sql.SQL("PUBLIC") if name == "public" else sql.Identifier(name)
                                        for name in r["roles"] or ["public"])
             parts = [sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}").format(
@@ -1242,13 +1614,13 @@ def build_post_plan(held, details, target):
         else:
             existing.append(r["identity"])
         if r.get("description") is not None:
-            comments.append(("policy", r["identity"], sql.SQL("COMMENT ON POLICY {} ON {} IS {}").format(
+            comments.append(("policy", r, sql.SQL("COMMENT ON POLICY {} ON {} IS {}").format(
                 sql.Identifier(r["name"]), table, sql.Literal(r["description"]))))
 
     for r in details.get("row_security", []):
         handled.update(e["dump_id"] for e in held if e["desc"] == "ROW SECURITY" and e["objid"] == r["oid"])
         table = _table(r["table_schema"], r["table_name"])
-        tgt = target.get(("table", r["identity"])) or target.get(("partitioned table", r["identity"])) or {}
+        tgt = there("table", r) or there("partitioned table", r) or {}
         state = (tgt.get("enabled") or "").split()
         if r["enabled"] and "rls" not in state:
             steps.append(_step("objects", "row security", r["identity"],
@@ -1259,17 +1631,17 @@ def build_post_plan(held, details, target):
 
     for r in details.get("statistics", []):
         handled.update(e["dump_id"] for e in held if e["desc"] == "STATISTICS" and e["objid"] == r["oid"])
-        if there("statistics object", r["identity"]) is None:
+        if there("statistics object", r) is None:
             steps.append(_step("objects", "statistics", r["identity"], sql.SQL(r["def"])))
         else:
             existing.append(r["identity"])
         if r.get("description") is not None:
-            comments.append(("statistics object", r["identity"], sql.SQL("COMMENT ON STATISTICS {} IS {}").format(
+            comments.append(("statistics object", r, sql.SQL("COMMENT ON STATISTICS {} IS {}").format(
                 _table(r["schema"], r["name"]), sql.Literal(r["description"]))))
 
     for r in details.get("event_triggers", []):
         handled.update(e["dump_id"] for e in held if e["desc"] == "EVENT TRIGGER" and e["objid"] == r["oid"])
-        tgt = there("event trigger", r["identity"])
+        tgt = there("event trigger", r)
         if tgt is None:
             parts = [sql.SQL("CREATE EVENT TRIGGER {} ON {}").format(sql.Identifier(r["name"]), sql.SQL(r["event"]))]
             if r.get("tags"):
@@ -1286,12 +1658,13 @@ def build_post_plan(held, details, target):
                 sql.Identifier(r["name"]), sql.SQL(_EVENT_STATE[r["enabled"]])),
                 state=STATE_NAMES.get(r["enabled"], r["enabled"])))
         if r.get("description") is not None:
-            comments.append(("event trigger", r["identity"], sql.SQL("COMMENT ON EVENT TRIGGER {} IS {}").format(
+            comments.append(("event trigger", r, sql.SQL("COMMENT ON EVENT TRIGGER {} IS {}").format(
                 sql.Identifier(r["name"]), sql.Literal(r["description"]))))
 
     commented = set()
-    for kind, identity, stmt in comments:
-        tgt = target.get((kind, identity))
+    for kind, row, stmt in comments:
+        identity = row["identity"]
+        tgt = there(kind, row)
         if tgt is not None and tgt.get("description") is not None:
             continue
         steps.append(_step("objects", "comment", identity, stmt))

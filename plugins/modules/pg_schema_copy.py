@@ -744,6 +744,10 @@ class SchemaCopy:
         sc = dict(schemas=schemas, relations_in=kept, relations_out=set(r["oid"] for r in relations) - kept)
         sequences = rows(src, schema.SEQUENCES_SQL, dict(schemas=sorted(schemas)))
         large_objects = rows(src, schema.LARGE_OBJECTS_SQL)[0]["n"]
+        unreadable = rows(src, schema.UNREADABLE_TABLES_SQL)
+        if unreadable:
+            login = rows(src, schema.LOGIN_FACTS_SQL)[0]["name"]
+            raise CopyError(schema.unreadable_message(unreadable, login, version))
         self.result["not_replicated"] = schema.not_replicated(selected, sequences, large_objects)
         self.result["tools"]["source_version"] = version
         return dict(server=server, db=db, scope=sc, selected=selected)
@@ -833,11 +837,12 @@ class SchemaCopy:
             present = dict(target_inv)
             if tgt is not None:
                 self.probe(tgt, entries, present)
-            attached = set(k[1] for k, r in target_inv.items() if r.get("attached"))
+            attached = set(k for k, r in target_inv.items() if r.get("attached"))
             selected = schema.plan_restore(entries, present, attached)
             restored = [e for e in selected if e["cls"] == "pre"]
             self.result["created"] = [dict(kind=e["desc"].lower(), object=schema.entry_label(e)) for e in restored]
-            self.result["extensions"] = sorted(e["tag"] for e in entries if e["cls"] == "pre" and e["desc"] == "EXTENSION")
+            self.result["extensions"] = sorted(e["info"]["extname"] for e in entries if e["cls"] == "pre"
+                                               and e["desc"] == "EXTENSION" and e["info"].get("extname"))
             owners = sorted(set(e["owner"] for e in entries if e["cls"] in ("pre", "held") and e["owner"]))
             roles_plan, needed = self.plan_roles(src, maint, facts, owners)
             self.result["summary"].update(restore=len(restored), pre=len(schema.by_class(entries, "pre")),
@@ -855,7 +860,15 @@ class SchemaCopy:
                 post_db_steps.extend(schema.database_acl_statements(dbname, facts["db"]))
             settings = [schema.database_setting_statement(dbname, s) for s in facts["db"]["settings"] or []] \
                 if not exists else []
-            member_grants = self.owner_memberships(maint, owners, roles_plan) if restored or not exists else []
+            privileges = self.check_privileges(maint, tgt, dict(schema.owner_requirements(restored), grantable=set(
+                g["role"] for r in roles_plan for g in r["member_of"])), roles_plan, database, facts["db"]["owner"],
+                restored)
+            member_grants = [schema.role_grant_sql(name, sql.SQL("CURRENT_USER"), target_version)
+                             for name in privileges["grants"]]
+            if privileges["database_owner"]:
+                post_db_steps.append(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    sql.Identifier(dbname), sql.Identifier(privileges["database_owner"])))
+                database.update(owner=privileges["database_owner"], owner_was=database["owner"])
             list_file = os.path.join(self.tmpdir, "restore.list")
             restore_argv = None
             if restored:
@@ -884,7 +897,7 @@ class SchemaCopy:
             if roles_plan:
                 self.notes.append("roles created without passwords: %s; set their passwords on the target before the "
                                   "application connects there" % ", ".join(r["name"] for r in roles_plan))
-            changed = bool(db_steps or roles_plan or restored or member_grants)
+            changed = bool(db_steps or roles_plan or restored or member_grants or post_db_steps)
             self.result["changed"] = changed
             if self.module.check_mode or not changed:
                 return
@@ -929,7 +942,8 @@ class SchemaCopy:
                 tgt.close()
 
     def check_extensions(self, maint, entries):
-        wanted = sorted(set(e["tag"] for e in entries if e["cls"] == "pre" and e["desc"] == "EXTENSION"))
+        wanted = sorted(set(e["info"]["extname"] for e in entries if e["cls"] == "pre" and e["desc"] == "EXTENSION"
+                            and e["info"].get("extname")))
         if not wanted:
             return
         found = rows(maint, "SELECT name FROM pg_available_extensions WHERE name = ANY(%s)", (wanted,))
@@ -957,22 +971,34 @@ class SchemaCopy:
             return [], needed
         return schema.plan_roles(needed_rows, existing, superuser), needed
 
-    def owner_memberships(self, maint, owners, roles_plan):
-        """A target login that is not a superuser (rds_superuser) must be a member of each owner to give objects to it."""
-        if self.target_superuser:
-            return []
+    def check_privileges(self, maint, tgt, needs, roles_plan, database, source_owner, restored=()):
+        """What a target login that is not a superuser must be granted first (schema.plan_privileges); stops with
+        the SQL to run when it cannot grant that to itself, before anything is changed."""
+        version = self.result["tools"]["target_version"]
+        login = rows(maint, schema.LOGIN_FACTS_SQL)[0]
+        self.target_superuser = login["superuser"]
         created = set(r["name"] for r in roles_plan)
-        grants = []
-        wanted = sorted(set(owners) | set([self.result["database"].get("owner")]) - set([None]))
-        member = dict((r["rolname"], r["member"]) for r in rows(
-            maint, "SELECT rolname, pg_has_role(current_user, oid, 'MEMBER') AS member FROM pg_roles "
-                   "WHERE rolname = ANY(%s)", (wanted,)))
-        for name in wanted:
-            if name.startswith("pg_"):
-                continue
-            if name in created or not member.get(name, True):
-                grants.append(sql.SQL("GRANT {} TO {}").format(sql.Identifier(name), sql.SQL("CURRENT_USER")))
-        return grants
+        db = dict(name=self.p["target_login_db"], exists=database["existed"], owner=database.get("owner"),
+                  source_owner=source_owner, create=set(),
+                  restored_schemas=dict((e["schema"], e["owner"]) for e in restored
+                                        if e["classid"] == schema.PG_NAMESPACE and e.get("owner")))
+        roles, schemas = {}, {}
+        if not login["superuser"]:
+            names = sorted(set(needs["roles"]) | set(needs.get("grantable") or ()) | set([source_owner]) - set([None]))
+            roles = dict((r["name"], r) for r in rows(maint, schema.ROLE_FACTS_SQL[version >= 160000],
+                                                      dict(roles=names)))
+            creators = sorted(set(role for role, dummy in needs["creates"]))
+            if database["existed"]:
+                found = rows(maint, schema.DATABASE_FACTS_SQL, dict(name=db["name"], roles=creators))
+                db["create"] = set(found[0]["create"]) if found else set()
+            wanted = sorted(set(s for dummy, s in needs["creates"] if s) - set(db["restored_schemas"]))
+            if tgt is not None and wanted:
+                schemas = dict((r["name"], dict(owner=r["owner"], create=set(r["create"])))
+                               for r in rows(tgt, schema.SCHEMA_FACTS_SQL, dict(roles=creators, schemas=wanted)))
+        plan = schema.plan_privileges(needs, login, roles, created, db, schemas, version)
+        if plan["problems"]:
+            raise CopyError(schema.privilege_message(plan["problems"], login["name"]))
+        return plan
 
     # --- stage post ------------------------------------------------------------------------
 
@@ -985,6 +1011,16 @@ class SchemaCopy:
             details = {}
             for kind, oids in schema.post_oids(held).items():
                 details[kind] = rows(src, schema.POST_DETAILS_SQL[kind], dict(oids=oids))
+        # Building an index, a foreign key or a trigger on a table needs the privileges of its owner.
+        privileges = self.check_privileges(maint, None, dict(roles=set(e["owner"] for e in held if e.get("owner")),
+                                                             creates=set()),
+                                           [], dict(existed=True, owner=None), None)
+        grants = [schema.role_grant_sql(name, sql.SQL("CURRENT_USER"), self.result["tools"]["target_version"])
+                  for name in privileges["grants"]]
+        for stmt in grants:
+            self.show(stmt, maint)
+            if not self.module.check_mode:
+                maint.execute(stmt)
         tgt = self.connect(self.target)
         gate_conn = None
         try:
@@ -1003,7 +1039,7 @@ class SchemaCopy:
                 for step in schema.phase_steps(plan, phase):
                     step["text"] = self.show(step["sql"], tgt)
             self.result["summary"].update(held=len(held), steps=len(plan["steps"]), existing=len(plan["existing"]))
-            self.result["changed"] = bool(plan["steps"])
+            self.result["changed"] = bool(plan["steps"] or grants)
             if self.module.check_mode:
                 for phase in schema.PHASES:
                     self.record(schema.phase_steps(plan, phase))
