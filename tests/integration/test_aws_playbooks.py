@@ -6,8 +6,11 @@
 - replicate.yml with migration_engine dms: the plan comes from a real PostgreSQL 15 source; the DMS API is
   moto's. moto moves no data (a started task is "running" at once with 100 % full-load statistics and no
   table statistics), so what is checked is the resources made, their settings, the table mapping of each
-  task, the CDC latency read from CloudWatch (datapoints put into moto's CloudWatch) and the second run.
-- cleanup (tasks/dms.yml): every DMS resource gone, and the slot DMS would have left on the source
+  task, the CDC latency read from CloudWatch (datapoints put into moto's CloudWatch) and the second run; the
+  endpoints as the migration user with TLS verify-full and the CA bundle (db_sslrootcert) imported into DMS
+  (moto has no DMS certificates: a stand-in in front of moto answers those three calls); TLS never dropped
+  silently (disable, verify-full without a certificate: a clear failure before anything is created).
+- cleanup (tasks/dms.yml): every DMS resource gone (the imported certificate after the endpoints), and the slot DMS would have left on the source
   (a test_decoding slot named the way DMS names them) dropped, a pgshift_ slot and another plugin's kept.
 - Secrets Manager: the inventory's admin password comes from the amazon.aws.secretsmanager_secret lookup
   pointed at moto with endpoint_url; Route 53: amazon.aws.route53 against moto, a record switched.
@@ -17,9 +20,14 @@ No password may appear in any output.
 from __future__ import annotations
 
 import datetime
+import http.client
+import http.server
 import itertools
 import json
 import os
+import threading
+import time
+import urllib.parse
 import uuid
 
 import boto3
@@ -27,13 +35,104 @@ import pytest
 import yaml
 
 from modrunner import run_playbook
-from pgcluster import ADMIN_PASSWORD
+from pgcluster import ADMIN_PASSWORD, MASTER_USER, ca_cert, free_port
+from pgcluster import MASTER_PASSWORD as DB_MASTER_PASSWORD
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _COUNTER = itertools.count(1)
-MASTER_PASSWORD = "aurora-Master-%s" % uuid.uuid4().hex[:10]
+MASTER_PASSWORD = "aurora-Master-%s" % uuid.uuid4().hex[:10]  # the Aurora master password kept in Secrets Manager
 MIGRATOR_PASSWORD = "dms-Migrator-%s" % uuid.uuid4().hex[:10]
-SECRETS = (MASTER_PASSWORD, MIGRATOR_PASSWORD, ADMIN_PASSWORD)
+SECRETS = (MASTER_PASSWORD, MIGRATOR_PASSWORD, ADMIN_PASSWORD, DB_MASTER_PASSWORD)
+DMS_TARGET_PREFIX = "AmazonDMSv20160101."
+
+
+class DmsCertificates(http.server.ThreadingHTTPServer):
+    """moto 5.2.5 has no DMS certificates: this stand-in answers ImportCertificate, DescribeCertificates and
+    DeleteCertificate the way the DMS API does (JSON 1.1, ResourceNotFoundFault for an empty filter result,
+    ResourceAlreadyExistsFault, InvalidResourceStateFault for a certificate an endpoint uses, checked in moto)
+    and passes every other request to moto unchanged."""
+
+    daemon_threads = True
+
+    def __init__(self, moto_url):
+        super().__init__(("127.0.0.1", free_port()), _DmsCertificatesHandler)
+        self.moto = urllib.parse.urlsplit(moto_url)
+        self.moto_url = moto_url
+        self.certificates = {}  # identifier -> Certificate
+        self.calls = []
+        self.url = "http://127.0.0.1:%d" % self.server_address[1]
+
+    def answer(self, operation, body):
+        self.calls.append(operation)
+        if operation == "ImportCertificate":
+            ident = body["CertificateIdentifier"]
+            if ident in self.certificates:
+                return 400, {"__type": "ResourceAlreadyExistsFault", "message": "Certificate %s already exists" % ident}
+            self.certificates[ident] = dict(
+                CertificateIdentifier=ident, CertificatePem=body["CertificatePem"], CertificateOwner="123456789012",
+                CertificateArn="arn:aws:dms:us-east-1:123456789012:cert:%s" % uuid.uuid4().hex.upper()[:26],
+                CertificateCreationDate=time.time(), SigningAlgorithm="SHA256withRSA", KeyLength=2048)
+            return 200, {"Certificate": self.certificates[ident]}
+        if operation == "DescribeCertificates":
+            found = list(self.certificates.values())
+            for f in body.get("Filters") or []:
+                key = {"certificate-id": "CertificateIdentifier", "certificate-arn": "CertificateArn"}[f["Name"]]
+                found = [c for c in found if c[key] in f["Values"]]
+            if not found:
+                return 400, {"__type": "ResourceNotFoundFault", "message": "No certificates found"}
+            return 200, {"Certificates": found}
+        if operation == "DeleteCertificate":
+            cert = [c for c in self.certificates.values() if c["CertificateArn"] == body["CertificateArn"]]
+            if not cert:
+                return 400, {"__type": "ResourceNotFoundFault", "message": "Certificate not found"}
+            dms = boto3.client("dms", endpoint_url=self.moto_url, region_name="us-east-1", aws_access_key_id="testing",
+                               aws_secret_access_key="testing")
+            if any(e.get("CertificateArn") == body["CertificateArn"] for e in dms.describe_endpoints()["Endpoints"]):
+                return 400, {"__type": "InvalidResourceStateFault", "message": "Certificate is in use by an endpoint"}
+            return 200, {"Certificate": self.certificates.pop(cert[0]["CertificateIdentifier"])}
+        return None
+
+
+class _DmsCertificatesHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _relay(self):
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        target = self.headers.get("X-Amz-Target") or ""
+        answer = None
+        if target.startswith(DMS_TARGET_PREFIX):
+            answer = self.server.answer(target[len(DMS_TARGET_PREFIX):], json.loads(data or b"{}"))
+        if answer is not None:
+            status, payload = answer
+            out, headers = json.dumps(payload).encode(), {"Content-Type": "application/x-amz-json-1.1"}
+        else:
+            conn = http.client.HTTPConnection(self.server.moto.hostname, self.server.moto.port, timeout=120)
+            headers = dict((k, v) for k, v in self.headers.items() if k.lower() not in ("host", "connection"))
+            conn.request(self.command, self.path, body=data, headers=headers)
+            resp = conn.getresponse()
+            status, out = resp.status, resp.read()
+            headers = dict((k, v) for k, v in resp.getheaders()
+                           if k.lower() not in ("content-length", "transfer-encoding", "connection"))
+            conn.close()
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _relay
+
+
+@pytest.fixture
+def dms_certificates(moto_server):
+    server = DmsCertificates(moto_server)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
 def clients(moto_server):
@@ -64,8 +163,11 @@ def aws(moto_server):
                 url=moto_server)
 
 
-def write_inventory(path, aws, source, target, migration, **extra_target):
-    """An inventory like inventories/aws-example: the admin password from Secrets Manager (lookup)."""
+def write_inventory(path, aws, source, target, migration, source_vars=None, **extra_target):
+    """An inventory like inventories/aws-example: the admin password from Secrets Manager (lookup).
+
+    Shaped like the test clusters (RDS/Aurora): the master user, not a superuser, over TLS verify-full with the
+    session's CA as db_sslrootcert; source_vars and extra_target override any of it."""
     lookup = ("{{ lookup('amazon.aws.secretsmanager_secret', '%s', region=aws_region, endpoint_url=aws_endpoint_url, "
               "access_key=aws_access_key, secret_key=aws_secret_key) }}" % aws["secret"])
     (path / "group_vars" / "all").mkdir(parents=True)
@@ -84,13 +186,13 @@ def write_inventory(path, aws, source, target, migration, **extra_target):
         dms_source_settings={"heartbeat_enable": True, "heartbeat_frequency": 5, "plugin_name": "test_decoding"},
         dms_lob_max_size_kb=64)))
     cluster_id = "%s-aurora-%d" % (migration.replace("_", "-"), aws["n"])
-    (path / "host_vars" / "orders-rds.yml").write_text(yaml.safe_dump(dict(
+    (path / "host_vars" / "orders-rds.yml").write_text(yaml.safe_dump(dict(dict(
         db_host="127.0.0.1", db_port=source[0].port, db_name=source[1], db_user=source[2],
-        db_password=MIGRATOR_PASSWORD, db_admin_user="postgres", db_admin_password=ADMIN_PASSWORD,
-        db_sslmode="disable")))
+        db_password=MIGRATOR_PASSWORD, db_admin_user=MASTER_USER, db_admin_password=DB_MASTER_PASSWORD,
+        db_sslmode="verify-full", db_sslrootcert=ca_cert()), **(source_vars or {}))))
     tgt = dict(db_host="127.0.0.1", db_port=target[0].port, db_name=target[1], db_user=source[2],
-               db_password=MIGRATOR_PASSWORD, db_admin_user="postgres", db_admin_password=lookup,
-               db_sslmode="disable", aurora_cluster_id=cluster_id, aurora_engine_version="16.6",
+               db_password=MIGRATOR_PASSWORD, db_admin_user=MASTER_USER, db_admin_password=lookup,
+               db_sslmode="verify-full", db_sslrootcert=ca_cert(), aurora_cluster_id=cluster_id, aurora_engine_version="16.6",
                aurora_instance_class="db.r6g.large", aurora_reader_count=1, aurora_subnet_group=aws["subnet_group"],
                aurora_vpc_security_group_ids=[aws["sg"]], aurora_kms_key_id=aws["key"],
                aurora_deletion_protection=False)
@@ -132,7 +234,7 @@ def test_provision_target_check_create_idempotent(tmp_path, aws, source_cluster,
     assert cluster["DBSubnetGroup"] == aws["subnet_group"]
     assert [g["VpcSecurityGroupId"] for g in cluster["VpcSecurityGroups"]] == [aws["sg"]]
     assert cluster["StorageEncrypted"] is True and cluster["KmsKeyId"] == aws["key"]
-    assert cluster["MasterUsername"] == "postgres"
+    assert cluster["MasterUsername"] == MASTER_USER
     members = sorted((m["DBInstanceIdentifier"], m["IsClusterWriter"]) for m in cluster["DBClusterMembers"])
     assert members == [(cluster_id + "-reader-1", False), (cluster_id + "-writer", True)]
     tags = {t["Key"]: t["Value"] for t in rds.list_tags_for_resource(ResourceName=cluster["DBClusterArn"])["TagList"]}
@@ -204,18 +306,22 @@ def dms_names(dms, prefix):
                           "ReplicationSubnetGroupIdentifier"))
 
 
-def test_dms_replicate_then_cleanup(tmp_path, aws, source_cluster, target_cluster, new_db, new_role):
+def test_dms_replicate_then_cleanup(tmp_path, aws, dms_certificates, source_cluster, target_cluster, new_db, new_role):
     dms, cloudwatch = aws["c"]["dms"], aws["c"]["cloudwatch"]
     migration = "orders_%d" % aws["n"]
     prefix = "pgshift-orders-%d" % aws["n"]
     src_db, user = new_db(source_cluster), new_role()
-    source_cluster.execute(src_db, SOURCE_SCHEMA + ["CREATE ROLE %s LOGIN REPLICATION PASSWORD '%s'" % (
-        user, MIGRATOR_PASSWORD)])
+    source_cluster.execute(src_db, SOURCE_SCHEMA)
+    # The migration user, created by the master user as on RDS (DMS itself never connects: moto runs nothing).
+    with source_cluster.master_connect() as conn:
+        conn.execute("CREATE ROLE %s LOGIN PASSWORD '%s'" % (user, MIGRATOR_PASSWORD))
     tgt_db = new_db(target_cluster)
-    # The target is a real test cluster here (the cutover log is created on it), so its real admin password;
-    # the Secrets Manager lookup is tested with Route 53 below and in the provisioning test.
-    inv, cluster_id = write_inventory(tmp_path, aws, (source_cluster, src_db, user), (target_cluster, tgt_db),
-                                      migration, db_admin_password=ADMIN_PASSWORD)
+    # The target is a real test cluster here (the cutover log is created on it), so its real master password;
+    # the Secrets Manager lookup is tested with Route 53 below and in the provisioning test. Both hosts are
+    # reached with verify-full and the CA as db_sslrootcert: replicate imports that CA into DMS (moto has no DMS
+    # certificates: the DmsCertificates stand-in answers those calls and passes the rest to moto).
+    inv, cluster_id = write_inventory(tmp_path, dict(aws, url=dms_certificates.url), (source_cluster, src_db, user),
+                                      (target_cluster, tgt_db), migration, db_admin_password=DB_MASTER_PASSWORD)
     task_ids = [prefix + "-s1", prefix + "-s2"]
     # CloudWatch has CDC latency for the tasks (DMS publishes it; moto does not run tasks).
     put_latency(cloudwatch, prefix, task_ids, 2.0)
@@ -255,15 +361,26 @@ def test_dms_replicate_then_cleanup(tmp_path, aws, source_cluster, target_cluste
     assert sorted(mapped) == ["items", "orders", "parcels"]
     assert mapped == {t["name"]: s["dms_task_identifier"] for s in plan["streams"] for t in s["tables"]}
     for cluster, db in ((source_cluster, src_db), (target_cluster, tgt_db)):
-        assert cluster.query(db, "SELECT to_regclass('pgshift.cutover_log') IS NOT NULL") == [(True,)]
+        assert cluster.query(db, "SELECT to_regclass('pgshift.cutover_log') IS NOT NULL", operator=True) == [(True,)]
     settings = json.loads(tasks[task_ids[0]]["ReplicationTaskSettings"])
     assert settings["TargetMetadata"]["LimitedSizeLobMode"] is True and settings["TargetMetadata"]["LobMaxSize"] >= 64
     endpoints = {e["EndpointIdentifier"]: e for e in dms.describe_endpoints()["Endpoints"]}
-    source = endpoints[prefix + "-source"]
+    source, target = endpoints[prefix + "-source"], endpoints[prefix + "-target"]
+    # Both streams' ends connect as the migration user (db_user), never as the master user (db_admin_user).
     assert (source["EngineName"], source["ServerName"], source["Port"], source["DatabaseName"], source["Username"]) == (
         "postgres", "127.0.0.1", source_cluster.port, src_db, user)
+    assert (target["EngineName"], target["ServerName"], target["Port"], target["DatabaseName"], target["Username"]) == (
+        "aurora-postgresql", "127.0.0.1", target_cluster.port, tgt_db, user)
+    # TLS verify-full on both, with the session's CA imported once (the same file is the same certificate).
+    assert list(dms_certificates.certificates) == [prefix + "-ca-" + list(dms_certificates.certificates)[0][-16:]]
+    cert = list(dms_certificates.certificates.values())[0]
+    with open(ca_cert()) as f:
+        assert cert["CertificatePem"] == f.read()
+    assert dms_certificates.calls.count("ImportCertificate") == 1
+    assert (source["SslMode"], source["CertificateArn"]) == ("verify-full", cert["CertificateArn"])
+    assert (target["SslMode"], target["CertificateArn"]) == ("verify-full", cert["CertificateArn"])
     assert source["PostgreSQLSettings"]["HeartbeatEnable"] is True
-    assert "session_replication_role" in endpoints[prefix + "-target"]["PostgreSQLSettings"]["AfterConnectScript"]
+    assert "session_replication_role" in target["PostgreSQLSettings"]["AfterConnectScript"]
     # The progress printed while waiting (moto's tasks report their full load done at once).
     assert "round 1: full load complete" in flat(out), out
     for task_id in task_ids:
@@ -280,6 +397,7 @@ def test_dms_replicate_then_cleanup(tmp_path, aws, source_cluster, target_cluste
     rc, out, recap = play("replicate.yml", inv, *fast)
     assert rc == 0, out
     assert recap["changed"] == 0, out
+    assert dms_certificates.calls.count("ImportCertificate") == 1
 
     # The slots: one named the way DMS names its slots, one of the native engine, one of another plugin.
     dms_slot = "abcdefgh12345678_%08d_%s" % (16384, str(uuid.uuid4()).replace("-", "_"))
@@ -288,7 +406,7 @@ def test_dms_replicate_then_cleanup(tmp_path, aws, source_cluster, target_cluste
     source_cluster.execute(src_db, [
         "SELECT pg_create_logical_replication_slot('%s', 'test_decoding')" % dms_slot,
         "SELECT pg_create_logical_replication_slot('%s', 'test_decoding')" % native_slot,
-        "SELECT pg_create_logical_replication_slot('%s', 'pgoutput')" % other_slot])
+        "SELECT pg_create_logical_replication_slot('%s', 'pgoutput')" % other_slot], operator=True)
     before = [r[0] for r in source_cluster.query(src_db, "SELECT slot_name FROM pg_replication_slots "
                                                          "WHERE database = current_database() ORDER BY 1")]
     assert before == sorted([dms_slot, native_slot, other_slot])
@@ -302,20 +420,63 @@ def test_dms_replicate_then_cleanup(tmp_path, aws, source_cluster, target_cluste
         rc, out, recap = run_playbook(cleanup, inv, *confirm, secrets=SECRETS)
         assert rc == 0, out
         assert dms_names(dms, prefix) == dict(tasks=[], endpoints=[], instances=[], subnet_groups=[])
+        # The imported CA bundle too, once no endpoint used it (the stand-in refuses it before).
+        assert dms_certificates.certificates == {}
         for cluster, db in ((source_cluster, src_db), (target_cluster, tgt_db)):
-            assert cluster.query(db, "SELECT to_regclass('pgshift.cutover_log') IS NULL") == [(True,)]
+            assert cluster.query(db, "SELECT to_regclass('pgshift.cutover_log') IS NULL", operator=True) == [(True,)]
         left = [r[0] for r in source_cluster.query(src_db, "SELECT slot_name FROM pg_replication_slots "
                                                            "WHERE database = current_database() ORDER BY 1")]
         # DMS's slot by the DMS part; the migration's own native slot by the native part; another tool's stays
         assert left == [other_slot], out
         report = json.loads((tmp_path / "reports" / "cleanup-dms.json").read_text())
         assert report["slots_dropped"] == [dms_slot] and sorted(report["tasks"]) == task_ids
+        assert report["certificates"] == [cert["CertificateIdentifier"]]
         rc, out, recap = run_playbook(cleanup, inv, *confirm, secrets=SECRETS)
         assert rc == 0, out
         assert recap["changed"] == 0, out
     finally:
         source_cluster.execute(src_db, ["SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                                        "WHERE database = current_database()"])
+                                        "WHERE database = current_database()"], operator=True)
+
+
+def test_dms_endpoints_never_drop_tls_silently(tmp_path, aws, legacy_source_cluster, new_db, new_role):
+    """db_sslmode disable without dms_ssl_mode none, or verify-full without a certificate: replicate.yml fails with
+    what to set, before any DMS resource (endpoint, subnet group, replication instance) is created. The cluster
+    here is the plain-TCP one (a self-managed PostgreSQL without TLS), as source and target."""
+    dms = aws["c"]["dms"]
+    migration = "notls_%d" % aws["n"]
+    prefix = "pgshift-notls-%d" % aws["n"]
+    cluster = legacy_source_cluster
+    src_db, tgt_db, user = new_db(cluster), new_db(cluster), new_role()
+    cluster.execute(src_db, ["CREATE TABLE public.orders (id bigint PRIMARY KEY, note text)",
+                             "CREATE TABLE public.items (id bigint PRIMARY KEY, sku text)",
+                             "INSERT INTO public.orders SELECT g, 'x' FROM generate_series(1, 100) g",
+                             "INSERT INTO public.items SELECT g, 'y' FROM generate_series(1, 100) g", "ANALYZE"])
+    plain = dict(db_admin_user="postgres", db_admin_password=ADMIN_PASSWORD, db_sslmode="disable", db_sslrootcert="")
+    inv, cluster_id = write_inventory(tmp_path, aws, (cluster, src_db, user), (cluster, tgt_db), migration,
+                                      source_vars=plain, **plain)
+    nothing = dict(tasks=[], endpoints=[], instances=[], subnet_groups=[])
+
+    rc, out, recap = play("replicate.yml", inv)
+    assert rc != 0, out
+    assert "endpoint %s-source: the database's sslmode is disable, and a DMS endpoint never drops TLS silently" % prefix \
+        in flat(out), out
+    assert "dms_ssl_mode: none" in flat(out)
+    assert dms_names(dms, prefix) == nothing
+
+    # verify-full asked for (dms_ssl_mode, here as the role variable), no certificate ARN and no db_sslrootcert.
+    rc, out, recap = play("replicate.yml", inv, "-e", "replicate_dms_source_ssl_mode=verify-full")
+    assert rc != 0, out
+    assert "endpoint %s-source: ssl_mode verify-full needs certificate_arn" % prefix in flat(out), out
+    assert "dms_certificate_arn" in flat(out)
+    assert dms_names(dms, prefix) == nothing
+
+    # TLS off asked for explicitly on both: accepted, shown by --check --diff, nothing created.
+    rc, out, recap = play("replicate.yml", inv, "--check", "--diff", "-e", "replicate_dms_source_ssl_mode=none",
+                          "-e", "replicate_dms_target_ssl_mode=none")
+    assert rc == 0, out
+    assert out.count("+    SslMode: none") == 2, out  # the source and target endpoints' diffs
+    assert dms_names(dms, prefix) == nothing
 
 
 # --------------------------------------------------------------------------------------------
