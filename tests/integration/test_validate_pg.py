@@ -1,4 +1,4 @@
-"""pg_validate on the demo dataset: PG15 source, a pg_dump copy on PG18 as the target.
+"""pg_validate on the demo dataset: PG16 source, a pg_dump copy on PG18 as the target.
 
 With nothing injected the two compare equal (values that print differently across versions
 included); every kind of difference injected into the target is found and named.
@@ -66,8 +66,8 @@ def by_table(result):
     return dict((t["table"], t) for t in result["tables"])
 
 
-def test_same_data_pg15_and_pg18_is_equal(source_cluster, target_cluster, demo, copy):
-    assert source_cluster.query(demo, "SHOW server_version_num")[0][0].startswith("15")
+def test_same_data_pg16_and_pg18_is_equal(source_cluster, target_cluster, demo, copy):
+    assert source_cluster.query(demo, "SHOW server_version_num")[0][0].startswith("16")
     assert target_cluster.query(copy, "SHOW server_version_num")[0][0].startswith("18")
     result = run(source_cluster, demo, target_cluster, copy)
     assert result["reasons"] == []
@@ -116,7 +116,7 @@ def test_each_injected_difference_is_found_and_named(source_cluster, target_clus
         "SELECT setval('billing.invoice_no_seq', 100500)",
         "ALTER TABLE public.customers DISABLE TRIGGER customers_audit",
         "DROP INDEX public.parcels_customer_id_idx",
-    ])
+    ], operator=True)  # session_replication_role: the operator, not the app owner
     deleted = source_cluster.query(demo, "SELECT id FROM public.tracking_events_2025_03 ORDER BY id OFFSET 500 LIMIT 1")[0][0]
     assert not target_cluster.query(copy, "SELECT 1 FROM public.tracking_events_2025_03 WHERE id = %s", (deleted,))
     result = run(source_cluster, demo, target_cluster, copy, mode="quiesced")
@@ -215,7 +215,8 @@ def test_playbook_reports_and_gates(tmp_path, source_cluster, target_cluster, de
     rc, out, recap = run_playbook("playbooks/validate.yml", inventory, "--check", *extra, secrets=(ADMIN_PASSWORD,))
     assert rc == 0 and "GO" in out, out
 
-    target_cluster.execute(copy, ["SET session_replication_role = replica", "DELETE FROM public.parcels WHERE id = 77"])
+    target_cluster.execute(copy, ["SET session_replication_role = replica", "DELETE FROM public.parcels WHERE id = 77"],
+                           operator=True)
     rc, out, recap = run_playbook("playbooks/validate.yml", inventory, *extra, secrets=(ADMIN_PASSWORD,))
     assert rc != 0 and "NO-GO" in out
     report = json.loads((tmp_path / "reports" / "validation.json").read_text())
