@@ -541,3 +541,79 @@ def test_check_mode_and_a_role_without_password_on_the_target(pair):
     assert writer.errors == []
     wait_same(env)
     ledger_exact(tgt, db, [writer])
+
+
+# --------------------------------------------------------------------------------------------
+# Names that need quoting in the cutover's SQL (freeze.py), as the master user on PG16 and PG18
+# --------------------------------------------------------------------------------------------
+
+def test_finishing_and_verify_statements_take_hard_names_as_separate_parts(source_cluster, target_cluster, new_db):
+    from psycopg import sql
+
+    from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
+
+    ops, archive = "Shipping Ops", 'eu.west "archive"'
+    order, lines, dotted = (ops, "order"), (ops, "Order Lines"), ("eu", "west.order")
+    ident = sql.Identifier
+
+    def ddl(target):
+        return [
+            sql.SQL("CREATE SCHEMA {}").format(ident(ops)), sql.SQL("CREATE SCHEMA {}").format(ident(archive)),
+            sql.SQL("CREATE SCHEMA eu"), sql.SQL("CREATE SCHEMA {}").format(ident("eu.west")),
+            sql.SQL("CREATE TABLE {} ({} bigint PRIMARY KEY, {} numeric)").format(
+                ident(*order), ident("Order No."), ident('Unit "Price"')),
+            sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, {} bigint)").format(ident(*lines), ident("Order No.")),
+            sql.SQL("CREATE TABLE {} (id int)").format(ident(*dotted)),
+            # the same text once joined with a dot: another table, which must never be counted for it
+            sql.SQL("CREATE TABLE {} (id int)").format(ident("eu.west", "order")),
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {}{}").format(
+                ident(*lines), ident("lines of order"), ident("Order No."), ident(*order),
+                sql.SQL(" NOT VALID" if target else "")),
+            sql.SQL("CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$").format(
+                ident(ops, "audit it")),
+            sql.SQL("CREATE TRIGGER {} AFTER INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {}()").format(
+                ident("audit order"), ident(*order), ident(ops, "audit it")),
+            sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
+                ident(*order), sql.SQL("DISABLE" if target else "ENABLE ALWAYS"), ident("audit order")),
+            sql.SQL("CREATE MATERIALIZED VIEW {} AS SELECT count(*) AS {} FROM {} WITH NO DATA").format(
+                ident(archive, "Order Totals"), ident("Order Count"), ident(*order)),
+        ]
+
+    old_db, new_db_ = new_db(source_cluster), new_db(target_cluster)
+    source_cluster.execute(old_db, ddl(False) + [
+        sql.SQL("INSERT INTO {} SELECT g, g FROM generate_series(1, 40) g").format(ident(*order)),
+        sql.SQL("INSERT INTO {} SELECT g, g FROM generate_series(1, 20) g").format(ident(*lines)),
+        sql.SQL("INSERT INTO {} SELECT g FROM generate_series(1, 5) g").format(ident(*dotted))])
+    target_cluster.execute(new_db_, ddl(True) + [
+        sql.SQL("INSERT INTO {} SELECT g, g FROM generate_series(1, 40) g").format(ident(*order)),
+        sql.SQL("INSERT INTO {} SELECT g, g FROM generate_series(1, 20) g").format(ident(*lines)),
+        sql.SQL("INSERT INTO {} SELECT g FROM generate_series(1, 5) g").format(ident(*dotted)),
+        sql.SQL("INSERT INTO {} SELECT g FROM generate_series(1, 3) g").format(ident("eu.west", "order"))])
+
+    with source_cluster.master_connect(old_db) as old, target_cluster.master_connect(new_db_) as new:
+        assert db.matviews(new) == [(archive, "Order Totals")]
+        shown = db.refresh_matview(new, archive, "Order Totals")
+        assert shown == 'REFRESH MATERIALIZED VIEW "eu.west ""archive"""."Order Totals"'
+        assert new.execute(sql.SQL("SELECT {} FROM {}").format(ident("Order Count"), ident(archive, "Order Totals"))
+                           ).fetchone()[0] == 40
+
+        trig, validate, missing = db.finishing_diff(db.triggers(old), db.triggers(new), db.foreign_keys(old),
+                                                    db.foreign_keys(new))
+        assert trig == [(ops, "order", "audit order", "A")]
+        assert validate == [(ops, "Order Lines", "lines of order")] and missing == []
+        assert db.set_trigger(new, *trig[0]) == \
+            'ALTER TABLE "Shipping Ops"."order" ENABLE ALWAYS TRIGGER "audit order"'
+        assert db.validate_fk(new, *validate[0]) == \
+            'ALTER TABLE "Shipping Ops"."Order Lines" VALIDATE CONSTRAINT "lines of order"'
+        assert db.finishing_diff(db.triggers(old), db.triggers(new), db.foreign_keys(old), db.foreign_keys(new)) \
+            == ([], [], [])
+
+        tables = [order, lines, dotted]
+        assert wait_for(lambda: len(db.busiest_tables(old, tables, 3)[0]) == 3, 20)
+        counted, skipped = db.busiest_tables(old, tables, 2)
+        assert counted == [order, lines] and skipped == []
+        counted, skipped = db.busiest_tables(old, tables, 3, max_rows=30)
+        assert (order in skipped) == (old.execute(sql.SQL("SELECT reltuples > 30 FROM pg_class WHERE oid = {}::regclass")
+                                                  .format(sql.Literal(ident(*order).as_string(old)))).fetchone()[0])
+        assert [db.count_rows(new, *t) for t in tables] == [40, 20, 5]
+        assert db.name_of(*dotted) == 'eu."west.order"' and db.ident_of("lines of order") == '"lines of order"'

@@ -94,7 +94,7 @@ def role_passwords(conn, roles):
 def set_role_password(conn, role, verifier):
     """ALTER ROLE .. PASSWORD '<verifier>': PostgreSQL stores a SCRAM or md5 verifier as it is."""
     conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier)))
-    return "ALTER ROLE %s PASSWORD '********'" % role
+    return "ALTER ROLE %s PASSWORD '********'" % quote_ident(role)
 
 
 def existing_roles(conn, roles):
