@@ -247,6 +247,7 @@ def option_problems(p):
             problems.append("%s must be at least %d (got %d)" % (name, low, p[name]))
     if p["mode"] == "live" and not (p["migration"] or p["slot_prefix"]):
         problems.append("mode=live needs migration (its slots pgshift_<migration>_s<N> are waited for) or slot_prefix")
+    problems.extend(scope.filter_problems(scope.filters_from(p)))
     return problems
 
 
