@@ -170,13 +170,51 @@ def test_endpoint_secrets_manager(aws, dms_client):
     ident = name("tgt")
     res = ok(*run_module("dms_endpoint", dict(aws, identifier=ident, endpoint_type="target", engine_name="aurora-postgresql",
                                               database_name="orders", ssl_mode="verify-full",
+                                              certificate_arn="arn:aws:dms:us-east-1:123456789012:cert:RDSGLOBALBUNDLE",
                                               secrets_manager_secret_id="arn:aws:secretsmanager:us-east-1:123456789012:secret:t",
                                               secrets_manager_access_role_arn="arn:aws:iam::123456789012:role/dms")))
     assert res["endpoint"]["postgresql_settings"]["secrets_manager_secret_id"].endswith(":secret:t")
-    assert res["endpoint"]["ssl_mode"] == "verify-full"
+    assert res["endpoint"]["ssl_mode"] == "verify-full" and res["endpoint"]["certificate_arn"].endswith(":cert:RDSGLOBALBUNDLE")
     res, raw = run_module("dms_endpoint", dict(aws, identifier=name("bad"), endpoint_type="target", database_name="orders"))
     assert res.get("failed") and "secrets_manager_secret_id" in res["msg"]
     ok(*run_module("dms_endpoint", dict(aws, identifier=ident, state="absent")))
+
+
+def described_endpoint(dms_client, ident):
+    found = dms_client.describe_endpoints(Filters=[dict(Name="endpoint-id", Values=[ident])])["Endpoints"]
+    return found[0] if found else None
+
+
+def test_endpoint_tls_never_dropped_silently(aws, dms_client):
+    cert = "arn:aws:dms:us-east-1:123456789012:cert:RDSGLOBALBUNDLE"
+    # The database reached with sslmode prefer: DMS requires TLS (not its default, none); a second run is unchanged.
+    prefer = name("prefer")
+    res = make_endpoint(aws, prefer, "source", libpq_sslmode="prefer")
+    assert res["endpoint"]["ssl_mode"] == "require" and described_endpoint(dms_client, prefer)["SslMode"] == "require"
+    assert not make_endpoint(aws, prefer, "source", libpq_sslmode="prefer")["changed"]
+    # verify-full as the controller verifies it, with the imported CA bundle.
+    verify = name("verify")
+    make_endpoint(aws, verify, "target", libpq_sslmode="verify-full", certificate_arn=cert, username="pgshift_migrator")
+    described = described_endpoint(dms_client, verify)
+    assert (described["SslMode"], described["CertificateArn"], described["Username"]) == (
+        "verify-full", cert, "pgshift_migrator")
+    # disable: refused, nothing created; the same without a certificate for verify-full.
+    for bad, extra, says in ((name("off"), dict(libpq_sslmode="disable"), "set ssl_mode none"),
+                             (name("nocert"), dict(libpq_sslmode="verify-full"), "needs certificate_arn")):
+        res, raw = run_module("dms_endpoint", dict(aws, identifier=bad, endpoint_type="source", server_name="db.example.internal",
+                                                   port=5432, database_name="orders", username="pgshift", password=PASSWORD,
+                                                   **extra))
+        assert res.get("failed") and says in res["msg"] and PASSWORD not in raw
+        assert described_endpoint(dms_client, bad) is None
+    # TLS off asked for explicitly: kept, with a warning when the controller itself uses TLS.
+    off = name("off")
+    res = make_endpoint(aws, off, "source", ssl_mode="none", libpq_sslmode="verify-full")
+    assert described_endpoint(dms_client, off)["SslMode"] == "none"
+    # ansible-core 2.19+ returns warnings as WarningSummary dicts.
+    warnings = [w if isinstance(w, str) else (w.get("event") or {}).get("msg", "") for w in res.get("warnings") or []]
+    assert any("without TLS (ssl_mode none)" in w for w in warnings), res.get("warnings")
+    for ident in (prefer, verify, off):
+        ok(*run_module("dms_endpoint", dict(aws, identifier=ident, state="absent")))
 
 
 def test_task_lifecycle(aws, dms_client, moto_server):
