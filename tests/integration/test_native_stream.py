@@ -1,4 +1,6 @@
-"""pg_native_stream and pg_replication_status on real clusters: PG15 source -> PG18 target.
+"""pg_native_stream and pg_replication_status on real clusters: PG16 source -> PG18 target, shaped like RDS and
+Aurora (the modules run as the master user over TLS verify-full; the subscriptions connect as the migration user,
+a member of rds_replication, over TLS too).
 
 The clusters are this module's own (slots, subscriptions and a target restart are
 cluster-wide). A writer thread inserts, updates and deletes on the source during and
@@ -20,12 +22,13 @@ import time
 import pytest
 
 from modrunner import COLLECTIONS, REPO, run_module
-from pgcluster import ADMIN_PASSWORD, Cluster, _as_postgres, system_bin_dir, wait_for, wheel_bin_dir
+from pgcluster import (ADMIN_PASSWORD, MASTER_PASSWORD, Cluster, _as_postgres, ca_cert, pg16_bin_dir, wait_for,
+                       wheel_bin_dir)
 
 DB = "shipping"
 MIG_USER = "pgshift_mig"
 MIG_PASSWORD = "mig-secret-9f3"  # asserted never to appear in any module output
-SECRETS = (ADMIN_PASSWORD, MIG_PASSWORD)
+SECRETS = (ADMIN_PASSWORD, MASTER_PASSWORD, MIG_PASSWORD)
 
 TYPES = [
     "CREATE TYPE parcel_status AS ENUM ('new', 'sorted', 'shipped', 'delivered')",
@@ -103,7 +106,7 @@ def restart(cluster):
 
 @pytest.fixture(scope="module")
 def clusters(request):
-    source = Cluster(system_bin_dir(15), name="nsource")
+    source = Cluster(pg16_bin_dir(), name="nsource")
     target = Cluster(wheel_bin_dir(), name="ntarget")
     request.addfinalizer(source.stop)
     request.addfinalizer(target.stop)
@@ -129,19 +132,20 @@ def dbs(clusters):
     target.execute(DB, ["CREATE TYPE pad%d AS (a int)" % i for i in range(3)])
     for cluster in (source, target):
         cluster.execute(DB, TYPES + TABLES)
-    source.execute(DB, DATA + [
+    # The migration user as on RDS: a member of rds_replication (plain PostgreSQL: the REPLICATION attribute too).
+    source.execute("postgres", [
         "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%s') THEN "
         "CREATE ROLE %s LOGIN REPLICATION PASSWORD '%s'; END IF; END$$" % (MIG_USER, MIG_USER, MIG_PASSWORD),
-        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s" % MIG_USER,
-        "ANALYZE"])
+        "GRANT rds_replication TO %s" % MIG_USER])
+    source.execute(DB, DATA + ["GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s" % MIG_USER, "ANALYZE"])
     return source, target
 
 
 def params(source, target, **extra):
     p = source.module_params(DB)
-    p.update(target_login_host="127.0.0.1", target_login_port=target.port, target_login_db=DB,
-             target_login_user="postgres", target_login_password=ADMIN_PASSWORD, target_ssl_mode="disable",
-             source_replication_user=MIG_USER, source_replication_password=MIG_PASSWORD)
+    p.update(("target_" + k, v) for k, v in target.module_params(DB).items())
+    p.update(source_replication_user=MIG_USER, source_replication_password=MIG_PASSWORD,
+             source_ssl_mode="verify-full", source_ssl_root_cert=ca_cert())
     p.update(extra)
     return p
 
@@ -164,7 +168,7 @@ def stream_run(source, target, s, check_mode=False, diff=False, **extra):
 
 def status(source, target, migration, **extra):
     args = params(source, target, migration=migration, **extra)
-    for k in ("source_replication_user", "source_replication_password"):
+    for k in ("source_replication_user", "source_replication_password", "source_ssl_mode", "source_ssl_root_cert"):
         args.pop(k)
     return ok(run("pg_replication_status", args))
 
@@ -357,7 +361,7 @@ def test_streams_load_stream_survive_faults_and_leave_nothing(dbs):
     # A killed apply worker: the launcher starts another one, nothing lost or doubled.
     pid = final["streams"][0]["subscription"]["worker_pid"]
     assert pid
-    target.execute(DB, "SELECT pg_terminate_backend(%d)" % pid)
+    target.execute(DB, "SELECT pg_terminate_backend(%d)" % pid, operator=True)
     writer = Writer(source, seed=2)
     writer.start()
     time.sleep(1.0)
@@ -384,7 +388,7 @@ def test_streams_load_stream_survive_faults_and_leave_nothing(dbs):
     writer.start()
     time.sleep(0.3)
     killed = source.query(DB, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication "
-                              "WHERE application_name LIKE 'pgshift_it_%'")
+                              "WHERE application_name LIKE 'pgshift_it_%'", operator=True)
     assert killed == [(True,), (True,)]
     time.sleep(0.5)
     writer.stop()
@@ -444,8 +448,9 @@ def test_killed_load_restarts_and_disabled_subscription_waits(dbs):
     try:
         def stuck():
             rows = target.query(DB, "SELECT table_name, state FROM pgshift.load_progress WHERE stream = %s "
-                                    "AND state = 'copying'", (s["name"],)) \
-                if target.query(DB, "SELECT to_regclass('pgshift.load_progress') IS NOT NULL")[0][0] else []
+                                    "AND state = 'copying'", (s["name"],), operator=True) \
+                if target.query(DB, "SELECT to_regclass('pgshift.load_progress') IS NOT NULL",
+                                operator=True)[0][0] else []
             return [r for r in rows if r[0] == "public.documents"]
         assert wait_for(stuck, timeout=30), "the load never reached documents"
         during = status(source, target, "crash")
@@ -500,7 +505,7 @@ def test_killed_load_restarts_and_disabled_subscription_waits(dbs):
 
     # An apply error that disables the subscription is reported with the LSN it stopped at, then resumed.
     target.execute(DB, ['ALTER SUBSCRIPTION "pgshift_crash_s1" SET (disable_on_error = true)',
-                        "INSERT INTO documents VALUES (5000, 'conflict', 'target')"])
+                        "INSERT INTO documents VALUES (5000, 'conflict', 'target')"], operator=True)
     source.execute(DB, "INSERT INTO documents VALUES (5000, 'source', 'source')")
 
     def reported():
@@ -548,7 +553,7 @@ def test_failed_load_drops_its_slot_and_the_next_run_starts_over(dbs):
     assert "slot was dropped" in failed["msg"]
     assert catalog_state(source, target, "fail") == (["pgshift_fail_s1"], [], [])
     assert target.query(DB, "SELECT count(*) FROM pgshift.load_progress WHERE stream = %s AND state = 'failed' "
-                            "AND error LIKE %s", (s["name"], "%only_small%")) == [(1,)]
+                            "AND error LIKE %s", (s["name"], "%only_small%"), operator=True) == [(1,)]
     broken = status(source, target, "fail")
     assert broken["streams"][0]["state"] == "error" and "failed" in broken["errors"][0]
 
@@ -578,8 +583,8 @@ def test_loader_falls_back_to_text_when_binary_fails(dbs, relay):
         cluster.execute(DB, ["CREATE DOMAIN grant_item AS aclitem",
                              "CREATE TABLE grants (id int PRIMARY KEY, item grant_item, note text)"])
     source.execute(DB, "INSERT INTO grants SELECT g, 'postgres=r/postgres', 'g' || g FROM generate_series(1, 300) g")
-    src = dict(source.module_params(DB), connect_timeout=10, ca_cert=None)
-    tgt = dict(target.module_params(DB), connect_timeout=10, ca_cert=None)
+    src = dict(source.module_params(DB), connect_timeout=10)
+    tgt = dict(target.module_params(DB), connect_timeout=10)
     tables = native.validate_stream(stream("engine", 1, [t("grants"), t("crates"), t("parcels")]))["tables"]
     with source.connect(DB) as conn:
         meta = loader.columns(conn, tables)
@@ -589,18 +594,18 @@ def test_loader_falls_back_to_text_when_binary_fails(dbs, relay):
         plan[table] = dict(columns=[c["name"] for c in copied], format=native.copy_format(copied), meta=copied)
     assert set(p["format"] for p in plan.values()) == {"binary"}
     units = native.work_units(tables, {})
-    with target.connect(DB) as pconn:
+    with target.master_connect(DB) as pconn:  # the progress table as the module keeps it
         progress = loader.Progress(pconn, "pgshift_engine_s1")
         progress.ensure()
         exporter, lsn, snap = loader.create_slot(src, "pgshift_engine_s1", 150000, True, "pgshift load test")
         try:
             progress.reset(units, lsn)
             engine = loader.Loader(src, tgt, snap, units, plan, 2, progress, "pgshift load test",
-                                   secrets=[ADMIN_PASSWORD], psql=psql)
+                                   secrets=list(SECRETS), psql=psql)
             results, warnings = engine.run()
         finally:
             exporter.close()
-            source.execute(DB, "SELECT pg_drop_replication_slot('pgshift_engine_s1')")
+            source.execute(DB, "SELECT pg_drop_replication_slot('pgshift_engine_s1')", operator=True)
         rows = loader.read_progress(pconn, "pgshift_engine_s1")
         loader.clear_progress(pconn, "pgshift_engine_s1")
     formats = dict((r["table"], r["format"]) for r in results)
@@ -649,13 +654,13 @@ def test_keys_are_dropped_for_the_copy_and_built_again_also_after_an_interruptio
                for w in [w if isinstance(w, str) else str(w) for w in loaded.get("warnings", [])])
     # The same keys, deferrability, index definitions and replica identity as before the copy.
     assert target.query(DB, KEYS_SQL) == keys_before
-    assert target.query(DB, "SELECT count(*) FROM pgshift.deferred_keys") == [(0,)]
+    assert target.query(DB, "SELECT count(*) FROM pgshift.deferred_keys", operator=True) == [(0,)]
     for table in ("pings", "parcels", "crates", "ONLY events", "shipments_2025_01"):
         q = "SELECT * FROM %s ORDER BY id" % table
         assert source.query(DB, q) == target.query(DB, q), table
 
     # A run stopped after the copy, before the keys: the next run builds them before the subscription starts.
-    with target.connect(DB) as conn:
+    with target.master_connect(DB) as conn:  # as the module does
         pending = [k for k in loader.target_keys(conn, [dict(schema="public", name="pings")]) if k["contype"] == "p"]
         loader.drop_keys(conn, s["name"], pending)
     assert target.query(DB, "SELECT count(*) FROM pg_constraint WHERE conname = 'pings_pkey'") == [(0,)]
@@ -674,4 +679,4 @@ def test_keys_are_dropped_for_the_copy_and_built_again_also_after_an_interruptio
     assert ok(stream_run(source, target, s, state="enabled", keys_after_copy_min_bytes=0))["changed"] is False
     ok(stream_run(source, target, dict(name=s["name"]), state="absent"))
     assert catalog_state(source, target, "keys") == ([], [], [])
-    assert target.query(DB, "SELECT to_regclass('pgshift.deferred_keys') IS NULL") == [(True,)]
+    assert target.query(DB, "SELECT to_regclass('pgshift.deferred_keys') IS NULL", operator=True) == [(True,)]
