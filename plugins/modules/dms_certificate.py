@@ -16,8 +16,8 @@ description:
     C(certificate_arn); for RDS and Aurora it is the RDS CA bundle (C(global-bundle.pem)), the file the
     controller verifies the servers with (the inventory's C(db_sslrootcert)).
   - A DMS certificate cannot be modified. With O(identifier_prefix) the certificate is named after the PEM's
-    SHA-256 (prefix + 16 hex characters): the same bundle always gets the same name (a second run changes
-    nothing), a renewed bundle a new one. With O(identifier), a certificate of that name holding another PEM is
+    SHA-256 (prefix + 16 hex characters), so the same bundle always gets the same name (a second run
+    changes nothing) and a renewed bundle a new one. With O(identifier), a certificate of that name holding another PEM is
     an error.
   - O(state=absent) with O(identifier_prefix) deletes every certificate named prefix + fingerprint. A certificate
     an endpoint uses cannot be deleted; delete the endpoints first.

@@ -18,7 +18,7 @@ description:
     or on every run with O(update_password=always) (which then reports a change every run).
   - Credentials either as O(username)/O(password) or from Secrets Manager (O(secrets_manager_secret_id)
     with O(secrets_manager_access_role_arn)), the way DMS reads them itself.
-  - TLS is never dropped silently (O(ssl_mode), O(libpq_sslmode)): without either the endpoint requires TLS, a
+  - TLS is never dropped silently (O(ssl_mode), O(libpq_sslmode)). Without either the endpoint requires TLS, a
     database reached with sslmode C(prefer) gets C(require), and C(verify-ca) / C(verify-full) without
     O(certificate_arn) or a database reached without TLS (C(disable)) is an error that says what to set.
   - Unlike M(community.aws.dms_endpoint), it sets C(PostgreSQLSettings), compares them key by key, and
@@ -83,7 +83,7 @@ options:
         when O(ssl_mode) is not set, never to something weaker, C(require) and C(verify-*) as they are; C(allow) and
         C(prefer) become C(require) (against a server that requires TLS, such as RDS with C(rds.force_ssl) or
         Aurora, libpq encrypts too).
-      - C(disable) is an error that says to set O(ssl_mode=none): TLS is never dropped silently.
+      - C(disable) is an error that says to set O(ssl_mode=none), since TLS is never dropped silently.
     type: str
     choices: [disable, allow, prefer, require, verify-ca, verify-full]
   certificate_arn:
