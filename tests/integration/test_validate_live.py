@@ -1,4 +1,7 @@
-"""pg_validate in live mode: real logical replication PG15 -> PG18 with a writer running on the source.
+"""pg_validate in live mode: real logical replication PG16 -> PG18 with a writer running on the source.
+
+Shaped as on RDS/Aurora: the publication and the subscription are made by the master users, the
+subscription connects as a migration user over TLS (verify-full), pg_validate runs as the master users.
 
 Ranges that differ because the target lags are compared again once the subscription's slot confirmed
 the source's position: no false difference; a real one (a row removed on the target only) stays.
@@ -11,8 +14,14 @@ import random
 import threading
 import time
 
+import psycopg
+import psycopg.conninfo
+import psycopg.sql
+
 from modrunner import run_module
-from pgcluster import ADMIN_PASSWORD, wait_for
+from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, ca_cert, wait_for
+
+MIG_PASSWORD = "live mig \\ ' \" $ % pw"
 
 SCHEMA = [
     "CREATE TABLE orders (id bigserial PRIMARY KEY, v int NOT NULL, note text, f float8, ts timestamptz DEFAULT now())",
@@ -59,11 +68,17 @@ def test_live_mode_with_writes_running_reports_no_false_difference(source_cluste
     mig = "live%d" % next(_N)
     sub = "pgshift_%s_s1" % mig
     src_db, tgt_db = new_db(source_cluster), new_db(target_cluster)
-    source_cluster.execute(src_db, SCHEMA + DATA + ["CREATE PUBLICATION %s FOR ALL TABLES" % sub])
+    mig_user = source_cluster.create_migration_user("live_mig_%s" % mig[-6:], MIG_PASSWORD)
+    source_cluster.execute(src_db, SCHEMA + DATA + ["GRANT SELECT ON orders, rates, quiet TO %s" % mig_user])
     target_cluster.execute(tgt_db, SCHEMA)
-    conninfo = "host=127.0.0.1 port=%d dbname=%s user=postgres password=%s" % (source_cluster.port, src_db, ADMIN_PASSWORD)
-    with target_cluster.connect(tgt_db) as conn:
-        conn.execute("CREATE SUBSCRIPTION %s CONNECTION '%s' PUBLICATION %s" % (sub, conninfo, sub))
+    with source_cluster.master_connect(src_db) as conn:
+        conn.execute("CREATE PUBLICATION %s FOR TABLE orders, rates, quiet" % sub)
+    conninfo = psycopg.conninfo.make_conninfo(
+        host="127.0.0.1", port=source_cluster.port, dbname=src_db, user=mig_user, password=MIG_PASSWORD,
+        sslmode="verify-full", sslrootcert=ca_cert())
+    with target_cluster.master_connect(tgt_db) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {}").format(
+            psycopg.sql.Identifier(sub), psycopg.sql.Literal(conninfo), psycopg.sql.Identifier(sub)))
     writer = Writer(source_cluster, src_db)
     try:
         assert wait_for(lambda: target_cluster.query(
@@ -74,15 +89,16 @@ def test_live_mode_with_writes_running_reports_no_false_difference(source_cluste
         # a real difference the replication will never repair
         target_cluster.execute(tgt_db, ["DELETE FROM quiet WHERE id = 1234"])
         # the target lags for real: the subscription pauses while the first round reads, then resumes
-        target_cluster.execute(tgt_db, ["ALTER SUBSCRIPTION %s DISABLE" % sub])
-        resume = threading.Timer(3.0, target_cluster.execute, (tgt_db, ["ALTER SUBSCRIPTION %s ENABLE" % sub]))
+        target_cluster.execute(tgt_db, ["ALTER SUBSCRIPTION %s DISABLE" % sub], operator=True)
+        resume = threading.Timer(3.0, target_cluster.execute, (tgt_db, ["ALTER SUBSCRIPTION %s ENABLE" % sub]),
+                                 dict(operator=True))
         resume.start()
         params = source_cluster.module_params(src_db)
         params.update(("target_" + k, v) for k, v in target_cluster.module_params(tgt_db).items())
         params.update(mode="live", migration=mig, chunk_rows=2000, row_level_rows=100, live_rounds=5,
                       catch_up_timeout=60, check_schema=False)
         result, raw = run_module("pg_validate", params)
-        assert ADMIN_PASSWORD not in raw
+        assert ADMIN_PASSWORD not in raw and MASTER_PASSWORD not in raw and MIG_PASSWORD not in raw
         assert not result.get("failed"), result.get("msg")
         resume.join()
         assert writer.error is None and writer.is_alive()
@@ -107,5 +123,5 @@ def test_live_mode_with_writes_running_reports_no_false_difference(source_cluste
     for table, order in (("orders", "id"), ("rates", "zone, price")):
         q = "SELECT * FROM %s ORDER BY %s" % (table, order)
         assert source_cluster.query(src_db, q) == target_cluster.query(tgt_db, q)
-    with target_cluster.connect(tgt_db) as conn:
+    with target_cluster.master_connect(tgt_db) as conn:
         conn.execute("DROP SUBSCRIPTION %s" % sub)
