@@ -207,11 +207,12 @@ def annotate(entries, catalog):
     """Add each entry's source identity and catalog facts (catalog: {(classid, objid): info}).
 
     info (SOURCE_OBJECTS_SQL) has at least type, identity (pg_identify_object's, for display), ref
-    (the names as separate values), nspname (its schema, unquoted) and owner (role name); constraints
+    (the names as separate values), nspname (its schema, unquoted) and owner (role name: a relation's owner for
+    what belongs to a relation - constraints, defaults, triggers, rules, policies); constraints
     add contype, convalidated, index_ref (their index); indexes add replident and parent; relations add
     relkind and is_partition; extensions extname. An entry that is no catalog object (a comment,
-    privileges, ROW SECURITY, an ATTACH, SEQUENCE OWNED BY) takes the schema and owner of the object it
-    describes (its first dependency that is one).
+    privileges, ROW SECURITY, an ATTACH, SEQUENCE OWNED BY) takes the schema, owner and catalog (class) of the
+    object it describes (its first dependency that is one).
     """
     by_id = dict((e["dump_id"], e) for e in entries)
     for e in entries:
@@ -222,6 +223,7 @@ def annotate(entries, catalog):
         e["key"] = object_key(e["info"])
         e["schema"] = e["info"].get("nspname")
         e["owner"] = e["info"].get("owner")
+        e["class"] = e["classid"] if e["info"] else None
     for e in entries:
         if e["desc"] in ("TABLE ATTACH", "INDEX ATTACH"):
             e["child"] = _attach_child(e, by_id)
@@ -230,7 +232,8 @@ def annotate(entries, catalog):
             if e.get("child"):  # an ATTACH is about its partition (or the partition's index)
                 described.sort(key=lambda d: d["key"] != e["child"])
             if described:
-                e["schema"], e["owner"] = described[0]["schema"], described[0]["owner"]
+                e["schema"], e["owner"], e["class"] = described[0]["schema"], described[0]["owner"], \
+                    described[0]["class"]
     return entries
 
 
@@ -651,7 +654,9 @@ SELECT t.classid::bigint AS classid, t.objid::bigint AS objid, i.type, i.identit
        EXISTS (SELECT 1 FROM pg_inherits h WHERE t.classid = 'pg_class'::regclass AND h.inhrelid = t.objid
                   AND c.relkind IN ('i', 'I')) AS parent,
        (SELECT e.extname FROM pg_extension e WHERE t.classid = 'pg_extension'::regclass AND e.oid = t.objid)
-         AS extname
+         AS extname,
+       (SELECT pg_get_userbyid(r.relowner) FROM pg_statistic_ext s JOIN pg_class r ON r.oid = s.stxrelid
+         WHERE t.classid = 'pg_statistic_ext'::regclass AND s.oid = t.objid) AS table_owner
   FROM unnest(%(classids)s::oid[], %(objids)s::oid[]) AS t(classid, objid)
   CROSS JOIN LATERAL pg_identify_object(t.classid, t.objid, 0) i
   CROSS JOIN LATERAL pg_identify_object_as_address(t.classid, t.objid, 0) a
@@ -1020,8 +1025,8 @@ def owner_requirements(entries):
     roles, creates = set(), set()
     for e in entries:
         owner = e.get("owner")
-        if not owner:
-            continue
+        if not owner or e.get("class") == PG_EXTENSION:
+            continue  # CREATE EXTENSION makes the login its owner on the target, whoever owns it on the source
         roles.add(owner)
         info = e.get("info") or {}
         if e.get("classid") not in OWNED_CLASSES or (e["classid"] == PG_CLASS and info.get("relkind") in ("i", "I")):
@@ -1031,6 +1036,19 @@ def owner_requirements(entries):
         elif e.get("schema") is not None:
             creates.add((owner, e["schema"]))
     return dict(roles=roles, creates=creates)
+
+
+def post_requirements(held):
+    """The roles whose privileges the post stage needs: the owners of the tables (and domains) it builds
+    indexes, constraints, triggers, rules, policies and statistics on. Event triggers need a superuser."""
+    roles = set()
+    for e in held:
+        if e["desc"] == "EVENT TRIGGER":
+            continue
+        owner = (e.get("info") or {}).get("table_owner") if e["desc"] == "STATISTICS" else e.get("owner")
+        if owner:
+            roles.add(owner)
+    return dict(roles=roles, creates=set())
 
 
 def role_grant_sql(role, member, version):

