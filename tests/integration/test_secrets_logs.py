@@ -1,0 +1,190 @@
+"""Passwords appear nowhere: not in module output (-vvv, check mode `queries`, failures), not in what
+the servers log with ``log_statement = all``.
+
+Two clusters shaped like RDS (source 16) and Aurora (target 18) log every statement, every
+replication command and the statement of every error. The migration password holds ``\\ ' " $``,
+spaces and ``%`` around a token that any escaping of it would keep (``TOKEN``): the test looks for
+the token, so a quoted, doubled or backslashed copy is found too.
+
+Each phase is a function ``phase(ctx)`` in ``PHASES`` that runs modules (or playbooks) through
+``ctx`` -- which keeps every output -- and may assert on the databases. One test per phase, in
+order, on the same clusters; each ends with ``ctx.assert_clean()`` over every output and both
+server logs so far. To cover another phase (a native stream, a cutover), write its function and
+add it to ``PHASES``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+
+from modrunner import run_module, run_playbook
+from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, Cluster, ca_cert, pg16_bin_dir, wheel_bin_dir
+
+TOKEN = "Zq9xK7tok"
+MIGRATION_PASSWORD = "mig \\ ' \" $ %% %s %% end" % TOKEN
+MIGRATION_USER = "Mig User ü"
+DATABASE = "secrets app"
+
+LOG_EVERYTHING = dict(
+    log_statement="all",
+    log_min_error_statement="info",
+    log_replication_commands="on",
+    log_connections="on",
+    log_error_verbosity="verbose",
+)
+
+
+class LoggingCluster(Cluster):
+    """A cluster (RDS-shaped) that logs every statement to its log file."""
+
+    def __init__(self, bin_dir, name):
+        super().__init__(bin_dir, settings=LOG_EVERYTHING, name=name)
+
+    @property
+    def log_path(self):
+        return os.path.join(self.root, "log")
+
+    def log_text(self):
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+
+class Context:
+    """What the phases share: the clusters, and every output any phase produced."""
+
+    def __init__(self, source, target):
+        self.source = source
+        self.target = target
+        self.outputs = []  # (label, text)
+        # The exact secrets (the module output must hold none) and the token (found in any escaping).
+        self.secrets = (MIGRATION_PASSWORD, MASTER_PASSWORD, ADMIN_PASSWORD)
+
+    def module(self, label, name, params, check_mode=False, verbosity=4):
+        result, raw = run_module(name, params, check_mode=check_mode, verbosity=verbosity)
+        self.outputs.append((label, raw))
+        return result
+
+    def playbook(self, label, playbook, inventory, *args):
+        rc, out, recap = run_playbook(playbook, inventory, *args)
+        self.outputs.append((label, out))
+        return rc, out, recap
+
+    def prereqs(self, label, cluster, role, check_mode=False, **options):
+        params = cluster.module_params(DATABASE, role=role, migration_user=MIGRATION_USER,
+                                       migration_password=MIGRATION_PASSWORD, fail_on="never",
+                                       write_rate_sample_seconds=0.1, **options)
+        return self.module(label, "pg_logical_prereqs", params, check_mode=check_mode)
+
+    def texts(self):
+        yield from self.outputs
+        yield "source server log", self.source.log_text()
+        yield "target server log", self.target.log_text()
+
+    def assert_clean(self):
+        for label, text in self.texts():
+            assert TOKEN not in text, "the migration password (or an escaped copy) is in: %s" % label
+            for secret in self.secrets:
+                assert secret not in text, "a password is in: %s" % label
+
+    def login(self, cluster, **extra):
+        """The migration user over TLS verify-full with its password."""
+        return psycopg.connect(host="127.0.0.1", port=cluster.port, dbname=DATABASE, user=MIGRATION_USER,
+                               password=MIGRATION_PASSWORD, sslmode="verify-full", sslrootcert=ca_cert(), **extra)
+
+
+@pytest.fixture(scope="module")
+def ctx(request):
+    source = LoggingCluster(pg16_bin_dir(), "secrets-source")
+    target = LoggingCluster(wheel_bin_dir(), "secrets-target")
+    for cluster in (source, target):
+        cluster.start()
+        request.addfinalizer(cluster.stop)
+        with cluster.connect(operator=True) as conn:
+            conn.execute('CREATE DATABASE "%s" OWNER app_owner' % DATABASE)
+    source.execute(DATABASE, ["CREATE SCHEMA app", "CREATE TABLE app.items (id int PRIMARY KEY, label text)",
+                              "CREATE TABLE app.nokey (a int)", "INSERT INTO app.items VALUES (1, 'one')"])
+    return Context(source, target)
+
+
+# --------------------------------------------------------------------------------------------
+# Phases
+# --------------------------------------------------------------------------------------------
+
+def phase_logging_works(ctx):
+    """The logs do catch statements and failing statements: a canary in both shows the test can fail."""
+    for cluster in (ctx.source, ctx.target):
+        with cluster.connect(DATABASE) as conn:
+            conn.execute("SELECT 'canary-ok'")
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                conn.execute("SELECT 1 / 0 AS \"canary-error\"")
+        text = cluster.log_text()
+        assert "canary-ok" in text and "canary-error" in text
+
+
+def phase_assess(ctx):
+    for cluster, role in ((ctx.source, "source"), (ctx.target, "target")):
+        result = ctx.prereqs("assess %s" % role, cluster, role)
+        assert not result.get("failed"), result.get("msg")
+        assert "migration_user_missing" in [f["id"] for f in result["findings"] if f["severity"] == "blocker"]
+
+
+def phase_prepare_check_mode(ctx):
+    for cluster, role in ((ctx.source, "source"), (ctx.target, "target")):
+        result = ctx.prereqs("prepare %s --check" % role, cluster, role, state="present", check_mode=True)
+        assert not result.get("failed"), result.get("msg")
+        assert result["queries"][0] == "CREATE ROLE \"%s\" LOGIN REPLICATION PASSWORD '********'" % MIGRATION_USER
+    assert ctx.source.query("postgres", "SELECT 1 FROM pg_roles WHERE rolname = %s", (MIGRATION_USER,)) == []
+
+
+def phase_prepare_fails_after_creating_the_user(ctx):
+    """The source's preparation creates the user, then waits for a table lock it does not get: everything is
+    rolled back, and the failure says so without the password (the statements ran: the log has them)."""
+    with ctx.source.connect(DATABASE, autocommit=False) as locker:
+        locker.execute("INSERT INTO app.nokey VALUES (1)")  # ROW EXCLUSIVE: reads pass, ALTER TABLE waits
+        result = ctx.prereqs("prepare source (lock timeout)", ctx.source, "source", state="present",
+                             replica_identity_full=["app.nokey"], lock_timeout=200)
+        locker.rollback()
+    assert result.get("failed") and "a table was busy" in result["msg"]
+    assert ctx.source.query("postgres", "SELECT 1 FROM pg_roles WHERE rolname = %s", (MIGRATION_USER,)) == []
+    assert 'CREATE ROLE "%s"' % MIGRATION_USER in ctx.source.log_text()
+
+
+def phase_prepare(ctx):
+    for cluster, role in ((ctx.source, "source"), (ctx.target, "target")):
+        extra = dict(replica_identity_full=["app.nokey"]) if role == "source" else {}
+        result = ctx.prereqs("prepare %s" % role, cluster, role, state="present", **extra)
+        assert not result.get("failed"), result.get("msg")
+        assert result["changed"] is True
+        (stored,), = cluster.query("postgres", "SELECT rolpassword FROM pg_authid WHERE rolname = %s",
+                                   (MIGRATION_USER,), operator=True)
+        assert stored.startswith("SCRAM-SHA-256$4096:")
+        for check_id in ("migration_user_missing", "replication_privilege"):
+            assert result["checks"][check_id] == "pass", check_id
+
+
+def phase_the_password_works(ctx):
+    with ctx.login(ctx.source) as conn:
+        assert conn.execute("SELECT label FROM app.items").fetchall() == [("one",)]
+    with ctx.login(ctx.source, replication="database", autocommit=True) as conn:
+        assert conn.execute("IDENTIFY_SYSTEM").fetchone()[3] == DATABASE
+    with ctx.login(ctx.target) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == MIGRATION_USER
+
+
+PHASES = [
+    phase_logging_works,
+    phase_assess,
+    phase_prepare_check_mode,
+    phase_prepare_fails_after_creating_the_user,
+    phase_prepare,
+    phase_the_password_works,
+]
+
+
+@pytest.mark.parametrize("phase", PHASES, ids=[p.__name__[len("phase_"):] for p in PHASES])
+def test_no_password_in_any_output_or_server_log(ctx, phase):
+    phase(ctx)
+    ctx.assert_clean()
