@@ -16,12 +16,17 @@ add it to ``PHASES``.
 from __future__ import annotations
 
 import os
+import sys
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from modrunner import run_module, run_playbook
+from modrunner import COLLECTIONS, run_module, run_playbook
 from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, Cluster, ca_cert, pg16_bin_dir, wheel_bin_dir
+
+sys.path.insert(0, COLLECTIONS)
+from ansible_collections.pgshift.aurora.plugins.module_utils import scram  # noqa: E402
 
 TOKEN = "Zq9xK7tok"
 MIGRATION_PASSWORD = "mig \\ ' \" $ %% %s %% end" % TOKEN
@@ -188,3 +193,40 @@ PHASES = [
 def test_no_password_in_any_output_or_server_log(ctx, phase):
     phase(ctx)
     ctx.assert_clean()
+
+
+# --------------------------------------------------------------------------------------------
+# SCRAM verifiers computed on the controller are what PostgreSQL accepts
+# --------------------------------------------------------------------------------------------
+
+SCRAM_CASES = [
+    # (password the verifier is made of, password typed at login)
+    ("it \\ ' \" $ % secret", "it \\ ' \" $ % secret"),
+    ("bell\x07 and tab\t", "bell\x07 and tab\t"),             # ASCII: used unchanged, control characters too
+    ("caf\u00e9 Zöll", "cafe\u0301 Zo\u0308ll"),               # NFKC: composed and decomposed log in alike
+    ("I\u00adX\u00a0y", "IX y"),                               # soft hyphen removed, no-break space a space
+    ("\ufb01le\u2168", "fileIX"),                              # compatibility characters (NFKC)
+    ("\u0627\u0031", "\u0627\u0031"),                          # fails SASLprep (bidi): the raw bytes are used
+    ("é\ue000", "é\ue000"),                                    # private use: prohibited, raw bytes
+]
+
+
+@pytest.mark.parametrize("made_of, typed", SCRAM_CASES, ids=range(len(SCRAM_CASES)))
+def test_scram_verifier_set_by_alter_role_logs_in_over_tls(source_cluster, target_cluster, new_role, made_of, typed):
+    for cluster in (source_cluster, target_cluster):
+        name = new_role("Scram ")
+        verifier = scram.scram_sha256_verifier(made_of)
+        cluster.execute("postgres", sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(name), sql.Literal(verifier)), operator=True)
+        try:
+            (stored,), = cluster.query("postgres", "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (name,),
+                                       operator=True)
+            assert stored == verifier  # stored as it is: the server never saw the password
+            kwargs = dict(host="127.0.0.1", port=cluster.port, dbname="postgres", user=name,
+                          sslmode="verify-full", sslrootcert=ca_cert())
+            with psycopg.connect(password=typed, **kwargs) as conn:
+                assert conn.execute("SELECT current_user").fetchone()[0] == name
+            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+                psycopg.connect(password=typed + "x", **kwargs).close()
+        finally:
+            cluster.execute("postgres", sql.SQL("DROP ROLE {}").format(sql.Identifier(name)), operator=True)
