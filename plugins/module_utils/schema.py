@@ -1151,6 +1151,13 @@ def plan_privileges(needs, login, roles, created, database, schemas, version):
     return dict(grants=grants, database_owner=database_owner, problems=problems)
 
 
+RESTORE_PRIVILEGE_HINT = (
+    "The target login lacked a privilege during the restore. As a login that is not a superuser it must be able to "
+    "SET ROLE to (and have the privileges of) every role the schema's objects belong to, and each of those roles "
+    "needs CREATE on the schemas its objects go to (CREATE on the database for a schema it owns). The database was "
+    "created or kept, nothing of the schema was restored: grant what is missing on the target and run again.")
+
+
 def privilege_message(problems, login, conn=None):
     """The error for plan_privileges() problems: what is missing and the SQL to run, nothing changed."""
     lines = ["the target login %s lacks privileges the schema copy needs; nothing was changed. Run this SQL on the "

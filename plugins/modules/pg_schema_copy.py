@@ -927,8 +927,13 @@ class SchemaCopy:
                 with open(list_file, "w") as f:
                     f.write(schema.restore_list(selected))
                 with self.timed("pg_restore"):
-                    self.run_tool(restore_argv, self.target, "pg_restore of the pre-data schema into the target "
-                                  "(rolled back as a whole: --single-transaction)")
+                    try:
+                        self.run_tool(restore_argv, self.target, "pg_restore of the pre-data schema into the target "
+                                      "(rolled back as a whole: --single-transaction)")
+                    except CopyError as exc:
+                        if "permission denied" in str(exc) or "must be" in str(exc):
+                            raise CopyError("%s\n%s" % (exc, schema.RESTORE_PRIVILEGE_HINT))
+                        raise
                 with self.timed("verify"):
                     if tgt is None:
                         tgt = self.connect(self.target)

@@ -989,3 +989,28 @@ def test_a_source_login_that_cannot_read_a_table_is_told_before_pg_dump_fails(tm
     assert 'GRANT %s TO "%s" WITH INHERIT TRUE;' % (ident(stranger), MASTER_USER) in result["msg"]
     assert result["commands"] == []  # pg_dump never ran
     assert not target.query("postgres", "SELECT 1 FROM pg_database WHERE datname = %s", (db,))
+
+
+def test_playbook_gives_a_database_the_master_made_to_the_sources_owner(env):
+    """Aurora's DatabaseName: the target database exists, owned by the master user. The report says it was given
+    to the source database's owner (as on the source, whose public schema belongs to pg_database_owner)."""
+    with env.target.master_connect() as conn:
+        conn.execute("CREATE DATABASE %s" % env.db)
+    inv = inventory(env)
+    rc, out, recap = playbook(env, inv, "--check")
+    assert rc == 0, out
+    assert "target database %s: exists; would be given to %s, the owner of the source database (was %s)" % (
+        env.db, env.owner, MASTER_USER) in out
+    assert env.target.query("postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                            (env.db,)) == [(MASTER_USER,)]
+    rc, out, recap = playbook(env, inv)
+    assert rc == 0 and recap["changed"] == 1, out
+    assert "target database %s: exists; given to %s, the owner of the source database (was %s)" % (
+        env.db, env.owner, MASTER_USER) in out
+    md = (env.reports / "schema.md").read_text()
+    assert "| owner | `%s` (given by this run; was `%s`) |" % (env.owner, MASTER_USER) in md
+    assert env.target.query("postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                            (env.db,)) == [(env.owner,)]
+    # The owner role could create its objects in public, as on the source.
+    assert env.target.query(env.db, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+                                    "AND relkind = 'r' AND pg_get_userbyid(relowner) = %s", (env.owner,))[0][0] > 10

@@ -1299,3 +1299,28 @@ def test_a_source_login_that_cannot_lock_tables_is_told_whose_member_to_become()
     assert '4 table(s) of "Ops ""Team"" é" ("Shipping Ops"."order", "eu.west ""archive"""."Zöll_Tarife", ' \
            'public.t, ...)' in message
     assert 'GRANT "Ops ""Team"" é" TO "dbadmin" WITH INHERIT TRUE;' in message
+
+
+def test_extensions_and_what_describes_them_ask_nothing_of_their_source_owner():
+    """CREATE EXTENSION makes the target login the extension's owner (its comment is then the login's to set):
+    the source's owner of btree_gist (the operator) is no role the master must act as."""
+    es = entries()
+    ext = [e for e in es if e["dump_id"] in (2, 3936)]
+    assert [e["owner"] for e in ext] == ["postgres", "postgres"]
+    assert schema.owner_requirements(ext) == dict(roles=set(), creates=set())
+    needs = schema.owner_requirements([e for e in es if e["cls"] == "pre"])
+    assert needs["roles"] == {"app_owner"}
+    assert needs["creates"] == {("app_owner", None), ("app_owner", "public"), ("app_owner", "billing")}
+
+
+def test_the_post_stage_needs_the_owners_of_the_tables_it_builds_on():
+    es = entries()
+    held = [e for e in es if e["cls"] == "held"]
+    # parcels_stats belongs to the operator, its table to app_owner: CREATE STATISTICS needs the table's owner.
+    stats = next(e for e in held if e["desc"] == "STATISTICS")
+    assert stats["owner"] == "postgres"
+    stats["info"] = dict(stats["info"], table_owner="app_owner")
+    # bookings_r_excl: an exclusion constraint on a table of the operator's.
+    assert schema.post_requirements(held) == dict(roles={"app_owner", "postgres"}, creates=set())
+    assert schema.post_requirements([stats]) == dict(roles={"app_owner"}, creates=set())
+    assert schema.post_requirements([dict(desc="EVENT TRIGGER", owner="postgres", info={})])["roles"] == set()
