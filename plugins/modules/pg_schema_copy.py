@@ -40,6 +40,14 @@ description:
     runs) and the SQL (RV(queries)) and commands (RV(commands)) a real run would run are returned.
   - Passwords reach C(pg_dump) and C(pg_restore) through a temporary pgpass file readable by the
     module's user only, never on a command line; no output holds a password.
+  - Names are catalog identities throughout - schemas, tables, columns, roles with mixed case, spaces, dots,
+    double quotes or non-ASCII characters are filtered and matched by their names as the catalog holds them,
+    never by a quoted form, and every statement is built with quoted identifiers.
+  - Runs as the RDS/Aurora master user, which is not a superuser. Before changing anything it makes sure the
+    target login can act as every role the objects belong to (it grants itself the roles it creates or holds
+    ADMIN OPTION on), gives a target database that the login owns to the source database's owner, and checks
+    that the owner roles may create where their objects go; what it cannot grant itself stops the run with
+    the SQL to run. A source table that the source login cannot read stops the run before C(pg_dump).
 author:
   - pgshift.aurora developers (@pgshift)
 extends_documentation_fragment:
@@ -67,8 +75,9 @@ options:
     type: str
   target_login_user:
     description:
-      - User to connect to the target as. It needs C(CREATEDB) and C(CREATEROLE) (C(rds_superuser) on Aurora)
-        to create the database and the roles.
+      - User to connect to the target as. It needs C(CREATEDB) and C(CREATEROLE) (the master user on Aurora)
+        to create the database and the roles, and to be able to act as the roles the objects belong to (see
+        the description).
     type: str
     default: postgres
   target_login_password:
@@ -223,7 +232,8 @@ stage:
 database:
   description:
     - The target database - its name, whether it existed, whether this run created it, and the properties
-      it was created with (those of the source).
+      it was created with (those of the source). C(owner_was) - the owner of an existing database that this
+      run gave to the source database's owner.
   returned: always
   type: dict
   sample: {"name": "app", "existed": false, "created": true, "owner": "app_owner", "encoding": "UTF8",
