@@ -1,5 +1,6 @@
-"""aurora_cutover on two real clusters (PG15 source -> PG18 target) behind a real PgBouncer, with a
-writer going through PgBouncer the whole time.
+"""aurora_cutover on two real clusters (PG16 source -> PG18 target, shaped like RDS and Aurora: the module
+runs as the master user over TLS verify-full) behind a real PgBouncer, with a writer going through
+PgBouncer the whole time.
 
 Each test makes its own databases, application role, PgBouncer and migration name; the forward
 stream is a plain publication + subscription named as the native engine names them. Every test
@@ -20,15 +21,17 @@ import time
 
 import psycopg
 import pytest
+from psycopg import sql
 
+from ansible_collections.pgshift.aurora.plugins.module_utils import native
 from modrunner import run_module
-from pgcluster import ADMIN_PASSWORD, _as_postgres, free_port, wait_for
+from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, _as_postgres, ca_cert, free_port, wait_for
 
 MODULE = "aurora_cutover"
 APP_PASSWORD = "it-app-secret-42"
 PGB_ADMIN = "pgb_admin"
 PGB_PASSWORD = "it-pgbouncer-secret-7"
-SECRETS = (ADMIN_PASSWORD, APP_PASSWORD, PGB_PASSWORD)
+SECRETS = (ADMIN_PASSWORD, MASTER_PASSWORD, APP_PASSWORD, PGB_PASSWORD)
 
 SCHEMA = [
     "CREATE TABLE public.accounts (id bigserial PRIMARY KEY, balance bigint NOT NULL DEFAULT 0)",
@@ -61,7 +64,10 @@ class PgBouncer:
                     "pidfile = %s/pgbouncer.pid\nlogfile = %s/pgbouncer.log\nauth_type = scram-sha-256\n"
                     "auth_file = %s/userlist.txt\nadmin_users = %s\npool_mode = transaction\n"
                     "default_pool_size = 5\nmax_client_conn = 50\nignore_startup_parameters = extra_float_digits\n"
-                    "%%include %s\n" % (self.port, self.root, self.root, self.root, PGB_ADMIN, self.databases))
+                    # the servers take TLS only (hostssl), verified against the test CA, as the lab's PgBouncer does
+                    "server_tls_sslmode = verify-full\nserver_tls_ca_file = %s\n"
+                    "%%include %s\n" % (self.port, self.root, self.root, self.root, PGB_ADMIN, ca_cert(),
+                                        self.databases))
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
             for path in [self.root] + [os.path.join(self.root, n) for n in os.listdir(self.root)]:
@@ -139,10 +145,10 @@ def pair(source_cluster, target_cluster, new_db, new_role):
     # The target's database must have the same name as the source's for PgBouncer's single entry.
     with target_cluster.connect() as conn:
         conn.execute("DROP DATABASE %s" % tdb)
-        conn.execute("CREATE DATABASE %s" % sdb)
+        conn.execute("CREATE DATABASE %s OWNER app_owner" % sdb)
     app = "app_%s" % migration
     for cluster in (source_cluster, target_cluster):
-        with cluster.connect() as conn:
+        with cluster.master_connect() as conn:  # application roles are the master user's, as on RDS
             conn.execute("DROP ROLE IF EXISTS %s" % app)
             conn.execute("CREATE ROLE %s LOGIN PASSWORD '%s'" % (app, APP_PASSWORD))
         with cluster.connect(sdb) as conn:
@@ -155,10 +161,11 @@ def pair(source_cluster, target_cluster, new_db, new_role):
     stream = "pgshift_%s_s1" % migration
     with source_cluster.connect(sdb) as conn:
         conn.execute("CREATE PUBLICATION %s FOR TABLE public.accounts, public.ledger, public.audit" % stream)
-    with target_cluster.connect(sdb) as conn:
-        conn.execute("CREATE SUBSCRIPTION %s CONNECTION 'host=127.0.0.1 port=%d dbname=%s user=postgres "
-                     "password=%s' PUBLICATION %s WITH (copy_data = true)" % (
-                         stream, source_cluster.port, sdb, ADMIN_PASSWORD, stream))
+    conninfo = native.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
+                                            "verify-full", ca_cert())
+    with target_cluster.master_connect(sdb) as conn:
+        conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
+            sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))
     unsynced = "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'"
     assert wait_for(lambda: target_cluster.query(sdb, unsynced)[0][0] == 0, 60)
     bouncer = PgBouncer(sdb, source_cluster.port, app).start()
@@ -171,7 +178,7 @@ def pair(source_cluster, target_cluster, new_db, new_role):
             w.stop()
         bouncer.stop()
         for cluster in (source_cluster, target_cluster):
-            with cluster.connect(sdb) as conn:
+            with cluster.connect(sdb, operator=True) as conn:
                 for (sub,) in conn.execute("SELECT subname FROM pg_subscription WHERE subname LIKE %s",
                                            ("pgshift_%s_%%" % migration,)).fetchall():
                     conn.execute("ALTER SUBSCRIPTION %s DISABLE" % sub)
@@ -184,7 +191,7 @@ def pair(source_cluster, target_cluster, new_db, new_role):
                     wait_for(lambda: not conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
                                                       (slot,)).fetchone()[0], 10)
                     conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-        with source_cluster.connect(sdb) as conn:
+        with source_cluster.connect(sdb, operator=True) as conn:
             conn.execute("DROP OWNED BY %s" % app)
         with target_cluster.connect() as conn:
             conn.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % sdb)
@@ -196,8 +203,9 @@ def pair(source_cluster, target_cluster, new_db, new_role):
 def params(env, **extra):
     src, tgt = env["source"], env["target"]
     p = src.module_params(env["db"])
-    p.update(target_login_host="127.0.0.1", target_login_port=tgt.port, target_login_db=env["db"],
-             target_login_user="postgres", target_login_password=ADMIN_PASSWORD, target_ssl_mode="disable",
+    p.update(("target_" + k, v) for k, v in tgt.module_params(env["db"]).items())
+    p.update(source_ssl_mode_for_target="verify-full", source_ssl_root_cert_for_target=ca_cert(),
+             target_ssl_mode_for_source="verify-full", target_ssl_root_cert_for_source=ca_cert(),
              migration=env["migration"], app_roles=[env["app"]], freeze_timeout=15, barrier_timeout=15,
              max_transaction_seconds=30, preflight_wait=5,
              pgbouncer=dict(host="127.0.0.1", port=env["bouncer"].port, admin_user=PGB_ADMIN,
@@ -334,7 +342,7 @@ def test_a_broken_cutover_leaves_the_source_serving_and_a_second_one_succeeds(pa
                                                 % (tgt.port, db)))
         os.environ["PGPASSWORD"] = ADMIN_PASSWORD
     elif fault == "barrier_timeout":
-        tgt.execute(db, "ALTER SUBSCRIPTION pgshift_%s_s1 DISABLE" % env["migration"])
+        tgt.execute(db, "ALTER SUBSCRIPTION pgshift_%s_s1 DISABLE" % env["migration"], operator=True)
         extra = dict(barrier_timeout=1, max_lag_seconds=3600, max_lag_bytes=1 << 40)
     try:
         if fault == "barrier_timeout":
@@ -343,7 +351,7 @@ def test_a_broken_cutover_leaves_the_source_serving_and_a_second_one_succeeds(pa
             assert result["failed"] and result["failed_step"] == "preflight"
             assert "disabled" in result["msg"]
             # a stream that is enabled but cannot keep up: hold its apply on a lock
-            tgt.execute(db, "ALTER SUBSCRIPTION pgshift_%s_s1 ENABLE" % env["migration"])
+            tgt.execute(db, "ALTER SUBSCRIPTION pgshift_%s_s1 ENABLE" % env["migration"], operator=True)
             locker = tgt.connect(db, autocommit=False)
             locker.execute("LOCK TABLE public.ledger IN ACCESS EXCLUSIVE MODE")
             try:
@@ -462,8 +470,8 @@ def test_dms_engine_barrier_is_the_marker_row(pair):
            "detail text, at timestamptz NOT NULL DEFAULT clock_timestamp())")
     src.execute(db, ddl)
     tgt.execute(db, ddl)
-    src.execute(db, "ALTER PUBLICATION %s ADD TABLE pgshift.cutover_log" % stream)
-    tgt.execute(db, "ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = false)" % stream)
+    src.execute(db, "ALTER PUBLICATION %s ADD TABLE pgshift.cutover_log" % stream, operator=True)
+    tgt.execute(db, "ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = false)" % stream, operator=True)
     writer = start_writer(env, 4)
     tasks = [dict(task=dict(replication_task_identifier="pgshift-x-s1", status="stopped"),
                   cdc_latency=dict(source_seconds=0.0, target_seconds=1.0))]
@@ -518,8 +526,9 @@ def test_a_switch_that_does_not_take_effect_is_undone(pair, tmp_path):
 
 def test_check_mode_and_a_role_without_password_on_the_target(pair):
     """Check mode runs the preflight only. A role created without a password on the target (as a schema
-    copy creates it) gets the source's verifier in the preflight, so it logs in after the switch; with
-    copy_role_passwords false the preflight says no-go instead."""
+    copy creates it) gets a verifier in the preflight, so it logs in after the switch. As on RDS and Aurora
+    the master user cannot read pg_authid: without app_role_secrets (or a SCRAM auth_file) the preflight
+    can only warn; with them, the verifier is made on the controller and set (the password never shown)."""
     env = pair
     src, tgt, db = env["source"], env["target"], env["db"]
     tgt.execute("postgres", "ALTER ROLE %s PASSWORD NULL" % env["app"])
@@ -527,14 +536,17 @@ def test_check_mode_and_a_role_without_password_on_the_target(pair):
     assert not result.get("failed"), result.get("msg")
     assert result["status"] == "checked" and result["would_run"][-1] == "postcheck"
     assert env["bouncer"].points_at() == src.port
-    refused = cutover(env, copy_role_passwords=False)
-    assert refused["failed"] and refused["failed_step"] == "preflight" and "no password on the target" in refused["msg"]
+    (preflight,) = [e for e in result["preflight"]["timeline"] if e["step"] == "preflight"]
+    assert preflight["detail"]["role_passwords"] == "not checked for %s" % env["app"]
     writer = start_writer(env, 6)
-    result = cutover(env)
+    result = cutover(env, app_role_secrets={env["app"]: APP_PASSWORD})
     assert not result.get("failed"), result.get("msg")
     assert "ALTER ROLE %s PASSWORD '********'" % env["app"] in result["queries"]
-    same = "SELECT rolpassword FROM pg_authid WHERE rolname = %s"
-    assert src.query("postgres", same, (env["app"],)) == tgt.query("postgres", same, (env["app"],))
+    assert APP_PASSWORD not in json.dumps(result)
+    # the role logs in on the target with its password (TLS, as every role but the operator)
+    with psycopg.connect(host="127.0.0.1", port=tgt.port, dbname=db, user=env["app"], password=APP_PASSWORD,
+                         sslmode="verify-full", sslrootcert=ca_cert()) as c:
+        assert c.execute("SELECT current_user").fetchone()[0] == env["app"]
     before = writer.seq
     assert wait_for(lambda: writer.seq > before + 10, 20)
     stop_writers(env)
