@@ -560,8 +560,6 @@ def test_check_mode_and_a_role_without_password_on_the_target(pair):
 # --------------------------------------------------------------------------------------------
 
 def test_finishing_and_verify_statements_take_hard_names_as_separate_parts(source_cluster, target_cluster, new_db):
-    from psycopg import sql
-
     from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
 
     ops, archive = "Shipping Ops", 'eu.west "archive"'
