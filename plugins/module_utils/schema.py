@@ -539,7 +539,8 @@ WITH objs AS (
   SELECT 'pg_class'::regclass, c.oid, n.nspname,
          CASE WHEN c.relkind IN ('i', 'I') THEN
                    CASE c.relkind WHEN 'i' THEN 'index on ' ELSE 'partitioned index on ' END
-                   || (SELECT x.indrelid::regclass::text FROM pg_index x WHERE x.indexrelid = c.oid)
+                   || (SELECT {qtn} || '.' || {qt} FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid
+                         JOIN pg_namespace tn ON tn.oid = t.relnamespace WHERE x.indexrelid = c.oid)
               WHEN c.relkind = 'S' THEN 'sequence ' || coalesce((
                 SELECT format_type(s.seqtypid, NULL) || ' increment ' || s.seqincrement || ' min ' || s.seqmin
                        || ' max ' || s.seqmax || CASE WHEN s.seqcycle THEN ' cycle' ELSE '' END
@@ -640,7 +641,8 @@ SELECT o.classid::oid::bigint AS classid, o.objid::bigint AS objid, o.schema, o.
  WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = o.classid AND d.objid = o.objid AND d.deptype = 'e')
    AND (o.rel IS NULL OR NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                                      AND d.objid = o.rel AND d.deptype = 'e'))
-""".format(n=USER_SCHEMA.format(n="n"), ref=ref_sql("o.classid", "o.objid"), qa=display_ident_sql("a.attname"))
+""".format(n=USER_SCHEMA.format(n="n"), ref=ref_sql("o.classid", "o.objid"), qa=display_ident_sql("a.attname"),
+           qtn=display_ident_sql("tn.nspname"), qt=display_ident_sql("t.relname"))
 
 # Catalog facts about the source objects named in the archive's table of contents.
 SOURCE_OBJECTS_SQL = """

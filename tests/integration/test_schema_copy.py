@@ -1014,3 +1014,28 @@ def test_playbook_gives_a_database_the_master_made_to_the_sources_owner(env):
     # The owner role could create its objects in public, as on the source.
     assert env.target.query(env.db, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace "
                                     "AND relkind = 'r' AND pg_get_userbyid(relowner) = %s", (env.owner,))[0][0] > 10
+
+
+def test_names_that_became_keywords_between_the_versions_are_the_same_objects(tmp_path, clusters, new_db):
+    """json_table and merge_action are keywords from PostgreSQL 17 on: quote_ident() leaves them bare on the 16
+    source and quotes them on the 18 target. Objects are the same by their names, so second runs change nothing
+    (keyed by formatted identities, the second pre would restore the table again and fail)."""
+    source, target = clusters
+    if not (source.major < 17 <= target.major):
+        pytest.skip("needs a source before PostgreSQL 17 and a target from 17 on")
+    db = new_db(source)
+    source.execute(db, ["CREATE TABLE public.json_table (id int PRIMARY KEY, merge_action text NOT NULL)",
+                        "CREATE INDEX json_table_merge_action ON public.json_table (merge_action)",
+                        "CREATE SEQUENCE public.merge_action START 7"])
+    try:
+        ok(hard_run(clusters, db, "pre"))
+        again = ok(hard_run(clusters, db, "pre"))
+        assert again["changed"] is False and again["created"] == [] and again["conflicts"] == []
+        post = ok(hard_run(clusters, db, "post"))
+        assert [c["object"] for c in post["created"]] == ["public.json_table_merge_action"]
+        assert ok(hard_run(clusters, db, "post"))["changed"] is False
+        assert target.query(db, "SELECT quote_ident('json_table'), count(*) FROM pg_class "
+                                "WHERE relname IN ('json_table', 'merge_action', 'json_table_merge_action')") == [
+            ('"json_table"', 3)]
+    finally:
+        drop_databases(db, target)
