@@ -391,6 +391,18 @@ def aws_parameter_commands(role, aws, parameters, version_num):
                "'DBInstances[0].DBParameterGroups[0].DBParameterGroupName'%s" % (instance, region)
         reboot = "aws rds reboot-db-instance --db-instance-identifier %s%s" % (instance, region)
     text = "in the %s parameter group: %s, then reboot: %s" % ("DB cluster" if cluster else "DB", modify, reboot)
+    if aws.get("parameter_group", "").startswith("default."):
+        family = "aurora-postgresql%d" % major(version_num) if cluster else "postgres%d" % major(version_num)
+        kind = "cluster-" if cluster else ""
+        attach = ("aws rds modify-db-cluster --db-cluster-identifier %s --db-cluster-parameter-group-name <custom-group>"
+                  "%s --apply-immediately" % (shlex.quote(aws["cluster_id"]), region) if cluster else
+                  "aws rds modify-db-instance --db-instance-identifier %s --db-parameter-group-name <custom-group>%s "
+                  "--apply-immediately" % (instance, region))
+        return ("%s is a default parameter group, which cannot be changed: create a custom one (aws rds create-db-%s"
+                "parameter-group --db-%sparameter-group-name <custom-group> --db-parameter-group-family %s "
+                "--description pgshift%s), attach it (%s), then %s" % (
+                    aws["parameter_group"], kind, kind, family, region, attach,
+                    text.replace(shlex.quote(aws["parameter_group"]), "<custom-group>", 1)))
     if not aws.get("parameter_group"):
         family = "aurora-postgresql%d" % major(version_num) if cluster else "postgres%d" % major(version_num)
         text += " (the group is the one attached: %s; a default.* group cannot be changed: create a custom one " \

@@ -402,6 +402,7 @@ class Prereqs:
         self.user = self.p["migration_user"] or self.p["login_user"]
         self._rds = None
         self._rds_current = {}
+        self._rds_group = None  # the instance's parameter group, once read through the API
         self.filters = scope.filters_from(self.p)
 
     def gather(self, conn, earlier=None):
@@ -429,7 +430,8 @@ class Prereqs:
                     rds=bool(self.p["rds_instance_id"]) or facts["server"]["is_rds"],
                     source=self.p["source_facts"], tables=tables,
                     replica_identity_full=self.p["replica_identity_full"], system_settings=self.p["system_settings"],
-                    aws=dict(instance_id=self.p["rds_instance_id"], parameter_group=self.p["rds_parameter_group"],
+                    aws=dict(instance_id=self.p["rds_instance_id"],
+                             parameter_group=self.p["rds_parameter_group"] or self._rds_group,
                              cluster_id=self.p["aurora_cluster_id"], region=self.p["aws_region"]))
 
     def run(self):
@@ -515,9 +517,13 @@ class Prereqs:
                     changed=False, queries=self.queries)
         for a in setting_actions:
             conn.execute(a["sql"])  # ALTER SYSTEM cannot run inside a transaction block
-        if setting_actions:
+        if setting_actions and facts["admin"].get("can_reload", True):
             conn.execute("SELECT pg_reload_conf()")
             self.queries.append("SELECT pg_reload_conf()")
+        elif setting_actions:
+            self.module.warn("the admin user %s may not run pg_reload_conf(): the settings changed take effect at "
+                             "the next restart (or SELECT pg_reload_conf() as a superuser for those that need no "
+                             "restart)" % facts["admin"]["name"])
         if rds_changes:
             reboot_pending = self.apply_rds(group, rds_changes) or reboot_pending
         return changed, reboot_pending
@@ -554,6 +560,7 @@ class Prereqs:
         inst = self.aws("reading RDS instance %s" % instance_id, "describe_db_instances",
                         dict(DBInstanceIdentifier=instance_id), lambda: rds_api.describe_instance(rds, instance_id))
         group = inst["parameter_group"]
+        self._rds_group = group
         desired = rds_api.desired_parameters(prereqs.desired_settings(facts, self.opts(facts, tables)))
         if not desired:
             return [], group, inst["apply_status"] == "pending-reboot"

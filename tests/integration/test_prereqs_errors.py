@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 
+from pgcluster import APP_OWNER, MASTER_USER
+
 
 @pytest.mark.parametrize("verbosity", [0, 4])
 def test_wrong_password_is_clear_and_never_shown(prereqs, source_cluster, source_db, verbosity):
@@ -13,7 +15,7 @@ def test_wrong_password_is_clear_and_never_shown(prereqs, source_cluster, source
     params = source_cluster.module_params(source_db, role="source", login_password=wrong)
     result = prereqs.run_params(params, verbosity=verbosity, secrets=(wrong,))
     assert result["failed"]
-    assert "authentication failed for user 'postgres' on 127.0.0.1:%d/%s" % (source_cluster.port, source_db) \
+    assert "authentication failed for user '%s' on 127.0.0.1:%d/%s" % (MASTER_USER, source_cluster.port, source_db) \
         in result["msg"]
     assert "password" in result["msg"]
     assert result["invocation"]["module_args"]["login_password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
@@ -22,7 +24,7 @@ def test_wrong_password_is_clear_and_never_shown(prereqs, source_cluster, source
 def test_wrong_password_of_another_user_names_that_user(prereqs, source_cluster, source_db, new_role):
     user = new_role("login")
     right, wrong = "Right-%s" % uuid.uuid4().hex, "Wrong-%s" % uuid.uuid4().hex
-    source_cluster.execute(source_db, "CREATE ROLE %s LOGIN PASSWORD '%s'" % (user, right))
+    source_cluster.execute(source_db, "CREATE ROLE %s LOGIN PASSWORD '%s'" % (user, right), operator=True)
     params = source_cluster.module_params(source_db, role="source", login_user=user, login_password=wrong)
     result = prereqs.run_params(params, verbosity=4, secrets=(wrong, right))
     assert result["failed"] and "authentication failed for user '%s'" % user in result["msg"]
@@ -44,12 +46,13 @@ def test_missing_database_is_named(prereqs, source_cluster):
 
 @pytest.mark.parametrize("side", ["source", "target"])
 def test_unprivileged_login_still_gets_an_assessment(request, prereqs, new_db, new_role, side):
-    """A plain login user cannot read pg_file_settings nor the tables' data: the module still assesses."""
+    """A plain login user cannot read pg_file_settings nor the tables' data: the module still assesses, and
+    says what that login lacks to be the admin (act as the owner, CREATE on the database, subscriptions)."""
     cluster = request.getfixturevalue("%s_cluster" % side)
     db = new_db(cluster)
     user, password = new_role("reader"), "Reader-%s" % uuid.uuid4().hex
-    cluster.execute(db, ["CREATE ROLE %s LOGIN PASSWORD '%s'" % (user, password),
-                         "CREATE TABLE public.docs (id int PRIMARY KEY, body text)",
+    cluster.execute(db, "CREATE ROLE %s LOGIN PASSWORD '%s'" % (user, password), operator=True)
+    cluster.execute(db, ["CREATE TABLE public.docs (id int PRIMARY KEY, body text)",
                          "INSERT INTO public.docs VALUES (1, repeat('x', 5000))"])
     params = cluster.module_params(db, role=side, login_user=user, login_password=password, fail_on="never",
                                    write_rate_sample_seconds=0.1)
@@ -57,15 +60,19 @@ def test_unprivileged_login_still_gets_an_assessment(request, prereqs, new_db, n
     prereqs.ok(result)
     assert result["server"]["version_num"] >= 150000
     assert result["settings"]["wal_level"]["setting"] == "logical"
-    for check_id in ("replication_privilege", "create_privilege"):
+    # The reader is both the login (the admin) and the migration user here.
+    for check_id, severity in (("replication_privilege", "blocker"), ("create_privilege", "blocker"),
+                               ("admin_replication", "blocker" if side == "source" else "warning")):
         f = prereqs.one(result, check_id)
-        assert (f["severity"], f["object"]) == ("blocker", user)
+        assert (f["severity"], f["object"]) == (severity, user), check_id
+    owners = prereqs.one(result, "owner_roles") if side == "source" else None
     if side == "source":
         f = prereqs.one(result, "select_privilege")
         assert (f["severity"], f["object"]) == ("blocker", "public.docs")
         assert result["lob"]["columns"] == [dict(table="public.docs", column="body", type="text", max_bytes=None,
                                                  how=["no privilege"])]
-        assert prereqs.one(result, "publication_ownership")["object"] == "postgres"
+        assert owners["object"] == APP_OWNER and owners["severity"] == "blocker"
+        assert owners["remediation"].startswith('GRANT "%s" TO "%s" WITH INHERIT TRUE, SET TRUE (as ' % (APP_OWNER, user))
     else:
         assert prereqs.one(result, "subscription_privilege")["severity"] == "blocker"
         assert prereqs.one(result, "target_not_empty")["object"] == "1 table(s)"
@@ -74,10 +81,11 @@ def test_unprivileged_login_still_gets_an_assessment(request, prereqs, new_db, n
 @pytest.mark.parametrize("options, message", [
     pytest.param(dict(planned_streams=-1), "planned_streams must be 0 (automatic) or more (got -1)", id="streams"),
     pytest.param(dict(reserved_slots=-1), "reserved_slots cannot be negative", id="reserved"),
-    pytest.param(dict(replica_identity_full=["a.b.c"]), "replica_identity_full: 'a.b.c' is not a table name",
-                 id="three-parts"),
-    pytest.param(dict(replica_identity_full=['public."unclosed']), "is not a table name", id="open-quote"),
-    pytest.param(dict(replica_identity_full=["public."]), "'public.' is not a table name", id="empty-name"),
+    pytest.param(dict(replica_identity_full=["a.b.c"]), "replica_identity_full: table name 'a.b.c' has more than "
+                 "two parts", id="three-parts"),
+    pytest.param(dict(replica_identity_full=['public."unclosed']), "has an unterminated double quote",
+                 id="open-quote"),
+    pytest.param(dict(replica_identity_full=["public."]), "table name 'public.' has an empty part", id="empty-name"),
     pytest.param(dict(role="target", state="present", replica_identity_full=["public.t"]),
                  "replica_identity_full applies to the source only", id="target-identity"),
     pytest.param(dict(rds_instance_id="db1"), "rds_instance_id needs aws_region", id="rds-no-region"),

@@ -10,6 +10,10 @@ import uuid
 
 import psycopg
 import pytest
+from psycopg import sql
+
+from conftest import POOR_SOURCE_SETTINGS, ConfFileCluster
+from pgcluster import MASTER_USER, ca_cert, pg16_bin_dir
 
 SOURCE_SETUP = [
     "CREATE SCHEMA app",
@@ -20,6 +24,23 @@ SOURCE_SETUP = [
     "CREATE TABLE public.events_default PARTITION OF public.events DEFAULT",
 ]
 SOURCE_TABLES = ["app.items", "public.nopk", "public.events", "public.events_2024", "public.events_default"]
+
+
+def sq(table):
+    """A plain schema.table as the statements show it: "schema"."table"."""
+    return '"%s"."%s"' % tuple(table.split("."))
+
+
+def create_user(cluster, name):
+    """A LOGIN role created by the master user, as a DBA creates it on RDS (the master holds ADMIN OPTION on it)."""
+    with cluster.master_connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+    return name
+
+
+def tls_login(cluster, db, user, password):
+    return psycopg.connect(host="127.0.0.1", port=cluster.port, dbname=db, user=user, password=password,
+                           sslmode="verify-full", sslrootcert=ca_cert())
 
 
 def role_state(cluster, db, user):
@@ -46,20 +67,23 @@ def table_state(cluster, db, user, tables):
 
 
 def test_source_fix_check_mode_then_apply_then_idempotent(prereqs, source_cluster, source_db, new_role):
-    user = new_role()
-    source_cluster.execute(source_db, SOURCE_SETUP + ["CREATE ROLE %s LOGIN" % user])
+    user = create_user(source_cluster, new_role())
+    source_cluster.execute(source_db, SOURCE_SETUP)
     opts = dict(role="source", state="present", migration_user=user, fail_on="blocker",
                 replica_identity_full=["public.nopk", "public.events"])
     before_tables = table_state(source_cluster, source_db, user, SOURCE_TABLES)
     assert before_tables == dict([(t, ("d", False)) for t in SOURCE_TABLES] + [("schema app usage", False)])
     assert role_state(source_cluster, source_db, user) == dict(replication=False, create=False, subscription=False)
 
+    # The master's grants: rds_replication (as on RDS) and, this server not being RDS, the REPLICATION
+    # attribute (the master has it and created the user); no CREATE on the database (the master creates
+    # the publications).
     expected = {
-        "ALTER ROLE %s REPLICATION" % user,
-        "GRANT CREATE ON DATABASE %s TO %s" % (source_db, user),
-        "GRANT USAGE ON SCHEMA app TO %s" % user,
-    } | {"GRANT SELECT ON TABLE %s TO %s" % (t, user) for t in SOURCE_TABLES} | {
-        "ALTER TABLE %s REPLICA IDENTITY FULL" % t for t in SOURCE_TABLES if t != "app.items"}
+        'GRANT "rds_replication" TO "%s"' % user,
+        'ALTER ROLE "%s" REPLICATION' % user,
+        'GRANT USAGE ON SCHEMA "app" TO "%s"' % user,
+    } | {'GRANT SELECT ON TABLE %s TO "%s"' % (sq(t), user) for t in SOURCE_TABLES} | {
+        "ALTER TABLE %s REPLICA IDENTITY FULL" % sq(t) for t in SOURCE_TABLES if t != "app.items"}
 
     # Check mode: the SQL, and nothing changed; the blockers it would fix do not fail it.
     result = prereqs(source_cluster, source_db, check_mode=True, **opts)
@@ -75,7 +99,7 @@ def test_source_fix_check_mode_then_apply_then_idempotent(prereqs, source_cluste
     prereqs.ok(result)
     assert result["changed"] is True
     assert set(result["queries"]) == expected
-    assert role_state(source_cluster, source_db, user) == dict(replication=True, create=True, subscription=False)
+    assert role_state(source_cluster, source_db, user) == dict(replication=True, create=False, subscription=False)
     assert table_state(source_cluster, source_db, user, SOURCE_TABLES) == {
         "app.items": ("d", True), "public.nopk": ("f", True), "public.events": ("f", True),
         "public.events_2024": ("f", True), "public.events_default": ("f", True), "schema app usage": True}
@@ -139,15 +163,15 @@ def test_create_missing_user_with_a_password_never_shown(prereqs, source_cluster
 
     result = prereqs.ok(prereqs(source_cluster, source_db, check_mode=True, diff=True, verbosity=4,
                                 secrets=(password,), **opts))
-    masked = "CREATE ROLE %s LOGIN REPLICATION PASSWORD '********'" % user
-    assert result["queries"][0] == masked
+    masked = "CREATE ROLE \"%s\" LOGIN REPLICATION PASSWORD '********'" % user
+    assert result["queries"][:2] == [masked, 'GRANT "rds_replication" TO "%s"' % user]
     assert role_state(source_cluster, source_db, user) is None
 
     result = prereqs.ok(prereqs(source_cluster, source_db, diff=True, verbosity=4, secrets=(password,), **opts))
     assert result["changed"] is True and result["queries"][0] == masked
-    assert "GRANT SELECT ON TABLE public.items TO %s" % user in result["queries"]
-    assert role_state(source_cluster, source_db, user) == dict(replication=True, create=True, subscription=False)
-    with psycopg.connect(**source_cluster.conninfo(source_db, user=user, password=password)) as conn:
+    assert 'GRANT SELECT ON TABLE "public"."items" TO "%s"' % user in result["queries"]
+    assert role_state(source_cluster, source_db, user) == dict(replication=True, create=False, subscription=False)
+    with tls_login(source_cluster, source_db, user, password) as conn:
         assert conn.execute("SELECT count(*) FROM public.items").fetchone() == (0,)
     for check_id in ("migration_user_missing", "replication_privilege", "select_privilege", "create_privilege"):
         prereqs.passes(result, check_id)
@@ -165,10 +189,12 @@ def test_names_that_need_quoting(prereqs, source_cluster, source_db, new_role):
                 replica_identity_full=['public."Order Items"'])
     result = prereqs.ok(prereqs(source_cluster, source_db, secrets=(password,), **opts))
     assert result["changed"] is True
-    assert 'ALTER TABLE public."Order Items" REPLICA IDENTITY FULL' in result["queries"]
-    assert role_state(source_cluster, source_db, user) == dict(replication=True, create=True, subscription=False)
+    assert 'ALTER TABLE "public"."Order Items" REPLICA IDENTITY FULL' in result["queries"]
+    assert "CREATE ROLE \"%s\" LOGIN REPLICATION PASSWORD '********'" % user in result["queries"]
+    assert role_state(source_cluster, source_db, user) == dict(replication=True, create=False, subscription=False)
     (ident, select), = source_cluster.query(source_db, "SELECT relreplident::text, has_table_privilege(%s, oid, "
-                                                       "'SELECT') FROM pg_class WHERE relname = 'Order Items'", (user,))
+                                                       "'SELECT') FROM pg_class WHERE relname = 'Order Items'",
+                                            (user,), operator=True)
     assert (ident, select) == ("f", True)
     prereqs.passes(result, "no_replica_identity")
     result = prereqs.ok(prereqs(source_cluster, source_db, secrets=(password,), **opts))
@@ -195,8 +221,18 @@ ALTER_SYSTEM = ["ALTER SYSTEM SET max_replication_slots = '3'", "ALTER SYSTEM SE
                 "ALTER SYSTEM SET wal_level = 'logical'"]
 
 
-def test_system_settings_alter_system_then_restart(prereqs, restartable_poor_cluster, new_db):
-    cluster = restartable_poor_cluster
+@pytest.fixture(scope="module")
+def self_managed_poor_cluster(request):
+    """A self-managed PostgreSQL 16 (no rds_superuser: not shaped like RDS), the poor settings in postgresql.conf
+    so ALTER SYSTEM + restart applies; module_params give its superuser."""
+    cluster = ConfFileCluster(pg16_bin_dir(), POOR_SOURCE_SETTINGS, name="selfmanaged", shape="superuser")
+    cluster.start()
+    request.addfinalizer(cluster.stop)
+    return cluster
+
+
+def test_system_settings_alter_system_then_restart(prereqs, self_managed_poor_cluster, new_db):
+    cluster = self_managed_poor_cluster
     db = new_db(cluster)
     cluster.execute(db, ["CREATE TABLE public.items (id int PRIMARY KEY)"])
 
@@ -229,12 +265,49 @@ def test_system_settings_alter_system_then_restart(prereqs, restartable_poor_clu
     prereqs.passes(result, "max_replication_slots")
 
 
-def test_target_fix_grants_create_and_pg_create_subscription(prereqs, target_cluster, target_db, new_role):
-    user = new_role("tmig")
-    target_cluster.execute(target_db, ["CREATE ROLE %s LOGIN" % user])
+def test_system_settings_as_a_non_superuser_need_alter_system_on_each_parameter(prereqs, self_managed_poor_cluster,
+                                                                                new_db, new_role):
+    """A self-managed server whose admin is not a superuser: ALTER SYSTEM needs GRANT ALTER SYSTEM ON PARAMETER.
+    Without it, nothing changes and the message gives the GRANTs; with them, the same run works."""
+    cluster = self_managed_poor_cluster
+    with cluster.connect() as conn:
+        conn.execute("ALTER SYSTEM RESET ALL")
+    cluster.restart()
+    ops, password = new_role("ops"), "Ops-%s" % uuid.uuid4().hex
+    cluster.execute("postgres", "CREATE ROLE %s LOGIN CREATEROLE PASSWORD '%s'" % (ops, password))
+    db = new_db(cluster, "OWNER %s" % ops)
+    params = cluster.module_params(db, login_user=ops, login_password=password, write_rate_sample_seconds=0.1,
+                                   **SYSTEM_SETTINGS)
+    try:
+        result = prereqs.run_params(params, secrets=(password,))
+        assert result["failed"] and result["changed"] is False
+        assert result["msg"] == (
+            "system_settings: the admin user %s may not ALTER SYSTEM SET max_replication_slots, max_wal_senders, "
+            "wal_level: as a superuser, run GRANT ALTER SYSTEM ON PARAMETER \"max_replication_slots\" TO \"%s\"; "
+            "GRANT ALTER SYSTEM ON PARAMETER \"max_wal_senders\" TO \"%s\"; GRANT ALTER SYSTEM ON PARAMETER "
+            "\"wal_level\" TO \"%s\", or set them yourself (postgresql.conf) and restart; nothing was changed"
+            % (ops, ops, ops, ops))
+        assert auto_conf(cluster, db) == {}
+        cluster.execute("postgres", result["msg"].split("run ")[1].split(", or set")[0].split("; "))
+        result = prereqs.ok(prereqs.run_params(params, secrets=(password,)))
+        assert result["queries"] == ALTER_SYSTEM  # no pg_reload_conf(): not granted to it, a restart applies them
+        assert any("may not run pg_reload_conf()" in w for w in prereqs.warnings(result))
+        assert auto_conf(cluster, db) == {"max_replication_slots": "3", "max_wal_senders": "3",
+                                          "wal_level": "logical"}
+    finally:
+        with cluster.connect() as conn:
+            conn.execute("ALTER SYSTEM RESET ALL")
+            for name in ("max_replication_slots", "max_wal_senders", "wal_level"):
+                conn.execute("REVOKE ALTER SYSTEM ON PARAMETER %s FROM %s" % (name, ops))
+        cluster.restart()
+
+
+def test_target_fix_gives_the_migration_user_replication_only(prereqs, target_cluster, target_db, new_role):
+    """The master creates the subscriptions (pg_create_subscription through rds_superuser): the migration user
+    only needs to replicate (the rollback path's subscription on the source logs in to the target as it)."""
+    user = create_user(target_cluster, new_role("tmig"))
     opts = dict(role="target", state="present", migration_user=user, fail_on="blocker")
-    expected = ["ALTER ROLE %s REPLICATION" % user, "GRANT CREATE ON DATABASE %s TO %s" % (target_db, user),
-                "GRANT pg_create_subscription TO %s" % user]
+    expected = ['GRANT "rds_replication" TO "%s"' % user, 'ALTER ROLE "%s" REPLICATION' % user]
 
     result = prereqs.ok(prereqs(target_cluster, target_db, check_mode=True, **opts))
     assert result["changed"] is True and result["queries"] == expected
@@ -242,7 +315,7 @@ def test_target_fix_grants_create_and_pg_create_subscription(prereqs, target_clu
 
     result = prereqs.ok(prereqs(target_cluster, target_db, **opts))
     assert result["changed"] is True and result["queries"] == expected
-    assert role_state(target_cluster, target_db, user) == dict(replication=True, create=True, subscription=True)
+    assert role_state(target_cluster, target_db, user) == dict(replication=True, create=False, subscription=False)
     for check_id in ("replication_privilege", "create_privilege", "subscription_privilege"):
         prereqs.passes(result, check_id)
 
@@ -255,8 +328,8 @@ def test_target_fix_grants_create_and_pg_create_subscription(prereqs, target_clu
     ("app.items", "replica_identity_full names app.items, which is not a migrated table"),  # excluded by the filter
 ])
 def test_unknown_table_fails_before_any_change(prereqs, source_cluster, source_db, new_role, listed, message):
-    user = new_role()
-    source_cluster.execute(source_db, SOURCE_SETUP + ["CREATE ROLE %s LOGIN" % user])
+    user = create_user(source_cluster, new_role())
+    source_cluster.execute(source_db, SOURCE_SETUP)
     result = prereqs(source_cluster, source_db, role="source", state="present", migration_user=user,
                      exclude_schemas=["app"], replica_identity_full=["public.nopk", listed])
     assert result["failed"] and result["changed"] is False
@@ -270,8 +343,8 @@ def test_failure_inside_the_fix_transaction_rolls_every_grant_back(prereqs, sour
     """Another session holds a lock on public.nopk: the grants and the first statements ran inside the
     fix transaction when ALTER TABLE ... REPLICA IDENTITY gives up after lock_timeout, and the single
     transaction undoes them all."""
-    user = new_role()
-    source_cluster.execute(source_db, SOURCE_SETUP + ["CREATE ROLE %s LOGIN" % user])
+    user = create_user(source_cluster, new_role())
+    source_cluster.execute(source_db, SOURCE_SETUP)
     with source_cluster.connect(source_db, autocommit=False) as holder:
         holder.execute("SELECT count(*) FROM public.nopk")  # ACCESS SHARE, held until the end of the block
         result = prereqs(source_cluster, source_db, role="source", state="present", migration_user=user,
@@ -279,9 +352,9 @@ def test_failure_inside_the_fix_transaction_rolls_every_grant_back(prereqs, sour
         holder.rollback()
     assert result["failed"]
     assert "lock_timeout (300 ms)" in result["msg"] and "rolled back" in result["msg"]
-    assert "ALTER TABLE public.nopk REPLICA IDENTITY FULL" in result["msg"]
-    assert result["queries"].index("ALTER TABLE public.events REPLICA IDENTITY FULL") < result["queries"].index(
-        "ALTER TABLE public.nopk REPLICA IDENTITY FULL")
+    assert 'ALTER TABLE "public"."nopk" REPLICA IDENTITY FULL' in result["msg"]
+    assert result["queries"].index('ALTER TABLE "public"."events" REPLICA IDENTITY FULL') < result["queries"].index(
+        'ALTER TABLE "public"."nopk" REPLICA IDENTITY FULL')
     assert role_state(source_cluster, source_db, user) == dict(replication=False, create=False, subscription=False)
     assert table_state(source_cluster, source_db, user, SOURCE_TABLES) == dict(
         [(t, ("d", False)) for t in SOURCE_TABLES] + [("schema app usage", False)])
@@ -297,8 +370,8 @@ def test_failure_inside_the_fix_transaction_rolls_every_grant_back(prereqs, sour
     ("CREATE VIEW public.mv AS SELECT 1 AS x", None),
 ])
 def test_replica_identity_full_refuses_what_is_not_a_table(prereqs, source_cluster, source_db, new_role, ddl, kind):
-    user = new_role()
-    source_cluster.execute(source_db, SOURCE_SETUP + ["CREATE ROLE %s LOGIN" % user, ddl])
+    user = create_user(source_cluster, new_role())
+    source_cluster.execute(source_db, SOURCE_SETUP + [ddl])
     result = prereqs(source_cluster, source_db, role="source", state="present", migration_user=user,
                      replica_identity_full=["public.mv"])
     assert result["failed"]

@@ -66,12 +66,15 @@ def test_rds_fix_check_mode_then_apply_then_idempotent(prereqs, poor_cluster, ne
     user = new_role()
     instance = "pgshift-src-%s" % uuid.uuid4().hex[:8]
     group = make_instance(rds, instance)
-    poor_cluster.execute(db, ["CREATE TABLE public.items (id int PRIMARY KEY)", "CREATE ROLE %s LOGIN" % user])
+    poor_cluster.execute(db, ["CREATE TABLE public.items (id int PRIMARY KEY)"])
+    with poor_cluster.master_connect() as conn:
+        conn.execute("CREATE ROLE %s LOGIN" % user)
     opts = aws_options(moto_server, instance, role="source", state="present", migration_user=user,
                        system_settings=True)  # ignored with rds_instance_id: RDS has no ALTER SYSTEM
-    # Roles follow the server: this one is community PostgreSQL (no rds_replication role), so REPLICATION.
-    sql = ["ALTER ROLE %s REPLICATION" % user, "GRANT CREATE ON DATABASE %s TO %s" % (db, user),
-           "GRANT SELECT ON TABLE public.items TO %s" % user]
+    # Roles follow the server: shaped like RDS (rds_replication) but not RDS, so the REPLICATION attribute
+    # too (the master has it and created the user); the master creates the publications (no CREATE grant).
+    sql = ['GRANT "rds_replication" TO "%s"' % user, 'ALTER ROLE "%s" REPLICATION' % user,
+           'GRANT SELECT ON TABLE "public"."items" TO "%s"' % user]
     changes = [dict(ParameterName="max_replication_slots", ParameterValue="3", ApplyMethod="pending-reboot"),
                dict(ParameterName="max_wal_senders", ParameterValue="3", ApplyMethod="pending-reboot"),
                dict(ParameterName="rds.logical_replication", ParameterValue="1", ApplyMethod="pending-reboot")]
@@ -105,7 +108,11 @@ def test_rds_fix_check_mode_then_apply_then_idempotent(prereqs, poor_cluster, ne
     prereqs.passes(result, "replication_privilege")
     assert "ALTER SYSTEM" not in " ".join(result["queries"])
     f = prereqs.one(result, "wal_level")  # the live server waits for the reboot
-    assert "parameter group and reboot" in f["remediation"]
+    # The group read through the API is the one the commands name.
+    assert f["remediation"] == (
+        'in the DB parameter group: aws rds modify-db-parameter-group --db-parameter-group-name %s --parameters '
+        '"ParameterName=rds.logical_replication,ParameterValue=1,ApplyMethod=pending-reboot" --region us-east-1, '
+        'then reboot: aws rds reboot-db-instance --db-instance-identifier %s --region us-east-1' % (group, instance))
 
     # A second run changes nothing, and still says the reboot is pending (the live wal_level is replica).
     result = prereqs.ok(prereqs(poor_cluster, db, secrets=(SECRET,), **opts))
@@ -209,7 +216,11 @@ def test_rds_logical_replication_off_is_found(poor_cluster, new_db, role, severi
     f = found[0]
     assert (f["severity"], f["object"]) == (severity, "rds.logical_replication")
     assert "rds.logical_replication is off" in f["detail"]
-    assert "custom DB parameter group and reboot" in f["remediation"]
+    assert f["remediation"].startswith(
+        'in the DB parameter group: aws rds modify-db-parameter-group --db-parameter-group-name <db-parameter-group> '
+        '--parameters "ParameterName=rds.logical_replication,ParameterValue=1,ApplyMethod=pending-reboot", then '
+        'reboot: aws rds reboot-db-instance --db-instance-identifier <db-instance-id>')
+    assert "a default.* group cannot be changed: create a custom one of family postgres16" in f["remediation"]
     if role == "source":
         assert checks["rds_logical_replication"] == "blocker"
     # On RDS the parameter replaces the wal_level check (wal_level follows it at the reboot).

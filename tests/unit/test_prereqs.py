@@ -477,3 +477,26 @@ def test_rules_are_matched_by_oid_not_by_formatted_names():
     assert found["rules"]["detail"] == 'rewrite rules on migrated tables: r1 on a."b.c"'
     f = facts(tables=[dotted], rules=[dict(oid=502, schema="a", table="b.c", name="r1")])
     assert run(f)[1]["rules"] == "pass"
+
+
+def test_aws_commands_for_a_default_group_and_for_aurora():
+    text = prereqs.aws_parameter_commands("source", dict(instance_id="db1", parameter_group="default.postgres16"),
+                                          {"rds.logical_replication": "1"}, 160004)
+    assert text.startswith("default.postgres16 is a default parameter group, which cannot be changed: create a custom "
+                           "one (aws rds create-db-parameter-group --db-parameter-group-name <custom-group> "
+                           "--db-parameter-group-family postgres16 --description pgshift), attach it (aws rds "
+                           "modify-db-instance --db-instance-identifier db1 --db-parameter-group-name <custom-group> "
+                           "--apply-immediately), then in the DB parameter group: aws rds modify-db-parameter-group "
+                           "--db-parameter-group-name <custom-group> ")
+    text = prereqs.aws_parameter_commands("target", dict(instance_id="orders-writer", cluster_id="orders-aurora",
+                                                         parameter_group="orders-aurora-pg16", region="eu-west-1"),
+                                          {"rds.logical_replication": "1", "max_replication_slots": "6"}, 160006)
+    assert text == (
+        'in the DB cluster parameter group: aws rds modify-db-cluster-parameter-group --db-cluster-parameter-group-name '
+        'orders-aurora-pg16 --parameters "ParameterName=max_replication_slots,ParameterValue=6,'
+        'ApplyMethod=pending-reboot" "ParameterName=rds.logical_replication,ParameterValue=1,'
+        'ApplyMethod=pending-reboot" --region eu-west-1, then reboot: aws rds reboot-db-instance '
+        '--db-instance-identifier orders-writer --region eu-west-1 (the writer, then each reader)')
+    # A name the shell would split is quoted.
+    assert "--db-instance-identifier 'my db'" in prereqs.aws_parameter_commands(
+        "source", dict(instance_id="my db"), {"max_wal_senders": "4"}, 160004)

@@ -140,7 +140,8 @@ def admin_facts(conn, version_num, names):
         "SELECT r.rolname AS name, r.rolsuper AS superuser, r.rolcreaterole AS createrole, "
         "r.rolcreatedb AS createdb, r.rolreplication AS replication, r.rolinherit AS inherit, "
         "has_database_privilege(current_database(), 'CREATE') AS create_on_database, "
-        "has_database_privilege(current_database(), 'CREATE WITH GRANT OPTION') AS grant_create_on_database "
+        "has_database_privilege(current_database(), 'CREATE WITH GRANT OPTION') AS grant_create_on_database, "
+        "has_function_privilege('pg_catalog.pg_reload_conf()', 'EXECUTE') AS can_reload "
         "FROM pg_roles r WHERE r.rolname = current_user",
     )
     rows = _all(
