@@ -518,6 +518,7 @@ def facts_sql(c, o):
 USER_SCHEMA = ("{n}.nspname NOT IN ('pg_catalog', 'information_schema') AND {n}.nspname NOT LIKE 'pg\\_toast%%' "
                "AND {n}.nspname NOT LIKE 'pg\\_temp%%'")
 
+
 def display_ident_sql(expr):
     """SQL quoting a name for a signature the same way on every server version (quote_ident() depends on
     the server's keyword list): bare when lower-case ASCII letters, digits and underscores."""
@@ -1125,8 +1126,8 @@ def plan_privileges(needs, login, roles, created, database, schemas, version):
             problems.append(dict(
                 problem="role %s will own a schema but has no CREATE privilege on the target database %s" % (
                     scope.quote_ident(role), scope.quote_ident(database["name"])),
-                sql=sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(database["name"]),
-                                                                       sql.Identifier(role))))
+                sql=sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+                    sql.Identifier(database["name"]), sql.Identifier(role))))
         elif schema_name in restored:
             if restored[schema_name] == role:
                 continue
@@ -1148,8 +1149,8 @@ def plan_privileges(needs, login, roles, created, database, schemas, version):
                         "privilege on that schema (ALTER ... OWNER TO needs it)" % (
                             scope.quote_ident(role), scope.quote_ident(schema_name),
                             scope.quote_ident(database["name"])),
-                sql=sql.SQL("GRANT CREATE ON SCHEMA {} TO {}").format(sql.Identifier(schema_name),
-                                                                     sql.Identifier(role))))
+                sql=sql.SQL("GRANT CREATE ON SCHEMA {} TO {}").format(
+                    sql.Identifier(schema_name), sql.Identifier(role))))
     return dict(grants=grants, database_owner=database_owner, problems=problems)
 
 
@@ -1229,9 +1230,9 @@ def unreadable_message(rows, login, version):
         grant = sql.SQL("GRANT {} TO {}").format(sql.Identifier(r["owner"]), sql.Identifier(login))
         if version >= 160000:
             grant = sql.SQL("{} WITH INHERIT TRUE").format(grant)
-        lines.append("- %d table(s) of %s (%s%s):\n    %s;" % (r["tables"], scope.quote_ident(r["owner"]), examples,
-                                                              ", ..." if r["tables"] > len(r["examples"] or []) else "",
-                                                              grant.as_string(None)))
+        more = ", ..." if r["tables"] > len(r["examples"] or []) else ""
+        lines.append("- %d table(s) of %s (%s%s):\n    %s;" % (
+            r["tables"], scope.quote_ident(r["owner"]), examples, more, grant.as_string(None)))
     return "\n".join(lines)
 
 

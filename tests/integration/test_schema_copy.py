@@ -507,8 +507,8 @@ def test_post_waiting_for_the_loads_stops_when_one_fails(env):
     thread, box, progress_file = start_post_while_parcels_loads(env)
     assert wait_until(lambda: has_index(env, "customers_referred_by_idx"))
     env.on_target(["UPDATE pgshift.load_progress SET state = 'failed', finished_at = now(), "
-                                "error = 'could not extend file: No space left on device' "
-                                "WHERE table_name = 'public.parcels'"])
+                   "error = 'could not extend file: No space left on device' "
+                   "WHERE table_name = 'public.parcels'"])
     thread.join(60)
     result = box["result"]
     assert result.get("failed") is True
