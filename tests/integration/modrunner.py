@@ -133,3 +133,51 @@ def lab_operator(port, dbname="app"):
     v = lab_vars()["lab"]
     return psycopg.connect(host="127.0.0.1", port=port, dbname=dbname, user=v["lab_operator_user"],
                            password=v["lab_operator_password"], sslmode="disable", autocommit=True)
+
+
+def physical_tables(conn):
+    """Every table that holds rows of its own in the database's user schemas: (schema, name), sorted.
+
+    Partition leaves and inheritance children count on their own (each read with ONLY), partitioned parents
+    hold none; unlogged and temporary tables (never replicated) and the pgshift schema are left out. A test
+    that moves data compares all of these, not only the ones a plan chose."""
+    return [tuple(r) for r in conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND n.nspname NOT IN ('pg_catalog', 'information_schema', "
+        "'pgshift') AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1, 2").fetchall()]
+
+
+def table_rows(conn, schema, name):
+    """The rows of ONLY schema.name as text, sorted (duplicates kept)."""
+    from psycopg import sql
+
+    return [r[0] for r in conn.execute(sql.SQL("SELECT t::text FROM ONLY {}.{} t ORDER BY 1").format(
+        sql.Identifier(schema), sql.Identifier(name)))]
+
+
+def assert_same_rows(src, tgt, min_tables=1):
+    """Every physical table of the source, row by row, equal on the target; returns how many were compared."""
+    tables = physical_tables(src)
+    assert len(tables) >= min_tables, tables
+    missing = sorted(set(tables) - set(physical_tables(tgt)))
+    assert not missing, "tables missing on the target: %r" % missing
+    for schema, name in tables:
+        assert table_rows(src, schema, name) == table_rows(tgt, schema, name), "%s.%s differs" % (schema, name)
+    return len(tables)
+
+
+def log_leaks(paths, secrets, subscription_secrets=()):
+    """Lines of server logs that hold a secret. subscription_secrets may appear in a CREATE/ALTER SUBSCRIPTION
+    statement only: PostgreSQL takes a subscription's password in the statement's connection string (logged
+    with log_statement=all), the one exception there is."""
+    found = []
+    for path in paths:
+        with open(path, errors="replace") as f:
+            for line in f:
+                for secret in secrets:
+                    if secret and secret in line:
+                        allowed = secret in subscription_secrets and ("CREATE SUBSCRIPTION" in line
+                                                                       or "ALTER SUBSCRIPTION" in line)
+                        if not allowed:
+                            found.append("%s: %s" % (os.path.basename(path), line.replace(secret, "<SECRET>")[:300]))
+    return found
