@@ -1324,3 +1324,16 @@ def test_the_post_stage_needs_the_owners_of_the_tables_it_builds_on():
     assert schema.post_requirements(held) == dict(roles={"app_owner", "postgres"}, creates=set())
     assert schema.post_requirements([stats]) == dict(roles={"app_owner"}, creates=set())
     assert schema.post_requirements([dict(desc="EVENT TRIGGER", owner="postgres", info={})])["roles"] == set()
+
+
+def test_roles_with_hard_names_are_identifiers_everywhere():
+    source = [role(HARD_ROLE, login=True, member_of=[dict(role='Readers "EU"', admin=True)]),
+              role('Readers "EU"')]
+    plan = schema.plan_roles(source, [], target_superuser=False)
+    texts = [s.as_string(None) for p in plan for s in schema.role_statements(p)]
+    assert texts == ['CREATE ROLE "Ops ""Team"" é" WITH LOGIN INHERIT',
+                     'CREATE ROLE "Readers ""EU""" WITH NOLOGIN INHERIT']
+    assert schema.membership_statement(HARD_ROLE, plan[0]["member_of"][0]).as_string(None) == \
+        'GRANT "Readers ""EU""" TO "Ops ""Team"" é" WITH ADMIN OPTION'
+    stmt, dummy = schema.database_statement('App "EU" ö', dict(SRC_DB, locale_provider="c"), 180000)
+    assert stmt.as_string(None).startswith('CREATE DATABASE "App ""EU"" ö" WITH TEMPLATE template0')
