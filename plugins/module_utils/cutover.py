@@ -265,15 +265,6 @@ def sequence_changes(plan):
     return changes
 
 
-def pgbouncer_databases(database, host, port, dbname, extra=""):
-    """The [databases] file PgBouncer reads: one entry pointing `database` at host:port/dbname."""
-    line = "%s = host=%s port=%d dbname=%s" % (database, host, int(port), dbname)
-    if extra:
-        line += " " + extra
-    return ("; pgshift.aurora traffic switch: rewritten by aurora_cutover, then RELOAD\n"
-            "[databases]\n%s\n" % line)
-
-
 def route53_change(record_name, record_type, value, ttl):
     """The ChangeBatch that points record_name at value."""
     return dict(Comment="pgshift.aurora cutover", Changes=[dict(Action="UPSERT", ResourceRecordSet=dict(

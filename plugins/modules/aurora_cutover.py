@@ -85,7 +85,9 @@ options:
     description: Shell command that undoes O(freeze_command).
     type: str
   switch_method:
-    description: C(pgbouncer) (rewrite the databases file, RELOAD, RESUME), C(route53), C(command) or C(none).
+    description:
+      - C(pgbouncer) (point the database's entry in PgBouncer's C([databases]) at the new side, RELOAD, RESUME),
+        C(route53), C(command) or C(none).
     type: str
     choices: [pgbouncer, route53, command, none]
     default: pgbouncer
@@ -196,7 +198,13 @@ options:
         type: str
         required: true
       databases_file:
-        description: "The file with PgBouncer's [databases] section (included by pgbouncer.ini)."
+        description:
+          - "The pgbouncer.ini PgBouncer runs with, or the file with its [databases] section that it includes
+            (C(%include) lines are followed; relative ones from this file's directory)."
+          - "The switch changes only the host, port and dbname of the O(pgbouncer.database) entry there; every
+            other line, entry, option and comment stays byte for byte. The cutover keeps a record of that change
+            (no secret in it) in C(pgshift.cutover_log), from which the rollback puts the entry's exact bytes
+            back. An entry served only through the fallback C(*) is refused (give the database an entry of its own)."
         type: path
       auth_file:
         description:
@@ -417,6 +425,7 @@ import uuid
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, native, replication_conn, role_secrets
+from ansible_collections.pgshift.aurora.plugins.module_utils import pgbouncer_conf
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import pgbouncer as bouncer
@@ -1007,29 +1016,56 @@ class Cutover:
         return detail
 
     def switch_pgbouncer(self):
+        """Point the database's entry in PgBouncer's [databases] at the new side (only its host, port and
+        dbname: every other line and option stays as it is; a rollback puts back the bytes the cutover
+        changed, from the record the cutover kept in the log), RELOAD, check, RESUME."""
         pgb = self.p["pgbouncer"]
         host, port, dbname = self.side_address(self.new)
-        path = pgb["databases_file"]
-        if not path:
+        if not pgb["databases_file"]:
             raise cutover.StepFailed("switch_method=pgbouncer needs pgbouncer.databases_file")
-        old_content = bouncer.rewrite_file(path, cutover.pgbouncer_databases(pgb["database"], host, port, dbname))
+        kept = None
+        if self.p["direction"] == "reverse":
+            found = [k for k in (bouncer.kept_switch(self.conn(side), self.migration, pgb["database"])
+                                 for side in ("source", "target")) if k]
+            kept = max(found, key=lambda k: k[0])[1] if found else None
         try:
+            plan = pgbouncer_conf.plan_switch(bouncer.read_file, os.path.abspath(pgb["databases_file"]),
+                                              pgb["database"], host, port, dbname, undo=kept)
+        except pgbouncer_conf.ConfError as exc:
+            raise cutover.StepFailed(str(exc)) from None
+        if self.p["direction"] == "reverse" and not plan["restored"]:
+            self.warnings.append("PgBouncer's entry for %s at %s:%d: host/port/dbname set to the %s's, the line not "
+                                 "restored byte for byte (%s)" % (pgb["database"], plan["path"], plan["line"],
+                                                                  self.new, plan["note"] or "no record of the "
+                                                                  "cutover's change in the cutover log"))
+        if plan["record"] is not None and self.p["direction"] == "forward":
+            for side in ("source", "target"):
+                bouncer.keep_switch(self.conn(side), self.migration, self.run_id, "forward", plan["record"])
+        try:
+            bouncer.rewrite_file(plan["path"], plan["after"])
             console = self.pgb()
             console.reload()
             console.wait_database(pgb["database"], host, port)
         except Exception:
-            if old_content is not None:
-                bouncer.rewrite_file(path, old_content)
+            bouncer.rewrite_file(plan["path"], plan["before"])
+            try:
+                self.pgb().reload()
+            except Exception:  # the undo of the freeze reports the console's state
+                pass
+            for side in ("source", "target"):
                 try:
-                    self.pgb().reload()
-                except Exception:  # the undo of the freeze reports the console's state
+                    bouncer.forget_switch(self.conn(side), self.migration, self.run_id)
+                except Exception:  # the error that matters is the switch's
                     pass
             raise
-        self.q("RELOAD (%s -> %s:%s/%s)" % (pgb["database"], host, port, dbname))
+        how = "restored" if plan["restored"] else "changed" if plan["after"] != plan["before"] else "unchanged"
+        self.q("RELOAD (%s -> %s:%s/%s; %s:%d %s)" % (pgb["database"], host, port, dbname, plan["path"],
+                                                       plan["line"], how))
         if self.p["freeze_method"] == "pgbouncer":
             self.pgb().resume(pgb["database"])
             self.q("RESUME %s" % pgb["database"])
-        return dict(pgbouncer=pgb["database"], now_at="%s:%s/%s" % (host, port, dbname))
+        return dict(pgbouncer=pgb["database"], now_at="%s:%s/%s" % (host, port, dbname),
+                    entry="%s:%d" % (plan["path"], plan["line"]), entry_change=how)
 
     def route53_client(self):
         if rds_api.BOTO3_IMPORT_ERROR:

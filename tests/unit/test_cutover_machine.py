@@ -298,9 +298,7 @@ def test_check_options():
     assert cutover.check_options(dict(base, hooks=dict(after_barrier="x"))) == []
 
 
-def test_pgbouncer_databases_and_route53_change():
-    text = cutover.pgbouncer_databases("app", "127.0.0.1", 25433, "app")
-    assert "[databases]\napp = host=127.0.0.1 port=25433 dbname=app\n" in text
+def test_route53_change():
     change = cutover.route53_change("db.example.internal.", "CNAME", "green.example", 30)
     rrset = change["Changes"][0]["ResourceRecordSet"]
     assert change["Changes"][0]["Action"] == "UPSERT" and rrset["TTL"] == 30

@@ -1,7 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgshift.aurora contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PgBouncer's admin console: PAUSE / RESUME a database, rewrite the [databases] file and RELOAD, SHOW.
+"""PgBouncer's admin console (PAUSE / RESUME a database, RELOAD, SHOW) and its configuration files on disk.
+
+The switch's edit of the [databases] entry is decided in ``module_utils/pgbouncer_conf.py``; here the
+files are read and replaced byte for byte, and the edit's undo record is kept in the cutover log.
 
 The console speaks the simple query protocol only; psycopg sends a statement without
 parameters that way. Database names are checked against a strict pattern before they are
@@ -10,6 +13,7 @@ put into a command (the console has no quoting of its own).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -22,6 +26,8 @@ try:
 except ImportError:  # pragma: no cover - reported by the module
     psycopg = None
     sql = None
+
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -149,19 +155,34 @@ class AdminConsole:
             time.sleep(0.02)
 
 
+def read_file(path):
+    """The text of a configuration file with every byte kept (no newline translation; bytes that are not
+    UTF-8 survive as surrogates and are written back as they were)."""
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "surrogateescape")
+
+
 def rewrite_file(path, content):
-    """Replace path with content atomically (same directory, same mode and owner); returns the old content."""
+    """Replace path with content atomically (temp file in the same directory, same mode and owner, rename),
+    only when content differs; returns the old content (None when there was no file).
+
+    A symlink is followed: the file it points at is replaced, the link stays.
+    """
+    path = os.path.realpath(path)
     try:
-        with open(path) as f:
-            old = f.read()
+        old = read_file(path)
         st = os.stat(path)
     except FileNotFoundError:
         old, st = None, None
-    directory = os.path.dirname(os.path.abspath(path))
+    if old == content:
+        return old
+    directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=".pgshift-", dir=directory)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(content)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content.encode("utf-8", "surrogateescape"))
+            f.flush()
+            os.fsync(f.fileno())
         if st is not None:
             os.chmod(tmp, st.st_mode & 0o7777)
             try:
@@ -176,3 +197,36 @@ def rewrite_file(path, content):
             os.unlink(tmp)
         raise
     return old
+
+
+# ----------------------------------------------------------------------------------------------
+# What the switch changed in the databases file, kept in the cutover log for the rollback
+# ----------------------------------------------------------------------------------------------
+
+SWITCH_EVENT = "pgbouncer_entry"
+
+
+def keep_switch(conn, migration, run_id, direction, record):
+    """Log the undo record of a switch (pgbouncer_conf.switch_entry: offsets and host/port/dbname, no secret)."""
+    freeze.log_event(conn, migration, run_id, direction, SWITCH_EVENT, json.dumps(record, sort_keys=True))
+
+
+def forget_switch(conn, migration, run_id):
+    freeze.unlog_event(conn, migration, run_id, SWITCH_EVENT)
+
+
+def kept_switch(conn, migration, database):
+    """(at, record) of the latest forward switch of migration that changed database's entry, or None."""
+    if not freeze.log_exists(conn):
+        return None
+    found = freeze.rows(conn, sql.SQL("SELECT detail, at FROM {} WHERE migration = %s AND event = %s AND "
+                                      "direction = 'forward' ORDER BY at DESC").format(
+        sql.Identifier(freeze.LOG_SCHEMA, freeze.LOG_TABLE)), (migration, SWITCH_EVENT))
+    for row in found:
+        try:
+            record = json.loads(row["detail"] or "")
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("database") == database:
+            return row["at"], record
+    return None
