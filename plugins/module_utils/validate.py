@@ -303,6 +303,138 @@ def settle(differences, now):
     return confirmed, in_flight, resolved
 
 
+# Live mode's lock step: the differences the snapshots could not settle (or settled only by a value seen twice on
+# the source) are checked once more with their source rows locked (SELECT ... FOR SHARE) while every slot confirms
+# the WAL position read under the lock; the target must then hold exactly the locked values.
+
+LOCK_VERDICTS = ("resolved", "confirmed", "in_flight")
+
+
+def lock_candidates(differences):
+    """The differences the lock step can settle: rows of a table with a key. A table without a key has no row
+    to lock: its differences (they carry _hash) keep the snapshot settle."""
+    return [d for d in differences if "_hash" not in d and d.get("key") is not None]
+
+
+def lock_batches(groups, max_rows):
+    """Cut [(table, [differences])] into lock batches: (table, [differences]) with at most max_rows rows each.
+
+    One table per batch (its own short source transaction: an application transaction that touches several
+    tables cannot deadlock with it through rows of two tables), tables in the order given, a table with more
+    rows split into several batches. max_rows 0 (or less) disables the lock step: no batch.
+    """
+    if not max_rows or max_rows <= 0:
+        return []
+    batches = []
+    for table, differences in groups:
+        for start in range(0, len(differences), max_rows):
+            batches.append((table, differences[start:start + max_rows]))
+    return batches
+
+
+def lockable(groups, may_lock):
+    """(groups kept, tables refused): a table the login may not lock rows of (may_lock[table] false: SELECT ...
+    FOR SHARE needs the UPDATE privilege on it) is left out of the lock step."""
+    kept, refused = [], []
+    for table, differences in groups:
+        (kept if may_lock.get(table) else refused).append((table, differences))
+    return kept, [table for table, differences in refused]
+
+
+def _locked_difference(d, source, target):
+    """A copy of d saying what the locked check saw: the kind from the locked source row and the target row."""
+    kind = "missing" if target is None else ("extra" if source is None else "changed")
+    out = dict(d, kind=kind, _s=source, _t=target)
+    if kind != "changed":
+        out.pop("columns", None)
+    return out
+
+
+def settle_locked(differences, locked, target, after):
+    """Settle differences of one table whose source rows were locked (FOR SHARE) until every slot confirmed the
+    WAL position read while holding the locks, and the target was read after that.
+
+    locked: {key tuple: row hash} of the rows the lock found on the source (they cannot change until the locks are
+    released, so the target, past that position, must hold exactly these values); target: {key tuple: row hash}
+    read on the target after the catch-up; after: {key tuple: row hash} of the source read again after the target
+    read, for the keys the lock found no row for (an absent row cannot be locked: an insert may come meanwhile).
+    Returns {key tuple: (verdict, difference)}, verdict in LOCK_VERDICTS: resolved (the target holds the locked
+    row, or neither side holds one), confirmed (a real difference; the copy of the difference says what was seen)
+    or in_flight (a row without a lock written meanwhile: the next round compares it again).
+    """
+    outcome = {}
+    for d in differences:
+        k = tuple(d["key"])
+        t = target.get(k)
+        if k in locked:
+            if t == locked[k]:
+                outcome[k] = ("resolved", d)
+            else:
+                outcome[k] = ("confirmed", _locked_difference(d, locked[k], t))
+        elif t is None or after.get(k) == t:
+            outcome[k] = ("resolved", d)
+        elif k not in after:
+            outcome[k] = ("confirmed", _locked_difference(d, None, t))  # on the target only, before and after
+        else:
+            outcome[k] = ("in_flight", d)
+    return outcome
+
+
+def after_lock(confirmed, in_flight, outcome):
+    """Merge the lock step's verdicts into a range's (confirmed, in_flight) from the snapshot settle.
+
+    outcome: {key tuple: (verdict, difference)} from settle_locked() for the keys the lock step checked; a
+    difference it did not check (no key, table refused, batch failed) keeps its classification.
+    Returns (confirmed, in_flight, resolved count, settled count) where settled counts what the lock step
+    resolved or confirmed.
+    """
+    new_confirmed, new_in_flight, resolved, settled = [], [], 0, 0
+    for was, d in [("confirmed", d) for d in confirmed] + [("in_flight", d) for d in in_flight]:
+        found = None if "_hash" in d else outcome.get(tuple(d["key"]))
+        verdict, d = found if found else (was, d)
+        if found and verdict != "in_flight":
+            settled += 1
+        if verdict == "resolved":
+            resolved += 1
+        elif verdict == "confirmed":
+            new_confirmed.append(d)
+        else:
+            new_in_flight.append(d)
+    return new_confirmed, new_in_flight, resolved, settled
+
+
+LOCK_FAILURES = {
+    "55P03": "the rows stayed locked by other transactions longer than live_lock_timeout (%gs)",
+    "57014": "a statement of the lock step ran longer than live_lock_timeout (%gs)",
+    "40P01": "a deadlock with another transaction (an application locking these rows in another order): "
+             "the lock step gave way",
+    "42501": "the login may not lock these rows: SELECT ... FOR SHARE needs the UPDATE privilege on the table "
+             "(the master user has it as a member of the tables' owner role)",
+    "25006": "the source is read-only (a standby?): rows cannot be locked there",
+    "25P03": "the lock step's transaction stayed idle too long and the server ended the session",
+}
+
+
+def lock_failure(table, sqlstate, message, timeout):
+    """Why a lock batch of table fell back to the snapshot settle, from the error the source returned."""
+    text = LOCK_FAILURES.get(sqlstate)
+    if text is None:
+        text = "the lock step failed: %s" % (message or "unknown error").strip().splitlines()[0]
+    elif "%g" in text:
+        text = text % timeout
+    return "%s: %s; its differences are settled without the lock" % (table, text)
+
+
+def lock_not_caught_up(table, lsn, timeout):
+    return ("%s: the slots did not confirm the locked position %s within live_lock_timeout (%gs); the locks were "
+            "released and its differences are settled without the lock" % (table, lsn, timeout))
+
+
+def lock_refused(table):
+    return ("%s: the login has no UPDATE privilege on the table, which SELECT ... FOR SHARE needs (connect as a "
+            "member of its owner role, or grant it); its differences are settled without the lock" % table)
+
+
 def public(difference):
     """A difference without the fields used only while comparing."""
     return dict((k, v) for k, v in difference.items() if not k.startswith("_"))

@@ -32,6 +32,12 @@ description:
   - Live mode - while replication runs, a range that differs is compared again after every replication slot of
     the migration confirmed the source's WAL position read with the new snapshot, up to O(live_rounds) times; only
     what still differs is reported. Quiesced mode (writes stopped) compares once.
+  - Live mode's lock step (O(live_lock_rows)) - in each re-check round, the rows of keyed tables that still differ
+    are locked on the source (C(SELECT ... FOR SHARE), at most O(live_lock_rows) rows of one table per short
+    transaction), their hashes and the WAL position read under the locks, the slots waited for, and the same keys
+    read on the target; nobody can change a locked row, so the target must then hold exactly its value - equal is
+    resolved, different is a real difference. This settles rows written many times a second, which the snapshots
+    alone never settle. Tables without a key keep the snapshot settle.
 author:
   - pgshift.aurora developers (@pgshift)
 extends_documentation_fragment:
@@ -81,6 +87,27 @@ options:
     description: In live mode, seconds to wait for the slots to confirm the source's position before a new round.
     type: float
     default: 300
+  live_lock_rows:
+    description:
+      - In live mode, at most this many rows of one table are locked together by the lock step (a table with more
+        differing rows takes several lock batches, one after the other). C(0) disables the lock step - differences
+        still in flight after the last round are then reported as unsettled, as before.
+      - Trade-off - while a batch holds its locks (one wait for the slots, at most O(live_lock_timeout) seconds),
+        application updates and deletes of those rows, and C(SELECT ... FOR UPDATE) on them, wait; inserts and
+        other rows are not affected. An application transaction that locks several of these rows in another order
+        may deadlock with the batch - PostgreSQL cancels one side after C(deadlock_timeout), normally the lock
+        step, which gives way.
+    type: int
+    default: 1000
+  live_lock_timeout:
+    description:
+      - Seconds one lock batch may take - to get its locks (C(lock_timeout) and C(statement_timeout) of its source
+        transaction) and then for the slots to confirm the position read under them. When the locks are not
+        granted or the slots do not confirm in time, the locks are released and those differences are settled as
+        without the lock step (reported as unsettled when still in flight after the last round); the round's
+        record says why.
+    type: float
+    default: 5
   check_schema:
     description: Compare tables, columns, constraints, indexes and triggers.
     type: bool
@@ -104,6 +131,9 @@ options:
 notes:
   - Supports check mode (it only reads).
   - The migration user needs C(SELECT) on every compared table and sequence on both sides.
+  - The lock step needs the C(UPDATE) privilege on the tables it locks rows of (PostgreSQL requires it for
+    C(SELECT ... FOR SHARE)); the RDS master user has it as a member of the tables' owner role. Without it the
+    differences of that table are settled without the lock step, and the round's record says so.
 requirements:
   - psycopg >= 3.1
 seealso:
@@ -189,7 +219,12 @@ skipped:
   type: list
   elements: dict
 rounds:
-  description: The comparison rounds (live mode re-checks) with the source LSN each waited for.
+  description:
+    - The comparison rounds (live mode re-checks) with the source LSN each waited for, C(confirmed), C(in_flight)
+      and C(resolved) differences.
+    - When the lock step had rows to check in a round - C(locked_rows) (rows locked on the source),
+      C(settled_by_lock) (of the rows checked, how many it settled - C(lock_resolved) plus C(lock_confirmed)),
+      C(lock_fallback) (rows it could not settle - settled as without it) and C(lock_problems) (why, per table).
   returned: success
   type: list
   elements: dict
@@ -231,6 +266,8 @@ def argument_spec():
         max_rows_per_second=dict(type="int", default=0),
         live_rounds=dict(type="int", default=3),
         catch_up_timeout=dict(type="float", default=300),
+        live_lock_rows=dict(type="int", default=1000),
+        live_lock_timeout=dict(type="float", default=5),
         check_schema=dict(type="bool", default=True),
         check_sequences=dict(type="bool", default=True),
         sequences_gate=dict(type="str", default="auto", choices=["auto", "always", "never"]),
@@ -242,9 +279,12 @@ def argument_spec():
 def option_problems(p):
     problems = []
     for name, low in (("parallel", 1), ("chunk_rows", 1), ("row_level_rows", 1), ("max_differences", 1),
-                      ("max_rows_per_second", 0), ("live_rounds", 0)):
+                      ("max_rows_per_second", 0), ("live_rounds", 0), ("live_lock_rows", 0)):
         if p[name] < low:
             problems.append("%s must be at least %d (got %d)" % (name, low, p[name]))
+    if not p["live_lock_timeout"] > 0:
+        problems.append("live_lock_timeout must be more than 0 seconds (got %g); live_lock_rows=0 disables the "
+                        "lock step" % p["live_lock_timeout"])
     if p["mode"] == "live" and not (p["migration"] or p["slot_prefix"]):
         problems.append("mode=live needs migration (its slots pgshift_<migration>_s<N> are waited for) or slot_prefix")
     problems.extend(scope.filter_problems(scope.filters_from(p)))
@@ -301,7 +341,7 @@ class Validation:
 
         options = dict((k, p[k]) for k in ("parallel", "chunk_rows", "row_level_rows", "max_differences",
                                            "max_rows_per_second", "progress_file", "mode", "catch_up_timeout",
-                                           "live_rounds"))
+                                           "live_rounds", "live_lock_rows", "live_lock_timeout"))
         options["slot_prefix"] = p["slot_prefix"] or ("pgshift_%s_s" % p["migration"] if p["migration"] else "")
         runnable = [t for t in work if not t["problems"]]
         results, rounds, seconds = compare.Comparison(self.src_params, self.tgt_params, options).run(runnable)

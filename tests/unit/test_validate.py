@@ -164,6 +164,111 @@ def test_settle_rows_without_key():
     assert confirmed == [dup] and in_flight == [] and resolved == 1
 
 
+def test_lock_candidates_are_rows_of_keyed_tables():
+    keyed = dict(kind="changed", key=["3"], _s=1, _t=2)
+    unkeyed = dict(kind="extra", key=["(a)"], count=1, _hash=7, _s=2, _t=3)
+    assert validate.lock_candidates([keyed, unkeyed]) == [keyed]
+    assert validate.lock_candidates([]) == []
+
+
+def test_lock_batches_one_table_each_at_most_max_rows():
+    a = [dict(key=[str(i)]) for i in range(5)]
+    b = [dict(key=["x"])]
+    batches = validate.lock_batches([("a", a), ("b", b)], 2)
+    assert [(t, [d["key"][0] for d in ds]) for t, ds in batches] == [
+        ("a", ["0", "1"]), ("a", ["2", "3"]), ("a", ["4"]), ("b", ["x"])]
+    assert validate.lock_batches([("a", a), ("b", b)], 1000) == [("a", a), ("b", b)]
+    # 0 disables the lock step
+    assert validate.lock_batches([("a", a)], 0) == []
+
+
+def test_lockable_leaves_out_tables_the_login_may_not_lock():
+    groups = [("a", [1]), ("b", [2]), ("c", [3])]
+    kept, refused = validate.lockable(groups, dict(a=True, b=False))
+    assert kept == [("a", [1])] and refused == ["b", "c"]
+
+
+def test_settle_locked_rows_held_still_decide():
+    # hot: the source snapshot, the target snapshot and the source now all differ (the snapshot settle says
+    # in flight); locked at 40, the target past the locked position holds 40: resolved
+    hot = dict(kind="changed", key=["1"], columns=["v"], _s=10, _t=30)
+    # a real difference on a row nobody writes: confirmed, with what was seen under the lock
+    real = dict(kind="changed", key=["2"], columns=["v"], _s=20, _t=21)
+    # deleted on the target only while the source keeps writing it: missing
+    lost = dict(kind="changed", key=["3"], columns=["v"], _s=30, _t=31)
+    # no source row under the lock (it cannot be locked): the target does not hold one either
+    gone = dict(kind="missing", key=["4"], _s=40, _t=None)
+    # on the target only, before and after the target read
+    extra = dict(kind="extra", key=["5"], _s=None, _t=50)
+    # inserted on the source after the lock, the target already has it
+    fresh = dict(kind="extra", key=["6"], _s=None, _t=60)
+    # inserted after the lock, the target read holds another version: compare again
+    moving = dict(kind="extra", key=["7"], _s=None, _t=70)
+    locked = {("1",): 40, ("2",): 20, ("3",): 33}
+    target = {("1",): 40, ("2",): 21, ("5",): 50, ("6",): 60, ("7",): 70}
+    after = {("6",): 60, ("7",): 71}
+    out = validate.settle_locked([hot, real, lost, gone, extra, fresh, moving], locked, target, after)
+    verdicts = dict((k[0], v) for k, (v, d) in out.items())
+    assert verdicts == {"1": "resolved", "2": "confirmed", "3": "confirmed", "4": "resolved", "5": "confirmed",
+                        "6": "resolved", "7": "in_flight"}
+    assert out[("2",)][1] == dict(real, _s=20, _t=21)
+    assert out[("3",)][1] == dict(kind="missing", key=["3"], _s=33, _t=None)  # no columns for a missing row
+    assert out[("5",)][1] == dict(kind="extra", key=["5"], _s=None, _t=50)
+    assert out[("7",)][1] is moving
+    assert real["_s"] == 20 and lost["kind"] == "changed"  # the differences given are not changed
+
+
+def test_settle_locked_value_seen_twice_is_not_a_difference():
+    # the source row went 5 -> 6 -> 5 between its snapshot and the fresh read: the snapshot settle takes the
+    # target's 6 for a real difference; with the row locked the target holds 5
+    aba = dict(kind="changed", key=["1"], _s=5, _t=6)
+    confirmed, in_flight, resolved = validate.settle([aba], {("1",): 5})
+    assert confirmed == [aba]
+    out = validate.settle_locked([aba], {("1",): 5}, {("1",): 5}, {})
+    assert out[("1",)][0] == "resolved"
+
+
+def test_after_lock_merges_and_keeps_what_it_did_not_check():
+    cold = dict(kind="changed", key=["1"], _s=1, _t=2)          # confirmed by the snapshots, resolved by the lock
+    real = dict(kind="missing", key=["2"], _s=2, _t=None)       # confirmed by both
+    hot = dict(kind="changed", key=["3"], _s=3, _t=4)           # in flight, resolved by the lock
+    lost = dict(kind="changed", key=["4"], _s=4, _t=5)          # in flight, confirmed by the lock
+    failed = dict(kind="changed", key=["5"], _s=5, _t=6)        # in flight, its batch fell back
+    moving = dict(kind="extra", key=["6"], _s=None, _t=7)       # in flight, still in flight under the lock
+    unkeyed = dict(kind="extra", key=["(a)"], count=1, _hash=9, _s=1, _t=2)  # never locked
+    lost_seen = dict(lost, kind="missing", _t=None)
+    outcome = {("1",): ("resolved", cold), ("2",): ("confirmed", real), ("3",): ("resolved", hot),
+               ("4",): ("confirmed", lost_seen), ("6",): ("in_flight", moving)}
+    confirmed, in_flight, resolved, settled = validate.after_lock(
+        [cold, real, unkeyed], [hot, lost, failed, moving], outcome)
+    assert confirmed == [real, unkeyed, lost_seen]
+    assert in_flight == [failed, moving]
+    assert (resolved, settled) == (2, 4)
+    # nothing checked: unchanged
+    assert validate.after_lock([real], [hot], {}) == ([real], [hot], 0, 0)
+
+
+@pytest.mark.parametrize("sqlstate, needle", [
+    ("55P03", "stayed locked by other transactions longer than live_lock_timeout (5s)"),
+    ("57014", "ran longer than live_lock_timeout (5s)"),
+    ("40P01", "deadlock"),
+    ("42501", "needs the UPDATE privilege"),
+    ("25006", "read-only"),
+    (None, "the lock step failed: server closed the connection"),
+])
+def test_lock_failure_says_why(sqlstate, needle):
+    text = validate.lock_failure("public.hot", sqlstate, "server closed the connection\nunexpectedly", 5.0)
+    assert text.startswith("public.hot: ") and needle in text
+    assert text.endswith("its differences are settled without the lock")
+    assert "unexpectedly" not in text
+
+
+def test_lock_refused_and_not_caught_up_say_what_to_do():
+    assert "owner role" in validate.lock_refused('public."Hot"') and "UPDATE" in validate.lock_refused("t")
+    text = validate.lock_not_caught_up("public.hot", "0/16B3748", 2.5)
+    assert "0/16B3748" in text and "2.5s" in text and "released" in text
+
+
 def test_changed_columns():
     assert validate.changed_columns(dict(a="x", b="y", c=None), dict(a="x", b="z", c="w")) == ["b", "c"]
 
@@ -269,3 +374,191 @@ def test_schema_diff_matches_hard_names_by_schema_and_name_and_shows_them_quoted
     ]
     assert validate.describe_schema_difference(found[2]) == (
         'trigger "Shipping Ops"."order": "Audit Order" is enabled on the source and disabled on the target')
+
+
+# ----------------------------------------------------------------------------------------------
+# The lock step's I/O (compare.py) against fake connections: what runs, what falls back, what is recorded
+
+
+class FakeConn:
+    """Records statements; renders composed ones as psycopg would (no server: default adapters, UTF-8)."""
+
+    def __init__(self, name):
+        import psycopg
+        self.name, self.adapters, self.connection, self.closed = name, psycopg.adapters, None, False
+        self.statements = []
+
+    def execute(self, query, params=None):
+        self.statements.append(query if isinstance(query, str) else query.as_string(self))
+        return self
+
+    def fetchone(self):
+        return ["0/3000060"]
+
+    def fetchall(self):
+        return []
+
+
+def hot_table(name="hot %s rows"):
+    key = [dict(name="id", type="integer", base_type="int4"), dict(name="k %", type="text", base_type="text")]
+    return dict(table='public."%s"' % name, schema="public", name=name, oid=4242, key=key,
+                compared=key + [dict(name="v", type="integer", base_type="int4")])
+
+
+def test_keyed_hashes_locks_in_key_order_with_keys_as_parameters():
+    from ansible_collections.pgshift.aurora.plugins.module_utils._pg import compare
+    conn = FakeConn("src")
+    calls = []
+    conn.execute = lambda q, p=None: calls.append((q.as_string(conn), p)) or conn
+    compare.keyed_hashes(conn, hot_table(), hot_table()["compared"], [("1", "a"), ("2", "b'c")], 160000, lock=True)
+    (query, params), = calls
+    assert params == [["1", "2"], ["a", "b'c"]]  # the keys are parameters, not in the text
+    assert "b'c" not in query
+    assert 'FROM ONLY "public"."hot %%s rows" WHERE ROW("id", "k %%") IN (SELECT u."k0"::integer, u."k1"::text ' \
+           'FROM unnest(%s::text[], %s::text[]) AS u("k0", "k1")) ORDER BY "id", "k %%" FOR SHARE' in query
+    assert query.replace("%%", "").count("%") == 2  # psycopg sees exactly the two parameters
+    calls.clear()
+    compare.keyed_hashes(conn, hot_table(), hot_table()["compared"], [("1", "a")], 160000)
+    assert "FOR SHARE" not in calls[0][0]
+    assert compare.keyed_hashes(conn, hot_table(), hot_table()["compared"], [], 160000) == {}
+
+
+class FakeCoord:
+    def __init__(self):
+        self.src, self.tgt = FakeConn("locker"), FakeConn("target")
+
+    def locker(self):
+        return self.src
+
+    def tmon(self):
+        return self.tgt
+
+
+class LockWorld:
+    """What the fake source and target hold: {key: hash} per side; how the lock behaves."""
+
+    def __init__(self, monkeypatch, source, target, lock_error=None, caught_up=True, may_lock=True):
+        from ansible_collections.pgshift.aurora.plugins.module_utils._pg import compare
+        self.locks = []
+        self.comparison = compare.Comparison({}, {}, dict(live_lock_rows=1000, live_lock_timeout=5, slot_prefix="p_",
+                                                          catch_up_timeout=60))
+        self.comparison.version = 160000
+
+        def keyed_hashes(conn, table, columns, keys, version, lock=False):
+            if lock:
+                self.locks.append(list(keys))
+                if lock_error:
+                    raise lock_error
+            side = source if conn.name == "locker" else target
+            return dict((k, side[k]) for k in keys if k in side)
+
+        monkeypatch.setattr(compare, "keyed_hashes", keyed_hashes)
+        monkeypatch.setattr(compare, "may_lock", lambda conn, oids: dict((o, may_lock) for o in oids))
+        monkeypatch.setattr(compare, "column_values", lambda conn, table, cols, key, version: (
+            dict(v="s") if conn.name == "locker" else dict(v="t")))
+        monkeypatch.setattr(self.comparison, "wait_caught_up", lambda coord, lsn, timeout=None, interval=0.2: (
+            caught_up, {}))
+
+
+class SqlError(Exception):
+    def __init__(self, sqlstate, text):
+        super().__init__(text)
+        self.sqlstate = sqlstate
+
+
+def lock_items():
+    table = hot_table()
+    hot = dict(kind="changed", key=["1", "a"], columns=["v"], _s=10, _t=30)       # in flight by the snapshots
+    lost = dict(kind="changed", key=["2", "b"], columns=["v"], _s=20, _t=21)      # in flight by the snapshots
+    real = dict(kind="changed", key=["3", "c"], columns=["v"], _s=30, _t=31)      # confirmed by the snapshots
+    return table, [[table, dict(lo=None, hi=None), [real], [hot, lost]]]
+
+
+def test_lock_step_settles_hot_rows_and_confirms_real_ones(monkeypatch):
+    world = LockWorld(monkeypatch, source={("1", "a"): 40, ("2", "b"): 22, ("3", "c"): 30},
+                      target={("1", "a"): 40, ("3", "c"): 31})
+    coord = FakeCoord()
+    table, items = lock_items()
+    record = {}
+    resolved = world.comparison.lock_step(coord, items, record)
+    assert resolved == 1
+    assert world.locks == [[("3", "c"), ("1", "a"), ("2", "b")]]
+    (t, rng, confirmed, in_flight), = items
+    assert in_flight == []
+    assert [(d["kind"], d["key"], d.get("columns"), d["_s"], d["_t"]) for d in confirmed] == [
+        ("changed", ["3", "c"], ["v"], 30, 31), ("missing", ["2", "b"], None, 22, None)]
+    assert record == dict(locked_rows=3, settled_by_lock=3, lock_resolved=1, lock_confirmed=2, lock_fallback=0,
+                          lock_problems=[])
+    src = coord.src.statements
+    assert src[0] == "BEGIN ISOLATION LEVEL READ COMMITTED" and src[-1] == "ROLLBACK"
+    assert any("pg_current_wal_insert_lsn" in q for q in src)
+
+
+def test_lock_step_falls_back_when_the_lock_is_not_granted(monkeypatch):
+    world = LockWorld(monkeypatch, source={}, target={}, lock_error=SqlError("55P03", "canceling statement due to lock timeout"))
+    coord = FakeCoord()
+    table, items = lock_items()
+    before = [list(x) for x in items]
+    record = {}
+    assert world.comparison.lock_step(coord, items, record) == 0
+    assert items == before  # every difference keeps its snapshot classification: the hot ones stay in flight
+    assert record["settled_by_lock"] == 0 and record["lock_fallback"] == 3
+    assert record["lock_problems"] == [validate.lock_failure(table["table"], "55P03", "", 5.0)]
+    assert coord.src.statements[-1] == "ROLLBACK"  # released
+
+
+def test_lock_step_falls_back_when_the_slots_do_not_catch_up(monkeypatch):
+    world = LockWorld(monkeypatch, source={("1", "a"): 40}, target={("1", "a"): 40}, caught_up=False)
+    coord = FakeCoord()
+    table, items = lock_items()
+    record = {}
+    world.comparison.lock_step(coord, items, record)
+    assert [len(items[0][2]), len(items[0][3])] == [1, 2]
+    assert record["settled_by_lock"] == 0 and record["locked_rows"] == 1
+    assert "did not confirm the locked position 0/3000060" in record["lock_problems"][0]
+    assert coord.tgt.statements == []  # the target was not read
+    assert coord.src.statements[-1] == "ROLLBACK"
+
+
+def test_lock_step_without_the_privilege_locks_nothing_and_says_why(monkeypatch):
+    world = LockWorld(monkeypatch, source={}, target={}, may_lock=False)
+    coord = FakeCoord()
+    table, items = lock_items()
+    record = {}
+    world.comparison.lock_step(coord, items, record)
+    assert world.locks == [] and record["lock_fallback"] == 3
+    assert record["lock_problems"] == [validate.lock_refused(table["table"])]
+
+
+def test_lock_step_disabled_or_nothing_to_lock(monkeypatch):
+    world = LockWorld(monkeypatch, source={}, target={})
+    world.comparison.o["live_lock_rows"] = 0
+    table, items = lock_items()
+    record = {}
+    assert world.comparison.lock_step(FakeCoord(), items, record) == 0
+    assert record == {} and world.locks == []
+    world.comparison.o["live_lock_rows"] = 1000
+    unkeyed = dict(kind="extra", key=["(a)"], count=1, _hash=7, _s=1, _t=2)
+    items = [[table, dict(lo=None, hi=None), [unkeyed], []]]
+    assert world.comparison.lock_step(FakeCoord(), items, record) == 0
+    assert record == {} and items[0][2] == [unkeyed]
+
+
+def test_report_shows_what_the_lock_step_settled():
+    import os
+    import jinja2
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "validate", "templates")
+    env = jinja2.Environment(trim_blocks=True, loader=jinja2.FileSystemLoader(root))
+    rounds = [dict(round=1, source_lsn="0/10", ranges=3, differing=1),
+              dict(round=2, source_lsn="0/20", caught_up=True, confirmed=1, in_flight=0, resolved=4, locked_rows=5,
+                   settled_by_lock=5, lock_resolved=4, lock_confirmed=1, lock_fallback=0, lock_problems=[]),
+              dict(round=3, source_lsn="0/30", caught_up=True, confirmed=0, in_flight=1, resolved=0, locked_rows=0,
+                   settled_by_lock=0, lock_resolved=0, lock_confirmed=0, lock_fallback=1,
+                   lock_problems=["public.hot: the rows stayed locked"])]
+    report = dict(migration_name="m", finished_at="2025-01-01T00:00:00Z", mode="live", verdict="GO", reasons=[],
+                  summary={}, tables=[], schema=[], sequences=[], skipped=[], rounds=rounds)
+    text = env.get_template("validation.md.j2").render(validate_report=report)
+    assert ("- round 2: source LSN 0/20, caught up True, 1 confirmed, 0 in flight, 4 resolved; lock step: 5 row(s) "
+            "locked, 5 settled by it (4 resolved, 1 confirmed), 0 settled without it\n") in text
+    assert "1 settled without it\n  - public.hot: the rows stayed locked\n" in text
+    assert "- round 1: source LSN 0/10\n" in text

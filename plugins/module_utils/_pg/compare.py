@@ -173,28 +173,68 @@ def column_values(conn, table, columns, key_values, version):
     return dict((c["name"], v) for c, v in zip(columns, row))
 
 
-def hashes_for_keys(conn, table, columns, keys, version):
-    """{key tuple: row hash} of the rows with these keys (outside any snapshot: the source now)."""
+PARAM = object()  # a parameter's place in parametrised()
+
+
+def parametrised(conn, *parts):
+    """A query that takes parameters: composed parts rendered with every % doubled (psycopg reads a % in the query
+    text as a placeholder, and a table, column or type name may hold one), each PARAM a %s."""
+    return sql.SQL("".join("%s" if p is PARAM else p.as_string(conn).replace("%", "%%") for p in parts))
+
+
+def keyed_hashes(conn, table, columns, keys, version, lock=False):
+    """{key tuple: row hash} of the rows with these keys (key values as text, passed as parameters).
+
+    lock: SELECT ... FOR SHARE, in key order (the caller holds a READ COMMITTED transaction: a row another
+    transaction is writing is waited for, then its new version locked and hashed)."""
     key = table["key"]
-    found = {}
-    texts = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c["name"])) for c in key)
+    if not keys:
+        return {}
     names = sql.SQL(", ").join(sql.Identifier(c["name"]) for c in key)
-    for start in range(0, len(keys), 500):
-        rows = sql.SQL(", ").join(
-            sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(c["type"]))
-                                                         for c, v in zip(key, k)))
-            for k in keys[start:start + 500])
-        query = sql.SQL("SELECT ARRAY[{texts}], {h} FROM {rel} WHERE ROW({names}) IN ({rows})").format(
-            texts=texts, h=validate.row_hash(columns, version), rel=_rel(table), names=names, rows=rows)
-        for r in conn.execute(query).fetchall():
+    texts = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c["name"])) for c in key)
+    cols = [sql.Identifier("k%d" % i) for i in range(len(key))]
+    cast = sql.SQL(", ").join(sql.SQL("u.{}::{}").format(p, sql.SQL(c["type"])) for p, c in zip(cols, key))
+    parts = [sql.SQL("SELECT ARRAY[{texts}], {h} FROM {rel} WHERE ROW({names}) IN (SELECT {cast} FROM unnest(").format(
+        texts=texts, h=validate.row_hash(columns, version), rel=_rel(table), names=names, cast=cast)]
+    for i in range(len(key)):
+        parts += [sql.SQL(", " if i else ""), PARAM, sql.SQL("::text[]")]
+    parts.append(sql.SQL(") AS u({cols})){lock}").format(
+        cols=sql.SQL(", ").join(cols), lock=sql.SQL(" ORDER BY {} FOR SHARE").format(names) if lock else sql.SQL("")))
+    query = parametrised(conn, *parts)
+    found = {}
+    for start in range(0, len(keys), 1000):
+        chunk = [tuple(k) for k in keys[start:start + 1000]]
+        for r in conn.execute(query, [[k[i] for k in chunk] for i in range(len(key))]).fetchall():
             found[tuple(r[0])] = r[1]
     return found
 
 
+def hashes_for_keys(conn, table, columns, keys, version):
+    """{key tuple: row hash} of the rows with these keys (outside any snapshot: the source now)."""
+    return keyed_hashes(conn, table, columns, keys, version)
+
+
+def may_lock(conn, oids):
+    """{oid: whether this login may SELECT ... FOR SHARE rows of the table} (UPDATE on the table or a column)."""
+    rows = conn.execute("SELECT o::bigint, coalesce(has_any_column_privilege(o, 'UPDATE'), false) "
+                        "FROM unnest(%s::oid[]) AS u(o)", (list(oids),)).fetchall()
+    return dict((r[0], r[1]) for r in rows)
+
+
+def set_local(conn, name, milliseconds):
+    """A timeout for the rest of the current transaction only."""
+    conn.execute("SELECT set_config(%s, %s, true)", (name, "%dms" % max(1, int(milliseconds))))
+
+
+def set_session(conn, name, milliseconds):
+    """A timeout for the session."""
+    conn.execute("SELECT set_config(%s, %s, false)", (name, "%dms" % max(1, int(milliseconds))))
+
+
 def counts_for_hashes(conn, table, columns, hashes, version):
     """{row hash: copies} for these row hashes (tables without a key; the source now)."""
-    query = sql.SQL("SELECT h, count(*) FROM (SELECT {h} AS h FROM {rel}) s WHERE h = ANY(%s) GROUP BY h").format(
-        h=validate.row_hash(columns, version), rel=_rel(table))
+    query = parametrised(conn, sql.SQL("SELECT h, count(*) FROM (SELECT {h} AS h FROM {rel}) s WHERE h = ANY(").format(
+        h=validate.row_hash(columns, version), rel=_rel(table)), PARAM, sql.SQL(") GROUP BY h"))
     return dict((r[0], int(r[1])) for r in conn.execute(query, (list(hashes),)).fetchall())
 
 
@@ -252,6 +292,22 @@ class Coordinator:
         self.tgt = connect(target_params, autocommit=True)
         self.mon = connect(source_params, autocommit=True)  # slot positions and the source now, outside any snapshot
         configure(self.mon)
+        self.source_params, self.target_params = source_params, target_params
+        self._locker = self._tmon = None
+
+    def locker(self):
+        """The source connection of the lock step (its own short transactions), opened on first use."""
+        if self._locker is None or self._locker.closed:
+            self._locker = connect(self.source_params, autocommit=True)
+            configure(self._locker)
+        return self._locker
+
+    def tmon(self):
+        """The target read outside any snapshot (the lock step's fresh read), opened on first use."""
+        if self._tmon is None or self._tmon.closed:
+            self._tmon = connect(self.target_params, autocommit=True)
+            configure(self._tmon)
+        return self._tmon
 
     @staticmethod
     def _export(conn):
@@ -266,14 +322,18 @@ class Coordinator:
 
     def source_snapshot(self):
         snap = self._export(self.src)
-        lsn = self.src.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+        # the insert position: a commit the snapshot sees is at or before it, even one not yet written out
+        # (synchronous_commit = off), which pg_current_wal_lsn() may not cover yet
+        lsn = self.src.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
         return snap, lsn
 
     def target_snapshot(self):
         return self._export(self.tgt)
 
     def close(self):
-        for conn in (self.src, self.tgt, self.mon):
+        for conn in (self.src, self.tgt, self.mon, self._locker, self._tmon):
+            if conn is None:
+                continue
             try:
                 conn.close()
             except Exception:  # already broken
@@ -284,7 +344,7 @@ class Comparison:
     """Compare tables between two databases: counts, range hashes, narrowing to rows.
 
     options: parallel, chunk_rows, row_level_rows, max_differences, max_rows_per_second,
-    progress_file, mode, slot_prefix, catch_up_timeout, live_rounds.
+    progress_file, mode, slot_prefix, catch_up_timeout, live_rounds, live_lock_rows, live_lock_timeout.
     """
 
     def __init__(self, source_params, target_params, options):
@@ -452,11 +512,12 @@ class Comparison:
                 conn.execute("ROLLBACK")
         return results
 
-    def wait_caught_up(self, coord, lsn):
-        """Until every stream's slot confirmed lsn (live mode); (ok, positions)."""
+    def wait_caught_up(self, coord, lsn, timeout=None, interval=0.2):
+        """Until every stream's slot confirmed lsn (live mode), at most timeout seconds (catch_up_timeout);
+        (ok, positions)."""
         prefix = self.o["slot_prefix"]
         wanted = native.lsn_to_int(lsn)
-        deadline = time.time() + self.o["catch_up_timeout"]
+        deadline = time.time() + (self.o["catch_up_timeout"] if timeout is None else timeout)
         positions = {}
         while True:
             positions = slot_positions(coord.mon, prefix)
@@ -464,7 +525,7 @@ class Comparison:
                 return True, positions
             if time.time() > deadline:
                 return False, positions
-            time.sleep(0.2)
+            time.sleep(interval)
 
     def settle(self, coord, table, found):
         keyed = [d for d in found if "_hash" not in d]
@@ -475,6 +536,100 @@ class Comparison:
         if unkeyed:
             now.update(counts_for_hashes(coord.mon, table, table["compared"], [d["_hash"] for d in unkeyed], self.version))
         return validate.settle(found, now)
+
+    # -- the lock step ------------------------------------------------------------------------
+    def locked_check(self, coord, table, differences):
+        """One lock batch: lock the source rows of these differences (FOR SHARE, one short READ COMMITTED
+        transaction bounded by live_lock_timeout), read their hashes and the WAL insert position under the locks,
+        wait until every slot confirmed it, read the same keys on the target, then release. Returns
+        ({key: (verdict, difference)}, rows locked, problem or None)."""
+        budget = float(self.o["live_lock_timeout"])
+        deadline = time.time() + budget
+        cols = table["compared"]
+        keys = [tuple(d["key"]) for d in differences]
+        conn = coord.locker()
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            set_local(conn, "statement_timeout", budget * 1000)
+            set_local(conn, "lock_timeout", budget * 1000)
+            # if this process stalls while holding the locks, the server ends the session and releases them
+            set_local(conn, "idle_in_transaction_session_timeout", (2 * budget + 10) * 1000)
+            locked = keyed_hashes(conn, table, cols, keys, self.version, lock=True)
+            # the insert position, read with the rows locked: every change to them is before it
+            lsn = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+            ok, positions = self.wait_caught_up(coord, lsn, timeout=max(0.0, deadline - time.time()), interval=0.05)
+            if not ok:
+                return {}, len(locked), validate.lock_not_caught_up(table["table"], lsn, budget)
+            tmon = coord.tmon()
+            set_session(tmon, "statement_timeout", budget * 1000)
+            target = keyed_hashes(tmon, table, cols, keys, self.version)
+            absent = [k for k in keys if k not in locked]
+            after = keyed_hashes(conn, table, cols, absent, self.version) if absent else {}
+            outcome = validate.settle_locked(differences, locked, target, after)
+            for k, (verdict, d) in outcome.items():
+                if verdict == "confirmed" and d["kind"] == "changed":
+                    # the columns that differ, read while the source row is still locked
+                    values = column_values(conn, table, cols, list(k), self.version), \
+                        column_values(tmon, table, cols, list(k), self.version)
+                    if values[0] is not None and values[1] is not None:
+                        d["columns"] = validate.changed_columns(*values)
+            return outcome, len(locked), None
+        except Exception as exc:  # a lock not granted in time, a privilege, a deadlock: fall back
+            return {}, 0, validate.lock_failure(table["table"], getattr(exc, "sqlstate", None), str(exc), budget)
+        finally:
+            try:
+                conn.execute("ROLLBACK")  # releases the locks (the transaction changed nothing)
+            except Exception:  # the session is gone (its locks with it): a new one next time
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+
+    def lock_step(self, coord, items, record):
+        """Settle the keyed differences of a round with their source rows locked (live_lock_rows > 0).
+
+        items: [[table, range, confirmed, in_flight]] from the snapshot settle, updated in place; record: the
+        round's data, given locked_rows, settled_by_lock, lock_resolved, lock_confirmed, lock_fallback and
+        lock_problems when the lock step had rows to check. Returns the resolved count."""
+        groups, tables = [], {}
+        for table, rng, confirmed, in_flight in items:
+            candidates = validate.lock_candidates(confirmed + in_flight)
+            if candidates:
+                tables[_ident(table)] = table
+                groups.append((_ident(table), candidates))
+        if not groups or not self.o.get("live_lock_rows"):
+            return 0
+        merged = {}
+        for ident, differences in groups:  # one entry per table, its ranges in order
+            merged.setdefault(ident, []).extend(differences)
+        groups = list(merged.items())
+        problems = []
+        try:
+            rights = may_lock(coord.locker(), [tables[i]["oid"] for i, d in groups])
+        except Exception as exc:
+            rights = {}
+            problems.append(validate.lock_failure("the lock step", getattr(exc, "sqlstate", None), str(exc),
+                                                  float(self.o["live_lock_timeout"])))
+        kept, refused = validate.lockable(groups, dict((i, rights.get(tables[i]["oid"])) for i, d in groups))
+        if rights:
+            problems += [validate.lock_refused(tables[i]["table"]) for i in refused]
+        outcome, locked_rows = {}, 0
+        for ident, differences in validate.lock_batches(kept, self.o["live_lock_rows"]):
+            found, n, problem = self.locked_check(coord, tables[ident], differences)
+            locked_rows += n
+            if problem:
+                problems.append(problem)
+            outcome.setdefault(ident, {}).update(found)
+        resolved_n = settled_n = 0
+        for item in items:
+            item[2], item[3], resolved, settled = validate.after_lock(item[2], item[3], outcome.get(_ident(item[0]), {}))
+            resolved_n += resolved
+            settled_n += settled
+        confirmed_n = sum(1 for found in outcome.values() for verdict, d in found.values() if verdict == "confirmed")
+        checked = sum(len(d) for i, d in groups)
+        record.update(locked_rows=locked_rows, settled_by_lock=settled_n, lock_resolved=resolved_n,
+                      lock_confirmed=confirmed_n, lock_fallback=checked - settled_n, lock_problems=problems)
+        return resolved_n
 
     def live_rounds(self, coord, workers, results, by_name, rounds):
         """Compare the differing ranges again after the target confirmed the source's position; a difference
@@ -494,19 +649,24 @@ class Comparison:
                 table["_budget"] = [self.o["max_differences"]]
             again = self.run_round(workers, [(t, rng) for t, rng, found in redo], src_snap, tgt_snap)
             fresh = dict(((name, validate.describe_range(rng)), d) for name, items in again.items() for rng, d in items)
-            still, confirmed_n, in_flight_n, resolved_n = [], 0, 0, 0
+            items, resolved_n = [], 0
             for table, rng, old in redo:
                 found = fresh.get((_ident(table), validate.describe_range(rng)), old)
                 confirmed, in_flight, resolved = self.settle(coord, table, found) if found else ([], [], 0)
+                resolved_n += resolved
+                items.append([table, rng, confirmed, in_flight])
+            record = dict(round=number, source_lsn=lsn, caught_up=True, slots=positions, ranges=len(redo))
+            resolved_n += self.lock_step(coord, items, record)
+            still, confirmed_n, in_flight_n = [], 0, 0
+            for table, rng, confirmed, in_flight in items:
                 confirmed_n += len(confirmed)
                 in_flight_n += len(in_flight)
-                resolved_n += resolved
                 if in_flight:
                     still.append((table, rng, confirmed + in_flight))
                 else:
                     final.setdefault(_ident(table), []).append((rng, confirmed))
-            rounds.append(dict(round=number, source_lsn=lsn, caught_up=True, slots=positions, ranges=len(redo),
-                               confirmed=confirmed_n, in_flight=in_flight_n, resolved=resolved_n))
+            record.update(confirmed=confirmed_n, in_flight=in_flight_n, resolved=resolved_n)
+            rounds.append(record)
             redo = still
         for table, rng, found in redo:  # never settled: reported, marked
             for d in found:
