@@ -506,12 +506,14 @@ def test_a_switch_that_does_not_take_effect_is_undone(pair, tmp_path):
     src, tgt, db = env["source"], env["target"], env["db"]
     writer = start_writer(env, 5)
     wrong = tmp_path / "not-included.ini"
-    wrong.write_text("[databases]\n")
+    with open(env["bouncer"].databases) as f:
+        copy = f.read()  # the entry is there, but PgBouncer does not read this file
+    wrong.write_text(copy)
     p = dict(params(env)["pgbouncer"], databases_file=str(wrong))
     result = cutover(env, pgbouncer=p)
     assert result["failed"] and result["failed_step"] == "switch" and "still points" in result["msg"]
     assert [u["step"] for u in result["undone"]] == ["return_path", "freeze"]
-    assert wrong.read_text() == "[databases]\n"
+    assert wrong.read_text() == copy
     assert env["bouncer"].points_at() == src.port
     assert cutover(env, mode="status")["serving"] == "source"
     before = writer.seq
