@@ -48,7 +48,7 @@ DIRECTIONS = ("forward", "reverse")
 FREEZE_METHODS = ("pgbouncer", "read_only", "command")
 SWITCH_METHODS = ("pgbouncer", "route53", "command", "none")
 ENGINES = ("native", "dms")
-STATUSES = ("switched", "rehearsed", "aborted", "failed_after_switch")
+STATUSES = ("switched", "rehearsed", "aborted", "failed_after_switch", "switched_without_return_path")
 
 
 class StepFailed(Exception):
@@ -61,6 +61,13 @@ class StepFailed(Exception):
 
 class OverBudget(StepFailed):
     """The write pause would exceed freeze_timeout."""
+
+
+class ReturnPathFailed(StepFailed):
+    """After the switch, the return stream (new -> old) could not be created or does not stream: the new side
+    serves with no way back. The machine reports it as its own status, not as a generic failure."""
+
+    after_switch_status = "switched_without_return_path"
 
 
 def plan_steps(rehearsal):
@@ -272,6 +279,141 @@ def route53_change(record_name, record_type, value, ttl):
 
 
 # ----------------------------------------------------------------------------------------------
+# The way back: the return stream new -> old (pure decisions; runners/return_path.py acts on them)
+# ----------------------------------------------------------------------------------------------
+
+# What says how the source server connects to the target for the return stream (never the password).
+RETURN_PATH_KEYS = ("user", "host", "port", "dbname", "sslmode", "sslrootcert")
+RETURN_PATH_REQUIREMENTS = ("required", "if_present", "ignore")
+
+
+def return_path_connection(user, host, port, dbname, sslmode=None, sslrootcert=None):
+    """The return stream's connection as the source server makes it, without the password (what the
+    rehearsal records and the cutover's preflight compares)."""
+    return dict(user=user, host=host, port=int(port) if port not in (None, "") else None, dbname=dbname,
+                sslmode=sslmode or None, sslrootcert=sslrootcert or None)
+
+
+def _describe(conn):
+    return "%s@%s:%s/%s sslmode=%s%s" % (conn.get("user"), conn.get("host"), conn.get("port"), conn.get("dbname"),
+                                         conn.get("sslmode") or "-", " sslrootcert=%s" % conn["sslrootcert"]
+                                         if conn.get("sslrootcert") else "")
+
+
+def return_path_gate(report, requirement, max_age_seconds, now, connection, migration):
+    """(go, reason) of the way back, from the last rehearsal's report.
+
+    report: the parsed rehearsal.json or None when there is none; its ``return_path_proof`` is
+    {status ok|failed, error, proven_at, connection} (what the rehearsal's source server did).
+    requirement: 'required' (a proof with today's connection settings is needed), 'if_present' (a
+    failed, outdated or different proof blocks; no proof does not) or 'ignore'. connection: the
+    return stream's settings now (return_path_connection). now: aware datetime.
+    """
+    run_it = "run rehearsal.yml (it creates the reverse subscription on the source, checks it streams and removes it)"
+    if requirement == "ignore":
+        return True, "the way back is not checked (return_path_requirement=ignore)"
+    proof = (report or {}).get("return_path_proof")
+    if report is not None and report.get("migration") not in (None, migration):
+        proof = None
+        what = "the last rehearsal.json is of migration %s, not %s" % (report.get("migration"), migration)
+    elif report is not None and report.get("direction", "forward") != "forward":
+        proof = None
+        what = "the last rehearsal.json is of a rollback, not of the cutover"
+    elif report is None:
+        what = "no rehearsal report (rehearsal.json)"
+    elif not proof:
+        what = "the last rehearsal (status %s%s) did not prove the way back" % (
+            report.get("status"), ", stopped at %s" % report["failed_step"] if report.get("failed_step") else "")
+    if not proof:
+        if requirement == "required":
+            return False, "%s: the way back (the source subscribing to the target) was never proven: %s first, or " \
+                          "set return_path_requirement" % (what, run_it)
+        return True, "%s (return_path_requirement=if_present)" % what
+    proven = parse_time(proof.get("proven_at"))
+    when = "at %s" % proof.get("proven_at") if proof.get("proven_at") else ""
+    if proof.get("status") != "ok":
+        return False, "the last rehearsal %s could not create the return stream (the source server connecting to the " \
+                      "target as %s): %s. Fix that and %s again" % (
+                          when, _describe(proof.get("connection") or {}), proof.get("error") or "no reason recorded",
+                          run_it)
+    if proven is None:
+        return False, "the last rehearsal's proof of the way back has no time: %s again" % run_it
+    age = (now - proven).total_seconds()
+    if max_age_seconds and age > max_age_seconds:
+        return False, "the way back was proven %.0f s ago, more than return_path_max_age %d s: %s again" % (
+            age, max_age_seconds, run_it)
+    then = proof.get("connection") or {}
+    differ = ["%s %s then, %s now" % (k, then.get(k), connection.get(k)) for k in RETURN_PATH_KEYS
+              if str(then.get(k) if then.get(k) not in ("", None) else None) !=
+              str(connection.get(k) if connection.get(k) not in ("", None) else None)]
+    if differ:
+        return False, "the way back was proven with other connection settings than the cutover would use (%s): " \
+                      "%s again" % ("; ".join(differ), run_it)
+    return True, "the way back proven by the rehearsal %.0f s ago (%s)" % (age, _describe(connection))
+
+
+def return_stream_check(observed, user, tables, tls):
+    """(ok, problems): the return stream really streams - the subscription on the source exists and is
+    enabled, the source found the publication's `tables` tables on the target, its apply worker runs, and
+    the target sees a WAL sender on the slot connected as `user` (with TLS when `tls`), streaming.
+
+    observed: {subscription: None | {enabled, worker_pid, tables}, sender: None | {usename, state, ssl}}.
+    """
+    sub, sender = observed.get("subscription"), observed.get("sender")
+    if sub is None:
+        return False, ["the subscription does not exist on the source"]
+    problems = []
+    if not sub.get("enabled"):
+        problems.append("the subscription is disabled on the source")
+    if (sub.get("tables") or 0) != tables:
+        problems.append("the source found %s of the %d tables of the publication on the target (none: the "
+                        "publication was not found there)" % (sub.get("tables") or 0, tables))
+    if not sub.get("worker_pid"):
+        problems.append("no apply worker runs for it on the source (its server log says why)")
+    if sender is None:
+        problems.append("no WAL sender on the target uses the return slot: the source server is not connected")
+    else:
+        if sender.get("usename") != user:
+            problems.append("the source server is connected to the target as %s, not as %s" % (
+                sender.get("usename"), user))
+        if tls and not sender.get("ssl"):
+            problems.append("the source server is connected to the target without TLS")
+        if sender.get("state") != "streaming":
+            problems.append("the target's WAL sender is %s, not streaming" % sender.get("state"))
+    return not problems, problems
+
+
+RESUME_ACTIONS = ("drop_subscription", "drop_slot", "create_publication", "create_slot", "create_subscription",
+                  "alter_connection")
+
+
+def resume_reverse_plan(serving, publication, slot, subscription, streaming):
+    """What cutover_mode=resume_reverse does: dict(refuse, actions, gap).
+
+    serving: the side the cutover log says serves; publication/slot: whether the return publication and
+    slot exist on the target; subscription: whether the return subscription exists on the source;
+    streaming: whether return_stream_check passed. refuse: a sentence when there is nothing to resume;
+    actions: in order, from RESUME_ACTIONS; gap: True when a new slot is made - the target's changes since
+    the switch before it are not in the return stream (the source misses them).
+    """
+    if serving != "target":
+        return dict(refuse="the source serves the application (no cutover is in effect): there is no return stream "
+                           "to resume", actions=[], gap=False)
+    if subscription and streaming:
+        return dict(refuse=None, actions=[], gap=False)
+    if slot and publication:
+        # the slot kept every change since it was made: subscribe to it again (or repair the subscription)
+        return dict(refuse=None, actions=["alter_connection"] if subscription else ["create_subscription"],
+                    gap=False)
+    actions = ["drop_subscription"] if subscription else []
+    if slot:  # a slot older than its publication cannot decode the changes made before the publication
+        actions.append("drop_slot")
+    if not publication:
+        actions.append("create_publication")
+    return dict(refuse=None, actions=actions + ["create_slot", "create_subscription"], gap=True)
+
+
+# ----------------------------------------------------------------------------------------------
 # The machine
 # ----------------------------------------------------------------------------------------------
 
@@ -286,8 +428,11 @@ class Machine:
     """
 
     def __init__(self, steps, actions, undo=None, hooks=None, freeze_timeout=10.0, clock=None, wallclock=None,
-                 rehearsal=False):
+                 rehearsal=False, rehearsal_check=None):
         self.steps = list(steps)
+        # rehearsal_check(machine) -> detail: run after a rehearsal's freeze is undone, before the rest is
+        # undone (the way back proven on the return slot, outside the measured pause); raising fails it.
+        self.rehearsal_check = rehearsal_check
         self.actions = actions
         self.undo_actions = undo or {}
         self.hooks = hooks or {}
@@ -384,20 +529,38 @@ class Machine:
                     self.status = "aborted"
                     self.undo_all()
                 else:
-                    self.status = "failed_after_switch"
+                    self.status = getattr(exc, "after_switch_status", "failed_after_switch")
                 return self.result()
             self.done.append(step)
             self.record(step, "ok", t0, self.clock() - t0, detail=detail)
         if self.rehearsal:
             self.status = "rehearsed"
+            if self.rehearsal_check is not None:
+                self.undo_all(only=("freeze",))
+                self._rehearsal_check()
             self.undo_all()
         else:
             self.status = "switched"
         return self.result()
 
-    def undo_all(self):
+    def _rehearsal_check(self):
+        t0 = self.clock()
+        try:
+            detail = self.rehearsal_check(self) or {}
+        except Exception as exc:  # the rehearsal failed: recorded, the rest still undone
+            self.record(self.steps[-1], "failed", t0, self.clock() - t0, detail=getattr(exc, "detail", None) or {},
+                        message=str(exc), kind="check")
+            self.status, self.failed_step, self.reason = "aborted", self.steps[-1], str(exc)
+            return
+        self.record(self.steps[-1], "ok", t0, self.clock() - t0, detail=detail, kind="check",
+                    message=detail.pop("message", "") if isinstance(detail, dict) else "")
+
+    def undo_all(self, only=None):
+        self.undoing = True
         for step in reversed(self.done):
             if step not in UNDOABLE or step not in self.undo_actions:
+                continue
+            if (only is not None and step not in only) or any(u["step"] == step for u in self.undone):
                 continue
             t0 = self.clock()
             try:
@@ -492,5 +655,44 @@ def render_markdown(report):
         lines.append("- none needed")
     lines += ["", "## What a rollback would do", ""]
     lines += ["%d. %s" % (i, text) for i, text in enumerate(report.get("rollback_plan") or [], 1)]
+    if report.get("return_path_proof"):
+        lines += ["", "## The way back (proven by this rehearsal: the cutover's preflight reads it)", ""]
+        lines += way_back_lines(report["return_path_proof"])
+    lines.append("")
+    return "\n".join(lines)
+
+
+def way_back_lines(check):
+    """Markdown lines of a return-stream check (a rehearsal's proof, a resume)."""
+    conn = check.get("connection") or {}
+    lines = ["- status: **%s**%s" % (check.get("status"), ", at %s" % check["proven_at"] if check.get("proven_at")
+                                     else "")]
+    if conn:
+        lines.append("- the source server connects to the target as %s" % _describe(conn))
+    seen = check.get("seen_by_target")
+    if seen:
+        lines.append("- the target saw it: user %s, TLS %s%s, WAL sender %s" % (
+            seen.get("user"), "on" if seen.get("ssl") else "off", " (%s)" % seen["ssl_version"]
+            if seen.get("ssl_version") else "", seen.get("state")))
+    if check.get("tables") is not None:
+        lines.append("- tables the source found in the return publication: %s" % check["tables"])
+    if check.get("error"):
+        lines.append("- error: %s" % str(check["error"]).replace("\n", " "))
+    return lines
+
+
+def render_resume_markdown(report):
+    """resume_reverse.md: what mode=resume_reverse did to the return stream."""
+    info = report.get("return_path") or {}
+    lines = ["# The way back of migration `%s`: resume_reverse" % report.get("migration"), "",
+             "- status: **%s** at %s; the %s serves" % (report.get("status"), report.get("at"), report.get("serving")),
+             "- actions: %s" % (", ".join(info.get("actions") or []) or "none (the return stream streams)")]
+    if info.get("gap"):
+        lines.append("- **gap**: a new return slot starts at the target's LSN %s; the target's changes since the "
+                     "switch (%s, from LSN %s) are not on the source" % (
+                         _fmt(info.get("gap_to_lsn")), _fmt(info.get("switched_at")), _fmt(info.get("gap_from_lsn"))))
+    lines += way_back_lines(dict(info, status=report.get("status"), error=report.get("error")))
+    for w in report.get("warnings") or report.get("report_warnings") or []:
+        lines.append("- warning: %s" % w)
     lines.append("")
     return "\n".join(lines)

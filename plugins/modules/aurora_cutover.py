@@ -47,8 +47,12 @@ options:
       - C(prepare) only creates the cutover log C(pgshift.cutover_log) on both sides (idempotent). With
         O(engine=dms) run it before the DMS tasks start, with that table in a task's table mapping, so the
         marker row the barrier writes reaches the target (replicate.yml does both).
+      - C(resume_reverse), after a cutover whose return stream could not be made (status
+        C(switched_without_return_path)), makes it again once the cause is fixed - the return publication and slot
+        on the target when they are gone, the subscription on the source - and checks that it streams. A new slot
+        starts now, so what the target took between the switch and now is not in it (RV(return_path.gap)).
     type: str
-    choices: [run, status, cleanup, prepare]
+    choices: [run, status, cleanup, prepare, resume_reverse]
     default: run
   direction:
     description: C(forward) moves traffic source -> target; C(reverse) (rollback) target -> source.
@@ -148,6 +152,30 @@ options:
     description: Seconds a GO stays valid (0 = no limit).
     type: int
     default: 0
+  rehearsal_report:
+    description:
+      - Path of the last rehearsal's rehearsal.json (default O(report_dir)/rehearsal.json). A rehearsal records
+        there whether the source server could subscribe to the target (C(return_path_proof)); a cutover's preflight
+        reads it (O(return_path_requirement)).
+    type: path
+  return_path_requirement:
+    description:
+      - The cutover's preflight and the way back. C(required) - the last rehearsal must have proven it (the source
+        server subscribed to the target's return slot, and streamed, as O(target_replication_user) with the
+        connection settings the cutover would use now); C(if_present) - a failed, outdated or different proof
+        blocks, no proof does not; C(ignore).
+    type: str
+    choices: [required, if_present, ignore]
+    default: required
+  return_path_max_age:
+    description: Seconds a rehearsal's proof of the way back stays valid (0 = no limit).
+    type: int
+    default: 0
+  return_path_timeout:
+    description: Seconds the return stream may take to stream once its subscription is created (rehearsal, step 9,
+      O(mode=resume_reverse)).
+    type: float
+    default: 30
   sequence_gap:
     description: Added to the source's next value and to the columns' maximum when setting sequences on the new side.
     type: int
@@ -376,9 +404,26 @@ created:
   elements: str
   sample: [source, target]
 status:
-  description: C(switched), C(rehearsed), C(aborted) (undone before the switch) or C(failed_after_switch).
-  returned: mode=run
+  description:
+    - C(switched), C(rehearsed), C(aborted) (undone before the switch; a rehearsal whose way back could not be
+      proven), C(failed_after_switch), or C(switched_without_return_path) (the new side serves; the return stream
+      could not be made, its slot is dropped; run O(mode=resume_reverse) once the cause is fixed).
+    - With O(mode=resume_reverse), C(resumed) (the return stream streams).
+  returned: mode=run, mode=resume_reverse
   type: str
+return_path_proof:
+  description:
+    - A rehearsal's proof of the way back, also in rehearsal.json - C(status) (ok, failed), C(proven_at), C(error),
+      C(connection) (user, host, port, dbname, sslmode, sslrootcert of the source server's connection; never the
+      password), C(seen_by_target) (the user and TLS the target saw), C(tables).
+  returned: a rehearsal of the cutover that reached step 7
+  type: dict
+return_path:
+  description:
+    - With O(mode=resume_reverse) - C(actions) taken, C(gap) (true when a new slot was made), C(gap_from_lsn) and
+      C(gap_to_lsn) (the target's WAL that is not on the source), and the check as in RV(return_path_proof).
+  returned: mode=resume_reverse
+  type: dict
 serving:
   description: Which side serves the application after the run (C(source) or C(target)).
   returned: always
@@ -429,6 +474,7 @@ from ansible_collections.pgshift.aurora.plugins.module_utils import pgbouncer_co
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import pgbouncer as bouncer
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import return_path as return_path_runner
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
     PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
 
@@ -441,7 +487,7 @@ def argument_spec():
     spec.update(native.prefixed_spec(postgres_argument_spec(), TARGET))
     spec.update(
         migration=dict(type="str", required=True),
-        mode=dict(type="str", choices=["run", "status", "cleanup", "prepare"], default="run"),
+        mode=dict(type="str", choices=["run", "status", "cleanup", "prepare", "resume_reverse"], default="run"),
         direction=dict(type="str", choices=list(cutover.DIRECTIONS), default="forward"),
         rehearsal=dict(type="bool", default=False),
         engine=dict(type="str", choices=list(cutover.ENGINES), default="native"),
@@ -461,6 +507,10 @@ def argument_spec():
         validation_report=dict(type="path"),
         validation_requirement=dict(type="str", choices=["required", "if_present", "ignore"], default="if_present"),
         validation_max_age=dict(type="int", default=0),
+        rehearsal_report=dict(type="path"),
+        return_path_requirement=dict(type="str", choices=list(cutover.RETURN_PATH_REQUIREMENTS), default="required"),
+        return_path_max_age=dict(type="int", default=0),
+        return_path_timeout=dict(type="float", default=30),
         sequence_gap=dict(type="int", default=1000),
         verify_tables=dict(type="int", default=5),
         verify_max_rows=dict(type="int", default=500000),
@@ -542,6 +592,7 @@ class Cutover:
         self.saved_role_settings = {}
         self.route53_previous = None
         self.stream_names = []
+        self.return_path_proof = None
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -660,6 +711,11 @@ class Cutover:
             detail["validation"] = why_v
             if not go_v:
                 reasons.append(why_v)
+            if not p["rehearsal"]:
+                go_r, why_r = self.return_path_gate()
+                detail["return_path"] = why_r
+                if not go_r:
+                    reasons.append(why_r)
         admin = [p["login_user"], p["target_login_user"]]
         go_t, why_t = cutover.long_transaction_gate(db.long_transactions(self.conn(self.old), admin),
                                                     p["max_transaction_seconds"])
@@ -748,6 +804,69 @@ class Cutover:
                 self.q(db.set_role_password(self.conn(self.new), role, old_pw[role]))
                 copied.append(role)
         return "copied for %s" % ", ".join(copied) if copied else "same"
+
+    # --- the way back (runners/return_path.py) --------------------------------------------------
+
+    def reverse_peer(self):
+        """(connection, password) of the return stream: how the source server reaches the target, as the
+        migration user (target_replication_user; the admin only when none is given)."""
+        p = self.p
+        user = p["target_replication_user"] or p["target_login_user"]
+        password = p["target_replication_password"]
+        if password is None and not p["target_replication_user"]:
+            password = p["target_login_password"]
+        peer = replication_conn.peer_connection(dict(
+            db_host=p["target_login_host"], db_port=p["target_login_port"], db_sslmode=p["target_ssl_mode"],
+            db_replication_host=p["target_host_for_source"], db_replication_port=p["target_port_for_source"],
+            db_replication_sslmode=p["target_ssl_mode_for_source"],
+            db_replication_sslrootcert=p["target_ssl_root_cert_for_source"]), "the target")
+        return cutover.return_path_connection(user, peer["host"], peer["port"], p["target_login_db"], peer["sslmode"],
+                                              peer["sslrootcert"]), password
+
+    def return_path(self):
+        connection, password = self.reverse_peer()
+        return return_path_runner.ReturnPath(self.conn("source"), self.conn("target"), self.reverse_name, connection,
+                                             password, self.q, timeout=self.p["return_path_timeout"])
+
+    def return_path_gate(self):
+        """The preflight's check of the last rehearsal's proof of the way back (cutover.return_path_gate)."""
+        p = self.p
+        path = p["rehearsal_report"] or (os.path.join(p["report_dir"], "rehearsal.json") if p["report_dir"] else None)
+        report = None
+        if path and os.path.exists(path):
+            try:
+                with open(path) as f:
+                    report = json.load(f)
+            except (OSError, ValueError) as exc:
+                return False, "could not read the rehearsal report %s (%s): run rehearsal.yml again" % (path, exc)
+        try:
+            connection = self.reverse_peer()[0]
+        except replication_conn.ReplicationConnError as exc:
+            return False, str(exc)
+        return cutover.return_path_gate(report, p["return_path_requirement"], p["return_path_max_age"], utcnow(),
+                                        connection, self.migration)
+
+    def prove_return_path(self, machine):
+        """The rehearsal's check, after its freeze is undone: the source server subscribes to the return slot
+        made in step 7 and streams; the subscription is removed with the return path (undo_return_path).
+        The result goes to rehearsal.json (return_path_proof) for the cutover's preflight."""
+        def now():
+            return utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            runner = self.return_path()
+        except replication_conn.ReplicationConnError as exc:
+            self.return_path_proof = dict(status="failed", proven_at=now(), error=str(exc), connection=None)
+            raise cutover.StepFailed("the way back could not be proven: %s" % exc) from None
+        self.created.setdefault("subscriptions", []).append(("source", self.reverse_name))
+        try:
+            detail = runner.establish()
+        except cutover.StepFailed as exc:
+            self.return_path_proof = dict(exc.detail, status="failed", proven_at=now(), error=str(exc),
+                                          connection=runner.connection)
+            raise cutover.StepFailed("the way back could not be proven: %s" % exc, exc.detail) from None
+        self.return_path_proof = dict(detail, status="ok", proven_at=now(), error=None)
+        return dict(detail, message="the way back proven: the source server streams from the target as %s" % (
+            runner.describe()))
 
     def step_freeze(self, machine):
         p = self.p
@@ -911,21 +1030,9 @@ class Cutover:
     def step_return_path(self, machine):
         if self.p["direction"] == "forward":
             src, tgt = self.conn("source"), self.conn("target")
-            tables = self.replicated_tables()
-            if not tables:
-                raise cutover.StepFailed("the forward publications list no table: nothing to replicate back")
             self.remove_reverse(src, tgt)
-            # Tables the source replicates with REPLICA IDENTITY FULL (no key) need it on the target too,
-            # or their updates and deletes could not be published back.
-            src_ident, tgt_ident = db.replica_identities(src, tables), db.replica_identities(tgt, tables)
-            for (schema, name), ident in sorted(src_ident.items()):
-                if ident == "f" and tgt_ident.get((schema, name)) != "f":
-                    self.q(db.set_replica_identity_full(tgt, schema, name))
-            self.q(db.create_publication(tgt, self.reverse_name, tables))
-            self.created["publications"].append(("target", self.reverse_name))
-            lsn = db.create_slot(tgt, self.reverse_name)
-            self.created["slots"].append(("target", self.reverse_name))
-            self.q("SELECT pg_create_logical_replication_slot('%s', 'pgoutput')" % self.reverse_name)
+            tables = self.return_publication(src, tgt)
+            lsn = self.return_slot(tgt)
             self.positions["return_slot_lsn"] = lsn
             return dict(stream=self.reverse_name, tables=len(tables), slot_lsn=lsn)
         src = self.conn("source")
@@ -951,8 +1058,34 @@ class Cutover:
             self.positions["forward_slot_lsn_" + name] = lsn
         return dict(streams=names)
 
+    def return_publication(self, src, tgt):
+        """The return publication on the target: the forward streams' tables (ONLY), REPLICA IDENTITY FULL
+        mirrored (tables without a key need it there too, or their updates and deletes could not be published
+        back). Returns the tables."""
+        tables = self.replicated_tables()
+        if not tables:
+            raise cutover.StepFailed("the forward publications list no table: nothing to replicate back")
+        src_ident, tgt_ident = db.replica_identities(src, tables), db.replica_identities(tgt, tables)
+        for (schema, name), ident in sorted(src_ident.items()):
+            if ident == "f" and tgt_ident.get((schema, name)) != "f":
+                self.q(db.set_replica_identity_full(tgt, schema, name))
+        self.q(db.create_publication(tgt, self.reverse_name, tables))
+        self.created["publications"].append(("target", self.reverse_name))
+        return tables
+
+    def return_slot(self, tgt):
+        lsn = db.create_slot(tgt, self.reverse_name)
+        self.created["slots"].append(("target", self.reverse_name))
+        self.q("SELECT pg_create_logical_replication_slot('%s', 'pgoutput')" % self.reverse_name)
+        return lsn
+
     def undo_return_path(self, machine):
         dropped = []
+        for side, name in self.created.get("subscriptions", []):  # the rehearsal's proof
+            if name in db.subscriptions(self.conn(side)):
+                for stmt in db.drop_subscription(self.conn(side), name):
+                    self.q(stmt)
+                dropped.append("subscription %s on the %s" % (name, side))
         for side, name in reversed(self.created["slots"]):
             if db.drop_slot(self.conn(side), name):
                 dropped.append("slot %s on the %s" % (name, side))
@@ -1111,26 +1244,16 @@ class Cutover:
                     self.q(stmt)
                 db.drop_slot(src, name)
                 self.q("SELECT pg_drop_replication_slot('%s')" % name)
-            user = self.p["target_replication_user"] or self.p["target_login_user"]
-            password = self.p["target_replication_password"]
-            if password is None and not self.p["target_replication_user"]:
-                password = self.p["target_login_password"]
-            peer = replication_conn.peer_connection(dict(
-                db_host=self.p["target_login_host"], db_port=self.p["target_login_port"],
-                db_sslmode=self.p["target_ssl_mode"], db_replication_host=self.p["target_host_for_source"],
-                db_replication_port=self.p["target_port_for_source"],
-                db_replication_sslmode=self.p["target_ssl_mode_for_source"],
-                db_replication_sslrootcert=self.p["target_ssl_root_cert_for_source"]), "the target")
-            conninfo = native.subscription_conninfo(
-                peer["host"], peer["port"], self.p["target_login_db"], user, password, peer["sslmode"],
-                peer["sslrootcert"])
             if self.p["engine"] == "dms":
                 self.warnings.append("migration_engine dms: stop the migration's DMS tasks now (the target takes the "
                                      "writes; the source receives them back through %s)" % self.reverse_name)
-            stmt = db.create_subscription(src, self.reverse_name, conninfo, self.reverse_name, origin_none=True)
-            src.execute(stmt)
-            self.q(scrub(stmt.as_string(src), [password]))
-            return dict(stopped=self.stream_names, subscribed=self.reverse_name)
+            runner = None
+            try:
+                runner = self.return_path()
+                detail = runner.establish()
+            except (cutover.StepFailed, replication_conn.ReplicationConnError) as exc:
+                raise self.no_way_back(runner, exc) from None
+            return dict(detail, stopped=self.stream_names, subscribed=self.reverse_name)
         removed = self.remove_reverse(src, tgt)
         user = self.p["source_replication_user"] or self.p["login_user"]
         password = self.p["source_replication_password"]
@@ -1149,6 +1272,24 @@ class Cutover:
             tgt.execute(stmt)
             self.q(scrub(stmt.as_string(tgt), [password]))
         return dict(stopped=self.reverse_name, removed=removed, subscribed=names)
+
+    def no_way_back(self, runner, exc):
+        """After the switch the return stream could not be made: remove what is left of it (a slot nobody reads
+        holds the target's WAL), warn loudly, and give the machine the error that says so."""
+        try:
+            removed = runner.remove() if runner is not None else []
+            left = ""
+        except Exception as err:  # still say what happened first
+            removed, left = [], " COULD NOT DROP the return slot %s on the target (%s): drop it by hand " \
+                                "(SELECT pg_drop_replication_slot('%s')) before it fills the disk." % (
+                                    self.reverse_name, return_path_runner.first_line(err), self.reverse_name)
+        msg = ("the target serves, but THERE IS NO WAY BACK: %s. %s%s Fix the cause, then run cutover.yml -e "
+               "cutover_mode=resume_reverse (aurora_cutover mode=resume_reverse): it makes the return stream again; "
+               "what the target takes until then will not reach the source" % (
+                   str(exc).rstrip("."), "Removed so that nothing holds the target's WAL: %s." % ", ".join(removed)
+                   if removed else "", left))
+        self.warnings.append("NO WAY BACK: " + msg)
+        return cutover.ReturnPathFailed(msg, dict(getattr(exc, "detail", None) or {}, removed=removed))
 
     def step_postcheck(self, machine):
         p = self.p
@@ -1200,6 +1341,78 @@ class Cutover:
                 removed.append("cutover_log on the %s" % s)
         self.module.exit_json(changed=bool(removed), serving=side, removed=removed, queries=self.queries)
 
+    def resume_reverse(self):
+        """mode=resume_reverse: after a cutover left without its return stream (switched_without_return_path),
+        make it again as cutover.resume_reverse_plan says, check that it streams, write resume_reverse.md/.json."""
+        p = self.p
+        side, event = self.serving()
+        try:
+            runner = self.return_path()
+        except replication_conn.ReplicationConnError as exc:
+            self.module.fail_json(msg=str(exc), status="refused", serving=side, queries=self.queries)
+        state = runner.state()
+        streaming = bool(state["subscription"]) and runner.check()[0]
+        plan = cutover.resume_reverse_plan(side, state["publication"], state["slot"], state["subscription"], streaming)
+        if plan["refuse"]:
+            self.module.fail_json(msg="resume_reverse: %s; nothing was changed" % plan["refuse"], status="refused",
+                                  serving=side, queries=self.queries)
+        info = dict(actions=plan["actions"], gap=plan["gap"], found=state, connection=runner.connection,
+                    switched_at=event["at"].isoformat() if event else None)
+        if self.module.check_mode or not plan["actions"]:
+            self.module.exit_json(changed=False, status="resumed" if not plan["actions"] else "checked",
+                                  serving=side, return_path=info, queries=self.queries)
+        src, tgt = self.conn("source"), self.conn("target")
+        status, error = "resumed", None
+        try:
+            for action in plan["actions"]:
+                if action == "drop_subscription":
+                    runner.drop_subscription()
+                elif action == "drop_slot":
+                    runner.drop_slot()
+                elif action == "create_publication":
+                    self.return_publication(src, tgt)
+                elif action == "create_slot":
+                    info["gap_to_lsn"] = self.return_slot(tgt)
+                else:
+                    info.update(runner.establish(action))
+        except Exception as exc:  # a server's error creating the publication or slot too: nothing left behind
+            status, error = "switched_without_return_path", self.no_way_back(runner, exc)
+        if plan["gap"]:
+            info["gap_from_lsn"] = self.return_slot_lsn_of_cutover()
+            if error is None:
+                self.warnings.append(
+                    "the return stream %s starts at the target's LSN %s: what the target took from the switch (%s, WAL "
+                    "from %s) until then is NOT on the source - a rollback would lose it; bring the source up to date "
+                    "(or do not roll back) before rollback.yml" % (
+                        self.reverse_name, info.get("gap_to_lsn"), info["switched_at"] or "time unknown",
+                        info["gap_from_lsn"] or "unknown"))
+        report = json.loads(scrub(json.dumps(dict(
+            status=status, migration=self.migration, serving=side, at=utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            return_path=info, error=str(error) if error else None, warnings=list(self.warnings),
+            queries=self.queries), default=str), self.secrets))
+        if p["report_dir"]:
+            os.makedirs(p["report_dir"], exist_ok=True)
+            with open(os.path.join(p["report_dir"], "resume_reverse.json"), "w") as f:
+                json.dump(report, f, indent=2, default=str)
+            with open(os.path.join(p["report_dir"], "resume_reverse.md"), "w") as f:
+                f.write(cutover.render_resume_markdown(report))
+        for w in self.warnings:
+            self.module.warn(scrub(w, self.secrets))
+        report["report_warnings"] = report.pop("warnings")
+        if error is not None:
+            self.module.fail_json(msg=scrub("resume_reverse: %s" % error, self.secrets), changed=True, **report)
+        self.module.exit_json(changed=True, **report)
+
+    def return_slot_lsn_of_cutover(self):
+        """The return slot's LSN the cutover recorded (cutover.json), where the target's changes not on the
+        source begin; None when unknown."""
+        path = os.path.join(self.p["report_dir"], "cutover.json") if self.p["report_dir"] else None
+        try:
+            with open(path) as f:
+                return (json.load(f).get("positions") or {}).get("return_slot_lsn")
+        except (OSError, TypeError, ValueError):
+            return None
+
     def prepare(self):
         missing = [s for s in ("source", "target") if not db.log_exists(self.conn(s))]
         for side in missing:
@@ -1216,6 +1429,8 @@ class Cutover:
             return self.prepare()
         if p["mode"] == "cleanup":
             return self.cleanup()
+        if p["mode"] == "resume_reverse":
+            return self.resume_reverse()
         opts = dict(p, pgbouncer_database=(p.get("pgbouncer") or {}).get("database"),
                     route53_record=(p.get("route53") or {}).get("record_name"))
         problems = cutover.check_options(opts)
@@ -1240,9 +1455,11 @@ class Cutover:
         undo = dict(freeze=self.undo_freeze, return_path=self.undo_return_path)
         machine = cutover.Machine(cutover.plan_steps(p["rehearsal"]), actions, undo=undo, hooks=hooks,
                                   freeze_timeout=p["freeze_timeout"], clock=time.monotonic, wallclock=utcnow,
-                                  rehearsal=p["rehearsal"])
+                                  rehearsal=p["rehearsal"], rehearsal_check=self.prove_return_path
+                                  if p["rehearsal"] and p["direction"] == "forward" else None)
         result = machine.run()
-        serving = self.new if result["status"] in ("switched", "failed_after_switch") else self.old
+        serving = self.new if result["status"] in ("switched", "failed_after_switch",
+                                                   "switched_without_return_path") else self.old
         report = dict(result, direction=p["direction"], rehearsal=p["rehearsal"], migration=self.migration,
                       old_side=self.old, new_side=self.new, freeze_method=p["freeze_method"],
                       switch_method=p["switch_method"], engine=p["engine"], freeze_timeout=p["freeze_timeout"],
@@ -1251,6 +1468,8 @@ class Cutover:
                       rollback_plan=cutover.rollback_plan(p["direction"], p["freeze_method"], p["switch_method"],
                                                           self.migration, self.reverse_name),
                       warnings=list(self.warnings), queries=self.queries)
+        if self.return_path_proof is not None:
+            report["return_path_proof"] = self.return_path_proof
         report = json.loads(scrub(json.dumps(report, default=str), self.secrets))
         if p["report_dir"]:
             base = "rehearsal" if p["rehearsal"] else ("cutover" if p["direction"] == "forward" else "rollback")
@@ -1264,8 +1483,10 @@ class Cutover:
         # in the report file; exit_json's own `warnings` key is reserved (module.warn above)
         report["report_warnings"] = report.pop("warnings")
         changed = result["status"] != "aborted" or bool(result["undone"])
-        if result["status"] in ("aborted", "failed_after_switch"):
-            if result["status"] == "aborted":
+        if result["status"] in ("aborted", "failed_after_switch", "switched_without_return_path"):
+            if result["status"] == "switched_without_return_path":
+                what = "Status switched_without_return_path: the %s serves with no return stream" % self.new
+            elif result["status"] == "aborted":
                 what = ("nothing switched; what was done is undone (%s) and the %s serves as before: fix the cause "
                         "and run again" % (", ".join("%s %s" % (u["step"], u["status"]) for u in result["undone"])
                                            or "nothing to undo", self.old))

@@ -286,6 +286,36 @@ def create_subscription(conn, name, conninfo, publication, origin_none):
         sql.Identifier(name), sql.Literal(conninfo), sql.Identifier(publication), opts)
 
 
+def subscription_state(conn, name):
+    """The subscription `name` of this database as the return-stream check reads it: {enabled, worker_pid,
+    tables (in pg_subscription_rel: what the subscriber found in the publication)} or None."""
+    found = rows(conn, "SELECT s.subenabled AS enabled, (SELECT w.pid FROM pg_stat_subscription w WHERE w.subid = s.oid "
+                       "AND w.relid IS NULL AND w.pid IS NOT NULL LIMIT 1) AS worker_pid, (SELECT count(*) FROM "
+                       "pg_subscription_rel r WHERE r.srsubid = s.oid) AS tables FROM pg_subscription s WHERE "
+                       "s.subname = %s AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                 (name,))
+    return found[0] if found else None
+
+
+def slot_sender(conn, name):
+    """The WAL sender using slot `name` as this (publishing) server sees it: {pid, usename, state,
+    application_name, client_addr, ssl, ssl_version} or None when nobody uses the slot."""
+    found = rows(conn, "SELECT r.pid, r.usename::text AS usename, r.state, r.application_name, "
+                       "r.client_addr::text AS client_addr, s.ssl, s.version AS ssl_version FROM pg_replication_slots l "
+                       "JOIN pg_stat_replication r ON r.pid = l.active_pid LEFT JOIN pg_stat_ssl s ON s.pid = r.pid "
+                       "WHERE l.slot_name = %s", (name,))
+    return found[0] if found else None
+
+
+def alter_subscription_connection(conn, name, conninfo):
+    """ALTER SUBSCRIPTION .. CONNECTION '<conninfo>' then ENABLE: the statements (the caller shows them masked)."""
+    stmts = [sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(sql.Identifier(name), sql.Literal(conninfo)),
+             sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(name))]
+    for stmt in stmts:
+        conn.execute(stmt)
+    return stmts
+
+
 # ----------------------------------------------------------------------------------------------
 # Sequences
 # ----------------------------------------------------------------------------------------------
