@@ -123,6 +123,9 @@ def check_options(opts):
         unknown = sorted(set(opts["hooks"]) - set(hook_names()))
         if unknown:
             problems.append("unknown hooks %s (known: %s)" % (", ".join(unknown), ", ".join(hook_names())))
+    if opts.get("statistics_override") and not str(opts.get("statistics_override_reason") or "").strip():
+        problems.append("statistics_override needs statistics_override_reason (who decided to cut over with tables "
+                        "the planner has never measured, and why)")
     return problems
 
 
@@ -235,6 +238,27 @@ def long_transaction_gate(transactions, limit_seconds):
                            "wait on it; end it or wait" % (
                                t.get("pid"), t.get("user"), t.get("application") or "-", t["seconds"], t.get("state")))
     return not reasons, reasons
+
+
+def statistics_gate(blockers, override=False, override_reason=None, limit=10):
+    """(reasons, note, overridden): no non-empty table on the new side without planner statistics.
+
+    blockers: analyze.blockers() of the new side's tables (non-empty, never analysed nor imported: the planner
+    would guess on the application's first queries). With override (check_options asks for its reason) the run
+    goes on: note says so, with the reason and the tables, for the report and a warning.
+    """
+    if not blockers:
+        return [], "every non-empty table has planner statistics", False
+    names = ", ".join(b["table"] for b in blockers[:limit])
+    if len(blockers) > limit:
+        names += " and %d more" % (len(blockers) - limit)
+    if override:
+        return [], "statistics gate overridden (reason: %s): %d non-empty table(s) without planner statistics: %s" % (
+            override_reason or "none given", len(blockers), names), True
+    why = ("%d non-empty table(s) on the new side have no planner statistics: %s; run pgshift.aurora.pg_analyze on "
+           "it (replicate.yml does, replicate_analyze) or set statistics_override with statistics_override_reason" % (
+               len(blockers), names))
+    return [why], why, False
 
 
 def barrier_done(streams, barrier_lsn_int, engine="native", marker_seen=None):
