@@ -391,7 +391,7 @@ def aws_parameter_commands(role, aws, parameters, version_num):
                "'DBInstances[0].DBParameterGroups[0].DBParameterGroupName'%s" % (instance, region)
         reboot = "aws rds reboot-db-instance --db-instance-identifier %s%s" % (instance, region)
     text = "in the %s parameter group: %s, then reboot: %s" % ("DB cluster" if cluster else "DB", modify, reboot)
-    if aws.get("parameter_group", "").startswith("default."):
+    if (aws.get("parameter_group") or "").startswith("default."):
         family = "aurora-postgresql%d" % major(version_num) if cluster else "postgres%d" % major(version_num)
         kind = "cluster-" if cluster else ""
         attach = ("aws rds modify-db-cluster --db-cluster-identifier %s --db-cluster-parameter-group-name <custom-group>"
@@ -492,18 +492,21 @@ def _check_server(found, facts, opts):
     server = facts["server"]
     version_num = server["version_num"]
     minimum = 100000 if opts["engine"] == "native" else 90400
+    shaped = ""
     if server.get("is_aurora"):
         kind = "Aurora PostgreSQL"
-    elif server.get("is_rds"):
+    elif server.get("is_rds") and is_managed(facts):
         kind = "RDS for PostgreSQL"
     else:
         kind = "PostgreSQL"
+        if server.get("is_rds"):
+            shaped = " (shaped like RDS: rds_superuser exists, the rds.* settings do not)"
     if version_num < minimum:
         found.append(finding("server_version", "blocker", "server", "%s %s is too old for the %s engine" % (
             kind, server["version_short"], opts["engine"]),
             "upgrade to PostgreSQL %s or later first" % ("10" if opts["engine"] == "native" else "9.4")))
     else:
-        found.append(finding("server_version", "info", "server", "%s %s" % (kind, server["version_short"])))
+        found.append(finding("server_version", "info", "server", "%s %s%s" % (kind, server["version_short"], shaped)))
     source = opts.get("source")
     if opts["role"] == "target" and source and source.get("version_num"):
         if major(version_num) < major(source["version_num"]):

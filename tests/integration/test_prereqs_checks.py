@@ -1,8 +1,11 @@
 """pg_logical_prereqs assessment on real clusters: every check id, triggered and not.
 
 Each case runs the real module (a subprocess, as Ansible does) against its own
-database. ``{user}`` and ``{db}`` in the SQL and options stand for the test's
-role and database names.
+database, connected as the RDS-like master user over TLS. ``{user}`` and ``{db}`` in
+the SQL and options stand for the test's role and database names. Set-up statements
+run as the application's owner (``app_owner``), those wrapped in ``Op`` as the lab's
+operator (a superuser: roles, server files, event triggers, untrusted extensions) and
+those in ``Master`` as the master user.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 import pytest
 
 from modrunner import COLLECTIONS
-from pgcluster import wait_for
+from pgcluster import APP_OWNER, MASTER_USER, wait_for
 
 sys.path.insert(0, COLLECTIONS)
 from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs as pure  # noqa: E402
@@ -24,6 +27,14 @@ ALWAYS_REPORTED_SOURCE = {"server_version", "ddl_not_replicated", "database_size
 ALWAYS_REPORTED_TARGET = {"server_version", "database_size"}
 
 # --- SQL building blocks --------------------------------------------------------------------
+
+class Op(str):
+    """A set-up statement only the operator (a superuser) may run."""
+
+
+class Master(str):
+    """A set-up statement the master user runs (roles it creates: it holds ADMIN OPTION on them)."""
+
 
 INHERITANCE = [
     "CREATE TABLE public.measure (id int PRIMARY KEY, at date NOT NULL, v int)",
@@ -44,13 +55,17 @@ PARTITIONS = [
     "CREATE TABLE public.orders_default PARTITION OF public.orders DEFAULT",
     "INSERT INTO public.orders VALUES (1, '2024-02-01'), (2, '2025-02-01'), (3, '2030-01-01')",
 ]
+# file_fdw: the PostgreSQL 16 wheel's postgres_fdw.so resolves the system's (older) libpq and does not load.
 FDW_SERVER = [
-    "CREATE EXTENSION postgres_fdw",
-    # Never connected to: creating a foreign table does not open a connection.
-    "CREATE SERVER it_loopback FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', port '1', dbname 'none')",
+    Op("CREATE EXTENSION file_fdw"),
+    Op("CREATE SERVER it_files FOREIGN DATA WRAPPER file_fdw"),
 ]
 FOREIGN_TABLE = FDW_SERVER + [
-    "CREATE FOREIGN TABLE public.remote_items (id int, label text) SERVER it_loopback OPTIONS (table_name 'items')",
+    # Never read: creating a foreign table opens no file. Only a superuser may name the file; the owner then
+    # becomes the application's owner, as for every other migrated object.
+    Op("CREATE FOREIGN TABLE public.remote_items (id int, label text) SERVER it_files "
+       "OPTIONS (filename '/nonexistent/items.csv', format 'csv')"),
+    Op("ALTER FOREIGN TABLE public.remote_items OWNER TO %s" % APP_OWNER),
 ]
 GENERATED = ["CREATE TABLE public.line (id int PRIMARY KEY, qty int, price int, "
              "total int GENERATED ALWAYS AS (qty * price) STORED)"]
@@ -76,11 +91,14 @@ VIEW = [
 ]
 EVENT_TRIGGER = [
     "CREATE FUNCTION public.ddl_guard() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN RETURN; END $$",
-    "CREATE EVENT TRIGGER it_ddl_guard ON ddl_command_start EXECUTE FUNCTION public.ddl_guard()",
+    Op("CREATE EVENT TRIGGER it_ddl_guard ON ddl_command_start EXECUTE FUNCTION public.ddl_guard()"),
 ]
 ITEMS = ["CREATE TABLE public.items (id int PRIMARY KEY, qty int)"]
-ROLE = ["CREATE ROLE {user} LOGIN"]
-REPL_ROLE = ["CREATE ROLE {user} LOGIN REPLICATION"]
+ROLE = [Op("CREATE ROLE {user} LOGIN")]
+REPL_ROLE = [Op("CREATE ROLE {user} LOGIN REPLICATION")]
+FOREIGN_OWNER = [Op("CREATE ROLE {user}_owner NOLOGIN"), Op("ALTER TABLE public.items OWNER TO {user}_owner")]
+MASTERS_OWNER = [Master("CREATE ROLE {user}_owner NOLOGIN"), Op("ALTER TABLE public.items OWNER TO {user}_owner")]
+NO_CREATE_FOR_THE_OWNER = [Op("REVOKE CREATE ON DATABASE {db} FROM %s" % APP_OWNER)]
 AS_USER = {"migration_user": "{user}"}
 DMS = {"engine": "dms"}
 
@@ -107,7 +125,7 @@ SOURCE_TRIGGERS = [
     case("unlogged", "unlogged_tables", ["CREATE UNLOGGED TABLE public.scratch (id int PRIMARY KEY)"] + ITEMS, {},
          "warning", "public.scratch", ["public.scratch"]),
     case("lo", "large_objects",
-         ["SELECT lo_create(0)", "SELECT lo_import(current_setting('data_directory') || '/PG_VERSION')"], {},
+         ["SELECT lo_create(0)", Op("SELECT lo_import(current_setting('data_directory') || '/PG_VERSION')")], {},
          "warning", "pg_largeobject", ["2 large object(s)"]),
     case("matview", "materialized_views",
          VIEW[:1] + ["CREATE MATERIALIZED VIEW public.src_totals AS SELECT count(*) AS n FROM public.src"], {},
@@ -116,7 +134,7 @@ SOURCE_TRIGGERS = [
          ["CREATE SEQUENCE public.invoice_no",
           "CREATE TABLE public.ticket (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY)"], {},
          "info", "2 sequence(s)", ["1 standalone: public.invoice_no"]),
-    case("postgres_fdw", "foreign_tables", FOREIGN_TABLE, {}, "warning", "public.remote_items", ["public.remote_items"]),
+    case("file_fdw", "foreign_tables", FOREIGN_TABLE, {}, "warning", "public.remote_items", ["public.remote_items"]),
     case("stored_native", "generated_columns", GENERATED, {}, "info", "public.line.total", ["public.line.total"]),
     case("stored_dms", "generated_columns", GENERATED, DMS, "warning", "public.line.total",
          ["not replicated: public.line.total"]),
@@ -138,18 +156,22 @@ SOURCE_TRIGGERS = [
     case("absent", "migration_user_missing", ITEMS, AS_USER, "blocker", "{user}",
          ["the migration user {user} does not exist"]),
     case("login_only", "replication_privilege", ITEMS + ROLE, AS_USER, "blocker", "{user}",
-         ["{user} has neither REPLICATION nor rds_replication"]),
+         ["{user} has no REPLICATION attribute"]),
     case("other_schema", "schema_usage",
          ["CREATE SCHEMA app", "CREATE TABLE app.items (id int PRIMARY KEY)"] + REPL_ROLE, AS_USER,
          "blocker", "app", ["{user} has no USAGE on schema(s) app"]),
     case("no_grant", "select_privilege", ITEMS + REPL_ROLE, AS_USER, "blocker", "public.items",
          ["{user} cannot SELECT 1 migrated table(s): public.items"]),
-    case("no_grant_native", "create_privilege", ITEMS + REPL_ROLE, AS_USER, "blocker", "{user}",
-         ["{user} lacks CREATE on database {db}"]),
+    case("no_grant_native", "create_privilege", ITEMS + REPL_ROLE + NO_CREATE_FOR_THE_OWNER, AS_USER, "blocker",
+         MASTER_USER, ["the admin user %s lacks CREATE on database {db}: it cannot create the publications"
+                       % MASTER_USER]),
     case("no_grant_dms", "create_privilege", ITEMS + REPL_ROLE, dict(AS_USER, **DMS), "warning", "{user}",
-         ["lacks CREATE on database {db}"]),
-    case("not_owner", "publication_ownership", ITEMS + REPL_ROLE + ["GRANT SELECT ON public.items TO {user}"],
-         AS_USER, "warning", "postgres", ["{user} does not own 1 table(s) (owners: postgres)"]),
+         ["{user} lacks CREATE on database {db}: DMS cannot create its control tables there"]),
+    case("foreign_owner", "owner_roles", ITEMS + FOREIGN_OWNER, {}, "blocker", "{user}_owner",
+         ["the admin user %s cannot act as {user}_owner (1 relation)" % MASTER_USER]),
+    case("masters_own_role", "owner_roles", ITEMS + MASTERS_OWNER, {}, "blocker", "{user}_owner",
+         ["the admin user %s is not a member of {user}_owner (1 relation)" % MASTER_USER]),
+    case("masters_own_role_dms", "owner_roles", ITEMS + MASTERS_OWNER, DMS, "warning", "{user}_owner", []),
 ]
 
 SOURCE_PASSES = [
@@ -182,20 +204,24 @@ SOURCE_PASSES = [
     case("plpgsql_only", "extensions", ITEMS, {}),
     case("exists", "migration_user_missing", ITEMS + ROLE, AS_USER),
     case("replication", "replication_privilege", ITEMS + REPL_ROLE, AS_USER),
-    case("superuser", "replication_privilege", ITEMS, {}),
+    case("master", "replication_privilege", ITEMS, {}),
     case("granted", "schema_usage",
          ["CREATE SCHEMA app", "CREATE TABLE app.items (id int PRIMARY KEY)"] + REPL_ROLE
          + ["GRANT USAGE ON SCHEMA app TO {user}"], AS_USER),
     case("granted", "select_privilege", ITEMS + REPL_ROLE + ["GRANT SELECT ON public.items TO {user}"], AS_USER),
-    case("granted", "create_privilege", ITEMS + REPL_ROLE + ["GRANT CREATE ON DATABASE {db} TO {user}"], AS_USER),
-    case("owner", "publication_ownership", ITEMS + REPL_ROLE + ["ALTER TABLE public.items OWNER TO {user}"], AS_USER),
-    case("dms_needs_no_ownership", "publication_ownership",
-         ITEMS + REPL_ROLE + ["GRANT SELECT ON public.items TO {user}"], dict(AS_USER, **DMS)),
+    case("master_through_the_owner", "create_privilege", ITEMS + REPL_ROLE, AS_USER),
+    case("granted_dms", "create_privilege", ITEMS + REPL_ROLE + ["GRANT CREATE ON DATABASE {db} TO {user}"],
+         dict(AS_USER, **DMS)),
+    case("owned_by_the_masters_role", "owner_roles", ITEMS, {}),
+    case("master_holds_it", "subscription_privilege", ITEMS, {}),
+    case("master_replicates", "admin_replication", ITEMS, {}),
     case("no_text", "lob_columns", ["CREATE TABLE public.t (id int PRIMARY KEY, n numeric, code varchar(40))"], DMS),
 ]
 
 
 def _fmt(value, user, db):
+    if isinstance(value, (Op, Master)):
+        return type(value)(value.format(user=user, db=db))
     if isinstance(value, str):
         return value.format(user=user, db=db)
     if isinstance(value, list):
@@ -204,8 +230,12 @@ def _fmt(value, user, db):
 
 
 def _prepare(cluster, db, setup, options, user):
-    if setup:
-        cluster.execute(db, _fmt(setup, user, db))
+    for stmt in _fmt(setup or [], user, db):
+        if isinstance(stmt, Master):
+            with cluster.master_connect(db) as conn:
+                conn.execute(stmt)
+        else:
+            cluster.execute(db, stmt, operator=isinstance(stmt, Op))
     return dict((k, _fmt(v, user, db)) for k, v in options.items())
 
 
@@ -260,16 +290,19 @@ def test_server_version_names_the_version(request, prereqs, new_db, side):
     result = prereqs.ok(prereqs(cluster, db, role=side))
     f = _assert_finding(prereqs, result, "server_version", "info", "server", ["PostgreSQL %s" % version])
     assert result["server"]["version_num"] == num
-    assert num // 10000 == (15 if side == "source" else 18)
-    assert f["detail"].startswith("PostgreSQL %d." % (num // 10000))
+    assert num // 10000 == (16 if side == "source" else 18)
+    # rds_superuser exists, the rds.* settings do not: shaped like RDS, not RDS (or Aurora) itself.
+    assert f["detail"] == "PostgreSQL %s (shaped like RDS: rds_superuser exists, the rds.* settings do not)" % version
 
 
 @pytest.mark.parametrize("engine, severity", [("native", "blocker"), ("dms", "info")])
 def test_server_version_too_old_is_a_blocker_for_native(engine, severity):
     """No PostgreSQL 9.x here: the old-server path is checked on crafted facts."""
     facts = dict(server=dict(version_num=90624, version_short="9.6.24", is_rds=True, is_aurora=False),
-                 settings={}, roles={"postgres": dict(superuser=True, replication=True, member_of=[],
+                 settings={"rds.logical_replication": dict(name="rds.logical_replication", setting="on")}, roles={"postgres": dict(superuser=True, replication=True, member_of=[],
                                                       create_on_database=True)},
+                 admin=dict(name="postgres", superuser=True, createrole=True, replication=True,
+                            create_on_database=True, roles={}),
                  database=dict(name="app", size_bytes=1))
     opts = dict(role="source", engine=engine, planned_streams=1, reserved_slots=2, long_transaction_seconds=300,
                 migration_user="postgres", rds=True, source=None, tables=[])
@@ -348,8 +381,8 @@ def test_lob_sampling_reads_partition_leaves_under_the_root(prereqs, source_clus
 
 def test_lob_columns_ignore_relations_that_are_not_replicated(prereqs, source_cluster, source_db):
     """Materialized views and foreign tables hold no replicated rows: no LOB column of theirs is listed."""
-    source_cluster.execute(source_db, VIEW + FOREIGN_TABLE + [
-        "CREATE MATERIALIZED VIEW public.labels AS SELECT id, v::text AS label FROM public.src"])
+    _prepare(source_cluster, source_db, VIEW + FOREIGN_TABLE + [
+        "CREATE MATERIALIZED VIEW public.labels AS SELECT id, v::text AS label FROM public.src"], {}, None)
     result = prereqs.ok(prereqs(source_cluster, source_db, role="source"))
     assert result["lob"]["columns"] == []
     prereqs.passes(result, "lob_columns")
@@ -402,12 +435,12 @@ def test_inactive_replication_slot(request, prereqs, new_db, side):
     cluster = request.getfixturevalue("%s_cluster" % side)
     db = new_db(cluster)
     slot = "it_slot_%s" % db[:40]
-    cluster.execute(db, "SELECT pg_create_logical_replication_slot('%s', 'pgoutput')" % slot)
+    cluster.execute(db, "SELECT pg_create_logical_replication_slot('%s', 'pgoutput')" % slot, operator=True)
     try:
         result = prereqs.ok(prereqs(cluster, db, role=side))
         _assert_finding(prereqs, result, "inactive_replication_slots", "warning", slot, ["%s (" % slot])
     finally:
-        cluster.execute(db, "SELECT pg_drop_replication_slot('%s')" % slot)
+        cluster.execute(db, "SELECT pg_drop_replication_slot('%s')" % slot, operator=True)
     result = prereqs.ok(prereqs(cluster, db, role=side))
     prereqs.passes(result, "inactive_replication_slots")
 
@@ -524,13 +557,12 @@ def neutral_source_facts(cluster, db, **changes):
 TARGET_TRIGGERS = [
     case("absent", "migration_user_missing", [], AS_USER, "blocker", "{user}", ["{user} does not exist"]),
     case("login_only", "replication_privilege", ROLE, AS_USER, "blocker", "{user}", ["(reverse replication)"]),
-    case("no_grant_native", "create_privilege", REPL_ROLE, AS_USER, "blocker", "{user}",
-         ["{user} lacks CREATE on database {db}: it cannot create subscriptions and schemas"]),
+    case("no_grant_native", "create_privilege", REPL_ROLE + NO_CREATE_FOR_THE_OWNER, AS_USER, "blocker",
+         MASTER_USER, ["the admin user %s lacks CREATE on database {db}: it cannot create the subscriptions and "
+                       "schemas" % MASTER_USER]),
     case("no_grant_dms", "create_privilege", REPL_ROLE, dict(AS_USER, **DMS), "warning", "{user}", ["lacks CREATE"]),
-    case("pg18_native", "subscription_privilege", REPL_ROLE, AS_USER, "blocker", "{user}",
-         ["{user} is not a member of pg_create_subscription"]),
-    case("pg18_dms", "subscription_privilege", REPL_ROLE, dict(AS_USER, **DMS), "info", "{user}",
-         ["pg_create_subscription"]),
+    case("foreign_owner", "owner_roles", ITEMS + FOREIGN_OWNER, {}, "blocker", "{user}_owner",
+         ["the admin user %s cannot act as {user}_owner (1 relation)" % MASTER_USER]),
     case("two_tables", "target_not_empty", ITEMS + ["CREATE TABLE public.zeta (id int PRIMARY KEY)"], {},
          "info", "2 table(s)", ["public.items", "public.zeta"]),
     case("enable_always", "triggers_fire_on_replica",
@@ -544,9 +576,12 @@ TARGET_TRIGGERS = [
 TARGET_PASSES = [
     case("exists", "migration_user_missing", REPL_ROLE, AS_USER),
     case("replication", "replication_privilege", REPL_ROLE, AS_USER),
-    case("granted", "create_privilege", REPL_ROLE + ["GRANT CREATE ON DATABASE {db} TO {user}"], AS_USER),
-    case("member", "subscription_privilege", REPL_ROLE + ["GRANT pg_create_subscription TO {user}"], AS_USER),
-    case("superuser", "subscription_privilege", [], {}),
+    case("master_through_the_owner", "create_privilege", REPL_ROLE, AS_USER),
+    case("granted_dms", "create_privilege", REPL_ROLE + ["GRANT CREATE ON DATABASE {db} TO {user}"],
+         dict(AS_USER, **DMS)),
+    case("master_holds_it", "subscription_privilege", [], {}),
+    case("owned_by_the_masters_role", "owner_roles", ITEMS, {}),
+    case("master_replicates", "admin_replication", [], {}),
     case("sequence_is_not_a_table", "target_not_empty", ["CREATE SEQUENCE public.s", "CREATE VIEW public.v AS SELECT 1"],
          {}),
     case("origin_only", "triggers_fire_on_replica", TRIGGER, {}),
@@ -590,19 +625,11 @@ def test_clean_target_passes_everything_but_the_reports(prereqs, target_cluster,
 
 
 def test_version_downgrade(prereqs, source_cluster, source_db):
-    """A PG15 target for a PG18 source."""
+    """A PG16 target for a PG18 source."""
     facts = neutral_source_facts(source_cluster, source_db, version_num=180000, version="18.0")
     result = prereqs.ok(prereqs(source_cluster, source_db, role="target", source_facts=facts))
     _assert_finding(prereqs, result, "version_downgrade", "blocker", "server",
-                    ["the target runs major 15, older than the source's 18"])
-
-
-def test_subscription_privilege_before_pg16(prereqs, source_cluster, source_db, new_role):
-    """On a PG15 target only a superuser can create a subscription: no grant helps."""
-    user = new_role()
-    source_cluster.execute(source_db, ["CREATE ROLE %s LOGIN REPLICATION" % user])
-    result = prereqs.ok(prereqs(source_cluster, source_db, role="target", migration_user=user))
-    _assert_finding(prereqs, result, "subscription_privilege", "blocker", user, ["before PostgreSQL 16"])
+                    ["the target runs major 16, older than the source's 18"])
 
 
 UTF8_SOURCE = dict(version_num=150018, version="15.18", encoding="UTF8", collate="C.UTF-8", ctype="C.UTF-8",
@@ -659,10 +686,11 @@ def test_source_facts_flow_to_the_target(prereqs, source_cluster, source_db, tar
                     ["not available on the target: pgshift_no_such_ext"])
 
 
-def test_rds_logical_replication_passes_on_community_postgres(prereqs, source_cluster, source_db):
-    """rds.logical_replication does not exist outside RDS; its trigger case is in test_prereqs_rds.py."""
+def test_rds_logical_replication_passes_on_a_server_shaped_like_rds(prereqs, source_cluster, source_db):
+    """rds.logical_replication does not exist outside RDS (the test clusters have rds_superuser, not the setting);
+    its trigger case is in test_prereqs_rds.py."""
     result = prereqs.ok(prereqs(source_cluster, source_db, role="source"))
-    assert result["server"]["is_rds"] is False and "rds.logical_replication" not in result["settings"]
+    assert result["server"]["is_rds"] is True and "rds.logical_replication" not in result["settings"]
     prereqs.passes(result, "rds_logical_replication")
 
 
@@ -734,7 +762,8 @@ def test_planned_streams_zero_uses_the_suggestion(prereqs, poor_cluster, new_db)
     """Writes since a stats reset call for 3 streams (one per table); planned_streams 0 plans them."""
     db = new_db(poor_cluster)
     tables = ["w1", "w2", "w3"]
-    poor_cluster.execute(db, ["SELECT pg_stat_reset()"] + [
+    poor_cluster.execute(db, "SELECT pg_stat_reset()", operator=True)
+    poor_cluster.execute(db, [
         "CREATE TABLE public.%s (id int PRIMARY KEY)" % t for t in tables] + [
         "INSERT INTO public.%s SELECT generate_series(1, 20000)" % t for t in tables])
     assert wait_for(lambda: poor_cluster.query(db, "SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables")[0][0]
@@ -789,7 +818,7 @@ def test_average_write_rate_right_after_a_stats_reset(source_cluster, source_db)
     """Statistics reset 0 s ago (regression: this divided by zero). In-process, on the connection that reset
     them, so the age is 0 every time."""
     source_cluster.execute(source_db, ITEMS)
-    with source_cluster.connect(source_db) as conn:
+    with source_cluster.connect(source_db, operator=True) as conn:
         conn.execute("SELECT pg_stat_reset()")
         facts = catalog.gather(conn, "source", "postgres", dict(include_schemas=[], exclude_schemas=[],
                                                                 include_tables=[], exclude_tables=[]),
@@ -823,12 +852,15 @@ def _ids(params, target=None):
     return ids
 
 
-# Checks covered by the dedicated tests above (and test_prereqs_rds.py for rds_logical_replication).
+# Checks covered by the dedicated tests above (test_prereqs_rds.py for rds_logical_replication; test_prereqs_master.py
+# and test_prereqs_errors.py for the admin's subscriptions and replication, which change cluster-wide roles).
 SESSION_CHECKS = {"long_running_transactions", "prepared_transactions", "inactive_replication_slots"}
 DEDICATED_SOURCE_TRIGGERS = SESSION_CHECKS | {"server_version", "database_size", "ddl_not_replicated", "lob_columns",
-                                              "rds_logical_replication"}
+                                              "rds_logical_replication", "subscription_privilege",
+                                              "admin_replication"}
 DEDICATED_TARGET_TRIGGERS = SESSION_CHECKS | {"server_version", "database_size", "version_downgrade",
-                                              "encoding_mismatch", "collation_mismatch", "extension_unavailable"}
+                                              "encoding_mismatch", "collation_mismatch", "extension_unavailable",
+                                              "subscription_privilege", "admin_replication"}
 
 
 def test_every_check_id_has_a_triggering_and_a_passing_case():

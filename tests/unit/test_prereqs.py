@@ -497,6 +497,10 @@ def test_aws_commands_for_a_default_group_and_for_aurora():
         'ApplyMethod=pending-reboot" "ParameterName=rds.logical_replication,ParameterValue=1,'
         'ApplyMethod=pending-reboot" --region eu-west-1, then reboot: aws rds reboot-db-instance '
         '--db-instance-identifier orders-writer --region eu-west-1 (the writer, then each reader)')
+    # The module passes every key, unknown ones as None: placeholders then.
+    assert "<db-parameter-group>" in prereqs.aws_parameter_commands(
+        "source", dict(instance_id="db1", parameter_group=None, cluster_id=None, region=None),
+        {"max_wal_senders": "4"}, 160004)
     # A name the shell would split is quoted.
     assert "--db-instance-identifier 'my db'" in prereqs.aws_parameter_commands(
         "source", dict(instance_id="my db"), {"max_wal_senders": "4"}, 160004)
