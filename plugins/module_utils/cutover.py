@@ -356,10 +356,9 @@ def return_path_gate(report, requirement, max_age_seconds, now, connection, migr
     proven = parse_time(proof.get("proven_at"))
     when = "at %s" % proof.get("proven_at") if proof.get("proven_at") else ""
     if proof.get("status") != "ok":
-        return False, "the last rehearsal %s could not create the return stream (the source server connecting to the " \
-                      "target as %s): %s. Fix that and %s again" % (
-                          when, _describe(proof.get("connection") or {}), proof.get("error") or "no reason recorded",
-                          run_it)
+        return False, "the last rehearsal %s could not create the return stream: %s. Fix that and %s again" % (
+            when, str(proof.get("error") or "no reason recorded (the source server connecting to the target as %s)"
+                      % _describe(proof.get("connection") or {})).rstrip("."), run_it)
     if proven is None:
         return False, "the last rehearsal's proof of the way back has no time: %s again" % run_it
     age = (now - proven).total_seconds()

@@ -57,8 +57,13 @@ def test_a_failed_proof_blocks_with_its_error_even_if_present_only():
     for requirement in ("required", "if_present"):
         go, why = gate(rehearsal(status="failed"), requirement)
         assert not go and "could not create the return stream" in why and "boom" in why
-        assert "pgshift@10.0.0.7:5432/app (sslmode verify-full" not in why  # described once, without a password
-        assert "rehearsal.yml" in why
+        assert "pgshift@10.0.0.7" not in why  # the recorded error says how it connected; described once
+        assert "rehearsal.yml" in why and ".." not in why
+    report = rehearsal(status="failed")
+    report["return_path_proof"]["error"] = None
+    go, why = gate(report)
+    assert not go and "no reason recorded (the source server connecting to the target as pgshift@10.0.0.7:5432/app " \
+                      "sslmode=verify-full sslrootcert=/etc/pg/ca.crt)" in why
 
 
 def test_a_proof_made_with_other_settings_blocks_and_says_which():

@@ -27,8 +27,8 @@ from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze a
 
 
 def first_line(exc):
-    """An error's text on one line (a server's message may span several)."""
-    return " ".join(str(exc).split())
+    """An error's text on one line (a server's message may span several), without a final period."""
+    return " ".join(str(exc).split()).rstrip(".")
 
 
 class ReturnPath:
