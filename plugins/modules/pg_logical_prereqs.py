@@ -386,6 +386,10 @@ def validate(p):
         problems.append("replica_identity_full applies to the source only")
     if p["rds_instance_id"] and not p["aws_region"] and not p["aws_endpoint_url"]:
         problems.append("rds_instance_id needs aws_region")
+    user = p["migration_user"] or ""
+    if len(user.encode("utf-8")) > 63:
+        problems.append("migration_user is %d bytes long: PostgreSQL keeps 63 bytes of a name, so the role created "
+                        "would not have this name; choose a shorter one" % len(user.encode("utf-8")))
     return problems
 
 

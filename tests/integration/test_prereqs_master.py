@@ -124,9 +124,18 @@ def test_replica_identity_the_master_cannot_make_fails_before_changing_anything(
     assert source_cluster.query(source_db, "SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)) == []
 
 
+def sixty_three_bytes(prefix):
+    """A name of exactly 63 bytes (PostgreSQL's limit) ending in two-byte characters."""
+    name = prefix
+    while len((name + "é").encode()) <= 63:
+        name += "é"
+    return name + "x" * (63 - len(name.encode()))
+
+
 def test_master_prepares_a_new_migration_user_that_can_replicate_over_tls(prereqs, source_cluster, source_db,
                                                                           new_role):
-    user = new_role("Mig ")
+    user = sixty_three_bytes(new_role("Mig "))
+    assert len(user.encode()) == 63
     password = "pw \\ ' \" $ % ok"
     source_cluster.execute(source_db, ["CREATE SCHEMA app", "CREATE TABLE app.items (id int PRIMARY KEY)",
                                        "INSERT INTO app.items VALUES (1)"])
@@ -229,3 +238,10 @@ def test_pg15_source_rollback_path_warning_names_why(prereqs, legacy_source_clus
     assert f["severity"] == "warning"
     assert "the rollback path will not work" in f["detail"]
     assert "on PostgreSQL 15 only a superuser can create a subscription" in f["detail"]
+
+
+def test_a_migration_user_name_longer_than_63_bytes_is_refused(prereqs, source_cluster, closed_port):
+    params = source_cluster.module_params("postgres", login_port=closed_port, role="source",
+                                          migration_user="é" * 32)
+    result = prereqs.run_params(params)
+    assert result["failed"] and "migration_user is 64 bytes long" in result["msg"]
