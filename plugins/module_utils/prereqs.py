@@ -121,8 +121,8 @@ def q(name):
 def grant_role(granted, member, version_num=0, options=False):
     """GRANT granted TO member; from 16, with options, also WITH INHERIT TRUE, SET TRUE (act as it and use it)."""
     if options and version_num >= 160000:
-        return sql.SQL("GRANT {} TO {} WITH INHERIT TRUE, SET TRUE").format(sql.Identifier(granted),
-                                                                             sql.Identifier(member))
+        return sql.SQL("GRANT {} TO {} WITH INHERIT TRUE, SET TRUE").format(
+            sql.Identifier(granted), sql.Identifier(member))
     return sql.SQL("GRANT {} TO {}").format(sql.Identifier(granted), sql.Identifier(member))
 
 
@@ -343,7 +343,6 @@ def _list(items, limit=12):
     return text
 
 
-
 def _check_capacity(found, check_id, facts, name, hard, wanted, what, remediation):
     """remediation: value -> the sentence that sets name to value."""
     value = setting_int(facts, name)
@@ -394,8 +393,8 @@ def aws_parameter_commands(role, aws, parameters, version_num):
     if (aws.get("parameter_group") or "").startswith("default."):
         family = "aurora-postgresql%d" % major(version_num) if cluster else "postgres%d" % major(version_num)
         kind = "cluster-" if cluster else ""
-        attach = ("aws rds modify-db-cluster --db-cluster-identifier %s --db-cluster-parameter-group-name <custom-group>"
-                  "%s --apply-immediately" % (shlex.quote(aws["cluster_id"]), region) if cluster else
+        attach = ("aws rds modify-db-cluster --db-cluster-identifier %s --db-cluster-parameter-group-name "
+                  "<custom-group>%s --apply-immediately" % (shlex.quote(aws["cluster_id"]), region) if cluster else
                   "aws rds modify-db-instance --db-instance-identifier %s --db-parameter-group-name <custom-group>%s "
                   "--apply-immediately" % (instance, region))
         return ("%s is a default parameter group, which cannot be changed: create a custom one (aws rds create-db-%s"
@@ -1095,7 +1094,6 @@ def _check_activity(found, facts, opts):
                              "inactive replication slot(s) hold WAL: %s" % _list(
                                  "%s (%s)" % (s["name"], human_bytes(s["retained_bytes"])) for s in inactive),
                              "drop the ones nobody uses: SELECT pg_drop_replication_slot('<name>')"))
-
 
 
 # ----------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ ALWAYS_REPORTED_TARGET = {"server_version", "database_size"}
 
 # --- SQL building blocks --------------------------------------------------------------------
 
+
 class Op(str):
     """A set-up statement only the operator (a superuser) may run."""
 
@@ -299,8 +300,8 @@ def test_server_version_names_the_version(request, prereqs, new_db, side):
 def test_server_version_too_old_is_a_blocker_for_native(engine, severity):
     """No PostgreSQL 9.x here: the old-server path is checked on crafted facts."""
     facts = dict(server=dict(version_num=90624, version_short="9.6.24", is_rds=True, is_aurora=False),
-                 settings={"rds.logical_replication": dict(name="rds.logical_replication", setting="on")}, roles={"postgres": dict(superuser=True, replication=True, member_of=[],
-                                                      create_on_database=True)},
+                 settings={"rds.logical_replication": dict(name="rds.logical_replication", setting="on")},
+                 roles={"postgres": dict(superuser=True, replication=True, member_of=[], create_on_database=True)},
                  admin=dict(name="postgres", superuser=True, createrole=True, replication=True,
                             create_on_database=True, roles={}),
                  database=dict(name="app", size_bytes=1))

@@ -72,7 +72,8 @@ def test_unprivileged_login_still_gets_an_assessment(request, prereqs, new_db, n
         assert result["lob"]["columns"] == [dict(table="public.docs", column="body", type="text", max_bytes=None,
                                                  how=["no privilege"])]
         assert owners["object"] == APP_OWNER and owners["severity"] == "blocker"
-        assert owners["remediation"].startswith('GRANT "%s" TO "%s" WITH INHERIT TRUE, SET TRUE (as ' % (APP_OWNER, user))
+        assert owners["remediation"].startswith('GRANT "%s" TO "%s" WITH INHERIT TRUE, SET TRUE (as '
+                                                % (APP_OWNER, user))
     else:
         assert prereqs.one(result, "subscription_privilege")["severity"] == "blocker"
         assert prereqs.one(result, "target_not_empty")["object"] == "1 table(s)"

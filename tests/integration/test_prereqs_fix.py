@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 
 from conftest import POOR_SOURCE_SETTINGS, ConfFileCluster
-from pgcluster import MASTER_USER, ca_cert, pg16_bin_dir
+from pgcluster import ca_cert, pg16_bin_dir
 
 SOURCE_SETUP = [
     "CREATE SCHEMA app",

@@ -102,7 +102,8 @@ def test_master_joins_an_owner_role_it_created_then_fixes_replica_identity(prere
     assert 'ALTER TABLE "public"."nokey" REPLICA IDENTITY FULL' in checked["queries"]
     done = prereqs.ok(prereqs(source_cluster, source_db, state="present", **opts))
     assert done["queries"] == checked["queries"]
-    (ident,), = source_cluster.query(source_db, "SELECT relreplident::text FROM pg_class WHERE oid = 'public.nokey'::regclass")
+    (ident,), = source_cluster.query(source_db, "SELECT relreplident::text FROM pg_class "
+                                                "WHERE oid = 'public.nokey'::regclass")
     assert ident == "f"
     prereqs.passes(done, "owner_roles")
     again = prereqs.ok(prereqs(source_cluster, source_db, state="present", **opts))
@@ -190,15 +191,17 @@ def test_target_checks_the_source_owners(prereqs, target_cluster, target_db, new
                                     source_facts=dict(version_num=160000, owners=[missing, present, "app_owner"])))
         found = {f["severity"]: f for f in prereqs.by_id(result, "owner_roles")}
         assert set(found) == {"info", "blocker"}
-        assert found["info"]["object"] == missing and 'CREATE ROLE "%s" NOLOGIN' % missing in found["info"]["remediation"]
+        assert found["info"]["object"] == missing
+        assert 'CREATE ROLE "%s" NOLOGIN' % missing in found["info"]["remediation"]
         assert found["blocker"]["object"] == present
-        assert found["blocker"]["remediation"].startswith('GRANT "%s" TO "dbadmin" WITH INHERIT TRUE, SET TRUE' % present)
+        assert found["blocker"]["remediation"].startswith(
+            'GRANT "%s" TO "dbadmin" WITH INHERIT TRUE, SET TRUE' % present)
     finally:
         target_cluster.execute("postgres", "DROP ROLE %s" % present, operator=True)
 
 
-def test_lab_like_server_with_settings_to_change_neither_alters_system_nor_fails(prereqs, poor_cluster, new_db,
-                                                                                  new_role):
+def test_lab_like_server_with_settings_to_change_neither_alters_system_nor_fails(
+        prereqs, poor_cluster, new_db, new_role):
     """rds_superuser exists (so it looks like RDS) but there is no instance to change: the settings are the
     operator's job; preparation makes the grants, tries no ALTER SYSTEM and says who must act."""
     db = new_db(poor_cluster)

@@ -492,9 +492,10 @@ def test_aws_commands_for_a_default_group_and_for_aurora():
                                                          parameter_group="orders-aurora-pg16", region="eu-west-1"),
                                           {"rds.logical_replication": "1", "max_replication_slots": "6"}, 160006)
     assert text == (
-        'in the DB cluster parameter group: aws rds modify-db-cluster-parameter-group --db-cluster-parameter-group-name '
-        'orders-aurora-pg16 --parameters "ParameterName=max_replication_slots,ParameterValue=6,'
-        'ApplyMethod=pending-reboot" "ParameterName=rds.logical_replication,ParameterValue=1,'
+        'in the DB cluster parameter group: aws rds modify-db-cluster-parameter-group '
+        '--db-cluster-parameter-group-name orders-aurora-pg16 --parameters '
+        '"ParameterName=max_replication_slots,ParameterValue=6,ApplyMethod=pending-reboot" '
+        '"ParameterName=rds.logical_replication,ParameterValue=1,'
         'ApplyMethod=pending-reboot" --region eu-west-1, then reboot: aws rds reboot-db-instance '
         '--db-instance-identifier orders-writer --region eu-west-1 (the writer, then each reader)')
     # The module passes every key, unknown ones as None: placeholders then.
