@@ -662,6 +662,9 @@ def render_markdown(report):
     positions = report.get("positions") or {}
     if positions:
         lines.append("- positions: " + ", ".join("%s %s" % (k, v) for k, v in sorted(positions.items())))
+    preflight = next((e for e in report.get("timeline") or [] if e.get("step") == "preflight"), None)
+    if (preflight or {}).get("detail", {}).get("statistics"):
+        lines.append("- planner statistics: %s" % preflight["detail"]["statistics"])
     lines += ["", "## Timeline", "", "| t (s) | time (UTC) | # | step | kind | status | seconds | note |",
               "|---:|---|---:|---|---|---|---:|---|"]
     for e in report.get("timeline") or []:

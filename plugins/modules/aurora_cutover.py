@@ -13,7 +13,8 @@ version_added: 0.3.0
 description:
   - Moves the application from the source to the target (O(direction=forward)) or back (O(direction=reverse),
     the rollback) in timed steps, each with a go/no-go gate - 1 preflight (streams streaming within
-    O(max_lag_bytes)/O(max_lag_seconds), the last validation passed, no long transaction on the old side),
+    O(max_lag_bytes)/O(max_lag_seconds), the last validation passed, no long transaction on the old side,
+    every non-empty table on the target with planner statistics),
     2 freeze of writes on the old side, 3 barrier (the old side's WAL position after the freeze confirmed by
     every stream; for O(engine=dms) a marker row written after the freeze seen on the new side), 4 sequences
     (every sequence on the new side at least the old side's and above its columns, plus O(sequence_gap)),
@@ -118,6 +119,16 @@ options:
     description: Preflight - no transaction on the old side may have been open longer than this.
     type: float
     default: 5
+  statistics_override:
+    description:
+      - Preflight (forward) - go on although non-empty tables on the target have no planner statistics (never
+        analysed nor imported; M(pgshift.aurora.pg_analyze) gives them some). Needs O(statistics_override_reason),
+        which the report and a warning keep.
+    type: bool
+    default: false
+  statistics_override_reason:
+    description: Who decided to cut over with tables the planner has never measured, and why.
+    type: str
   copy_role_passwords:
     description:
       - In the preflight, give each of O(app_roles) on the new side a password verifier so that it logs in
@@ -469,11 +480,13 @@ import uuid
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.pgshift.aurora.plugins.module_utils import analyze
 from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, native, replication_conn, role_secrets
 from ansible_collections.pgshift.aurora.plugins.module_utils import pgbouncer_conf
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import pgbouncer as bouncer
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import stats
 from ansible_collections.pgshift.aurora.plugins.module_utils.runners import return_path as return_path_runner
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
     PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
@@ -502,6 +515,8 @@ def argument_spec():
         max_lag_bytes=dict(type="int", default=16777216),
         max_lag_seconds=dict(type="float", default=5),
         max_transaction_seconds=dict(type="float", default=5),
+        statistics_override=dict(type="bool", default=False),
+        statistics_override_reason=dict(type="str"),
         preflight_wait=dict(type="float", default=15),
         copy_role_passwords=dict(type="bool", default=True),
         validation_report=dict(type="path"),
@@ -720,6 +735,13 @@ class Cutover:
         go_t, why_t = cutover.long_transaction_gate(db.long_transactions(self.conn(self.old), admin),
                                                     p["max_transaction_seconds"])
         reasons += why_t
+        if p["direction"] == "forward":  # tables the planner never measured (pgshift.aurora.pg_analyze)
+            why_s, detail["statistics"], overridden = cutover.statistics_gate(
+                analyze.blockers(stats.read_tables(self.conn(self.new))), p["statistics_override"],
+                p["statistics_override_reason"])
+            reasons += why_s
+            if overridden:  # printed now (check mode too); the report keeps it in the preflight's detail
+                self.module.warn(detail["statistics"])
         if p["app_roles"]:
             missing = sorted(set(p["app_roles"]) - set(db.existing_roles(self.conn(self.new), p["app_roles"])))
             if missing:

@@ -168,6 +168,8 @@ def pair(source_cluster, target_cluster, new_db, new_role):
             sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))
     unsynced = "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'"
     assert wait_for(lambda: target_cluster.query(sdb, unsynced)[0][0] == 0, 60)
+    # Planner statistics on the target, as replicate.yml leaves them (pg_analyze): the preflight's statistics gate.
+    target_cluster.execute(sdb, "ANALYZE public.accounts, public.ledger, public.audit")
     bouncer = PgBouncer(sdb, source_cluster.port, app).start()
     env = dict(source=source_cluster, target=target_cluster, db=sdb, migration=migration, app=app, bouncer=bouncer,
                writers=[])
