@@ -187,7 +187,8 @@ tables:
   description:
     - Per table - C(table), C(rows_source), C(rows_target), C(seconds), C(result) (C(equal), C(different) or
       C(error)), C(differences) (C(kind), C(key), C(columns) for a changed row, C(count) for a table without a
-      key, C(range)), C(difference_count), C(truncated), C(key) and C(error).
+      key, C(range), C(unsettled) in live mode for a row still written when the last round ended - neither
+      resolved nor confirmed), C(difference_count), C(truncated), C(key) and C(error).
   returned: success
   type: list
   elements: dict

@@ -387,6 +387,7 @@ class FakeConn:
         import psycopg
         self.name, self.adapters, self.connection, self.closed = name, psycopg.adapters, None, False
         self.statements = []
+        self.info = type("Info", (), dict(server_version=160004))()
 
     def execute(self, query, params=None):
         self.statements.append(query if isinstance(query, str) else query.as_string(self))
@@ -425,7 +426,7 @@ def test_keyed_hashes_locks_in_key_order_with_keys_as_parameters():
 
 class FakeCoord:
     def __init__(self):
-        self.src, self.tgt = FakeConn("locker"), FakeConn("target")
+        self.src, self.tgt, self.mon = FakeConn("locker"), FakeConn("target"), FakeConn("mon")
 
     def locker(self):
         return self.src
@@ -492,6 +493,7 @@ def test_lock_step_settles_hot_rows_and_confirms_real_ones(monkeypatch):
     src = coord.src.statements
     assert src[0] == "BEGIN ISOLATION LEVEL READ COMMITTED" and src[-1] == "ROLLBACK"
     assert any("pg_current_wal_insert_lsn" in q for q in src)
+    assert coord.mon.statements == ["SELECT pg_current_xact_id()"]  # the locked position gets flushed, then sent
 
 
 def test_lock_step_falls_back_when_the_lock_is_not_granted(monkeypatch):

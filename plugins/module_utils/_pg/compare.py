@@ -221,6 +221,14 @@ def may_lock(conn, oids):
     return dict((r[0], r[1]) for r in rows)
 
 
+def nudge_flush(conn):
+    """Have the server flush its WAL within wal_writer_delay: a transaction that takes an ID and commits (the WAL
+    writer flushes up to an asynchronous commit). WAL written by a transaction still open (the lock step's row
+    locks) is otherwise flushed only when a page fills or another transaction commits - and the writers are
+    waiting for those locks - so no slot could confirm a position after it."""
+    conn.execute("SELECT pg_current_xact_id()" if conn.info.server_version >= 130000 else "SELECT txid_current()")
+
+
 def set_local(conn, name, milliseconds):
     """A timeout for the rest of the current transaction only."""
     conn.execute("SELECT set_config(%s, %s, true)", (name, "%dms" % max(1, int(milliseconds))))
@@ -322,9 +330,7 @@ class Coordinator:
 
     def source_snapshot(self):
         snap = self._export(self.src)
-        # the insert position: a commit the snapshot sees is at or before it, even one not yet written out
-        # (synchronous_commit = off), which pg_current_wal_lsn() may not cover yet
-        lsn = self.src.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+        lsn = self.src.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
         return snap, lsn
 
     def target_snapshot(self):
@@ -555,8 +561,10 @@ class Comparison:
             # if this process stalls while holding the locks, the server ends the session and releases them
             set_local(conn, "idle_in_transaction_session_timeout", (2 * budget + 10) * 1000)
             locked = keyed_hashes(conn, table, cols, keys, self.version, lock=True)
-            # the insert position, read with the rows locked: every change to them is before it
+            # the insert position, read with the rows locked: every change to them (a commit that is not yet
+            # written out too, synchronous_commit = off) is before it; then have it flushed, so it gets sent
             lsn = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+            nudge_flush(coord.mon)
             ok, positions = self.wait_caught_up(coord, lsn, timeout=max(0.0, deadline - time.time()), interval=0.05)
             if not ok:
                 return {}, len(locked), validate.lock_not_caught_up(table["table"], lsn, budget)
@@ -633,9 +641,11 @@ class Comparison:
 
     def live_rounds(self, coord, workers, results, by_name, rounds):
         """Compare the differing ranges again after the target confirmed the source's position; a difference
-        stays only when the source row did not change meanwhile (confirmed) or never settles (in flight)."""
+        stays only when it is confirmed (the source row did not change meanwhile, or the lock step saw the target
+        without the locked value) or never settles (in flight after the last round: reported, marked unsettled).
+        redo: (table, range, differences, those not settled yet)."""
         final = dict((name, [(rng, d) for rng, d in items if not d]) for name, items in results.items())
-        redo = [(by_name[name], rng, d) for name, items in results.items() for rng, d in items if d]
+        redo = [(by_name[name], rng, d, d) for name, items in results.items() for rng, d in items if d]
         for number in range(2, self.o["live_rounds"] + 2):
             if not redo:
                 break
@@ -645,12 +655,12 @@ class Comparison:
                 rounds.append(dict(round=number, source_lsn=lsn, caught_up=False, slots=positions))
                 break
             tgt_snap = coord.target_snapshot()
-            for table, rng, found in redo:
+            for table, rng, found, pending in redo:
                 table["_budget"] = [self.o["max_differences"]]
-            again = self.run_round(workers, [(t, rng) for t, rng, found in redo], src_snap, tgt_snap)
+            again = self.run_round(workers, [(t, rng) for t, rng, found, pending in redo], src_snap, tgt_snap)
             fresh = dict(((name, validate.describe_range(rng)), d) for name, items in again.items() for rng, d in items)
             items, resolved_n = [], 0
-            for table, rng, old in redo:
+            for table, rng, old, pending in redo:
                 found = fresh.get((_ident(table), validate.describe_range(rng)), old)
                 confirmed, in_flight, resolved = self.settle(coord, table, found) if found else ([], [], 0)
                 resolved_n += resolved
@@ -662,14 +672,14 @@ class Comparison:
                 confirmed_n += len(confirmed)
                 in_flight_n += len(in_flight)
                 if in_flight:
-                    still.append((table, rng, confirmed + in_flight))
+                    still.append((table, rng, confirmed + in_flight, in_flight))
                 else:
                     final.setdefault(_ident(table), []).append((rng, confirmed))
             record.update(confirmed=confirmed_n, in_flight=in_flight_n, resolved=resolved_n)
             rounds.append(record)
             redo = still
-        for table, rng, found in redo:  # never settled: reported, marked
-            for d in found:
+        for table, rng, found, pending in redo:  # reported; what never settled is marked
+            for d in pending:
                 d["unsettled"] = True
             final.setdefault(_ident(table), []).append((rng, found))
         return final
