@@ -6,8 +6,9 @@ replication command and the statement of every error. The migration password hol
 spaces and ``%`` around a token that any escaping of it would keep (``TOKEN``): the test looks for
 the token, so a quoted, doubled or backslashed copy is found too.
 
-Each phase is a function ``phase(ctx)`` in ``PHASES`` that runs modules (or playbooks) through
-``ctx`` -- which keeps every output -- and may assert on the databases. One test per phase, in
+Each phase is a function ``phase(ctx)`` in ``PHASES`` that runs modules (``ctx.module``,
+``ctx.prereqs``) or playbooks (``ctx.playbook``, on an inventory of the two clusters) through
+``ctx`` -- which keeps every output; the reports are read too -- and may assert on the databases. One test per phase, in
 order, on the same clusters; each ends with ``ctx.assert_clean()`` over every output and both
 server logs so far. To cover another phase (a native stream, a cutover), write its function and
 add it to ``PHASES``.
@@ -16,14 +17,17 @@ add it to ``PHASES``.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
 
 from modrunner import COLLECTIONS, run_module, run_playbook
-from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, Cluster, ca_cert, pg16_bin_dir, wheel_bin_dir
+from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, Cluster, ca_cert, pg16_bin_dir, wheel_bin_dir
 
 sys.path.insert(0, COLLECTIONS)
 from ansible_collections.pgshift.aurora.plugins.module_utils import scram  # noqa: E402
@@ -32,6 +36,9 @@ TOKEN = "Zq9xK7tok"
 MIGRATION_PASSWORD = "mig \\ ' \" $ %% %s %% end" % TOKEN
 MIGRATION_USER = "Mig User ü"
 DATABASE = "secrets app"
+# The playbook phases work on a database and a migration user of their own.
+PLAYBOOK_USER = "pb user é"
+PLAYBOOK_DATABASE = "secrets playbooks"
 
 LOG_EVERYTHING = dict(
     log_statement="all",
@@ -64,6 +71,8 @@ class Context:
         self.source = source
         self.target = target
         self.outputs = []  # (label, text)
+        self.tmp = tempfile.mkdtemp(prefix="pgshift-it-secrets-")
+        self.reports = os.path.join(self.tmp, "reports")
         # The exact secrets (the module output must hold none) and the token (found in any escaping).
         self.secrets = (MIGRATION_PASSWORD, MASTER_PASSWORD, ADMIN_PASSWORD)
 
@@ -72,10 +81,35 @@ class Context:
         self.outputs.append((label, raw))
         return result
 
-    def playbook(self, label, playbook, inventory, *args):
-        rc, out, recap = run_playbook(playbook, inventory, *args)
+    def playbook(self, label, playbook, *args):
+        """ansible-playbook pgshift.aurora.<playbook> on the inventory of the two clusters (PLAYBOOK_DATABASE)."""
+        rc, out, recap = run_playbook("pgshift.aurora.%s" % playbook, self.inventory(), *args, cwd=self.tmp,
+                                      timeout=600)
         self.outputs.append((label, out))
         return rc, out, recap
+
+    def inventory(self):
+        path = os.path.join(self.tmp, "hosts.yml")
+        if os.path.exists(path):
+            return path
+        os.makedirs(os.path.join(self.tmp, "host_vars"))
+        os.makedirs(os.path.join(self.tmp, "group_vars", "all"))
+        hosts = dict(all=dict(
+            vars=dict(ansible_connection="local", ansible_python_interpreter="{{ ansible_playbook_python }}"),
+            children=dict(source=dict(hosts={"secrets-source": None}), target=dict(hosts={"secrets-target": None}))))
+        with open(path, "w") as f:
+            yaml.safe_dump(hosts, f)
+        for host, cluster in (("secrets-source", self.source), ("secrets-target", self.target)):
+            with open(os.path.join(self.tmp, "host_vars", host + ".yml"), "w") as f:
+                yaml.safe_dump(dict(db_host="127.0.0.1", db_port=cluster.port, db_name=PLAYBOOK_DATABASE,
+                                    db_user=PLAYBOOK_USER, db_password=MIGRATION_PASSWORD,
+                                    db_admin_user=MASTER_USER, db_admin_password=MASTER_PASSWORD,
+                                    db_sslmode="verify-full", db_sslrootcert=ca_cert()), f)
+        with open(os.path.join(self.tmp, "group_vars", "all", "migration.yml"), "w") as f:
+            yaml.safe_dump(dict(migration_name="it_secrets", migration_engine="native", migration_streams=1,
+                                migration_replica_identity_full=["app.nokey"], traffic_switch="none",
+                                report_dir=self.reports), f)
+        return path
 
     def prereqs(self, label, cluster, role, check_mode=False, **options):
         params = cluster.module_params(DATABASE, role=role, migration_user=MIGRATION_USER,
@@ -87,6 +121,10 @@ class Context:
         yield from self.outputs
         yield "source server log", self.source.log_text()
         yield "target server log", self.target.log_text()
+        if os.path.isdir(self.reports):
+            for name in sorted(os.listdir(self.reports)):
+                with open(os.path.join(self.reports, name), encoding="utf-8") as f:
+                    yield "report %s" % name, f.read()
 
     def assert_clean(self):
         for label, text in self.texts():
@@ -108,10 +146,14 @@ def ctx(request):
         cluster.start()
         request.addfinalizer(cluster.stop)
         with cluster.connect(operator=True) as conn:
-            conn.execute('CREATE DATABASE "%s" OWNER app_owner' % DATABASE)
-    source.execute(DATABASE, ["CREATE SCHEMA app", "CREATE TABLE app.items (id int PRIMARY KEY, label text)",
-                              "CREATE TABLE app.nokey (a int)", "INSERT INTO app.items VALUES (1, 'one')"])
-    return Context(source, target)
+            for db in (DATABASE, PLAYBOOK_DATABASE):
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER app_owner").format(sql.Identifier(db)))
+    for db in (DATABASE, PLAYBOOK_DATABASE):
+        source.execute(db, ["CREATE SCHEMA app", "CREATE TABLE app.items (id int PRIMARY KEY, label text)",
+                            "CREATE TABLE app.nokey (a int)", "INSERT INTO app.items VALUES (1, 'one')"])
+    context = Context(source, target)
+    request.addfinalizer(lambda: shutil.rmtree(context.tmp, ignore_errors=True))
+    return context
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,6 +221,22 @@ def phase_the_password_works(ctx):
         assert conn.execute("SELECT current_user").fetchone()[0] == MIGRATION_USER
 
 
+def phase_playbooks_assess_and_prepare(ctx):
+    """The same through the playbooks, at -vvv: assess (fails: blockers), prepare --check, prepare, assess."""
+    rc, out, recap = ctx.playbook("assess.yml -vvv (unprepared)", "assess", "-vvv")
+    assert rc != 0 and "migration_user_missing" in out
+    rc, out, recap = ctx.playbook("prepare_source.yml --check -vvv", "prepare_source", "--check", "--diff", "-vvv")
+    assert rc == 0, out
+    assert "CREATE ROLE \"%s\" LOGIN REPLICATION PASSWORD '********'" % PLAYBOOK_USER in out
+    rc, out, recap = ctx.playbook("prepare_source.yml -vvv", "prepare_source", "-vvv")
+    assert rc == 0 and recap["failed"] == 0, out
+    rc, out, recap = ctx.playbook("assess.yml -vvv (prepared)", "assess", "-vvv")
+    assert rc == 0, out
+    with psycopg.connect(host="127.0.0.1", port=ctx.source.port, dbname=PLAYBOOK_DATABASE, user=PLAYBOOK_USER,
+                         password=MIGRATION_PASSWORD, sslmode="verify-full", sslrootcert=ca_cert()) as conn:
+        assert conn.execute("SELECT count(*) FROM app.items").fetchone() == (1,)
+
+
 PHASES = [
     phase_logging_works,
     phase_assess,
@@ -186,6 +244,7 @@ PHASES = [
     phase_prepare_fails_after_creating_the_user,
     phase_prepare,
     phase_the_password_works,
+    phase_playbooks_assess_and_prepare,
 ]
 
 
