@@ -416,13 +416,14 @@ LOCK_FAILURES = {
 
 
 def lock_failure(table, sqlstate, message, timeout):
-    """Why a lock batch of table fell back to the snapshot settle, from the error the source returned."""
+    """Why a lock batch of table (or tables, their display names) fell back to the snapshot settle, from the error
+    the source returned."""
     text = LOCK_FAILURES.get(sqlstate)
     if text is None:
         text = "the lock step failed: %s" % (message or "unknown error").strip().splitlines()[0]
     elif "%g" in text:
         text = text % timeout
-    return "%s: %s; its differences are settled without the lock" % (table, text)
+    return "%s: %s; settled without the lock" % (table, text)
 
 
 def lock_not_caught_up(table, lsn, timeout):

@@ -259,7 +259,7 @@ def test_after_lock_merges_and_keeps_what_it_did_not_check():
 def test_lock_failure_says_why(sqlstate, needle):
     text = validate.lock_failure("public.hot", sqlstate, "server closed the connection\nunexpectedly", 5.0)
     assert text.startswith("public.hot: ") and needle in text
-    assert text.endswith("its differences are settled without the lock")
+    assert text.endswith("; settled without the lock")
     assert "unexpectedly" not in text
 
 
@@ -422,6 +422,33 @@ def test_keyed_hashes_locks_in_key_order_with_keys_as_parameters():
     compare.keyed_hashes(conn, hot_table(), hot_table()["compared"], [("1", "a")], 160000)
     assert "FOR SHARE" not in calls[0][0]
     assert compare.keyed_hashes(conn, hot_table(), hot_table()["compared"], [], 160000) == {}
+
+
+def test_counts_for_hashes_takes_the_hashes_as_a_parameter_whatever_the_table_is_called():
+    from ansible_collections.pgshift.aurora.plugins.module_utils._pg import compare
+    conn = FakeConn("src")
+    calls = []
+    conn.execute = lambda q, p=None: calls.append((q.as_string(conn), p)) or conn
+    table = dict(hot_table(), key=[])
+    compare.counts_for_hashes(conn, table, table["compared"], [7, 8], 160000)
+    (query, params), = calls
+    assert params == ([7, 8],) and 'FROM ONLY "public"."hot %%s rows") s WHERE h = ANY(%s) GROUP BY h' in query
+    assert query.replace("%%", "").count("%") == 1
+
+
+def test_lock_step_falls_back_when_the_source_cannot_be_reached(monkeypatch):
+    from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import PgConnectError
+    world = LockWorld(monkeypatch, source={}, target={})
+    coord = FakeCoord()
+
+    def unreachable():
+        raise PgConnectError("could not connect to the source")
+    coord.locker = unreachable
+    table, items = lock_items()
+    record = {}
+    assert world.comparison.lock_step(coord, items, record) == 0
+    assert record["lock_fallback"] == 3 and record["lock_problems"] == [
+        'public."hot %s rows": the lock step failed: could not connect to the source; settled without the lock']
 
 
 class FakeCoord:

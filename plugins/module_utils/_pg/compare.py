@@ -553,8 +553,9 @@ class Comparison:
         deadline = time.time() + budget
         cols = table["compared"]
         keys = [tuple(d["key"]) for d in differences]
-        conn = coord.locker()
+        conn = None
         try:
+            conn = coord.locker()
             conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
             set_local(conn, "statement_timeout", budget * 1000)
             set_local(conn, "lock_timeout", budget * 1000)
@@ -586,7 +587,8 @@ class Comparison:
             return {}, 0, validate.lock_failure(table["table"], getattr(exc, "sqlstate", None), str(exc), budget)
         finally:
             try:
-                conn.execute("ROLLBACK")  # releases the locks (the transaction changed nothing)
+                if conn is not None:
+                    conn.execute("ROLLBACK")  # releases the locks (the transaction changed nothing)
             except Exception:  # the session is gone (its locks with it): a new one next time
                 try:
                     conn.close()
@@ -616,7 +618,8 @@ class Comparison:
             rights = may_lock(coord.locker(), [tables[i]["oid"] for i, d in groups])
         except Exception as exc:
             rights = {}
-            problems.append(validate.lock_failure("the lock step", getattr(exc, "sqlstate", None), str(exc),
+            problems.append(validate.lock_failure(", ".join(tables[i]["table"] for i, d in groups),
+                                                  getattr(exc, "sqlstate", None), str(exc),
                                                   float(self.o["live_lock_timeout"])))
         kept, refused = validate.lockable(groups, dict((i, rights.get(tables[i]["oid"])) for i, d in groups))
         if rights:
