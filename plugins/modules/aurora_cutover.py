@@ -1380,25 +1380,34 @@ class Cutover:
                                   serving=side, queries=self.queries)
         info = dict(actions=plan["actions"], gap=plan["gap"], found=state, connection=runner.connection,
                     switched_at=event["at"].isoformat() if event else None)
-        if self.module.check_mode or not plan["actions"]:
-            self.module.exit_json(changed=False, status="resumed" if not plan["actions"] else "checked",
-                                  serving=side, return_path=info, queries=self.queries)
+        if self.module.check_mode:
+            self.module.exit_json(changed=False, status="checked", serving=side, return_path=info, queries=self.queries)
         src, tgt = self.conn("source"), self.conn("target")
-        status, error = "resumed", None
+        status, error, timeline, t0 = "resumed", None, [], time.monotonic()
+        if not plan["actions"]:
+            info.update(runner.detail(runner.check(), 0.0))
         try:
             for action in plan["actions"]:
+                a0 = time.monotonic()
+                entry = dict(step=action, number=None, kind="resume", status="failed", at=round(a0 - t0, 3),
+                             time=utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ"), seconds=0.0, message="", detail={})
+                timeline.append(entry)
                 if action == "drop_subscription":
                     runner.drop_subscription()
                 elif action == "drop_slot":
                     runner.drop_slot()
                 elif action == "create_publication":
-                    self.return_publication(src, tgt)
+                    entry["detail"] = dict(tables=len(self.return_publication(src, tgt)))
                 elif action == "create_slot":
                     info["gap_to_lsn"] = self.return_slot(tgt)
+                    entry["detail"] = dict(slot_lsn=info["gap_to_lsn"])
                 else:
                     info.update(runner.establish(action))
+                    entry["message"] = "streams from the target as %s" % runner.describe()
+                entry.update(status="ok", seconds=round(time.monotonic() - a0, 3))
         except Exception as exc:  # a server's error creating the publication or slot too: nothing left behind
             status, error = "switched_without_return_path", self.no_way_back(runner, exc)
+            timeline[-1].update(message=str(error), seconds=round(time.monotonic() - timeline[-1]["at"] - t0, 3))
         if plan["gap"]:
             info["gap_from_lsn"] = self.return_slot_lsn_of_cutover()
             if error is None:
@@ -1410,7 +1419,7 @@ class Cutover:
                         info["gap_from_lsn"] or "unknown"))
         report = json.loads(scrub(json.dumps(dict(
             status=status, migration=self.migration, serving=side, at=utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
-            return_path=info, error=str(error) if error else None, warnings=list(self.warnings),
+            return_path=info, timeline=timeline, error=str(error) if error else None, warnings=list(self.warnings),
             queries=self.queries), default=str), self.secrets))
         if p["report_dir"]:
             os.makedirs(p["report_dir"], exist_ok=True)
@@ -1423,7 +1432,7 @@ class Cutover:
         report["report_warnings"] = report.pop("warnings")
         if error is not None:
             self.module.fail_json(msg=scrub("resume_reverse: %s" % error, self.secrets), changed=True, **report)
-        self.module.exit_json(changed=True, **report)
+        self.module.exit_json(changed=bool(plan["actions"]), **report)
 
     def return_slot_lsn_of_cutover(self):
         """The return slot's LSN the cutover recorded (cutover.json), where the target's changes not on the

@@ -287,3 +287,91 @@ def test_a_return_stream_failing_after_the_switch_is_reported_and_resume_reverse
     assert not again.get("failed") and not again["changed"] and again["return_path"]["actions"] == []
     stop_writers(env)
     assert writer.errors == []
+
+
+# --------------------------------------------------------------------------------------------
+# Through the playbooks: rehearsal.yml proves the way back as the inventory's migration user (db_user), cutover.yml
+# reads it, cutover.yml -e cutover_mode=resume_reverse checks the return stream
+# --------------------------------------------------------------------------------------------
+
+def test_playbooks_rehearsal_then_cutover_then_resume_reverse(source_cluster, target_cluster, new_db, new_role,
+                                                              tmp_path):
+    import yaml
+
+    from ansible_collections.pgshift.aurora.plugins.module_utils import native
+    from modrunner import run_playbook
+    from pgcluster import MASTER_PASSWORD, MASTER_USER
+
+    migration, user, password = new_role("pbret"), new_role("pbretmig"), "it-pb-return-migrator 'x' $"
+    secrets = SECRETS + (password,)
+    sdb, tdb = new_db(source_cluster), new_db(target_cluster)
+    for cluster in (source_cluster, target_cluster):
+        cluster.create_migration_user(user, password)
+    schema = ["CREATE TABLE public.accounts (id bigserial PRIMARY KEY, balance bigint NOT NULL DEFAULT 0)"]
+    source_cluster.execute(sdb, schema + ["INSERT INTO public.accounts (balance) SELECT g FROM generate_series(1, 40) g"])
+    target_cluster.execute(tdb, schema)
+    stream = "pgshift_%s_s1" % migration
+    source_cluster.execute(sdb, "CREATE PUBLICATION %s FOR TABLE public.accounts" % stream)
+    conninfo = native.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
+                                            "verify-full", ca_cert())
+    with target_cluster.master_connect(tdb) as conn:
+        conn.execute("CREATE SUBSCRIPTION %s CONNECTION '%s' PUBLICATION %s" % (
+            stream, conninfo.replace("'", "''"), stream))
+    assert wait_for(lambda: target_cluster.query(tdb, "SELECT count(*) FROM public.accounts")[0][0] == 40, 60)
+    target_cluster.execute(tdb, "ANALYZE", operator=True)
+
+    root, reports = tmp_path / "inventory", tmp_path / "reports"
+    (root / "host_vars").mkdir(parents=True)
+    (root / "group_vars" / "all").mkdir(parents=True)
+    (root / "hosts.yml").write_text(yaml.safe_dump(dict(all=dict(
+        vars=dict(ansible_connection="local", ansible_python_interpreter="{{ ansible_playbook_python }}"),
+        children=dict(source=dict(hosts={"it-source": None}), target=dict(hosts={"it-target": None}))))))
+    for host, cluster, db in (("it-source", source_cluster, sdb), ("it-target", target_cluster, tdb)):
+        (root / "host_vars" / (host + ".yml")).write_text(yaml.safe_dump(dict(
+            db_host="127.0.0.1", db_port=cluster.port, db_name=db, db_user=user, db_password=password,
+            db_admin_user=MASTER_USER, db_admin_password=MASTER_PASSWORD, db_sslmode="verify-full",
+            db_sslrootcert=ca_cert(), db_replication_sslmode="verify-full", db_replication_sslrootcert=ca_cert())))
+    (root / "group_vars" / "all" / "migration.yml").write_text(yaml.safe_dump(dict(
+        migration_name=migration, migration_engine="native", migration_streams=1, traffic_switch="none",
+        report_dir=str(reports))))
+    freeze = ["-e", "cutover_freeze_method=command", "-e", "cutover_freeze_command=true",
+              "-e", "cutover_unfreeze_command=true"]
+
+    def play(name, *args):
+        rc, out, dummy = run_playbook("pgshift.aurora.%s" % name, str(root / "hosts.yml"), *(freeze + list(args)),
+                                      cwd=str(tmp_path), timeout=300, secrets=secrets)
+        return rc, out
+
+    def saved(name):
+        text = (reports / name).read_text()
+        assert not any(s in text for s in secrets)
+        return json.loads(text)
+
+    try:
+        rc, out = play("cutover")
+        assert rc != 0 and "run rehearsal.yml" in out, out[-3000:]
+        assert saved("cutover.json")["failed_step"] == "preflight"
+        rc, out = play("rehearsal")
+        assert rc == 0, out[-3000:]
+        proof = saved("rehearsal.json")["return_path_proof"]
+        assert proof["status"] == "ok" and proof["connection"]["user"] == user
+        assert proof["seen_by_target"]["user"] == user and proof["seen_by_target"]["ssl"] is True
+        rc, out = play("cutover")
+        assert rc == 0, out[-3000:]
+        assert saved("cutover.json")["status"] == "switched"
+        rc, out = play("cutover", "-e", "cutover_mode=resume_reverse")
+        assert rc == 0, out[-3000:]
+        resumed = saved("resume_reverse.json")
+        assert resumed["status"] == "resumed" and resumed["return_path"]["actions"] == []
+        assert resumed["return_path"]["seen_by_target"]["user"] == user
+    finally:
+        for cluster, db in ((source_cluster, sdb), (target_cluster, tdb)):
+            for (sub,) in cluster.query(db, "SELECT subname FROM pg_subscription", operator=True):
+                cluster.execute(db, ["ALTER SUBSCRIPTION %s DISABLE" % sub, "ALTER SUBSCRIPTION %s SET (slot_name = "
+                                     "NONE)" % sub, "DROP SUBSCRIPTION %s" % sub], operator=True)
+        for cluster in (source_cluster, target_cluster):
+            for (slot,) in cluster.query("postgres", "SELECT slot_name FROM pg_replication_slots WHERE slot_name "
+                                                     "LIKE %s", ("pgshift_%s_%%" % migration,)):
+                wait_for(lambda: not cluster.query("postgres", "SELECT active FROM pg_replication_slots WHERE "
+                                                               "slot_name = %s", (slot,))[0][0], 15)
+                cluster.execute("postgres", "SELECT pg_drop_replication_slot('%s')" % slot)

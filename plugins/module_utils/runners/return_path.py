@@ -76,6 +76,16 @@ class ReturnPath:
                                                    self.connection["sslmode"] in replication_conn.TLS_MODES)
         return ok, problems, observed, tables
 
+    def detail(self, checked, seconds):
+        """What a check found, as reports show it: subscription, connection (no password), tables, seen_by_target
+        (the user, TLS and state of the WAL sender the target sees on the return slot), seconds."""
+        ok, problems, observed, tables = checked
+        sender = observed.get("sender") or {}
+        seen = dict(user=sender.get("usename"), ssl=sender.get("ssl"), ssl_version=sender.get("ssl_version"),
+                    client_addr=sender.get("client_addr"), state=sender.get("state")) if sender else None
+        return dict(subscription=self.name, connection=self.connection, tables=tables, seen_by_target=seen,
+                    seconds=round(seconds, 3))
+
     # --- acting --------------------------------------------------------------------------------
 
     def subscribe(self):
@@ -114,12 +124,8 @@ class ReturnPath:
         except Exception as exc:  # the server's own words: could not connect, password, certificate ...
             raise cutover.StepFailed("the source server could not subscribe to the target's return slot %s as %s: %s" % (
                 self.name, self.describe(), first_line(exc)), dict(connection=self.connection)) from None
-        ok, problems, observed, tables = self.wait_streaming()
-        sender = observed.get("sender") or {}
-        seen = dict(user=sender.get("usename"), ssl=sender.get("ssl"), ssl_version=sender.get("ssl_version"),
-                    client_addr=sender.get("client_addr"), state=sender.get("state")) if sender else None
-        detail = dict(subscription=self.name, connection=self.connection, tables=tables, seen_by_target=seen,
-                      seconds=round(self.clock() - t0, 3))
+        ok, problems, observed, tables = checked = self.wait_streaming()
+        detail = self.detail(checked, self.clock() - t0)
         if not ok:
             raise cutover.StepFailed("the return stream %s (the source server connecting to the target as %s) does not "
                                      "stream after %.0f s: %s" % (self.name, self.describe(), self.timeout,
