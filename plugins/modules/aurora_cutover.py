@@ -26,7 +26,10 @@ description:
   - If any step before the switch fails or the pause runs over O(freeze_timeout), what was done is undone
     (RESUME, or read-write again; the return slot dropped) and the module fails saying why; the old side serves
     as before and the forward streams are untouched, so the cutover can simply run again.
-  - O(rehearsal=true) runs steps 1-7 for real, measures them, then undoes the freeze instead of switching.
+  - O(rehearsal=true) runs steps 1-7 for real, measures them, then undoes the freeze instead of switching. For a
+    cutover it then proves the way back - the source server subscribes to the return slot as
+    O(target_replication_user), the stream is checked and removed - and records it in rehearsal.json, which a
+    cutover's preflight reads (O(return_path_requirement)).
   - After a rollback the old forward streams are gone; fresh forward streams (same names, slots created on the
     source during the rollback's freeze, subscriptions with C(copy_data=false)) are made, so a second cutover
     runs like the first.
