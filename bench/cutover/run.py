@@ -239,7 +239,9 @@ def main():
     playbook(inventory, "playbooks/lab_down.yml")
     try:
         playbook(inventory, "playbooks/lab_up.yml")
-        for name in ("pgshift.aurora.prepare_source", "pgshift.aurora.copy_schema", "pgshift.aurora.replicate"):
+        # the rehearsal also proves the way back, which every cutover's preflight requires
+        for name in ("pgshift.aurora.prepare_source", "pgshift.aurora.copy_schema", "pgshift.aurora.replicate",
+                     "pgshift.aurora.rehearsal"):
             playbook(inventory, name)
         runs = []
         runs.append(online_run("pgbouncer", inventory, mig, labvars, opts, []))
