@@ -16,6 +16,7 @@ from psycopg import sql
 from ansible_collections.pgshift.aurora.plugins.module_utils import native
 from modrunner import run_module
 from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, ca_cert, wait_for
+from test_exit_codes import dbs  # noqa: F401 - the fixture: a database on each side and a migration user
 
 OFF = "WITH (autovacuum_enabled = off)"
 SCHEMA = [
@@ -331,3 +332,50 @@ def test_cutover_preflight_is_no_go_while_a_table_has_no_statistics(source_clust
         assert preflight_detail(result)["statistics"] == "every non-empty table has planner statistics"
     finally:
         drop_stream(source_cluster, target_cluster, tdb, stream)
+
+
+# ----------------------------------------------------------------------------------------------
+# replicate.yml: the statistics step
+
+
+def test_replicate_gives_every_target_table_statistics_and_a_second_run_changes_nothing(dbs):
+    env = dbs
+    keyed = [s.replace("(id int NOT NULL, shipped date NOT NULL, note text)",
+                       "(id int NOT NULL, shipped date NOT NULL, note text, PRIMARY KEY (id, shipped))")
+              .replace("(id int NOT NULL, at timestamptz, kind text)", "(id int PRIMARY KEY, at timestamptz, kind text)")
+              .replace("() INHERITS (public.tracking_events)", "(PRIMARY KEY (id)) INHERITS (public.tracking_events)")
+              .replace("public.empty_table (id int)", "public.empty_table (id int PRIMARY KEY)") for s in SCHEMA]
+    env.source.execute(env.sdb, keyed + DATA + [
+        sql.SQL('GRANT USAGE ON SCHEMA "Shipping Ops" TO {}').format(sql.Identifier(env.user)),
+        sql.SQL('GRANT SELECT ON ALL TABLES IN SCHEMA public, "Shipping Ops" TO {}').format(sql.Identifier(env.user))])
+    env.source.execute(env.sdb, "ANALYZE", operator=True)
+    env.target.execute(env.tdb, keyed)  # autovacuum off on each: only the replicate role gathers statistics
+    options = ["-e", "replicate_build_indexes=false", "-e", "replicate_poll_interval=1",
+               "-e", "replicate_write_rate_sample_seconds=0"]
+
+    rc, out = env.play("replicate", "--check", *options)
+    assert rc == 0, out[-4000:]
+    checked = env.report("analyze-check.json")
+    assert checked["status"] == "checked" and checked["summary"]["would_import"] == 10, checked
+    assert state(env.target, env.tdb)[("public", "parcels")]["reltuples"] < 0
+
+    rc, out = env.play("replicate", *options)
+
+    assert rc == 0, out[-4000:]
+    assert "CAUGHT UP" in out
+    report = env.report("analyze.json")
+    print(json.dumps(dict(method=report["method_note"], summary=report["summary"])))
+    assert report["status"] == "done" and report["summary"]["failed"] == 0, report
+    # auto on a PostgreSQL 18 target with pg_dump 18 here: the source's statistics, imported
+    assert report["method"] == "import", report["method_note"]
+    assert "statistics: " in out and " tables " in out  # job_progress's lines
+    assert "Planner statistics on the target" in env.report("analyze.md")
+    after = state(env.target, env.tdb)
+    for t in NON_EMPTY:
+        assert has_statistics(after[t], t in PARENTS), (t, after[t])
+
+    rc, out = env.play("replicate", *options)
+    assert rc == 0, out[-4000:]
+    again = env.report("analyze.json")
+    assert again["tables"] == [] and again["summary"]["had_statistics"] == 10, again
+    assert "changed=0" in out, out[-3000:]
