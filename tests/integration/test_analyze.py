@@ -379,3 +379,30 @@ def test_replicate_gives_every_target_table_statistics_and_a_second_run_changes_
     again = env.report("analyze.json")
     assert again["tables"] == [] and again["summary"]["had_statistics"] == 10, again
     assert "changed=0" in out, out[-3000:]
+
+
+def test_cutover_playbook_check_is_no_go_without_statistics_and_goes_on_with_the_override(dbs):
+    env = dbs
+    make_tables(env.source, env.sdb)
+    make_tables(env.target, env.tdb, data=False)
+    stream = "pgshift_%s_s1" % env.migration
+    env.source.execute(env.sdb, sql.SQL('CREATE PUBLICATION {} FOR TABLE public.parcels, "Shipping Ops"."order"')
+                       .format(sql.Identifier(stream)))
+    conninfo = native.subscription_conninfo("127.0.0.1", env.source.port, env.sdb, MASTER_USER, MASTER_PASSWORD,
+                                            "verify-full", ca_cert())
+    with env.target.master_connect(env.tdb) as conn:
+        conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
+            sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))
+    assert wait_for(lambda: env.target.query(
+        env.tdb, "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")[0][0] == 0, 60)
+    options = ["--check", "-e", "cutover_freeze_method=command", "-e", "cutover_freeze_command=true",
+               "-e", "cutover_unfreeze_command=true", "-e", "cutover_return_path_requirement=ignore"]
+
+    rc, out = env.play("cutover", *options)
+    assert rc != 0 and "planner statistics" in out and "public.parcels" in out, out[-4000:]
+
+    reason = "CAB-4712 - tables analysed by the DBA during the switch window"
+    rc, out = env.play("cutover", *options, "-e", "cutover_statistics_override=true",
+                       "-e", "cutover_statistics_override_reason='%s'" % reason)
+    assert rc == 0, out[-4000:]
+    assert "statistics gate overridden (reason: %s)" % reason in out  # printed (a warning)
