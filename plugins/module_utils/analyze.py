@@ -171,8 +171,8 @@ def choose_method(method, target_version, pg_dump_major, source_given):
     if not pg_dump_major:
         missing.append("no pg_dump of PostgreSQL %d or later was found (set pg_bin_dir)" % IMPORT_MIN_MAJOR)
     elif pg_dump_major < IMPORT_MIN_MAJOR:
-        missing.append("pg_dump %d has no --statistics-only (it needs %d or later)" % (pg_dump_major,
-                                                                                      IMPORT_MIN_MAJOR))
+        missing.append("pg_dump %d has no --statistics-only (it needs %d or later)" % (
+            pg_dump_major, IMPORT_MIN_MAJOR))
     if not source_given:
         missing.append("no source connection (source_login_host)")
     if not missing:
@@ -286,10 +286,12 @@ def progress(done, total, elapsed, current, phase=None):
     rate = done / elapsed if elapsed > 0 else 0.0
     left = max(0, total - done)
     eta = round(left / rate, 1) if rate > 0 else None
-    if phase is None:
-        phase = ("analysing " + ", ".join(current[:4]) + (" and %d more" % (len(current) - 4) if len(current) > 4
-                                                           else "")) if current else ("done" if done >= total
-                                                                                        else "starting")
+    if phase is None and current:
+        phase = "analysing " + ", ".join(current[:4])
+        if len(current) > 4:
+            phase += " and %d more" % (len(current) - 4)
+    elif phase is None:
+        phase = "done" if done >= total else "starting"
     return dict(unit="tables", rows=done, rows_expected=total, rows_per_second=round(rate, 2), eta_seconds=eta,
                 percent=round(100.0 * done / total, 1) if total else 100.0, phase=phase)
 

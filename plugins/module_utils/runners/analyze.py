@@ -23,11 +23,6 @@ from ansible_collections.pgshift.aurora.plugins.module_utils._pg import stats, t
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
     connect, postgres_argument_spec, scrub)
 
-try:
-    import psycopg
-except ImportError:  # pragma: no cover - the module reports the missing library
-    psycopg = None
-
 SOURCE = "source_"
 PROGRESS_SECONDS = 1.0
 
@@ -153,7 +148,7 @@ class Analyze:
                     note = "analyze (the import failed: %s)" % failure
                     chosen = "analyze"
                 else:
-                    _, _, after = self.read()
+                    after = self.read()[2]
                     still = dict((t["oid"], t) for t in after if analyze.statistics_need(t)[0] != analyze.PRESENT)
                     to_analyse = []
                     for t in todo:
@@ -200,10 +195,12 @@ class Analyze:
 
     @staticmethod
     def entry(t, action, seconds=None, reason=None, error=None):
+        if "weight" in t:
+            size = t["weight"]
+        else:
+            size = t["tree_bytes"] if t.get("is_parent") else t.get("heap_bytes")
         return dict(table=t["table"], schema=t["schema"], name=t["name"], kind=t.get("kind"), action=action,
-                    reason=reason or t.get("reason"), seconds=seconds, error=error,
-                    bytes=t.get("weight") if "weight" in t else (t["tree_bytes"] if t.get("is_parent")
-                                                                   else t.get("heap_bytes")))
+                    reason=reason or t.get("reason"), seconds=seconds, error=error, bytes=size)
 
     # --- ANALYZE in parallel -----------------------------------------------------------------
 
@@ -213,7 +210,7 @@ class Analyze:
         cond = threading.Condition()
         state = dict(done=done_before, current=[], results={})
         workers = min(self.p["parallel"], len(items))
-        conns = [connect(self.target) for _ in range(workers)]  # fail here, before anything runs
+        conns = [connect(self.target) for dummy in range(workers)]  # fail here, before anything runs
         start = time.monotonic()
 
         def report(force=False):
