@@ -43,6 +43,9 @@ BEFORE_SWITCH = STEPS[:STEPS.index(SWITCH_STEP)]
 UNDOABLE = ("freeze", "return_path")
 # Steps that run while writes are frozen: they count against freeze_timeout.
 FROZEN = ("barrier", "sequences", "finishing", "verify", "return_path", "switch")
+# Steps whose statements and waits end within the pause budget left (statement_timeout, lock_timeout);
+# not the switch, which is never cut short half way (its failure handling puts things back).
+BOUNDED = ("freeze",) + FROZEN[:FROZEN.index(SWITCH_STEP)]
 
 DIRECTIONS = ("forward", "reverse")
 FREEZE_METHODS = ("pgbouncer", "read_only", "command")
@@ -61,6 +64,15 @@ class StepFailed(Exception):
 
 class OverBudget(StepFailed):
     """The write pause would exceed freeze_timeout."""
+
+
+def statement_timeout_ms(remaining_seconds, what, step, freeze_timeout):
+    """The statement_timeout and lock_timeout (ms) of a statement inside the freeze: the pause budget left, at
+    least 1 ms. OverBudget when nothing is left: the statement is not started."""
+    if remaining_seconds <= 0:
+        raise OverBudget("the write pause budget (freeze_timeout %s s) ran out in step %s before %s" % (
+            _fmt(freeze_timeout), step, what or "the next statement"), dict(statement=what or ""))
+    return max(int(remaining_seconds * 1000), 1)
 
 
 class ReturnPathFailed(StepFailed):
@@ -437,6 +449,117 @@ def resume_reverse_plan(serving, publication, slot, subscription, streaming):
 
 
 # ----------------------------------------------------------------------------------------------
+# The freeze journal: a freeze writes what it does and what undoes it on the side it freezes
+# (pgshift.freeze_journal, committed before it takes effect), so that a run started after a controller
+# died inside the freeze can undo it. _pg/freeze.py reads and writes it, these decide.
+# ----------------------------------------------------------------------------------------------
+
+def freeze_journal_entry(method, database, pgbouncer=None, roles_before=None):
+    """(done, restore): what a freeze will do and what undoes it, for the journal.
+
+    database: the frozen side's database; pgbouncer: the console's {database, host, port, admin_user}
+    (never its password: the run that recovers has it from its own options); roles_before: {role: its
+    default_transaction_read_only in that database before the freeze, None when it had none}.
+    """
+    if method == "pgbouncer":
+        pgb = dict((k, (pgbouncer or {}).get(k)) for k in ("database", "host", "port", "admin_user"))
+        return dict(pause=pgb["database"]), dict(pgbouncer=pgb)
+    if method == "read_only":
+        roles = dict(sorted((roles_before or {}).items()))
+        return dict(read_only_roles=sorted(roles), database=database), dict(roles=roles, database=database)
+    return dict(command="freeze_command"), dict(command="unfreeze_command")
+
+
+def open_freezes(entries):
+    """The journal entries still in effect (neither finished by a switch nor undone), newest first: undone in
+    that order, the oldest entry's 'before' values are the ones left."""
+    left = [e for e in entries if not e.get("finished_at") and not e.get("undone_at")]
+    return sorted(left, key=lambda e: e["started_at"], reverse=True)
+
+
+def freeze_undo_steps(entry):
+    """What undoes a journaled freeze, in order: [{do: resume|role_setting|end_sessions|command, ...}].
+
+    read_only: each role's setting in the database put back as it was (RESET when it had none), then the
+    application's sessions started since the freeze ended (they started read-only); pgbouncer: RESUME.
+    """
+    restore = entry.get("restore") or {}
+    if entry["method"] == "pgbouncer":
+        return [dict(restore.get("pgbouncer") or {}, do="resume")]
+    if entry["method"] == "read_only":
+        roles = restore.get("roles") or {}
+        steps = [dict(do="role_setting", role=role, database=restore.get("database"), value=before)
+                 for role, before in sorted(roles.items())]
+        if roles:
+            steps.append(dict(do="end_sessions", roles=sorted(roles), database=restore.get("database"),
+                              since=entry.get("started_at")))
+        return steps
+    return [dict(do="command")]
+
+
+def freeze_recovery(entry, switch_logged, owner_alive):
+    """What a run does with an unfinished journal entry: dict(action, steps, outcome, note).
+
+    action 'wait': the run that froze is still connected (its session on the frozen side lives), the
+    freeze is that run's own; 'undo': undo it (steps, freeze_undo_steps) and mark it `outcome`.
+    switch_logged: the cutover log has that run's 'switched' row, i.e. the controller died in or after the
+    switch: clients waiting in PgBouncer are resumed wherever it points, a read-only fence and a command
+    freeze stay as after any switch (the entry is marked 'switched').
+    """
+    run = entry.get("run_id")
+    if owner_alive:
+        return dict(action="wait", steps=[], outcome=None,
+                    note="run %s is still connected to the %s: the freeze is that run's own" % (run, entry.get("side")))
+    if not switch_logged:
+        return dict(action="undo", steps=freeze_undo_steps(entry), outcome="undone",
+                    note="undone: run %s died inside its %s freeze" % (run, entry["method"]))
+    if entry["method"] == "pgbouncer":
+        return dict(action="undo", steps=freeze_undo_steps(entry), outcome="switched",
+                    note="run %s died in its switch (logged): PgBouncer resumed where it points now; check it with "
+                         "mode=status" % run)
+    return dict(action="undo", steps=[], outcome="switched",
+                note="run %s died in its switch (logged): the %s freeze stays as after a switch (%s)" % (
+                    run, entry["method"], "the old side read-only" if entry["method"] == "read_only"
+                    else "unfreeze_command not run"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Materialized views: refreshed on the new side before the freeze, again inside it only if changed
+# ----------------------------------------------------------------------------------------------
+
+def matview_order(matviews, reads):
+    """The materialized views in an order where each comes after those it reads. reads: {mv: [mvs it reads]}."""
+    done, order = set(), []
+
+    def visit(mv, path):
+        if mv in done or mv in path:
+            return
+        for dep in sorted(reads.get(mv) or []):
+            if dep in matviews:
+                visit(dep, path | {mv})
+        done.add(mv)
+        order.append(mv)
+    for mv in sorted(matviews):
+        visit(mv, frozenset())
+    return order
+
+
+def matviews_to_refresh(before, now, reads):
+    """The materialized views to refresh again inside the freeze, in order: those whose base tables' change
+    counters (before: at the refresh before the freeze, now: inside it) moved or are unknown, and those that
+    read one of them. {mv: fingerprint}; reads: {mv: [mvs it reads]}."""
+    stale = set(mv for mv in now if before.get(mv) is None or now.get(mv) is None or before[mv] != now[mv])
+    changed = True
+    while changed:
+        changed = False
+        for mv in now:
+            if mv not in stale and any(dep in stale for dep in reads.get(mv) or []):
+                stale.add(mv)
+                changed = True
+    return [mv for mv in matview_order(list(now), reads) if mv in stale]
+
+
+# ----------------------------------------------------------------------------------------------
 # The machine
 # ----------------------------------------------------------------------------------------------
 
@@ -473,6 +596,8 @@ class Machine:
         self.reason = None
         self.failed_step = None
         self.undone = []
+        self.current = None  # the step running now
+        self.undoing = False
 
     # --- budget --------------------------------------------------------------------------------
 
@@ -490,6 +615,24 @@ class Machine:
         if self.frozen_at is not None and self.switched_at is None and self.remaining() < 0:
             raise OverBudget("the write pause reached %.3f s after step %s, over freeze_timeout %.3f s" % (
                 self.elapsed_frozen(), step, self.freeze_timeout))
+
+    def frozen_now(self):
+        """Writes are frozen and the run is neither switching yet nor undoing."""
+        return (self.frozen_at is not None and self.unfrozen_at is None and self.switched_at is None
+                and not self.undoing)
+
+    def statement_budget_ms(self, what=""):
+        """statement_timeout / lock_timeout (ms) for the next statement: None outside the BOUNDED steps (before
+        the freeze, in the switch, after it, while undoing), else the budget left; OverBudget when it is spent."""
+        if not (self.frozen_now() and self.current in BOUNDED):
+            return None
+        return statement_timeout_ms(self.remaining(), what, self.current, self.freeze_timeout)
+
+    def wait_limit(self, seconds):
+        """How long a wait may last (a hook, PAUSE, the barrier): inside the freeze, the budget left at most."""
+        if not self.frozen_now():
+            return seconds
+        return max(min(seconds, self.remaining()), 0.0)
 
     # --- records -------------------------------------------------------------------------------
 
@@ -524,6 +667,7 @@ class Machine:
         self.started = self.clock()
         for step in self.steps:
             t0 = self.clock()
+            self.current = step
             try:
                 self._run_hook("before_" + step)
                 if step == "freeze":
@@ -679,6 +823,11 @@ def render_markdown(report):
         lines.append("- `%s`: next %s -> %s" % (s["sequence"], _fmt(s.get("before")), _fmt(s.get("required_next"))))
     if not seqs:
         lines.append("- none needed")
+    recovered = report.get("recovered") or []
+    if recovered:
+        lines += ["", "## Unfinished freezes undone before this run (%d)" % len(recovered), ""]
+        lines += ["- run `%s` (%s freeze of the %s, started %s): %s" % (
+            r.get("run_id"), r.get("method"), r.get("side"), r.get("started_at"), r.get("note")) for r in recovered]
     lines += ["", "## What a rollback would do", ""]
     lines += ["%d. %s" % (i, text) for i, text in enumerate(report.get("rollback_plan") or [], 1)]
     if report.get("return_path_proof"):

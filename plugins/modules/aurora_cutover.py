@@ -55,8 +55,12 @@ options:
         C(switched_without_return_path)), makes it again once the cause is fixed - the return publication and slot
         on the target when they are gone, the subscription on the source - and checks that it streams. A new slot
         starts now, so what the target took between the switch and now is not in it (RV(return_path.gap)).
+      - C(recover) only undoes the freezes a run left in effect when its controller died inside the freeze (a
+        PgBouncer PAUSE, application roles read-only), from the journal C(pgshift.freeze_journal) the freeze writes
+        on the frozen side before it takes effect, and says what it did (RV(recovered)). Every other run (cutover,
+        rehearsal, rollback, cleanup) does the same first.
     type: str
-    choices: [run, status, cleanup, prepare, resume_reverse]
+    choices: [run, status, cleanup, prepare, recover, resume_reverse]
     default: run
   direction:
     description: C(forward) moves traffic source -> target; C(reverse) (rollback) target -> source.
@@ -82,7 +86,13 @@ options:
   freeze_method:
     description:
       - C(pgbouncer) PAUSEs the database in PgBouncer (clients wait, they do not fail); C(read_only) sets
-        C(default_transaction_read_only) for O(app_roles) and ends their sessions; C(command) runs O(freeze_command).
+        C(default_transaction_read_only) for O(app_roles) in the old side's database only (C(ALTER ROLE .. IN
+        DATABASE)) and ends their sessions in that database; C(command) runs O(freeze_command).
+      - C(read_only) needs what the master user of RDS and Aurora has - ADMIN OPTION on the roles (PostgreSQL 16+
+        gives it on the roles it created) and C(pg_signal_backend) - and cannot freeze a superuser role (the
+        preflight says no-go).
+      - Every statement inside the freeze runs with C(statement_timeout) and C(lock_timeout) from the pause budget
+        left; one cut short by them undoes the freeze, and the message names it.
     type: str
     choices: [pgbouncer, read_only, command]
     default: pgbouncer
@@ -205,7 +215,12 @@ options:
     type: int
     default: 500000
   refresh_matviews:
-    description: Refresh every materialized view on the new side in the finishing step.
+    description:
+      - Refresh every materialized view on the new side in the preflight (before the freeze), and in the finishing
+        step only those whose base tables' change counters (C(pg_stat_user_tables)) moved since then (or that read a
+        function or foreign table). PostgreSQL publishes a session's table counters at most once a second (the apply
+        worker at its next commit), so a change applied within a second before the freeze can go unseen: such a
+        view keeps the rows of the refresh before the freeze; refresh it after the switch if it must be exact.
     type: bool
     default: true
   app_roles:
@@ -417,6 +432,14 @@ created:
   type: list
   elements: str
   sample: [source, target]
+recovered:
+  description:
+    - Unfinished freezes of runs whose controller died, undone before this run (C(mode=recover) - only that) - each
+      with C(run_id), C(side), C(method), C(started_at), C(outcome) (C(undone), or C(switched) when that run had
+      logged its switch), C(note) and C(steps).
+  returned: mode=run, mode=recover, mode=cleanup
+  type: list
+  elements: dict
 status:
   description:
     - C(switched), C(rehearsed), C(aborted) (undone before the switch; a rehearsal whose way back could not be
@@ -489,6 +512,7 @@ from ansible_collections.pgshift.aurora.plugins.module_utils import pgbouncer_co
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import pgbouncer as bouncer
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import freeze as freeze_runner
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import stats
 from ansible_collections.pgshift.aurora.plugins.module_utils.runners import return_path as return_path_runner
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
@@ -503,7 +527,8 @@ def argument_spec():
     spec.update(native.prefixed_spec(postgres_argument_spec(), TARGET))
     spec.update(
         migration=dict(type="str", required=True),
-        mode=dict(type="str", choices=["run", "status", "cleanup", "prepare", "resume_reverse"], default="run"),
+        mode=dict(type="str", choices=["run", "status", "cleanup", "prepare", "recover", "resume_reverse"],
+                  default="run"),
         direction=dict(type="str", choices=list(cutover.DIRECTIONS), default="forward"),
         rehearsal=dict(type="bool", default=False),
         engine=dict(type="str", choices=list(cutover.ENGINES), default="native"),
@@ -607,7 +632,9 @@ class Cutover:
         self.positions = {}
         self.sequences_moved = []
         self.created = dict(slots=[], publications=[])
-        self.saved_role_settings = {}
+        self.machine = None
+        self.recovered = []
+        self.freezer = freeze_runner.Freeze(self.conn, self.q, self.shell, self.pgb_at, self.p, self.run_id, self.old)
         self.route53_previous = None
         self.stream_names = []
         self.return_path_proof = None
@@ -618,8 +645,19 @@ class Cutover:
         if side not in self.conns or self.conns[side].closed:
             params = dict((k, self.p[k]) for k in postgres_argument_spec()) if side == "source" else \
                 native.unprefixed(self.p, postgres_argument_spec(), TARGET)
-            self.conns[side] = connect(params)
+            # statements inside the freeze end within the pause budget left (statement_budget)
+            self.conns[side] = db.Bounded(connect(params), self.statement_budget, side)
         return self.conns[side]
+
+    def statement_budget(self, what):
+        return self.machine.statement_budget_ms(what) if self.machine is not None else None
+
+    def pgb_at(self, coords):
+        """A PgBouncer console at a journal's coordinates, with this run's admin password."""
+        pgb = self.p.get("pgbouncer") or {}
+        return bouncer.AdminConsole(coords.get("host") or pgb.get("host"), coords.get("port") or pgb.get("port"),
+                                    coords.get("admin_user") or pgb.get("admin_user"), pgb.get("admin_password"),
+                                    self.p["connect_timeout"])
 
     def close(self):
         for c in self.conns.values():
@@ -648,14 +686,15 @@ class Cutover:
         return (pgb.get("target_host") or self.p["target_login_host"],
                 pgb.get("target_port") or self.p["target_login_port"], self.p["target_login_db"])
 
-    def shell(self, command, what, extra_env=None):
+    def shell(self, command, what, extra_env=None, timeout=None):
+        timeout = max(self.p["hook_timeout"] if timeout is None else timeout, 0.001)
         env = dict(os.environ, PGSHIFT_MIGRATION=self.migration, PGSHIFT_DIRECTION=self.p["direction"],
                    PGSHIFT_OLD_SIDE=self.old, PGSHIFT_NEW_SIDE=self.new, **(extra_env or {}))
         try:
             proc = subprocess.run(command, shell=True, env=env, capture_output=True, text=True,
-                                  timeout=self.p["hook_timeout"], check=False)
+                                  timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
-            raise cutover.StepFailed("%s did not end within %s s" % (what, self.p["hook_timeout"])) from None
+            raise cutover.StepFailed("%s did not end within %.3g s" % (what, timeout)) from None
         out = scrub((proc.stdout + proc.stderr).strip()[-500:], self.secrets)
         if proc.returncode != 0:
             raise cutover.StepFailed("%s exited with status %d: %s" % (what, proc.returncode, out))
@@ -894,37 +933,58 @@ class Cutover:
             runner.describe()))
 
     def step_freeze(self, machine):
-        p = self.p
-        if p["freeze_method"] == "pgbouncer":
-            seconds = self.pgb().pause(p["pgbouncer"]["database"], max(machine.remaining(), 0.1))
-            self.q("PAUSE %s" % p["pgbouncer"]["database"])
-            return dict(method="pgbouncer", pause_seconds=round(seconds, 3))
-        if p["freeze_method"] == "read_only":
-            old = self.conn(self.old)
-            roles = db.existing_roles(old, p["app_roles"])
-            self.saved_role_settings = db.role_read_only_settings(old, roles)
-            for stmt in db.set_read_only(old, roles, True):
-                self.q(stmt)
-            ended = db.terminate_sessions(old, roles)
-            return dict(method="read_only", roles=roles, sessions_ended=len(ended))
-        return dict(method="command", **self.shell(p["freeze_command"], "freeze_command"))
+        """Journal what the freeze does and what undoes it on the old side, then freeze (runners/freeze.py)."""
+        return self.freezer.freeze(machine, lambda database, timeout: self.pgb().pause(database, timeout))
 
     def undo_freeze(self, machine):
-        p = self.p
-        if p["freeze_method"] == "pgbouncer":
-            if self.console is not None:
-                self.console.close()
-                self.console = None
-            self.pgb().resume(p["pgbouncer"]["database"])
-            self.q("RESUME %s" % p["pgbouncer"]["database"])
-            return dict(method="pgbouncer")
-        if p["freeze_method"] == "read_only":
-            old = self.conn(self.old)
-            back = [r for r, before in self.saved_role_settings.items() if before != "on"]
-            for stmt in db.set_read_only(old, back, False):
-                self.q(stmt)
-            return dict(method="read_only", roles=back)
-        return dict(method="command", **self.shell(p["unfreeze_command"], "unfreeze_command"))
+        if self.p["freeze_method"] == "pgbouncer" and self.console is not None:
+            self.console.close()  # a PAUSE may still wait on it: RESUME goes through a console of its own
+            self.console = None
+        return self.freezer.undo(machine)
+
+    def before_freeze(self, machine):
+        """The preflight, then what need not be inside the freeze: foreign keys validated and materialized views
+        refreshed on the new side (runners/freeze.py)."""
+        detail = self.step_preflight(machine)
+        problems = self.freezer.problems()
+        if problems:
+            raise cutover.StepFailed("preflight no-go: " + "; ".join(problems), detail)
+        detail.update(self.freezer.before_freeze(self.conn(self.old), self.conn(self.new)))
+        return detail
+
+    def switch_then_close_freeze(self, machine):
+        detail = self.step_switch(machine)
+        try:
+            self.freezer.switched(machine)
+        except Exception as exc:  # the switch is done; a later run closes the entry (its switch is logged)
+            self.warnings.append("could not mark the freeze journal entry finished: %s" % exc)
+        return detail
+
+    def recover_first(self):
+        """Undo the unfinished freezes left by runs that died (check mode: only say so)."""
+        try:
+            found, warnings = self.freezer.recover(self.module.check_mode)
+        except cutover.StepFailed as exc:
+            self.module.fail_json(msg=scrub("an unfinished freeze is in effect: %s" % exc, self.secrets),
+                                  status="refused", serving=self.old, queries=self.queries)
+        for item in found:
+            warnings.append("%s the %s freeze of run %s on the %s (started %s): %s" % (
+                "would undo" if self.module.check_mode else "undid", item["method"], item["run_id"], item["side"],
+                item["started_at"], item["note"]))
+        if self.module.check_mode:
+            for w in warnings:
+                self.module.warn(scrub(w, self.secrets))
+        self.warnings.extend(warnings)
+        self.recovered = found
+        return found
+
+    def recover(self):
+        """mode=recover: only the unfinished freezes."""
+        found = self.recover_first()
+        for w in [] if self.module.check_mode else self.warnings:
+            self.module.warn(scrub(w, self.secrets))
+        self.module.exit_json(changed=bool(found) and not self.module.check_mode, status="recovered" if found else
+                              "nothing_to_recover", recovered=found, serving=self.serving()[0], queries=self.queries)
 
     def step_barrier(self, machine):
         old, new = self.conn(self.old), self.conn(self.new)
@@ -986,11 +1046,9 @@ class Cutover:
 
     def step_finishing(self, machine):
         old, new = self.conn(self.old), self.conn(self.new)
-        refreshed = 0
+        refreshed = unchanged = 0
         if self.p["refresh_matviews"]:
-            for schema, name in db.matviews(new):
-                self.q(db.refresh_matview(new, schema, name))
-                refreshed += 1
+            refreshed, unchanged = self.freezer.refresh_changed(new)
         trig, validate, missing = db.finishing_diff(db.triggers(old), db.triggers(new), db.foreign_keys(old),
                                                     db.foreign_keys(new))
         for schema, table, trigger, state in trig:
@@ -1002,7 +1060,8 @@ class Cutover:
                                      "stage first" % (", ".join("%s on %s" % (db.ident_of(c), db.name_of(s, t))
                                                                 for s, t, c in missing),
                                                       self.old, self.new))
-        return dict(matviews_refreshed=refreshed, triggers_changed=len(trig), foreign_keys_validated=len(validate))
+        return dict(matviews_refreshed=refreshed, matviews_unchanged=unchanged, triggers_changed=len(trig),
+                    foreign_keys_validated=len(validate))
 
     def replicated_tables(self):
         if self.p["direction"] == "reverse":
@@ -1358,12 +1417,17 @@ class Cutover:
         src, tgt = self.conn("source"), self.conn("target")
         if self.module.check_mode:
             self.module.exit_json(changed=False, serving=side, queries=[])
+        self.recover_first()
         removed = self.remove_reverse(src, tgt)
         for s in ("source", "target"):
             if db.log_exists(self.conn(s)):
                 db.drop_log(self.conn(s))
                 self.q("DROP TABLE IF EXISTS pgshift.cutover_log (%s)" % s)
                 removed.append("cutover_log on the %s" % s)
+            if db.journal_exists(self.conn(s)):
+                db.drop_journal(self.conn(s))
+                self.q("DROP TABLE IF EXISTS pgshift.freeze_journal (%s)" % s)
+                removed.append("freeze_journal on the %s" % s)
         self.module.exit_json(changed=bool(removed), serving=side, removed=removed, queries=self.queries)
 
     def resume_reverse(self):
@@ -1463,6 +1527,8 @@ class Cutover:
             return self.prepare()
         if p["mode"] == "cleanup":
             return self.cleanup()
+        if p["mode"] == "recover":
+            return self.recover()
         if p["mode"] == "resume_reverse":
             return self.resume_reverse()
         opts = dict(p, pgbouncer_database=(p.get("pgbouncer") or {}).get("database"),
@@ -1470,6 +1536,7 @@ class Cutover:
         problems = cutover.check_options(opts)
         if problems:
             self.module.fail_json(msg="invalid options: " + "; ".join(problems))
+        self.recover_first()
         started_at = utcnow()
         if self.module.check_mode:
             machine = cutover.Machine(["preflight"], dict(preflight=self.step_preflight), clock=time.monotonic,
@@ -1483,14 +1550,16 @@ class Cutover:
                                   would_run=cutover.plan_steps(p["rehearsal"]), queries=self.queries)
         hooks = {}
         for hook_name, command in (p["hooks"] or {}).items():
-            hooks[hook_name] = (lambda m, c=command, n=hook_name: self.shell(c, "hook " + n,
-                                                                             dict(PGSHIFT_STEP=n.split("_", 1)[1])))
+            hooks[hook_name] = (lambda m, c=command, n=hook_name: self.shell(
+                c, "hook " + n, dict(PGSHIFT_STEP=n.split("_", 1)[1]), timeout=m.wait_limit(self.p["hook_timeout"])))
         actions = dict((step, getattr(self, "step_" + step)) for step in cutover.STEPS)
+        actions.update(preflight=self.before_freeze, switch=self.switch_then_close_freeze)
         undo = dict(freeze=self.undo_freeze, return_path=self.undo_return_path)
         machine = cutover.Machine(cutover.plan_steps(p["rehearsal"]), actions, undo=undo, hooks=hooks,
                                   freeze_timeout=p["freeze_timeout"], clock=time.monotonic, wallclock=utcnow,
                                   rehearsal=p["rehearsal"], rehearsal_check=self.prove_return_path
                                   if p["rehearsal"] and p["direction"] == "forward" else None)
+        self.machine = machine
         result = machine.run()
         serving = self.new if result["status"] in ("switched", "failed_after_switch",
                                                    "switched_without_return_path") else self.old
@@ -1504,6 +1573,7 @@ class Cutover:
                       warnings=list(self.warnings), queries=self.queries)
         if self.return_path_proof is not None:
             report["return_path_proof"] = self.return_path_proof
+        report["recovered"] = self.recovered
         report = json.loads(scrub(json.dumps(report, default=str), self.secrets))
         if p["report_dir"]:
             base = "rehearsal" if p["rehearsal"] else ("cutover" if p["direction"] == "forward" else "rollback")

@@ -8,11 +8,15 @@ and quick counts. Every statement is built with psycopg.sql; the decisions live 
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
 try:
+    import psycopg
     from psycopg import sql
 except ImportError:  # pragma: no cover - reported by the module
+    psycopg = None
     sql = None
 
 from ansible_collections.pgshift.aurora.plugins.module_utils.scope import qualified, quote_ident
@@ -54,32 +58,99 @@ def app_sessions(conn, roles):
                 (list(roles),))
 
 
-def terminate_sessions(conn, roles):
-    """End every session of the roles (found first, then ended one by one: a WHERE clause may run its
-    functions before its filters)."""
-    pids = [r["pid"] for r in rows(conn, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                                         "AND usename = ANY(%s) AND pid <> pg_backend_pid()", (list(roles),))]
-    ended = []
-    for pid in pids:
-        if one(conn, "SELECT pg_terminate_backend(%s)", (pid,)):
-            ended.append(pid)
-    return ended
+def terminate_sessions(conn, roles, database=None, since=None):
+    """End the sessions of the roles in `database` (this connection's by default) and no other, only those
+    started at or after `since` when given. Found first, then ended one by one (a WHERE clause may run its
+    functions before its filters). Returns (ended pids, [(pid, role, error)] of those that could not be ended:
+    pg_signal_backend ends any non-superuser's session, never a superuser's)."""
+    found = rows(conn, "SELECT pid, usename::text AS role FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                       "AND usename = ANY(%s) AND pid <> pg_backend_pid() AND datname = coalesce(%s, current_database()) "
+                       "AND (%s::timestamptz IS NULL OR backend_start >= %s::timestamptz)",
+                 (list(roles), database, since, since))
+    ended, failed = [], []
+    for r in found:
+        try:
+            if one(conn, "SELECT pg_terminate_backend(%s)", (r["pid"],)):
+                ended.append(r["pid"])
+        except psycopg.errors.InsufficientPrivilege as exc:
+            failed.append((r["pid"], r["role"], str(exc).strip()))
+    return ended, failed
 
 
 # ----------------------------------------------------------------------------------------------
 # read_only freeze: ALTER ROLE ... SET default_transaction_read_only
 # ----------------------------------------------------------------------------------------------
 
-def role_read_only_settings(conn, roles):
-    """{role: 'on'|'off'|None} - default_transaction_read_only set for the role in every database (or missing)."""
+READ_ONLY = "default_transaction_read_only"
+SETTING_NAME = re.compile(r"[a-z_][a-z0-9_.]*")
+
+
+def role_settings(conn, roles, database, setting=READ_ONLY):
+    """{role: value or None}: `setting` as ALTER ROLE .. IN DATABASE `database` SET left it for each role; with
+    database None, as ALTER ROLE .. SET (every database) left it."""
     found = dict((r, None) for r in roles)
+    if database is None:
+        where, params = "s.setdatabase = 0", (list(roles),)
+    else:
+        where, params = "s.setdatabase = (SELECT oid FROM pg_database WHERE datname = %s)", (database, list(roles))
     for r in rows(conn, "SELECT a.rolname, s.setconfig FROM pg_db_role_setting s JOIN pg_roles a ON a.oid = s.setrole "
-                        "WHERE s.setdatabase = 0 AND a.rolname = ANY(%s)", (list(roles),)):
+                        "WHERE " + where + " AND a.rolname = ANY(%s)", params):
         for item in r["setconfig"] or []:
             name, value = item.partition("=")[::2]
-            if name == "default_transaction_read_only":
+            if name == setting:
                 found[r["rolname"]] = value
     return found
+
+
+def set_role_setting(conn, role, database, value, setting=READ_ONLY):
+    """ALTER ROLE role IN DATABASE database SET setting = value (RESET when value is None); the statement."""
+    if not SETTING_NAME.fullmatch(setting):
+        raise ValueError("%r is not a setting name" % setting)
+    if value is None:
+        stmt = sql.SQL("ALTER ROLE {} IN DATABASE {} RESET {}").format(
+            sql.Identifier(role), sql.Identifier(database), sql.SQL(setting))
+    else:
+        stmt = sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
+            sql.Identifier(role), sql.Identifier(database), sql.SQL(setting), sql.Literal(str(value)))
+    conn.execute(stmt)
+    return stmt.as_string(conn)
+
+
+def current_database(conn):
+    return one(conn, "SELECT current_database()")
+
+
+def role_read_only_settings(conn, roles):
+    """{role: 'on'|'off'|None}: default_transaction_read_only of each role in this connection's database; where
+    that is not set, the value an earlier version of this collection set for every database (ALTER ROLE .. SET)."""
+    here = role_settings(conn, roles, current_database(conn))
+    everywhere = role_settings(conn, roles, None)
+    return dict((r, here[r] if here[r] is not None else everywhere[r]) for r in roles)
+
+
+def read_only_blockers(conn, roles):
+    """Why this login cannot make the roles read-only in this database (sentences, empty when it can): a
+    superuser role (the master user of RDS and Aurora is not one: it can neither change a superuser's settings
+    nor end its sessions), or, on PostgreSQL 16+, a role it holds no ADMIN OPTION on (it has it on the roles it
+    created)."""
+    found = rows(conn, "SELECT r.rolname, r.rolsuper, me.rolsuper AS me_super, me.rolcreaterole AS me_createrole, "
+                       "CASE WHEN current_setting('server_version_num')::int >= 160000 THEN "
+                       "pg_has_role(current_user, r.oid, 'USAGE WITH ADMIN OPTION') END AS admin "
+                       "FROM pg_roles r, pg_roles me WHERE me.rolname = current_user AND r.rolname = ANY(%s) "
+                       "ORDER BY 1", (list(roles),))
+    problems = []
+    for r in found:
+        if r["me_super"]:
+            continue
+        if r["rolsuper"]:
+            problems.append("role %s is a superuser: %s, not a superuser, can neither change its settings nor end "
+                            "its sessions (and a superuser can switch read-only off itself); use freeze_method "
+                            "pgbouncer or command" % (quote_ident(r["rolname"]), "this login"))
+        elif r["admin"] is False or (r["admin"] is None and not r["me_createrole"]):
+            problems.append("this login may not change role %s (PostgreSQL 16+ needs ADMIN OPTION on it: GRANT %s TO "
+                            "<this login> WITH ADMIN OPTION, as a role with ADMIN OPTION on it)" % (
+                                quote_ident(r["rolname"]), quote_ident(r["rolname"])))
+    return problems
 
 
 def role_passwords(conn, roles):
@@ -103,15 +174,17 @@ def existing_roles(conn, roles):
 
 
 def set_read_only(conn, roles, on):
-    """ALTER ROLE r SET default_transaction_read_only = on (or RESET) for each role; returns the statements."""
+    """ALTER ROLE r IN DATABASE <this one> SET default_transaction_read_only = on (or RESET) for each role; when
+    resetting, a read-only setting for every database left by an earlier version is reset too. The statements."""
+    database = current_database(conn)
+    everywhere = role_settings(conn, roles, None) if not on else {}
     done = []
     for role in roles:
-        if on:
-            stmt = sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(role))
-        else:
+        done.append(set_role_setting(conn, role, database, "on" if on else None))
+        if everywhere.get(role) == "on":
             stmt = sql.SQL("ALTER ROLE {} RESET default_transaction_read_only").format(sql.Identifier(role))
-        conn.execute(stmt)
-        done.append(stmt.as_string(conn))
+            conn.execute(stmt)
+            done.append(stmt.as_string(conn))
     return done
 
 
@@ -120,6 +193,7 @@ def set_read_only(conn, roles, on):
 # ----------------------------------------------------------------------------------------------
 
 def ensure_log(conn):
+    ensure_journal(conn)
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(LOG_SCHEMA)))
     # A uuid key, not a sequence: with DMS the log is replicated, and sequences are not.
     conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
@@ -162,6 +236,168 @@ def last_switch(conn, migration):
 
 def drop_log(conn):
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(LOG_SCHEMA, LOG_TABLE)))
+
+
+def switch_logged(conn, migration, run_id):
+    """Whether this side's cutover log has the 'switched' row of that run."""
+    if not log_exists(conn):
+        return False
+    return bool(one(conn, sql.SQL("SELECT count(*) FROM {} WHERE migration = %s AND run_id = %s AND event = 'switched'")
+                    .format(sql.Identifier(LOG_SCHEMA, LOG_TABLE)), (migration, run_id)))
+
+
+# ----------------------------------------------------------------------------------------------
+# The freeze journal: written (and committed: autocommit) on the frozen side before a freeze takes
+# effect, closed when it is undone or the switch completed (cutover.freeze_recovery decides)
+# ----------------------------------------------------------------------------------------------
+
+JOURNAL_TABLE = "freeze_journal"
+JOURNAL_COLUMNS = ("id::text AS id, migration, run_id, direction, side, method, done, restore, owner_pid, owner_started, "
+                   "started_at, finished_at, undone_at, outcome, note")
+
+
+def ensure_journal(conn):
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(LOG_SCHEMA)))
+    # owner_pid/owner_started: the session of the run that froze; while it lives, the freeze is that run's own.
+    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
+                         "migration text NOT NULL, run_id text NOT NULL, direction text NOT NULL, side text NOT NULL, "
+                         "method text NOT NULL, done jsonb NOT NULL, restore jsonb NOT NULL, owner_pid int, "
+                         "owner_started timestamptz, started_at timestamptz NOT NULL DEFAULT clock_timestamp(), "
+                         "finished_at timestamptz, undone_at timestamptz, outcome text, note text)").format(
+        sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE)))
+
+
+def journal_exists(conn):
+    return bool(one(conn, "SELECT to_regclass(%s) IS NOT NULL", ("%s.%s" % (LOG_SCHEMA, JOURNAL_TABLE),)))
+
+
+def journal_freeze(conn, migration, run_id, direction, side, method, done, restore):
+    """Write the entry (this session is its owner); returns it as open_freezes() reads it."""
+    ensure_journal(conn)
+    return rows(conn, sql.SQL("INSERT INTO {} (migration, run_id, direction, side, method, done, restore, owner_pid, "
+                              "owner_started) SELECT %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, pid, backend_start FROM "
+                              "pg_stat_activity WHERE pid = pg_backend_pid() RETURNING " + JOURNAL_COLUMNS).format(
+        sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE)), (migration, run_id, direction, side, method, json.dumps(done),
+                                                    json.dumps(restore)))[0]
+
+
+def open_freezes(conn, migration):
+    """The migration's entries neither finished nor undone, newest first, each with owner_alive: whether the
+    session that wrote it still exists. [] without a journal."""
+    if not journal_exists(conn):
+        return []
+    return rows(conn, sql.SQL("SELECT " + JOURNAL_COLUMNS + ", EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = "
+                              "j.owner_pid AND a.backend_start = j.owner_started) AS owner_alive FROM {} j WHERE "
+                              "migration = %s AND finished_at IS NULL AND undone_at IS NULL ORDER BY started_at DESC")
+                .format(sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE)), (migration,))
+
+
+def other_open_freezes(conn, migration):
+    """Open entries of other migrations in this database (their runs recover them): [{migration, run_id}]."""
+    if not journal_exists(conn):
+        return []
+    return rows(conn, sql.SQL("SELECT migration, run_id FROM {} WHERE migration <> %s AND finished_at IS NULL AND "
+                              "undone_at IS NULL ORDER BY started_at").format(
+        sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE)), (migration,))
+
+
+def close_freeze(conn, entry_id, outcome, note=""):
+    """Mark the entry undone ('undone') or finished (any other outcome, e.g. 'switched')."""
+    column = "undone_at" if outcome == "undone" else "finished_at"
+    conn.execute(sql.SQL("UPDATE {} SET {} = clock_timestamp(), outcome = %s, note = %s WHERE id = %s::uuid").format(
+        sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE), sql.Identifier(column)), (outcome, note, entry_id))
+
+
+def drop_journal(conn):
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Statements inside the freeze: bounded by the pause budget left
+# ----------------------------------------------------------------------------------------------
+
+class StatementTimeout(Exception):
+    """A statement inside the freeze was cut short by the statement_timeout or lock_timeout the pause budget
+    left gave it; the message names it and the side."""
+
+    def __init__(self, message, detail):
+        super().__init__(message)
+        self.detail = detail
+
+
+def statement_text(query, conn):
+    try:
+        text = query.as_string(conn) if hasattr(query, "as_string") else str(query)
+    except Exception:  # shown in a message only
+        text = str(query)
+    return " ".join(text.split())[:300]
+
+
+class Bounded:
+    """A connection whose statements end within a budget.
+
+    budget(statement text) -> ms or None (it may raise: a spent budget). Before a statement with a budget,
+    statement_timeout and lock_timeout are set for the session to it - again only when more than slack_ms of
+    the budget went by since they were set, so a statement ends at most slack_ms after the budget's end; with
+    none, they are RESET (the role's and database's defaults) if they had been set. A statement cut short by
+    them raises StatementTimeout. Everything else is the connection's (cursors are bounded the same way)."""
+
+    def __init__(self, conn, budget, side, slack_ms=50):
+        self._conn, self._budget, self._side, self._slack = conn, budget, side, slack_ms
+        self._set_ms = None
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def _before(self, query):
+        text = statement_text(query, self._conn)
+        ms = self._budget(text)
+        if ms is None:
+            if self._set_ms is not None:
+                self._conn.execute("RESET statement_timeout; RESET lock_timeout")
+                self._set_ms = None
+        elif self._set_ms is None or self._set_ms - ms > self._slack:
+            self._conn.execute("SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, "
+                               "false)", (str(ms), str(ms)))
+            self._set_ms = ms
+        return text
+
+    def _run(self, execute, query, params, kwargs):
+        text = self._before(query)
+        try:
+            return execute(query, params, **kwargs)
+        except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
+            if self._set_ms is None:
+                raise
+            kind = "lock_timeout" if isinstance(exc, psycopg.errors.LockNotAvailable) else "statement_timeout"
+            raise StatementTimeout("on the %s, %s cut short %s after %d ms (the write pause budget left): %s" % (
+                self._side, kind, text, self._set_ms, str(exc).strip().splitlines()[0]), dict(
+                    statement=text, side=self._side, timeout=kind, timeout_ms=self._set_ms)) from None
+
+    def execute(self, query, params=None, **kwargs):
+        return self._run(self._conn.execute, query, params, kwargs)
+
+    def cursor(self, *args, **kwargs):
+        return _BoundedCursor(self, self._conn.cursor(*args, **kwargs))
+
+
+class _BoundedCursor:
+    def __init__(self, owner, cur):
+        self._owner, self._cur = owner, cur
+
+    def __getattr__(self, name):
+        return getattr(self._cur, name)
+
+    def __enter__(self):
+        self._cur.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._cur.__exit__(*exc)
+
+    def execute(self, query, params=None, **kwargs):
+        self._owner._run(self._cur.execute, query, params, kwargs)
+        return self
 
 
 # ----------------------------------------------------------------------------------------------
@@ -342,6 +578,50 @@ def setval_display(schema, name, value):
 # ----------------------------------------------------------------------------------------------
 # Finishing: materialized views, triggers, foreign keys
 # ----------------------------------------------------------------------------------------------
+
+MATVIEW_READS = """
+WITH RECURSIVE edge(rel, refclass, ref) AS (
+    SELECT r.ev_class, d.refclassid, d.refobjid FROM pg_rewrite r
+      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+     WHERE d.refobjid <> r.ev_class
+    UNION
+    SELECT i.inhparent, 'pg_class'::regclass, i.inhrelid FROM pg_inherits i
+), reach(mv, refclass, ref) AS (
+    SELECT e.rel, e.refclass, e.ref FROM edge e JOIN pg_class m ON m.oid = e.rel AND m.relkind = 'm'
+    UNION
+    SELECT r.mv, e.refclass, e.ref FROM reach r
+      JOIN pg_class c ON r.refclass = 'pg_class'::regclass AND c.oid = r.ref AND c.relkind IN ('v', 'p', 'r')
+      JOIN edge e ON e.rel = c.oid
+)
+SELECT n.nspname AS schema, m.relname AS name,
+       coalesce(bool_or((r.refclass = 'pg_proc'::regclass AND r.ref >= 16384) OR c.relkind = 'f'), false) AS opaque,
+       coalesce(jsonb_agg(DISTINCT jsonb_build_array(cn.nspname, c.relname)) FILTER (WHERE c.relkind = 'm'),
+                '[]') AS reads,
+       string_agg(DISTINCT format('%s:%s:%s:%s:%s', s.relid, s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_live_tup),
+                  ',') AS counters
+  FROM pg_class m JOIN pg_namespace n ON n.oid = m.relnamespace
+  LEFT JOIN reach r ON r.mv = m.oid
+  LEFT JOIN pg_class c ON r.refclass = 'pg_class'::regclass AND c.oid = r.ref
+  LEFT JOIN pg_namespace cn ON cn.oid = c.relnamespace
+  LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid AND c.relkind = 'r'
+ WHERE m.relkind = 'm' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+ GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
+def matview_fingerprints(conn):
+    """({(schema, name): fingerprint or None}, {(schema, name): [(schema, name) of matviews it reads]}).
+
+    The fingerprint: the change counters (pg_stat_user_tables n_tup_ins/upd/del, n_live_tup) of every table the
+    materialized view reads, through views, partitions and inheritance children. None (always refreshed) when it
+    calls a function of its own or reads a foreign table: what those read is not known."""
+    prints, reads = {}, {}
+    for r in rows(conn, MATVIEW_READS):
+        key = (r["schema"], r["name"])
+        prints[key] = None if r["opaque"] else (r["counters"] or "")
+        reads[key] = [tuple(x) for x in r["reads"] if tuple(x) != key]
+    return prints, reads
+
 
 def matviews(conn):
     return [(r["schemaname"], r["matviewname"]) for r in rows(
