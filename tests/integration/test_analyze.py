@@ -142,6 +142,27 @@ def test_every_non_empty_table_gets_statistics_and_a_second_run_changes_nothing(
     assert state(target_cluster, db) == after
 
 
+def test_before_18_a_partitioned_parent_is_analysed_with_its_partitions(source_cluster, new_db):
+    """On PostgreSQL 16 there is no ANALYZE ONLY: the parent's ANALYZE analyses its partitions (reported as
+    covered), an inheritance parent's does not recurse (its children are analysed first)."""
+    db = new_db(source_cluster)
+    make_tables(source_cluster, db)
+    result = analyze(source_cluster, db, method="auto", parallel=2)
+    assert not result.get("failed"), result.get("msg")
+    assert result["method"] == "analyze" and "PostgreSQL 16" in result["method_note"]
+    by = dict(((t["schema"], t["name"]), t) for t in result["tables"])
+    assert by[("public", "shipments")]["statement"] == 'ANALYZE "public"."shipments"'
+    assert by[("public", "shipments")]["covers"] == ["public.shipments_2025_01", "public.shipments_2025_02",
+                                                     "public.shipments_default"]
+    assert {by[("public", p)]["action"] for p in ("shipments_2025_01", "shipments_2025_02")} == {"covered"}
+    assert by[("public", "tracking_events")]["statement"] == 'ANALYZE "public"."tracking_events"'
+    after = state(source_cluster, db)
+    for t in NON_EMPTY:
+        assert has_statistics(after[t], t in PARENTS), (t, after[t])
+    again = analyze(source_cluster, db)
+    assert not again["changed"] and again["tables"] == []
+
+
 def test_stale_and_forced_tables_and_what_the_master_may_not_analyse(target_cluster, new_db, new_role):
     # A database the master does not own: only the tables of roles it is a member of (app_owner) are its to analyse.
     db = new_db(target_cluster, options="OWNER postgres")
