@@ -445,7 +445,7 @@ status:
     - C(switched), C(rehearsed), C(aborted) (undone before the switch; a rehearsal whose way back could not be
       proven), C(failed_after_switch), or C(switched_without_return_path) (the new side serves; the return stream
       could not be made, its slot is dropped; run O(mode=resume_reverse) once the cause is fixed).
-    - With O(mode=resume_reverse), C(resumed) (the return stream streams).
+    - With O(mode=resume_reverse), C(resumed) (the return stream streams) or C(checked) (check mode).
   returned: mode=run, mode=resume_reverse
   type: str
 return_path_proof:
