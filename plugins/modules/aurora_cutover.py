@@ -779,7 +779,7 @@ class Cutover:
         reasons += why_t
         if p["direction"] == "forward":  # tables the planner never measured (pgshift.aurora.pg_analyze)
             why_s, detail["statistics"], overridden = cutover.statistics_gate(
-                analyze.blockers(stats.read_tables(self.conn(self.new))), p["statistics_override"],
+                analyze.blockers(stats.read_tables(self.conn(self.new), lock_free=True)), p["statistics_override"],
                 p["statistics_override_reason"])
             reasons += why_s
             if overridden:  # printed now (check mode too); the report keeps it in the preflight's detail

@@ -226,11 +226,13 @@ def role_facts(conn, names):
     return {r["name"]: r for r in rows}
 
 
-def relations(conn, user=None, admin=False):
+def relations(conn, user=None, admin=False, lock_free=False):
     """Every user table-like relation (tables, partitioned tables, foreign tables, matviews).
 
     user: what that role may do with each (SELECT, owner, schema USAGE). admin: what the connected
-    user may do (own it, grant SELECT on it, grant USAGE on its schema).
+    user may do (own it, grant SELECT on it, grant USAGE on its schema). lock_free: sizes from pg_class
+    (relpages, as of the last VACUUM/ANALYZE) instead of pg_total_relation_size, which takes an
+    AccessShareLock on every table and so waits behind any ACCESS EXCLUSIVE lock (a cutover's preflight).
     """
     if user:
         privs = sql.SQL(
@@ -251,7 +253,7 @@ def relations(conn, user=None, admin=False):
         "c.relpersistence::text AS persistence, c.relreplident::text AS replident, c.relispartition AS is_partition, "
         "pg_get_userbyid(c.relowner) AS owner, "
         "CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END AS est_rows, "
-        "CASE WHEN c.relkind IN ('r', 'm') THEN pg_total_relation_size(c.oid) ELSE 0 END AS bytes, "
+        "CASE WHEN c.relkind IN ('r', 'm') THEN {size} ELSE 0 END AS bytes, "
         "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk, "
         "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) AS has_replident_index, "
         "ARRAY(SELECT h.inhparent::bigint FROM pg_inherits h WHERE h.inhrelid = c.oid ORDER BY 1) AS parents, "
@@ -264,7 +266,8 @@ def relations(conn, user=None, admin=False):
         "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
         "                AND d.objid = c.oid AND d.deptype = 'e') "
         "ORDER BY n.nspname, c.relname"
-    ).format(privs=privs)
+    ).format(privs=privs, size=sql.SQL(
+        "c.relpages::bigint * current_setting('block_size')::bigint" if lock_free else "pg_total_relation_size(c.oid)"))
     return _all(conn, query)
 
 

@@ -27,7 +27,7 @@ MAINTAIN_VERSION = 170000  # the MAINTAIN privilege and pg_maintain exist from P
 STATISTICS_SQL = """
 SELECT c.oid::bigint AS oid,
        c.reltuples::float8 AS reltuples,
-       CASE WHEN c.relkind = 'r' THEN pg_relation_size(c.oid, 'main') ELSE 0 END AS heap_bytes,
+       CASE WHEN c.relkind = 'r' THEN {heap_bytes} ELSE 0 END AS heap_bytes,
        s.last_analyze IS NOT NULL OR s.last_autoanalyze IS NOT NULL AS analysed,
        greatest(s.last_analyze, s.last_autoanalyze) AS analysed_at,
        coalesce(s.n_mod_since_analyze, 0) AS mod_since_analyze,
@@ -44,6 +44,13 @@ SELECT c.oid::bigint AS oid,
   CROSS JOIN (SELECT datdba FROM pg_database WHERE datname = current_database()) d
  WHERE c.oid = ANY(%(oids)s::oid[])
 """
+# The main fork's size takes an AccessShareLock (pg_relation_size). Without locks (lock_free): pg_class's
+# relpages, and at least one block when the cumulative statistics saw rows arrive (a table loaded by COPY
+# or by the apply workers and never vacuumed or analysed still has relpages = 0).
+HEAP_BYTES = "pg_relation_size(c.oid, 'main')"
+HEAP_BYTES_LOCK_FREE = ("greatest(c.relpages::bigint * current_setting('block_size')::bigint, "
+                        "CASE WHEN coalesce(s.n_live_tup, 0) + coalesce(s.n_tup_ins, 0) > 0 "
+                        "THEN current_setting('block_size')::bigint ELSE 0 END)")
 CAN_ANALYZE_17 = "(has_table_privilege(c.oid, 'MAINTAIN') OR pg_has_role(d.datdba, 'USAGE'))"
 CAN_ANALYZE_OLD = "(pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE'))"
 
@@ -62,13 +69,14 @@ def _all(conn, query, params=None):
         return cur.fetchall()
 
 
-def statistics(conn, oids):
+def statistics(conn, oids, lock_free=False):
     """{oid: {reltuples, heap_bytes, analysed, analysed_at, mod_since_analyze, own_stats, inherited_stats,
-    stats_visible, can_analyze, owner}} for these relations."""
+    stats_visible, can_analyze, owner}} for these relations (lock_free: see HEAP_BYTES_LOCK_FREE)."""
     if not oids:
         return {}
     version = conn.info.server_version
-    query = STATISTICS_SQL.format(can_analyze=CAN_ANALYZE_17 if version >= MAINTAIN_VERSION else CAN_ANALYZE_OLD)
+    query = STATISTICS_SQL.format(can_analyze=CAN_ANALYZE_17 if version >= MAINTAIN_VERSION else CAN_ANALYZE_OLD,
+                                  heap_bytes=HEAP_BYTES_LOCK_FREE if lock_free else HEAP_BYTES)
     return dict((r["oid"], r) for r in _all(conn, query, dict(oids=list(oids))))
 
 
@@ -78,14 +86,15 @@ def login_facts(conn):
     return _all(conn, LOGIN_SQL.format(maintain=maintain))[0]
 
 
-def read_tables(conn, filters=None):
+def read_tables(conn, filters=None, lock_free=False):
     """Every table in scope (ordinary tables, partition leaves and partitioned parents, inheritance parents and
     children; not foreign tables nor materialized views; not the pgshift schema), each with what the planner has
-    for it: analyze.observe()'s records."""
+    for it: analyze.observe()'s records. lock_free: read nothing that takes a table lock (a cutover's preflight
+    must not wait behind a lock some session holds on the target)."""
     filters = filters or {}
-    selected = scope.select(catalog.relations(conn), **filters)
+    selected = scope.select(catalog.relations(conn, lock_free=lock_free), **filters)
     selected = [r for r in selected if r["relkind"] in ("r", "p") and r["schema"] not in TOOL_SCHEMAS]
-    return analyze.observe(selected, statistics(conn, [r["oid"] for r in selected]))
+    return analyze.observe(selected, statistics(conn, [r["oid"] for r in selected], lock_free=lock_free))
 
 
 def analyze_statement(schema, name, only):
