@@ -219,7 +219,7 @@ options:
       - Refresh every materialized view on the new side in the preflight (before the freeze), and in the finishing
         step only those whose base tables' change counters (C(pg_stat_user_tables)) moved since then (or that read a
         function or foreign table). PostgreSQL publishes a session's table counters at most once a second (the apply
-        worker at its next commit), so a change applied within a second before the freeze can go unseen: such a
+        worker at its next commit), so a change applied within a second before the freeze can go unseen - such a
         view keeps the rows of the refresh before the freeze; refresh it after the switch if it must be exact.
     type: bool
     default: true
