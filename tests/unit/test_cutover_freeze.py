@@ -159,7 +159,7 @@ def test_bounded_sets_the_timeouts_again_only_when_the_budget_moved_and_resets_t
     budget["ms"] = None
     b.execute("SELECT 4")
     b.execute("SELECT 5")
-    sent = [q for q, _ in conn.executed]
+    sent = [e[0] for e in conn.executed]
     assert sent == ["SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)",
                     "SELECT 1", "SELECT 2",
                     "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)",
@@ -306,13 +306,15 @@ class World:
         self.entries = entries  # side -> [entry]
         self.switch_logged = switch_logged
         self.closed, self.statements, self.resumed, self.ended = [], [], [], []
-        monkeypatch.setattr(db, "open_freezes", lambda conn, m: [e for e in self.entries.get(conn, [])
-                                                                  if not e.get("closed")])
+        monkeypatch.setattr(db, "open_freezes", self.open_freezes)
         monkeypatch.setattr(db, "other_open_freezes", lambda conn, m: [])
         monkeypatch.setattr(db, "switch_logged", lambda conn, m, run: self.switch_logged)
         monkeypatch.setattr(db, "close_freeze", self.close)
         monkeypatch.setattr(db, "set_role_setting", self.set_role)
         monkeypatch.setattr(db, "terminate_sessions", self.terminate)
+
+    def open_freezes(self, conn, migration):
+        return [e for e in self.entries.get(conn, []) if not e.get("closed")]
 
     def close(self, conn, entry_id, outcome, note=""):
         self.closed.append((conn, entry_id, outcome))
@@ -343,7 +345,7 @@ def freezer(world, clock=None, **params):
     p.update(params)
     clock = clock or Clock()
     return runner.Freeze(lambda side: side, lambda text: None, lambda cmd, what: dict(command=cmd), world.console, p,
-                         "new-run", "source", clock=clock, sleep=lambda s: clock.advance(s))
+                         "new-run", "source", clock=clock, sleep=clock.advance)
 
 
 def test_recover_undoes_a_dead_runs_freezes_on_both_sides(monkeypatch):
@@ -363,7 +365,7 @@ def test_recover_undoes_a_dead_runs_freezes_on_both_sides(monkeypatch):
 def test_check_mode_only_says_what_it_would_undo(monkeypatch):
     ro = dict(entry("read_only", run_id="r1", roles=dict(app=None)), owner_alive=False, owner_pid=1)
     world = World(monkeypatch, dict(source=[ro]))
-    found, _ = freezer(world).recover(check_mode=True)
+    found = freezer(world).recover(check_mode=True)[0]
     assert found[0]["steps"][0] == "role app in database app: default_transaction_read_only RESET"
     assert world.statements == [] and world.closed == []
 
@@ -396,5 +398,5 @@ def test_a_command_freeze_needs_unfreeze_command_to_recover(monkeypatch):
     world = World(monkeypatch, dict(source=[cmd]))
     with pytest.raises(cutover.StepFailed, match="give unfreeze_command"):
         freezer(world).recover()
-    found, _ = freezer(world, unfreeze_command="resume-writes").recover()
+    found = freezer(world, unfreeze_command="resume-writes").recover()[0]
     assert found[0]["done"]["commands"] == 1

@@ -274,11 +274,11 @@ def journal_exists(conn):
 def journal_freeze(conn, migration, run_id, direction, side, method, done, restore):
     """Write the entry (this session is its owner); returns it as open_freezes() reads it."""
     ensure_journal(conn)
-    return rows(conn, sql.SQL("INSERT INTO {} (migration, run_id, direction, side, method, done, restore, owner_pid, "
-                              "owner_started) SELECT %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, pid, backend_start FROM "
-                              "pg_stat_activity WHERE pid = pg_backend_pid() RETURNING " + JOURNAL_COLUMNS).format(
-        sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE)), (migration, run_id, direction, side, method, json.dumps(done),
-                                                    json.dumps(restore)))[0]
+    query = sql.SQL("INSERT INTO {} (migration, run_id, direction, side, method, done, restore, owner_pid, "
+                    "owner_started) SELECT %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, pid, backend_start FROM "
+                    "pg_stat_activity WHERE pid = pg_backend_pid() RETURNING " + JOURNAL_COLUMNS).format(
+        sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE))
+    return rows(conn, query, (migration, run_id, direction, side, method, json.dumps(done), json.dumps(restore)))[0]
 
 
 def open_freezes(conn, migration):

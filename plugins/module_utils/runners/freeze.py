@@ -78,9 +78,9 @@ class Freeze:
                 self.record(db.set_role_setting(old, role, database, "on"))
             ended, failed = db.terminate_sessions(old, roles, database)
             if failed:
+                sessions = ", ".join("%s of %s" % (f[0], f[1]) for f in failed)
                 raise cutover.StepFailed("could not end the session(s) %s in database %s: the freeze would leave them "
-                                         "writing (%s)" % (", ".join("%s of %s" % (pid, role) for pid, role, _ in failed),
-                                                           database, failed[0][2]))
+                                         "writing (%s)" % (sessions, database, failed[0][2]))
             return dict(method="read_only", roles=roles, database=database, sessions_ended=len(ended))
         return dict(method="command", **self.shell(p["freeze_command"], "freeze_command"))
 
@@ -125,7 +125,7 @@ class Freeze:
                 done["sessions_ended"] += len(ended)
                 if failed:
                     raise cutover.StepFailed("could not end the read-only session(s) %s: %s" % (
-                        ", ".join(str(pid) for pid, _, _ in failed), failed[0][2]))
+                        ", ".join(str(f[0]) for f in failed), failed[0][2]))
             elif step["do"] == "command":
                 if not self.p.get("unfreeze_command"):
                     raise cutover.StepFailed("the freeze was made by freeze_command: give unfreeze_command to undo it")
@@ -182,11 +182,11 @@ class Freeze:
         materialized views refreshed (their base tables' change counters kept, read before the refresh so a
         change during it counts as a change). StepFailed when a foreign key is missing on the new side."""
         detail = {}
-        _, validate, missing = db.finishing_diff({}, {}, db.foreign_keys(old), db.foreign_keys(new))
+        validate, missing = db.finishing_diff({}, {}, db.foreign_keys(old), db.foreign_keys(new))[1:]
         if missing:
+            names = ", ".join("%s on %s" % (db.ident_of(c), db.name_of(s, t)) for s, t, c in missing)
             raise cutover.StepFailed("foreign key(s) %s exist on the %s but not on the new side: run copy_schema's "
-                                     "post stage first" % (", ".join("%s on %s" % (db.ident_of(c), db.name_of(s, t))
-                                                                    for s, t, c in missing), self.old))
+                                     "post stage first" % (names, self.old))
         for schema, table, constraint in validate:
             self.record(db.validate_fk(new, schema, table, constraint))
         detail["foreign_keys_validated"] = len(validate)
