@@ -407,3 +407,64 @@ def test_a_statement_over_the_budget_undoes_the_freeze_and_is_named(pair, tmp_pa
     base.wait_same(env, TABLES)
     base.ledger_exact(tgt, db, [writer])
     assert tgt.query(db, "SELECT n FROM public.account_totals")[0][0] > 20
+
+
+# --------------------------------------------------------------------------------------------
+# Through the playbook: cutover.yml -e cutover_mode=recover
+# --------------------------------------------------------------------------------------------
+
+def test_playbook_recover_undoes_a_dead_runs_freeze(source_cluster, target_cluster, new_db, new_role, tmp_path):
+    """What a controller killed inside a read_only freeze leaves (the role read-only in the database, the journal
+    entry of a session that is gone) is undone by cutover.yml -e cutover_mode=recover, which writes recover.json/.md;
+    a second run finds nothing to do. Both end the play with 0."""
+    import yaml
+
+    from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
+    from modrunner import run_playbook
+
+    migration, app = new_role("pbrec"), new_role("pbrecapp")
+    sdb, tdb = new_db(source_cluster), new_db(target_cluster)
+    for cluster in (source_cluster, target_cluster):
+        with cluster.master_connect() as c:
+            c.execute("CREATE ROLE %s LOGIN" % app)
+    try:
+        with source_cluster.master_connect(sdb) as c:
+            db.ensure_journal(c)
+            c.execute("ALTER ROLE %s IN DATABASE %s SET default_transaction_read_only = on" % (app, sdb))
+            c.execute("INSERT INTO pgshift.freeze_journal (migration, run_id, direction, side, method, done, restore, "
+                      "owner_pid, owner_started) VALUES (%s, 'deadrun', 'forward', 'source', 'read_only', %s, %s, "
+                      "2147483000, now())", (migration, json.dumps(dict(read_only_roles=[app], database=sdb)),
+                                             json.dumps(dict(roles={app: None}, database=sdb))))
+        root, reports = tmp_path / "inventory", tmp_path / "reports"
+        (root / "host_vars").mkdir(parents=True)
+        (root / "group_vars" / "all").mkdir(parents=True)
+        (root / "hosts.yml").write_text(yaml.safe_dump(dict(all=dict(
+            vars=dict(ansible_connection="local", ansible_python_interpreter="{{ ansible_playbook_python }}"),
+            children=dict(source=dict(hosts={"it-source": None}), target=dict(hosts={"it-target": None}))))))
+        for host, cluster, dbname in (("it-source", source_cluster, sdb), ("it-target", target_cluster, tdb)):
+            (root / "host_vars" / (host + ".yml")).write_text(yaml.safe_dump(dict(
+                db_host="127.0.0.1", db_port=cluster.port, db_name=dbname, db_user=MASTER_USER,
+                db_password=MASTER_PASSWORD, db_sslmode="verify-full", db_sslrootcert=ca_cert())))
+        (root / "group_vars" / "all" / "migration.yml").write_text(yaml.safe_dump(dict(
+            migration_name=migration, migration_engine="native", migration_streams=1, traffic_switch="none",
+            migration_app_roles=[app], report_dir=str(reports))))
+
+        def recover():
+            rc, out, dummy = run_playbook("pgshift.aurora.cutover", str(root / "hosts.yml"), "-e",
+                                          "cutover_mode=recover", cwd=str(tmp_path), timeout=300,
+                                          secrets=base.SECRETS)
+            assert rc == 0, out[-3000:]
+            return json.loads((reports / "recover.json").read_text()), (reports / "recover.md").read_text()
+
+        found, text = recover()
+        assert found["status"] == "recovered" and found["done"] is True
+        assert [(r["run_id"], r["outcome"]) for r in found["recovered"]] == [("deadrun", "undone")]
+        assert "run `deadrun` (read_only freeze of the source" in text
+        assert role_settings(source_cluster, app) == {}
+        assert source_cluster.query(sdb, "SELECT undone_at IS NOT NULL FROM pgshift.freeze_journal",
+                                    operator=True) == [(True,)]
+        found, text = recover()
+        assert found["status"] == "nothing_to_recover" and found["recovered"] == []
+    finally:
+        for cluster in (source_cluster, target_cluster):
+            cluster.execute("postgres", "DROP ROLE IF EXISTS %s" % app)
