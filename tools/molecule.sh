@@ -15,6 +15,7 @@ export PATH="$bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH=$top/.build/collections
 export PGSHIFT_MOLECULE_LAB_ROOT=${PGSHIFT_MOLECULE_LAB_ROOT:-$top/.build/molecule-lab}
 export PGSHIFT_MOLECULE_LAB_ROOT_RV=${PGSHIFT_MOLECULE_LAB_ROOT_RV:-$top/.build/molecule-lab-rv}
+export PGSHIFT_MOLECULE_LAB_ROOT_CR=${PGSHIFT_MOLECULE_LAB_ROOT_CR:-$top/.build/molecule-lab-cr}
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
 unset ANSIBLE_CONFIG  # molecule writes its own (from molecule.yml's ansible.cfg)
 
