@@ -56,7 +56,7 @@ TARGET_CHECKS = (
     "server_version", "version_downgrade", "wal_level", "max_replication_slots", "max_wal_senders",
     "max_worker_processes", "max_logical_replication_workers", "max_sync_workers_per_subscription",
     "migration_user_missing", "replication_privilege", "create_privilege", "subscription_privilege",
-    "admin_replication", "owner_roles",
+    "admin_replication", "owner_roles", "replication_role_setting",
     "extension_unavailable", "encoding_mismatch", "collation_mismatch", "target_not_empty",
     "triggers_fire_on_replica", "rules", "event_triggers", "long_running_transactions",
     "prepared_transactions", "inactive_replication_slots", "database_size",
@@ -818,6 +818,16 @@ def _check_user(found, facts, opts):
                                                                if "rds_replication" in role["member_of"] else ""),
                                  "" if opts["role"] == "source" else " (reverse replication)"),
                              replication_remediation(facts, user)))
+    if opts["engine"] == "dms" and opts["role"] == "target" and role.get("can_set_replication_role") is False:
+        grant = sql_text(sql.SQL("GRANT SET ON PARAMETER session_replication_role TO {}").format(sql.Identifier(user)))
+        found.append(finding(
+            "replication_role_setting", "blocker", user,
+            "%s may not SET session_replication_role: the DMS target endpoint connects as it and sets it to replica "
+            "so that triggers and foreign keys do not fire twice while changes are applied" % q(user),
+            ("prepare_source.yml runs it as %s: %s" % (q(admin_name(facts)), grant))
+            if role.get("admin_can_grant_set_replication_role") else
+            "as a role that holds SET on session_replication_role WITH GRANT OPTION (%s does not): %s" % (
+                q(admin_name(facts)), grant)))
     db = facts["database"]["name"]
     if opts["engine"] == "dms" and not (user_is_admin(role) or role["create_on_database"]):
         found.append(finding("create_privilege", "warning", user,
@@ -1211,6 +1221,13 @@ def plan_fixes(facts, opts):
         actions.append(sql_action("database.%s.create.%s" % (key_part(db), key_part(user)),
                                   "let %s create DMS's control tables" % user,
                                   sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(db), ident),
+                                  False, True))
+    #    ... and on the target, sets session_replication_role = replica as that user.
+    if opts.get("engine") == "dms" and opts["role"] == "target" and not role.get("can_set_replication_role") \
+            and (facts["roles"].get(admin["name"]) or {}).get("admin_can_grant_set_replication_role"):
+        actions.append(sql_action("parameter.session_replication_role.set.%s" % key_part(user),
+                                  "let %s set session_replication_role (DMS's target endpoint)" % user,
+                                  sql.SQL("GRANT SET ON PARAMETER session_replication_role TO {}").format(ident),
                                   False, True))
     # 5. Reading the source: USAGE on the schemas, SELECT on the tables (as their owner, or with grant option).
     if opts["role"] == "source" and not user_is_admin(role):

@@ -562,6 +562,8 @@ TARGET_TRIGGERS = [
          MASTER_USER, ["the admin user %s lacks CREATE on database {db}: it cannot create the subscriptions and "
                        "schemas" % MASTER_USER]),
     case("no_grant_dms", "create_privilege", REPL_ROLE, dict(AS_USER, **DMS), "warning", "{user}", ["lacks CREATE"]),
+    case("dms_cannot_set", "replication_role_setting", REPL_ROLE, dict(AS_USER, **DMS), "blocker", "{user}",
+         ["may not SET session_replication_role", "DMS target endpoint"]),
     case("foreign_owner", "owner_roles", ITEMS + FOREIGN_OWNER, {}, "blocker", "{user}_owner",
          ["the admin user %s cannot act as {user}_owner (1 relation)" % MASTER_USER]),
     case("two_tables", "target_not_empty", ITEMS + ["CREATE TABLE public.zeta (id int PRIMARY KEY)"], {},
@@ -581,6 +583,9 @@ TARGET_PASSES = [
     case("granted_dms", "create_privilege", REPL_ROLE + ["GRANT CREATE ON DATABASE {db} TO {user}"],
          dict(AS_USER, **DMS)),
     case("master_holds_it", "subscription_privilege", [], {}),
+    case("dms_may_set", "replication_role_setting",
+         REPL_ROLE + [Op("GRANT SET ON PARAMETER session_replication_role TO {user}")], dict(AS_USER, **DMS)),
+    case("native_needs_no_set", "replication_role_setting", REPL_ROLE, AS_USER),
     case("owned_by_the_masters_role", "owner_roles", ITEMS, {}),
     case("master_replicates", "admin_replication", [], {}),
     case("sequence_is_not_a_table", "target_not_empty", ["CREATE SEQUENCE public.s", "CREATE VIEW public.v AS SELECT 1"],

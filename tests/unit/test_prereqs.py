@@ -505,3 +505,27 @@ def test_aws_commands_for_a_default_group_and_for_aurora():
     # A name the shell would split is quoted.
     assert "--db-instance-identifier 'my db'" in prereqs.aws_parameter_commands(
         "source", dict(instance_id="my db"), {"max_wal_senders": "4"}, 160004)
+
+
+def test_dms_target_user_must_set_session_replication_role():
+    """DMS's target endpoint connects as the migration user and sets session_replication_role = replica."""
+    mig = dict(role("pgshift", member_of=["rds_replication"]), can_set_replication_role=False,
+               admin_can_grant_set_replication_role=False)
+    f = facts(roles={"pgshift": mig})
+    hit = [x for x in prereqs.evaluate(f, opts(f, "target", engine="dms"))[0] if x["id"] == "replication_role_setting"]
+    assert len(hit) == 1 and hit[0]["severity"] == "blocker"
+    assert 'GRANT SET ON PARAMETER session_replication_role TO "pgshift"' in hit[0]["remediation"]
+    assert "WITH GRANT OPTION" in hit[0]["remediation"]
+    # the native engine does not need it; neither does a user that may already set it
+    assert not [x for x in prereqs.evaluate(f, opts(f, "target"))[0] if x["id"] == "replication_role_setting"]
+    mig["can_set_replication_role"] = True
+    assert not [x for x in prereqs.evaluate(f, opts(f, "target", engine="dms"))[0] if x["id"] == "replication_role_setting"]
+
+
+def test_dms_target_grant_of_session_replication_role_when_the_admin_may():
+    mig = dict(role("pgshift", member_of=["rds_replication"]), can_set_replication_role=False)
+    adm = dict(role("postgres", superuser=True), admin_can_grant_set_replication_role=True)
+    f = facts(roles={"pgshift": mig, "postgres": adm})
+    shown = [a["display"] for a in prereqs.plan_fixes(f, opts(f, "target", engine="dms"))]
+    assert 'GRANT SET ON PARAMETER session_replication_role TO "pgshift"' in shown
+    assert not [q for q in (a["display"] for a in prereqs.plan_fixes(f, opts(f, "target"))) if "session_replication_role" in q]

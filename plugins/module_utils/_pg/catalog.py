@@ -212,9 +212,17 @@ def object_owners(conn, oids):
 
 
 def role_facts(conn, names):
+    # SET on session_replication_role (what a DMS target endpoint runs as its user): a privilege on the
+    # parameter from PostgreSQL 15, a superuser's alone before.
+    set_srr = ("r.rolsuper OR has_parameter_privilege(r.oid, 'session_replication_role', 'SET')"
+               if conn.info.server_version >= 150000 else "r.rolsuper")
+    set_srr_grant = ("has_parameter_privilege(current_user, 'session_replication_role', 'SET WITH GRANT OPTION')"
+                     if conn.info.server_version >= 150000 else "false")
     rows = _all(
         conn,
         "SELECT r.rolname AS name, r.rolsuper AS superuser, r.rolreplication AS replication, "
+        "(" + set_srr + ") AS can_set_replication_role, "
+        "(" + set_srr_grant + ") AS admin_can_grant_set_replication_role, "
         "r.rolcanlogin AS can_login, r.rolcreaterole AS createrole, "
         "ARRAY(SELECT b.rolname FROM pg_roles b WHERE b.rolname = ANY(%s) AND b.oid <> r.oid "
         "      AND pg_has_role(r.oid, b.oid, 'MEMBER') ORDER BY 1) AS member_of, "
