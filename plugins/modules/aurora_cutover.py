@@ -54,7 +54,7 @@ options:
       - C(resume_reverse), after a cutover whose return stream could not be made (status
         C(switched_without_return_path)), makes it again once the cause is fixed - the return publication and slot
         on the target when they are gone, the subscription on the source - and checks that it streams. A new slot
-        starts now, so what the target took between the switch and now is not in it (RV(return_path.gap)).
+        starts now, so what the target took between the switch and now is not in it (C(gap) in RV(return_path)).
       - C(recover) only undoes the freezes a run left in effect when its controller died inside the freeze (a
         PgBouncer PAUSE, application roles read-only), from the journal C(pgshift.freeze_journal) the freeze writes
         on the frozen side before it takes effect, and says what it did (RV(recovered)). Every other run (cutover,
@@ -1277,7 +1277,7 @@ class Cutover:
             raise
         how = "restored" if plan["restored"] else "changed" if plan["after"] != plan["before"] else "unchanged"
         self.q("RELOAD (%s -> %s:%s/%s; %s:%d %s)" % (pgb["database"], host, port, dbname, plan["path"],
-                                                       plan["line"], how))
+                                                      plan["line"], how))
         if self.p["freeze_method"] == "pgbouncer":
             self.pgb().resume(pgb["database"])
             self.q("RESUME %s" % pgb["database"])

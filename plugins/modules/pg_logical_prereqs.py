@@ -21,7 +21,8 @@ description:
     DDL, foreign tables), LOB columns with the largest value sampled, generated columns,
     user-defined types, triggers, rules, event triggers, extensions, encodings and collations,
     long-running and prepared transactions, inactive slots, sizes and write rates.
-  - Connects as the admin user (O(login_user)): on RDS and Aurora the master user, which is not a superuser.
+  - >-
+    Connects as the admin user (O(login_user)): on RDS and Aurora the master user, which is not a superuser.
     It checks what the later phases do as that user - open replication connections (slots), act as the owner
     of every migrated object (publications, replica identity, the schema copy), create subscriptions
     (C(pg_create_subscription) on the target, and on the source for the rollback path), CREATE on the
@@ -143,7 +144,8 @@ options:
     type: str
   rds_parameter_group:
     description:
-      - The DB parameter group of the RDS instance (O(role=source)) or the DB cluster parameter group of the
+      - >-
+        The DB parameter group of the RDS instance (O(role=source)) or the DB cluster parameter group of the
         Aurora cluster (O(role=target) with O(aurora_cluster_id)), named in the AWS CLI commands the findings
         give. Informational: fix mode changes the group attached to O(rds_instance_id), read through the API.
     type: str
