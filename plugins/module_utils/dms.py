@@ -550,7 +550,7 @@ def endpoint_tls(endpoint, ssl_mode=None, libpq_sslmode=None, certificate_arn=No
     elif libpq_sslmode:
         if libpq_sslmode not in LIBPQ_SSL_MODES:
             raise TlsError("endpoint %s: sslmode %s is not one of %s" % (endpoint, libpq_sslmode,
-                                                                       ", ".join(LIBPQ_SSL_MODES)))
+                                                                         ", ".join(LIBPQ_SSL_MODES)))
         if libpq_sslmode == "disable":
             raise TlsError("endpoint %s: the database's sslmode is disable, and a DMS endpoint never drops TLS "
                            "silently: set ssl_mode none to connect DMS without TLS (replicate role: dms_ssl_mode: none "

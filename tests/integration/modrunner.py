@@ -177,7 +177,7 @@ def log_leaks(paths, secrets, subscription_secrets=()):
                 for secret in secrets:
                     if secret and secret in line:
                         allowed = secret in subscription_secrets and ("CREATE SUBSCRIPTION" in line
-                                                                       or "ALTER SUBSCRIPTION" in line)
+                                                                      or "ALTER SUBSCRIPTION" in line)
                         if not allowed:
                             found.append("%s: %s" % (os.path.basename(path), line.replace(secret, "<SECRET>")[:300]))
     return found

@@ -174,7 +174,7 @@ def test_hard_names_plan_stream_validate_and_cleanup(source_cluster, target_clus
 
     # The plan: leaves of the partitioned table (in both schemas) planned one by one, the rest by name.
     plan = run("pg_replication_plan", dict(source_cluster.module_params(src_db), migration_name=MIGRATION, streams=2,
-                                          split_bytes=64 * 1024, **filters), secrets)["plan"]
+                                           split_bytes=64 * 1024, **filters), secrets)["plan"]
     planned = sorted((t["schema"], t["name"]) for s in plan["streams"] for t in s["tables"])
     assert planned == sorted(LEAVES)
     assert [(e["schema"], e["name"]) for e in plan["excluded"]] == [SCRATCH]

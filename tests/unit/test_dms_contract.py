@@ -755,7 +755,7 @@ def test_certificates_of_the_migration_deleted(stubs):
     other_arn = CERT_ARN.replace("CERTCERT", "OTHEROTH")
     stub.add_response("describe_certificates", {"Certificates": [described_certificate(ours)], "Marker": "m1"}, {})
     stub.add_response("describe_certificates", {"Certificates": [described_certificate(staging, arn=other_arn),
-                                                                  described_certificate("rds-bundle", arn=other_arn)]},
+                                                                 described_certificate("rds-bundle", arn=other_arn)]},
                       {"Marker": "m1"})
     stub.add_response("delete_certificate", {"Certificate": described_certificate(ours)}, {"CertificateArn": CERT_ARN})
     result = dms_certificate.absent(certificate_module(state="absent"), dms_api.Api(client))

@@ -142,8 +142,8 @@ def test_entry_in_the_main_file_inline():
     plan = switch(files, "/etc/pgbouncer/pgbouncer.ini", "app", TARGET)
     assert plan["path"] == "/etc/pgbouncer/pgbouncer.ini" and plan["line"] == 6
     assert lines_changed(ini, plan["after"]) == [("app = host=10.0.0.1 port=5432 dbname=app pool_size=20",
-                                                 "app = host=aurora.cluster-x.internal port=25433 dbname=app "
-                                                 "pool_size=20")]
+                                                  "app = host=aurora.cluster-x.internal port=25433 dbname=app "
+                                                  "pool_size=20")]
     files["/etc/pgbouncer/pgbouncer.ini"] = plan["after"]
     assert switch(files, "/etc/pgbouncer/pgbouncer.ini", "app", SOURCE, undo=plan["record"])["after"] == ini
 
@@ -203,7 +203,7 @@ def test_rollback_after_the_entry_was_edited_sets_the_address_only():
 def test_connstr_parsing_follows_pgbouncer():
     pairs = conf.parse_connstr("  host = a  port=5432 connect_query='a''b c=d' dbname=x=y")
     assert [(p.key, p.value) for p in pairs] == [("host", "a"), ("port", "5432"), ("connect_query", "a'b c=d"),
-                                                ("dbname", "x=y")]
+                                                 ("dbname", "x=y")]
     assert conf.address("app", pairs) == ("a", 5432, "x=y")
     assert conf.address("app", []) == (None, 5432, "app")
     with pytest.raises(conf.ConfError, match="empty value"):

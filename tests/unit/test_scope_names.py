@@ -163,7 +163,7 @@ def test_schema_filters_compare_exact_names_and_leaves_follow_their_root():
     assert names(scope.select(rels, include_schemas=[OPS])) == {(ARCHIVE, "order 2025"), (OPS, "order")}
     assert names(scope.select(rels, include_schemas=[ARCHIVE])) == {(ARCHIVE, ZOLL)}
     assert names(scope.select(rels, exclude_schemas=[OPS, ARCHIVE, "eu.west"])) == {("eu", "west.order"),
-                                                                                  ("public", LONG)}
+                                                                                    ("public", LONG)}
     assert scope.select(rels, include_schemas=['"Shipping Ops"']) == []
 
 

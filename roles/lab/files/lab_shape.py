@@ -215,7 +215,7 @@ def sync_verifiers(operator_conn, roles):
         if role.get("verifier") and _role_exists(operator_conn, role["name"]) \
                 and _current_verifier(operator_conn, role["name"]) != role["verifier"]:
             c.run(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role["name"]),
-                                                             sql.Literal(role["verifier"])))
+                                                              sql.Literal(role["verifier"])))
     return c.changed
 
 
