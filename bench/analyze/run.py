@@ -159,7 +159,7 @@ def main():
         log("dataset: %s" % data)
         tools = [("analyze_p1", "analyze", 1), ("analyze_p2", "analyze", 2), ("analyze_p4", "analyze", 4),
                  ("import", "import", 2)]
-        runs = dict((name, []) for name, _, _ in tools)
+        runs = dict((name, []) for name, method, parallel in tools)
         for i in range(args.repeat):
             for name, method, parallel in tools:
                 r = run_one(source, target, method, parallel)
@@ -187,7 +187,7 @@ def main():
     finally:
         if args.keep:
             log("clusters kept: source port %d (%s), target port %d (%s)" % (source.port, source.root, target.port,
-                                                                          target.root))
+                                                                             target.root))
         else:
             source.stop()
             target.stop()

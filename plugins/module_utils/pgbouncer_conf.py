@@ -418,7 +418,7 @@ def plan_switch(read, path, database, host, port, dbname, undo=None):
             try:
                 text = restore_entry(found, undo)
                 back = split_lines(text)[found.line.number - 1]
-                h, p, _ = entry_address(back, database)
+                h, p, dummy = entry_address(back, database)
                 if str(h) == str(host) and str(p) == str(int(port)):
                     return dict(path=found.path, before=found.text, after=text, line=found.line.number, record=None,
                                 restored=True, note=None)

@@ -706,18 +706,18 @@ def _check_owner_roles(found, facts, opts):
         return _list("%s (%s)" % (q(o), _what_owned(e)) for o, e in items)
 
     def grants(items):
-        return "; ".join(sql_text(grant_role(o, admin["name"], version, options=True)) for o, _ in items)
+        return "; ".join(sql_text(grant_role(o, admin["name"], version, options=True)) for o, entry in items)
     if by_status.get("blocked"):
         items = by_status["blocked"]
         found.append(finding(
-            "owner_roles", "blocker", _list(o for o, _ in items),
+            "owner_roles", "blocker", _list(o for o, entry in items),
             "the admin user %s cannot act as %s: %s" % (q(admin["name"]), listed(items), why),
             "; ".join("%s (as %s)" % (sql_text(grant_role(o, admin["name"], version, options=True)),
-                                      who_can_grant(facts, o)) for o, _ in items)))
+                                      who_can_grant(facts, o)) for o, entry in items)))
     if by_status.get("superuser"):
         items = by_status["superuser"]
         found.append(finding(
-            "owner_roles", "blocker", _list(o for o, _ in items),
+            "owner_roles", "blocker", _list(o for o, entry in items),
             "migrated objects belong to superuser role(s) %s: the admin user %s can never act as a superuser" % (
                 listed(items), q(admin["name"])),
             "as a superuser, give each migrated object they own to the application's owner role "
@@ -726,29 +726,29 @@ def _check_owner_roles(found, facts, opts):
         items = by_status["grantable"]
         if role == "source":
             found.append(finding(
-                "owner_roles", "blocker" if opts["engine"] == "native" else "warning", _list(o for o, _ in items),
+                "owner_roles", "blocker" if opts["engine"] == "native" else "warning", _list(o for o, entry in items),
                 "the admin user %s is not a member of %s: %s" % (q(admin["name"]), listed(items), why),
                 "prepare_source.yml runs it (%s holds ADMIN OPTION on them): %s" % (q(admin["name"]), grants(items))))
         else:
             found.append(finding(
-                "owner_roles", "info", _list(o for o, _ in items),
+                "owner_roles", "info", _list(o for o, entry in items),
                 "the admin user %s is not a member of %s yet; it holds ADMIN OPTION on them" % (
                     q(admin["name"]), listed(items)),
                 "the schema copy runs it: %s" % grants(items)))
     if by_status.get("missing"):
         items = by_status["missing"]
-        creates = "; ".join(sql_text(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(o))) for o, _ in items)
+        creates = "; ".join(sql_text(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(o))) for o, entry in items)
         if admin_can_create_role(facts):
             found.append(finding(
-                "owner_roles", "info", _list(o for o, _ in items),
-                "owner role(s) %s of the source do not exist on the target yet" % _list(q(o) for o, _ in items),
+                "owner_roles", "info", _list(o for o, entry in items),
+                "owner role(s) %s of the source do not exist on the target yet" % _list(q(o) for o, entry in items),
                 "the schema copy creates them as %s (CREATEROLE) and makes it a member: %s" % (
                     q(admin["name"]), creates)))
         else:
             found.append(finding(
-                "owner_roles", "blocker", _list(o for o, _ in items),
+                "owner_roles", "blocker", _list(o for o, entry in items),
                 "owner role(s) %s of the source do not exist on the target, and the admin user %s has no "
-                "CREATEROLE to create them" % (_list(q(o) for o, _ in items), q(admin["name"])),
+                "CREATEROLE to create them" % (_list(q(o) for o, entry in items), q(admin["name"])),
                 "as a role with CREATEROLE: %s; then %s" % (creates, grants(items))))
 
 
@@ -862,15 +862,15 @@ def _check_user(found, facts, opts):
 
 def _grant_remediation(facts, opts, statements, limit=8):
     """statements: [(statement, the admin can run it, owner)] -> what to run and who runs it."""
-    mine = [s for s, can, _ in statements if can]
+    mine = [s for s, can, owner in statements if can]
     others = [(s, owner) for s, can, owner in statements if not can]
     parts = []
     if mine:
         parts.append("prepare_source.yml runs it as %s: %s" % (q(admin_name(facts)), _statements(mine, limit)))
     if others:
-        owners = sorted(set(o for _, o in others if o))
+        owners = sorted(set(o for s, o in others if o))
         parts.append("as the owner %s (or a member of it): %s" % (
-            _list(q(o) for o in owners), _statements([s for s, _ in others], limit)))
+            _list(q(o) for o in owners), _statements([s for s, owner in others], limit)))
     return "; ".join(parts)
 
 
@@ -890,7 +890,7 @@ def _owners_granted(facts, opts):
     """Owners fix mode makes the admin a member of (on the source), so it acts as them afterwards."""
     if opts["role"] != "source":
         return set()
-    return set(o for o, status, _ in owner_plan(facts, opts) if status == "grantable")
+    return set(o for o, status, entry in owner_plan(facts, opts) if status == "grantable")
 
 
 def admin_will_own(facts, opts, owner):
@@ -1253,7 +1253,7 @@ def plan_fixes(facts, opts):
     if opts.get("system_settings") and not settings_by_api:
         wanted = sorted(desired_settings(facts, opts).items())
         allowed = admin.get("alter_system") or {}
-        refused = [name for name, _ in wanted if not (admin["superuser"] or allowed.get(name))]
+        refused = [name for name, value in wanted if not (admin["superuser"] or allowed.get(name))]
         if refused:
             raise ValueError(
                 "system_settings: the admin user %s may not ALTER SYSTEM SET %s: as a superuser, run %s, or set "
@@ -1314,8 +1314,8 @@ def plan_replica_identity(tables, wanted, can_alter=None):
     if refused:
         raise ValueError("replica_identity_full: the admin user cannot alter %d table(s) it does not own and cannot "
                          "act as their owner (%s): run as the owner: %s; nothing was changed" % (
-                             len(refused), _list(q(o) for o in sorted(set(o for _, o in refused if o))),
-                             _statements([s for s, _ in refused], 8)))
+                             len(refused), _list(q(o) for o in sorted(set(o for s, o in refused if o))),
+                             _statements([s for s, owner in refused], 8)))
     return actions
 
 

@@ -13,10 +13,13 @@ import json
 
 from psycopg import sql
 
+import test_exit_codes
 from ansible_collections.pgshift.aurora.plugins.module_utils import native
 from modrunner import run_module
 from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, ca_cert, wait_for
-from test_exit_codes import dbs  # noqa: F401 - the fixture: a database on each side and a migration user
+
+# The fixture: a database on each side and a migration user (pytest finds fixtures among a module's names).
+dbs = test_exit_codes.dbs
 
 OFF = "WITH (autovacuum_enabled = off)"
 SCHEMA = [
@@ -308,7 +311,7 @@ def preflight_detail(result):
 
 
 def test_cutover_preflight_is_no_go_while_a_table_has_no_statistics(source_cluster, target_cluster, new_db, new_role,
-                                                                     tmp_path):
+                                                                    tmp_path):
     migration = new_role("stats")
     sdb, tdb, stream = forward_stream(source_cluster, target_cluster, new_db, migration)
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 
-import psycopg
 import pytest
 
 from modrunner import assert_same_rows, lab_inventory, lab_operator, lab_secrets, lab_vars, log_leaks, run_playbook

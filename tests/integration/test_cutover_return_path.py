@@ -24,10 +24,13 @@ import tempfile
 import psycopg
 import pytest
 
+import test_cutover
 from modrunner import run_module
 from pgcluster import ca_cert, wait_for
-from test_cutover import (APP_PASSWORD, SECRETS, ledger_exact, pair, params, start_writer,  # noqa: F401 (fixture)
-                          stop_writers, wait_same)
+from test_cutover import APP_PASSWORD, SECRETS, ledger_exact, params, start_writer, stop_writers, wait_same
+
+# The fixture (pytest finds fixtures among a module's names).
+pair = test_cutover.pair
 
 MODULE = "aurora_cutover"
 MIG_PASSWORD = "it-return mig 'pw' \\ $ %"

@@ -17,7 +17,6 @@ import os
 import re
 import time
 
-import psycopg
 import pytest
 
 from modrunner import assert_same_rows, lab_inventory, lab_operator, lab_secrets, lab_vars, log_leaks, run_playbook

@@ -299,7 +299,7 @@ def test_source_dataset(lab):
         hard = conn.execute(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE c.relkind = 'r' AND quote_ident(n.nspname) <> n.nspname").fetchall()
-        assert len({s for s, _ in hard}) >= 2 and len(hard) >= 5
+        assert len({s for s, name in hard}) >= 2 and len(hard) >= 5
         assert one("SELECT count(*) FROM pg_class WHERE octet_length(relname) = 63 AND relkind = 'r'") >= 1
         role = LAB_VARS.get("lab_hard_names_role", 'Ops "Team" é')
         assert one("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"

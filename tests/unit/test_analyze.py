@@ -22,7 +22,7 @@ def st(heap=8192, reltuples=-1.0, analysed=False, mods=0, own=0, inherited=0, vi
 
 def records(*pairs):
     """observe() over (relation, statistics) pairs, classified as the module classifies them."""
-    rels = scope.classify([r for r, _ in pairs])
+    rels = scope.classify([r for r, stats in pairs])
     return analyze.observe(rels, dict((r["oid"], s) for r, s in pairs))
 
 
@@ -170,7 +170,7 @@ def test_choose_method(method, version, major, source, chosen, problem):
 
 
 def test_choose_method_says_every_missing_condition():
-    _, _, why = analyze.choose_method("import", PG16, 16, False)
+    chosen, note, why = analyze.choose_method("import", PG16, 16, False)
     assert "PostgreSQL 16" in why and "pg_dump 16 has no --statistics-only" in why and "source_login_host" in why
 
 

@@ -1056,7 +1056,7 @@ HARD_CATALOG = dict(((r["classid"], r["objid"]), r) for r in [
          nspname='Shipping Ops', owner='app_owner', ref=[['Shipping Ops', 'order', 'Audit "order" changes'], []]),
 ])
 
-HARD_SCHEMAS = {"Shipping Ops", 'eu.west "archive"'}
+HARD_SCHEMAS = frozenset({"Shipping Ops", 'eu.west "archive"'})
 HARD_RELATIONS = set(objid for (classid, objid), r in HARD_CATALOG.items()
                      if classid == 1259 and r.get("relkind") in ("r", "p", "v"))
 

@@ -48,7 +48,7 @@ def test_verifier_authenticates_the_rfc7677_exchange():
 
 def test_a_wrong_password_does_not_match_the_rfc_proof():
     v = RFC7677
-    _, _, stored_key, _ = scram.parse_verifier(
+    iterations, salt, stored_key, server_key = scram.parse_verifier(
         scram.scram_sha256_verifier("pencil ", salt=b64d(v["salt"]), iterations=4096))
     auth_message = ",".join((v["client_first_bare"], v["server_first"], v["client_final_without_proof"])).encode()
     client_signature = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
