@@ -428,3 +428,13 @@ def plan_switch(read, path, database, host, port, dbname, undo=None):
     text, record = switch_entry(found, database, host, port, dbname)
     return dict(path=found.path, before=found.text, after=text, line=found.line.number, record=record,
                 restored=False, note=note)
+
+
+def serving_side(found, source, target):
+    """Which side ("source" or "target") a found entry sends clients to, given their (host, port); None when
+    neither."""
+    host, port, dummy = address(found.line.name, parse_connstr(found.line.value or ""))
+    for side, (s_host, s_port) in (("target", target), ("source", source)):
+        if host == s_host and str(port) == str(int(s_port)):
+            return side
+    return None

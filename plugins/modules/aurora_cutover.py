@@ -1402,9 +1402,24 @@ class Cutover:
             if event:
                 last.append(event)
         if not last:
-            return "source", None
+            # No cutover log (never switched, or cleanup dropped it after a cutover): PgBouncer's entry says
+            # where the application goes, when the switch is PgBouncer's.
+            return self.pgbouncer_serving() or "source", None
         latest = max(last, key=lambda e: e["at"])
         return ("target" if latest["direction"] == "forward" else "source"), latest
+
+    def pgbouncer_serving(self):
+        """The side PgBouncer's [databases] entry points at (switch_method pgbouncer), or None."""
+        pgb = self.p.get("pgbouncer") or {}
+        if self.p["switch_method"] != "pgbouncer" or not pgb.get("databases_file"):
+            return None
+        try:
+            found = pgbouncer_conf.find_entry(bouncer.read_file, os.path.abspath(pgb["databases_file"]),
+                                              pgb["database"])
+            return pgbouncer_conf.serving_side(found, self.side_address("source")[:2],
+                                               self.side_address("target")[:2])
+        except pgbouncer_conf.ConfError:
+            return None
 
     def status(self):
         side, event = self.serving()

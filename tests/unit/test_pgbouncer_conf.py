@@ -243,3 +243,16 @@ def test_rewrite_file_keeps_bytes_mode_and_writes_only_a_change(tmp_path):
     pgbouncer.rewrite_file(str(link), pgbouncer.read_file(str(link)).replace("host=b", "host=c"))
     assert link.is_symlink() and b"host=c" in path.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["databases.ini", "link.ini"]
+
+
+def test_serving_side_reads_the_entrys_address():
+    from ansible_collections.pgshift.aurora.plugins.module_utils import pgbouncer_conf as pc
+
+    files = {"/p/pgbouncer.ini": "[databases]\napp = host=127.0.0.1 port=25433 dbname=app pool_size=5\n"
+                                 "other = dbname=x\n"}
+    found = pc.find_entry(files.__getitem__, "/p/pgbouncer.ini", "app")
+    assert pc.serving_side(found, ("127.0.0.1", 25432), ("127.0.0.1", 25433)) == "target"
+    assert pc.serving_side(found, ("127.0.0.1", 25433), ("10.0.0.9", 5432)) == "source"
+    assert pc.serving_side(found, ("h1", 1), ("h2", 2)) is None
+    other = pc.find_entry(files.__getitem__, "/p/pgbouncer.ini", "other")
+    assert pc.serving_side(other, ("127.0.0.1", 25432), ("127.0.0.1", 25433)) is None
