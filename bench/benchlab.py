@@ -248,16 +248,21 @@ class Lab:
                     password=self.lab["lab_app_password"], sslmode="disable", prepare_threshold=None,
                     connect_timeout=10)
 
-    def connections(self):
-        """What the JSON says about who connected how (no password)."""
-        return dict(
+    def connections(self, peers=True, application=True):
+        """What the JSON says about who connected how (no password). peers: True (the client tools' way), a text,
+        or False (none); application: whether the benchmark runs the application's load."""
+        out = dict(
             timed_phases_and_modules="%s (master user, not a superuser) sslmode=%s sslrootcert=<lab_root>/tls/ca.crt; "
                                      "subscriptions as %s" % (self.source["db_admin_user"], self.source["db_sslmode"],
                                                               self.source["db_user"]),
-            peers="%s over TLS (PGSSLMODE=%s, PGSSLROOTCERT=<lab_root>/tls/ca.crt, the lab's password file)" % (
-                self.source["db_admin_user"], self.source["db_sslmode"]),
-            benchmark_checks="the lab's operator %s (plain TCP on loopback)" % self.lab["lab_operator_user"],
-            application="PgBouncer as %s" % self.lab["lab_app_user"])
+            benchmark_checks="the lab's operator %s (plain TCP on loopback)" % self.lab["lab_operator_user"])
+        if peers:
+            out["peers"] = peers if isinstance(peers, str) else (
+                "%s over TLS (PGSSLMODE=%s, PGSSLROOTCERT=<lab_root>/tls/ca.crt, the lab's password file)" % (
+                    self.source["db_admin_user"], self.source["db_sslmode"]))
+        if application:
+            out["application"] = "PgBouncer as %s" % self.lab["lab_app_user"]
+        return out
 
 
 def server_version(conn):

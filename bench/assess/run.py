@@ -128,7 +128,8 @@ def main():
     out = dict(
         benchmark="assess",
         collection_commit=benchlab.collection_commit(),
-        lab=dict(ports=PORTS, scale=opts.scale, source_version=version, connections=lab.connections()),
+        lab=dict(ports=PORTS, scale=opts.scale, source_version=version, connections=lab.connections(
+            peers="the exact scan: the master user over TLS, the connection the sampled sizing uses", application=False)),
         repeat=opts.repeat,
         dataset=dict(database_bytes=rows[1], rows_estimate=rows[0], tables=result["sizes"]["tables"]),
         assessment=dict(median_and_runs(runs["assessment"]), findings=len(result["findings"]),

@@ -477,7 +477,7 @@ def main():
                      note="both PostgreSQL servers, PgBouncer, pgbench and the sampler share these CPUs"),
         collection_commit=commit,
         lab=dict(ports=PORTS, scale=opts.scale, lab_root=os.path.relpath(lab.lab_root, IL.REPO),
-                 connections=lab.connections()),
+                 connections=lab.connections(peers=False)),
         method=dict(
             load="roles/lab/files/load.pgbench (TPC-B-like + ledger row) via PgBouncer 127.0.0.1:%s as %s, %d clients, "
                  "%d jobs: steady --rate %d for %d s, burst unthrottled for %d s, after --rate %d for %d s" % (

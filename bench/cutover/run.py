@@ -163,8 +163,11 @@ def online_run(lab, method, opts, number):
         during = [lat for t, lat, s in txs if lat is not None and freeze_at <= t <= pause_end + 1.0]
         lat = dict(baseline_p50=pct(baseline, 50), baseline_p99=pct(baseline, 99), baseline_max=max(baseline or [0]),
                    during_count=len(during), during_p99=pct(during, 99), during_max=max(during or [0]))
-        lat["added_p99"] = round((lat["during_p99"] or 0) - (lat["baseline_p99"] or 0), 3)
-        lat["added_max"] = round((lat["during_max"] or 0) - (lat["baseline_max"] or 0), 3)
+        if aborted:  # the survivors' latency says nothing of what the aborted clients saw: no added latency
+            lat.update(added_p99=None, added_max=None, note="clients aborted: no added latency")
+        else:
+            lat["added_p99"] = round((lat["during_p99"] or 0) - (lat["baseline_p99"] or 0), 3)
+            lat["added_max"] = round((lat["during_max"] or 0) - (lat["baseline_max"] or 0), 3)
         result["latency_ms"] = lat
     serving = "target" if report.get("status") == "switched" else "source"
     with lab.operator(serving) as db:

@@ -641,7 +641,7 @@ def main():
              "loaded with their indexes (peers); ratio = pgshift seconds / peer seconds (below 1: pgshift faster)",
         machine=dict(cpus=os.cpu_count(), source_version=source["version"], target_version=target_version),
         collection_commit=commit,
-        lab=dict(ports=PORTS, lab_root=os.path.relpath(lab.lab_root, REPO), connections=lab.connections()),
+        lab=dict(ports=PORTS, lab_root=os.path.relpath(lab.lab_root, REPO), connections=lab.connections(application=False)),
         dataset=dict(pgbench_scale=source["pgbench_scale"], tables=len(source["tables"]),
                      rows=sum(t["rows"] for t in source["tables"]), table_bytes=sum(t["bytes"] for t in source["tables"]),
                      source_database_bytes=source["database_bytes"], materialized_views=source["matviews"],
