@@ -179,20 +179,7 @@ def pair(source_cluster, target_cluster, new_db, new_role):
         for w in env["writers"]:
             w.stop()
         bouncer.stop()
-        for cluster in (source_cluster, target_cluster):
-            with cluster.connect(sdb, operator=True) as conn:
-                for (sub,) in conn.execute("SELECT subname FROM pg_subscription WHERE subname LIKE %s",
-                                           ("pgshift_%s_%%" % migration,)).fetchall():
-                    conn.execute("ALTER SUBSCRIPTION %s DISABLE" % sub)
-                    conn.execute("ALTER SUBSCRIPTION %s SET (slot_name = NONE)" % sub)
-                    conn.execute("DROP SUBSCRIPTION %s" % sub)
-        for cluster in (source_cluster, target_cluster):
-            with cluster.connect() as conn:
-                for (slot,) in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s",
-                                            ("pgshift_%s_%%" % migration,)).fetchall():
-                    wait_for(lambda: not conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
-                                                      (slot,)).fetchone()[0], 10)
-                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        drop_streams((source_cluster, target_cluster), sdb, migration)
         with source_cluster.connect(sdb, operator=True) as conn:
             conn.execute("DROP OWNED BY %s" % app)
         with target_cluster.connect() as conn:
@@ -200,6 +187,24 @@ def pair(source_cluster, target_cluster, new_db, new_role):
         for cluster in (source_cluster, target_cluster):
             with cluster.connect() as conn:
                 conn.execute("DROP ROLE IF EXISTS %s" % app)
+
+
+def drop_streams(clusters, db, migration):
+    """Test teardown: the migration's subscriptions (detached from their slots) and slots, on every cluster."""
+    for cluster in clusters:
+        with cluster.connect(db, operator=True) as conn:
+            for (sub,) in conn.execute("SELECT subname FROM pg_subscription WHERE subname LIKE %s",
+                                       ("pgshift_%s_%%" % migration,)).fetchall():
+                conn.execute("ALTER SUBSCRIPTION %s DISABLE" % sub)
+                conn.execute("ALTER SUBSCRIPTION %s SET (slot_name = NONE)" % sub)
+                conn.execute("DROP SUBSCRIPTION %s" % sub)
+    for cluster in clusters:
+        with cluster.connect() as conn:
+            for (slot,) in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s",
+                                        ("pgshift_%s_%%" % migration,)).fetchall():
+                wait_for(lambda: not conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                                                  (slot,)).fetchone()[0], 10)
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
 
 
 def params(env, **extra):

@@ -89,20 +89,7 @@ def pair(source_cluster, target_cluster, new_db, new_role):
         for w in env["writers"]:
             w.stop()
         bouncer.stop()
-        for cluster in (source_cluster, target_cluster):
-            with cluster.connect(sdb, operator=True) as conn:
-                for (sub,) in conn.execute("SELECT subname FROM pg_subscription WHERE subname LIKE %s",
-                                           ("pgshift_%s_%%" % migration,)).fetchall():
-                    conn.execute("ALTER SUBSCRIPTION %s DISABLE" % sub)
-                    conn.execute("ALTER SUBSCRIPTION %s SET (slot_name = NONE)" % sub)
-                    conn.execute("DROP SUBSCRIPTION %s" % sub)
-        for cluster in (source_cluster, target_cluster):
-            with cluster.connect() as conn:
-                for (slot,) in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s",
-                                            ("pgshift_%s_%%" % migration,)).fetchall():
-                    wait_for(lambda: not conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
-                                                      (slot,)).fetchone()[0], 10)
-                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        base.drop_streams((source_cluster, target_cluster), sdb, migration)
         with source_cluster.connect(sdb, operator=True) as conn:
             conn.execute("DROP OWNED BY %s" % app)
         with target_cluster.connect() as conn:
@@ -113,18 +100,7 @@ def pair(source_cluster, target_cluster, new_db, new_role):
 
 
 def params(env, **extra):
-    src, tgt = env["source"], env["target"]
-    p = src.module_params(env["db"])
-    p.update(("target_" + k, v) for k, v in tgt.module_params(env["db"]).items())
-    p.update(source_ssl_mode_for_target="verify-full", source_ssl_root_cert_for_target=ca_cert(),
-             target_ssl_mode_for_source="verify-full", target_ssl_root_cert_for_source=ca_cert(),
-             migration=env["migration"], app_roles=[env["app"]], freeze_timeout=15, barrier_timeout=15,
-             max_transaction_seconds=30, preflight_wait=5, return_path_requirement="ignore",
-             pgbouncer=dict(host="127.0.0.1", port=env["bouncer"].port, admin_user=base.PGB_ADMIN,
-                            admin_password=base.PGB_PASSWORD, database=env["db"],
-                            databases_file=env["bouncer"].databases))
-    p.update(extra)
-    return p
+    return base.params(env, **extra)
 
 
 def cutover(env, **extra):

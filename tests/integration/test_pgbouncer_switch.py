@@ -25,6 +25,7 @@ from psycopg import sql
 from ansible_collections.pgshift.aurora.plugins.module_utils import native
 from modrunner import run_module
 from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, _as_postgres, ca_cert, free_port, wait_for
+from test_cutover import drop_streams
 
 MODULE = "aurora_cutover"
 APP_PASSWORD = "it-pgb-switch-app-9"
@@ -190,20 +191,7 @@ def setup(request, source_cluster, target_cluster, new_db, new_role):
         for w in env["writers"]:
             w.stop()
         bouncer.stop()
-        for cluster in (src, tgt):
-            with cluster.connect(sdb, operator=True) as conn:
-                for (sub,) in conn.execute("SELECT subname FROM pg_subscription WHERE subname LIKE %s",
-                                           ("pgshift_%s_%%" % migration,)).fetchall():
-                    conn.execute("ALTER SUBSCRIPTION %s DISABLE" % sub)
-                    conn.execute("ALTER SUBSCRIPTION %s SET (slot_name = NONE)" % sub)
-                    conn.execute("DROP SUBSCRIPTION %s" % sub)
-        for cluster in (src, tgt):
-            with cluster.connect() as conn:
-                for (slot,) in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s",
-                                            ("pgshift_%s_%%" % migration,)).fetchall():
-                    wait_for(lambda: not conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
-                                                      (slot,)).fetchone()[0], 10)
-                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        drop_streams((src, tgt), sdb, migration)
         with tgt.connect() as conn:
             conn.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % sdb)
         for cluster in (src, tgt):
