@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -24,8 +22,8 @@ from psycopg import sql
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import native
 from modrunner import run_module
-from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, _as_postgres, ca_cert, free_port, wait_for
-from test_cutover import drop_streams
+from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, ca_cert, free_port, wait_for
+from test_cutover import PgBouncer, drop_streams
 
 MODULE = "aurora_cutover"
 APP_PASSWORD = "it-pgb-switch-app-9"
@@ -39,8 +37,9 @@ SHOWN = ("host", "port", "database", "force_user", "pool_size", "min_pool_size",
          "max_connections")
 
 
-class Bouncer:
-    """A PgBouncer of the test's own serving several databases; layout 'include' or 'inline'."""
+class Bouncer(PgBouncer):
+    """A PgBouncer of the test's own serving several databases; layout 'include' or 'inline' (started and
+    stopped as test_cutover's: its own __init__ writes the configuration)."""
 
     def __init__(self, layout, app, entries):
         self.root = tempfile.mkdtemp(prefix="pgshift-it-pgbsw-")
@@ -71,20 +70,6 @@ class Bouncer:
                 os.chown(path, pw.pw_uid, pw.pw_gid)
             os.chmod(os.path.join(self.root, "userlist.txt"), 0o600)
             os.chmod(self.databases, 0o640)
-
-    def start(self):
-        subprocess.run(_as_postgres(["pgbouncer", "--daemon", "--quiet", self.ini]), check=True)
-        assert wait_for(lambda: os.path.exists(os.path.join(self.root, "pgbouncer.pid")), 10)
-        return self
-
-    def stop(self):
-        try:
-            with open(os.path.join(self.root, "pgbouncer.pid")) as f:
-                os.kill(int(f.read().strip()), 15)
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.2)
-        shutil.rmtree(self.root, ignore_errors=True)
 
     def raw(self):
         with open(self.databases, "rb") as f:
