@@ -181,30 +181,49 @@ HOT_ROWS = (1, 2, 3, 4, 5)
 
 
 class HotWriter(threading.Thread):
-    """Updates rows 1 to 5 of the hot table one after the other in a tight loop (autocommit, a millisecond apart:
-    several hundred updates a second, each row about every 5 ms), until stopped. An update of a row the lock step
-    holds waits for it."""
+    """Updates rows 1 to 5 of the hot table one after the other, each in its own transaction, a millisecond apart
+    (several hundred updates a second, each row every few milliseconds), until stopped. The loop runs on the server
+    (a DO block that commits): how fast the rows change does not hang on how busy this Python process or the
+    machine is, so the rows never line up between the snapshots. An update of a row the lock step holds waits for
+    it. `updates` is read from the rows themselves (the sum of v)."""
 
     def __init__(self, cluster, db):
         super().__init__(daemon=True)
         self.cluster, self.db = cluster, db
         self.stop = threading.Event()
-        self.updates = 0
         self.error = None
+        self.conn = None
+
+    @property
+    def updates(self):
+        return int(self.cluster.query(self.db, psycopg.sql.SQL("SELECT coalesce(sum(v), 0) FROM {}").format(
+            psycopg.sql.Identifier(HOT)))[0][0])
 
     def run(self):
         ident = psycopg.sql.Identifier
-        statements = [psycopg.sql.SQL("UPDATE {} SET v = v + 1, ts = clock_timestamp() WHERE {} = {}").format(
-            ident(HOT), ident(HOT_KEY), psycopg.sql.Literal(k)) for k in HOT_ROWS]
+        loop = psycopg.sql.SQL(
+            "DO $$ DECLARE i bigint := 0; BEGIN LOOP "
+            "UPDATE {} SET v = v + 1, ts = clock_timestamp() WHERE {} = 1 + i % {}; "
+            "COMMIT; i := i + 1; PERFORM pg_sleep(0.001); END LOOP; END $$").format(
+                ident(HOT), ident(HOT_KEY), psycopg.sql.Literal(len(HOT_ROWS)))
         try:
             with self.cluster.connect(self.db) as conn:
-                while not self.stop.is_set():
-                    for statement in statements:
-                        conn.execute(statement)
-                        self.updates += 1
-                        time.sleep(0.001)
+                self.conn = conn
+                if self.stop.is_set():
+                    return
+                conn.execute(loop)
+        except psycopg.errors.QueryCanceled:
+            if not self.stop.is_set():
+                self.error = "the writer's loop was cancelled"
         except Exception as exc:  # reported by the test
             self.error = exc
+
+    def halt(self):
+        """Stop the loop (cancel its statement) and wait for the thread."""
+        self.stop.set()
+        if self.conn is not None:
+            self.conn.cancel_safe() if hasattr(self.conn, "cancel_safe") else self.conn.cancel()
+        self.join(timeout=30)
 
 
 def hot_table(result):
@@ -262,8 +281,7 @@ def test_hot_rows_settle_with_their_source_rows_locked(source_cluster, target_cl
         assert any(p.startswith("public.guarded: the login has no UPDATE privilege") for p in problems), problems
         assert writer.error is None and writer.is_alive()
     finally:
-        writer.stop.set()
-        writer.join(timeout=30)
+        writer.halt()
         drop_subscription(target_cluster, tgt_db, sub)
 
 
@@ -290,6 +308,5 @@ def test_without_the_lock_step_hot_rows_stay_unsettled_as_before(source_cluster,
         assert all(d.get("unsettled") for k, d in differences.items() if k not in ("2", "8")), differences
         assert writer.error is None and writer.is_alive()
     finally:
-        writer.stop.set()
-        writer.join(timeout=30)
+        writer.halt()
         drop_subscription(target_cluster, tgt_db, sub)
