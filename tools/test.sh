@@ -9,6 +9,9 @@ export PATH="$bin:$PATH"
 export ANSIBLE_CONFIG=$top/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH=$top/.build/collections
 
+# The headless browser the report test uses (Debian's chromium and chromium-driver).
+BOOTSTRAP_BROWSER=1 VENV=${VENV:-$top/.venv} ./tools/bootstrap.sh || exit 1
+
 passed=0
 failed=0
 failures=()
