@@ -662,6 +662,8 @@ def test_playbook_copies_the_schema_writes_the_reports_and_changes_nothing_the_s
 
     rc, out, recap = playbook(env, inv, "-e", "copy_schema_stage=post")
     assert rc == 0 and recap["changed"] == 1, out
+    # The index builds and constraints run as a job whose progress is printed: objects built, rate, ETA.
+    assert re.search(r"\] schema copy \(stage post\): \d+/\d+ objects +100\.0% [\d,.]+ objects/s ETA 0:00:00", out), out
     post = json.loads((env.reports / "schema-post.json").read_text())
     assert "parcels_customer_id_fkey on public.parcels" in post["validated"]
     assert catalog(env.target, env.db, "indexes", "constraints", "triggers") == \
