@@ -110,7 +110,7 @@ class ActionModule(ActionBase):
         status_args = args
         estimates = progress.estimates(validated["plan"])
         start = time.monotonic()
-        previous, previous_at = {}, start
+        previous, previous_at, previous_builds = {}, start, {}
         csv_file = self._open_csv(validated["lag_csv"])
         polls = 0
         max_lag = 0
@@ -129,8 +129,10 @@ class ActionModule(ActionBase):
                 jobs = [self._job(j, task_vars) for j in validated["jobs"]]
                 current = progress.observed_tables(status)
                 rates = progress.table_rates(previous, current, now - previous_at)
-                previous, previous_at = current, now
-                for line in progress.lines(status, now - start, rates, estimates):
+                builds = progress.observed_index_builds(status)
+                index_speeds = progress.index_rates(previous_builds, builds, now - previous_at)
+                previous, previous_at, previous_builds = current, now, builds
+                for line in progress.lines(status, now - start, rates, estimates, index_speeds=index_speeds):
                     display.display(line)
                 if csv_file is not None:
                     csv.writer(csv_file[1]).writerows(progress.csv_rows(status, now - start))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs
 
@@ -61,8 +63,67 @@ def table_eta(rows_done, rows_estimate, rate):
     return (rows_estimate - rows_done) / rate
 
 
-def lines(status, elapsed, rates, plan_estimates, max_tables=8):
-    """The lines printed at each poll: one per stream, then the tables being copied."""
+BLOCK_SIZE = 8192  # PostgreSQL's page size, what pg_stat_progress_create_index counts blocks in
+
+
+def index_build_units(build):
+    """(done, total, unit) of an index build's current phase as pg_stat_progress_create_index counts it: table
+    blocks while it scans, tuples while it loads the tree, else partitions or lockers; (None, None, None) when the
+    phase counts nothing (sorting)."""
+    for done, total, unit in (("blocks_done", "blocks_total", "blocks"), ("tuples_done", "tuples_total", "tuples"),
+                              ("partitions_done", "partitions_total", "partitions"),
+                              ("lockers_done", "lockers_total", "lockers")):
+        if build.get(total):
+            return build.get(done) or 0, build[total], unit
+    return None, None, None
+
+
+def observed_index_builds(status):
+    """{table: (index, phase, done)} of the key builds running, over every stream of a pg_replication_status
+    result (its tables' index_build)."""
+    seen = {}
+    for stream in status.get("streams", []):
+        for t in stream.get("tables", []):
+            build = t.get("index_build")
+            if build:
+                seen[t["table"]] = (build.get("index"), build.get("phase"), index_build_units(build)[0])
+    return seen
+
+
+def index_rates(previous, current, seconds):
+    """Units (blocks, tuples...) per second of each table's key build between two observations of
+    observed_index_builds(); only for a build seen in the same index and phase both times."""
+    rates = {}
+    if not seconds or seconds <= 0:
+        return rates
+    for table, (index, phase, done) in current.items():
+        before = previous.get(table)
+        if before and before[:2] == (index, phase) and done is not None and before[2] is not None:
+            rates[table] = max(0, done - before[2]) / seconds
+    return rates
+
+
+def index_build_line(table, build, rate, keys_left=None):
+    """One printed line of a table's key being built: index, phase, done of total, rate, ETA of the phase."""
+    done, total, unit = index_build_units(build)
+    left = "" if not keys_left else " (%d key(s) of the table left)" % keys_left
+    head = "           %-40s building %s%s: %s" % (table, build.get("index") or "a key", left,
+                                                    build.get("phase") or "starting")
+    if total is None:
+        return "%s, rate - ETA -" % head
+    if unit == "blocks":
+        amount = "%s/%s" % (human_bytes(done * BLOCK_SIZE), human_bytes(total * BLOCK_SIZE))
+        speed = "%s/s" % human_bytes(rate * BLOCK_SIZE) if rate is not None else "-"
+    else:
+        amount = "{:,}/{:,} {}".format(done, total, unit)
+        speed = "{:,.0f} {}/s".format(rate, unit) if rate is not None else "-"
+    eta = (total - done) / rate if rate and rate > 0 and done < total else (0 if done >= total else None)
+    return "%s %5.1f%% %s %s ETA %s" % (head, 100.0 * done / total, amount, speed, human_seconds(eta))
+
+
+def lines(status, elapsed, rates, plan_estimates, max_tables=8, index_speeds=None):
+    """The lines printed at each poll: one per stream, then the tables being copied, then the keys being built
+    (index_speeds: index_rates())."""
     out = []
     for s in status.get("streams", []):
         load = s.get("load") or {}
@@ -88,9 +149,13 @@ def lines(status, elapsed, rates, plan_estimates, max_tables=8):
                 human_bytes(t.get("bytes")), "{:,.0f}".format(rows_rate), human_bytes(bytes_rate), human_seconds(eta)))
         if len(copying) > max_tables:
             out.append("           ... and %d more table(s) copying" % (len(copying) - max_tables))
-        indexing = [t["table"] for t in s.get("tables", []) if t.get("state") == "indexing"]
-        if indexing:
-            out.append("           building the key(s) of %s (dropped for the copy)" % ", ".join(indexing[:max_tables]))
+        indexing = [t for t in s.get("tables", []) if t.get("state") == "indexing"]
+        waiting = [t["table"] for t in indexing if not t.get("index_build")]
+        for t in [t for t in indexing if t.get("index_build")][:max_tables]:
+            out.append(index_build_line(t["table"], t["index_build"], (index_speeds or {}).get(t["table"]),
+                                        t.get("keys_pending")))
+        if waiting:
+            out.append("           key(s) dropped for the copy, to build: %s" % ", ".join(waiting[:max_tables]))
         if s.get("state") == "error":
             out.append("           ERROR: %s" % s.get("message"))
     if not status.get("streams"):
@@ -143,6 +208,51 @@ def async_job_status(path):
     elif "finished" not in data:
         data["finished"] = False
     return data
+
+
+def removal_progress(total, done, elapsed, doing, retained_bytes=None, wait_left=None):
+    """The progress file of a stream being removed (pg_native_stream state=absent; job_progress prints it):
+    steps done of how many, steps/s, an ETA, and what it waits for. retained_bytes: the WAL its slot holds on the
+    source (freed by the slot's drop); wait_left: seconds until the WAL sender it waits for is terminated, the
+    longest that wait can take (the ETA then counts it rather than a rate)."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    left = max(0, total - done)
+    if wait_left is not None:
+        eta = max(0.0, wait_left) + (max(0, left - 1) / rate if rate > 0 else 0.0)
+    else:
+        eta = left / rate if rate > 0 else (0.0 if not left else None)
+    phase = doing
+    if retained_bytes is not None:
+        phase += "; the slot holds %s of WAL on the source" % human_bytes(retained_bytes)
+    return dict(unit="steps", rows=done, rows_expected=total, rows_per_second=round(rate, 2),
+                eta_seconds=None if eta is None else round(eta, 1),
+                percent=round(100.0 * done / total, 1) if total else 100.0, phase=phase)
+
+
+class ProgressFile:
+    """A progress file job_progress reads, rewritten at most once a second and at once when asked (no file
+    without a path). Thread-safe."""
+
+    SECONDS = 1.0
+
+    def __init__(self, path):
+        self.path = path
+        self.written = 0.0
+        self.lock = threading.Lock()
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+    def write(self, data, force=False):
+        if not self.path:
+            return
+        with self.lock:
+            if not force and time.monotonic() - self.written < self.SECONDS:
+                return
+            self.written = time.monotonic()
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as handle:
+                json.dump(data, handle)
+            os.replace(tmp, self.path)
 
 
 LOCAL_TRANSPORTS = ("local", "ansible.builtin.local", "ansible.legacy.local")

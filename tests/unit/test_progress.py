@@ -62,3 +62,69 @@ def test_csv_rows_and_estimates():
     assert progress.csv_rows(status, 12.34) == [[12.3, "pgshift_m_s1", "copying", 10, 0.5, None, 3, 4, 100.0]]
     plan = dict(streams=[dict(tables=[dict(qualified="public.a", rows=7, bytes=8)])])
     assert progress.estimates(plan) == {"public.a": dict(rows=7, bytes=8)}
+
+
+def test_index_build_units_follow_the_phase():
+    assert progress.index_build_units(dict(blocks_total=100, blocks_done=40, tuples_total=0)) == (40, 100, "blocks")
+    assert progress.index_build_units(dict(blocks_total=0, tuples_total=500, tuples_done=None)) == (0, 500, "tuples")
+    assert progress.index_build_units(dict(phase="building index: sorting live tuples")) == (None, None, None)
+
+
+def test_index_rates_only_within_one_index_and_phase():
+    scan = "building index: scanning table"
+    before = {"public.a": ("a_pkey", scan, 100), "public.b": ("b_pkey", scan, 900)}
+    after = {"public.a": ("a_pkey", scan, 600), "public.b": ("b_pkey", "building index: loading tuples in tree", 10),
+             "public.c": ("c_pkey", scan, 5)}
+    assert progress.index_rates(before, after, 5.0) == {"public.a": 100.0}
+    assert progress.index_rates(before, after, 0) == {}
+
+
+def test_lines_show_each_key_build_with_rate_and_eta():
+    build = dict(index="big_pkey", phase="building index: scanning table", blocks_total=1000, blocks_done=250)
+    status = dict(streams=[stream(tables=[
+        dict(table="public.big", state="indexing", keys_pending=2, index_build=build),
+        dict(table="public.next", state="indexing", keys_pending=1, index_build=None)])])
+    out = progress.lines(status, 10, {}, {}, index_speeds={"public.big": 50.0})
+    line = [x for x in out if "public.big" in x][0]
+    assert "building big_pkey (2 key(s) of the table left): building index: scanning table" in line
+    # 750 blocks left at 50 blocks/s; 50 blocks of 8 KiB a second (human_bytes counts in 1024s)
+    assert " 25.0% 2.0 MB/7.8 MB 400.0 kB/s ETA 0:00:15" in line, line
+    assert out[-1].strip() == "key(s) dropped for the copy, to build: public.next"
+    # the first look at a build has no rate yet: said, not made up
+    first = progress.lines(status, 0, {}, {})
+    assert "ETA -" in [x for x in first if "public.big" in x][0]
+
+
+def test_an_index_build_line_in_tuples_and_in_a_phase_without_counts():
+    line = progress.index_build_line("public.t", dict(index="t_pkey", phase="building index: loading tuples in tree",
+                                                      tuples_total=10000, tuples_done=4000), 2000.0)
+    assert "40.0% 4,000/10,000 tuples 2,000 tuples/s ETA 0:00:03" in line
+    line = progress.index_build_line("public.t", dict(index="t_pkey", phase="building index: sorting live tuples"),
+                                     None)
+    assert line.endswith("building t_pkey: building index: sorting live tuples, rate - ETA -")
+
+
+def test_removal_progress_counts_steps_and_the_wait_for_a_wal_sender():
+    waiting = progress.removal_progress(5, 3, 6.0, "waiting for the WAL sender (pid 42) of slot s1 to stop",
+                                        retained_bytes=3 * 1024 ** 3, wait_left=20.0)
+    # 3 steps in 6 s: 0.5 steps/s; the wait (20 s at most) then one more step at that rate
+    assert waiting == dict(unit="steps", rows=3, rows_expected=5, rows_per_second=0.5, eta_seconds=22.0, percent=60.0,
+                           phase="waiting for the WAL sender (pid 42) of slot s1 to stop; the slot holds 3.0 GB of "
+                                 "WAL on the source")
+    assert progress.removal_progress(4, 2, 2.0, "slot drop of s1")["eta_seconds"] == 2.0
+    assert progress.removal_progress(4, 0, 0.0, "subscription disable of s1")["eta_seconds"] is None
+    done = progress.removal_progress(4, 4, 2.0, "s1 removed")
+    assert done["eta_seconds"] == 0.0 and done["percent"] == 100.0
+    assert progress.removal_progress(0, 0, 0.1, "s1: nothing to remove")["percent"] == 100.0
+
+
+def test_progress_file_is_written_whole_and_not_too_often(tmp_path):
+    path = tmp_path / "sub" / "p.json"
+    f = progress.ProgressFile(str(path))
+    f.SECONDS = 3600  # (no clock in the test: the next unforced write comes "too soon")
+    f.write(dict(rows=1), force=True)
+    f.write(dict(rows=2))  # too soon: skipped
+    assert path.read_text() == '{"rows": 1}'
+    f.write(dict(rows=3), force=True)
+    assert path.read_text() == '{"rows": 3}'
+    progress.ProgressFile(None).write(dict(rows=1), force=True)  # no path, no file

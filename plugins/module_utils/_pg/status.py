@@ -20,6 +20,14 @@ from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect, postgres_argument_spec
 
 TARGET = "target_"
+# The index builds running in this database (PostgreSQL 12+), one per table: phase and how far it is.
+INDEX_BUILDS_SQL = ("SELECT DISTINCT ON (p.relid) n.nspname, c.relname, i.relname AS index, p.pid, p.phase, "
+                    "p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done, p.partitions_total, "
+                    "p.partitions_done, p.lockers_total, p.lockers_done FROM pg_stat_progress_create_index p "
+                    "JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "LEFT JOIN pg_class i ON i.oid = p.index_relid "
+                    "WHERE p.datid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "ORDER BY p.relid, p.pid")
 
 
 def argument_spec():
@@ -97,13 +105,19 @@ class Status:
         progress = loader.read_progress(conn, prefix=self.prefix)
         keys = {}
         for key in loader.deferred_keys(conn, prefix=self.prefix):
-            keys.setdefault(key["stream"], set()).add(key["table"])
+            per_table = keys.setdefault(key["stream"], {})
+            per_table[key["table"]] = per_table.get(key["table"], 0) + 1
+        builds = {}
+        if keys:  # the keys being built again after the copy, as pg_stat_progress_create_index shows them
+            for b in _rows(conn, INDEX_BUILDS_SQL):
+                builds[native.qualified(b.pop("nspname"), b.pop("relname"))] = b
         apply_workers = {}
         for w in workers:
             if w["relid"] is None and not w["leader_pid"] and w["worker_type"] in (None, "apply"):
                 apply_workers[w["subname"]] = w
         return dict(subs=dict((r["subname"], r) for r in subs), apply=apply_workers,
-                    stats=dict((r["subname"], r) for r in stats), rels=rels, progress=progress, now=now, keys=keys)
+                    stats=dict((r["subname"], r) for r in stats), rels=rels, progress=progress, now=now, keys=keys,
+                    builds=builds)
 
     def stream(self, name, src, tgt):
         p = self.p
@@ -126,8 +140,12 @@ class Status:
                             if worker and worker["receipt_age"] is not None else None,
                             apply_error_count=stat.get("apply_error_count"),
                             sync_error_count=stat.get("sync_error_count"))
-        keys_pending = tgt["keys"].get(name, set())
+        keys_pending = tgt["keys"].get(name, {})
         tables = self.tables(name, units, tgt["rels"], bool(sub and sub["subenabled"]), sub is not None, keys_pending)
+        for t in tables:
+            if t["table"] in keys_pending:  # dropped for the copy, not built again yet (or being built)
+                t["keys_pending"] = keys_pending.get(t["table"], 0)
+                t["index_build"] = tgt.get("builds", {}).get(t["table"])
         obs = dict(name=name, publication=name in src["pubs"], slot=slot, subscription=sub_info,
                    table_states=[t["state"] for t in tables], load=load, keys_pending=len(keys_pending))
         state, message = native.classify_stream(obs)

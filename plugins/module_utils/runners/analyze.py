@@ -10,7 +10,6 @@ over `parallel` connections, biggest first, each parent after its descendants.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -19,12 +18,12 @@ import threading
 import time
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import analyze, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils.progress import ProgressFile
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import stats, tools
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
     connect, postgres_argument_spec, scrub)
 
 SOURCE = "source_"
-PROGRESS_SECONDS = 1.0
 
 
 class AnalyzeError(Exception):
@@ -58,30 +57,6 @@ def option_problems(p):
                         "options)")
     problems.extend(scope.filter_problems(scope.filters_from(p)))
     return problems
-
-
-class ProgressFile:
-    """The progress file (analyze.progress()), rewritten at most once a second and at once when asked.
-    Thread-safe."""
-
-    def __init__(self, path):
-        self.path = path
-        self.written = 0.0
-        self.lock = threading.Lock()
-        if path:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-
-    def write(self, data, force=False):
-        if not self.path:
-            return
-        with self.lock:
-            if not force and time.monotonic() - self.written < PROGRESS_SECONDS:
-                return
-            self.written = time.monotonic()
-            tmp = self.path + ".tmp"
-            with open(tmp, "w") as handle:
-                json.dump(data, handle)
-            os.replace(tmp, self.path)
 
 
 class Analyze:
