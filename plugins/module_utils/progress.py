@@ -210,11 +210,11 @@ def async_job_status(path):
     return data
 
 
-def removal_progress(total, done, elapsed, doing, retained_bytes=None, wait_left=None):
-    """The progress file of a stream being removed (pg_native_stream state=absent; job_progress prints it):
-    steps done of how many, steps/s, an ETA, and what it waits for. retained_bytes: the WAL its slot holds on the
-    source (freed by the slot's drop); wait_left: seconds until the WAL sender it waits for is terminated, the
-    longest that wait can take (the ETA then counts it rather than a rate)."""
+def steps_progress(total, done, elapsed, doing, retained_bytes=None, wait_left=None):
+    """The progress file of a run made of steps (a stream removed by pg_native_stream state=absent, the cutover's
+    step machine; job_progress prints it): steps done of how many, steps/s, an ETA, and what it does or waits for.
+    retained_bytes: the WAL a slot being dropped holds; wait_left: seconds the current wait can last at most (until
+    a WAL sender is terminated, a stream given up): the ETA then counts it rather than a rate."""
     rate = done / elapsed if elapsed > 0 else 0.0
     left = max(0, total - done)
     if wait_left is not None:

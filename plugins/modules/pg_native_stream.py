@@ -126,6 +126,12 @@ options:
       - With O(state=absent), seconds to wait for the slot's WAL sender to stop before terminating it.
     type: int
     default: 30
+  progress_file:
+    description:
+      - With O(state=absent), a JSON file rewritten while the stream is removed (steps done, steps per second,
+        ETA, what it waits for and how much WAL the slot holds), for M(pgshift.aurora.job_progress) when the
+        module runs in the background. Never holds a password.
+    type: path
   source_replication_user:
     description:
       - The user the subscription connects to the source as (the migration user, with the REPLICATION
@@ -276,7 +282,7 @@ try:
 except ImportError:  # reported in main() through PSYCOPG_IMPORT_ERROR
     pg_errors = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import native, progress
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
     PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
@@ -297,6 +303,7 @@ def argument_spec():
         copy=dict(type="bool", default=True),
         parallel=dict(type="int", default=2),
         slot_release_timeout=dict(type="int", default=30),
+        progress_file=dict(type="path"),
         keys_after_copy=dict(type="bool", default=True),
         keys_after_copy_min_bytes=dict(type="int", default=64 * 1024 * 1024, no_log=False),
         maintenance_work_mem=dict(type="str", default="256MB"),
@@ -333,6 +340,8 @@ class Stream:
         self.name = None
         self.load = {}
         self.slot_info = {}
+        self.progress = None  # the removal's progress file (state=absent with progress_file)
+        self.removal_steps, self.removal_started = [], time.monotonic()
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -371,10 +380,11 @@ class Stream:
         else:
             obs["publication"] = None
         slot = src.execute(
-            "SELECT plugin, database, confirmed_flush_lsn::text, active_pid, slot_type FROM pg_replication_slots "
+            "SELECT plugin, database, confirmed_flush_lsn::text, active_pid, slot_type, "
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots "
             "WHERE slot_name = %s", (name,)).fetchone()
         obs["slot"] = None if slot is None else dict(plugin=slot[0], database=slot[1], confirmed_flush_lsn=slot[2],
-                                                     active_pid=slot[3], slot_type=slot[4])
+                                                     active_pid=slot[3], slot_type=slot[4], retained_bytes=slot[5])
         app = native.load_application_name(name)
         obs["loading_pids"] = [r[0] for r in src.execute(
             "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid() ORDER BY pid",
@@ -702,11 +712,23 @@ class Stream:
 
     # --- absent ------------------------------------------------------------------------------
 
+    def removal(self, done, doing, retained_bytes=None, wait_left=None, force=True):
+        """Rewrite the progress file of the removal (progress.steps_progress)."""
+        if self.progress is not None:
+            self.progress.write(progress.steps_progress(len(self.removal_steps), done,
+                                                          time.monotonic() - self.removal_started, doing,
+                                                          retained_bytes, wait_left), force=force)
+
     def absent(self):
         obs = self.observe()
         steps = native.absent_steps(obs)
         before = self.summary(obs)
-        for step in steps:
+        self.removal_steps, self.removal_started = steps, time.monotonic()
+        if not self.check and self.p["progress_file"]:
+            self.progress = progress.ProgressFile(self.p["progress_file"])
+        for done, step in enumerate(steps):
+            self.removal(done, "%s of %s" % (step.replace("_", " "), self.name),
+                         (obs.get("slot") or {}).get("retained_bytes") if step == "slot_drop" else None)
             if step == "subscription_disable":
                 self.run_sql(self.tgt, native.alter_subscription(self.name, "DISABLE"))
             elif step == "subscription_detach":
@@ -723,6 +745,7 @@ class Stream:
                 self.queries.append("DELETE FROM pgshift.load_progress WHERE stream = '%s'" % self.name)
                 if not self.check:
                     loader.clear_progress(self.tgt, self.name)
+        self.removal(len(steps), "%s removed" % self.name if steps else "%s: nothing to remove" % self.name)
         result = dict(changed=bool(steps), stream=self.name, steps=steps, restarted=False, restart_reason="",
                       publication=dict(tables_added=[], tables_removed=before["publication"] or []),
                       slot=dict(name=self.name, created=False), load={},
@@ -748,12 +771,16 @@ class Stream:
             return
         deadline = time.time() + max(self.p["slot_release_timeout"], 0)
         terminated = False
+        done = self.removal_steps.index("slot_drop") if "slot_drop" in self.removal_steps else 0
         while True:
-            row = self.src.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
-                                   (self.name,)).fetchone()
+            row = self.src.execute("SELECT active_pid, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+                                   "FROM pg_replication_slots WHERE slot_name = %s", (self.name,)).fetchone()
             if row is None:
                 return
             if row[0] is not None:
+                self.removal(done, "waiting for the WAL sender (pid %d) of slot %s to stop%s" % (
+                    row[0], self.name, ", terminated" if terminated else
+                    " (terminated after slot_release_timeout)"), row[1], deadline - time.time(), force=False)
                 if time.time() < deadline:
                     time.sleep(0.2)
                     continue

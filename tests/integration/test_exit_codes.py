@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 
 import psycopg
 import pytest
@@ -416,3 +417,7 @@ def test_cleanup_that_removed_everything_exits_zero(replicating):
     assert report["status"] == "removed" and report["error"] is None, report
     assert report["removed"] == ["pgshift_%s_s1" % env.migration] and report["left"] == []
     assert env.subscription_enabled() == []
+    # The removal ran in the background, its progress printed: steps done, steps/s, ETA, what it did.
+    stream = "pgshift_%s_s1" % env.migration
+    assert re.search(r"\] remove %s: \d+/\d+ steps +100\.0%% [\d,.]+ steps/s ETA 0:00:00 %s removed" % (
+        stream, stream), " ".join(out.split())), out[-6000:]

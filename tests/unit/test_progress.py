@@ -104,18 +104,18 @@ def test_an_index_build_line_in_tuples_and_in_a_phase_without_counts():
     assert line.endswith("building t_pkey: building index: sorting live tuples, rate - ETA -")
 
 
-def test_removal_progress_counts_steps_and_the_wait_for_a_wal_sender():
-    waiting = progress.removal_progress(5, 3, 6.0, "waiting for the WAL sender (pid 42) of slot s1 to stop",
+def test_steps_progress_counts_steps_and_the_wait_for_a_wal_sender():
+    waiting = progress.steps_progress(5, 3, 6.0, "waiting for the WAL sender (pid 42) of slot s1 to stop",
                                         retained_bytes=3 * 1024 ** 3, wait_left=20.0)
     # 3 steps in 6 s: 0.5 steps/s; the wait (20 s at most) then one more step at that rate
     assert waiting == dict(unit="steps", rows=3, rows_expected=5, rows_per_second=0.5, eta_seconds=22.0, percent=60.0,
                            phase="waiting for the WAL sender (pid 42) of slot s1 to stop; the slot holds 3.0 GB of "
                                  "WAL on the source")
-    assert progress.removal_progress(4, 2, 2.0, "slot drop of s1")["eta_seconds"] == 2.0
-    assert progress.removal_progress(4, 0, 0.0, "subscription disable of s1")["eta_seconds"] is None
-    done = progress.removal_progress(4, 4, 2.0, "s1 removed")
+    assert progress.steps_progress(4, 2, 2.0, "slot drop of s1")["eta_seconds"] == 2.0
+    assert progress.steps_progress(4, 0, 0.0, "subscription disable of s1")["eta_seconds"] is None
+    done = progress.steps_progress(4, 4, 2.0, "s1 removed")
     assert done["eta_seconds"] == 0.0 and done["percent"] == 100.0
-    assert progress.removal_progress(0, 0, 0.1, "s1: nothing to remove")["percent"] == 100.0
+    assert progress.steps_progress(0, 0, 0.1, "s1: nothing to remove")["percent"] == 100.0
 
 
 def test_progress_file_is_written_whole_and_not_too_often(tmp_path):
