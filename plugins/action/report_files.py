@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.pgshift.aurora.plugins.plugin_utils import report_render
+
 ARGUMENT_SPEC = dict(
     dir=dict(type="path", required=True),
     files=dict(type="list", elements="dict", required=True, options=dict(
@@ -28,6 +30,7 @@ ARGUMENT_SPEC = dict(
     )),
     mode=dict(type="raw", default="0644"),
     dir_mode=dict(type="raw", default="0755"),
+    index=dict(type="bool", default=True),
 )
 
 
@@ -182,6 +185,40 @@ def write_reports(directory, files, mode=0o644, dir_mode=0o755, check_mode=False
     return dict(dir=directory, files=paths, written=written, created_dirs=created)
 
 
+def write_index(directory, inventory=None, mode=0o644, dir_mode=0o755, check_mode=False):
+    """Rebuild directory/index.html and runbook.md from the reports in it, and keep rehearsal.json in
+    directory/rehearsals/ when it is a rehearsal not kept yet. Returns the paths written (or that would be)."""
+    directory = os.path.abspath(directory)
+    if check_mode and not os.path.isdir(directory):
+        return []
+    try:
+        pages, keep = report_render.render(directory, inventory)
+    except report_render.RenderError as exc:
+        raise ReportError(str(exc)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError("cannot read the reports in %s to build index.html: %s" % (directory, exc)) from None
+    written = []
+    if keep is not None:
+        history = os.path.join(directory, report_render.ri.HISTORY_DIR)
+        try:
+            make_dir(history, dir_mode, check_mode)
+            if write_file(os.path.join(history, keep[0]), keep[1], mode, check_mode):
+                written.append(os.path.join(history, keep[0]))
+        except OSError as exc:
+            raise ReportError("cannot keep the rehearsal in %s: %s" % (history, exc)) from None
+    written += write_reports(directory, sorted(pages.items()), mode=mode, dir_mode=dir_mode,
+                             check_mode=check_mode)["written"]
+    return written
+
+
+def inventory_text(task_vars):
+    """The inventory source(s) the play runs with, for the runbook's commands (None when unknown)."""
+    sources = (task_vars or {}).get("ansible_inventory_sources")
+    if isinstance(sources, (list, tuple)) and sources:
+        return " -i ".join(str(s) for s in sources)
+    return None
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
@@ -205,6 +242,10 @@ class ActionModule(ActionBase):
             dir_mode = parse_mode(args["dir_mode"], "dir_mode")
             written = write_reports(args["dir"], files, mode=mode, dir_mode=dir_mode,
                                     check_mode=bool(self._task.check_mode))
+            # The migration report: rebuilt from every phase's JSON present, after each phase's report.
+            if args["index"]:
+                written["index"] = write_index(args["dir"], inventory_text(task_vars), mode=mode, dir_mode=dir_mode,
+                                               check_mode=bool(self._task.check_mode))
         except ReportError as exc:
             raise AnsibleActionFail(str(exc)) from None
         result.update(written)

@@ -61,6 +61,16 @@ options:
       - The permissions of the directories it creates; existing directories are left as they are.
     type: raw
     default: "0755"
+  index:
+    description:
+      - After writing O(files), rebuild the migration report of O(dir) from every phase's JSON report in it
+        (C(index.html), self-contained, with its figures, and C(runbook.md), the night's plan), and keep a
+        rehearsal's C(rehearsal.json) in O(dir)/C(rehearsals/) as C(rehearsal-<UTC start>-<run id>.json).
+      - Needs matplotlib on the controller; without it the task fails saying what to install (the files are
+        written first).
+      - With O(files=[]) the task only rebuilds the report.
+    type: bool
+    default: true
 notes:
   - Runs in the controller (an action plugin) and writes the files on the controller, whatever the task's
     connection; meant for plays on C(localhost) with the local connection, as every phase play is.
@@ -88,6 +98,11 @@ EXAMPLES = r"""
       - name: plan.json
         content: "{{ plan | to_nice_json }}\n"
     mode: "0600"
+
+- name: Rebuild index.html and runbook.md only (a module wrote its report itself)
+  pgshift.aurora.report_files:
+    dir: "{{ report_dir }}"
+    files: []
 """
 
 RETURN = r"""
@@ -114,4 +129,11 @@ created_dirs:
   type: list
   elements: path
   sample: []
+index:
+  description:
+    - The files the report rebuild wrote (in check mode, would write), when O(index=true); none when unchanged.
+  returned: when O(index=true)
+  type: list
+  elements: path
+  sample: [/home/dba/migration/reports/index.html, /home/dba/migration/reports/runbook.md]
 """
