@@ -133,3 +133,9 @@ echo "reports: reports/lab/ (assessment, preparation, schema, plan, replication,
 echo
 echo "The lab is still up, the load writing to the target through PgBouncer: 'make lab-down' removes it"
 echo "(or roll back first: ansible-playbook -i $inv pgshift.aurora.rollback)."
+echo
+if [ ! -f reports/lab/index.html ]; then
+    echo "reports/lab/index.html is missing: the phases' report_files tasks did not build it (see their output)" >&2
+    exit 1
+fi
+echo "migration report: $PWD/reports/lab/index.html (the night's plan: $PWD/reports/lab/runbook.md)"

@@ -222,7 +222,7 @@ def gantt_figure(chart, name):
     ax.set_xlim(0, end * 1.12)
     ax.set_xlabel("seconds since the start of the run")
     if chart["pause"]:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper right")
     return svg(fig, name)
 
 
@@ -237,10 +237,10 @@ def history_figure(hist):
         values = [ri._num(r["steps"].get(step)) for r in rows]
         left.bar(x, values, bottom=bottom, color=COLORS[j % len(COLORS)], label=str(step), width=0.6)
         bottom = [b + v for b, v in zip(bottom, values)]
-    left.plot(x, [ri._num(r["write_pause"]) for r in rows], color="#d62728", marker="D", linestyle="-",
-              label="write pause")
-    left.plot(x, [ri._num(r["barrier"]) for r in rows], color="black", marker="v", linestyle=":",
-              label="barrier wait")
+    left.plot(x, [ri._num(r["write_pause"]) for r in rows], color="black", marker="D", linestyle="-",
+              label="write pause", zorder=5)
+    left.plot(x, [ri._num(r["barrier"]) for r in rows], color="#555555", marker="v", linestyle=":",
+              label="barrier wait", zorder=5)
     left.set_xticks(x, labels, fontsize=7)
     left.set_ylabel("seconds")
     left.set_title("step durations per rehearsal", fontsize=9)
