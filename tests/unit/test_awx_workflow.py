@@ -294,3 +294,17 @@ def test_with_every_setting_it_reaches_the_controller_and_shows_no_secret(tmp_pa
     assert "Missing secret" not in out
     for value in secrets.values():
         assert value not in out
+
+
+def test_the_synced_inventory_reads_the_injected_variables(data):
+    """The inventory source's file is in the repository and its vars read every variable the credential types
+    inject (the inventory is inventories/awx_example, written against the same contract)."""
+    path = os.path.join(ROOT, data["pgshift_awx_inventory_source_path"])
+    assert os.path.isfile(path), path
+    read = set()
+    for top, _dirs, files in os.walk(os.path.dirname(path)):
+        for name in files:
+            if name.endswith((".yml", ".yaml")):
+                with open(os.path.join(top, name), encoding="utf-8") as f:
+                    read.update(re.findall(r"lookup\(\s*'ansible\.builtin\.env'\s*,\s*'(PGSHIFT_\w+)'", f.read()))
+    assert CONTRACT_ENV <= read, "not read by the inventory: %s" % sorted(CONTRACT_ENV - read)
