@@ -200,6 +200,12 @@ options:
       O(mode=resume_reverse)).
     type: float
     default: 30
+  progress_file:
+    description:
+      - With O(mode=run), a JSON file rewritten as the step machine runs (steps done of how many, steps per second,
+        ETA, the step running, and what the return stream's setup waits for and for how long at most), for
+        M(pgshift.aurora.job_progress) when the module runs in the background. Never holds a password.
+    type: path
   sequence_gap:
     description: Added to the source's next value and to the columns' maximum when setting sequences on the new side.
     type: int
@@ -508,7 +514,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import analyze
 from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, native, replication_conn, role_secrets
-from ansible_collections.pgshift.aurora.plugins.module_utils import pgbouncer_conf
+from ansible_collections.pgshift.aurora.plugins.module_utils import pgbouncer_conf, progress
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import pgbouncer as bouncer
@@ -554,6 +560,7 @@ def argument_spec():
         return_path_requirement=dict(type="str", choices=list(cutover.RETURN_PATH_REQUIREMENTS), default="required"),
         return_path_max_age=dict(type="int", default=0),
         return_path_timeout=dict(type="float", default=30),
+        progress_file=dict(type="path"),
         sequence_gap=dict(type="int", default=1000),
         verify_tables=dict(type="int", default=5),
         verify_max_rows=dict(type="int", default=500000),
@@ -890,7 +897,35 @@ class Cutover:
     def return_path(self):
         connection, password = self.reverse_peer()
         return return_path_runner.ReturnPath(self.conn("source"), self.conn("target"), self.reverse_name, connection,
-                                             password, self.q, timeout=self.p["return_path_timeout"])
+                                             password, self.q, timeout=self.p["return_path_timeout"],
+                                             on_wait=self.return_path_waiting)
+
+    # --- progress (progress_file) ----------------------------------------------------------------
+
+    def show_progress(self, doing, done=None, wait_left=None, force=True):
+        """Rewrite the progress file: steps done of the plan, steps/s, ETA, what runs or is waited for."""
+        track = getattr(self, "tracking", None)
+        if track is None:
+            return
+        if done is not None:
+            track["done"] = done
+        track["file"].write(progress.steps_progress(len(track["steps"]), track["done"], time.monotonic() - track["start"],
+                                                    scrub(doing, self.secrets), wait_left=wait_left), force=force)
+
+    def tracked(self, steps, actions):
+        """The actions, each announcing its step in the progress file before it runs."""
+        def announce(index, step, action):
+            def run(machine):
+                self.show_progress("step %d/%d: %s" % (index + 1, len(steps), step), done=index)
+                return action(machine)
+            return run
+        return dict((step, announce(steps.index(step), step, action) if step in steps else action)
+                    for step, action in actions.items())
+
+    def return_path_waiting(self, problems, left):
+        """ReturnPath's wait: what the return stream still lacks, and how long it may still take."""
+        self.show_progress("return stream %s: waiting until it streams (%s)" % (
+            self.reverse_name, "; ".join(problems) or "checking"), wait_left=left, force=False)
 
     def return_path_gate(self):
         """The preflight's check of the last rehearsal's proof of the way back (cutover.return_path_gate)."""
@@ -1570,12 +1605,19 @@ class Cutover:
         actions = dict((step, getattr(self, "step_" + step)) for step in cutover.STEPS)
         actions.update(preflight=self.before_freeze, switch=self.switch_then_close_freeze)
         undo = dict(freeze=self.undo_freeze, return_path=self.undo_return_path)
-        machine = cutover.Machine(cutover.plan_steps(p["rehearsal"]), actions, undo=undo, hooks=hooks,
+        steps = cutover.plan_steps(p["rehearsal"])
+        if p["progress_file"]:
+            self.tracking = dict(file=progress.ProgressFile(p["progress_file"]), steps=steps, done=0,
+                                 start=time.monotonic())
+            actions = self.tracked(steps, actions)
+        machine = cutover.Machine(steps, actions, undo=undo, hooks=hooks,
                                   freeze_timeout=p["freeze_timeout"], clock=time.monotonic, wallclock=utcnow,
                                   rehearsal=p["rehearsal"], rehearsal_check=self.prove_return_path
                                   if p["rehearsal"] and p["direction"] == "forward" else None)
         self.machine = machine
         result = machine.run()
+        self.show_progress("%s%s" % (result["status"], ": %s" % result["reason"] if result.get("reason") else ""),
+                           done=len(result.get("steps_done") or []))
         serving = self.new if result["status"] in ("switched", "failed_after_switch",
                                                    "switched_without_return_path") else self.old
         report = dict(result, direction=p["direction"], rehearsal=p["rehearsal"], migration=self.migration,

@@ -272,6 +272,9 @@ def test_rehearsal_that_did_its_job_exits_zero(replicating):
     assert all(u["status"] == "ok" for u in report["undone"])
     assert env.subscription_enabled() == [(True,)]
     assert env.reverse_slots() == []
+    # The step machine ran in the background, its progress printed: steps done, steps/s, ETA, how it ended.
+    assert re.search(r"\] rehearsal: \d+/\d+ steps +[\d.]+% [\d,.]+ steps/s ETA \d+:\d\d:\d\d rehearsed",
+                     " ".join(out.split())), out[-6000:]
 
 
 # --------------------------------------------------------------------------------------------

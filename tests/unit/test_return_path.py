@@ -349,3 +349,17 @@ def test_establish_gives_up_after_the_timeout_with_the_problems(monkeypatch):
         rp.establish()
     assert "does not stream after 1 s" in str(err.value) and "no WAL sender on the target" in str(err.value)
     assert err.value.detail["seen_by_target"] is None and err.value.detail["tables"] == 2
+
+
+def test_the_wait_for_the_return_stream_says_what_it_lacks_and_how_long_it_may_still_take():
+    from ansible_collections.pgshift.aurora.plugins.module_utils.runners import return_path
+
+    clock = [0.0]
+    seen = []
+    runner = return_path.ReturnPath(None, None, "pgshift_m_r1", {}, "pw", lambda text: None, timeout=1.0,
+                                    clock=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s),
+                                    on_wait=lambda problems, left: seen.append((problems, round(left, 3))))
+    answers = iter([(False, ["no apply worker"], {}, 2), (False, ["no WAL sender"], {}, 2), (True, [], {}, 2)])
+    runner.check = lambda: next(answers)
+    assert runner.wait_streaming()[0] is True
+    assert seen == [(["no apply worker"], 1.0), (["no WAL sender"], 0.9)]

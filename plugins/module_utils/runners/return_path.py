@@ -34,10 +34,10 @@ def first_line(exc):
 class ReturnPath:
     """source, target: open (autocommit) connections as the admin; connection: cutover.return_path_connection
     of the subscription (the password apart); record(text): where the statements run are shown (with the
-    password masked)."""
+    password masked); on_wait(problems, seconds left): called while it waits for the stream to stream (progress)."""
 
     def __init__(self, source, target, name, connection, password, record, timeout=30.0, clock=time.monotonic,
-                 sleep=time.sleep):
+                 sleep=time.sleep, on_wait=None):
         self.src, self.tgt = source, target
         self.name = name
         self.connection = connection
@@ -46,6 +46,7 @@ class ReturnPath:
         self.timeout = float(timeout)
         self.clock = clock
         self.sleep = sleep
+        self.on_wait = on_wait  # on_wait(problems, seconds left): told at each check while it waits to stream
 
     def conninfo(self, mask=False):
         c = self.connection
@@ -110,6 +111,8 @@ class ReturnPath:
             ok, problems, observed, tables = self.check()
             if ok or self.clock() > deadline:
                 return ok, problems, observed, tables
+            if self.on_wait is not None:
+                self.on_wait(problems, deadline - self.clock())
             self.sleep(0.1)
 
     def establish(self, action="create_subscription"):
