@@ -108,7 +108,7 @@ def index_build_line(table, build, rate, keys_left=None):
     done, total, unit = index_build_units(build)
     left = "" if not keys_left else " (%d key(s) of the table left)" % keys_left
     head = "           %-40s building %s%s: %s" % (table, build.get("index") or "a key", left,
-                                                    build.get("phase") or "starting")
+                                                   build.get("phase") or "starting")
     if total is None:
         return "%s, rate - ETA -" % head
     if unit == "blocks":

@@ -716,8 +716,8 @@ class Stream:
         """Rewrite the progress file of the removal (progress.steps_progress)."""
         if self.progress is not None:
             self.progress.write(progress.steps_progress(len(self.removal_steps), done,
-                                                          time.monotonic() - self.removal_started, doing,
-                                                          retained_bytes, wait_left), force=force)
+                                                        time.monotonic() - self.removal_started, doing,
+                                                        retained_bytes, wait_left), force=force)
 
     def absent(self):
         obs = self.observe()

@@ -106,7 +106,7 @@ def test_an_index_build_line_in_tuples_and_in_a_phase_without_counts():
 
 def test_steps_progress_counts_steps_and_the_wait_for_a_wal_sender():
     waiting = progress.steps_progress(5, 3, 6.0, "waiting for the WAL sender (pid 42) of slot s1 to stop",
-                                        retained_bytes=3 * 1024 ** 3, wait_left=20.0)
+                                      retained_bytes=3 * 1024 ** 3, wait_left=20.0)
     # 3 steps in 6 s: 0.5 steps/s; the wait (20 s at most) then one more step at that rate
     assert waiting == dict(unit="steps", rows=3, rows_expected=5, rows_per_second=0.5, eta_seconds=22.0, percent=60.0,
                            phase="waiting for the WAL sender (pid 42) of slot s1 to stop; the slot holds 3.0 GB of "
