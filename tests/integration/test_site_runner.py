@@ -135,7 +135,20 @@ def test_site_check_then_run_to_validated_then_nothing_to_do(lab):
     assert before == dict(publications=0, slots=0, subscriptions=0, target_tables=0, migration_usage=False,
                           replica_identity="d"), before
 
+    # A no-go stops the run: wrong admin passwords make both sides unassessable (a blocker no phase fixes), so
+    # phase 0 fails and phase 1 never starts.
+    wrong = "not the admin's password"
+    rc, out, recap = run_playbook("playbooks/site.yml", inventory, "-e", json.dumps(dict(db_admin_password=wrong)),
+                                  secrets=SECRETS + (wrong,))
+    assert rc != 0 and recap["failed"] == 1, out[-4000:]
+    out = " ".join(out.split())
+    assert "assess_fail_on=blocker stops the migration here" in out and "connection" in out
+    assert "PLAY [Prepare the source" not in out and "CUTOVER SKIPPED" not in out
+    assert replication_objects() == before
+
     rc, out, recap = playbook(inventory, "playbooks/site.yml", "--check")
+    # The output's long lines are folded: compare the words.
+    out = " ".join(out.split())
     assert "CHECK MODE, every phase shows what it would do and changes nothing" in out
     # Every phase's plan: the deferred blockers, the preparation's statements, the schema it would restore.
     assert "deferred to prepare_source" in out
@@ -153,6 +166,7 @@ def test_site_check_then_run_to_validated_then_nothing_to_do(lab):
     finally:
         playbook(inventory, "playbooks/lab_load.yml", "-e", "lab_load_state=stopped")
     assert recap["failed"] == 0 and recap["changed"] > 0
+    out = " ".join(out.split())
     assert "CAUGHT UP" in out and "CUTOVER SKIPPED" in out
     assert not (reports / "cutover.json").exists()
     validation = json.loads((reports / "validation.json").read_text())
@@ -228,7 +242,11 @@ def test_validate_and_rehearsal_through_ansible_runner(lab, tmp_path):
     runner, private = run_like_awx(tmp_path, lab, "validate", "validate.yml", {})
     assert (runner.status, runner.rc) == ("successful", 0), runner.stdout.read()[-4000:]
     events = assert_no_secret_in_artifacts(private, "validate", SECRETS)
-    assert any(json.load(open(e)).get("event") == "playbook_on_stats" for e in events)
+    kinds = set()
+    for event in events:
+        with open(event, encoding="utf-8") as f:
+            kinds.add(json.load(f).get("event"))
+    assert {"playbook_on_start", "runner_on_ok", "playbook_on_stats"} <= kinds, sorted(kinds)
     assert (private / "artifacts" / "validate" / "status").read_text().strip() == "successful"
     assert (private / "artifacts" / "validate" / "rc").read_text().strip() == "0"
     assert json.loads((tmp_path / "awx-reports" / "validation.json").read_text())["verdict"] == "GO"
