@@ -36,7 +36,7 @@ HISTORY_DIR = "rehearsals"
 HISTORY_PATTERN = re.compile(r"^rehearsal-\d{8}T\d{6}Z(-[A-Za-z0-9]+)?\.json$")
 
 
-def _num(value, default=0.0):
+def num(value, default=0.0):
     """A number from a JSON value, or default when it is not one."""
     if isinstance(value, bool) or value is None:
         return default
@@ -48,7 +48,7 @@ def _num(value, default=0.0):
 
 def human_bytes(value):
     """1536 -> '1.5 KiB'."""
-    value = _num(value)
+    value = num(value)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(value) < 1024 or unit == "TiB":
             return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
@@ -60,7 +60,7 @@ def seconds_text(value):
     """0.0123 -> '0.012 s', 75 -> '1 min 15 s', None -> '-'."""
     if value is None:
         return "-"
-    value = _num(value)
+    value = num(value)
     if value < 60:
         return "%.3g s" % value if value < 10 else "%.1f s" % value
     minutes, seconds = divmod(int(round(value)), 60)
@@ -125,7 +125,7 @@ def plan_section(plan):
             tables.append(dict(stream=s.get("name"), table=t.get("qualified") or t.get("name"), kind=t.get("kind"),
                                rows=t.get("rows"), bytes=t.get("bytes"), split=t.get("split"),
                                primary_key=t.get("primary_key") or []))
-    tables.sort(key=lambda t: (-_num(t["bytes"]), str(t["stream"]), str(t["table"])))
+    tables.sort(key=lambda t: (-num(t["bytes"]), str(t["stream"]), str(t["table"])))
     not_replicated = [dict(table=n.get("qualified") or n.get("name"), reason=n.get("reason"))
                       for n in plan.get("not_replicated") or []]
     return dict(streams=streams, tables=tables, totals=plan.get("totals") or {}, not_replicated=not_replicated,
@@ -142,7 +142,7 @@ def parse_lag_csv(text):
         for field in ("elapsed_seconds", "lag_bytes", "lag_seconds", "retained_bytes", "rows_copied",
                       "bytes_copied", "load_percent"):
             value = raw.get(field)
-            row[field] = None if value in (None, "") else _num(value, None)
+            row[field] = None if value in (None, "") else num(value, None)
         rows.append(row)
     return rows
 
@@ -206,8 +206,8 @@ def load_series(replication, lag_rows):
         name = job.get("stream") or (job.get("item") or {}).get("name")
         if not name or not load:
             continue
-        seconds, rows = _num(load.get("seconds")), _num(load.get("rows"))
-        tables = sorted(((t.get("table"), _num(t.get("seconds")), _num(t.get("rows"))) for t in load.get("tables") or []),
+        seconds, rows = num(load.get("seconds")), num(load.get("rows"))
+        tables = sorted(((t.get("table"), num(t.get("seconds")), num(t.get("rows"))) for t in load.get("tables") or []),
                         key=lambda t: (-t[1], str(t[0])))
         out.append(dict(stream=name, rows=rows, seconds=seconds, workers=load.get("workers"),
                         points=[(0.0, 0.0), (seconds, rows)], polls=polls.get(name, []), tables=tables))
@@ -244,7 +244,7 @@ def step_label(entry):
 def freeze_start(report):
     for e in report.get("timeline") or []:
         if e.get("step") == "freeze" and e.get("kind", "step") == "step":
-            return _num(e.get("at"))
+            return num(e.get("at"))
     return None
 
 
@@ -253,13 +253,13 @@ def gantt(report):
     (from the freeze's start, as long as write_pause_seconds)."""
     if not isinstance(report, dict) or not report.get("timeline"):
         return None
-    bars = [dict(label=step_label(e), step=e.get("step"), start=_num(e.get("at")), seconds=_num(e.get("seconds")),
+    bars = [dict(label=step_label(e), step=e.get("step"), start=num(e.get("at")), seconds=num(e.get("seconds")),
                  kind=e.get("kind") or "step", status=e.get("status") or "", message=e.get("message") or "")
             for e in report["timeline"]]
     pause = None
     start = freeze_start(report)
     if start is not None and report.get("write_pause_seconds") is not None:
-        pause = (start, start + _num(report["write_pause_seconds"]))
+        pause = (start, start + num(report["write_pause_seconds"]))
     return dict(bars=bars, pause=pause, status=report.get("status"), started_at=report.get("started_at"),
                 write_pause_seconds=report.get("write_pause_seconds"), freeze_timeout=report.get("freeze_timeout"),
                 over_budget=report.get("over_budget"), total_seconds=report.get("total_seconds"),
@@ -282,7 +282,7 @@ def history_name(report):
 def _step_seconds(report, step):
     for e in report.get("timeline") or []:
         if e.get("step") == step and e.get("kind", "step") == "step":
-            return _num(e.get("seconds"))
+            return num(e.get("seconds"))
     return None
 
 
@@ -305,7 +305,7 @@ def history(rehearsals):
     ordered = [unique[k] for k in sorted(unique)]
     steps = []
     for r in ordered:
-        for e in sorted(r["timeline"], key=lambda e: _num(e.get("number"), 99)):
+        for e in sorted(r["timeline"], key=lambda e: num(e.get("number"), 99)):
             if e.get("kind", "step") == "step" and e.get("step") not in steps:
                 steps.append(e.get("step"))
     rows = []
@@ -328,11 +328,11 @@ def history_verdict(rows):
     if last["status"] != "rehearsed":
         problems.append("the last rehearsal ended %s" % last["status"])
     pause, budget = last["write_pause"], last["budget"]
-    if last["over_budget"] or (pause is not None and budget is not None and _num(pause) > _num(budget)):
+    if last["over_budget"] or (pause is not None and budget is not None and num(pause) > num(budget)):
         problems.append("its write pause %s is over the budget %s" % (seconds_text(pause), seconds_text(budget)))
-    text = "last rehearsal %s: write pause %s (budget %s)" % (last["started_at"], seconds_text(pause),
-                                                             seconds_text(budget))
-    earlier = [_num(r["write_pause"]) for r in rows[:-1] if r["write_pause"] is not None]
+    text = "last rehearsal %s: write pause %s (budget %s)" % (
+        last["started_at"], seconds_text(pause), seconds_text(budget))
+    earlier = [num(r["write_pause"]) for r in rows[:-1] if r["write_pause"] is not None]
     if earlier and pause is not None:
         text += ", the %d earlier one(s) paused %s to %s" % (len(earlier), seconds_text(min(earlier)),
                                                              seconds_text(max(earlier)))
@@ -359,7 +359,7 @@ def rollback_section(reports, inventory="<inventory>"):
 
 def _clock(seconds):
     """Offset from T0 as T+mm:ss.s (or T+h:mm:ss)."""
-    seconds = max(0.0, _num(seconds))
+    seconds = max(0.0, num(seconds))
     minutes, rest = divmod(seconds, 60)
     if minutes >= 60:
         hours, minutes = divmod(int(minutes), 60)
@@ -400,18 +400,18 @@ def runbook(reports, rehearsals=(), inventory="<inventory>"):
         "ansible-playbook pgshift.aurora.replicate -i %s" % inv, catch_up,
         "replication.json (last catch-up wait)" if catch_up is not None else None,
         "GO only when replication.json says caught_up (now: %s)" % (replication.get("status") if replication else "not run yet"))
-    t += _num(catch_up)
+    t += num(catch_up)
     v_seconds = (validation.get("summary") or {}).get("seconds") if validation else None
     add("Validate: counts, checksums, sequences", "ansible-playbook pgshift.aurora.validate -i %s" % inv, v_seconds,
         "validation.json" if v_seconds is not None else None,
         "GO only on verdict GO (last: %s)" % (validation.get("verdict") if validation else "not run yet"))
-    t += _num(v_seconds)
+    t += num(v_seconds)
     r_total = last.get("total_seconds") if last else None
     add("Rehearse once more (measures the write pause, proves the way back, switches nothing)",
         "ansible-playbook pgshift.aurora.rehearsal -i %s" % inv, r_total,
         "rehearsal %s" % last.get("started_at") if last else None,
         "GO only if status rehearsed and the write pause fits the budget (%s)" % hist["verdict"]["text"])
-    t += _num(r_total)
+    t += num(r_total)
     add("Announce the write pause; the team confirms GO", None, None, None,
         "GO / NO-GO: DBA, application owner, on-call agree")
     add("Cutover starts", "ansible-playbook pgshift.aurora.cutover -i %s" % inv, None, None, None)
@@ -419,8 +419,8 @@ def runbook(reports, rehearsals=(), inventory="<inventory>"):
     for source_name, report in (("last cutover", cutover), ("last rehearsal", last)):
         for e in (report or {}).get("timeline") or []:
             if e.get("kind", "step") == "step":
-                measured[e.get("step")] = (_num(e.get("seconds")), source_name)
-    order = [s for s in CUTOVER_STEPS]
+                measured[e.get("step")] = (num(e.get("seconds")), source_name)
+    order = list(CUTOVER_STEPS)
     for report in (last, cutover):
         for e in (report or {}).get("timeline") or []:
             if e.get("kind", "step") == "step" and e.get("step") not in order:
@@ -441,7 +441,7 @@ def runbook(reports, rehearsals=(), inventory="<inventory>"):
         seconds, source_name = measured.get(step, (None, None))
         add("  %s: %s" % (step, notes.get(step, "step of the machine")), None, seconds, source_name,
             "automatic: the machine undoes what it did and stops" if step in ("preflight", "barrier", "verify") else None)
-        t += _num(seconds)
+        t += num(seconds)
     add("Check the application on the target; validate again",
         "ansible-playbook pgshift.aurora.validate -i %s" % inv, None, None,
         "GO to stay on the target, or NO-GO: roll back now (the commands below)")

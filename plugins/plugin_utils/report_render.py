@@ -143,11 +143,11 @@ def plan_figure(plan):
     fig = _figure(7.5, 0.5 + 0.45 * max(1, len(streams)))
     ax = fig.add_subplot()
     names = [str(s["name"]) for s in streams]
-    sizes = [ri._num(s["bytes"]) / 1048576.0 for s in streams]
+    sizes = [ri.num(s["bytes"]) / 1048576.0 for s in streams]
     y = list(range(len(names)))
     ax.barh(y, sizes, color=[COLORS[i % len(COLORS)] for i in y])
     for i, s in enumerate(streams):
-        ax.text(sizes[i], i, "  %s tables, %s rows" % (s["tables"], "{:,}".format(int(ri._num(s["rows"])))),
+        ax.text(sizes[i], i, "  %s tables, %s rows" % (s["tables"], "{:,}".format(int(ri.num(s["rows"])))),
                 va="center", fontsize=8)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
@@ -205,7 +205,7 @@ def gantt_figure(chart, name):
     bars = chart["bars"]
     fig = _figure(7.5, 0.7 + 0.32 * len(bars))
     ax = fig.add_subplot()
-    end = max([b["start"] + b["seconds"] for b in bars] + [ri._num(chart["total_seconds"]), 0.001])
+    end = max([b["start"] + b["seconds"] for b in bars] + [ri.num(chart["total_seconds"]), 0.001])
     if chart["pause"]:
         start, stop = chart["pause"]
         ax.axvspan(start, stop, color="#d62728", alpha=0.12, label="write pause %s" % ri.seconds_text(stop - start))
@@ -234,18 +234,18 @@ def history_figure(hist):
     x = list(range(len(rows)))
     bottom = [0.0] * len(rows)
     for j, step in enumerate(hist["steps"]):
-        values = [ri._num(r["steps"].get(step)) for r in rows]
+        values = [ri.num(r["steps"].get(step)) for r in rows]
         left.bar(x, values, bottom=bottom, color=COLORS[j % len(COLORS)], label=str(step), width=0.6)
         bottom = [b + v for b, v in zip(bottom, values)]
-    left.plot(x, [ri._num(r["write_pause"]) for r in rows], color="black", marker="D", linestyle="-",
+    left.plot(x, [ri.num(r["write_pause"]) for r in rows], color="black", marker="D", linestyle="-",
               label="write pause", zorder=5)
-    left.plot(x, [ri._num(r["barrier"]) for r in rows], color="#555555", marker="v", linestyle=":",
+    left.plot(x, [ri.num(r["barrier"]) for r in rows], color="#555555", marker="v", linestyle=":",
               label="barrier wait", zorder=5)
     left.set_xticks(x, labels, fontsize=7)
     left.set_ylabel("seconds")
     left.set_title("step durations per rehearsal", fontsize=9)
     left.legend(fontsize=6, ncols=2)
-    right.bar(x, [ri._num(r["lag_at_freeze"]) / 1024.0 for r in rows], color="#8172b2", width=0.6)
+    right.bar(x, [ri.num(r["lag_at_freeze"]) / 1024.0 for r in rows], color="#8172b2", width=0.6)
     right.set_xticks(x, labels, fontsize=7)
     right.set_ylabel("KiB")
     right.set_title("largest stream lag before the freeze", fontsize=9)
@@ -336,10 +336,10 @@ def section_plan(reports):
     t = plan["totals"]
     out = ["<p>Engine %s: %s stream(s), %s table(s), %s rows, %s; estimated load %s.</p>" % (
         e(plan["engine"]), e(t.get("streams", len(plan["streams"]))), e(t.get("tables")),
-        e("{:,}".format(int(ri._num(t.get("rows"))))), e(ri.human_bytes(t.get("bytes"))),
+        e("{:,}".format(int(ri.num(t.get("rows"))))), e(ri.human_bytes(t.get("bytes"))),
         e(ri.seconds_text(t.get("estimated_load_seconds"))))]
     out.append(_table(("stream", "tables", "rows", "size", "estimated load", "writes/s", "share of writes"),
-                      [(s["name"], s["tables"], "{:,}".format(int(ri._num(s["rows"]))), ri.human_bytes(s["bytes"]),
+                      [(s["name"], s["tables"], "{:,}".format(int(ri.num(s["rows"]))), ri.human_bytes(s["bytes"]),
                         ri.seconds_text(s["estimated_load_seconds"]), s["writes_per_second"], s["writes_share"])
                        for s in plan["streams"]], numeric=(1, 2, 3, 4, 5, 6)))
     figs = []
@@ -347,7 +347,7 @@ def section_plan(reports):
         figs.append(_figure_html("plan", plan_figure(plan), "Planned size of each stream."))
     out.append("<details><summary>%d table(s), largest first</summary>" % len(plan["tables"]))
     out.append(_table(("stream", "table", "kind", "rows", "size", "split", "primary key"),
-                      [(t["stream"], t["table"], t["kind"], "{:,}".format(int(ri._num(t["rows"]))),
+                      [(t["stream"], t["table"], t["kind"], "{:,}".format(int(ri.num(t["rows"]))),
                         ri.human_bytes(t["bytes"]), t["split"], ", ".join(str(k) for k in t["primary_key"]) or "none")
                        for t in plan["tables"]], numeric=(3, 4, 5)))
     out.append("</details>")
@@ -407,8 +407,8 @@ def section_validation(reports):
     else:
         out.append("<p>No table differs.</p>")
     if v["skipped"]:
-        out.append("<p>Skipped: %s</p>" % e("; ".join("%s (%s)" % (k.get("table"), k.get("reason"))
-                                                       for k in v["skipped"])))
+        skipped = "; ".join("%s (%s)" % (k.get("table"), k.get("reason")) for k in v["skipped"])
+        out.append("<p>Skipped: %s</p>" % e(skipped))
     return out
 
 

@@ -54,8 +54,8 @@ def test_assessment_section_keeps_each_finding_with_its_fix(reports):
     section = ri.assessment_section(a)
     assert section["blockers"] == [dict(id="no_primary_key", severity="blocker", object='"eu.west ""archive"""."t"',
                                         side="source", detail="no key", fix="add one")]
-    assert [w["id"] for w in section["warnings"]] == ["inheritance_children", "inheritance_children",
-                                                       "max_slot_wal_keep_size"]
+    assert [w["id"] for w in section["warnings"]] == [
+        "inheritance_children", "inheritance_children", "max_slot_wal_keep_size"]
     assert section["warnings"][2]["fix"].startswith("cap it below")
     assert ri.assessment_section(None) is None
 
