@@ -31,7 +31,7 @@ unit: bootstrap
 	$(PYTEST) tests/unit
 
 integration: bootstrap
-	$(PYTEST) tests/integration
+	$(PYTEST) tests/integration -n 2 --dist loadfile
 
 molecule: bootstrap
 	./tools/molecule.sh
