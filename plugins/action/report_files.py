@@ -242,12 +242,18 @@ class ActionModule(ActionBase):
             dir_mode = parse_mode(args["dir_mode"], "dir_mode")
             written = write_reports(args["dir"], files, mode=mode, dir_mode=dir_mode,
                                     check_mode=bool(self._task.check_mode))
-            # The migration report: rebuilt from every phase's JSON present, after each phase's report.
-            if args["index"]:
-                written["index"] = write_index(args["dir"], inventory_text(task_vars), mode=mode, dir_mode=dir_mode,
-                                               check_mode=bool(self._task.check_mode))
         except ReportError as exc:
             raise AnsibleActionFail(str(exc)) from None
+        # The migration report: rebuilt from every phase's JSON present, after each phase's report. The phase's own
+        # report is written by then; a migration report that cannot be built (matplotlib missing, a report it cannot
+        # read) is a warning with what to do, never the phase's failure: a cutover that switched did switch.
+        if args["index"]:
+            try:
+                written["index"] = write_index(args["dir"], inventory_text(task_vars), mode=mode, dir_mode=dir_mode,
+                                               check_mode=bool(self._task.check_mode))
+            except ReportError as exc:
+                written["index_error"] = str(exc)
+                result.setdefault("warnings", []).append("index.html and runbook.md were not rebuilt: %s" % exc)
         result.update(written)
         # Reports are artifacts, not state: writing them is never a change (a second run would rewrite them with
         # a new timestamp, and that must not break idempotence checks).

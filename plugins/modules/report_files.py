@@ -66,8 +66,9 @@ options:
       - After writing O(files), rebuild the migration report of O(dir) from every phase's JSON report in it
         (C(index.html), self-contained, with its figures, and C(runbook.md), the night's plan), and keep a
         rehearsal's C(rehearsal.json) in O(dir)/C(rehearsals/) as C(rehearsal-<UTC start>-<run id>.json).
-      - Needs matplotlib on the controller; without it the task fails saying what to install (the files are
-        written first).
+      - Needs matplotlib on the controller. When the report cannot be rebuilt (matplotlib missing, a report it
+        cannot read) the task warns with what to do and returns RV(index_error); it does not fail, since the
+        phase's own O(files) are written and the phase's outcome is not the report's.
       - With O(files=[]) the task only rebuilds the report.
     type: bool
     default: true
@@ -136,4 +137,9 @@ index:
   type: list
   elements: path
   sample: [/home/dba/migration/reports/index.html, /home/dba/migration/reports/runbook.md]
+index_error:
+  description: Why the migration report could not be rebuilt (also shown as a warning).
+  returned: when O(index=true) and the rebuild failed
+  type: str
+  sample: "matplotlib is not installed on the controller: pip install matplotlib"
 """

@@ -17,7 +17,7 @@ import pytest
 from ansible_collections.pgshift.aurora.plugins.action import report_files as rf
 from ansible_collections.pgshift.aurora.plugins.plugin_utils import report_render
 
-webdriver = pytest.importorskip("selenium.webdriver")
+from selenium import webdriver
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "unit", "fixtures", "report")
@@ -28,8 +28,13 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 SECTIONS = ("phases", "assessment", "plan", "load", "lag", "validation", "timelines", "history", "rollback")
 FIGURES = ("fig-plan", "fig-load", "fig-lag", "fig-gantt-rehearsal", "fig-gantt-cutover", "fig-history")
 
-pytestmark = pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-                                reason="needs Debian's chromium and chromium-driver")
+
+
+@pytest.fixture(autouse=True)
+def browser_installed():
+    """No browser is a failure with what to install, never a skip: make test installs both (tools/test.sh)."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
+    assert not missing, "%s missing: apt-get install chromium chromium-driver (make test does)" % ", ".join(missing)
 
 
 def earlier_rehearsal():

@@ -283,3 +283,21 @@ def test_action_rebuilds_the_index_unless_told_not_to(report_dir):
     out = run(dict(dir=str(report_dir), files=[dict(name="x.md", content="x\n")]))
     assert str(report_dir / "index.html") in out["index"] and out["changed"] is False
     assert "pgshift.aurora.cutover -i inv/hosts.yml" in (report_dir / "runbook.md").read_text()
+
+
+def test_action_warns_without_failing_when_the_index_cannot_be_built(report_dir, monkeypatch):
+    """The phase's files are written; the migration report's failure is a warning with what to do."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(render, "HAS_MATPLOTLIB", False)
+    monkeypatch.setattr(render, "MATPLOTLIB_ERROR", "No module named 'matplotlib'")
+    task = SimpleNamespace(args=dict(dir=str(report_dir), files=[dict(name="phase.md", content="done\n")]),
+                           check_mode=False, async_val=0, action="pgshift.aurora.report_files")
+    action = rf.ActionModule(task, SimpleNamespace(_shell=SimpleNamespace(tmpdir=None)), play_context=None,
+                             loader=None, templar=None)
+    action._load_name = "pgshift.aurora.report_files"
+    out = action.run(task_vars={})
+    assert not out.get("failed") and (report_dir / "phase.md").read_text() == "done\n"
+    assert "needs matplotlib on the controller: install it" in out["index_error"]
+    assert any(w.startswith("index.html and runbook.md were not rebuilt: ") for w in out["warnings"])
+    assert not (report_dir / "index.html").exists()
