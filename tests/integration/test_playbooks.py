@@ -238,6 +238,32 @@ def test_assess_on_unprepared_source_fails_names_blockers_and_writes_the_report(
     assert replident(env, "public.carrier_rates") == "d"
 
 
+def test_assess_defers_only_the_blockers_it_is_told_to(env):
+    """assess_deferred_blockers (site.yml: what prepare_source fixes) lets those blockers through the gate, no
+    other; the report still lists them."""
+    inventory = env.inventory()
+    before = source_state(env), target_state(env)
+    fixed_by_preparation = ["migration_user_missing", "replication_privilege", "replication_role_setting",
+                            "schema_usage", "select_privilege", "no_replica_identity"]
+
+    rc, out, recap = run(env, "assess", inventory, "-e",
+                         json.dumps(dict(assess_deferred_blockers=fixed_by_preparation[:-1])))
+    assert rc != 0 and recap["failed"] == 1, out
+    data = env.report("assessment.json")
+    assert data["decision"] == "NO-GO" and data["gate_failed"] is True
+    assert data["gate_lines"] and all("no_replica_identity" in line for line in data["gate_lines"]), data["gate_lines"]
+
+    rc, out, recap = run(env, "assess", inventory, "-e",
+                         json.dumps(dict(assess_deferred_blockers=fixed_by_preparation)))
+    assert rc == 0 and recap["failed"] == 0, out
+    data = env.report("assessment.json")
+    assert data["decision"] == "GO" and data["gate_failed"] is False and data["gate_lines"] == []
+    assert "deferred to prepare_source" in data["decision_reason"]
+    assert data["deferred_blockers"] == fixed_by_preparation
+    assert {b["id"] for b in data["blockers"]} >= {"no_replica_identity", "select_privilege", "migration_user_missing"}
+    assert (source_state(env), target_state(env)) == before
+
+
 # --------------------------------------------------------------------------------------------
 # Prepare, then assess
 # --------------------------------------------------------------------------------------------
