@@ -239,22 +239,22 @@ def test_assess_on_unprepared_source_fails_names_blockers_and_writes_the_report(
 
 
 def test_assess_defers_only_the_blockers_it_is_told_to(env):
-    """assess_deferred_blockers (site.yml: what prepare_source fixes) lets those blockers through the gate, no
-    other; the report still lists them."""
+    """assess_defer_preparation_blockers (site.yml, AWX: what prepare_source fixes) lets those blockers through the
+    gate, no other; the report still lists them."""
     inventory = env.inventory()
     before = source_state(env), target_state(env)
     fixed_by_preparation = ["migration_user_missing", "replication_privilege", "replication_role_setting",
                             "schema_usage", "select_privilege", "no_replica_identity"]
 
-    rc, out, recap = run(env, "assess", inventory, "-e",
-                         json.dumps(dict(assess_deferred_blockers=fixed_by_preparation[:-1])))
+    # one of them no longer on the list the role defers: it stops the gate
+    rc, out, recap = run(env, "assess", inventory, "-e", json.dumps(dict(
+        assess_defer_preparation_blockers=True, assess_preparation_blockers=fixed_by_preparation[:-1])))
     assert rc != 0 and recap["failed"] == 1, out
     data = env.report("assessment.json")
     assert data["decision"] == "NO-GO" and data["gate_failed"] is True
     assert data["gate_lines"] and all("no_replica_identity" in line for line in data["gate_lines"]), data["gate_lines"]
 
-    rc, out, recap = run(env, "assess", inventory, "-e",
-                         json.dumps(dict(assess_deferred_blockers=fixed_by_preparation)))
+    rc, out, recap = run(env, "assess", inventory, "-e", json.dumps(dict(assess_defer_preparation_blockers=True)))
     assert rc == 0 and recap["failed"] == 0, out
     data = env.report("assessment.json")
     assert data["decision"] == "GO" and data["gate_failed"] is False and data["gate_lines"] == []

@@ -147,7 +147,7 @@ def test_every_graph_is_well_formed(data):
             else:
                 assert node["approval"]["name"] and node["approval"]["description"]
                 assert isinstance(node["approval"]["timeout"], int) and node["approval"]["timeout"] > 0
-            assert set(node) <= {"identifier", "job_template", "approval", "success", "failure", "always"}, node
+            assert set(node) <= {"identifier", "job_template", "approval", "extra_data", "success", "failure", "always"}, node
             for _kind, target in edges(node):
                 assert target in nodes, "%s -> %s: no such node" % (node["identifier"], target)
         assert_acyclic(nodes)
@@ -170,6 +170,12 @@ def test_migration_workflow_runs_the_phases_behind_two_gates(data):
             into.setdefault(target, []).append((node["identifier"], edge_kind))
     assert into[path[path.index(first_gate) + 1]] == [(first_gate, "success")]
     assert into["cutover"] == [(go_no_go, "success")]
+    # As site.yml: the assessment lets through only what prepare_source fixes, and prepare_source gates it again.
+    assert nodes["assess"]["extra_data"] == dict(assess_defer_preparation_blockers=True)
+    assert nodes["prepare_source"]["extra_data"] == dict(prepare_source_fail_on="blocker")
+    for role, variable in (("assess", "assess_defer_preparation_blockers"), ("prepare_source", "prepare_source_fail_on")):
+        with open(os.path.join(ROOT, "roles", role, "meta", "argument_specs.yml"), encoding="utf-8") as handle:
+            assert variable in yaml.safe_load(handle)["argument_specs"]["main"]["options"], (role, variable)
 
 
 def test_rollback_hangs_off_the_cutovers_failure_edge(data):
