@@ -307,3 +307,33 @@ def closed_port():
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
     return port
+
+
+# --------------------------------------------------------------------------------------------
+# Headless Chromium (Debian's chromium and chromium-driver), for the migration report
+# --------------------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def driver(tmp_path):
+    """A headless Chromium driven by selenium, with a fresh profile, no background networking and the console
+    kept. No browser is a failure with what to install, never a skip: make test installs both (tools/test.sh)."""
+    from selenium import webdriver
+
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
+    assert not missing, "%s missing: apt-get install chromium chromium-driver (make test does)" % ", ".join(missing)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,1000", "--user-data-dir=%s" % (tmp_path / "chromium-profile")):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    try:
+        yield drv
+    finally:
+        drv.quit()

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from modrunner import assert_same_rows, lab_inventory, lab_operator, lab_secrets, physical_tables, run_playbook
+from test_report_browser import assert_renders
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Ports of its own, below the ephemeral range, apart from the lab's, molecule's and the other tests'.
@@ -129,7 +130,7 @@ def replication_objects():
                                          ).fetchone()[0])
 
 
-def test_site_check_then_run_to_validated_then_nothing_to_do(lab):
+def test_site_check_then_run_to_validated_then_nothing_to_do(lab, driver):
     inventory, reports = lab["inventory"], lab["reports"]
     before = replication_objects()
     assert before == dict(publications=0, slots=0, subscriptions=0, target_tables=0, migration_usage=False,
@@ -187,6 +188,12 @@ def test_site_check_then_run_to_validated_then_nothing_to_do(lab):
     assert json.loads((reports / "validation.json").read_text())["verdict"] == "GO"
     for report in (path for path in reports.rglob("*") if path.is_file()):
         assert not any(secret in report.read_text(errors="replace") for secret in SECRETS), report.name
+
+    # The migration report the phases rebuilt, from this real run, in the browser: phases 0-5 with their figures.
+    text = assert_renders(driver, reports / "index.html", ["assessment", "plan", "load", "lag", "validation"],
+                          ["fig-plan", "fig-load", "fig-lag"], "site-report.png")
+    assert "GO" in text
+    assert (reports / "runbook.md").read_text().count("ansible-playbook pgshift.aurora.") >= 3
 
 
 def run_like_awx(tmp_path, lab, ident, playbook_name, envvars):
