@@ -26,7 +26,6 @@ SECTIONS = ("phases", "assessment", "plan", "load", "lag", "validation", "timeli
 FIGURES = ("fig-plan", "fig-load", "fig-lag", "fig-gantt-rehearsal", "fig-gantt-cutover", "fig-history")
 
 
-
 def earlier_rehearsal():
     """The fixture's rehearsal as if run an hour before, slower (its steps twice as long)."""
     with open(os.path.join(FIXTURES, "rehearsal.json"), encoding="utf-8") as handle:
