@@ -31,7 +31,8 @@ PHASES = (
     ("cleanup", "Cleanup", "cleanup"),
 )
 
-REPORT_FILES = tuple(key + ".json" for key, title, playbook in PHASES) + ("plan.json",)
+# initial-load.json: the last run of replicate that loaded something (a later run with nothing to load keeps it).
+REPORT_FILES = tuple(key + ".json" for key, title, playbook in PHASES) + ("plan.json", "initial-load.json")
 HISTORY_DIR = "rehearsals"
 HISTORY_PATTERN = re.compile(r"^rehearsal-\d{8}T\d{6}Z(-[A-Za-z0-9]+)?\.json$")
 

@@ -358,7 +358,8 @@ def section_plan(reports):
 
 
 def section_load(reports, lag_rows):
-    series = ri.load_series(reports.get("replication"), lag_rows)
+    # replication.json of a run that had nothing left to load has no loads: the last run that loaded kept them
+    series = ri.load_series(reports.get("replication"), lag_rows) or ri.load_series(reports.get("initial-load"), lag_rows)
     if not series:
         return [_not_run("the initial load", "replicate")]
     out = [_figure_html("load", load_figure(series),

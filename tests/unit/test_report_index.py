@@ -301,3 +301,18 @@ def test_action_warns_without_failing_when_the_index_cannot_be_built(report_dir,
     assert "needs matplotlib on the controller: install it" in out["index_error"]
     assert any(w.startswith("index.html and runbook.md were not rebuilt: ") for w in out["warnings"])
     assert not (report_dir / "index.html").exists()
+
+
+def test_a_later_run_with_nothing_to_load_keeps_the_initial_load(report_dir):
+    """replicate run again once streaming loads nothing: its replication.json has no loads, and the load figure
+    comes from initial-load.json (what the run that loaded wrote); without it the section says not run yet."""
+    replication = json.loads((report_dir / "replication.json").read_text())
+    loads = replication["loads"]
+    assert loads
+    (report_dir / "replication.json").write_text(json.dumps(dict(replication, loads=[])))
+    rf.write_index(str(report_dir), None)
+    assert "not run yet: the initial load" in (report_dir / "index.html").read_text()
+    (report_dir / "initial-load.json").write_text(json.dumps(dict(phase="replicate", loads=loads)))
+    rf.write_index(str(report_dir), None)
+    page = (report_dir / "index.html").read_text()
+    assert "not run yet: the initial load" not in page and 'id="fig-load"' in page
