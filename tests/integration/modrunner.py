@@ -9,6 +9,7 @@ covered by the molecule scenarios and the playbook tests.
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 import re
 import subprocess
@@ -64,6 +65,44 @@ def run_playbook(playbook, inventory, *args, cwd=REPO, secrets=(), timeout=900):
     m = RECAP.search(out)
     recap = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups()))) if m else None
     return proc.returncode, out, recap
+
+
+def lab_playbook(inventory, name, *extra, secrets=(), check=True):
+    """run_playbook on a lab test's inventory; with check, a non-zero exit fails the test with the output's end."""
+    rc, out, recap = run_playbook(name, inventory, *extra, secrets=secrets)
+    if check and rc != 0:
+        raise AssertionError("%s failed (rc %d):\n%s" % (name, rc, out[-6000:]))
+    return rc, out, recap
+
+
+@contextlib.contextmanager
+def running_lab(directory, ports, lab_root, secrets=(), **lab_vars):
+    """A lab of a test module's own (lab_inventory's copy in directory, on its ports and lab_root), taken down
+    first in case an earlier run left it up, then up; yields dict(inventory, reports). Always taken down after
+    (its load stopped first)."""
+    inventory, reports = lab_inventory(directory, ports, lab_root, **lab_vars)
+    lab_playbook(inventory, "playbooks/lab_down.yml", secrets=secrets)
+    lab_playbook(inventory, "playbooks/lab_up.yml", secrets=secrets)
+    try:
+        yield dict(inventory=inventory, reports=reports)
+    finally:
+        lab_playbook(inventory, "playbooks/lab_load.yml", "-e", "lab_load_state=stopped", secrets=secrets, check=False)
+        lab_playbook(inventory, "playbooks/lab_down.yml", secrets=secrets, check=False)
+
+
+def wait_streams_caught_up(src, timeout=60):
+    """Until every pgshift_ slot of the source (a connection) confirmed the source's WAL position read now."""
+    import time
+
+    lsn = src.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        behind = src.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgshift\\_%%' "
+                             "AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < %s)", (lsn,)).fetchone()[0]
+        if behind == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the streams did not confirm %s within %ds" % (lsn, timeout))
 
 
 def lab_inventory(directory, ports, lab_root, streams=2, **lab_vars):

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from modrunner import assert_same_rows, lab_inventory, lab_operator, lab_secrets, lab_vars, log_leaks, run_playbook
+from modrunner import assert_same_rows, lab_operator, lab_playbook, lab_secrets, lab_vars, log_leaks, running_lab
 from pgcluster import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,10 +26,7 @@ pytestmark = pytest.mark.lab
 
 
 def playbook(inventory, name, *extra, check=True):
-    rc, out, recap = run_playbook(name, inventory, *extra, secrets=SECRETS)
-    if check and rc != 0:
-        raise AssertionError("%s failed (rc %d):\n%s" % (name, rc, out[-6000:]))
-    return rc, out, recap
+    return lab_playbook(inventory, name, *extra, secrets=SECRETS, check=check)
 
 
 def connect(port, dbname="app"):
@@ -39,18 +36,11 @@ def connect(port, dbname="app"):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    inv = tmp_path_factory.mktemp("cutover-inventory")
     # lab_target_app_roles stays false (the default lab): copy_schema creates app_user on the target without a
     # password, the cutover's preflight gives it the source's verifier
-    inventory, reports = lab_inventory(inv, PORTS, LAB_ROOT, lab_pgbench_scale=1,
-                                       lab_postgresql_settings={"log_statement": "all"})
-    playbook(inventory, "playbooks/lab_down.yml")
-    playbook(inventory, "playbooks/lab_up.yml")
-    try:
-        yield dict(inventory=inventory, reports=reports)
-    finally:
-        playbook(inventory, "playbooks/lab_load.yml", "-e", "lab_load_state=stopped", check=False)
-        playbook(inventory, "playbooks/lab_down.yml", check=False)
+    with running_lab(tmp_path_factory.mktemp("cutover-inventory"), PORTS, LAB_ROOT, SECRETS, lab_pgbench_scale=1,
+                     lab_postgresql_settings={"log_statement": "all"}) as lab:
+        yield lab
 
 
 def load_output():

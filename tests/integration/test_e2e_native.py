@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 
 import pytest
 
-from modrunner import assert_same_rows, lab_inventory, lab_operator, lab_secrets, lab_vars, log_leaks, run_playbook
+from modrunner import (assert_same_rows, lab_operator, lab_playbook, lab_secrets, lab_vars, log_leaks, running_lab,
+                       wait_streams_caught_up)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Ports of its own, below the ephemeral range, apart from the lab's and molecule's.
@@ -31,10 +31,7 @@ pytestmark = pytest.mark.lab
 
 
 def playbook(inventory, name, *extra, check=True):
-    rc, out, recap = run_playbook(name, inventory, *extra, secrets=SECRETS)
-    if check and rc != 0:
-        raise AssertionError("%s failed (rc %d):\n%s" % (name, rc, out[-6000:]))
-    return rc, out, recap
+    return lab_playbook(inventory, name, *extra, secrets=SECRETS, check=check)
 
 
 def connect(port, dbname="app"):
@@ -45,27 +42,9 @@ def connect(port, dbname="app"):
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """The lab's inventory, moved to ports and a lab_root of its own; lab up, then down."""
-    inv = tmp_path_factory.mktemp("e2e-inventory")
-    inventory, reports = lab_inventory(inv, PORTS, LAB_ROOT, lab_pgbench_scale=1,
-                                       lab_postgresql_settings={"log_statement": "all"})
-    playbook(inventory, "playbooks/lab_down.yml")
-    playbook(inventory, "playbooks/lab_up.yml")
-    try:
-        yield dict(inventory=inventory, reports=reports)
-    finally:
-        playbook(inventory, "playbooks/lab_down.yml", check=False)
-
-
-def wait_caught_up(src, timeout=60):
-    lsn = src.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        behind = src.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgshift\\_%%' "
-                             "AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < %s)", (lsn,)).fetchone()[0]
-        if behind == 0:
-            return
-        time.sleep(0.2)
-    raise AssertionError("the streams did not confirm %s within %ds" % (lsn, timeout))
+    with running_lab(tmp_path_factory.mktemp("e2e-inventory"), PORTS, LAB_ROOT, SECRETS, lab_pgbench_scale=1,
+                     lab_postgresql_settings={"log_statement": "all"}) as lab:
+        yield lab
 
 
 def test_native_migration_end_to_end(lab):
@@ -101,7 +80,7 @@ def test_native_migration_end_to_end(lab):
     plan = json.loads((lab["reports"] / "plan.json").read_text())
     planned = {(t["schema"], t["name"]) for stream in plan["streams"] for t in stream["tables"]}
     with connect(PORTS["source"]) as src, connect(PORTS["target"]) as tgt:
-        wait_caught_up(src)
+        wait_streams_caught_up(src)
         # Every table of the source, the hard-named ones included, not only those the plan chose.
         assert assert_same_rows(src, tgt, min_tables=35) >= len(planned)
         assert any(schema == "Shipping Ops" for schema, name in planned), sorted(planned)

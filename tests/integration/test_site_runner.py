@@ -16,12 +16,12 @@ import glob
 import json
 import os
 import shutil
-import time
 
 import pytest
 import yaml
 
-from modrunner import assert_same_rows, lab_inventory, lab_operator, lab_secrets, physical_tables, run_playbook
+from modrunner import (assert_same_rows, lab_operator, lab_playbook, lab_secrets, physical_tables, run_playbook,
+                       running_lab, wait_streams_caught_up)
 from test_report_browser import assert_renders
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -45,23 +45,14 @@ pytestmark = pytest.mark.lab
 
 
 def playbook(inventory, name, *extra, check=True):
-    rc, out, recap = run_playbook(name, inventory, *extra, secrets=SECRETS)
-    if check and rc != 0:
-        raise AssertionError("%s failed (rc %d):\n%s" % (name, rc, out[-6000:]))
-    return rc, out, recap
+    return lab_playbook(inventory, name, *extra, secrets=SECRETS, check=check)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """The lab's inventory, moved to ports and a lab_root of its own; lab up, then down."""
-    inv = tmp_path_factory.mktemp("site-inventory")
-    inventory, reports = lab_inventory(inv, PORTS, LAB_ROOT, lab_pgbench_scale=1)
-    playbook(inventory, "playbooks/lab_down.yml")
-    playbook(inventory, "playbooks/lab_up.yml")
-    try:
-        yield dict(inventory=inventory, reports=reports)
-    finally:
-        playbook(inventory, "playbooks/lab_down.yml", check=False)
+    with running_lab(tmp_path_factory.mktemp("site-inventory"), PORTS, LAB_ROOT, SECRETS, lab_pgbench_scale=1) as lab:
+        yield lab
 
 
 def env_lookups(tree, path=()):
@@ -103,18 +94,6 @@ def awx_inventory(lab_inventory_dir, dest):
         yaml.safe_dump(labvars, f)
     assert sorted(env) == sorted(ENV_CONTRACT), sorted(env)
     return env
-
-
-def wait_caught_up(src, timeout=60):
-    lsn = src.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        behind = src.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgshift\\_%%' "
-                             "AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < %s)", (lsn,)).fetchone()[0]
-        if behind == 0:
-            return
-        time.sleep(0.2)
-    raise AssertionError("the streams did not confirm %s within %ds" % (lsn, timeout))
 
 
 def replication_objects():
@@ -178,7 +157,7 @@ def test_site_check_then_run_to_validated_then_nothing_to_do(lab, driver):
     preparation = json.loads((reports / "preparation.json").read_text())
     assert preparation["fail_on"] == "blocker" and preparation["changes"] > 0 and preparation["gate_lines"] == []
     with lab_operator(PORTS["source"]) as src, lab_operator(PORTS["target"]) as tgt:
-        wait_caught_up(src)
+        wait_streams_caught_up(src)
         assert assert_same_rows(src, tgt, min_tables=35) == len(physical_tables(src))
         # The traffic stays on the source: PgBouncer still points there, nothing froze.
         assert src.execute("SELECT count(*) FROM public.ledger").fetchone()[0] > 0
