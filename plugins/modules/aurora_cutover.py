@@ -387,6 +387,11 @@ options:
     type: path
 notes:
   - Check mode runs the preflight only and returns what would be done.
+  - One run per migration at a time. Every mode that changes things (run, recover, resume_reverse, cleanup) holds a
+    session advisory lock on the source for the migration while it runs; a second run waits a few seconds, then
+    fails with status C(refused), naming the session that holds it. The roles run the step machine in the
+    background, so an interrupted C(ansible-playbook) leaves it running to its end; the lock keeps a new run from
+    racing it. A run whose process died holds nothing (the lock ends with its session).
   - The module needs superuser-like rights on both sides (rds_superuser) to create subscriptions and slots and to
     set role defaults.
 requirements:
@@ -631,6 +636,7 @@ class Cutover:
         self.warnings = []
         self.conns = {}
         self.console = None
+        self.run_lock = None
         self.run_id = uuid.uuid4().hex[:12]
         self.old, self.new = cutover.sides(self.p["direction"])
         self.migration = self.p["migration"]
@@ -667,7 +673,7 @@ class Cutover:
                                     self.p["connect_timeout"])
 
     def close(self):
-        for c in self.conns.values():
+        for c in list(self.conns.values()) + ([self.run_lock] if self.run_lock is not None else []):
             try:
                 c.close()
             except Exception:  # best effort
@@ -994,6 +1000,25 @@ class Cutover:
         except Exception as exc:  # the switch is done; a later run closes the entry (its switch is logged)
             self.warnings.append("could not mark the freeze journal entry finished: %s" % exc)
         return detail
+
+    def hold_run_lock(self):
+        """One step machine at a time per migration (a cutover, rehearsal, rollback, recover, resume_reverse or
+        cleanup): a session advisory lock on the source, held on a connection of its own until this run ends
+        (a run whose process died holds nothing). A second run is refused, saying which session holds it."""
+        self.run_lock = connect(dict((k, self.p[k]) for k in postgres_argument_spec()))
+        # a session whose process was just killed may take a moment to end on the server: a few seconds' grace
+        deadline = time.monotonic() + 5.0
+        holder = db.try_run_lock(self.run_lock, self.migration)
+        while holder is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            holder = db.try_run_lock(self.run_lock, self.migration)
+        if holder is not None:
+            self.module.fail_json(msg=scrub(
+                "another run of migration %s (a cutover, rehearsal, rollback, recover or cleanup) is in progress: its "
+                "session on the source is pid %s. It goes on in the background even when its ansible-playbook was "
+                "interrupted (its progress: <report_dir>/<phase>-progress.json); wait for it to end, then run again"
+                % (self.migration, holder or "unknown"), self.secrets), status="refused", serving=self.old,
+                queries=self.queries)
 
     def recover_first(self):
         """Undo the unfinished freezes left by runs that died (check mode: only say so)."""
@@ -1575,6 +1600,8 @@ class Cutover:
             return self.status()
         if p["mode"] == "prepare":
             return self.prepare()
+        if not self.module.check_mode:
+            self.hold_run_lock()
         if p["mode"] == "cleanup":
             return self.cleanup()
         if p["mode"] == "recover":

@@ -24,6 +24,7 @@ import pytest
 from psycopg import sql
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as freeze_db
 from modrunner import run_module
 from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, _as_postgres, ca_cert, free_port, wait_for
 
@@ -430,6 +431,32 @@ def test_rehearsal_with_read_only_freeze_changes_nothing(pair):
     w = start_writer(env, 3)
     stop_writers(env)
     assert w.errors == []
+
+
+def test_a_second_run_of_the_migration_is_refused_while_one_is_in_progress(pair):
+    """The step machine runs in the background (the role waits for it): one run per migration at a time. A session
+    that holds the migration's run lock on the source (as a run in progress does) makes a second run refuse,
+    naming that session, before it changes anything; once the lock is released, the run goes."""
+    env = pair
+    src = env["source"]
+    report_dir = os.path.join(tempfile.gettempdir(), "pgshift-it-runlock-%s" % env["migration"])
+    with src.master_connect(env["db"]) as holder:
+        assert freeze_db.try_run_lock(holder, env["migration"]) is None
+        pid = holder.info.backend_pid
+        result = cutover(env, rehearsal=True, freeze_method="read_only", switch_method="none", report_dir=report_dir)
+        assert result.get("failed") and result["status"] == "refused", result
+        assert "another run of migration %s" % env["migration"] in result["msg"]
+        assert "pid %d" % pid in result["msg"]
+        # nothing was done: no freeze journal entry, no report, the source serves
+        assert not os.path.exists(os.path.join(report_dir, "rehearsal.json"))
+        assert env["bouncer"].points_at() == src.port
+        # a second holder of the same migration's lock is refused too, and told who holds it
+        with src.master_connect(env["db"]) as other:
+            assert freeze_db.try_run_lock(other, env["migration"]) == pid
+    result = cutover(env, rehearsal=True, freeze_method="read_only", switch_method="none", report_dir=report_dir)
+    assert not result.get("failed"), result.get("msg")
+    assert result["status"] == "rehearsed"
+    shutil.rmtree(report_dir)
 
 
 def test_route53_switch_with_read_only_freeze(pair, moto_server):

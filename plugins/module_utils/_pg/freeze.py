@@ -313,6 +313,27 @@ def drop_journal(conn):
 
 
 # ----------------------------------------------------------------------------------------------
+# One step machine at a time per migration: a session advisory lock on the source
+# ----------------------------------------------------------------------------------------------
+
+RUN_LOCK_CLASS = "pgshift.aurora_cutover"
+
+
+def try_run_lock(conn, migration):
+    """Take the migration's run lock for this session (released when the session ends, so a run whose process
+    died holds nothing). Returns None when taken, else the pid of the session that holds it (0 if unknown)."""
+    taken = conn.execute(sql.SQL("SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))"),
+                         (RUN_LOCK_CLASS, migration)).fetchone()[0]
+    if taken:
+        return None
+    holder = conn.execute(sql.SQL(
+        "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND l.classid = hashtext(%s)::oid AND l.objid = hashtext(%s)::oid"), (RUN_LOCK_CLASS, migration)).fetchone()
+    return holder[0] if holder else 0
+
+
+# ----------------------------------------------------------------------------------------------
 # Statements inside the freeze: bounded by the pause budget left
 # ----------------------------------------------------------------------------------------------
 
