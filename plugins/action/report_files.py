@@ -254,6 +254,11 @@ class ActionModule(ActionBase):
             except ReportError as exc:
                 written["index_error"] = str(exc)
                 result.setdefault("warnings", []).append("index.html and runbook.md were not rebuilt: %s" % exc)
+            except Exception as exc:  # a report shaped as the renderer did not expect: say it, keep the phase's result
+                written["index_error"] = "%s: %s" % (type(exc).__name__, exc)
+                result.setdefault("warnings", []).append(
+                    "index.html and runbook.md were not rebuilt (%s: %s); the phase's own reports are written. "
+                    "Please report this with the JSON reports of %s" % (type(exc).__name__, exc, args["dir"]))
         result.update(written)
         # Reports are artifacts, not state: writing them is never a change (a second run would rewrite them with
         # a new timestamp, and that must not break idempotence checks).

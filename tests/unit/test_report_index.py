@@ -316,3 +316,22 @@ def test_a_later_run_with_nothing_to_load_keeps_the_initial_load(report_dir):
     rf.write_index(str(report_dir), None)
     page = (report_dir / "index.html").read_text()
     assert "not run yet: the initial load" not in page and 'id="fig-load"' in page
+
+
+def test_action_warns_when_a_report_is_shaped_unexpectedly(report_dir, monkeypatch):
+    """Whatever the renderer trips on, the phase's files are written and the task warns, naming the error."""
+    from types import SimpleNamespace
+
+    def broken(*args, **kwargs):
+        raise KeyError("timeline")
+
+    monkeypatch.setattr(render, "render", broken)
+    task = SimpleNamespace(args=dict(dir=str(report_dir), files=[dict(name="phase.md", content="done\n")]),
+                           check_mode=False, async_val=0, action="pgshift.aurora.report_files")
+    action = rf.ActionModule(task, SimpleNamespace(_shell=SimpleNamespace(tmpdir=None)), play_context=None,
+                             loader=None, templar=None)
+    action._load_name = "pgshift.aurora.report_files"
+    out = action.run(task_vars={})
+    assert not out.get("failed") and (report_dir / "phase.md").read_text() == "done\n"
+    assert out["index_error"] == "KeyError: 'timeline'"
+    assert any("were not rebuilt (KeyError" in w for w in out["warnings"])
