@@ -206,10 +206,17 @@ class Sampler(threading.Thread):
                         self.errors.append(str(exc).strip()[:200])
                     snap = proc_snapshot(self.postmasters, self.admin_user)
                     with self.lock:
-                        self.last.update(snap)
+                        self._merge(snap)
                     self.halt.wait(max(0.0, self.interval - (time.monotonic() - started)))
         except psycopg.Error as exc:
             self.errors.append("sampler stopped: %s" % exc)
+
+    def _merge(self, snap):
+        """A process keeps the class it was first seen with: an exiting backend (a zombie until its postmaster
+        reaps it) has an empty command line and would otherwise count as the side's other processes."""
+        for pid, (cls, ticks) in snap.items():
+            known = self.last.get(pid)
+            self.last[pid] = (known[0] if known and cls.endswith("_other") else cls, ticks)
 
     def now(self):
         return time.monotonic() - self.t0
@@ -224,7 +231,7 @@ class Sampler(threading.Thread):
         """CPU seconds per class since begin_step (a process started during the step counts from 0)."""
         snap = proc_snapshot(self.postmasters, self.admin_user)
         with self.lock:
-            self.last.update(snap)
+            self._merge(snap)
             out = dict((c, 0.0) for c in CLASSES)
             for pid, (cls, ticks) in self.last.items():
                 out[cls] += (ticks - self.first.get(pid, (cls, 0))[1]) / float(CLK_TCK)
