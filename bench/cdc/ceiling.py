@@ -265,8 +265,8 @@ def run_pgbench(env, script, seconds, rate, clients, jobs):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env["lab"].tool_env(), check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = proc.stdout + proc.stderr
-    res = dict(rc=proc.returncode, cpu_seconds=round((after.ru_utime - before.ru_utime) +
-                                                    (after.ru_stime - before.ru_stime), 2))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    res = dict(rc=proc.returncode, cpu_seconds=round(cpu, 2))
     for key, pattern in (("tps", r"tps = ([\d.]+) \(without"), ("transactions", r"actually processed: (\d+)"),
                          ("latency_ms", r"latency average = ([\d.]+) ms"),
                          ("schedule_lag_avg_ms", r"rate limit schedule lag: avg ([\d.]+)")):
