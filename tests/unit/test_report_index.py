@@ -268,15 +268,20 @@ def test_missing_matplotlib_is_a_clear_error(report_dir, monkeypatch):
     assert not (report_dir / "index.html").exists()
 
 
-def test_action_rebuilds_the_index_unless_told_not_to(report_dir):
+def run_action(args, task_vars=None):
+    """The report_files action run in this process, as a task with these args."""
     from types import SimpleNamespace
 
+    task = SimpleNamespace(args=args, check_mode=False, async_val=0, action="pgshift.aurora.report_files")
+    action = rf.ActionModule(task, SimpleNamespace(_shell=SimpleNamespace(tmpdir=None)), play_context=None,
+                             loader=None, templar=None)
+    action._load_name = "pgshift.aurora.report_files"
+    return action.run(task_vars=task_vars or {})
+
+
+def test_action_rebuilds_the_index_unless_told_not_to(report_dir):
     def run(args):
-        task = SimpleNamespace(args=args, check_mode=False, async_val=0, action="pgshift.aurora.report_files")
-        action = rf.ActionModule(task, SimpleNamespace(_shell=SimpleNamespace(tmpdir=None)), play_context=None,
-                                 loader=None, templar=None)
-        action._load_name = "pgshift.aurora.report_files"
-        return action.run(task_vars=dict(ansible_inventory_sources=["inv/hosts.yml"]))
+        return run_action(args, dict(ansible_inventory_sources=["inv/hosts.yml"]))
 
     out = run(dict(dir=str(report_dir), files=[], index=False))
     assert "index" not in out and not (report_dir / "index.html").exists()
@@ -287,16 +292,9 @@ def test_action_rebuilds_the_index_unless_told_not_to(report_dir):
 
 def test_action_warns_without_failing_when_the_index_cannot_be_built(report_dir, monkeypatch):
     """The phase's files are written; the migration report's failure is a warning with what to do."""
-    from types import SimpleNamespace
-
     monkeypatch.setattr(render, "HAS_MATPLOTLIB", False)
     monkeypatch.setattr(render, "MATPLOTLIB_ERROR", "No module named 'matplotlib'")
-    task = SimpleNamespace(args=dict(dir=str(report_dir), files=[dict(name="phase.md", content="done\n")]),
-                           check_mode=False, async_val=0, action="pgshift.aurora.report_files")
-    action = rf.ActionModule(task, SimpleNamespace(_shell=SimpleNamespace(tmpdir=None)), play_context=None,
-                             loader=None, templar=None)
-    action._load_name = "pgshift.aurora.report_files"
-    out = action.run(task_vars={})
+    out = run_action(dict(dir=str(report_dir), files=[dict(name="phase.md", content="done\n")]))
     assert not out.get("failed") and (report_dir / "phase.md").read_text() == "done\n"
     assert "needs matplotlib on the controller: install it" in out["index_error"]
     assert any(w.startswith("index.html and runbook.md were not rebuilt: ") for w in out["warnings"])
@@ -320,18 +318,12 @@ def test_a_later_run_with_nothing_to_load_keeps_the_initial_load(report_dir):
 
 def test_action_warns_when_a_report_is_shaped_unexpectedly(report_dir, monkeypatch):
     """Whatever the renderer trips on, the phase's files are written and the task warns, naming the error."""
-    from types import SimpleNamespace
 
     def broken(*args, **kwargs):
         raise KeyError("timeline")
 
     monkeypatch.setattr(render, "render", broken)
-    task = SimpleNamespace(args=dict(dir=str(report_dir), files=[dict(name="phase.md", content="done\n")]),
-                           check_mode=False, async_val=0, action="pgshift.aurora.report_files")
-    action = rf.ActionModule(task, SimpleNamespace(_shell=SimpleNamespace(tmpdir=None)), play_context=None,
-                             loader=None, templar=None)
-    action._load_name = "pgshift.aurora.report_files"
-    out = action.run(task_vars={})
+    out = run_action(dict(dir=str(report_dir), files=[dict(name="phase.md", content="done\n")]))
     assert not out.get("failed") and (report_dir / "phase.md").read_text() == "done\n"
     assert out["index_error"] == "KeyError: 'timeline'"
     assert any("were not rebuilt (KeyError" in w for w in out["warnings"])
