@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import traceback
 
+from ansible_collections.pgshift.aurora.plugins.module_utils.journal import REDACTED, mask as scrub  # noqa: F401
+
 try:
     import psycopg
 except ImportError:  # pragma: no cover - reported through missing_required_lib
@@ -16,7 +18,6 @@ else:
     PSYCOPG_IMPORT_ERROR = None
 
 APPLICATION_NAME = "pgshift.aurora"
-REDACTED = "********"
 
 
 def postgres_argument_spec():
@@ -39,15 +40,6 @@ def postgres_argument_spec():
 
 class PgConnectError(Exception):
     """A connection failed; the message says what to check and never holds a secret."""
-
-
-def scrub(text, secrets):
-    """Return text with every secret replaced, so no error path can echo one."""
-    text = str(text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(str(secret), REDACTED)
-    return text
 
 
 def endpoint(params):
