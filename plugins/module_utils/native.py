@@ -916,17 +916,6 @@ def barrier_reached(confirmed_flush_lsn, barrier):
     return done >= target
 
 
-def stream_names(names, migration):
-    """The names of migration's streams among names (pgshift_<migration>_s<N>), ordered by N."""
-    pattern = re.compile(r"pgshift_%s_s([0-9]+)" % re.escape(migration))
-    found = []
-    for name in set(names):
-        match = pattern.fullmatch(name)
-        if match:
-            found.append((int(match.group(1)), name))
-    return [name for number, name in sorted(found)]
-
-
 def totals(streams):
     """Totals over the streams' status."""
     lags = [s["lag_bytes"] for s in streams if s.get("lag_bytes") is not None]

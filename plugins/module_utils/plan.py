@@ -21,11 +21,10 @@ from __future__ import annotations
 import math
 import re
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs
+from ansible_collections.pgshift.aurora.plugins.module_utils import names, prereqs
+from ansible_collections.pgshift.aurora.plugins.module_utils.names import stream_name, stream_number
 from ansible_collections.pgshift.aurora.plugins.module_utils.scope import qualified, split_qualified
 
-STREAM_PREFIX = "pgshift_"
-MIGRATION_NAME = re.compile(r"[a-z0-9_]{1,40}")
 # A table above this is copied in key ranges by several workers at once. Below it, one unit is
 # faster overall: a table truncated in the copy's own transaction is written with COPY FREEZE, so
 # building its primary key after the copy reads frozen pages; ranges copied by several workers
@@ -46,22 +45,13 @@ class PlanError(Exception):
 # ----------------------------------------------------------------------------------------------
 
 def validate_migration_name(name):
-    if not isinstance(name, str) or not MIGRATION_NAME.fullmatch(name):
+    if not names.valid_migration_name(name):
         raise PlanError("migration_name %r is not valid: use 1 to 40 characters among lower-case letters, digits "
                         "and underscores ([a-z0-9_]{1,40}); it names the publications, slots, subscriptions and "
                         "DMS tasks of the migration" % (name,))
     return name
 
 
-def stream_name(migration_name, number):
-    """pgshift_<migration_name>_s<N>: the publication, slot and subscription (or DMS task) of stream N."""
-    return "%s%s_s%d" % (STREAM_PREFIX, migration_name, number)
-
-
-def stream_number(migration_name, name):
-    """N for a name made by stream_name(), None for any other name."""
-    match = re.fullmatch(re.escape("%s%s_s" % (STREAM_PREFIX, migration_name)) + r"([1-9][0-9]{0,5})", name or "")
-    return int(match.group(1)) if match else None
 
 
 def dms_task_identifier(name):

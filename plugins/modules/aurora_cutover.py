@@ -518,6 +518,7 @@ import uuid
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import analyze
+from ansible_collections.pgshift.aurora.plugins.module_utils import names as naming
 from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, native, replication_conn, role_secrets
 from ansible_collections.pgshift.aurora.plugins.module_utils import pgbouncer_conf, progress
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
@@ -640,8 +641,8 @@ class Cutover:
         self.run_id = uuid.uuid4().hex[:12]
         self.old, self.new = cutover.sides(self.p["direction"])
         self.migration = self.p["migration"]
-        self.forward_prefix = "pgshift_%s_s" % self.migration
-        self.reverse_name = "pgshift_%s_r1" % self.migration
+        self.forward_prefix = naming.stream_prefix(self.migration)
+        self.reverse_name = naming.reverse_name(self.migration)
         self.positions = {}
         self.sequences_moved = []
         self.created = dict(slots=[], publications=[])
@@ -720,7 +721,7 @@ class Cutover:
         old, new = self.conn(self.old), self.conn(self.new)
         subs = db.subscriptions(new)
         if self.p["direction"] == "forward":
-            names = native.stream_names(list(subs), self.migration)
+            names = naming.stream_names(list(subs), self.migration)
         else:
             names = [n for n in subs if n == self.reverse_name]
         slots = db.slots(old, names)
@@ -1187,7 +1188,7 @@ class Cutover:
                                  "source's LSN %s (CdcStartPosition) before a second cutover" % lsn)
             return dict(dms_cdc_start_lsn=lsn)
         names = db.publications(src, self.forward_prefix)
-        names = native.stream_names(names, self.migration)
+        names = naming.stream_names(names, self.migration)
         if not names:
             raise cutover.StepFailed("the source has no forward publication %s<N> left: a second cutover would have "
                                      "nothing to stream" % self.forward_prefix)

@@ -426,7 +426,7 @@ try:
 except ImportError:  # reported in main() through PSYCOPG_IMPORT_ERROR
     pg_errors = sql = dict_row = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import plan, prereqs, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils import names, plan, prereqs, scope
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
     PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
@@ -509,15 +509,15 @@ def own_rows(conn, tables):
 
 def publications(conn, migration_name):
     """(names, tables) of the publications named like the migration's streams."""
-    prefix = "%s%s_s" % (plan.STREAM_PREFIX, migration_name)
-    names = [r["pubname"] for r in _all(
+    prefix = names.stream_prefix(migration_name)
+    found = [r["pubname"] for r in _all(
         conn, "SELECT pubname FROM pg_publication WHERE left(pubname, length(%s)) = %s ORDER BY 1", (prefix, prefix))]
-    names = [n for n in names if plan.stream_number(migration_name, n) is not None]
-    if not names:
+    found = names.stream_names(found, migration_name)
+    if not found:
         return [], []
     rows = _all(conn, "SELECT pubname, schemaname, tablename FROM pg_publication_tables WHERE pubname = ANY(%s) "
-                      "ORDER BY 1, 2, 3", (names,))
-    return names, rows
+                      "ORDER BY 1, 2, 3", (found,))
+    return found, rows
 
 
 class ReplicationPlan:

@@ -244,7 +244,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native, scope, validate
+from ansible_collections.pgshift.aurora.plugins.module_utils import names, native, scope, validate
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import compare, sequences
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
     PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
@@ -343,7 +343,7 @@ class Validation:
         options = dict((k, p[k]) for k in ("parallel", "chunk_rows", "row_level_rows", "max_differences",
                                            "max_rows_per_second", "progress_file", "mode", "catch_up_timeout",
                                            "live_rounds", "live_lock_rows", "live_lock_timeout"))
-        options["slot_prefix"] = p["slot_prefix"] or ("pgshift_%s_s" % p["migration"] if p["migration"] else "")
+        options["slot_prefix"] = p["slot_prefix"] or (names.stream_prefix(p["migration"]) if p["migration"] else "")
         runnable = [t for t in work if not t["problems"]]
         results, rounds, seconds = compare.Comparison(self.src_params, self.tgt_params, options).run(runnable)
         by_ident = dict(((t["schema"], t["name"]), r) for t, r in zip(runnable, results))

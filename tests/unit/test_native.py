@@ -490,13 +490,6 @@ def test_caught_up_needs_streaming_and_both_lags_within_limits():
     assert native.caught_up("disabled", 0, 0.0, 1000, 1) is False
 
 
-def test_stream_names_of_one_migration_in_order():
-    names = ["pgshift_app_s10", "pgshift_app_s2", "pgshift_app_s2_s1", "pgshift_other_s1", "pgshift_app_s1",
-             "pgshift_app_sx", "pgshift_app_s1"]
-    assert native.stream_names(names, "app") == ["pgshift_app_s1", "pgshift_app_s2", "pgshift_app_s10"]
-    assert native.stream_names(names, "app_s2") == ["pgshift_app_s2_s1"]
-
-
 def test_totals():
     streams = [dict(state="streaming", lag_bytes=10, lag_seconds=0.5, retained_bytes=100, tables=[1, 2],
                     load=dict(rows=5, bytes=50)),

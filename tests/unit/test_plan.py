@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import plan, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils import names, plan, scope
 
 from factsbuilder import table
 
@@ -61,14 +61,14 @@ def test_invalid_migration_names_say_the_rule(name):
 
 
 def test_stream_names_round_trip_and_dms_identifier():
-    assert plan.stream_name("shipping", 3) == "pgshift_shipping_s3"
-    assert plan.stream_number("shipping", "pgshift_shipping_s3") == 3
-    assert plan.stream_number("shipping", "pgshift_shipping_s12") == 12
+    assert names.stream_name("shipping", 3) == "pgshift_shipping_s3"
+    assert names.stream_number("shipping", "pgshift_shipping_s3") == 3
+    assert names.stream_number("shipping", "pgshift_shipping_s12") == 12
     for other in ("pgshift_shipping_s0", "pgshift_shipping_s01", "pgshift_shipping_s1_old", "pgshift_ship_s1",
                   "pgshift_shipping_x_s1", "shipping_s1", None):
-        assert plan.stream_number("shipping", other) is None
+        assert names.stream_number("shipping", other) is None
     # A migration named shipping_x never claims shipping's streams and vice versa.
-    assert plan.stream_number("shipping_x", "pgshift_shipping_s1") is None
+    assert names.stream_number("shipping_x", "pgshift_shipping_s1") is None
     assert plan.dms_task_identifier("pgshift_a__b_s1") == "pgshift-a-b-s1"
 
 
@@ -291,7 +291,7 @@ def test_existing_assignment_is_kept_and_only_new_tables_are_placed():
     again = make(rels, streams=2, write_rates=new_rates, existing=previous)
     now = placement(again)
     for q, name in previous.items():
-        assert now[q] == plan.stream_number("shipping", name)
+        assert now[q] == names.stream_number("shipping", name)
     placed = {t["qualified"]: t["placed"] for s in again["streams"] for t in s["tables"]}
     assert placed["public.events_2025_07"] == placed["public.events_2025_08"] == "new"
     assert placed["public.events_2025_01"] == "existing"

@@ -15,7 +15,7 @@ try:
 except ImportError:  # ansible-core before 2.11: validated_params() returns None, callers run the module
     ArgumentSpecValidator = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import names, native
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect, postgres_argument_spec
 
@@ -55,7 +55,7 @@ class Status:
     def __init__(self, params):
         self.p = params
         self.secrets = [self.p.get("login_password"), self.p.get("target_login_password")]
-        self.prefix = "pgshift_%s_s" % self.p["migration"]
+        self.prefix = names.stream_prefix(self.p["migration"])
 
     def read_source(self, conn):
         head = _rows(conn, "SELECT pg_current_wal_lsn()::text AS lsn, current_database() AS db")[0]
@@ -226,9 +226,9 @@ class Status:
         """The status (what the module returns, without changed) over two open autocommit connections."""
         src = self.read_source(src_conn)
         tgt = self.read_target(tgt_conn)
-        names = native.stream_names(list(src["pubs"]) + list(src["slots"]) + list(tgt["subs"]) +
+        found = names.stream_names(list(src["pubs"]) + list(src["slots"]) + list(tgt["subs"]) +
                                     [u["stream"] for u in tgt["progress"]], self.p["migration"])
-        streams = [self.stream(name, src, tgt) for name in names]
+        streams = [self.stream(name, src, tgt) for name in found]
         return dict(
             streams=streams, totals=native.totals(streams), source_lsn=src["lsn"],
             caught_up=bool(streams) and all(s["caught_up"] for s in streams),
