@@ -19,9 +19,13 @@ REDACTED = "********"
 
 def secret_variants(secret):
     """The forms a secret can take inside a rendered statement: as given, as an SQL literal's body
-    (quotes doubled), as a conninfo value's body (backslashes and quotes escaped)."""
+    (quotes doubled; in an E'' literal backslashes doubled too), as a conninfo value's body (backslashes and
+    quotes escaped), and as that conninfo inside an SQL literal (a subscription's CONNECTION)."""
     secret = str(secret)
-    variants = {secret, secret.replace("'", "''"), secret.replace("\\", "\\\\").replace("'", "\\'")}
+    conninfo = secret.replace("\\", "\\\\").replace("'", "\\'")
+    variants = {secret, conninfo}
+    for form in (secret, conninfo):
+        variants.update((form.replace("'", "''"), form.replace("\\", "\\\\").replace("'", "''")))
     return sorted((v for v in variants if v), key=len, reverse=True)
 
 

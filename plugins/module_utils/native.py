@@ -193,21 +193,10 @@ def publication_diff(desired, current):
     return dict(add=add, drop=drop)
 
 
-def create_publication(name, tables):
-    if not tables:
-        return sql.SQL("CREATE PUBLICATION {}").format(sql.Identifier(name))
-    return sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
-        sql.Identifier(name), sql.SQL(", ").join(table_ref(t) for t in tables))
-
-
 def alter_publication(name, verb, tables):
     """ALTER PUBLICATION name ADD|DROP TABLE ... (verb: 'ADD' or 'DROP'); DROP always names ONLY the table."""
     refs = [table_ref(dict(t, only=True) if verb == "DROP" else t) for t in tables]
     return sql.SQL("ALTER PUBLICATION {} " + verb + " TABLE {}").format(sql.Identifier(name), sql.SQL(", ").join(refs))
-
-
-def drop_publication(name):
-    return sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name))
 
 
 def inheritance_problems(tables, parents_with_children):
@@ -448,40 +437,6 @@ def column_problems(table, source_columns, target_columns):
 # Subscription
 # ----------------------------------------------------------------------------------------------
 
-def _conninfo_value(value):
-    text = str(value)
-    if text and not re.search(r"[\s'\\]", text):
-        return text
-    return "'%s'" % text.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def subscription_conninfo(host, port, dbname, user, password=None, sslmode=None, sslrootcert=None, mask=False):
-    """The libpq connection string the subscriber uses to reach the source (password masked when asked)."""
-    parts = [("host", host), ("port", port), ("dbname", dbname), ("user", user)]
-    if password:
-        parts.append(("password", "********" if mask else password))
-    if sslmode:
-        parts.append(("sslmode", sslmode))
-    if sslrootcert:
-        parts.append(("sslrootcert", sslrootcert))
-    return " ".join("%s=%s" % (k, _conninfo_value(v)) for k, v in parts if v is not None and v != "")
-
-
-def subscription_options(name, enabled, target_version):
-    """The WITH (...) options of the stream's subscription, in order."""
-    options = [("create_slot", False), ("slot_name", name), ("copy_data", False), ("enabled", bool(enabled))]
-    if target_version >= 150000:
-        options.append(("disable_on_error", False))
-    return options
-
-
-def create_subscription(name, conninfo, enabled, target_version):
-    opts = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v))
-                              for k, v in subscription_options(name, enabled, target_version))
-    return sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH ({})").format(
-        sql.Identifier(name), sql.Literal(conninfo), sql.Identifier(name), opts)
-
-
 def alter_subscription(name, clause):
     return sql.SQL("ALTER SUBSCRIPTION {} " + clause).format(sql.Identifier(name))
 
@@ -489,10 +444,6 @@ def alter_subscription(name, clause):
 def refresh_subscription(name, copy_data):
     return sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = {})").format(
         sql.Identifier(name), sql.Literal(bool(copy_data)))
-
-
-def drop_subscription(name):
-    return sql.SQL("DROP SUBSCRIPTION IF EXISTS {}").format(sql.Identifier(name))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1409,7 +1409,7 @@ class Cutover:
             db_replication_host=self.p["source_host_for_target"], db_replication_port=self.p["source_port_for_target"],
             db_replication_sslmode=self.p["source_ssl_mode_for_target"],
             db_replication_sslrootcert=self.p["source_ssl_root_cert_for_target"]), "the source")
-        conninfo = native.subscription_conninfo(
+        conninfo = replication_conn.subscription_conninfo(
             peer["host"], peer["port"], self.p["login_db"], user, password, peer["sslmode"], peer["sslrootcert"])
         names = [name for side, name in self.created["slots"] if side == "source"]
         for name in names:

@@ -282,8 +282,8 @@ try:
 except ImportError:  # reported in main() through PSYCOPG_IMPORT_ERROR
     pg_errors = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native, progress
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader
+from ansible_collections.pgshift.aurora.plugins.module_utils import native, progress, replication_conn
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader, replication
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
     PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
 
@@ -493,7 +493,7 @@ class Stream:
                     subscription_enabled=enabled)
 
     def step_publication_create(self, decision, desired, obs, src_cols, plan):
-        self.run_sql(self.src, native.create_publication(self.name, desired["tables"]))
+        self.run_sql(self.src, replication.publication_sql(self.name, desired["tables"]))
 
     def step_publication_drop_tables(self, decision, desired, obs, src_cols, plan):
         self.run_sql(self.src, native.alter_publication(self.name, "DROP", decision["drops"]))
@@ -680,16 +680,16 @@ class Stream:
         password = p["source_replication_password"]
         if password is None and not p["source_replication_user"]:
             password = p["login_password"]
-        return native.subscription_conninfo(
+        return replication_conn.subscription_conninfo(
             p["source_host"] or p["login_host"], p["source_port"] or p["login_port"], p["source_db"] or p["login_db"],
             user, password, p["source_ssl_mode"] or p["ssl_mode"], p["source_ssl_root_cert"], mask=mask)
 
     def step_subscription_create(self, decision, desired, obs, src_cols, plan):
         version = self.tgt.info.server_version
-        display = native.create_subscription(self.name, self.subscription_conninfo(True), desired["create_enabled"],
-                                             version).as_string(self.tgt)
-        stmt = native.create_subscription(self.name, self.subscription_conninfo(False), desired["create_enabled"],
-                                          version)
+        display = replication.subscription_sql(self.name, self.subscription_conninfo(True), version,
+                                               enabled=desired["create_enabled"], disable_on_error=False).as_string(self.tgt)
+        stmt = replication.subscription_sql(self.name, self.subscription_conninfo(False), version,
+                                            enabled=desired["create_enabled"], disable_on_error=False)
         try:
             self.run_sql(self.tgt, stmt, display=display)
         except pg_errors.InsufficientPrivilege as exc:
@@ -734,13 +734,13 @@ class Stream:
             elif step == "subscription_detach":
                 self.run_sql(self.tgt, native.alter_subscription(self.name, "SET (slot_name = NONE)"))
             elif step == "subscription_drop":
-                self.run_sql(self.tgt, native.drop_subscription(self.name))
+                self.run_sql(self.tgt, replication.drop_subscription_sql(self.name))
             elif step == "load_stop":
                 self.stop_load()
             elif step == "slot_drop":
                 self.drop_slot()
             elif step == "publication_drop":
-                self.run_sql(self.src, native.drop_publication(self.name))
+                self.run_sql(self.src, replication.drop_publication_sql(self.name))
             elif step == "progress_clear":
                 self.queries.append("DELETE FROM pgshift.load_progress WHERE stream = '%s'" % self.name)
                 if not self.check:

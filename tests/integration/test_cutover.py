@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import replication_conn
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as freeze_db
 from modrunner import run_module
 from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, _as_postgres, ca_cert, free_port, wait_for
@@ -162,7 +162,7 @@ def pair(source_cluster, target_cluster, new_db, new_role):
     stream = "pgshift_%s_s1" % migration
     with source_cluster.connect(sdb) as conn:
         conn.execute("CREATE PUBLICATION %s FOR TABLE public.accounts, public.ledger, public.audit" % stream)
-    conninfo = native.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
+    conninfo = replication_conn.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
                                             "verify-full", ca_cert())
     with target_cluster.master_connect(sdb) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(

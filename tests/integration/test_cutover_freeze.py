@@ -28,7 +28,7 @@ import pytest
 from psycopg import sql
 
 import test_cutover as base
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import replication_conn
 from modrunner import COLLECTIONS, REPO, run_module
 from pgcluster import MASTER_PASSWORD, MASTER_USER, ca_cert, wait_for
 
@@ -68,7 +68,7 @@ def pair(source_cluster, target_cluster, new_db, new_role):
     stream = "pgshift_%s_s1" % migration
     with source_cluster.connect(sdb) as conn:
         conn.execute("CREATE PUBLICATION %s FOR TABLE %s" % (stream, ", ".join(TABLES)))
-    conninfo = native.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
+    conninfo = replication_conn.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
                                             "verify-full", ca_cert())
     with target_cluster.master_connect(sdb) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(

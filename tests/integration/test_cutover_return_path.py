@@ -301,7 +301,7 @@ def test_playbooks_rehearsal_then_cutover_then_resume_reverse(source_cluster, ta
                                                               tmp_path):
     import yaml
 
-    from ansible_collections.pgshift.aurora.plugins.module_utils import native
+    from ansible_collections.pgshift.aurora.plugins.module_utils import replication_conn
     from modrunner import run_playbook
     from pgcluster import MASTER_PASSWORD, MASTER_USER
 
@@ -315,7 +315,7 @@ def test_playbooks_rehearsal_then_cutover_then_resume_reverse(source_cluster, ta
     target_cluster.execute(tdb, schema)
     stream = "pgshift_%s_s1" % migration
     source_cluster.execute(sdb, "CREATE PUBLICATION %s FOR TABLE public.accounts" % stream)
-    conninfo = native.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
+    conninfo = replication_conn.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
                                             "verify-full", ca_cert())
     with target_cluster.master_connect(tdb) as conn:
         conn.execute("CREATE SUBSCRIPTION %s CONNECTION '%s' PUBLICATION %s" % (

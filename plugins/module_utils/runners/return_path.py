@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, native, replication_conn
+from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, replication_conn
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
 
 
@@ -50,8 +50,8 @@ class ReturnPath:
 
     def conninfo(self, mask=False):
         c = self.connection
-        return native.subscription_conninfo(c["host"], c["port"], c["dbname"], c["user"], self.password,
-                                            c["sslmode"], c["sslrootcert"], mask=mask)
+        return replication_conn.subscription_conninfo(c["host"], c["port"], c["dbname"], c["user"], self.password,
+                                                      c["sslmode"], c["sslrootcert"], mask=mask)
 
     def describe(self):
         c = self.connection
