@@ -396,6 +396,7 @@ def test_playbook_recover_undoes_a_dead_runs_freeze(source_cluster, target_clust
     import yaml
 
     from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
+    from ansible_collections.pgshift.aurora.plugins.module_utils.journal import Journal
     from modrunner import run_playbook
 
     migration, app = new_role("pbrec"), new_role("pbrecapp")
@@ -405,7 +406,7 @@ def test_playbook_recover_undoes_a_dead_runs_freeze(source_cluster, target_clust
             c.execute("CREATE ROLE %s LOGIN" % app)
     try:
         with source_cluster.master_connect(sdb) as c:
-            db.ensure_journal(c)
+            db.ensure_journal(c, Journal())
             c.execute("ALTER ROLE %s IN DATABASE %s SET default_transaction_read_only = on" % (app, sdb))
             c.execute("INSERT INTO pgshift.freeze_journal (migration, run_id, direction, side, method, done, restore, "
                       "owner_pid, owner_started) VALUES (%s, 'deadrun', 'forward', 'source', 'read_only', %s, %s, "
