@@ -85,9 +85,9 @@ class Cursor:
         if "FROM pg_replication_slots" in conn.executed[-1]:
             conn.looks += 1
             self.description = [type("D", (), dict(name=n))() for n in (
-                "slot_name", "active", "active_pid", "confirmed_flush_lsn", "retained_bytes")]
+                "slot_name", "active", "active_pid", "confirmed_flush_lsn", "wal_status", "retained_bytes")]
             s = conn.slot
-            self.rows = [("s1", s["active"], s["active_pid"], "0/10", 42)] if s else []
+            self.rows = [("s1", s["active"], s["active_pid"], "0/10", "reserved", 42)] if s else []
 
     def fetchall(self):
         return self.rows

@@ -39,9 +39,9 @@ def _run(conn, stmt, params=None, journal=None):
 # ----------------------------------------------------------------------------------------------
 
 def slots(conn, names):
-    """{name: {slot_name, active, active_pid, confirmed_flush_lsn, retained_bytes}} of the named slots."""
+    """{name: {slot_name, active, active_pid, confirmed_flush_lsn, wal_status, retained_bytes}} of the named slots."""
     return dict((r["slot_name"], r) for r in db.rows(
-        conn, "SELECT slot_name, active, active_pid, confirmed_flush_lsn::text AS confirmed_flush_lsn, "
+        conn, "SELECT slot_name, active, active_pid, confirmed_flush_lsn::text AS confirmed_flush_lsn, wal_status, "
               "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained_bytes "
               "FROM pg_replication_slots WHERE slot_name = ANY(%s)", (list(names),)))
 

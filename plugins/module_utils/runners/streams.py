@@ -21,7 +21,7 @@ import time
 from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, native
 from ansible_collections.pgshift.aurora.plugins.module_utils import names as naming
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import replication
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import replication, status
 
 
 class Streams:
@@ -37,34 +37,29 @@ class Streams:
     def names_of(self, subscriptions):
         raise NotImplementedError
 
-    def discover(self):
-        """[{name, state, message, lag_bytes, lag_seconds, confirmed, confirmed_int}] of the streams old -> new."""
+    def read(self):
+        """The streams old -> new for the preflight: [{name, state, message, lag_bytes, lag_seconds}], classified
+        by native.classify_stream from what the old side (publication, slot, WAL sender) and the new side
+        (subscription, apply worker) show."""
         run = self.run
         old, new = run.conn(run.old), run.conn(run.new)
         subs = replication.subscriptions(new)
-        found_names = self.names_of(subs)
-        slots = replication.slots(old, found_names)
+        names = self.names_of(subs)
+        slots = replication.slots(old, names)
+        published = set(replication.publications(old, naming.PREFIX))
         lsn = db.current_lsn(old)
         senders = db.senders(old)
         workers = db.apply_workers(new)
         found = []
-        for name in sorted(found_names):
-            sub, slot = subs[name], slots.get(name)
-            confirmed = slot["confirmed_flush_lsn"] if slot else None
-            lag = native.lag_bytes(lsn, confirmed)
+        for name in sorted(names):
+            slot, worker = slots.get(name), workers.get(name)
             sender = senders.get(slot["active_pid"]) if slot and slot["active_pid"] else None
-            if slot is None:
-                state, message = "error", "slot %s is missing on the %s" % (name, run.old)
-            elif not sub["enabled"]:
-                state, message = "disabled", "subscription %s is disabled on the %s" % (name, run.new)
-            elif name not in workers:
-                state, message = "starting", "subscription %s has no apply worker running" % name
-            else:
-                state, message = "streaming", "%s streams" % name
-            found.append(dict(name=name, state=state, message=message, lag_bytes=lag, confirmed=confirmed,
-                              confirmed_int=native.lsn_to_int(confirmed),
-                              lag_seconds=native.lag_seconds(lag, sender["replay_lag"] if sender else None,
-                                                             bool(sender and sender["state"] == "streaming"), None)))
+            state, message = native.classify_stream(dict(
+                name=name, publication=name in published, slot=slot, load=None, table_states=[],
+                subscription=dict(enabled=subs[name]["enabled"], worker_pid=worker["pid"] if worker else None)))
+            lag = native.lag_bytes(lsn, slot["confirmed_flush_lsn"] if slot else None)
+            found.append(dict(name=name, state=state, message=message, lag_bytes=lag, lag_seconds=native.lag_seconds(
+                lag, sender["replay_lag"] if sender else None, bool(sender and sender["state"] == "streaming"), None)))
         return found
 
     def gate(self):
@@ -74,7 +69,7 @@ class Streams:
         p = self.p
         deadline = time.monotonic() + p["preflight_wait"]
         while True:
-            streams = self.discover()
+            streams = self.read()
             go, why = cutover.stream_gate(streams, p["max_lag_bytes"], p["max_lag_seconds"])
             if go or not streams or time.monotonic() > deadline:
                 break
@@ -83,8 +78,16 @@ class Streams:
         return why, dict(streams=len(streams), max_lag_bytes=max([s["lag_bytes"] or 0 for s in streams] or [0]))
 
     def barrier(self, target):
-        """(reached, streams behind or []) for the barrier LSN `target` (an int)."""
-        streams = [s for s in self.discover() if s["name"] in self.names]
+        """(reached, [{name, confirmed, confirmed_int}] of the streams) for the barrier LSN `target` (an int): every
+        stream the preflight found still subscribed, its slot's confirmed position at or past it."""
+        run = self.run
+        subs = replication.subscriptions(run.conn(run.new))
+        slots = replication.slots(run.conn(run.old), self.names)
+        streams = []
+        for name in self.names:
+            if name in subs:
+                confirmed = (slots.get(name) or {}).get("confirmed_flush_lsn")
+                streams.append(dict(name=name, confirmed=confirmed, confirmed_int=native.lsn_to_int(confirmed)))
         return len(streams) == len(self.names) and cutover.barrier_done(streams, target), streams
 
     def marker_seen(self):
@@ -125,8 +128,15 @@ class Forward(Streams):
 
 
 class NativeForward(Forward):
+    """The migration's native streams, as pg_replication_status reads them (_pg/status.py)."""
+
     def names_of(self, subscriptions):
         return naming.stream_names(list(subscriptions), self.run.migration)
+
+    def read(self):
+        run = self.run
+        found = status.Status(dict(self.p, barrier_lsn=None)).read(run.conn("source"), run.conn("target"))["streams"]
+        return [s for s in found if s["subscription"]["exists"]]
 
     def replicated_tables(self):
         src = self.run.conn("source")
