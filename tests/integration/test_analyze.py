@@ -266,7 +266,7 @@ def forward_stream(source_cluster, target_cluster, new_db, migration):
         conn.execute(sql.SQL('CREATE PUBLICATION {} FOR TABLE public.parcels, "Shipping Ops"."order", '
                              'public.empty_table').format(sql.Identifier(stream)))
     conninfo = replication_conn.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
-                                            "verify-full", ca_cert())
+                                                      "verify-full", ca_cert())
     with target_cluster.master_connect(tdb) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
             sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))
@@ -416,7 +416,7 @@ def test_cutover_playbook_check_is_no_go_without_statistics_and_goes_on_with_the
     env.source.execute(env.sdb, sql.SQL('CREATE PUBLICATION {} FOR TABLE public.parcels, "Shipping Ops"."order"')
                        .format(sql.Identifier(stream)))
     conninfo = replication_conn.subscription_conninfo("127.0.0.1", env.source.port, env.sdb, MASTER_USER, MASTER_PASSWORD,
-                                            "verify-full", ca_cert())
+                                                      "verify-full", ca_cert())
     with env.target.master_connect(env.tdb) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
             sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))

@@ -163,7 +163,7 @@ def pair(source_cluster, target_cluster, new_db, new_role):
     with source_cluster.connect(sdb) as conn:
         conn.execute("CREATE PUBLICATION %s FOR TABLE public.accounts, public.ledger, public.audit" % stream)
     conninfo = replication_conn.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
-                                            "verify-full", ca_cert())
+                                                      "verify-full", ca_cert())
     with target_cluster.master_connect(sdb) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
             sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))

@@ -153,7 +153,7 @@ def replicating(dbs):
     stream = "pgshift_%s_s1" % env.migration
     env.source.execute(env.sdb, "CREATE PUBLICATION %s FOR TABLE public.accounts, public.notes" % stream)
     conninfo = replication_conn.subscription_conninfo("127.0.0.1", env.source.port, env.sdb, MASTER_USER, MASTER_PASSWORD,
-                                            "verify-full", ca_cert())
+                                                      "verify-full", ca_cert())
     with env.target.master_connect(env.tdb) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
             sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))

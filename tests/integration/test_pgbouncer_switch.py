@@ -144,7 +144,7 @@ def setup(request, source_cluster, target_cluster, new_db, new_role):
         conn.execute("INSERT INTO public.ticks (n) SELECT -g FROM generate_series(1, 10) g")  # not the writer's
         conn.execute("CREATE PUBLICATION %s FOR TABLE public.ticks" % stream)
     conninfo = replication_conn.subscription_conninfo("127.0.0.1", src.port, sdb, MASTER_USER, MASTER_PASSWORD,
-                                            "verify-full", ca_cert())
+                                                      "verify-full", ca_cert())
     with tgt.master_connect(sdb) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {}").format(
             sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))

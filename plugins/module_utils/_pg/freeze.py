@@ -184,9 +184,9 @@ def ensure_log(conn, journal):
     ensure_journal(conn, journal)
     # A uuid key, not a sequence: with DMS the log is replicated, and sequences are not.
     journal.run(conn, sql.SQL("CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
-                         "migration text NOT NULL, "
-                         "run_id text NOT NULL, direction text NOT NULL, event text NOT NULL, detail text, "
-                         "at timestamptz NOT NULL DEFAULT clock_timestamp())").format(
+                              "migration text NOT NULL, "
+                              "run_id text NOT NULL, direction text NOT NULL, event text NOT NULL, detail text, "
+                              "at timestamptz NOT NULL DEFAULT clock_timestamp())").format(
         sql.Identifier(LOG_SCHEMA, LOG_TABLE)))
 
 
@@ -246,10 +246,11 @@ def ensure_journal(conn, journal):
     journal.run(conn, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(LOG_SCHEMA)))
     # owner_pid/owner_started: the session of the run that froze; while it lives, the freeze is that run's own.
     journal.run(conn, sql.SQL("CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
-                         "migration text NOT NULL, run_id text NOT NULL, direction text NOT NULL, side text NOT NULL, "
-                         "method text NOT NULL, done jsonb NOT NULL, restore jsonb NOT NULL, owner_pid int, "
-                         "owner_started timestamptz, started_at timestamptz NOT NULL DEFAULT clock_timestamp(), "
-                         "finished_at timestamptz, undone_at timestamptz, outcome text, note text)").format(
+                              "migration text NOT NULL, run_id text NOT NULL, direction text NOT NULL, "
+                              "side text NOT NULL, method text NOT NULL, done jsonb NOT NULL, restore jsonb NOT NULL, "
+                              "owner_pid int, owner_started timestamptz, started_at timestamptz NOT NULL DEFAULT "
+                              "clock_timestamp(), finished_at timestamptz, undone_at timestamptz, outcome text, "
+                              "note text)").format(
         sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE)))
 
 

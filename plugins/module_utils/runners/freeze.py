@@ -197,7 +197,6 @@ class Freeze:
         return len(stale), len(prints) - len(stale)
 
 
-
 class PgBouncerFreeze(Freeze):
     """PAUSE the database in PgBouncer: clients wait there (the switch RESUMEs them towards the new side)."""
 
