@@ -227,7 +227,7 @@ class Status:
         src = self.read_source(src_conn)
         tgt = self.read_target(tgt_conn)
         found = names.stream_names(list(src["pubs"]) + list(src["slots"]) + list(tgt["subs"]) +
-                                    [u["stream"] for u in tgt["progress"]], self.p["migration"])
+                                   [u["stream"] for u in tgt["progress"]], self.p["migration"])
         streams = [self.stream(name, src, tgt) for name in found]
         return dict(
             streams=streams, totals=native.totals(streams), source_lsn=src["lsn"],
