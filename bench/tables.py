@@ -157,7 +157,8 @@ def main(argv=None):
     if path:
         with open(path, encoding="utf-8") as f:
             result = json.load(f)
-        name = os.path.relpath(os.path.abspath(path), REPO)
+        path = os.path.abspath(path)
+        name = os.path.relpath(path, REPO) if path.startswith(REPO + os.sep) else path
         bodies = {"bench/README.md": render(result, name), "README.md": render_summary(result, name)}
     else:
         bodies = dict((k, NONE_YET) for k in MARKERS)

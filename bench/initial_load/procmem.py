@@ -3,10 +3,12 @@
 The same method for every tool of bench/initial_load: while a tool runs, a thread reads every 0.2 s which
 processes descend from the benchmark's own process (ansible-playbook and its workers and module processes,
 the module processes of the modules path, pgcopydb, pg_dump, pg_restore, vacuumdb, and the tools those start;
-the database servers are not descendants: the lab starts them detached) and their VmRSS and VmHWM. It keeps
-the largest sum of VmRSS seen at one sample (`peak_tree_rss_mb`: what the controller needed at once) and the
-largest VmHWM of any one process (`peak_process_rss_mb`, with its command name). A process living less than
-one interval can be missed by the sum; its own high-water mark still counts when it is seen once.
+the database servers are not descendants: the lab starts them detached) and their memory. It keeps the largest
+sum of their proportional set sizes seen at one sample (`peak_tree_rss_mb`: what the controller needed at once;
+PSS, from /proc/<pid>/smaps_rollup, splits a page shared by forked workers between them, so a tool that forks
+many workers is not counted once per worker; VmRSS where smaps_rollup cannot be read) and the largest VmHWM of
+any one process (`peak_process_rss_mb`, with its command name). A process living less than one interval can be
+missed by the sum; its own high-water mark still counts when it is seen once.
 """
 
 from __future__ import annotations
@@ -89,7 +91,10 @@ class PeakMemory:
                 kb = parse_status_kb(_read("/proc/%d/status" % pid), "VmRSS", "VmHWM")
             except OSError:
                 continue
-            total += kb["VmRSS"]
+            try:
+                total += parse_status_kb(_read("/proc/%d/smaps_rollup" % pid), "Pss")["Pss"]
+            except OSError:
+                total += kb["VmRSS"]
             self.seen.add((pid, procs[pid][1]))
             if kb["VmHWM"] > self.peak_process_kb:
                 self.peak_process_kb, self.peak_process = kb["VmHWM"], procs[pid][1]

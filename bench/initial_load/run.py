@@ -357,7 +357,7 @@ def run_pgshift_playbook(env, workdir, poll=None):
     steps["replicate_playbook"] = round(secs, 2)
     tasks += [dict(t, playbook="replicate") for t in profile_tasks(out)]
     result = dict(success=rc == 0, steps=steps,
-                  slowest_tasks=sorted(tasks, key=lambda t: -t["seconds"])[:5],
+                  slowest_tasks=sorted(tasks, key=lambda t: -t["seconds"])[:3],
                   ansible_task_seconds=round(sum(t["seconds"] for t in tasks), 2))
     try:
         with open(os.path.join(workdir, "replication.json"), encoding="utf-8") as f:
@@ -654,7 +654,7 @@ def versions():
     import importlib.metadata
     pgcopydb, error = pgcopydb_version()
     out = dict(pgcopydb=pgcopydb or "not installed (%s)" % error,
-               pg_dump=(tool_version(os.path.join(pg18_bin_dir(), "pg_dump")) or "").rsplit(": ", 1)[-1],
+               pg_dump=(tool_version(os.path.join(pg18_bin_dir(), "pg_dump")) or "").split()[-1],
                python=sys.version.split()[0])
     try:
         out["ansible_core"] = importlib.metadata.version("ansible-core")
@@ -717,6 +717,8 @@ def main():
         sizes=sizes)
     os.makedirs(opts.out, exist_ok=True)
     path = os.path.join(opts.out, "%s-%s.json" % (started.strftime("%Y%m%dT%H%M"), commit.split()[0]))
+    if os.path.exists(path):  # two runs started in the same minute: the second keeps its seconds
+        path = os.path.join(opts.out, "%s-%s.json" % (started.strftime("%Y%m%dT%H%M%S"), commit.split()[0]))
     with open(path, "w", encoding="utf-8") as f:
         json.dump(out, f, indent=1, sort_keys=True)
         f.write("\n")

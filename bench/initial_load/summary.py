@@ -54,7 +54,8 @@ def check_failures(check):
         if kind == "foreign_keys_not_validated":
             continue
         if counts.get("source") != counts.get("target"):
-            failures.append("%s: %s on the source, %s on the target" % (kind, counts.get("source"), counts.get("target")))
+            failures.append("%s: %s on the source, %s on the target" % (
+                kind, counts.get("source"), counts.get("target")))
     if check.get("foreign_keys_not_validated_target"):
         failures.append("%d foreign key(s) not validated on the target" % check["foreign_keys_not_validated_target"])
     no_stats = check.get("tables_without_statistics") or []

@@ -52,12 +52,14 @@ def test_an_unlogged_table_left_empty_does_not_fail_a_run():
 
 
 @pytest.mark.parametrize("over, expected", [
-    (dict(tool_success=False, tool_error="pgcopydb clone exited with 12"), "tool failed: pgcopydb clone exited with 12"),
+    (dict(tool_success=False, tool_error="pgcopydb clone exited with 12"),
+     "tool failed: pgcopydb clone exited with 12"),
     (dict(mismatches=[dict(table="public.parcels", source=10, target=None, unlogged=False)]),
      "rows differ on 1 table(s) (source/target): public.parcels 10/None"),
     (dict(schema_objects=dict(indexes=dict(source=46, target=45))), "indexes: 46 on the source, 45 on the target"),
     (dict(foreign_keys_not_validated_target=2), "2 foreign key(s) not validated on the target"),
-    (dict(tables_without_statistics=["public.parcels"]), "1 table(s) with rows but no planner statistics: public.parcels"),
+    (dict(tables_without_statistics=["public.parcels"]),
+     "1 table(s) with rows but no planner statistics: public.parcels"),
     (dict(materialized_views=dict(populated=0, total=1)), "materialized views populated: 0 of 1"),
 ])
 def test_each_failed_check_marks_the_run_failed(over, expected):

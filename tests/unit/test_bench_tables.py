@@ -77,7 +77,8 @@ def test_the_summary_gives_medians_and_ratios_per_size(result):
 
 def test_replace_between_markers():
     text = "intro\n<!-- x:begin -->\nold\n<!-- x:end -->\nrest\n"
-    assert tables.replace_between(text, "x", "new table") == "intro\n<!-- x:begin -->\nnew table\n<!-- x:end -->\nrest\n"
+    expected = "intro\n<!-- x:begin -->\nnew table\n<!-- x:end -->\nrest\n"
+    assert tables.replace_between(text, "x", "new table") == expected
     with pytest.raises(ValueError):
         tables.replace_between("no markers", "x", "body")
 
