@@ -520,7 +520,10 @@ def run_pgcopydb(env, workdir, largest=None):
         if row:
             res["self_reported_largest_table"] = re.sub(r"\s+", " ", row[-1]).strip()
     if proc.returncode != 0:
-        res["error"] = "pgcopydb clone exited with %d: %s" % (proc.returncode, tail("\n".join(problems) or out))
+        # its first errors say why (the later ones are the processes it stops); without the time and pid columns
+        first = [ln.split(None, 2)[-1] for ln in problems if re.search(r"\b(ERROR|FATAL)\b", ln)
+                 and not re.search(r"\^\s*$|SQL params:", ln)][:4]
+        res["error"] = "pgcopydb clone exited with %d: %s" % (proc.returncode, " | ".join(first) or tail(out, 600))
     return res
 
 

@@ -44,7 +44,8 @@ def check_failures(check):
     """
     failures = []
     if not check.get("tool_success"):
-        failures.append("tool failed: %s" % (check.get("tool_error") or "no error text"))
+        text = " ".join((check.get("tool_error") or "no error text").split())
+        failures.append("tool failed: %s" % (text if len(text) <= 400 else text[:400] + " ..."))
     bad = [m for m in check.get("mismatches") or [] if not m.get("unlogged")]
     if bad:
         shown = ", ".join("%s %s/%s" % (m["table"], m["source"], m["target"]) for m in bad[:5])

@@ -96,3 +96,10 @@ def test_proc_parsing():
     text = "Name:\tpython\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n"
     assert procmem.parse_status_kb(text, "VmRSS", "VmHWM") == dict(VmRSS=102400, VmHWM=204800)
     assert procmem.parse_status_kb("Name:\tkthreadd\n", "VmRSS") == dict(VmRSS=0)
+
+
+def test_a_tool_error_is_one_line_of_bounded_length():
+    failures = summary.check_failures(good_check(tool_success=False, tool_error="first line\n  second\tline " + "x" * 900))
+    assert len(failures) == 1 and "\n" not in failures[0]
+    assert failures[0].startswith("tool failed: first line second line xxx") and failures[0].endswith(" ...")
+    assert len(failures[0]) < 450
