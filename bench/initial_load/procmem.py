@@ -42,7 +42,7 @@ def parse_status_kb(text, *keys):
     """{key: kB} of /proc/<pid>/status lines such as `VmRSS:   1234 kB` (0 when absent: a kernel thread)."""
     out = dict((k, 0) for k in keys)
     for line in text.splitlines():
-        name, _, value = line.partition(":")
+        name, dummy, value = line.partition(":")
         if name in out:
             out[name] = int(value.split()[0])
     return out
@@ -118,5 +118,5 @@ class PeakMemory:
     def result(self):
         return dict(peak_tree_rss_mb=round(self.peak_tree_kb / 1024.0, 1),
                     peak_process_rss_mb=round(self.peak_process_kb / 1024.0, 1), peak_process=self.peak_process,
-                    processes_seen=len(self.seen), commands=sorted(set(c for _, c in self.seen))[:20],
+                    processes_seen=len(self.seen), commands=sorted(set(seen[1] for seen in self.seen))[:20],
                     samples=self.samples)

@@ -570,7 +570,6 @@ RUNNERS = dict(pgshift_playbook=run_pgshift_playbook,
                pgshift_modules=run_pgshift_modules, pgcopydb=run_pgcopydb, pg_dump_restore=run_pg_dump_restore)
 
 
-
 def one_run(env, tool, source, keep_roles):
     """Reset the target, run one tool (timed, its controller-side processes' memory sampled), check the target.
     The record is small: seconds, ok and the failures of the checks, memory, the tool's steps."""
