@@ -9,7 +9,7 @@ from ansible_collections.pgshift.aurora.plugins.module_utils import dms_endpoint
 
 def test_postgres_settings_names():
     got = dms_endpoints.postgres_settings(dict(slot_name="s1", heartbeat_enable=True, heartbeat_frequency=5, ddl_artifacts_schema="pgshift",
-                                     map_boolean_as_boolean=True, some_new_thing=1, plugin_name=None))
+                                          map_boolean_as_boolean=True, some_new_thing=1, plugin_name=None))
     assert got == {"SlotName": "s1", "HeartbeatEnable": True, "HeartbeatFrequency": 5, "DdlArtifactsSchema": "pgshift",
                    "MapBooleanAsBoolean": True, "SomeNewThing": 1}
 

@@ -16,7 +16,7 @@ def test_instance_changes():
                 vpc_security_group_ids=["sg-1", "sg-2"], publicly_accessible=False, kms_key_id="key/abc", subnet_group="sg")
     assert dms_instances.instance_changes(same, have) == ({}, [])
     modify, fixed = dms_instances.instance_changes(dict(same, instance_class="dms.r6i.large", engine_version="3.6.1",
-                                              vpc_security_group_ids=["sg-1"], publicly_accessible=True, subnet_group="other"), have)
+                                                   vpc_security_group_ids=["sg-1"], publicly_accessible=True, subnet_group="other"), have)
     assert modify == {"ReplicationInstanceClass": "dms.r6i.large", "EngineVersion": "3.6.1", "AllowMajorVersionUpgrade": False,
                       "VpcSecurityGroupIds": ["sg-1"]}
     assert fixed == ["subnet_group", "publicly_accessible"]

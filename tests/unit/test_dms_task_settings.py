@@ -14,7 +14,7 @@ def test_lob_mode_from_the_assessment():
 
 def test_settings_merge_over_recommended_defaults():
     merged = dms_task_settings.task_settings({"FullLoadSettings": {"MaxFullLoadSubTasks": 16}, "Logging": {"EnableLogging": False},
-                                "ChangeProcessingTuning": {"BatchApplyMemoryLimit": 500}}, 2048)
+                                             "ChangeProcessingTuning": {"BatchApplyMemoryLimit": 500}}, 2048)
     assert merged["FullLoadSettings"] == {"TargetTablePrepMode": "DO_NOTHING", "MaxFullLoadSubTasks": 16}
     assert merged["Logging"] == {"EnableLogging": False}
     assert merged["ChangeProcessingTuning"] == {"BatchApplyMemoryLimit": 500}

@@ -48,7 +48,7 @@ def test_task_failure():
     assert dms_tasks.task_failure({"Status": "stopped", "StopReason": "Stop Reason FULL_LOAD_ONLY_FINISHED"}) is None
     assert dms_tasks.task_failure({"ReplicationTaskIdentifier": "t", "Status": "failed"}) == "replication task t is failed: (no LastFailureMessage)"
     assert dms_tasks.task_failure({"ReplicationTaskIdentifier": "t", "Status": "stopped", "StopReason": "Stop Reason STOPPED_DUE_TO_LOW_DISK",
-                             "LastFailureMessage": "disk"}) == "replication task t is stopped: disk [Stop Reason STOPPED_DUE_TO_LOW_DISK]"
+                                  "LastFailureMessage": "disk"}) == "replication task t is stopped: disk [Stop Reason STOPPED_DUE_TO_LOW_DISK]"
     assert "dms-tasks-ri" in dms_tasks.failure_advice({}, "ri")
 
 
@@ -122,6 +122,6 @@ def test_max_latency():
 
 def test_task_result_parses_mappings_and_settings():
     out = dms_tasks.task_result({"ReplicationTaskIdentifier": "t", "TableMappings": '{"rules": []}',
-                               "ReplicationTaskSettings": '{"Logging": {"EnableLogging": true}}', "ReplicationTaskStats": {"TablesLoaded": 1}})
+                                "ReplicationTaskSettings": '{"Logging": {"EnableLogging": true}}', "ReplicationTaskStats": {"TablesLoaded": 1}})
     assert out == {"replication_task_identifier": "t", "table_mappings": {"rules": []},
                    "task_settings": {"Logging": {"EnableLogging": True}}, "replication_task_stats": {"tables_loaded": 1}}

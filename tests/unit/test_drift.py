@@ -11,7 +11,7 @@ from ansible_collections.pgshift.aurora.plugins.module_utils import drift
 def test_drift_ignores_what_the_service_adds():
     want = dms_task_settings.task_settings(None, 512)
     have = drift.deep_merge({"TargetMetadata": {"TargetSchema": "", "ParallelLoadThreads": 0},
-                           "ChangeProcessingTuning": {"CommitTimeout": 1}}, want)
+                            "ChangeProcessingTuning": {"CommitTimeout": 1}}, want)
     assert drift.drift(want, have) == []
     have["Logging"]["EnableLogging"] = False
     have["TargetMetadata"]["LobMaxSize"] = 256
