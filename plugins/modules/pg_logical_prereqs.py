@@ -335,7 +335,8 @@ try:
 except ImportError:  # reported in main() through PSYCOPG_IMPORT_ERROR
     pg_errors = sql = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import plan, prereqs, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils import parameter_groups, plan, prereqs, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils._aws import common
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
@@ -367,7 +368,7 @@ def argument_spec():
         rds_reboot=dict(type="bool", default=False),
         rds_reboot_timeout=dict(type="int", default=1800),
     )
-    spec.update(rds_api.aws_argument_spec())
+    spec.update(common.aws_argument_spec(aliases=False))
     spec.update(scope.filter_argument_spec())
     return spec
 
@@ -537,24 +538,20 @@ class Prereqs:
     # --- RDS parameter group -------------------------------------------------------------------
 
     def rds_client(self):
-        if rds_api.BOTO3_IMPORT_ERROR:
-            self.module.fail_json(msg=missing_required_lib("boto3"), exception=rds_api.BOTO3_IMPORT_ERROR)
-        return rds_api.client("rds", self.p)
+        if common.BOTO3_IMPORT_ERROR:
+            self.module.fail_json(msg=missing_required_lib("boto3"), exception=common.BOTO3_IMPORT_ERROR)
+        return rds_api.api(self.p)
 
-    def aws(self, doing, operation, api_params, call):
-        """Run call() (one or more boto3 calls), recorded as operation(api_params)."""
+    def aws(self, operation, api_params, call):
+        """Run call() (one or more _aws/rds.py calls), recorded as operation(api_params)."""
         self.api_calls.append(dict(service="rds", operation=operation, parameters=api_params,
                                    change=not operation.startswith("describe_")))
         try:
             return call()
         except rds_api.RebootTimeout as exc:
             self.module.fail_json(msg=str(exc), api_calls=self.api_calls, queries=self.queries, changed=True)
-        except Exception as exc:  # botocore raises many types; explain() names them
-            if rds_api.botocore and isinstance(exc, (rds_api.botocore.exceptions.BotoCoreError,
-                                                     rds_api.botocore.exceptions.ClientError)):
-                self.module.fail_json(msg=scrub(rds_api.explain(exc, doing), self.secrets),
-                                      api_calls=self.api_calls, queries=self.queries)
-            raise
+        except common.AwsError as exc:  # the message says what failed and what to do
+            self.module.fail_json(msg=scrub(str(exc), self.secrets), api_calls=self.api_calls, queries=self.queries)
 
     def plan_rds(self, facts, tables):
         """(changes, group, reboot_pending) for the instance's parameter group."""
@@ -563,29 +560,31 @@ class Prereqs:
         rds = self.rds_client()
         self._rds = rds
         instance_id = self.p["rds_instance_id"]
-        inst = self.aws("reading RDS instance %s" % instance_id, "describe_db_instances",
+        inst = self.aws("describe_db_instances",
                         dict(DBInstanceIdentifier=instance_id), lambda: rds_api.describe_instance(rds, instance_id))
         group = inst["parameter_group"]
         self._rds_group = group
-        desired = rds_api.desired_parameters(prereqs.desired_settings(facts, self.opts(facts, tables)))
+        desired = parameter_groups.desired_parameters(prereqs.desired_settings(facts, self.opts(facts, tables)))
         if not desired:
             return [], group, inst["apply_status"] == "pending-reboot"
-        if rds_api.is_default_group(group):
+        if parameter_groups.is_default_group(group):
             self.module.fail_json(
                 msg="RDS instance %s uses the default parameter group %s, which cannot be changed: create a custom "
                     "DB parameter group (family of the instance's engine), attach it to the instance, then run "
                     "again" % (self.p["rds_instance_id"], group), api_calls=self.api_calls, changed=False)
-        current = self.aws("reading parameter group %s" % group, "describe_db_parameters",
-                           dict(DBParameterGroupName=group),
-                           lambda: rds_api.group_parameters(rds, group, set(desired)))
-        self._rds_current = current
-        changes = rds_api.plan_parameter_changes(current, desired)
+        current = self.aws("describe_db_parameters", dict(DBParameterGroupName=group),
+                           lambda: rds_api.describe_parameters(rds, group, "instance", set(desired)))
+        self._rds_current = dict((name, p["value"]) for name, p in current.items())
+        changes, refused = parameter_groups.compare_parameters(current, desired)
+        if refused:
+            self.module.fail_json(msg="RDS parameter group %s: %s" % (group, "; ".join(refused)),
+                                  api_calls=self.api_calls, changed=False)
         return changes, group, inst["apply_status"] == "pending-reboot"
 
     def apply_rds(self, group, changes):
         rds = self._rds
-        self.aws("changing parameter group %s" % group, "modify_db_parameter_group",
-                 dict(DBParameterGroupName=group, Parameters=changes), lambda: rds_api.modify_group(rds, group, changes))
+        self.aws("modify_db_parameter_group", dict(DBParameterGroupName=group, Parameters=changes),
+                 lambda: rds_api.modify_parameters(rds, group, "instance", changes))
         return any(c["ApplyMethod"] == "pending-reboot" for c in changes)
 
     def wants_reboot(self):
@@ -595,9 +594,7 @@ class Prereqs:
     def reboot(self):
         rds = self._rds or self.rds_client()
         instance_id = self.p["rds_instance_id"]
-        self.aws("rebooting %s and waiting until it is available with its parameter group in sync (rds_reboot_timeout "
-                 "%d s)" % (instance_id, self.p["rds_reboot_timeout"]), "reboot_db_instance",
-                 dict(DBInstanceIdentifier=instance_id),
+        self.aws("reboot_db_instance", dict(DBInstanceIdentifier=instance_id),
                  lambda: rds_api.reboot_and_wait(rds, instance_id, self.p["rds_reboot_timeout"]))
 
     def rds_reboot_needed(self, facts):

@@ -1,12 +1,10 @@
-"""Fix planning, table scope, connection errors and the RDS parameter decisions."""
+"""Fix planning, table scope and connection errors (the RDS parameter decisions: test_parameter_groups.py)."""
 
 from __future__ import annotations
 
-import botocore.exceptions
 import pytest
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs, scope, scram
-from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, connection
 
 from factsbuilder import admin, facts, opts, role, setting, table
@@ -174,32 +172,6 @@ def test_scrub_and_conninfo():
     assert connection.scrub("x hunter2-secret y", ["hunter2-secret", None]) == "x ******** y"
     kwargs = connection.conninfo_kwargs(dict(PARAMS, login_password=None))
     assert "password" not in kwargs and kwargs["sslmode"] == "require"
-
-
-# --- RDS parameter group decisions ---------------------------------------------------------------
-
-def test_desired_parameters_and_plan():
-    desired = rds.desired_parameters({"wal_level": "logical", "max_replication_slots": "6"})
-    assert desired == {"rds.logical_replication": "1", "max_replication_slots": "6"}
-    changes = rds.plan_parameter_changes({"rds.logical_replication": "0"}, desired)
-    assert changes == [
-        dict(ParameterName="max_replication_slots", ParameterValue="6", ApplyMethod="pending-reboot"),
-        dict(ParameterName="rds.logical_replication", ParameterValue="1", ApplyMethod="pending-reboot"),
-    ]
-    assert rds.plan_parameter_changes({"rds.logical_replication": "1", "max_replication_slots": "6"},
-                                      desired) == []
-    assert rds.plan_parameter_changes({}, {"wal_sender_timeout": "60000"})[0]["ApplyMethod"] == "immediate"
-
-
-def test_default_group_and_error_explanations():
-    assert rds.is_default_group("default.postgres15")
-    assert not rds.is_default_group("pgshift-source-pg15")
-    err = botocore.exceptions.ClientError(
-        {"Error": {"Code": "DBInstanceNotFound", "Message": "DBInstance nope not found."}}, "DescribeDBInstances")
-    msg = rds.explain(err, "reading RDS instance nope")
-    assert "DBInstanceNotFound" in msg and "rds_instance_id" in msg
-    assert "aws_region" in rds.explain(botocore.exceptions.NoRegionError(), "x")
-    assert "credentials" in rds.explain(botocore.exceptions.NoCredentialsError(), "x")
 
 
 @pytest.mark.parametrize("sample,age,expected", [
