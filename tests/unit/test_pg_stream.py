@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+import pytest
+
+from ansible_collections.pgshift.aurora.plugins.module_utils import journal, native
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import stream as pgstream
 
 
@@ -50,3 +52,80 @@ def test_subscription_conninfo_from_the_options():
         "host=src.internal port=6432 dbname=db user=mig sslmode=verify-full sslrootcert=/ca.pem")
     p.update(source_replication_password="pw")
     assert "user=mig password=pw " in pgstream.subscription_conninfo(p)
+
+
+class Column:
+    def __init__(self, name):
+        self.name = name
+
+
+class Cursor:
+    def __init__(self, rows, names):
+        self.description = [Column(n) for n in names] if names else None
+        self._rows = rows
+
+    def fetchall(self):
+        return list(self._rows)
+
+    def fetchone(self):
+        return self._rows[0] if self._rows else None
+
+
+class SlotConn:
+    """The source as drop_slot sees it: the slot's WAL sender (pid) is active for `busy` reads, then stops."""
+
+    connection = None  # enough of an adaptation context to render a statement
+
+    def __init__(self, busy):
+        import psycopg
+        self.adapters = psycopg.adapters
+        self.busy = busy
+        self.dropped = False
+        self.executed = []
+
+    def execute(self, stmt, params=None):
+        text = stmt if isinstance(stmt, str) else stmt.as_string(None)
+        self.executed.append((text, params))
+        if text.startswith("SELECT active_pid"):
+            if self.dropped:
+                return Cursor([], ["active_pid", "retained"])
+            pid = 4242 if self.busy > 0 else None
+            self.busy -= 1
+            return Cursor([(pid, 8192)], ["active_pid", "retained"])
+        if "pg_drop_replication_slot" in text:
+            self.dropped = True
+        return Cursor([], None)
+
+
+def test_drop_slot_check_mode_only_records():
+    conn = SlotConn(busy=0)
+    j = journal.Journal(check_mode=True)
+    pgstream.drop_slot(conn, "pgshift_m_s1", 30, j)
+    assert j.queries == ["SELECT pg_drop_replication_slot('pgshift_m_s1')"] and conn.executed == []
+
+
+def test_drop_slot_terminates_a_sender_that_does_not_stop():
+    conn = SlotConn(busy=2)
+    j = journal.Journal()
+    waits = []
+    pgstream.drop_slot(conn, "pgshift_m_s1", 0, j, on_wait=lambda *a: waits.append(a[0:2] + a[3:]))
+    assert j.queries == ["SELECT pg_drop_replication_slot('pgshift_m_s1')", "SELECT pg_terminate_backend(4242)"]
+    assert waits[0] == (4242, 8192, False) and conn.dropped
+
+
+def test_drop_slot_fails_when_the_sender_outlives_its_termination(monkeypatch):
+    monkeypatch.setattr(pgstream.time, "sleep", lambda s: None)
+    clock = iter(range(0, 10000, 5))
+    monkeypatch.setattr(pgstream.time, "time", lambda: next(clock))
+    conn = SlotConn(busy=10 ** 6)
+    with pytest.raises(pgstream.SlotBusy, match=r"still used by process 4242 .* drop it by hand \(SELECT "
+                                                r"pg_drop_replication_slot\('pgshift_m_s1'\)\)"):
+        pgstream.drop_slot(conn, "pgshift_m_s1", 1, journal.Journal())
+    assert not conn.dropped
+
+
+def test_absent_slot_is_no_error():
+    conn = SlotConn(busy=0)
+    conn.dropped = True
+    pgstream.drop_slot(conn, "s", 5, journal.Journal())
+    assert len(conn.executed) == 1 and conn.executed[0][0].startswith("SELECT active_pid")  # read, nothing dropped

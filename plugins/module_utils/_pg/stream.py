@@ -159,7 +159,7 @@ def drop_slot(conn, name, wait=15.0, journal=None, on_wait=None):
                 time.sleep(0.2)
                 continue
             if not terminated:
-                journal.run(conn, "SELECT pg_terminate_backend(%s)", (row["active_pid"],))
+                journal.run(conn, sql.SQL("SELECT pg_terminate_backend({})").format(sql.Literal(row["active_pid"])))
                 terminated = True
                 deadline = time.time() + 10
                 continue

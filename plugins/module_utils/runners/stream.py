@@ -304,6 +304,8 @@ class Stream:
             exporter = None
             self.fail("initial load of stream %s failed: %s. Its slot was dropped; fix the cause and run again (the "
                       "copy starts over)" % (self.name, exc), slot=dict(name=self.name, created=False))
+        except StreamFailure:  # said what to do (a key to build on the next run keeps the slot)
+            raise
         except Exception:
             self.abandon_slot(exporter)
             exporter = None
@@ -363,6 +365,8 @@ class Stream:
                 pass
         try:
             self.drop_slot()
+        except StreamFailure:
+            raise
         except Exception as exc:  # report the load's error, not this one
             self.warnings.append("could not drop slot %s after the failed load: %s" % (self.name, exc))
 
