@@ -5,15 +5,22 @@ from __future__ import annotations
 import botocore.exceptions
 import pytest
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs, scope, scram
+from ansible_collections.pgshift.aurora.plugins.module_utils import journal, prereqs, scope, scram
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, connection
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, connection, fixes
 
 from factsbuilder import admin, facts, opts, role, setting, table
 
 
 def render(actions):
     return [a["sql"].as_string(None) for a in actions]
+
+
+def shown(actions):
+    """What `queries` shows for the actions (check mode: recorded, secrets masked)."""
+    j = journal.Journal(check_mode=True)
+    fixes.record(j, actions)
+    return j.queries
 
 
 # --- scope -------------------------------------------------------------------------------------
@@ -71,7 +78,7 @@ def test_plan_fixes_grants_only_what_is_missing():
         'ALTER ROLE "pgshift" REPLICATION',
         'GRANT SELECT ON TABLE "public"."a" TO "pgshift"',
     ]
-    assert [a["display"] for a in actions] == render(actions)
+    assert shown(actions) == render(actions)
     assert render(prereqs.plan_fixes(f, opts(f, engine="dms"))) == [
         'ALTER ROLE "pgshift" REPLICATION',
         'GRANT CREATE ON DATABASE "app" TO "pgshift"',
@@ -86,12 +93,12 @@ PASSWORD = "it's a \\ \"$ecret\" 100% "
 def test_plan_fixes_creates_user_from_a_scram_verifier_never_the_password():
     f = facts(tables=[table("public", "a")], roles={})
     actions = prereqs.plan_fixes(f, opts(f, migration_password=PASSWORD))
-    assert actions[0]["display"] == "CREATE ROLE \"pgshift\" LOGIN REPLICATION PASSWORD '********'"
+    assert shown(actions)[0] == "CREATE ROLE \"pgshift\" LOGIN REPLICATION PASSWORD '********'"
     statement = actions[0]["sql"].as_string(None)
     assert PASSWORD not in statement and "ecret" not in statement
     verifier = statement.split("PASSWORD '")[1].rstrip("'")
     assert scram.verifier_matches(verifier, PASSWORD)
-    assert all("ecret" not in a["display"] and "SCRAM" not in a["display"] for a in actions)
+    assert all("ecret" not in q and "SCRAM" not in q for q in shown(actions))
     assert 'GRANT SELECT ON TABLE "public"."a" TO "pgshift"' in render(actions)
     assert 'GRANT USAGE ON SCHEMA "public" TO "pgshift"' in render(actions)
 
@@ -274,7 +281,7 @@ def test_master_creates_the_user_on_rds_with_login_and_rds_replication_only():
     f["relations"][0]["schema_owner"] = "pg_database_owner"  # public, in a database the master's app_owner owns
     f["database"]["owner"] = "app_owner"
     actions = prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))
-    assert [a["display"] for a in actions] == [
+    assert shown(actions) == [
         "CREATE ROLE \"pgshift\" LOGIN PASSWORD '********'",
         'GRANT "rds_replication" TO "pgshift"',
         'GRANT USAGE ON SCHEMA "public" TO "pgshift"',
@@ -284,11 +291,11 @@ def test_master_creates_the_user_on_rds_with_login_and_rds_replication_only():
 
 def test_master_with_replication_on_a_lab_like_server_gives_the_attribute_too():
     f = rds_facts(managed=False, roles={}, admin=master(replication=True))
-    assert [a["display"] for a in prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))] == [
+    assert shown(prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))) == [
         "CREATE ROLE \"pgshift\" LOGIN REPLICATION PASSWORD '********'", 'GRANT "rds_replication" TO "pgshift"']
     # On 15 only a superuser may give REPLICATION: the grant alone; the finding says what is missing.
     f = rds_facts(version_num=150010, managed=False, roles={}, admin=master(150010, replication=True))
-    assert [a["display"] for a in prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))] == [
+    assert shown(prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))) == [
         "CREATE ROLE \"pgshift\" LOGIN PASSWORD '********'", 'GRANT "rds_replication" TO "pgshift"']
     # An existing user the master did not create (no ADMIN OPTION on it): no ALTER ROLE.
     f = rds_facts(managed=False, roles={"pgshift": role("pgshift", replication=False)},
@@ -359,8 +366,8 @@ def test_alter_system_only_where_the_admin_may():
                                          r'SYSTEM ON PARAMETER "wal_level" TO "dbadmin"'):
         prereqs.plan_fixes(f, opts(f, system_settings=True))
     f["admin"]["alter_system"] = {"wal_level": True}
-    assert [a["display"] for a in prereqs.plan_fixes(f, opts(f, system_settings=True))] == [
-        "ALTER SYSTEM SET wal_level = 'logical'"]
+    assert shown(prereqs.plan_fixes(f, opts(f, system_settings=True))) == [
+        "ALTER SYSTEM SET \"wal_level\" = 'logical'"]
     # A server shaped like RDS (the lab): settings are never ALTER SYSTEM'd, whatever system_settings says.
     f["server"]["is_rds"] = True
     f["admin"]["alter_system"] = {}
