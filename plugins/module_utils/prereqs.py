@@ -1179,8 +1179,8 @@ def plan_fixes(facts, opts):
     if opts["role"] == "source":
         for owner in sorted(_owners_granted(facts, opts)):
             actions.append(action("role.%s.member.%s" % (key_part(admin["name"]), key_part(owner)),
-                                      "let the admin user %s act as the owner %s" % (admin["name"], owner),
-                                      grant_role(owner, admin["name"], version, options=True), False, True))
+                                  "let the admin user %s act as the owner %s" % (admin["name"], owner),
+                                  grant_role(owner, admin["name"], version, options=True), False, True))
     # 2. The migration user, its password from a SCRAM verifier computed here.
     fresh = role is None
     if fresh:
@@ -1209,22 +1209,22 @@ def plan_fixes(facts, opts):
     if needs_replication and not managed and not role["replication"] \
             and admin_can_confer_replication(facts, user, exists=not fresh):
         actions.append(action("role.%s.replication" % key_part(user),
-                                  "let %s open replication connections" % user,
-                                  sql.SQL("ALTER ROLE {} REPLICATION").format(ident), False, True))
+                              "let %s open replication connections" % user,
+                              sql.SQL("ALTER ROLE {} REPLICATION").format(ident), False, True))
     # 4. DMS writes its control tables with the migration user.
     if opts.get("engine") == "dms" and not user_is_admin(role) and not role.get("create_on_database") \
             and (admin["superuser"] or admin.get("grant_create_on_database")):
         actions.append(action("database.%s.create.%s" % (key_part(db), key_part(user)),
-                                  "let %s create DMS's control tables" % user,
-                                  sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(db), ident),
-                                  False, True))
+                              "let %s create DMS's control tables" % user,
+                              sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(db), ident),
+                              False, True))
     #    ... and on the target, sets session_replication_role = replica as that user.
     if opts.get("engine") == "dms" and opts["role"] == "target" and not role.get("can_set_replication_role") \
             and (facts["roles"].get(admin["name"]) or {}).get("admin_can_grant_set_replication_role"):
         actions.append(action("parameter.session_replication_role.set.%s" % key_part(user),
-                                  "let %s set session_replication_role (DMS's target endpoint)" % user,
-                                  sql.SQL("GRANT SET ON PARAMETER session_replication_role TO {}").format(ident),
-                                  False, True))
+                              "let %s set session_replication_role (DMS's target endpoint)" % user,
+                              sql.SQL("GRANT SET ON PARAMETER session_replication_role TO {}").format(ident),
+                              False, True))
     # 5. Reading the source: USAGE on the schemas, SELECT on the tables (as their owner, or with grant option).
     if opts["role"] == "source" and not user_is_admin(role):
         tables = opts["tables"]
@@ -1235,14 +1235,14 @@ def plan_fixes(facts, opts):
         for schema, owner in sorted(schemas.items()):
             if admin_can_grant_usage(facts, opts, schema, owner):
                 actions.append(action("schema.%s.usage.%s" % (key_part(schema), key_part(user)),
-                                          "USAGE on schema %s" % schema,
-                                          sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema),
-                                                                                           ident), False, True))
+                                      "USAGE on schema %s" % schema,
+                                      sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema),
+                                                                                       ident), False, True))
         for t in tables:
             if t["relkind"] in ("r", "p") and (fresh or t.get("user_can_select") is False) \
                     and admin_can_grant_select(facts, opts, t):
                 actions.append(action("table.%s.select.%s" % (t["qualified"], key_part(user)),
-                                          "SELECT on %s" % t["qualified"], _grant_select(t, user), False, True))
+                                      "SELECT on %s" % t["qualified"], _grant_select(t, user), False, True))
     if opts["role"] == "source":
         actions.extend(plan_replica_identity(opts["tables"], opts.get("replica_identity_full") or [],
                                              lambda t: admin_will_own(facts, opts, t["owner"])))
@@ -1268,7 +1268,7 @@ def plan_fixes(facts, opts):
 
 def _grant_role(granted, user):
     return action("role.%s.member.%s" % (key_part(user), key_part(granted)),
-                      "make %s a member of %s" % (user, granted), grant_role(granted, user), False, True)
+                  "make %s a member of %s" % (user, granted), grant_role(granted, user), False, True)
 
 
 def plan_replica_identity(tables, wanted, can_alter=None):
@@ -1304,8 +1304,8 @@ def plan_replica_identity(tables, wanted, can_alter=None):
                 refused.append((stmt, x.get("owner")))
                 continue
             actions.append(action("table.%s.replica_identity" % x["qualified"],
-                                      "REPLICA IDENTITY FULL on %s" % x["qualified"], stmt,
-                                      {"d": "default", "n": "nothing", "i": "index"}.get(x["replident"]), "full"))
+                                  "REPLICA IDENTITY FULL on %s" % x["qualified"], stmt,
+                                  {"d": "default", "n": "nothing", "i": "index"}.get(x["replident"]), "full"))
     if refused:
         raise ValueError("replica_identity_full: the admin user cannot alter %d table(s) it does not own and cannot "
                          "act as their owner (%s): run as the owner: %s; nothing was changed" % (

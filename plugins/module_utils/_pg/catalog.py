@@ -166,7 +166,7 @@ def alter_system_privileges(conn, version_num, superuser):
     if version_num < 150000:
         return dict((name, False) for name in ALTER_SYSTEM_SETTINGS)
     rows = db.rows(conn, "SELECT s.name, has_parameter_privilege(s.name, 'ALTER SYSTEM') AS allowed "
-                      "FROM pg_settings s WHERE s.name = ANY(%s)", (ALTER_SYSTEM_SETTINGS,))
+                         "FROM pg_settings s WHERE s.name = ANY(%s)", (ALTER_SYSTEM_SETTINGS,))
     return dict((r["name"], r["allowed"]) for r in rows)
 
 
@@ -576,5 +576,5 @@ def publications(conn, migration_name):
     if not found:
         return [], []
     rows = db.rows(conn, "SELECT pubname, schemaname, tablename FROM pg_publication_tables WHERE pubname = ANY(%s) "
-                      "ORDER BY 1, 2, 3", (found,))
+                         "ORDER BY 1, 2, 3", (found,))
     return found, rows

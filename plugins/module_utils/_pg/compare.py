@@ -39,9 +39,9 @@ def configure(conn):
 
 def primary_keys(conn, oids):
     rows = db.rows(conn, "SELECT i.indrelid::bigint AS oid, array_agg(a.attname ORDER BY k.n) AS cols "
-                      "FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
-                      "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
-                      "WHERE i.indisprimary AND i.indrelid = ANY(%s::oid[]) GROUP BY i.indrelid", (list(oids),))
+                         "FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
+                         "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                         "WHERE i.indisprimary AND i.indrelid = ANY(%s::oid[]) GROUP BY i.indrelid", (list(oids),))
     return dict((r["oid"], list(r["cols"])) for r in rows)
 
 
@@ -84,12 +84,12 @@ def schema_description(conn, table_map):
                               for c in t["columns"]]
     # NOT NULL is a column property above (PostgreSQL 18 also lists it in pg_constraint, 17 and older do not)
     for r in db.rows(conn, "SELECT conrelid::bigint AS oid, conname AS name, pg_get_constraintdef(oid) AS def "
-                        "FROM pg_constraint WHERE conrelid = ANY(%s::oid[]) AND contype <> 'n'", (list(oids),)):
+                           "FROM pg_constraint WHERE conrelid = ANY(%s::oid[]) AND contype <> 'n'", (list(oids),)):
         desc[oids[r["oid"]]]["constraints"][r["name"]] = r["def"]
     for r in db.rows(conn, "SELECT i.indrelid::bigint AS oid, c.relname AS name, "
-                        "regexp_replace(pg_get_indexdef(i.indexrelid), '^.* USING ', 'USING ') AS def "
-                        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = ANY(%s::oid[])",
-                  (list(oids),)):
+                           "regexp_replace(pg_get_indexdef(i.indexrelid), '^.* USING ', 'USING ') AS def "
+                           "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = ANY(%s::oid[])",
+                     (list(oids),)):
         desc[oids[r["oid"]]]["indexes"][r["name"]] = r["def"]
     for r in catalog.triggers(conn, list(oids), version):
         desc[oids[r["oid"]]]["triggers"][r["name"]] = dict(enabled=r["enabled"], function=r["function"])
@@ -99,7 +99,7 @@ def schema_description(conn, table_map):
 def slot_positions(conn, prefix):
     """{slot: confirmed_flush_lsn} of the logical slots whose name starts with prefix (on the source)."""
     rows = db.rows(conn, "SELECT slot_name, confirmed_flush_lsn::text AS lsn FROM pg_replication_slots "
-                      "WHERE slot_type = 'logical' AND starts_with(slot_name, %s)", (prefix,))
+                         "WHERE slot_type = 'logical' AND starts_with(slot_name, %s)", (prefix,))
     return dict((r["slot_name"], r["lsn"]) for r in rows)
 
 

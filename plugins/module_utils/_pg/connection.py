@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import traceback
 
-from ansible_collections.pgshift.aurora.plugins.module_utils.journal import REDACTED, mask as scrub  # noqa: F401
+from ansible_collections.pgshift.aurora.plugins.module_utils.journal import mask as scrub  # noqa: F401
 
 try:
     import psycopg

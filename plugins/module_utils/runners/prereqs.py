@@ -251,7 +251,7 @@ class Prereqs:
         if rds_api.is_default_group(group):
             self.fail(
                 "RDS instance %s uses the default parameter group %s, which cannot be changed: create a custom "
-                    "DB parameter group (family of the instance's engine), attach it to the instance, then run "
+                "DB parameter group (family of the instance's engine), attach it to the instance, then run "
                 "again" % (self.p["rds_instance_id"], group), api_calls=self.api_calls, changed=False)
         current = self.aws("reading parameter group %s" % group, "describe_db_parameters",
                            dict(DBParameterGroupName=group),
