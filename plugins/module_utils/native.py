@@ -3,9 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The native engine's decisions: one stream = one publication, one slot, one subscription (pure).
 
-Nothing here talks to a database. The modules (pg_native_stream, pg_replication_status)
-observe the catalogs, call these functions to decide, and run what they return; the copy
-itself lives in _pg/loader.py.
+Nothing here talks to a database. The runners (runners/stream.py for pg_native_stream,
+_pg/status.py for pg_replication_status) observe the catalogs, call these functions to decide,
+and run what they return; the statements and reads are in _pg/stream.py, the copy in
+_pg/loader.py.
 
 A stream's life:
 
@@ -191,12 +192,6 @@ def publication_diff(desired, current):
                    for t in current if (t["schema"], t["name"]) not in want),
                   key=lambda t: (t["schema"], t["name"]))
     return dict(add=add, drop=drop)
-
-
-def alter_publication(name, verb, tables):
-    """ALTER PUBLICATION name ADD|DROP TABLE ... (verb: 'ADD' or 'DROP'); DROP always names ONLY the table."""
-    refs = [table_ref(dict(t, only=True) if verb == "DROP" else t) for t in tables]
-    return sql.SQL("ALTER PUBLICATION {} " + verb + " TABLE {}").format(sql.Identifier(name), sql.SQL(", ").join(refs))
 
 
 def inheritance_problems(tables, parents_with_children):
@@ -431,19 +426,6 @@ def column_problems(table, source_columns, target_columns):
         problems.append("%s has column(s) %s generated on the target but not on the source" % (
             table, ", ".join(quote_ident(c) for c in generated)))
     return problems
-
-
-# ----------------------------------------------------------------------------------------------
-# Subscription
-# ----------------------------------------------------------------------------------------------
-
-def alter_subscription(name, clause):
-    return sql.SQL("ALTER SUBSCRIPTION {} " + clause).format(sql.Identifier(name))
-
-
-def refresh_subscription(name, copy_data):
-    return sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = {})").format(
-        sql.Identifier(name), sql.Literal(bool(copy_data)))
 
 
 # ----------------------------------------------------------------------------------------------

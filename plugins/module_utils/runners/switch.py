@@ -12,12 +12,12 @@ cutover log - which side it points at.
 from __future__ import annotations
 
 import os
-import time
 
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, pgbouncer_conf
-from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
+from ansible_collections.pgshift.aurora.plugins.module_utils._aws import common as aws_common
+from ansible_collections.pgshift.aurora.plugins.module_utils._aws import route53
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import pgbouncer as bouncer
 
 SESSIONS_GRACE = 5.0  # seconds the post-check lets the application's sessions leave the old side
@@ -147,38 +147,23 @@ class Route53Switch(Switch):
         Switch.__init__(self, run)
         self.previous = None
 
-    def client(self):
-        if rds_api.BOTO3_IMPORT_ERROR:
+    def api(self):
+        if aws_common.BOTO3_IMPORT_ERROR:
             raise cutover.StepFailed(missing_required_lib("boto3"))
         r = self.p["route53"]
-        return rds_api.client("route53", dict(aws_region=r["region"], aws_endpoint_url=r["endpoint_url"],
-                                              aws_access_key=r["access_key"], aws_secret_key=r["secret_key"]))
-
-    def current_record(self, client):
-        r = self.p["route53"]
-        name = r["record_name"].rstrip(".") + "."
-        found = client.list_resource_record_sets(HostedZoneId=r["zone_id"], StartRecordName=name,
-                                                 StartRecordType=r["record_type"], MaxItems="1")
-        for rrset in found.get("ResourceRecordSets", []):
-            if rrset["Name"].rstrip(".") == name.rstrip(".") and rrset["Type"] == r["record_type"]:
-                return rrset
-        return None
+        return route53.api(dict(aws_region=r["region"], aws_endpoint_url=r["endpoint_url"],
+                                aws_access_key=r["access_key"], aws_secret_key=r["secret_key"]))
 
     def move(self):
         r = self.p["route53"]
-        client = self.client()
-        before = self.current_record(client)
+        r53 = self.api()
+        before = route53.current_record(r53, r["zone_id"], r["record_name"], r["record_type"])
         old_ttl = int(before["TTL"]) if before and "TTL" in before else 0
         value = r["target_value"] if self.run.new == "target" else r["source_value"]
         ttl = r["ttl"] if r["ttl"] is not None else (old_ttl or 60)
-        change = client.change_resource_record_sets(HostedZoneId=r["zone_id"], ChangeBatch=cutover.route53_change(
-            r["record_name"], r["record_type"], value, ttl))
-        change_id = change["ChangeInfo"]["Id"]
-        status = change["ChangeInfo"].get("Status")
-        deadline = time.monotonic() + 60
-        while status != "INSYNC" and time.monotonic() < deadline:
-            time.sleep(1)
-            status = client.get_change(Id=change_id)["ChangeInfo"]["Status"]
+        change = route53.change_records(r53, r["zone_id"], cutover.route53_change(r["record_name"], r["record_type"],
+                                                                                value, ttl))
+        status = route53.wait_insync(r53, change)
         self.run.journal.note("route53 UPSERT %s %s -> %s (TTL %d)" % (r["record_name"], r["record_type"], value,
                                                                        ttl))
         self.previous = dict(old_ttl=old_ttl, value=(before or {}).get("ResourceRecords"))
