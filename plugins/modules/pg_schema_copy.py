@@ -373,8 +373,10 @@ try:
 except ImportError:  # reported in main() through PSYCOPG_IMPORT_ERROR
     pg_errors = sql = dict_row = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native, schema, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils import native, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils.schema import conflicts, postdata, predata, roles, toc
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, loader
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import schema as schema_sql
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
     PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.tools import PgPass, candidate_bin_dirs, tool_major
@@ -586,7 +588,7 @@ def rows(conn, query, params=None):
 
 
 class SchemaCopy:
-    """Wiring: read both catalogs, decide (schema.py), act, report."""
+    """Wiring: read both catalogs, decide (module_utils/schema/), act, report."""
 
     def __init__(self, module):
         self.module = module
@@ -698,21 +700,21 @@ class SchemaCopy:
         version = server["version_num"]
         if version < 130000:
             raise CopyError("the source runs PostgreSQL %s; pg_schema_copy needs 13 or later" % server["version_short"])
-        db = rows(src, schema.database_sql(version), dict(name=self.p["login_db"]))[0]
-        all_schemas = [r["name"] for r in rows(src, schema.SCHEMAS_SQL)]
-        schemas = schema.migrated_schemas(all_schemas, self.p["include_schemas"], self.p["exclude_schemas"])
+        db = rows(src, schema_sql.database_sql(version), dict(name=self.p["login_db"]))[0]
+        all_schemas = [r["name"] for r in rows(src, schema_sql.SCHEMAS_SQL)]
+        schemas = toc.migrated_schemas(all_schemas, self.p["include_schemas"], self.p["exclude_schemas"])
         relations = catalog.relations(src)
         selected = scope.select(relations, self.p["include_schemas"], self.p["exclude_schemas"],
                                 self.p["include_tables"], self.p["exclude_tables"])
         kept = set(r["oid"] for r in selected)
         sc = dict(schemas=schemas, relations_in=kept, relations_out=set(r["oid"] for r in relations) - kept)
-        sequences = rows(src, schema.SEQUENCES_SQL, dict(schemas=sorted(schemas)))
-        large_objects = rows(src, schema.LARGE_OBJECTS_SQL)[0]["n"]
-        unreadable = rows(src, schema.UNREADABLE_TABLES_SQL)
+        sequences = rows(src, schema_sql.SEQUENCES_SQL, dict(schemas=sorted(schemas)))
+        large_objects = rows(src, schema_sql.LARGE_OBJECTS_SQL)[0]["n"]
+        unreadable = rows(src, schema_sql.UNREADABLE_TABLES_SQL)
         if unreadable:
-            login = rows(src, schema.LOGIN_FACTS_SQL)[0]["name"]
-            raise CopyError(schema.unreadable_message(unreadable, login, version))
-        self.result["not_replicated"] = schema.not_replicated(selected, sequences, large_objects)
+            login = rows(src, schema_sql.LOGIN_FACTS_SQL)[0]["name"]
+            raise CopyError(roles.unreadable_message(unreadable, login, version))
+        self.result["not_replicated"] = predata.not_replicated(selected, sequences, large_objects)
         self.result["tools"]["source_version"] = version
         return dict(server=server, db=db, scope=sc, selected=selected)
 
@@ -728,27 +730,27 @@ class SchemaCopy:
         with self.timed("pg_restore_list"):
             listing = self.run_tool(argv, self.source, "pg_restore --list").stdout
         with self.timed("classify"):
-            entries = schema.parse_toc(listing)
-            keys = schema.catalog_keys(entries)
+            entries = toc.parse_toc(listing)
+            keys = toc.catalog_keys(entries)
             info = {}
             if keys:
                 wanted = dict(classids=[k[0] for k in keys], objids=[k[1] for k in keys])
-                for r in rows(src, schema.SOURCE_OBJECTS_SQL, wanted):
+                for r in rows(src, schema_sql.SOURCE_OBJECTS_SQL, wanted):
                     info[(r["classid"], r["objid"])] = r
-            schema.annotate(entries, info)
-            schema.classify(entries, sc)
-        self.result["held_back"] = schema.report_entries(entries, "held")
-        self.result["excluded"] = schema.report_entries(entries, "excluded")
-        self.result["summary"]["entries"] = schema.summarize(entries)
+            toc.annotate(entries, info)
+            toc.classify(entries, sc)
+        self.result["held_back"] = toc.report_entries(entries, "held")
+        self.result["excluded"] = toc.report_entries(entries, "excluded")
+        self.result["summary"]["entries"] = toc.summarize(entries)
         return dump, entries
 
     def inventory(self, conn):
-        return schema.inventory_map(rows(conn, schema.INVENTORY_SQL))
+        return conflicts.inventory_map(rows(conn, schema_sql.INVENTORY_SQL))
 
     def probe(self, tgt, entries, present):
         """Look up on the target the objects of catalogs the inventory does not cover (operators, casts, ...)."""
         for e in entries:
-            if e["cls"] != "pre" or not e["key"] or e["classid"] in schema.INVENTORY_CLASSES or e["key"] in present:
+            if e["cls"] != "pre" or not e["key"] or e["classid"] in toc.INVENTORY_CLASSES or e["key"] in present:
                 continue
             info = e["info"]
             if not info.get("address_type"):
@@ -776,10 +778,10 @@ class SchemaCopy:
         exists = self.target_database(maint)
         database = dict(name=dbname, existed=exists, created=False, owner=facts["db"]["owner"],
                         encoding=facts["db"]["encoding"], collate=facts["db"]["collate"], ctype=facts["db"]["ctype"],
-                        locale_provider=schema.PROVIDERS.get(facts["db"]["locale_provider"], "libc"),
+                        locale_provider=predata.PROVIDERS.get(facts["db"]["locale_provider"], "libc"),
                         locale=facts["db"]["locale"])
         self.result["database"] = database
-        conflicts = []
+        problems = []
         target_inv = {}
         tgt = None
         try:
@@ -787,47 +789,47 @@ class SchemaCopy:
                 tgt = self.connect(self.target)
                 with self.timed("target_catalog"):
                     target_inv = self.inventory(tgt)
-                    tdb = rows(tgt, schema.database_sql(target_version), dict(name=dbname))[0]
-                db_conflicts, db_warnings = schema.database_differences(facts["db"], tdb)
-                conflicts.extend(db_conflicts)
+                    tdb = rows(tgt, schema_sql.database_sql(target_version), dict(name=dbname))[0]
+                db_conflicts, db_warnings = conflicts.database_differences(facts["db"], tdb)
+                problems.extend(db_conflicts)
                 self.warnings.extend(db_warnings)
                 database.update(owner=tdb["owner"])
             compared = set(e["key"] for e in entries if e["cls"] in ("pre", "held") and e["key"])
-            conflicts.extend(schema.find_conflicts(source_inv, target_inv, facts["scope"]["schemas"], compared))
-            self.result["conflicts"] = conflicts
-            if conflicts:
-                raise CopyError(schema.conflict_message(conflicts, dbname))
+            problems.extend(conflicts.find_conflicts(source_inv, target_inv, facts["scope"]["schemas"], compared))
+            self.result["conflicts"] = problems
+            if problems:
+                raise CopyError(conflicts.conflict_message(problems, dbname))
             self.check_extensions(maint, entries)
             present = dict(target_inv)
             if tgt is not None:
                 self.probe(tgt, entries, present)
             attached = set(k for k, r in target_inv.items() if r.get("attached"))
-            selected = schema.plan_restore(entries, present, attached)
+            selected = predata.plan_restore(entries, present, attached)
             restored = [e for e in selected if e["cls"] == "pre"]
-            self.result["created"] = [dict(kind=e["desc"].lower(), object=schema.entry_label(e)) for e in restored]
+            self.result["created"] = [dict(kind=e["desc"].lower(), object=toc.entry_label(e)) for e in restored]
             self.result["extensions"] = sorted(e["info"]["extname"] for e in entries if e["cls"] == "pre"
                                                and e["desc"] == "EXTENSION" and e["info"].get("extname"))
             owners = sorted(set(e["owner"] for e in entries if e["cls"] in ("pre", "held") and e["owner"]))
             roles_plan, needed = self.plan_roles(src, maint, facts, owners)
-            self.result["summary"].update(restore=len(restored), pre=len(schema.by_class(entries, "pre")),
-                                          held=len(schema.by_class(entries, "held")),
-                                          excluded=len(schema.by_class(entries, "excluded")))
+            self.result["summary"].update(restore=len(restored), pre=len(toc.by_class(entries, "pre")),
+                                          held=len(toc.by_class(entries, "held")),
+                                          excluded=len(toc.by_class(entries, "excluded")))
             db_steps = []
             if not exists:
-                stmt, warns = schema.database_statement(dbname, facts["db"], target_version)
+                stmt, warns = predata.database_statement(dbname, facts["db"], target_version)
                 self.warnings.extend(warns)
                 db_steps.append(stmt)
             post_db_steps = []
             if not exists:
                 post_db_steps.append(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
                     sql.Identifier(dbname), sql.Identifier(facts["db"]["owner"])))
-                post_db_steps.extend(schema.database_acl_statements(dbname, facts["db"]))
-            settings = [schema.database_setting_statement(dbname, s) for s in facts["db"]["settings"] or []] \
+                post_db_steps.extend(predata.database_acl_statements(dbname, facts["db"]))
+            settings = [predata.database_setting_statement(dbname, s) for s in facts["db"]["settings"] or []] \
                 if not exists else []
-            privileges = self.check_privileges(maint, tgt, dict(schema.owner_requirements(restored), grantable=set(
+            privileges = self.check_privileges(maint, tgt, dict(roles.owner_requirements(restored), grantable=set(
                 g["role"] for r in roles_plan for g in r["member_of"])), roles_plan, database, facts["db"]["owner"],
                 restored)
-            member_grants = [schema.role_grant_sql(name, sql.SQL("CURRENT_USER"), target_version)
+            member_grants = [roles.role_grant_sql(name, sql.SQL("CURRENT_USER"), target_version)
                              for name in privileges["grants"]]
             if privileges["database_owner"]:
                 post_db_steps.append(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
@@ -844,11 +846,11 @@ class SchemaCopy:
             for stmt in db_steps:
                 self.show(stmt, maint)
             for role in roles_plan:
-                for stmt in schema.role_statements(role):
+                for stmt in roles.role_statements(role):
                     self.show(stmt, maint)
             for role in roles_plan:
                 for grant in role["member_of"]:
-                    self.show(schema.membership_statement(role["name"], grant), maint)
+                    self.show(roles.membership_statement(role["name"], grant), maint)
             for stmt in member_grants + post_db_steps + settings:
                 self.show(stmt, maint)
             if restore_argv:
@@ -874,11 +876,11 @@ class SchemaCopy:
                 if roles_plan:
                     with maint.transaction():
                         for role in roles_plan:
-                            for stmt in schema.role_statements(role):
+                            for stmt in roles.role_statements(role):
                                 maint.execute(stmt)
                         for role in roles_plan:
                             for grant in role["member_of"]:
-                                maint.execute(schema.membership_statement(role["name"], grant))
+                                maint.execute(roles.membership_statement(role["name"], grant))
                 for stmt in member_grants + post_db_steps:
                     maint.execute(stmt)
                 for stmt in settings:
@@ -889,21 +891,21 @@ class SchemaCopy:
                             stmt.as_string(maint), str(exc).strip().splitlines()[0]))
             if restored:
                 with open(list_file, "w") as f:
-                    f.write(schema.restore_list(selected))
+                    f.write(predata.restore_list(selected))
                 with self.timed("pg_restore"):
                     try:
                         self.run_tool(restore_argv, self.target, "pg_restore of the pre-data schema into the target "
                                       "(rolled back as a whole: --single-transaction)")
                     except CopyError as exc:
                         if "permission denied" in str(exc) or "must be" in str(exc):
-                            raise CopyError("%s\n%s" % (exc, schema.RESTORE_PRIVILEGE_HINT))
+                            raise CopyError("%s\n%s" % (exc, roles.RESTORE_PRIVILEGE_HINT))
                         raise
                 with self.timed("verify"):
                     if tgt is None:
                         tgt = self.connect(self.target)
                     after = self.inventory(tgt)
-                    missing = [schema.entry_label(e) for e in restored if e["key"] and e["key"] not in after
-                               and e["classid"] in schema.INVENTORY_CLASSES]
+                    missing = [toc.entry_label(e) for e in restored if e["key"] and e["key"] not in after
+                               and e["classid"] in toc.INVENTORY_CLASSES]
                     if missing:
                         self.warnings.append("after the restore the target still lacks: %s" % ", ".join(missing[:20]))
         finally:
@@ -925,9 +927,9 @@ class SchemaCopy:
                             % ", ".join(missing))
 
     def plan_roles(self, src, maint, facts, owners):
-        extra = sorted(set(owners) | set(schema.acl_grantees(facts["db"])))
-        needed_rows = rows(src, schema.NEEDED_ROLES_SQL, dict(schemas=sorted(facts["scope"]["schemas"]) + [schema.ANY_SCHEMA],
-                                                              any_schema=schema.ANY_SCHEMA, extra=extra))
+        extra = sorted(set(owners) | set(roles.acl_grantees(facts["db"])))
+        needed_rows = rows(src, schema_sql.NEEDED_ROLES_SQL, dict(schemas=sorted(facts["scope"]["schemas"]) + [roles.ANY_SCHEMA],
+                                                              any_schema=roles.ANY_SCHEMA, extra=extra))
         needed = [r["name"] for r in needed_rows]
         existing = [r["rolname"] for r in rows(maint, "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (needed,))]
         superuser = rows(maint, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0]["rolsuper"]
@@ -938,35 +940,35 @@ class SchemaCopy:
                 self.warnings.append("create_roles is false and the target lacks role(s) %s: the restore will fail "
                                      "where they own or are granted something" % ", ".join(missing))
             return [], needed
-        return schema.plan_roles(needed_rows, existing, superuser), needed
+        return roles.plan_roles(needed_rows, existing, superuser), needed
 
     def check_privileges(self, maint, tgt, needs, roles_plan, database, source_owner, restored=()):
-        """What a target login that is not a superuser must be granted first (schema.plan_privileges); stops with
+        """What a target login that is not a superuser must be granted first (roles.plan_privileges); stops with
         the SQL to run when it cannot grant that to itself, before anything is changed."""
         version = self.result["tools"]["target_version"]
-        login = rows(maint, schema.LOGIN_FACTS_SQL)[0]
+        login = rows(maint, schema_sql.LOGIN_FACTS_SQL)[0]
         self.target_superuser = login["superuser"]
         created = set(r["name"] for r in roles_plan)
         db = dict(name=self.p["target_login_db"], exists=database["existed"], owner=database.get("owner"),
                   source_owner=source_owner, create=set(),
                   restored_schemas=dict((e["schema"], e["owner"]) for e in restored
-                                        if e["classid"] == schema.PG_NAMESPACE and e.get("owner")))
-        roles, schemas = {}, {}
+                                        if e["classid"] == toc.PG_NAMESPACE and e.get("owner")))
+        facts_of, schemas = {}, {}
         if not login["superuser"]:
             names = sorted(set(needs["roles"]) | set(needs.get("grantable") or ()) | set([source_owner]) - set([None]))
-            roles = dict((r["name"], r) for r in rows(maint, schema.ROLE_FACTS_SQL[version >= 160000],
+            facts_of = dict((r["name"], r) for r in rows(maint, schema_sql.ROLE_FACTS_SQL[version >= 160000],
                                                       dict(roles=names)))
             creators = sorted(set(role for role, dummy in needs["creates"]))
             if database["existed"]:
-                found = rows(maint, schema.DATABASE_FACTS_SQL, dict(name=db["name"], roles=creators))
+                found = rows(maint, schema_sql.DATABASE_FACTS_SQL, dict(name=db["name"], roles=creators))
                 db["create"] = set(found[0]["create"]) if found else set()
             wanted = sorted(set(s for dummy, s in needs["creates"] if s) - set(db["restored_schemas"]))
             if tgt is not None and wanted:
                 schemas = dict((r["name"], dict(owner=r["owner"], create=set(r["create"])))
-                               for r in rows(tgt, schema.SCHEMA_FACTS_SQL, dict(roles=creators, schemas=wanted)))
-        plan = schema.plan_privileges(needs, login, roles, created, db, schemas, version)
+                               for r in rows(tgt, schema_sql.SCHEMA_FACTS_SQL, dict(roles=creators, schemas=wanted)))
+        plan = roles.plan_privileges(needs, login, facts_of, created, db, schemas, version)
         if plan["problems"]:
-            raise CopyError(schema.privilege_message(plan["problems"], login["name"]))
+            raise CopyError(roles.privilege_message(plan["problems"], login["name"]))
         return plan
 
     # --- stage post ------------------------------------------------------------------------
@@ -975,15 +977,15 @@ class SchemaCopy:
         if not self.target_database(maint):
             raise CopyError("the target database %s does not exist: run stage pre first" % self.p["target_login_db"])
         dummy, entries = self.dump_and_classify(src, facts["scope"])
-        held = schema.by_class(entries, "held")
+        held = toc.by_class(entries, "held")
         with self.timed("source_catalog"):
             details = {}
-            for kind, oids in schema.post_oids(held).items():
-                details[kind] = rows(src, schema.POST_DETAILS_SQL[kind], dict(oids=oids))
+            for kind, oids in postdata.post_oids(held).items():
+                details[kind] = rows(src, schema_sql.POST_DETAILS_SQL[kind], dict(oids=oids))
         # Building an index, a foreign key or a trigger on a table needs the privileges of its owner.
-        privileges = self.check_privileges(maint, None, schema.post_requirements(held), [],
+        privileges = self.check_privileges(maint, None, roles.post_requirements(held), [],
                                            dict(existed=True, owner=None), None)
-        grants = [schema.role_grant_sql(name, sql.SQL("CURRENT_USER"), self.result["tools"]["target_version"])
+        grants = [roles.role_grant_sql(name, sql.SQL("CURRENT_USER"), self.result["tools"]["target_version"])
                   for name in privileges["grants"]]
         for stmt in grants:
             self.show(stmt, maint)
@@ -996,21 +998,21 @@ class SchemaCopy:
                 self.post_lock(tgt)
             with self.timed("target_catalog"):
                 target_inv = self.inventory(tgt)
-            plan = schema.build_post_plan(held, details, target_inv)
+            plan = postdata.build_post_plan(held, details, target_inv)
             self.warnings.extend(plan["warnings"])
             self.result["existing"] = plan["existing"]
             self.result["not_handled"] = plan["not_handled"]
             for h in plan["not_handled"]:
                 self.warnings.append("held back and not built by the post stage: %s %s (%s); create it by hand"
                                      % (h["kind"], h["object"], h["reason"]))
-            for phase in schema.PHASES:
-                for step in schema.phase_steps(plan, phase):
+            for phase in postdata.PHASES:
+                for step in postdata.phase_steps(plan, phase):
                     step["text"] = self.show(step["sql"], tgt)
             self.result["summary"].update(held=len(held), steps=len(plan["steps"]), existing=len(plan["existing"]))
             self.result["changed"] = bool(plan["steps"] or grants)
             if self.module.check_mode:
-                for phase in schema.PHASES:
-                    self.record(schema.phase_steps(plan, phase))
+                for phase in postdata.PHASES:
+                    self.record(postdata.phase_steps(plan, phase))
             if self.module.check_mode or not plan["steps"]:
                 return
             self.post_progress = PostProgress(self.p["progress_file"], len(plan["steps"]))
@@ -1022,8 +1024,8 @@ class SchemaCopy:
                 self.result["waited_for"] = dict(streams=gate.streams, done_at_start=gate.state["done"])
             finished = False
             try:
-                for phase in schema.PHASES:
-                    steps = schema.phase_steps(plan, phase)
+                for phase in postdata.PHASES:
+                    steps = postdata.phase_steps(plan, phase)
                     if not steps:
                         continue
                     if gate is not None and phase not in ("indexes_parent", "indexes"):
@@ -1032,7 +1034,7 @@ class SchemaCopy:
                     with self.timed("post_" + phase):
                         if phase == "indexes" and gate is not None:
                             done, errors = self.run_parallel(steps, gate)  # as each table is loaded
-                        elif phase in schema.PARALLEL_PHASES and self.p["parallel"] > 1 and len(steps) > 1:
+                        elif phase in postdata.PARALLEL_PHASES and self.p["parallel"] > 1 and len(steps) > 1:
                             done, errors = self.run_parallel(steps)
                         else:
                             done, errors = self.run_serial(tgt, steps)

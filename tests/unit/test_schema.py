@@ -1,5 +1,7 @@
 """The decisions of pg_schema_copy: TOC classification, filters, restore plan, conflicts, roles, post stage.
 
+The package module_utils/schema/ (toc, conflicts, predata, roles, postdata).
+
 The archive listings are real ``pg_restore -l -v`` output (PostgreSQL 18's pg_restore on a
 schema-only dump of the lab's PostgreSQL 15 dataset); the catalog facts are what the
 module's SOURCE_OBJECTS_SQL returns for those entries.
@@ -8,8 +10,9 @@ module's SOURCE_OBJECTS_SQL returns for those entries.
 from __future__ import annotations
 
 import pytest
+from psycopg import sql
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import schema
+from ansible_collections.pgshift.aurora.plugins.module_utils.schema import conflicts, postdata, predata, roles, toc
 
 TOC = """\
 ;
@@ -112,8 +115,8 @@ def ref(*names, args=()):
 
 
 def key(type_, *names, args=()):
-    """An object's key (schema.object_key) from its names."""
-    return schema.object_key(dict(type=type_, ref=ref(*names, args=args)))
+    """An object's key (toc.object_key) from its names."""
+    return toc.object_key(dict(type=type_, ref=ref(*names, args=args)))
 
 
 def info(classid, objid, type_, identity, names, owner="app_owner", **extra):
@@ -190,14 +193,14 @@ def scope_(schemas=("public", "billing"), out=()):
 
 
 def entries(sc=None):
-    es = schema.parse_toc(TOC)
-    schema.annotate(es, CATALOG)
-    schema.classify(es, sc or scope_())
+    es = toc.parse_toc(TOC)
+    toc.annotate(es, CATALOG)
+    toc.classify(es, sc or scope_())
     return es
 
 
 def by_label(es):
-    return dict((schema.entry_label(e), e) for e in es)
+    return dict((toc.entry_label(e), e) for e in es)
 
 
 def cls(es, label):
@@ -209,7 +212,7 @@ def cls(es, label):
 # --------------------------------------------------------------------------------------------
 
 def test_parse_toc_reads_descs_with_spaces_catalog_ids_and_dependencies():
-    es = {e["dump_id"]: e for e in schema.parse_toc(TOC)}
+    es = {e["dump_id"]: e for e in toc.parse_toc(TOC)}
     assert es[3645]["desc"] == "TABLE ATTACH" and es[3645]["deps"] == [228, 227]
     assert es[3778]["desc"] == "FK CONSTRAINT" and es[3778]["classid"] == 2606 and es[3778]["objid"] == 16705
     # What follows the description is kept whole, for display: never split into names.
@@ -238,13 +241,13 @@ def test_annotate_takes_schema_and_owner_from_the_catalog_and_gives_them_to_what
     assert es[3645]["child"] == key("table", "public", "shipments_2025_01")
     assert es[3756]["child"] == key("index", "public", "shipments_2025_01_pkey")
     # The report's label of an entry that is no catalog object: what pg_restore prints, without its owner.
-    assert schema.entry_label(es[3941]) == "public COLUMN customers.email"
-    assert schema.entry_label(es[3935]) == "SCHEMA billing"
-    assert schema.entry_label(es[3936]) == "EXTENSION btree_gist"
+    assert toc.entry_label(es[3941]) == "public COLUMN customers.email"
+    assert toc.entry_label(es[3935]) == "SCHEMA billing"
+    assert toc.entry_label(es[3936]) == "EXTENSION btree_gist"
 
 
 def test_catalog_keys_are_the_entries_that_are_catalog_objects():
-    keys = schema.catalog_keys(schema.parse_toc(TOC))
+    keys = toc.catalog_keys(toc.parse_toc(TOC))
     assert (2606, 16705) in keys and (1259, 16428) in keys
     assert all(k[0] and k[1] for k in keys)
     assert (0, 16446) not in keys
@@ -281,9 +284,9 @@ def test_not_valid_check_is_held_back_and_a_valid_one_is_not():
     assert e["cls"] == "held" and "NOT VALID" in e["reason"]
     catalog = dict(CATALOG)
     catalog[(2606, 16785)] = dict(catalog[(2606, 16785)], convalidated=True)
-    es = schema.parse_toc(TOC)
-    schema.annotate(es, catalog)
-    schema.classify(es, scope_())
+    es = toc.parse_toc(TOC)
+    toc.annotate(es, catalog)
+    toc.classify(es, scope_())
     assert cls(es, "documents_kind_check on public.documents") == "pre"
 
 
@@ -321,7 +324,7 @@ def test_pre_data_objects_session_and_dropped_entries():
 
 
 def test_summarize_counts_by_class_and_kind():
-    counts = schema.summarize(entries())
+    counts = toc.summarize(entries())
     assert counts["held"]["fk constraint"] == 2
     assert counts["pre"]["table"] == 5
     assert counts["dropped"] == {"database": 1, "publication": 1}
@@ -363,8 +366,8 @@ def test_partitions_and_their_attachments_follow_an_excluded_parent():
 
 
 def test_migrated_schemas():
-    assert schema.migrated_schemas(["a", "b", "c"], [], ["b"]) == {"a", "c"}
-    assert schema.migrated_schemas(["a", "b", "c"], ["a", "b"], ["b"]) == {"a"}
+    assert toc.migrated_schemas(["a", "b", "c"], [], ["b"]) == {"a", "c"}
+    assert toc.migrated_schemas(["a", "b", "c"], ["a", "b"], ["b"]) == {"a"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,10 +383,10 @@ ATTACHED = {key("table", "public", "shipments_2025_01"), key("index", "public", 
 
 def test_a_fresh_target_gets_every_pre_entry_and_the_session_settings():
     es = entries()
-    chosen = schema.plan_restore(es, {}, set())
+    chosen = predata.plan_restore(es, {}, set())
     assert [e["desc"] for e in chosen[:3]] == ["ENCODING", "STDSTRINGS", "SEARCHPATH"]
     assert set(e["dump_id"] for e in chosen if e["cls"] == "pre") == set(e["dump_id"] for e in es if e["cls"] == "pre")
-    text = schema.restore_list(chosen)
+    text = predata.restore_list(chosen)
     assert "3687; 2606 16436 CONSTRAINT public customers customers_pkey app_owner\n" in text
     assert "3778;" not in text and "3688;" not in text and "3934;" not in text  # FK, index, DATABASE
     # Archive order is kept (pg_restore -L restores in the list's order).
@@ -394,7 +397,7 @@ def test_a_fresh_target_gets_every_pre_entry_and_the_session_settings():
 
 def test_a_target_that_has_the_schema_gets_nothing():
     es = entries()
-    assert schema.plan_restore(es, present_all(es), ATTACHED) == []
+    assert predata.plan_restore(es, present_all(es), ATTACHED) == []
 
 
 def test_a_missing_table_is_restored_with_what_describes_it():
@@ -404,7 +407,7 @@ def test_a_missing_table_is_restored_with_what_describes_it():
               key("table constraint", "public", "customers", "customers_pkey"),
               key("table constraint", "public", "customers", "customers_email_fkey")]:
         del present[k]
-    chosen = set(schema.entry_label(e) for e in schema.plan_restore(es, present, ATTACHED) if e["cls"] == "pre")
+    chosen = set(toc.entry_label(e) for e in predata.plan_restore(es, present, ATTACHED) if e["cls"] == "pre")
     assert chosen == {"public.customers", "public TABLE customers", "public COLUMN customers.email",
                       "public.customers_id_seq", "customers_pkey on public.customers",
                       "public CONSTRAINT customers_pkey ON customers", "customers_email_fkey on public.customers"}
@@ -412,8 +415,8 @@ def test_a_missing_table_is_restored_with_what_describes_it():
 
 def test_a_detached_partition_is_attached_again():
     es = entries()
-    chosen = schema.plan_restore(es, present_all(es), {key("index", "public", "shipments_2025_01_pkey")})
-    assert [schema.entry_label(e) for e in chosen if e["cls"] == "pre"] == ["public shipments_2025_01"]
+    chosen = predata.plan_restore(es, present_all(es), {key("index", "public", "shipments_2025_01_pkey")})
+    assert [toc.entry_label(e) for e in chosen if e["cls"] == "pre"] == ["public shipments_2025_01"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,7 +431,7 @@ def inv(*items):
         identity = names[0] if t == "extension" else ".".join(names)
         rows.append(dict(type=t, identity=identity, ref=ref(*names), schema=None if t == "extension" else names[0],
                          sig=sig))
-    return schema.inventory_map(rows)
+    return conflicts.inventory_map(rows)
 
 
 SOURCE_INV = inv(
@@ -450,8 +453,8 @@ def test_the_same_schema_conflicts_with_nothing_extension_versions_and_column_or
         ("extension", ("plpgsql",), "1.0"),
         ("table", ("other", "unrelated"), "table (x int)"),
     )
-    assert schema.find_conflicts(SOURCE_INV, target, {"public"}, COMPARED) == []
-    assert schema.find_conflicts(SOURCE_INV, {}, {"public"}, COMPARED) == []
+    assert conflicts.find_conflicts(SOURCE_INV, target, {"public"}, COMPARED) == []
+    assert conflicts.find_conflicts(SOURCE_INV, {}, {"public"}, COMPARED) == []
 
 
 def test_a_table_with_other_columns_and_objects_not_from_the_source_conflict():
@@ -461,8 +464,8 @@ def test_a_table_with_other_columns_and_objects_not_from_the_source_conflict():
         ("table", ("public", "stray"), "table (x integer)"),
         ("view", ("public", "orders"), "view (id bigint)"),
     )
-    conflicts = schema.find_conflicts(SOURCE_INV, target, {"public"}, COMPARED)
-    problems = dict((c["object"], c) for c in conflicts)
+    found = conflicts.find_conflicts(SOURCE_INV, target, {"public"}, COMPARED)
+    problems = dict((c["object"], c) for c in found)
     assert set(problems) == {"public.customers", "public.status", "public.stray", "public.orders"}
     assert problems["public.customers"]["problem"] == (
         "differs from the source's: column(s) only on the source: id bigint not null; "
@@ -471,7 +474,7 @@ def test_a_table_with_other_columns_and_objects_not_from_the_source_conflict():
     assert problems["public.stray"]["problem"] == "is in migrated schema public but not on the source"
     assert problems["public.orders"] == dict(object="public.orders", type="view",
                                              problem="the source has a table of this name, the target a view")
-    message = schema.conflict_message(conflicts, "app")
+    message = conflicts.conflict_message(found, "app")
     assert message.startswith("the target database app has 4 object(s) that conflict")
     assert "nothing was changed" in message and "- table public.stray is in migrated schema public" in message
 
@@ -479,16 +482,16 @@ def test_a_table_with_other_columns_and_objects_not_from_the_source_conflict():
 def test_objects_are_matched_by_their_names_not_by_how_a_server_version_quotes_them():
     """quote_ident() follows the server's keyword list: PostgreSQL 16 writes public.json_table, 18 public."json_table"
     (a keyword since 17). The same names are the same object: no conflict, and nothing to restore again."""
-    source = schema.inventory_map([dict(type="table", identity="public.json_table", ref=ref("public", "json_table"),
+    source = conflicts.inventory_map([dict(type="table", identity="public.json_table", ref=ref("public", "json_table"),
                                         schema="public", sig="table (id integer)")])
-    target = schema.inventory_map([dict(type="table", identity='public."json_table"', ref=ref("public", "json_table"),
+    target = conflicts.inventory_map([dict(type="table", identity='public."json_table"', ref=ref("public", "json_table"),
                                         schema="public", sig="table (id integer)")])
     assert set(source) == set(target)
-    assert schema.find_conflicts(source, target, {"public"}, set(source)) == []
+    assert conflicts.find_conflicts(source, target, {"public"}, set(source)) == []
     # Names that differ only in how they would be quoted are different objects.
-    other = schema.inventory_map([dict(type="table", identity='public."Json_Table"', ref=ref("public", "Json_Table"),
+    other = conflicts.inventory_map([dict(type="table", identity='public."Json_Table"', ref=ref("public", "Json_Table"),
                                        schema="public", sig="table (id integer)")])
-    assert schema.find_conflicts(source, other, {"public"}, set(source)) == [dict(
+    assert conflicts.find_conflicts(source, other, {"public"}, set(source)) == [dict(
         object='public."Json_Table"', type="table", problem="is in migrated schema public but not on the source")]
 
 
@@ -498,25 +501,25 @@ def test_hard_schema_names_are_matched_as_catalog_names():
     target = inv(("table", ("Shipping Ops", "order"), "table (x integer)"),
                  ("table", ('eu.west "archive"', "leftover"), "table (x integer)"),
                  ("table", ("shipping ops", "order"), "table (x integer)"))
-    conflicts = schema.find_conflicts(source, target, schemas, set(source))
-    assert conflicts == [dict(object='eu.west "archive".leftover', type="table",
+    found = conflicts.find_conflicts(source, target, schemas, set(source))
+    assert found == [dict(object='eu.west "archive".leftover', type="table",
                               problem='is in migrated schema "eu.west ""archive""" but not on the source')]
 
 
 def test_signature_difference():
-    assert schema.signature_difference("table (a int, b int)", "table (b int, a int)") is None
-    assert schema.signature_difference("table (a int)", "table unlogged (a int)") == \
+    assert conflicts.signature_difference("table (a int, b int)", "table (b int, a int)") is None
+    assert conflicts.signature_difference("table (a int)", "table unlogged (a int)") == \
         "the source has a table, the target a table unlogged"
-    assert schema.signature_difference("domain integer", "domain bigint") == \
+    assert conflicts.signature_difference("domain integer", "domain bigint") == \
         "the source has domain integer, the target has domain bigint"
 
 
 def test_database_differences():
     src = dict(name="app", encoding="UTF8", collate="C.UTF-8", ctype="C.UTF-8", locale_provider="c", locale=None)
-    conflicts, warnings = schema.database_differences(src, dict(src, encoding="SQL_ASCII"))
-    assert len(conflicts) == 1 and "ENCODING UTF8" in conflicts[0]["problem"] and warnings == []
-    conflicts, warnings = schema.database_differences(src, dict(src, collate="en_US.UTF-8"))
-    assert conflicts == [] and "collate" in warnings[0]
+    found, warnings = conflicts.database_differences(src, dict(src, encoding="SQL_ASCII"))
+    assert len(found) == 1 and "ENCODING UTF8" in found[0]["problem"] and warnings == []
+    found, warnings = conflicts.database_differences(src, dict(src, collate="en_US.UTF-8"))
+    assert found == [] and "collate" in warnings[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -532,27 +535,27 @@ SRC_DB = dict(name="app", encoding="UTF8", collate="en_US.UTF-8", ctype="en_US.U
 
 
 def test_database_statement_keeps_encoding_collation_and_provider():
-    stmt, warnings = schema.database_statement("app", SRC_DB, 180000)
+    stmt, warnings = predata.database_statement("app", SRC_DB, 180000)
     assert stmt.as_string(None) == (
         "CREATE DATABASE \"app\" WITH TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu "
         "LC_COLLATE 'en_US.UTF-8' LC_CTYPE 'en_US.UTF-8' ICU_LOCALE 'en-US'")
     assert warnings == []
-    stmt, warnings = schema.database_statement("app", SRC_DB, 140000)
+    stmt, warnings = predata.database_statement("app", SRC_DB, 140000)
     assert "LOCALE_PROVIDER" not in stmt.as_string(None) and "icu" in warnings[0]
 
 
 def test_database_acl_and_settings():
-    stmts = [s.as_string(None) for s in schema.database_acl_statements("app", SRC_DB)]
+    stmts = [s.as_string(None) for s in predata.database_acl_statements("app", SRC_DB)]
     # PUBLIC (grantee None) is the keyword; a role that is named "PUBLIC" is an identifier.
     assert stmts == ['REVOKE ALL ON DATABASE "app" FROM PUBLIC', 'GRANT TEMPORARY ON DATABASE "app" TO PUBLIC',
                      'GRANT CONNECT ON DATABASE "app" TO "app_user"',
                      'GRANT CONNECT ON DATABASE "app" TO "Ops ""Team"" é"',
                      'GRANT CREATE ON DATABASE "app" TO "PUBLIC"']
-    assert schema.database_acl_statements("app", dict(SRC_DB, has_acl=False)) == []
-    assert schema.acl_grantees(SRC_DB) == ['Ops "Team" é', "PUBLIC", "app_user"]
-    assert schema.database_setting_statement("app", "work_mem=64MB").as_string(None) == \
+    assert predata.database_acl_statements("app", dict(SRC_DB, has_acl=False)) == []
+    assert roles.acl_grantees(SRC_DB) == ['Ops "Team" é', "PUBLIC", "app_user"]
+    assert predata.database_setting_statement("app", "work_mem=64MB").as_string(None) == \
         'ALTER DATABASE "app" SET "work_mem" = \'64MB\''
-    assert schema.database_setting_statement("app", 'search_path="$user", public').as_string(None) == \
+    assert predata.database_setting_statement("app", 'search_path="$user", public').as_string(None) == \
         'ALTER DATABASE "app" SET "search_path" = "$user", public'
 
 
@@ -568,27 +571,27 @@ def test_roles_are_created_without_superuser_and_without_passwords():
               role("rds_admin", superuser=True, login=True, replication=True, bypassrls=True, createdb=True,
                    member_of=[dict(role="rds_superuser", admin=True)]),
               role("postgres", superuser=True), role("pg_read_all_data")]
-    plan = schema.plan_roles(source, ["postgres"], target_superuser=False)
+    plan = roles.plan_roles(source, ["postgres"], target_superuser=False)
     assert [p["name"] for p in plan] == ["app_owner", "app_user", "rds_admin"]
     admin = plan[2]
     assert admin["attributes"] == ["LOGIN", "INHERIT", "CREATEDB"]
     assert admin["dropped_attributes"] == ["REPLICATION", "BYPASSRLS", "SUPERUSER"]
     assert admin["member_of"] == []  # rds_superuser is neither created nor on the target
     assert plan[1]["member_of"] == [dict(role="app_owner", admin=False)]
-    texts = [s.as_string(None) for p in plan for s in schema.role_statements(p)]
+    texts = [s.as_string(None) for p in plan for s in roles.role_statements(p)]
     assert texts == ['CREATE ROLE "app_owner" WITH NOLOGIN INHERIT', 'CREATE ROLE "app_user" WITH LOGIN INHERIT',
                      'CREATE ROLE "rds_admin" WITH LOGIN INHERIT CREATEDB']
     assert not any("PASSWORD" in t or "SUPERUSER" in t for t in texts)
-    assert schema.membership_statement("app_user", plan[1]["member_of"][0]).as_string(None) == \
+    assert roles.membership_statement("app_user", plan[1]["member_of"][0]).as_string(None) == \
         'GRANT "app_owner" TO "app_user"'
 
 
 def test_a_superuser_target_login_keeps_replication_and_bypassrls_but_never_superuser():
-    plan = schema.plan_roles([role("rep", login=True, replication=True, bypassrls=True, superuser=True,
+    plan = roles.plan_roles([role("rep", login=True, replication=True, bypassrls=True, superuser=True,
                                    connection_limit=5)], [], target_superuser=True)
     assert plan[0]["attributes"] == ["LOGIN", "INHERIT", "REPLICATION", "BYPASSRLS"]
     assert plan[0]["dropped_attributes"] == ["SUPERUSER"]
-    assert schema.role_statements(plan[0])[0].as_string(None) == \
+    assert roles.role_statements(plan[0])[0].as_string(None) == \
         'CREATE ROLE "rep" WITH LOGIN INHERIT REPLICATION BYPASSRLS CONNECTION LIMIT 5'
 
 
@@ -632,10 +635,10 @@ def test_post_plan_builds_indexes_in_parallel_largest_first_and_attaches_partiti
         index_row(3, "big_idx", "big", bytes_=1000, description="lookups"),
         index_row(4, "bad_idx", "bad", valid=False),
     ])
-    plan = schema.build_post_plan(held, details, {})
+    plan = postdata.build_post_plan(held, details, {})
 
     def text(phase):
-        return [s["sql"].as_string(None) for s in schema.phase_steps(plan, phase)]
+        return [s["sql"].as_string(None) for s in postdata.phase_steps(plan, phase)]
     assert text("indexes_parent") == ["CREATE INDEX ship_idx ON ONLY public.ship USING btree (x)"]
     assert text("indexes") == ["CREATE INDEX big_idx ON public.big USING btree (x)",
                                "CREATE INDEX ship_1_idx ON public.ship_1 USING btree (x)"]
@@ -643,7 +646,7 @@ def test_post_plan_builds_indexes_in_parallel_largest_first_and_attaches_partiti
     assert text("objects") == ['COMMENT ON INDEX "public"."big_idx" IS \'lookups\'']
     assert "invalid on the source" in plan["warnings"][0]
     assert plan["not_handled"] == []
-    assert "indexes" in schema.PARALLEL_PHASES and "attach" not in schema.PARALLEL_PHASES
+    assert "indexes" in postdata.PARALLEL_PHASES and "attach" not in postdata.PARALLEL_PHASES
 
 
 def test_post_plan_skips_what_the_target_has_and_rebuilds_an_invalid_leftover():
@@ -652,7 +655,7 @@ def test_post_plan_skips_what_the_target_has_and_rebuilds_an_invalid_leftover():
                             index_row(3, "c_idx", "c", parent="p_idx")])
     target = {key("index", "public", "a_idx"): dict(valid=True), key("index", "public", "b_idx"): dict(valid=False),
               key("index", "public", "c_idx"): dict(valid=True, attached=True)}
-    plan = schema.build_post_plan(held, details, target)
+    plan = postdata.build_post_plan(held, details, target)
     assert [s["sql"].as_string(None) for s in plan["steps"]] == [
         'DROP INDEX "public"."b_idx"', "CREATE INDEX b_idx ON public.b USING btree (x)"]
     assert plan["existing"] == ["public.a_idx", "public.c_idx"]
@@ -669,8 +672,8 @@ def test_foreign_keys_are_added_not_valid_then_validated():
         fk_row(5, "half_fk", "half"),
     ])
     target = {key("table constraint", "public", "half", "half_fk"): dict(valid=False)}
-    plan = schema.build_post_plan(held, details, target)
-    adds = schema.phase_steps(plan, "constraints")
+    plan = postdata.build_post_plan(held, details, target)
+    adds = postdata.phase_steps(plan, "constraints")
     assert [s["sql"].as_string(None) for s in adds] == [
         'ALTER TABLE ONLY "public"."child" ADD CONSTRAINT "child_fk" FOREIGN KEY (x) REFERENCES public.parent(id) '
         'NOT VALID',
@@ -685,7 +688,7 @@ def test_foreign_keys_are_added_not_valid_then_validated():
     assert adds[0]["plain"] is None
     # Validated: what is valid on the source, largest table first; the half-done one too. Never the
     # constraints that are NOT VALID on the source.
-    assert [s["sql"].as_string(None) for s in schema.phase_steps(plan, "validate")] == [
+    assert [s["sql"].as_string(None) for s in postdata.phase_steps(plan, "validate")] == [
         'ALTER TABLE "public"."part" VALIDATE CONSTRAINT "part_fk"',
         'ALTER TABLE "public"."child" VALIDATE CONSTRAINT "child_fk"',
         'ALTER TABLE "public"."half" VALIDATE CONSTRAINT "half_fk"',
@@ -705,7 +708,7 @@ def test_triggers_keep_their_enabled_state_and_clones_theirs():
                                         table_name="t_1", identity="audit on public.t_1",
                                         ref=ref("public", "t_1", "audit"))])
     target = {key("trigger", "public", "t", "plain"): dict(enabled="D")}
-    plan = schema.build_post_plan(held, details, target)
+    plan = postdata.build_post_plan(held, details, target)
     assert [s["sql"].as_string(None) for s in plan["steps"]] == [
         "CREATE TRIGGER audit AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION public.f()",
         'ALTER TABLE "public"."t" ENABLE ALWAYS TRIGGER "audit"',
@@ -719,7 +722,7 @@ def test_triggers_keep_their_enabled_state_and_clones_theirs():
     target = {key("trigger", "public", "t", n): dict(enabled=e)
               for n, e in (("audit", "A"), ("quiet", "D"), ("plain", "O"))}
     target[key("trigger", "public", "t_1", "audit")] = dict(enabled="D")
-    assert schema.build_post_plan(held, details, target)["steps"] == []
+    assert postdata.build_post_plan(held, details, target)["steps"] == []
 
 
 def test_rules_policies_row_security_statistics_event_triggers_and_comments():
@@ -740,7 +743,7 @@ def test_rules_policies_row_security_statistics_event_triggers_and_comments():
                              tags=["CREATE TABLE"], enabled="R", function_schema="public", function_name="log_ddl",
                              description=None)],
     )
-    plan = schema.build_post_plan(held, details, {key("table", "public", "t"): dict(enabled="rls")})
+    plan = postdata.build_post_plan(held, details, {key("table", "public", "t"): dict(enabled="rls")})
     assert [s["sql"].as_string(None) for s in plan["steps"]] == [
         "CREATE RULE r1 AS\n    ON DELETE TO public.t DO INSTEAD NOTHING",
         'ALTER TABLE "public"."t" DISABLE RULE "r1"',
@@ -762,7 +765,7 @@ def test_rules_policies_row_security_statistics_event_triggers_and_comments():
     ([dict(relkind="f", persistence="p", qualified="public.remote")], dict(foreign_tables=["public.remote"])),
 ])
 def test_not_replicated(rows, expected):
-    result = schema.not_replicated(rows, [dict(schema="public", name="Seq", owned_by=None, identity=False)], 3)
+    result = predata.not_replicated(rows, [dict(schema="public", name="Seq", owned_by=None, identity=False)], 3)
     for key, value in expected.items():
         assert result[key] == value
     assert result["large_objects"] == 3
@@ -1062,9 +1065,9 @@ HARD_RELATIONS = set(objid for (classid, objid), r in HARD_CATALOG.items()
 
 
 def hard_entries(schemas=HARD_SCHEMAS, out=()):
-    es = schema.parse_toc(HARD_TOC)
-    schema.annotate(es, HARD_CATALOG)
-    return schema.classify(es, dict(schemas=set(schemas), relations_in=HARD_RELATIONS - set(out),
+    es = toc.parse_toc(HARD_TOC)
+    toc.annotate(es, HARD_CATALOG)
+    return toc.classify(es, dict(schemas=set(schemas), relations_in=HARD_RELATIONS - set(out),
                                     relations_out=set(out)))
 
 
@@ -1080,13 +1083,13 @@ def test_a_mixed_case_schema_keeps_its_tables_keys_identities_sequences_and_defa
                     224, 223, 225, 3280, 227, 226, 3283, 228, 229, 230, 231, 3285, 3289, 3292, 3295, 3255, 3256,
                     3257, 3297, 3299, 3301, 232, 3461, 3462, 3464):
         e = hard(es, dump_id)
-        assert e["cls"] == "pre", (dump_id, schema.entry_label(e), e["reason"])
+        assert e["cls"] == "pre", (dump_id, toc.entry_label(e), e["reason"])
     assert hard(es, 3268)["reason"] == "primary key (replica identity)"
     assert hard(es, 3270)["reason"] == "unique constraint"
     # Held back as anywhere else: secondary indexes, the foreign keys (one across the two schemas), the trigger.
     for dump_id in (3266, 3281, 3286, 3287, 3290, 3293, 3296, 3298, 3300):
         assert hard(es, dump_id)["cls"] == "held", dump_id
-    assert [schema.entry_label(e) for e in es if e["desc"] in ("FK CONSTRAINT", "TRIGGER")] == [
+    assert [toc.entry_label(e) for e in es if e["desc"] in ("FK CONSTRAINT", "TRIGGER")] == [
         '"Audit ""order"" changes" on "Shipping Ops"."order"', '"Lines → order" on "Shipping Ops"."select"',
         '"FK Zöll → order" on "eu.west ""archive"""."Zöll_Tarife"']
     assert all(e["cls"] == "held" for e in es if e["desc"] in ("FK CONSTRAINT", "TRIGGER"))
@@ -1116,32 +1119,32 @@ def test_entries_of_hard_names_get_schema_owner_key_and_label_from_the_catalog()
     assert hard(es, 3299)["child"] == key("index", "Shipping Ops", "Events.2025-02_pkey")
     column_acl = hard(es, 3462)
     assert (column_acl["schema"], column_acl["owner"]) == ("Shipping Ops", "app_owner")
-    assert schema.entry_label(column_acl) == 'Shipping Ops COLUMN "order"."CamelCase"'
-    assert schema.entry_label(hard(es, 3455)) == 'SCHEMA "eu.west ""archive"""'
+    assert toc.entry_label(column_acl) == 'Shipping Ops COLUMN "order"."CamelCase"'
+    assert toc.entry_label(hard(es, 3455)) == 'SCHEMA "eu.west ""archive"""'
 
 
 def test_hard_names_restore_plan_by_keys():
     es = hard_entries()
     present = present_all(es)
     attached = set(e["child"] for e in es if e.get("child"))
-    assert schema.plan_restore(es, present, attached) == []
+    assert predata.plan_restore(es, present, attached) == []
     del present[key("table constraint", "Shipping Ops", "order", "Order PK")]
-    chosen = [e["dump_id"] for e in schema.plan_restore(es, present, attached) if e["cls"] == "pre"]
+    chosen = [e["dump_id"] for e in predata.plan_restore(es, present, attached) if e["cls"] == "pre"]
     assert chosen == [3268]
 
 
 def test_owner_requirements_of_hard_names():
     es = hard_entries()
-    needs = schema.owner_requirements([e for e in es if e["cls"] == "pre"])
+    needs = roles.owner_requirements([e for e in es if e["cls"] == "pre"])
     assert needs["roles"] == {"app_owner"}
     assert needs["creates"] == {("app_owner", None), ("app_owner", "Shipping Ops"), ("app_owner", 'eu.west "archive"')}
     # Indexes and constraints are not given to anyone: they belong to their table.
-    only_keys = schema.owner_requirements([hard(es, 3268), hard(es, 3266)])
+    only_keys = roles.owner_requirements([hard(es, 3268), hard(es, 3266)])
     assert only_keys == dict(roles={"app_owner"}, creates=set())
 
 
 def test_not_replicated_names_the_owning_column_with_hard_names():
-    result = schema.not_replicated([], [dict(schema="Shipping Ops", name="select_Line No_seq",
+    result = predata.not_replicated([], [dict(schema="Shipping Ops", name="select_Line No_seq",
                                              owned_by=["Shipping Ops", "select", "Line No"], identity=False)], 0)
     assert result["sequences"] == [dict(sequence='"Shipping Ops"."select_Line No_seq"',
                                         owned_by='"Shipping Ops"."select"."Line No"', identity=False)]
@@ -1169,7 +1172,7 @@ def test_post_plan_builds_hard_names_from_separate_values():
     # The target has the index, invalid (an interrupted build), and a trigger of that name on another table.
     target = {key("index", "Shipping Ops", 'Idx: order by "State"'): dict(valid=False),
               key("trigger", "Shipping Ops", "select", 'Audit "order" changes'): dict(enabled="O")}
-    plan = schema.build_post_plan(held, details, target)
+    plan = postdata.build_post_plan(held, details, target)
     texts = [s["sql"].as_string(None) for s in plan["steps"]]
     assert texts == [
         'DROP INDEX "Shipping Ops"."Idx: order by ""State"""',
@@ -1211,36 +1214,36 @@ def sql_of(plan):
 
 def test_a_master_that_can_act_as_every_owner_needs_nothing():
     needs = dict(roles={"app_owner"}, creates={("app_owner", "Shipping Ops")})
-    plan = schema.plan_privileges(needs, MASTER, {"app_owner": can()}, set(), db_facts(),
+    plan = roles.plan_privileges(needs, MASTER, {"app_owner": can()}, set(), db_facts(),
                                   {"Shipping Ops": dict(owner="app_owner", create={"app_owner"})}, 180000)
     assert plan == dict(grants=[], database_owner=None, problems=[])
 
 
 def test_roles_the_copy_creates_and_roles_the_master_administers_are_granted_to_it():
     needs = dict(roles={"app_owner", HARD_ROLE, "reader"}, creates=set())
-    roles = {"app_owner": can(set_=False, usage=False, admin=True), "reader": can(set_=True, usage=False, admin=True)}
-    plan = schema.plan_privileges(needs, MASTER, roles, {HARD_ROLE}, db_facts(), {}, 180000)
+    facts = {"app_owner": can(set_=False, usage=False, admin=True), "reader": can(set_=True, usage=False, admin=True)}
+    plan = roles.plan_privileges(needs, MASTER, facts, {HARD_ROLE}, db_facts(), {}, 180000)
     assert plan["problems"] == [] and plan["grants"] == [HARD_ROLE, "app_owner", "reader"]
-    assert schema.role_grant_sql(HARD_ROLE, schema.sql.SQL("CURRENT_USER"), 180000).as_string(None) == \
+    assert roles.role_grant_sql(HARD_ROLE, sql.SQL("CURRENT_USER"), 180000).as_string(None) == \
         'GRANT "Ops ""Team"" é" TO CURRENT_USER WITH INHERIT TRUE, SET TRUE'
-    assert schema.role_grant_sql("app_owner", schema.sql.SQL("CURRENT_USER"), 150000).as_string(None) == \
+    assert roles.role_grant_sql("app_owner", sql.SQL("CURRENT_USER"), 150000).as_string(None) == \
         'GRANT "app_owner" TO CURRENT_USER'
 
 
 def test_an_owner_the_master_cannot_act_as_nor_grant_stops_before_anything_with_the_sql_to_run():
     needs = dict(roles={HARD_ROLE, "app_owner"}, creates=set())
-    roles = {HARD_ROLE: can(set_=False, usage=False), "app_owner": can()}
-    plan = schema.plan_privileges(needs, MASTER, roles, set(), db_facts(), {}, 180000)
+    facts = {HARD_ROLE: can(set_=False, usage=False), "app_owner": can()}
+    plan = roles.plan_privileges(needs, MASTER, facts, set(), db_facts(), {}, 180000)
     assert plan["grants"] == []
     assert sql_of(plan) == ['GRANT "Ops ""Team"" é" TO "dbadmin" WITH INHERIT TRUE, SET TRUE']
-    message = schema.privilege_message(plan["problems"], "dbadmin")
+    message = roles.privilege_message(plan["problems"], "dbadmin")
     assert message.startswith("the target login dbadmin lacks privileges the schema copy needs; nothing was changed")
     assert 'GRANT "Ops ""Team"" é" TO "dbadmin" WITH INHERIT TRUE, SET TRUE;' in message
     assert 'no ADMIN OPTION on it' in message
     # Before PostgreSQL 16 CREATEROLE may grant any role that is not a superuser.
-    assert schema.plan_privileges(needs, MASTER, roles, set(), db_facts(), {}, 150000)["grants"] == [HARD_ROLE]
+    assert roles.plan_privileges(needs, MASTER, facts, set(), db_facts(), {}, 150000)["grants"] == [HARD_ROLE]
     # A superuser login needs nothing.
-    assert schema.plan_privileges(needs, dict(MASTER, superuser=True), roles, set(), db_facts(), {}, 180000) == \
+    assert roles.plan_privileges(needs, dict(MASTER, superuser=True), facts, set(), db_facts(), {}, 180000) == \
         dict(grants=[], database_owner=None, problems=[])
 
 
@@ -1249,21 +1252,21 @@ def test_a_database_the_master_created_gets_the_sources_owner():
     (owned by pg_database_owner) would not let app_owner own anything there."""
     needs = dict(roles={"app_owner"}, creates={("app_owner", "public"), ("app_owner", None)})
     public = {"public": dict(owner="pg_database_owner", create=set())}
-    plan = schema.plan_privileges(needs, MASTER, {"app_owner": can()}, set(), db_facts(owner="dbadmin"), public,
+    plan = roles.plan_privileges(needs, MASTER, {"app_owner": can()}, set(), db_facts(owner="dbadmin"), public,
                                   180000)
     assert plan == dict(grants=[], database_owner="app_owner", problems=[])
     # Without CREATEDB the master may not give the database away: then app_owner lacks CREATE.
-    plan = schema.plan_privileges(needs, dict(MASTER, createdb=False), {"app_owner": can()}, set(),
+    plan = roles.plan_privileges(needs, dict(MASTER, createdb=False), {"app_owner": can()}, set(),
                                   db_facts(owner="dbadmin"), public, 180000)
     assert plan["database_owner"] is None
     assert sql_of(plan) == ['GRANT CREATE ON DATABASE "app" TO "app_owner"',
                             'GRANT CREATE ON SCHEMA "public" TO "app_owner"']
     # Giving the database away needs SET ROLE to its new owner: granted first when the master may.
-    plan = schema.plan_privileges(needs, MASTER, {"app_owner": can(set_=False, usage=False, admin=True)}, set(),
+    plan = roles.plan_privileges(needs, MASTER, {"app_owner": can(set_=False, usage=False, admin=True)}, set(),
                                   db_facts(owner="dbadmin"), public, 180000)
     assert plan == dict(grants=["app_owner"], database_owner="app_owner", problems=[])
     # A database of another owner is left alone.
-    plan = schema.plan_privileges(needs, MASTER, {"app_owner": can()}, set(), db_facts(owner="someone"), public,
+    plan = roles.plan_privileges(needs, MASTER, {"app_owner": can()}, set(), db_facts(owner="someone"), public,
                                   180000)
     assert plan["database_owner"] is None and len(plan["problems"]) == 2
 
@@ -1272,10 +1275,10 @@ def test_schemas_the_owner_cannot_create_in_are_named_with_their_grant():
     needs = dict(roles={"app_owner", HARD_ROLE},
                  creates={("app_owner", "Shipping Ops"), (HARD_ROLE, 'eu.west "archive"'), (HARD_ROLE, "Shipping Ops"),
                           (HARD_ROLE, None)})
-    roles = {"app_owner": can(), HARD_ROLE: can()}
+    facts = {"app_owner": can(), HARD_ROLE: can()}
     schemas = {"Shipping Ops": dict(owner="app_owner", create={"app_owner"})}
     restored = {'eu.west "archive"': "app_owner"}
-    plan = schema.plan_privileges(needs, MASTER, roles, set(), db_facts(restored_schemas=restored), schemas, 180000)
+    plan = roles.plan_privileges(needs, MASTER, facts, set(), db_facts(restored_schemas=restored), schemas, 180000)
     assert sql_of(plan) == [
         'GRANT CREATE ON DATABASE "app" TO "Ops ""Team"" é"',
         'GRANT CREATE ON SCHEMA "Shipping Ops" TO "Ops ""Team"" é"',
@@ -1286,7 +1289,7 @@ def test_schemas_the_owner_cannot_create_in_are_named_with_their_grant():
 
 def test_roles_the_copy_grants_to_others_need_admin_option():
     needs = dict(roles=set(), creates=set(), grantable={"app_owner", "new_reader"})
-    plan = schema.plan_privileges(needs, MASTER, {"app_owner": can(admin=False)}, {"new_reader"}, db_facts(), {},
+    plan = roles.plan_privileges(needs, MASTER, {"app_owner": can(admin=False)}, {"new_reader"}, db_facts(), {},
                                   180000)
     assert sql_of(plan) == ['GRANT "app_owner" TO "dbadmin" WITH ADMIN OPTION']
 
@@ -1294,7 +1297,7 @@ def test_roles_the_copy_grants_to_others_need_admin_option():
 def test_a_source_login_that_cannot_lock_tables_is_told_whose_member_to_become():
     rows = [dict(owner=HARD_ROLE, tables=4, examples=[["Shipping Ops", "order"], ['eu.west "archive"', "Zöll_Tarife"],
                                                       ["public", "t"]])]
-    message = schema.unreadable_message(rows, "dbadmin", 160000)
+    message = roles.unreadable_message(rows, "dbadmin", 160000)
     assert message.startswith("pg_dump cannot dump the source: the source login dbadmin cannot read (lock) 4 table(s)")
     assert '4 table(s) of "Ops ""Team"" é" ("Shipping Ops"."order", "eu.west ""archive"""."Zöll_Tarife", ' \
            'public.t, ...)' in message
@@ -1307,8 +1310,8 @@ def test_extensions_and_what_describes_them_ask_nothing_of_their_source_owner():
     es = entries()
     ext = [e for e in es if e["dump_id"] in (2, 3936)]
     assert [e["owner"] for e in ext] == ["postgres", "postgres"]
-    assert schema.owner_requirements(ext) == dict(roles=set(), creates=set())
-    needs = schema.owner_requirements([e for e in es if e["cls"] == "pre"])
+    assert roles.owner_requirements(ext) == dict(roles=set(), creates=set())
+    needs = roles.owner_requirements([e for e in es if e["cls"] == "pre"])
     assert needs["roles"] == {"app_owner"}
     assert needs["creates"] == {("app_owner", None), ("app_owner", "public"), ("app_owner", "billing")}
 
@@ -1321,19 +1324,19 @@ def test_the_post_stage_needs_the_owners_of_the_tables_it_builds_on():
     assert stats["owner"] == "postgres"
     stats["info"] = dict(stats["info"], table_owner="app_owner")
     # bookings_r_excl: an exclusion constraint on a table of the operator's.
-    assert schema.post_requirements(held) == dict(roles={"app_owner", "postgres"}, creates=set())
-    assert schema.post_requirements([stats]) == dict(roles={"app_owner"}, creates=set())
-    assert schema.post_requirements([dict(desc="EVENT TRIGGER", owner="postgres", info={})])["roles"] == set()
+    assert roles.post_requirements(held) == dict(roles={"app_owner", "postgres"}, creates=set())
+    assert roles.post_requirements([stats]) == dict(roles={"app_owner"}, creates=set())
+    assert roles.post_requirements([dict(desc="EVENT TRIGGER", owner="postgres", info={})])["roles"] == set()
 
 
 def test_roles_with_hard_names_are_identifiers_everywhere():
     source = [role(HARD_ROLE, login=True, member_of=[dict(role='Readers "EU"', admin=True)]),
               role('Readers "EU"')]
-    plan = schema.plan_roles(source, [], target_superuser=False)
-    texts = [s.as_string(None) for p in plan for s in schema.role_statements(p)]
+    plan = roles.plan_roles(source, [], target_superuser=False)
+    texts = [s.as_string(None) for p in plan for s in roles.role_statements(p)]
     assert texts == ['CREATE ROLE "Ops ""Team"" é" WITH LOGIN INHERIT',
                      'CREATE ROLE "Readers ""EU""" WITH NOLOGIN INHERIT']
-    assert schema.membership_statement(HARD_ROLE, plan[0]["member_of"][0]).as_string(None) == \
+    assert roles.membership_statement(HARD_ROLE, plan[0]["member_of"][0]).as_string(None) == \
         'GRANT "Readers ""EU""" TO "Ops ""Team"" é" WITH ADMIN OPTION'
-    stmt, dummy = schema.database_statement('App "EU" ö', dict(SRC_DB, locale_provider="c"), 180000)
+    stmt, dummy = predata.database_statement('App "EU" ö', dict(SRC_DB, locale_provider="c"), 180000)
     assert stmt.as_string(None).startswith('CREATE DATABASE "App ""EU"" ö" WITH TEMPLATE template0')
