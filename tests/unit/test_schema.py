@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from psycopg import sql
 
-from ansible_collections.pgshift.aurora.plugins.module_utils.schema import conflicts, postdata, predata, roles, toc
+from ansible_collections.pgshift.aurora.plugins.module_utils.schema import conflicts, postdata, predata, roles, schedule, toc
 
 TOC = """\
 ;
@@ -638,7 +638,7 @@ def test_post_plan_builds_indexes_in_parallel_largest_first_and_attaches_partiti
     plan = postdata.build_post_plan(held, details, {})
 
     def text(phase):
-        return [s["sql"].as_string(None) for s in postdata.phase_steps(plan, phase)]
+        return [s["sql"].as_string(None) for s in schedule.phase_steps(plan, phase)]
     assert text("indexes_parent") == ["CREATE INDEX ship_idx ON ONLY public.ship USING btree (x)"]
     assert text("indexes") == ["CREATE INDEX big_idx ON public.big USING btree (x)",
                                "CREATE INDEX ship_1_idx ON public.ship_1 USING btree (x)"]
@@ -646,7 +646,7 @@ def test_post_plan_builds_indexes_in_parallel_largest_first_and_attaches_partiti
     assert text("objects") == ['COMMENT ON INDEX "public"."big_idx" IS \'lookups\'']
     assert "invalid on the source" in plan["warnings"][0]
     assert plan["not_handled"] == []
-    assert "indexes" in postdata.PARALLEL_PHASES and "attach" not in postdata.PARALLEL_PHASES
+    assert "indexes" in schedule.PARALLEL_PHASES and "attach" not in schedule.PARALLEL_PHASES
 
 
 def test_post_plan_skips_what_the_target_has_and_rebuilds_an_invalid_leftover():
@@ -673,7 +673,7 @@ def test_foreign_keys_are_added_not_valid_then_validated():
     ])
     target = {key("table constraint", "public", "half", "half_fk"): dict(valid=False)}
     plan = postdata.build_post_plan(held, details, target)
-    adds = postdata.phase_steps(plan, "constraints")
+    adds = schedule.phase_steps(plan, "constraints")
     assert [s["sql"].as_string(None) for s in adds] == [
         'ALTER TABLE ONLY "public"."child" ADD CONSTRAINT "child_fk" FOREIGN KEY (x) REFERENCES public.parent(id) '
         'NOT VALID',
@@ -688,7 +688,7 @@ def test_foreign_keys_are_added_not_valid_then_validated():
     assert adds[0]["plain"] is None
     # Validated: what is valid on the source, largest table first; the half-done one too. Never the
     # constraints that are NOT VALID on the source.
-    assert [s["sql"].as_string(None) for s in postdata.phase_steps(plan, "validate")] == [
+    assert [s["sql"].as_string(None) for s in schedule.phase_steps(plan, "validate")] == [
         'ALTER TABLE "public"."part" VALIDATE CONSTRAINT "part_fk"',
         'ALTER TABLE "public"."child" VALIDATE CONSTRAINT "child_fk"',
         'ALTER TABLE "public"."half" VALIDATE CONSTRAINT "half_fk"',

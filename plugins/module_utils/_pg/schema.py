@@ -10,6 +10,19 @@ their names as separate values (ref_sql), never by a formatted identity.
 
 from __future__ import annotations
 
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import PgConnectError, connect
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.db import first, one, rows
+from ansible_collections.pgshift.aurora.plugins.module_utils.schema.schedule import StepFailed
+
+try:
+    from psycopg import errors as pg_errors
+    from psycopg import sql
+except ImportError:  # pragma: no cover - the module reports the missing library
+    pg_errors = sql = None
+
+POST_LOCK = "pgshift.schema_copy.post"  # the advisory lock one post stage holds on its target database
+
 # --------------------------------------------------------------------------------------------
 # Catalog identities: an object's schema, owner and names as separate values
 # --------------------------------------------------------------------------------------------
@@ -511,3 +524,206 @@ _REFS = dict(ref_class=ref_sql("'pg_class'::regclass", "c.oid"),
              ref_statistics=ref_sql("'pg_statistic_ext'::regclass", "s.oid"),
              ref_event=ref_sql("'pg_event_trigger'::regclass", "e.oid"))
 POST_DETAILS_SQL = dict((kind, query.format(**_REFS)) for kind, query in POST_DETAILS_SQL.items())
+
+
+# --------------------------------------------------------------------------------------------
+# Reads
+# --------------------------------------------------------------------------------------------
+
+def open_session(params, maintenance_work_mem=None):
+    """A connection whose search_path is empty, so that every name pg_get_*def() and format_type() return is
+    qualified; with maintenance_work_mem for the sessions that build indexes and validate constraints."""
+    conn = connect(params)
+    conn.execute("SET search_path = ''")
+    if maintenance_work_mem:
+        set_maintenance_work_mem(conn, maintenance_work_mem)
+    return conn
+
+
+def set_maintenance_work_mem(conn, value):
+    conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(value)))
+
+
+def server_version(conn):
+    return one(conn, "SELECT current_setting('server_version_num')::int")
+
+
+def database(conn, version, name):
+    """The database's properties (database_sql), or None."""
+    return first(conn, database_sql(version), dict(name=name))
+
+
+def database_exists(conn, name):
+    return bool(rows(conn, "SELECT 1 FROM pg_database WHERE datname = %s", (name,)))
+
+
+def schema_names(conn):
+    return [r["name"] for r in rows(conn, SCHEMAS_SQL)]
+
+
+def sequences(conn, schemas):
+    return rows(conn, SEQUENCES_SQL, dict(schemas=sorted(schemas)))
+
+
+def large_objects(conn):
+    return one(conn, LARGE_OBJECTS_SQL)
+
+
+def unreadable_tables(conn):
+    return rows(conn, UNREADABLE_TABLES_SQL)
+
+
+def login(conn):
+    """The login's name and attributes (LOGIN_FACTS_SQL)."""
+    return first(conn, LOGIN_FACTS_SQL)
+
+
+def inventory(conn):
+    """Every object of the main catalogs in user schemas (INVENTORY_SQL rows)."""
+    return rows(conn, INVENTORY_SQL)
+
+
+def source_objects(conn, keys):
+    """{(classid, objid): catalog facts} of the archive's catalog objects (SOURCE_OBJECTS_SQL)."""
+    if not keys:
+        return {}
+    found = rows(conn, SOURCE_OBJECTS_SQL, dict(classids=[k[0] for k in keys], objids=[k[1] for k in keys]))
+    return dict(((r["classid"], r["objid"]), r) for r in found)
+
+
+def object_exists(conn, info):
+    """Whether the target has an object of a catalog the inventory does not cover (an operator, a cast, ...),
+    looked up by its address (pg_identify_object_as_address of the source)."""
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_get_object_address(%s, %s, %s)",
+                         (info["address_type"], info["object_names"] or [], info["object_args"] or []))
+        return True
+    except pg_errors.Error:
+        return False
+
+
+def available_extensions(conn, names):
+    return set(r["name"] for r in rows(conn, "SELECT name FROM pg_available_extensions WHERE name = ANY(%s)",
+                                       (list(names),)))
+
+
+def needed_roles(conn, schemas, extra, any_schema):
+    """The roles the migrated objects need (NEEDED_ROLES_SQL rows)."""
+    return rows(conn, NEEDED_ROLES_SQL, dict(schemas=sorted(schemas) + [any_schema], any_schema=any_schema,
+                                             extra=extra))
+
+
+def existing_roles(conn, names):
+    return [r["rolname"] for r in rows(conn, "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(names),))]
+
+
+def role_facts(conn, version, names):
+    """{name: what the login can do with the role} (ROLE_FACTS_SQL)."""
+    return dict((r["name"], r) for r in rows(conn, ROLE_FACTS_SQL[version >= 160000], dict(roles=names)))
+
+
+def database_creators(conn, name, roles):
+    """The roles among `roles` that may create schemas in the database (DATABASE_FACTS_SQL)."""
+    found = first(conn, DATABASE_FACTS_SQL, dict(name=name, roles=roles))
+    return set(found["create"]) if found else set()
+
+
+def schema_facts(conn, roles, schemas):
+    """{schema: dict(owner, create=set of the roles that may create in it)} (SCHEMA_FACTS_SQL)."""
+    return dict((r["name"], dict(owner=r["owner"], create=set(r["create"])))
+                for r in rows(conn, SCHEMA_FACTS_SQL, dict(roles=roles, schemas=schemas)))
+
+
+def post_details(conn, wanted):
+    """{detail query: rows} of the held-back objects (wanted: postdata.post_oids)."""
+    return dict((kind, rows(conn, POST_DETAILS_SQL[kind], dict(oids=oids))) for kind, oids in wanted.items())
+
+
+def try_post_lock(conn):
+    """Take the post stage's session advisory lock on the target database if it is free."""
+    return bool(one(conn, "SELECT pg_try_advisory_lock(hashtext(%s))", (POST_LOCK,)))
+
+
+# --------------------------------------------------------------------------------------------
+# The initial loads, seen from the post stage
+# --------------------------------------------------------------------------------------------
+
+def clock(conn):
+    """The server's clock (epoch seconds), as pgshift.load_progress.finished_at."""
+    return one(conn, "SELECT extract(epoch FROM now())::float8")
+
+
+def observe_loads(conn, names):
+    """What the post stage needs of the loads: (load_progress rows, deferred keys, the application names among
+    `names` that have a session on the target)."""
+    progress = loader.read_progress(conn, prefix="")
+    keys = loader.deferred_keys(conn, prefix="")
+    alive = set(r["application_name"] for r in rows(
+        conn, "SELECT DISTINCT application_name FROM pg_stat_activity WHERE application_name = ANY(%s)",
+        (list(names),)))
+    return progress, keys, alive
+
+
+# --------------------------------------------------------------------------------------------
+# Changes
+# --------------------------------------------------------------------------------------------
+
+def try_run(journal, conn, stmt):
+    """Run a statement whose failure is only a warning: None, or the error's first line."""
+    try:
+        journal.run(conn, stmt)
+        return None
+    except pg_errors.Error as exc:
+        return str(exc).strip().splitlines()[0]
+
+
+def post_connect(params, maintenance_work_mem):
+    """A post stage worker's session; a connection failure is a StepFailed of the scheduler."""
+    try:
+        return open_session(params, maintenance_work_mem)
+    except PgConnectError as exc:
+        raise StepFailed(str(exc))
+
+
+def run_step(journal, conn, step, retry=None):
+    """Run one post-stage step (postdata.build_post_plan) through the journal; returns the notes for the result.
+
+    A VALIDATE CONSTRAINT whose foreign key finds a referenced row missing is tried again by
+    retry(attempt, retryable) when given (schedule.retry_validation; recorded once); a foreign key NOT VALID
+    that the target refuses on a partitioned table (before PostgreSQL 18) is added with its plain form
+    (step["plain"]). A database error becomes StepFailed with its first line (secrets masked)."""
+    notes = []
+    try:
+        if step["kind"] == "validate constraint" and retry is not None:
+            tries = retry(_attempts(journal, conn, step["sql"]),
+                          lambda exc: isinstance(exc, pg_errors.ForeignKeyViolation))
+            if tries:
+                notes.append("%s validated after %d retries: a row it references reached the target through its "
+                             "stream after the first try" % (step["object"], tries))
+            return notes
+        try:
+            journal.run(conn, step["sql"])
+        except (pg_errors.FeatureNotSupported, pg_errors.WrongObjectType, pg_errors.InvalidTableDefinition) as exc:
+            if not step.get("plain"):
+                raise
+            journal.run(conn, step["plain"])
+            step["validate_done"] = True
+            notes.append("foreign key %s added and checked at once, not as NOT VALID: the target refused NOT VALID "
+                         "on a partitioned table (%s)" % (step["object"], str(exc).strip().splitlines()[0]))
+    except pg_errors.Error as exc:
+        raise StepFailed(journal.scrub(str(exc).strip().splitlines()[0]))
+    return notes
+
+
+def _attempts(journal, conn, stmt):
+    """The tries of one statement: the first through the journal (recorded), the next ones the same statement."""
+    state = dict(first=True)
+
+    def attempt():
+        if state["first"]:
+            state["first"] = False
+            journal.run(conn, stmt)
+        else:
+            conn.execute(stmt)
+    return attempt

@@ -55,6 +55,47 @@ def restore_list(selected):
 
 PROVIDERS = dict(c="libc", i="icu", b="builtin")
 
+
+def database_facts(name, source_db, existed):
+    """The result's `database`: the target database's name, whether it existed, and the properties of the
+    source's it is (or would be) created with."""
+    return dict(name=name, existed=existed, created=False, owner=source_db["owner"], encoding=source_db["encoding"],
+                collate=source_db["collate"], ctype=source_db["ctype"],
+                locale_provider=PROVIDERS.get(source_db["locale_provider"], "libc"), locale=source_db["locale"])
+
+
+def new_database(name, source_db, target_version):
+    """The statements of a target database created as the source's: (create, after the roles (owner and
+    privileges), settings, warnings)."""
+    create, warnings = database_statement(name, source_db, target_version)
+    after = [owner_statement(name, source_db["owner"])] + database_acl_statements(name, source_db)
+    settings = [database_setting_statement(name, s) for s in source_db["settings"] or []]
+    return [create], after, settings, warnings
+
+
+def owner_statement(name, owner):
+    return sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(owner))
+
+
+def extensions(entries):
+    """The extensions the pre-data restore creates (their names)."""
+    return sorted(set(e["info"]["extname"] for e in entries if e["cls"] == "pre" and e["desc"] == "EXTENSION"
+                      and e["info"].get("extname")))
+
+
+def missing_extensions_message(missing):
+    return ("the target cannot create extension(s) %s that the source's schema uses: install them on the target (on "
+            "Aurora: check the supported extensions of its version) or leave the objects that use them out "
+            "(exclude_schemas/exclude_tables); nothing was changed" % ", ".join(missing))
+
+
+def probe_candidates(entries, present, inventory_classes):
+    """The pre-data entries of catalogs the inventory does not cover (operators, casts, ...) that may be on the
+    target already: looked up there one by one (by their address)."""
+    return [e for e in entries if e["cls"] == "pre" and e["key"] and e["classid"] not in inventory_classes
+            and e["key"] not in present and e["info"].get("address_type")]
+
+
 def database_statement(name, source_db, target_version):
     """CREATE DATABASE as on the source (owner set afterwards, once the role exists); (statement, warnings)."""
     warnings = []

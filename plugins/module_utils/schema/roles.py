@@ -140,6 +140,11 @@ def role_grant_sql(role, member, version):
     return stmt
 
 
+def grant_to_login(role, version):
+    """GRANT role TO CURRENT_USER (role_grant_sql): what the target login grants itself before it acts as role."""
+    return role_grant_sql(role, sql.SQL("CURRENT_USER"), version)
+
+
 def plan_privileges(needs, login, roles, created, database, schemas, version):
     """What the target login must be given before the schema copy changes anything, or what stops it.
 
