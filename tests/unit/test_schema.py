@@ -526,6 +526,7 @@ def test_database_differences():
 # Database and roles
 # --------------------------------------------------------------------------------------------
 
+HARD_ROLE_NAME = 'Ops "Team" é'
 SRC_DB = dict(name="app", encoding="UTF8", collate="en_US.UTF-8", ctype="en_US.UTF-8", locale_provider="i",
               locale="en-US", icu_rules=None, owner="app_owner", connection_limit=-1,
               acl=[dict(grantee=None, privilege="TEMPORARY"), dict(grantee="app_user", privilege="CONNECT"),
@@ -557,6 +558,20 @@ def test_database_acl_and_settings():
         'ALTER DATABASE "app" SET "work_mem" = \'64MB\''
     assert predata.database_setting_statement("app", 'search_path="$user", public').as_string(None) == \
         'ALTER DATABASE "app" SET "search_path" = "$user", public'
+
+
+def test_a_new_database_is_created_then_given_its_owner_privileges_and_settings():
+    create, after, settings, warnings = predata.new_database("app", SRC_DB, 180000)
+    assert [s.as_string(None) for s in create] == [predata.database_statement("app", SRC_DB, 180000)[0].as_string(None)]
+    assert [s.as_string(None) for s in after][:2] == ['ALTER DATABASE "app" OWNER TO "app_owner"',
+                                                      'REVOKE ALL ON DATABASE "app" FROM PUBLIC']
+    assert len(after) == 1 + len(predata.database_acl_statements("app", SRC_DB)) and len(settings) == 2
+    assert warnings == []
+    assert predata.database_facts("app", SRC_DB, False) == dict(
+        name="app", existed=False, created=False, owner="app_owner", encoding="UTF8", collate="en_US.UTF-8",
+        ctype="en_US.UTF-8", locale_provider="icu", locale="en-US")
+    assert predata.owner_statement('My "db"', HARD_ROLE_NAME).as_string(None) == \
+        'ALTER DATABASE "My ""db""" OWNER TO "Ops ""Team"" é"'
 
 
 def role(name, **kw):
@@ -1340,3 +1355,36 @@ def test_roles_with_hard_names_are_identifiers_everywhere():
         'GRANT "Readers ""EU""" TO "Ops ""Team"" é" WITH ADMIN OPTION'
     stmt, dummy = predata.database_statement('App "EU" ö', dict(SRC_DB, locale_provider="c"), 180000)
     assert stmt.as_string(None).startswith('CREATE DATABASE "App ""EU"" ö" WITH TEMPLATE template0')
+
+
+def test_extensions_to_create_and_objects_to_look_up_one_by_one():
+    es = [dict(cls="pre", desc="EXTENSION", info=dict(extname="pgcrypto"), key=("extension", (("pgcrypto",), ())),
+               classid=toc.PG_EXTENSION),
+          dict(cls="pre", desc="OPERATOR", info=dict(address_type="operator"), key=("operator", (("public", "==="),)),
+               classid=toc.PG_OPERATOR),
+          dict(cls="pre", desc="OPERATOR", info=dict(address_type="operator"), key=("operator", (("public", "~~~"),)),
+               classid=toc.PG_OPERATOR),
+          dict(cls="held", desc="CAST", info=dict(address_type="cast"), key=("cast", ()), classid=2605),
+          dict(cls="pre", desc="COMMENT", info={}, key=None, classid=0)]
+    assert predata.extensions(es) == ["pgcrypto"]
+    present = {("operator", (("public", "~~~"),)): {}}
+    assert predata.probe_candidates(es, present, toc.INVENTORY_CLASSES) == [es[1]]
+    assert "extension(s) pgcrypto" in predata.missing_extensions_message(["pgcrypto"])
+
+
+def test_the_steps_done_fill_created_validated_and_states():
+    result = dict(created=[], validated=[], states=[])
+    postdata.record(result, [
+        dict(kind="index", object="i1 on public.t", seconds=0.5),
+        dict(kind="foreign key", object="fk1 on public.t", seconds=0.1, validate_done=True),
+        dict(kind="foreign key", object="fk2 on public.t", seconds=0.1),
+        dict(kind="validate constraint", object="fk2 on public.t", seconds=2.0),
+        dict(kind="trigger state", object="tg on public.t", state="enabled always")])
+    assert result == dict(
+        created=[dict(kind="index", object="i1 on public.t", seconds=0.5),
+                 dict(kind="foreign key", object="fk1 on public.t", seconds=0.1),
+                 dict(kind="foreign key", object="fk2 on public.t", seconds=0.1)],
+        validated=["fk1 on public.t", "fk2 on public.t"],
+        states=[dict(kind="trigger", object="tg on public.t", state="enabled always")])
+    assert roles.grant_to_login("app_owner", 170000).as_string(None) == \
+        'GRANT "app_owner" TO CURRENT_USER WITH INHERIT TRUE, SET TRUE'
