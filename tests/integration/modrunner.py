@@ -79,7 +79,10 @@ def lab_playbook(inventory, name, *extra, secrets=(), check=True):
 def running_lab(directory, ports, lab_root, secrets=(), **lab_vars):
     """A lab of a test module's own (lab_inventory's copy in directory, on its ports and lab_root), taken down
     first in case an earlier run left it up, then up; yields dict(inventory, reports). Always taken down after
-    (its load stopped first)."""
+    (its load stopped first). An empty `ports` dict is filled here with free loopback ports (free_lab_ports),
+    so the module's PORTS hold them while the lab runs."""
+    if not ports:
+        ports.update(free_lab_ports())
     inventory, reports = lab_inventory(directory, ports, lab_root, **lab_vars)
     lab_playbook(inventory, "playbooks/lab_down.yml", secrets=secrets)
     lab_playbook(inventory, "playbooks/lab_up.yml", secrets=secrets)
@@ -103,6 +106,14 @@ def wait_streams_caught_up(src, timeout=60):
             return
         time.sleep(0.2)
     raise AssertionError("the streams did not confirm %s within %ds" % (lsn, timeout))
+
+
+def free_lab_ports():
+    """dict(source, target, pgbouncer, moto): free loopback ports for a lab of a test module's own, so no
+    second run, running lab or other suite collides with it."""
+    from pgcluster import free_ports
+
+    return dict(zip(("source", "target", "pgbouncer", "moto"), free_ports(4)))
 
 
 def lab_inventory(directory, ports, lab_root, streams=2, **lab_vars):

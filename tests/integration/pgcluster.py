@@ -45,10 +45,22 @@ APP_OWNER = "app_owner"  # owns what the tests create, as the application's owne
 _TLS = {}
 
 
+def free_ports(count):
+    """count distinct loopback ports nobody listens on (bound together, then released)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            sockets.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def system_bin_dir(major=15):

@@ -4,11 +4,11 @@ The lab is shaped like RDS/Aurora: the inventory's admin is a master user that i
 superuser, every role but the lab's operator must use TLS (verified against the lab's CA),
 source 16 -> target 18, names and passwords that need quoting.
 
-Brings the lab up once for the module (pgbench scale 1), checks what runs on
-the fixed loopback ports of inventories/lab, and takes it down again: the
-fixture's teardown always runs lab_down, so the ports are free for the next
-suite (the molecule scenarios use the same ports). The tests run in file
-order; the last one takes the lab down and checks that nothing answers.
+Brings the lab up once for the module (pgbench scale 1) from a copy of inventories/lab moved to free
+loopback ports and a lab_root of its own (modrunner.lab_inventory), so neither a running lab (`make
+lab-up`, `make demo`) nor a second run collides with it; checks what runs there, and takes it down again:
+the fixture's teardown always runs lab_down. The tests run in file order; the last one takes the lab
+down and checks that nothing answers.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import psycopg
 import pytest
 import yaml
 
-from modrunner import run_playbook
+from modrunner import free_lab_ports, lab_inventory, run_playbook
 
 pytestmark = pytest.mark.lab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LAB_ROOT = os.path.join(REPO, ".lab")
+LAB_ROOT = os.path.join(REPO, ".build", "test-lab")
 INVENTORY = os.path.join(REPO, "inventories", "lab")
 
 
@@ -41,8 +41,9 @@ TARGET = _load("host_vars", "lab-target.yml")
 MIGRATION = _load("group_vars", "all", "migration.yml")
 LAB_VARS = _load("group_vars", "all", "lab.yml")
 BOUNCER = MIGRATION["traffic_switch_pgbouncer"]
-AWS_URL = MIGRATION["aws_endpoint_url"]
-PORTS = (SOURCE["db_port"], TARGET["db_port"], BOUNCER["port"], int(AWS_URL.rsplit(":", 1)[1]))
+# Moved to free ports by the lab fixture (the dicts above too): {"inventory": hosts.yml of the copy, "aws_url"}.
+LAB = {}
+PORTS = []
 SECRETS = (SOURCE["db_admin_password"], TARGET["db_admin_password"], SOURCE["db_password"],
            BOUNCER["admin_password"], LAB_VARS["lab_app_password"], LAB_VARS["lab_operator_password"])
 CA = os.path.join(LAB_ROOT, "tls", "ca.crt")
@@ -54,8 +55,7 @@ def playbook(name, *extra):
     for var in extra:
         args += ["-e", var]
     start = time.monotonic()
-    rc, out, recap = run_playbook(os.path.join(REPO, "playbooks", name), os.path.join(INVENTORY, "hosts.yml"),
-                                  *args, secrets=SECRETS)
+    rc, out, recap = run_playbook(os.path.join(REPO, "playbooks", name), LAB["inventory"], *args, secrets=SECRETS)
     seconds = time.monotonic() - start
     assert rc == 0, "%s failed (rc %d):\n%s" % (name, rc, out[-6000:])
     assert recap, "no PLAY RECAP in the output of %s:\n%s" % (name, out[-3000:])
@@ -122,8 +122,13 @@ def assert_gap_free(by_client):
 
 
 @pytest.fixture(scope="module")
-def lab():
-    """The lab, up (scale 1) for the module; always taken down afterwards."""
+def lab(tmp_path_factory):
+    """The lab, up (scale 1) for the module on free ports; always taken down afterwards."""
+    ports = free_lab_ports()
+    SOURCE["db_port"], TARGET["db_port"], BOUNCER["port"] = ports["source"], ports["target"], ports["pgbouncer"]
+    PORTS[:] = [ports["source"], ports["target"], ports["pgbouncer"], ports["moto"]]
+    LAB["aws_url"] = "http://127.0.0.1:%d" % ports["moto"]
+    LAB["inventory"] = lab_inventory(tmp_path_factory.mktemp("lab-inventory"), ports, LAB_ROOT)[0]
     # A lab of this checkout left over from an interrupted run is taken down first
     # (lab_down only signals the pids recorded under .lab).
     playbook("lab_down.yml")
@@ -352,7 +357,7 @@ def test_pgbouncer_routes_to_source(lab):
 
 
 def test_moto_answers(lab):
-    rds = boto3.client("rds", endpoint_url=AWS_URL, region_name=MIGRATION["aws_region"],
+    rds = boto3.client("rds", endpoint_url=LAB["aws_url"], region_name=MIGRATION["aws_region"],
                        aws_access_key_id=MIGRATION["aws_access_key"],
                        aws_secret_access_key=MIGRATION["aws_secret_key"])
     assert rds.describe_db_instances()["DBInstances"] == []
