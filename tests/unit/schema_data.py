@@ -502,7 +502,7 @@ def hard_entries(schemas=HARD_SCHEMAS, out=()):
     es = toc.parse_toc(HARD_TOC)
     toc.annotate(es, HARD_CATALOG)
     return toc.classify(es, dict(schemas=set(schemas), relations_in=HARD_RELATIONS - set(out),
-                                    relations_out=set(out)))
+                                 relations_out=set(out)))
 
 
 def hard(es, dump_id):

@@ -55,7 +55,7 @@ def test_command_lines_hold_no_password():
     assert restore[:5] == ["/pg/bin/pg_restore", "--use-list", "/tmp/x/restore.list", "--single-transaction",
                            "--exit-on-error"]
     assert tools.list_argv("/pg/bin", "/tmp/x/schema.dump") == ["/pg/bin/pg_restore", "--list", "--verbose",
-                                                               "/tmp/x/schema.dump"]
+                                                                "/tmp/x/schema.dump"]
     for argv in (dump, restore):
         assert "s3cr:et" not in tools.shown(argv)
 

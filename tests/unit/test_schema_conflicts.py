@@ -68,14 +68,14 @@ def test_objects_are_matched_by_their_names_not_by_how_a_server_version_quotes_t
     """quote_ident() follows the server's keyword list: PostgreSQL 16 writes public.json_table, 18 public."json_table"
     (a keyword since 17). The same names are the same object: no conflict, and nothing to restore again."""
     source = conflicts.inventory_map([dict(type="table", identity="public.json_table", ref=ref("public", "json_table"),
-                                        schema="public", sig="table (id integer)")])
+                                           schema="public", sig="table (id integer)")])
     target = conflicts.inventory_map([dict(type="table", identity='public."json_table"', ref=ref("public", "json_table"),
-                                        schema="public", sig="table (id integer)")])
+                                           schema="public", sig="table (id integer)")])
     assert set(source) == set(target)
     assert conflicts.find_conflicts(source, target, {"public"}, set(source)) == []
     # Names that differ only in how they would be quoted are different objects.
     other = conflicts.inventory_map([dict(type="table", identity='public."Json_Table"', ref=ref("public", "Json_Table"),
-                                       schema="public", sig="table (id integer)")])
+                                          schema="public", sig="table (id integer)")])
     assert conflicts.find_conflicts(source, other, {"public"}, set(source)) == [dict(
         object='public."Json_Table"', type="table", problem="is in migrated schema public but not on the source")]
 
@@ -88,7 +88,7 @@ def test_hard_schema_names_are_matched_as_catalog_names():
                  ("table", ("shipping ops", "order"), "table (x integer)"))
     found = conflicts.find_conflicts(source, target, schemas, set(source))
     assert found == [dict(object='eu.west "archive".leftover', type="table",
-                              problem='is in migrated schema "eu.west ""archive""" but not on the source')]
+                          problem='is in migrated schema "eu.west ""archive""" but not on the source')]
 
 
 def test_signature_difference():

@@ -54,8 +54,6 @@ def test_a_detached_partition_is_attached_again():
     assert [toc.entry_label(e) for e in chosen if e["cls"] == "pre"] == ["public shipments_2025_01"]
 
 
-
-
 def test_database_statement_keeps_encoding_collation_and_provider():
     stmt, warnings = predata.database_statement("app", SRC_DB, 180000)
     assert stmt.as_string(None) == (
@@ -120,7 +118,7 @@ def test_hard_names_restore_plan_by_keys():
 
 def test_not_replicated_names_the_owning_column_with_hard_names():
     result = predata.not_replicated([], [dict(schema="Shipping Ops", name="select_Line No_seq",
-                                             owned_by=["Shipping Ops", "select", "Line No"], identity=False)], 0)
+                                              owned_by=["Shipping Ops", "select", "Line No"], identity=False)], 0)
     assert result["sequences"] == [dict(sequence='"Shipping Ops"."select_Line No_seq"',
                                         owned_by='"Shipping Ops"."select"."Line No"', identity=False)]
 

@@ -38,7 +38,7 @@ def test_roles_are_created_without_superuser_and_without_passwords():
 
 def test_a_superuser_target_login_keeps_replication_and_bypassrls_but_never_superuser():
     plan = roles.plan_roles([role("rep", login=True, replication=True, bypassrls=True, superuser=True,
-                                   connection_limit=5)], [], target_superuser=True)
+                                  connection_limit=5)], [], target_superuser=True)
     assert plan[0]["attributes"] == ["LOGIN", "INHERIT", "REPLICATION", "BYPASSRLS"]
     assert plan[0]["dropped_attributes"] == ["SUPERUSER"]
     assert roles.role_statements(plan[0])[0].as_string(None) == \
@@ -56,8 +56,6 @@ def test_owner_requirements_of_hard_names():
 
 
 MASTER = dict(name="dbadmin", superuser=False, createdb=True, createrole=True)
-
-
 
 
 def can(set_=True, usage=True, admin=False, superuser=False):
@@ -78,7 +76,7 @@ def sql_of(plan):
 def test_a_master_that_can_act_as_every_owner_needs_nothing():
     needs = dict(roles={"app_owner"}, creates={("app_owner", "Shipping Ops")})
     plan = roles.plan_privileges(needs, MASTER, {"app_owner": can()}, set(), db_facts(),
-                                  {"Shipping Ops": dict(owner="app_owner", create={"app_owner"})}, 180000)
+                                 {"Shipping Ops": dict(owner="app_owner", create={"app_owner"})}, 180000)
     assert plan == dict(grants=[], database_owner=None, problems=[])
 
 
@@ -116,21 +114,21 @@ def test_a_database_the_master_created_gets_the_sources_owner():
     needs = dict(roles={"app_owner"}, creates={("app_owner", "public"), ("app_owner", None)})
     public = {"public": dict(owner="pg_database_owner", create=set())}
     plan = roles.plan_privileges(needs, MASTER, {"app_owner": can()}, set(), db_facts(owner="dbadmin"), public,
-                                  180000)
+                                 180000)
     assert plan == dict(grants=[], database_owner="app_owner", problems=[])
     # Without CREATEDB the master may not give the database away: then app_owner lacks CREATE.
     plan = roles.plan_privileges(needs, dict(MASTER, createdb=False), {"app_owner": can()}, set(),
-                                  db_facts(owner="dbadmin"), public, 180000)
+                                 db_facts(owner="dbadmin"), public, 180000)
     assert plan["database_owner"] is None
     assert sql_of(plan) == ['GRANT CREATE ON DATABASE "app" TO "app_owner"',
                             'GRANT CREATE ON SCHEMA "public" TO "app_owner"']
     # Giving the database away needs SET ROLE to its new owner: granted first when the master may.
     plan = roles.plan_privileges(needs, MASTER, {"app_owner": can(set_=False, usage=False, admin=True)}, set(),
-                                  db_facts(owner="dbadmin"), public, 180000)
+                                 db_facts(owner="dbadmin"), public, 180000)
     assert plan == dict(grants=["app_owner"], database_owner="app_owner", problems=[])
     # A database of another owner is left alone.
     plan = roles.plan_privileges(needs, MASTER, {"app_owner": can()}, set(), db_facts(owner="someone"), public,
-                                  180000)
+                                 180000)
     assert plan["database_owner"] is None and len(plan["problems"]) == 2
 
 
@@ -153,7 +151,7 @@ def test_schemas_the_owner_cannot_create_in_are_named_with_their_grant():
 def test_roles_the_copy_grants_to_others_need_admin_option():
     needs = dict(roles=set(), creates=set(), grantable={"app_owner", "new_reader"})
     plan = roles.plan_privileges(needs, MASTER, {"app_owner": can(admin=False)}, {"new_reader"}, db_facts(), {},
-                                  180000)
+                                 180000)
     assert sql_of(plan) == ['GRANT "app_owner" TO "dbadmin" WITH ADMIN OPTION']
 
 

@@ -99,7 +99,8 @@ PLAN = dict(steps=[
 ])
 
 
-def stage(target, clock, plan=PLAN, parallel=1, loads=None, progress=None):
+def stage(target, clock, plan=None, parallel=1, loads=None, progress=None):
+    plan = plan or PLAN
     recorded = []
     runner = schedule.PostStage(dict(steps=[dict(s) for s in plan["steps"]]), target.execute, target.connect,
                                 Conn("main"), parallel=parallel, loads=loads, progress=progress,
@@ -253,8 +254,12 @@ def test_a_validation_is_tried_again_while_its_referenced_rows_arrive():
 
     tries = schedule.retry_validation(attempt, lambda e: isinstance(e, Missing), clock, clock.sleep, seconds=120)
     assert tries == 3 and [round(t - 1000.0, 2) for t in attempts] == [0.0, 0.5, 1.5, 3.5]
+
+    def broken():
+        raise ValueError()
+
     with pytest.raises(ValueError):
-        schedule.retry_validation(lambda: (_ for _ in ()).throw(ValueError()), lambda e: False, clock, clock.sleep)
+        schedule.retry_validation(broken, lambda e: False, clock, clock.sleep)
 
     def never():
         raise Missing()

@@ -376,7 +376,7 @@ class SchemaCopy:
                 error = schema_io.try_run(self.journal, maint, stmt)
                 if error:
                     self.warnings.append("database setting not copied: %s (%s)" % (self.journal.text(stmt, maint),
-                                                                                     error))
+                                                                                   error))
 
     # --- stage post ------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import re
 from ansible_collections.pgshift.aurora.plugins.module_utils import scope
 from ansible_collections.pgshift.aurora.plugins.module_utils.schema.toc import object_key
 
+
 def inventory_map(rows):
     """{object_key: row} of an inventory (INVENTORY_SQL rows)."""
     return dict((object_key(r), r) for r in rows if object_key(r) is not None)

@@ -73,7 +73,7 @@ def stopped_message(phase, errors):
                 "source (validate.yml lists them).")
     return ("the post stage stopped in phase %s: %s. What was built stays; run the post stage again to build the "
             "rest.%s" % (phase, "; ".join("%s %s: %s" % (s["kind"], s["object"], err) for s, err in errors[:10]),
-                          hint))
+                         hint))
 
 
 def retry_validation(attempt, retryable, clock=time.monotonic, sleep=time.sleep, seconds=FK_RETRY_SECONDS):
