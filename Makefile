@@ -52,4 +52,5 @@ bench: bootstrap
 	./tools/bench.sh
 
 clean:
-	rm -rf .build reports bench/results tests/output .pytest_cache
+	rm -rf .build reports tests/output .pytest_cache
+	rm -f bench/results/*.json bench/results/*.csv  # the tracked runs under bench/results/*/ stay

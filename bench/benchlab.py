@@ -97,17 +97,17 @@ def ansible_env(profile=False):
 
 
 class Lab:
-    """The lab of one benchmark: name (lab_root .build/bench-<name>), ports dict(source, target, pgbouncer,
-    moto), pgbench scale, migration_streams; lab_vars override the lab's settings."""
+    """The lab of one benchmark: name (lab_root .build/bench-<name> unless lab_root is given), ports dict(source,
+    target, pgbouncer, moto), pgbench scale, migration_streams; lab_vars override the lab's settings."""
 
-    def __init__(self, name, ports, scale, streams=2, **lab_vars):
+    def __init__(self, name, ports, scale, streams=2, lab_root=None, **lab_vars):
         clash = sorted(set(ports.values()) & TAKEN)
         if clash:
             raise SystemExit("bench/%s: ports %s belong to the shared lab or the tests" % (name, clash))
         self.name = name
         self.ports = dict(ports)
         self.scale = scale
-        self.lab_root = os.path.join(REPO, ".build", "bench-%s" % name)
+        self.lab_root = os.path.abspath(lab_root) if lab_root else os.path.join(REPO, ".build", "bench-%s" % name)
         self.dir = tempfile.mkdtemp(prefix="pgshift-bench-%s-inv-" % name)
         self.inventory, reports = modrunner.lab_inventory(
             self.dir, self.ports, self.lab_root, streams=streams, lab_pgbench_scale=scale, **lab_vars)
@@ -263,6 +263,36 @@ class Lab:
         if application:
             out["application"] = "PgBouncer as %s" % self.lab["lab_app_user"]
         return out
+
+
+def parse_ports(text):
+    """dict(source, target, pgbouncer, moto) from "S,T,B,M" (a second instance of a benchmark on ports of its
+    own); SystemExit on anything else."""
+    try:
+        values = [int(p) for p in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4 or len(set(values)) != 4 or not all(1024 < p < 65536 for p in values):
+        raise SystemExit("--ports takes four different ports: source,target,pgbouncer,moto (got %r)" % text)
+    return dict(zip(("source", "target", "pgbouncer", "moto"), values))
+
+
+def machine():
+    """What a result file says about the machine: cores, memory, CPU model, kernel, load average now."""
+    import platform
+    info = dict(cores=os.cpu_count(), kernel=platform.release(), load_average=[round(x, 2) for x in os.getloadavg()])
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            kb = int([ln for ln in f if ln.startswith("MemTotal:")][0].split()[1])
+        info["memory_gb"] = round(kb / 1024.0 / 1024.0, 1)
+    except (OSError, IndexError, ValueError):
+        info["memory_gb"] = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            info["cpu"] = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")][0]
+    except (OSError, IndexError):
+        info["cpu"] = None
+    return info
 
 
 def server_version(conn):

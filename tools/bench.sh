@@ -21,6 +21,8 @@ export ANSIBLE_CONFIG=$top/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH=$top/.build/collections
 scale=${BENCH_SCALE:-50}
 export BENCH_SCALE=$scale
+# bench/initial_load measures two sizes in one run (its own lab for each): pgbench scales BENCH_SCALES.
+export BENCH_SCALES=${BENCH_SCALES:-50,200}
 
 if ! command -v pgcopydb >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -33,7 +35,8 @@ if ! command -v pgcopydb >/dev/null 2>&1; then
   fi
 fi
 
-# Labs: assess 25474-25475/26474/25534, initial_load 25476-25477/26476/25536,
+# Labs: assess 25474-25475/26474/25534, initial_load 25476-25477/26476/25536 (its result file is
+# tracked: bench/results/initial-load/; python bench/tables.py --write puts its tables in the READMEs),
 # cdc 25478-25479/26478/25538, cutover 25472-25473/26472/25532; clusters: validate 25460-25461,
 # analyze 25464-25465.
 ordered=(bench/assess/run.py bench/initial_load/run.py bench/cdc/run.py bench/cutover/run.py)

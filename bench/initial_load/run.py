@@ -1,78 +1,74 @@
 #!/usr/bin/env python
-"""Benchmark: initial load, from an empty target database to "all tables streaming".
+"""Benchmark: the initial load, from an empty target database to every table loaded, same checks for every tool.
 
-Runs on a production-shaped lab of its own (bench/benchlab.py: ports 25476 source, 25477 target,
-26476 PgBouncer, 25536 moto; lab_root .build/bench-initial_load; PostgreSQL 16 -> 18; pgbench scale
---scale, default BENCH_SCALE else 50, plus the demo schema; left down afterwards, --keep leaves it
-up) and compares, in the same run and on the same data. Every tool connects as a DBA would on RDS:
-pgshift as the inventory says (the master user dbadmin, not a superuser, TLS verify-full with the
-lab's CA; the subscriptions as the migration user), the peers as the master user over TLS
-(PGSSLMODE=verify-full, PGSSLROOTCERT, the lab's password file); the benchmark's own checks and
-resets as the lab's operator. Every tool ends with planner statistics on the target (replicate.yml
-runs pg_analyze, pgcopydb runs VACUUM ANALYZE, the dump and restore is followed by vacuumdb
---analyze-only), which the check after each run counts:
+pgshift ends with every table streaming, the peers with every table loaded; the end state is checked the same way.
 
-- pgshift_playbook: `ansible-playbook playbooks/copy_schema.yml` (stage pre) then
-  `ansible-playbook playbooks/replicate.yml` (plan, parallel loads under exported
-  snapshots, copy_schema post = indexes, foreign keys, triggers, CDC start, wait until
-  caught up), with the lab inventory. Wall time of both commands, Ansible included: the
-  figure a DBA sees. The per-task times come from the ansible.posix.profile_tasks callback.
-- pgshift_playbook_poll_1s: the same with -e replicate_poll_interval=1 (the default polls
-  every 5 s, and the wait for the loads only notices they are done at its next poll).
-- pgshift_modules: the same steps by calling the modules directly (pg_schema_copy pre,
-  pg_replication_plan, one pg_native_stream per stream at once, pg_schema_copy post,
-  pg_native_stream enabled, pg_replication_status every 0.5 s until caught up, pg_analyze as
-  replicate.yml runs it): the engine's time without the playbook's overhead.
-- pgcopydb: `pgcopydb clone --table-jobs 2 --index-jobs 2 --no-owner --no-acl` (the Debian
-  package; tools/bench.sh installs it when missing), with PG_CONFIG pointing at PostgreSQL 18
-  (.venv/pgshift-pg/18: its pg_dump/pg_restore, the target's major). Its failure text is
-  recorded, not raised.
-- pg_dump_restore: `pg_dump -Fd -j2` then `pg_restore -j2 --no-owner --no-acl` then `vacuumdb
-  --analyze-only -j2`, all PostgreSQL 18 (.venv/pgshift-pg/18, the target's major version).
+bench/README.md ("initial_load") says what every tool does and why the comparison is fair; in short:
 
-Before each run the target is reset: every stream of the migration is removed
-(pg_native_stream state=absent: subscription, slot, publication), database `app` is dropped
-and recreated empty, roles a previous run created on the target are dropped, and both
-servers are checkpointed. After each run the row count of every table of the source is
-compared with the target's (mismatches are listed). The lab runs no background load (the source
-must not change while row counts are compared); prepare_source.yml runs once, untimed (the
-migration user's grants, REPLICA IDENTITY FULL for the no-PK table), and assess.yml once, untimed.
+- every size of --scales (default 50,200: pgbench scale of the lab, plus the demo dataset) gets a fresh
+  production-shaped lab of its own (bench/benchlab.py: PostgreSQL 16 -> 18, the master user over TLS
+  verify-full; ports --ports, default 25476,25477,26476,25536; lab_root --lab-root, default
+  .build/bench-initial_load, or .build/bench-initial_load-<source port> with other ports);
+- --dataset comparable (default) leaves out the lab's names that need quoting (lab_hard_names: false), which
+  pgcopydb 0.10 cannot migrate, so every tool gets the same dataset; --dataset full loads them (pgcopydb then
+  fails, and the file says why);
+- every tool does the same work: schema, data, indexes, constraints (foreign keys validated), the materialized
+  view populated, planner statistics on the target, all with 2 jobs and PostgreSQL 18's client tools:
+    pgshift_playbook          ansible-playbook copy_schema.yml + replicate.yml (+ REFRESH MATERIALIZED VIEW)
+    pgshift_playbook_poll_1s  the same with -e replicate_poll_interval=1
+    pgshift_modules           the same modules called directly (+ REFRESH MATERIALIZED VIEW)
+    pgcopydb                  pgcopydb clone --table-jobs 2 --index-jobs 2 (its VACUUM ANALYZE included)
+    pg_dump_restore           pg_dump -Fd -j2 -Z0, pg_restore -j2, vacuumdb --analyze-only -j2
+  pgshift's one-off preparation (prepare_source.yml, assess.yml) runs once per size before the rounds, timed
+  and reported apart (setup), not in the tools' seconds;
+- --repeat rounds (default 5), the tools' order rotated by one place each round; after each run the target is
+  checked (rows of every table on both sides, indexes, foreign keys and their validation, triggers, planner
+  statistics, the materialized view): a run that fails a check is reported as failed and left out of the
+  median, min, max and spread;
+- beside each run's seconds, the peak resident memory of the tool's processes on the controller
+  (procmem.py: the same sampling of /proc for every tool).
 
-Prints JSON (also written to bench/results/initial_load.json). Never asserts on time.
-Options: --repeat N (rounds, each running every tool once, interleaved; default 3; the median
-run of each tool is reported and compared, with min/max and every run), --only a,b (tool names),
---scale N, --keep.
+Writes bench/results/initial-load/<UTC start>-<short commit>.json (tracked in git; small: every run, no time
+series) and prints the Markdown tables bench/tables.py makes of it. Never asserts on time.
+Options: --scales 50,200, --repeat 5, --only a,b, --dataset comparable|full, --ports S,T,B,M, --lab-root DIR,
+--out DIR, --keep.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import functools
 import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
 import benchlab  # noqa: E402  (bench/benchlab.py; sets up the collection's path)
+import procmem  # noqa: E402  (bench/initial_load/procmem.py)
 import psycopg  # noqa: E402
+import summary  # noqa: E402  (bench/initial_load/summary.py: the pure parts)
+import tables  # noqa: E402  (bench/tables.py: the Markdown of a result file)
 
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import status as pgstatus  # noqa: E402
 
 REPO = benchlab.REPO
 COLLECTIONS = benchlab.COLLECTIONS
-RESULTS = benchlab.RESULTS
+OUT_DIR = os.path.join(benchlab.RESULTS, "initial-load")
 PORTS = dict(source=25476, target=25477, pgbouncer=26476, moto=25536)
 TOOLS = ("pgshift_playbook", "pgshift_playbook_poll_1s", "pgshift_modules", "pgcopydb", "pg_dump_restore")
-PEERS = ("pgcopydb", "pg_dump_restore")
-OURS = ("pgshift_playbook", "pgshift_playbook_poll_1s", "pgshift_modules")
+PEERS = summary.PEERS
+OURS = summary.OURS
 JOBS = 2
+DATASETS = ("comparable", "full")
 tail = benchlab.tail
 collection_commit = benchlab.collection_commit
 
@@ -218,21 +214,24 @@ def reset_target(env, keep_roles):
 
 
 def prepare_source(env):
-    """prepare_source.yml (idempotent, not timed): grants and REPLICA IDENTITY FULL the plan needs."""
-    rc, dummy, out = ansible_playbook(env, "prepare_source.yml")
+    """prepare_source.yml once per size (phase 1: the migration user's grants and REPLICA IDENTITY FULL that the
+    plan needs); its seconds are reported as pgshift's one-off setup, apart from the tools' seconds."""
+    rc, secs, out = ansible_playbook(env, "prepare_source.yml")
     if rc != 0:
         raise SystemExit("prepare_source.yml failed:\n%s" % tail(out, 3000))
+    return round(secs, 2)
 
 
 def assess(env, report_dir):
-    """assess.yml once (not timed; phase 1 comes before the initial load): assessment.json with its reading of the
-    source's write counters, which every pgshift run's plan uses (copied into each run's report directory)."""
-    rc, dummy, out = ansible_playbook(env, "assess.yml", "-e", "report_dir=%s" % report_dir, "-e",
-                                      "assess_fail_on=never")
+    """assess.yml once per size (phase 0, before the initial load): assessment.json with its reading of the
+    source's write counters, which every pgshift run's plan uses (copied into each run's report directory).
+    Returns (path, seconds); the seconds are reported with the one-off setup."""
+    rc, secs, out = ansible_playbook(env, "assess.yml", "-e", "report_dir=%s" % report_dir, "-e",
+                                     "assess_fail_on=never")
     path = os.path.join(report_dir, "assessment.json")
     if rc != 0 or not os.path.exists(path):
         raise SystemExit("assess.yml failed:\n%s" % tail(out, 3000))
-    return path
+    return path, round(secs, 2)
 
 
 # ------------------------------------------------------- source and check ----
@@ -285,7 +284,7 @@ def schema_objects(conn, schemas):
 
 
 STATS_SQL = """
-SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT n.nspname || '.' || c.relname, c.relkind = 'p' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND n.nspname = ANY(%(s)s)
   AND (c.relkind = 'p' OR EXISTS (SELECT 1 FROM pg_stat_all_tables t WHERE t.relid = c.oid AND t.n_live_tup > 0)
        OR pg_relation_size(c.oid) > 0)
@@ -295,11 +294,11 @@ ORDER BY 1
 
 
 def verify(env, source):
-    """Row counts of every source table on the target; mismatches listed (target None: table missing).
-
-    Also the indexes, foreign keys and triggers of the source's schemas, counted on both sides, and the tables
-    of those schemas on the target that hold rows (or are partitioned parents) but have no planner statistics.
-    """
+    """What the target holds after a run, read by the lab's operator, in the shape summary.check_failures reads:
+    rows of every source table on the target (mismatches listed; target None: table missing), indexes, foreign
+    keys (and those NOT VALID) and triggers of the source's schemas on both sides, the tables holding rows without
+    planner statistics, the partitioned parents without statistics (listed, not a failure: vacuumdb and pgcopydb's
+    VACUUM ANALYZE leave them out, pg_analyze does them), the materialized views populated."""
     mismatches = []
     rows = 0
     schemas = sorted(set(t["schema"] for t in source["tables"]))
@@ -317,15 +316,26 @@ def verify(env, source):
                                  "WHERE schemaname NOT IN ('pg_catalog')").fetchone()
         db_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         target_objects = schema_objects(conn, schemas)
-        no_stats = [r[0] for r in conn.execute(STATS_SQL, dict(s=schemas))]
-    objects = dict((k, dict(source=source["objects"][k], target=v)) for k, v in target_objects.items())
-    return dict(counts_match=not mismatches,
-                counts_match_except_unlogged=not [m for m in mismatches if not m["unlogged"]],
-                mismatches=mismatches, target_rows=rows, target_database_bytes=db_bytes,
-                materialized_views_populated="%d of %d" % (populated[0], populated[1]),
-                schema_objects_match=all(v["source"] == v["target"] for v in objects.values()),
-                schema_objects=objects, tables_without_statistics=len(no_stats),
-                tables_without_statistics_names=no_stats[:10])
+        no_stats = conn.execute(STATS_SQL, dict(s=schemas)).fetchall()
+    objects = dict((k, dict(source=source["objects"][k], target=v)) for k, v in target_objects.items()
+                   if k != "foreign_keys_not_validated")
+    return dict(mismatches=mismatches[:20], target_rows=rows, target_database_bytes=db_bytes,
+                materialized_views=dict(populated=populated[0], total=populated[1]), schema_objects=objects,
+                foreign_keys_not_validated_target=target_objects["foreign_keys_not_validated"],
+                tables_without_statistics=[r[0] for r in no_stats if not r[1]],
+                partitioned_without_statistics=[r[0] for r in no_stats if r[1]])
+
+
+def refresh_matviews(env):
+    """REFRESH MATERIALIZED VIEW of every materialized view the target has not populated, as the master user
+    (what the cutover does with refresh_matviews; timed into pgshift's runs, since the peers populate it)."""
+    done = []
+    with env["lab"].admin("target") as conn:
+        for schema, name in conn.execute("SELECT schemaname, matviewname FROM pg_matviews WHERE NOT ispopulated "
+                                         "AND schemaname NOT IN ('pg_catalog') ORDER BY 1, 2").fetchall():
+            conn.execute(psycopg.sql.SQL("REFRESH MATERIALIZED VIEW {}").format(psycopg.sql.Identifier(schema, name)))
+            done.append("%s.%s" % (schema, name))
+    return done
 
 
 # ------------------------------------------------------------------ tools ----
@@ -347,7 +357,7 @@ def run_pgshift_playbook(env, workdir, poll=None):
     steps["replicate_playbook"] = round(secs, 2)
     tasks += [dict(t, playbook="replicate") for t in profile_tasks(out)]
     result = dict(success=rc == 0, steps=steps,
-                  slowest_tasks=sorted(tasks, key=lambda t: -t["seconds"])[:8],
+                  slowest_tasks=sorted(tasks, key=lambda t: -t["seconds"])[:3],
                   ansible_task_seconds=round(sum(t["seconds"] for t in tasks), 2))
     try:
         with open(os.path.join(workdir, "replication.json"), encoding="utf-8") as f:
@@ -510,19 +520,22 @@ def run_pgcopydb(env, workdir, largest=None):
         if row:
             res["self_reported_largest_table"] = re.sub(r"\s+", " ", row[-1]).strip()
     if proc.returncode != 0:
-        res["error"] = "pgcopydb clone exited with %d: %s" % (proc.returncode, tail("\n".join(problems) or out))
+        # its first errors say why (the later ones are the processes it stops); without the time and pid columns
+        first = [ln.split(None, 2)[-1] for ln in problems if re.search(r"\b(ERROR|FATAL)\b", ln)
+                 and not re.search(r"\^\s*$|SQL params:", ln)][:4]
+        res["error"] = "pgcopydb clone exited with %d: %s" % (proc.returncode, " | ".join(first) or tail(out, 600))
     return res
 
 
 def run_pg_dump_restore(env, workdir):
-    """pg_dump -Fd -j2, pg_restore -j2 --no-owner --no-acl, vacuumdb --analyze-only -j2 (planner statistics on the
+    """pg_dump -Fd -j2 -Z0, pg_restore -j2 --no-owner --no-acl, vacuumdb --analyze-only -j2 (planner statistics on the
     target, which replicate.yml's pg_analyze and pgcopydb's VACUUM ANALYZE give too): PostgreSQL 18's tools, the
     master user over TLS (the lab's password file)."""
     bin_dir = pg18_bin_dir()
     tool_env = env["lab"].tool_env()
     dump_dir = os.path.join(workdir, "dump")
     src, tgt = env["source"], env["target"]
-    dump = [os.path.join(bin_dir, "pg_dump"), "-Fd", "-j", str(JOBS), "-f", dump_dir, "-h", src["db_host"],
+    dump = [os.path.join(bin_dir, "pg_dump"), "-Fd", "-j", str(JOBS), "-Z", "0", "-f", dump_dir, "-h", src["db_host"],
             "-p", str(src["db_port"]), "-U", src["db_admin_user"], src["db_name"]]
     restore = [os.path.join(bin_dir, "pg_restore"), "-j", str(JOBS), "--no-owner", "--no-acl", "-h", tgt["db_host"],
                "-p", str(tgt["db_port"]), "-U", tgt["db_admin_user"], "-d", tgt["db_name"], dump_dir]
@@ -533,7 +546,7 @@ def run_pg_dump_restore(env, workdir):
     proc = subprocess.run(dump, capture_output=True, text=True, env=tool_env, check=False)
     dump_secs = time.monotonic() - start
     res = dict(pg_dump_version=version, dump_seconds=round(dump_secs, 2),
-               commands=["pg_dump -Fd -j %d (default compression)" % JOBS,
+               commands=["pg_dump -Fd -j %d -Z 0 (no compression: no other tool compresses)" % JOBS,
                          "pg_restore -j %d --no-owner --no-acl" % JOBS, "vacuumdb --analyze-only -j %d" % JOBS])
     if proc.returncode != 0:
         return dict(res, success=False, error="pg_dump exited with %d: %s" % (proc.returncode, tail(proc.stderr)))
@@ -558,60 +571,52 @@ RUNNERS = dict(pgshift_playbook=run_pgshift_playbook,
 
 
 def one_run(env, tool, source, keep_roles):
+    """Reset the target, run one tool (timed, its controller-side processes' memory sampled), check the target.
+    The record is small: seconds, ok and the failures of the checks, memory, the tool's steps."""
     reset_target(env, keep_roles)
     workdir = tempfile.mkdtemp(prefix="pgshift-bench-%s-" % tool)
     try:
-        start = time.monotonic()
-        if tool == "pgcopydb":
-            res = run_pgcopydb(env, workdir, largest=max(source["tables"], key=lambda t: t["bytes"])["name"])
-        else:
-            res = RUNNERS[tool](env, workdir)
-        secs = time.monotonic() - start
+        with procmem.PeakMemory() as mem:
+            start = time.monotonic()
+            if tool == "pgcopydb":
+                res = run_pgcopydb(env, workdir, largest=max(source["tables"], key=lambda t: t["bytes"])["name"])
+            else:
+                res = RUNNERS[tool](env, workdir)
+            if tool in OURS and res.get("success"):
+                # the peers populate the materialized view; pgshift leaves that to the cutover: timed here for it
+                t = time.monotonic()
+                res["refreshed_matviews"] = refresh_matviews(env)
+                res.setdefault("steps", {})["refresh_matviews"] = round(time.monotonic() - t, 2)
+            secs = time.monotonic() - start
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    res["seconds"] = round(secs, 2)
     check = verify(env, source)
-    res.update(check)
-    res["rows"] = check["target_rows"]
-    res["bytes"] = sum(t["bytes"] for t in source["tables"])
-    res["rows_per_second"] = round(check["target_rows"] / secs) if secs else None
-    res["mb_per_second"] = round(res["bytes"] / 1e6 / secs, 1) if secs else None
-    return res
+    check.update(tool_success=bool(res.get("success")), tool_error=res.get("error"))
+    failures = summary.check_failures(check)
+    del check["tool_success"], check["tool_error"]
+    tool_fields = dict((k, v) for k, v in res.items() if k not in ("success", "seconds"))
+    if "error" in tool_fields:
+        tool_fields["error"] = tail(tool_fields["error"], 800)
+    return dict(tool=tool, seconds=round(secs, 2), ok=not failures, failures=failures,
+                tool_exit_ok=bool(res.get("success")), memory=mem.result(), check=check,
+                rows_per_second=round(check["target_rows"] / secs) if secs else None,
+                mb_per_second=round(sum(t["bytes"] for t in source["tables"]) / 1e6 / secs, 1) if secs else None,
+                tool_details=tool_fields)
 
 
-def summarize(runs):
-    """Median run of a tool (the run itself when there is one), with every run's seconds, min and max."""
-    ok = [r for r in runs if r.get("success")]
-    pick = ok or runs
-    med = sorted(pick, key=lambda r: r["seconds"])[(len(pick) - 1) // 2]
-    out = dict(med)
-    out["all_seconds"] = [r["seconds"] for r in runs]
-    out["median_seconds"] = statistics.median(r["seconds"] for r in pick)
-    out["min_seconds"] = min(r["seconds"] for r in pick)
-    out["max_seconds"] = max(r["seconds"] for r in pick)
-    out["successful_runs"] = "%d of %d" % (len(ok), len(runs))
-    return out
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", default=",".join(TOOLS))
-    parser.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_SCALE") or 50),
-                        help="pgbench scale of its lab (default BENCH_SCALE, else 50)")
-    parser.add_argument("--keep", action="store_true", help="leave the lab up")
-    opts = parser.parse_args()
-    tools = [t for t in opts.only.split(",") if t in TOOLS]
-    benchlab.on_sigterm("initial_load")
-    commit = collection_commit()
-    lab = benchlab.Lab("initial_load", PORTS, opts.scale)
+def run_size(opts, scale, tools, ports, lab_root, log):
+    """A fresh lab at one pgbench scale, pgshift's setup timed once, then --repeat rotated rounds."""
+    lab = benchlab.Lab("initial_load", ports, scale, lab_root=lab_root, lab_hard_names=opts.dataset == "full")
     env = lab_env(lab)
-    runs = dict((t, []) for t in tools)
+    runs = []
     assess_dir = tempfile.mkdtemp(prefix="pgshift-bench-assess-")
     try:
+        t = time.monotonic()
         lab.up()
-        prepare_source(env)
-        env["assessment"] = assess(env, assess_dir)
+        lab_up_seconds = round(time.monotonic() - t, 1)
+        setup = dict(prepare_source_seconds=prepare_source(env))
+        env["assessment"], setup["assess_seconds"] = assess(env, assess_dir)
+        setup["seconds"] = round(setup["prepare_source_seconds"] + setup["assess_seconds"], 2)
         with open(env["assessment"], encoding="utf-8") as f:
             env["write_counters"] = json.load(f)["source"]["write_counters"]
         keep_roles = target_roles(env)
@@ -620,44 +625,107 @@ def main():
             target_version = benchlab.server_version(conn)
         try:
             for number in range(opts.repeat):
-                for tool in tools:
-                    benchlab.log("initial_load", "round %d/%d: %s" % (number + 1, opts.repeat, tool))
-                    runs[tool].append(one_run(env, tool, source, keep_roles))
+                for position, tool in enumerate(summary.rotation(tools, number)):
+                    log("scale %d, round %d/%d: %s" % (scale, number + 1, opts.repeat, tool))
+                    run = one_run(env, tool, source, keep_roles)
+                    run.update(round=number + 1, position=position + 1)
+                    log("  %s %.2f s%s" % (tool, run["seconds"], "" if run["ok"] else " FAILED: %s" % "; ".join(
+                        run["failures"])))
+                    runs.append(run)
         finally:
             reset_target(env, keep_roles)  # no slot, publication or subscription left behind; target app empty
     finally:
         shutil.rmtree(assess_dir, ignore_errors=True)
         lab.close(keep=opts.keep)
-    results = dict((t, summarize(r)) for t, r in runs.items())
-    ratios = {}
-    for ours in [t for t in OURS if t in results]:
-        for peer in [t for t in PEERS if t in results]:
-            a, b = results[ours], results[peer]
-            key = "%s_over_%s" % (ours, peer)
-            ratios[key] = round(a["seconds"] / b["seconds"], 3) if a.get("success") and b.get("success") else None
+    per_tool = dict((t, summary.summarize([r for r in runs if r["tool"] == t])) for t in tools)
+    return dict(
+        pgbench_scale=scale, lab_up_seconds=lab_up_seconds,
+        versions=dict(source=source["version"], target=target_version),
+        dataset=dict(tables=len(source["tables"]), rows=sum(t["rows"] for t in source["tables"]),
+                     table_bytes=sum(t["bytes"] for t in source["tables"]),
+                     source_database_bytes=source["database_bytes"], materialized_views=source["matviews"],
+                     schema_objects=source["objects"],
+                     unlogged_tables=["%s.%s" % (t["schema"], t["name"]) for t in source["tables"] if t["unlogged"]]),
+        pgshift_setup=setup, tools=per_tool, ratios=summary.ratios(per_tool), runs=runs,
+        lab=dict(ports=ports, lab_root=os.path.relpath(lab.lab_root, REPO),
+                 connections=lab.connections(application=False)))
+
+
+def versions():
+    """The client tools' versions (the servers' are per size)."""
+    import importlib.metadata
+    pgcopydb, error = pgcopydb_version()
+    out = dict(pgcopydb=pgcopydb or "not installed (%s)" % error,
+               pg_dump=(tool_version(os.path.join(pg18_bin_dir(), "pg_dump")) or "").split()[-1],
+               python=sys.version.split()[0])
+    try:
+        out["ansible_core"] = importlib.metadata.version("ansible-core")
+    except importlib.metadata.PackageNotFoundError:
+        out["ansible_core"] = None
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--scales", default=os.environ.get("BENCH_SCALES") or "50,200",
+                        help="pgbench scales, one lab each (default BENCH_SCALES, else 50,200)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds per size (default 5)")
+    parser.add_argument("--only", default=",".join(TOOLS), help="tools, comma-separated (default all)")
+    parser.add_argument("--dataset", choices=DATASETS, default="comparable",
+                        help="comparable (default): without the names that need quoting, which pgcopydb 0.10 "
+                             "cannot migrate; full: with them")
+    parser.add_argument("--ports", default=None, help="source,target,pgbouncer,moto (default %s)" % ",".join(
+        str(PORTS[k]) for k in ("source", "target", "pgbouncer", "moto")))
+    parser.add_argument("--lab-root", default=None,
+                        help="default .build/bench-initial_load (.build/bench-initial_load-<source port> with --ports)")
+    parser.add_argument("--out", default=OUT_DIR, help="directory of the result file (default %s)" %
+                        os.path.relpath(OUT_DIR, REPO))
+    parser.add_argument("--keep", action="store_true", help="leave the last lab up")
+    opts = parser.parse_args()
+    tools = [t for t in TOOLS if t in opts.only.split(",")]
+    unknown = sorted(set(opts.only.split(",")) - set(TOOLS))
+    try:
+        scales = [int(x) for x in opts.scales.split(",") if x.strip()]
+    except ValueError:
+        scales = []
+    if unknown or not tools or not scales or opts.repeat < 1:
+        parser.error("--only takes %s; --scales positive integers; --repeat at least 1" % ",".join(TOOLS))
+    ports = benchlab.parse_ports(opts.ports) if opts.ports else dict(PORTS)
+    lab_root = opts.lab_root or os.path.join(REPO, ".build", "bench-initial_load" + (
+        "" if ports == PORTS else "-%d" % ports["source"]))
+
+    def log(msg):
+        benchlab.log("initial_load", msg)
+
+    benchlab.on_sigterm("initial_load")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    commit = collection_commit()
+    clock = time.monotonic()
+    sizes = []
+    for scale in scales:
+        sizes.append(run_size(opts, scale, tools, ports, lab_root, log))
     out = dict(
         benchmark="initial_load",
-        what="wall seconds from an empty target database app to all tables streaming (pgshift) or all tables "
-             "loaded with their indexes (peers); ratio = pgshift seconds / peer seconds (below 1: pgshift faster)",
-        machine=dict(cpus=os.cpu_count(), source_version=source["version"], target_version=target_version),
-        collection_commit=commit,
-        lab=dict(ports=PORTS, lab_root=os.path.relpath(lab.lab_root, REPO), connections=lab.connections(application=False)),
-        dataset=dict(pgbench_scale=source["pgbench_scale"], tables=len(source["tables"]),
-                     rows=sum(t["rows"] for t in source["tables"]), table_bytes=sum(t["bytes"] for t in source["tables"]),
-                     source_database_bytes=source["database_bytes"], materialized_views=source["matviews"],
-                     unlogged_tables=["%s.%s" % (t["schema"], t["name"]) for t in source["tables"] if t["unlogged"]]),
-        background_load="none (a lab of its own; its background load is never started)",
-        parallelism="pgshift: migration_streams=%s streams x replicate_parallel=%d copy workers, copy_schema_parallel=%d, "
-                    "replicate_analyze_parallel=%d; pgcopydb: --table-jobs %d --index-jobs %d; pg_dump/pg_restore/"
-                    "vacuumdb: -j %d" % (env["streams"], JOBS, JOBS, JOBS, JOBS, JOBS, JOBS),
-        repeat=opts.repeat,
-        results=results,
-        ratios=ratios,
-    )
-    print(json.dumps(out, indent=2))
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "initial_load.json"), "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=2)
+        what="wall seconds from an empty target database to all tables streaming (pgshift) or loaded (peers), "
+             "each with indexes, validated foreign keys, triggers, the materialized view populated and planner "
+             "statistics; ratio = pgshift median / peer median (below 1: pgshift faster)",
+        started_utc=started.strftime("%Y-%m-%dT%H:%M:%SZ"), total_seconds=round(time.monotonic() - clock, 1),
+        commit=commit, machine=benchlab.machine(), versions=versions(),
+        command="python bench/initial_load/run.py " + " ".join(sys.argv[1:]),
+        dataset=opts.dataset, repeat=opts.repeat, tools=tools, scales=scales,
+        parallelism="%d jobs everywhere: pgshift migration_streams=2 x replicate_parallel=%d, copy_schema_parallel=%d, "
+                    "replicate_analyze_parallel=%d; pgcopydb --table-jobs %d --index-jobs %d; pg_dump/pg_restore/"
+                    "vacuumdb -j %d" % (JOBS, JOBS, JOBS, JOBS, JOBS, JOBS, JOBS),
+        sizes=sizes)
+    os.makedirs(opts.out, exist_ok=True)
+    path = os.path.join(opts.out, "%s-%s.json" % (started.strftime("%Y%m%dT%H%M"), commit.split()[0]))
+    if os.path.exists(path):  # two runs started in the same minute: the second keeps its seconds
+        path = os.path.join(opts.out, "%s-%s.json" % (started.strftime("%Y%m%dT%H%M%S"), commit.split()[0]))
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(out, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(tables.render(out, os.path.relpath(path, REPO)))
+    log("result: %s" % os.path.relpath(path, REPO))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,28 @@ from ansible_collections.pgshift.aurora.plugins.module_utils._pg import status a
 display = Display()
 
 JOB_WATCH_SECONDS = 0.2  # how often local load jobs' files are read between two polls
+CHECK_SECONDS = 0.5  # how often the status is read in this process (a few catalog reads over open connections)
+
+
+def poll_delay(polls, interval, quick):
+    """Seconds until the next read of the status, after `polls` reads. Pure.
+
+    quick: the status is read in this process (a few catalog reads over connections kept open) and no job is
+    watched: read every CHECK_SECONDS (or `interval` when shorter), so the wait ends within half a second of the
+    streams reaching the state waited for, whatever the interval between two printed lines. Otherwise (a module run
+    per read, or load jobs whose end is watched in their files meanwhile) the first reads come sooner (0.5, 1, 2 s
+    ...) so a short wait ends without a whole interval of delay, then one every `interval`.
+    """
+    if quick:
+        return min(interval, CHECK_SECONDS)
+    return min(interval, 0.5 * 2 ** (max(polls, 1) - 1))
+
+
+def print_due(now, next_print, done, quick):
+    """Whether this read's lines are printed: the read that ends the wait, every read when reads come at the
+    interval (not quick), else the first read once `interval` has passed since the last lines. Pure."""
+    return done or not quick or now >= next_print
+
 
 OWN_ARGS = dict(
     until=dict(type="str", default="caught_up", choices=list(progress.UNTIL_CHOICES)),
@@ -115,6 +137,10 @@ class ActionModule(ActionBase):
         polls = 0
         max_lag = 0
         reader = LocalStatus.for_args(status_args) if self._local() else None
+        # Jobs are watched in their files between reads; without them, the state waited for is read every
+        # CHECK_SECONDS in this process.
+        quick = reader is not None and not validated["jobs"]
+        next_print = start
         try:
             while True:
                 if reader is not None:
@@ -127,23 +153,26 @@ class ActionModule(ActionBase):
                 now = time.monotonic()
                 polls += 1
                 jobs = [self._job(j, task_vars) for j in validated["jobs"]]
-                current = progress.observed_tables(status)
-                rates = progress.table_rates(previous, current, now - previous_at)
-                builds = progress.observed_index_builds(status)
-                index_speeds = progress.index_rates(previous_builds, builds, now - previous_at)
-                previous, previous_at, previous_builds = current, now, builds
-                for line in progress.lines(status, now - start, rates, estimates, index_speeds=index_speeds):
-                    display.display(line)
-                if csv_file is not None:
-                    csv.writer(csv_file[1]).writerows(progress.csv_rows(status, now - start))
-                    csv_file[1].flush()
                 max_lag = max([max_lag] + [s.get("lag_bytes") or 0 for s in status.get("streams", [])])
                 problem = progress.failure(status, jobs)
+                done, reason = progress.reached(validated["until"], status, all(j.get("finished") for j in jobs))
+                if problem or print_due(now, next_print, done, quick):
+                    # Lines every `interval` (rates over the time since the last lines), and the last state.
+                    current = progress.observed_tables(status)
+                    rates = progress.table_rates(previous, current, now - previous_at)
+                    builds = progress.observed_index_builds(status)
+                    index_speeds = progress.index_rates(previous_builds, builds, now - previous_at)
+                    previous, previous_at, previous_builds = current, now, builds
+                    for line in progress.lines(status, now - start, rates, estimates, index_speeds=index_speeds):
+                        display.display(line)
+                    if csv_file is not None:
+                        csv.writer(csv_file[1]).writerows(progress.csv_rows(status, now - start))
+                        csv_file[1].flush()
+                    next_print = now + validated["interval"]
                 if problem:
                     results = [j.pop("result") for j in jobs]
                     raise AnsibleActionFail("replication failed: %s" % problem,
                                             result=dict(status=status, jobs=jobs, job_results=results))
-                done, reason = progress.reached(validated["until"], status, all(j.get("finished") for j in jobs))
                 if done:
                     results = [j.pop("result") for j in jobs]
                     result.update(status=status, jobs=jobs, job_results=results, reason=reason, polls=polls,
@@ -158,10 +187,9 @@ class ActionModule(ActionBase):
                                       for s in status.get("streams", [])) or "no stream"),
                         result=dict(status=status, jobs=[dict((k, v) for k, v in j.items() if k != "result")
                                                          for j in jobs]))
-                # The first polls come sooner (0.5, 1, 2 s ...) so a short wait ends without a whole interval of
-                # delay; then one every `interval`. Load jobs whose files are local are watched meanwhile, so the
-                # wait ends (with one last poll) as soon as they do.
-                self._sleep(min(validated["interval"], 0.5 * 2 ** (polls - 1)), validated["jobs"], task_vars)
+                # Load jobs whose files are local are watched meanwhile, so the wait ends (with one last read) as
+                # soon as they do.
+                self._sleep(poll_delay(polls, validated["interval"], quick), validated["jobs"], task_vars)
         finally:
             if reader is not None:
                 reader.close()

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.pgshift.aurora.plugins.plugin_utils import report_render
 
 ARGUMENT_SPEC = dict(
     dir=dict(type="path", required=True),
@@ -188,6 +187,10 @@ def write_reports(directory, files, mode=0o644, dir_mode=0o755, check_mode=False
 def write_index(directory, inventory=None, mode=0o644, dir_mode=0o755, check_mode=False):
     """Rebuild directory/index.html and runbook.md from the reports in it, and keep rehearsal.json in
     directory/rehearsals/ when it is a rehearsal not kept yet. Returns the paths written (or that would be)."""
+    # Imported here, not with this plugin: matplotlib takes seconds to import, and a report written with index: false
+    # (plan.json, before the loads start) must not wait for it.
+    from ansible_collections.pgshift.aurora.plugins.plugin_utils import report_render  # pylint: disable=import-outside-toplevel
+
     directory = os.path.abspath(directory)
     if check_mode and not os.path.isdir(directory):
         return []

@@ -18,10 +18,13 @@ REDACTED = "********"
 
 
 def secret_variants(secret):
-    """The forms a secret can take inside a rendered statement: as given, as an SQL literal's body
-    (quotes doubled), as a conninfo value's body (backslashes and quotes escaped)."""
+    """The forms a secret can take inside a rendered statement: as given or as a conninfo value's body
+    (backslashes and quotes escaped), each also inside an SQL literal (quotes doubled) and an E'' literal
+    (backslashes doubled too: how psycopg renders a literal that holds a backslash)."""
     secret = str(secret)
-    variants = {secret, secret.replace("'", "''"), secret.replace("\\", "\\\\").replace("'", "\\'")}
+    variants = set()
+    for form in (secret, secret.replace("\\", "\\\\").replace("'", "\\'")):
+        variants.update((form, form.replace("'", "''"), form.replace("\\", "\\\\").replace("'", "''")))
     return sorted((v for v in variants if v), key=len, reverse=True)
 
 

@@ -3,9 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The native engine's decisions: one stream = one publication, one slot, one subscription (pure).
 
-Nothing here talks to a database. The modules (pg_native_stream, pg_replication_status)
-observe the catalogs, call these functions to decide, and run what they return; the copy
-itself lives in _pg/loader.py.
+Nothing here talks to a database. The runners (runners/stream.py for pg_native_stream,
+_pg/status.py for pg_replication_status) observe the catalogs, call these functions to decide,
+and run what they return; the statements and reads are in _pg/stream.py, the copy in
+_pg/loader.py.
 
 A stream's life:
 
@@ -191,23 +192,6 @@ def publication_diff(desired, current):
                    for t in current if (t["schema"], t["name"]) not in want),
                   key=lambda t: (t["schema"], t["name"]))
     return dict(add=add, drop=drop)
-
-
-def create_publication(name, tables):
-    if not tables:
-        return sql.SQL("CREATE PUBLICATION {}").format(sql.Identifier(name))
-    return sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
-        sql.Identifier(name), sql.SQL(", ").join(table_ref(t) for t in tables))
-
-
-def alter_publication(name, verb, tables):
-    """ALTER PUBLICATION name ADD|DROP TABLE ... (verb: 'ADD' or 'DROP'); DROP always names ONLY the table."""
-    refs = [table_ref(dict(t, only=True) if verb == "DROP" else t) for t in tables]
-    return sql.SQL("ALTER PUBLICATION {} " + verb + " TABLE {}").format(sql.Identifier(name), sql.SQL(", ").join(refs))
-
-
-def drop_publication(name):
-    return sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name))
 
 
 def inheritance_problems(tables, parents_with_children):
@@ -465,34 +449,6 @@ def subscription_conninfo(host, port, dbname, user, password=None, sslmode=None,
     if sslrootcert:
         parts.append(("sslrootcert", sslrootcert))
     return " ".join("%s=%s" % (k, _conninfo_value(v)) for k, v in parts if v is not None and v != "")
-
-
-def subscription_options(name, enabled, target_version):
-    """The WITH (...) options of the stream's subscription, in order."""
-    options = [("create_slot", False), ("slot_name", name), ("copy_data", False), ("enabled", bool(enabled))]
-    if target_version >= 150000:
-        options.append(("disable_on_error", False))
-    return options
-
-
-def create_subscription(name, conninfo, enabled, target_version):
-    opts = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v))
-                              for k, v in subscription_options(name, enabled, target_version))
-    return sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH ({})").format(
-        sql.Identifier(name), sql.Literal(conninfo), sql.Identifier(name), opts)
-
-
-def alter_subscription(name, clause):
-    return sql.SQL("ALTER SUBSCRIPTION {} " + clause).format(sql.Identifier(name))
-
-
-def refresh_subscription(name, copy_data):
-    return sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = {})").format(
-        sql.Identifier(name), sql.Literal(bool(copy_data)))
-
-
-def drop_subscription(name):
-    return sql.SQL("DROP SUBSCRIPTION IF EXISTS {}").format(sql.Identifier(name))
 
 
 # ----------------------------------------------------------------------------------------------

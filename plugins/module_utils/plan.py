@@ -52,8 +52,6 @@ def validate_migration_name(name):
     return name
 
 
-
-
 def dms_task_identifier(name):
     """A DMS ReplicationTaskIdentifier for a stream: letters, digits and single hyphens only."""
     return re.sub(r"-+", "-", name.replace("_", "-")).strip("-")

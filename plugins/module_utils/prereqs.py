@@ -1110,18 +1110,16 @@ def _check_activity(found, facts, opts):
 # Fix mode
 # ----------------------------------------------------------------------------------------------
 
-def action(key, description, statement, display, before, after, kind="sql"):
-    return dict(key=key, description=description, sql=statement, display=display, before=before, after=after,
-                kind=kind)
+def action(key, description, statement, before, after, kind="sql", secret=None):
+    """One change fix mode makes: `sql` (a psycopg.sql statement: what runs is what `queries` shows, with
+    `secret` masked), its diff key with the values before and after; kind "setting" runs outside a transaction."""
+    return dict(key=key, description=description, sql=statement, before=before, after=after, kind=kind,
+                secret=secret)
 
 
 def key_part(name):
     """A name inside an action key (diff keys) or a sentence: quoted when it needs it, so keys stay unambiguous."""
     return quote_ident(name)
-
-
-def sql_action(key, description, statement, before, after):
-    return action(key, description, statement, sql_text(statement), before, after)
 
 
 def desired_settings(facts, opts):
@@ -1156,10 +1154,8 @@ def desired_settings(facts, opts):
 
 def create_role_statement(user, attrs, verifier):
     """CREATE ROLE with the password given as a SCRAM verifier (stored as it is: the clear password never
-    reaches the server), and its display with the verifier masked too."""
-    stmt = sql.SQL("CREATE ROLE {} " + attrs + " PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier))
-    shown = sql.SQL("CREATE ROLE {} " + attrs + " PASSWORD '********'").format(sql.Identifier(user))
-    return stmt, sql_text(shown)
+    reaches the server; the action masks the verifier in what it shows)."""
+    return sql.SQL("CREATE ROLE {} " + attrs + " PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier))
 
 
 def plan_fixes(facts, opts):
@@ -1182,9 +1178,9 @@ def plan_fixes(facts, opts):
     #    grants): make it a member of those it holds ADMIN OPTION on. (On the target the schema copy does.)
     if opts["role"] == "source":
         for owner in sorted(_owners_granted(facts, opts)):
-            actions.append(sql_action("role.%s.member.%s" % (key_part(admin["name"]), key_part(owner)),
-                                      "let the admin user %s act as the owner %s" % (admin["name"], owner),
-                                      grant_role(owner, admin["name"], version, options=True), False, True))
+            actions.append(action("role.%s.member.%s" % (key_part(admin["name"]), key_part(owner)),
+                                  "let the admin user %s act as the owner %s" % (admin["name"], owner),
+                                  grant_role(owner, admin["name"], version, options=True), False, True))
     # 2. The migration user, its password from a SCRAM verifier computed here.
     fresh = role is None
     if fresh:
@@ -1199,9 +1195,9 @@ def plan_fixes(facts, opts):
                                  q(admin["name"])))
         with_replication = not managed and admin_can_confer_replication(facts, user, exists=False)
         attrs = "LOGIN REPLICATION" if with_replication else "LOGIN"
-        stmt, shown = create_role_statement(user, attrs, scram.scram_sha256_verifier(opts["migration_password"]))
-        actions.append(action("role.%s" % key_part(user), "create the migration user %s" % user, stmt, shown,
-                              "absent", "present"))
+        verifier = scram.scram_sha256_verifier(opts["migration_password"])
+        actions.append(action("role.%s" % key_part(user), "create the migration user %s" % user,
+                              create_role_statement(user, attrs, verifier), "absent", "present", secret=verifier))
         role = dict(name=user, superuser=False, replication=with_replication, member_of=[],
                     create_on_database=False)
     # 3. Replication: rds_replication where it exists (as on RDS, also for a new user), the REPLICATION
@@ -1212,23 +1208,23 @@ def plan_fixes(facts, opts):
         actions.append(_grant_role("rds_replication", user))
     if needs_replication and not managed and not role["replication"] \
             and admin_can_confer_replication(facts, user, exists=not fresh):
-        actions.append(sql_action("role.%s.replication" % key_part(user),
-                                  "let %s open replication connections" % user,
-                                  sql.SQL("ALTER ROLE {} REPLICATION").format(ident), False, True))
+        actions.append(action("role.%s.replication" % key_part(user),
+                              "let %s open replication connections" % user,
+                              sql.SQL("ALTER ROLE {} REPLICATION").format(ident), False, True))
     # 4. DMS writes its control tables with the migration user.
     if opts.get("engine") == "dms" and not user_is_admin(role) and not role.get("create_on_database") \
             and (admin["superuser"] or admin.get("grant_create_on_database")):
-        actions.append(sql_action("database.%s.create.%s" % (key_part(db), key_part(user)),
-                                  "let %s create DMS's control tables" % user,
-                                  sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(db), ident),
-                                  False, True))
+        actions.append(action("database.%s.create.%s" % (key_part(db), key_part(user)),
+                              "let %s create DMS's control tables" % user,
+                              sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(db), ident),
+                              False, True))
     #    ... and on the target, sets session_replication_role = replica as that user.
     if opts.get("engine") == "dms" and opts["role"] == "target" and not role.get("can_set_replication_role") \
             and (facts["roles"].get(admin["name"]) or {}).get("admin_can_grant_set_replication_role"):
-        actions.append(sql_action("parameter.session_replication_role.set.%s" % key_part(user),
-                                  "let %s set session_replication_role (DMS's target endpoint)" % user,
-                                  sql.SQL("GRANT SET ON PARAMETER session_replication_role TO {}").format(ident),
-                                  False, True))
+        actions.append(action("parameter.session_replication_role.set.%s" % key_part(user),
+                              "let %s set session_replication_role (DMS's target endpoint)" % user,
+                              sql.SQL("GRANT SET ON PARAMETER session_replication_role TO {}").format(ident),
+                              False, True))
     # 5. Reading the source: USAGE on the schemas, SELECT on the tables (as their owner, or with grant option).
     if opts["role"] == "source" and not user_is_admin(role):
         tables = opts["tables"]
@@ -1238,15 +1234,15 @@ def plan_fixes(facts, opts):
                 schemas.setdefault(t["schema"], t.get("schema_owner"))
         for schema, owner in sorted(schemas.items()):
             if admin_can_grant_usage(facts, opts, schema, owner):
-                actions.append(sql_action("schema.%s.usage.%s" % (key_part(schema), key_part(user)),
-                                          "USAGE on schema %s" % schema,
-                                          sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema),
-                                                                                           ident), False, True))
+                actions.append(action("schema.%s.usage.%s" % (key_part(schema), key_part(user)),
+                                      "USAGE on schema %s" % schema,
+                                      sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema),
+                                                                                       ident), False, True))
         for t in tables:
             if t["relkind"] in ("r", "p") and (fresh or t.get("user_can_select") is False) \
                     and admin_can_grant_select(facts, opts, t):
-                actions.append(sql_action("table.%s.select.%s" % (t["qualified"], key_part(user)),
-                                          "SELECT on %s" % t["qualified"], _grant_select(t, user), False, True))
+                actions.append(action("table.%s.select.%s" % (t["qualified"], key_part(user)),
+                                      "SELECT on %s" % t["qualified"], _grant_select(t, user), False, True))
     if opts["role"] == "source":
         actions.extend(plan_replica_identity(opts["tables"], opts.get("replica_identity_full") or [],
                                              lambda t: admin_will_own(facts, opts, t["owner"])))
@@ -1266,14 +1262,13 @@ def plan_fixes(facts, opts):
                                   if (facts["settings"].get(name) or {}).get("context") == "postmaster"
                                   else "set %s = %s" % (name, value),
                                   sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)),
-                                  "ALTER SYSTEM SET %s = '%s'" % (name, value), configured_value(facts, name), value,
-                                  kind="setting"))
+                                  configured_value(facts, name), value, kind="setting"))
     return actions
 
 
 def _grant_role(granted, user):
-    return sql_action("role.%s.member.%s" % (key_part(user), key_part(granted)),
-                      "make %s a member of %s" % (user, granted), grant_role(granted, user), False, True)
+    return action("role.%s.member.%s" % (key_part(user), key_part(granted)),
+                  "make %s a member of %s" % (user, granted), grant_role(granted, user), False, True)
 
 
 def plan_replica_identity(tables, wanted, can_alter=None):
@@ -1308,9 +1303,9 @@ def plan_replica_identity(tables, wanted, can_alter=None):
             if can_alter is not None and not can_alter(x):
                 refused.append((stmt, x.get("owner")))
                 continue
-            actions.append(sql_action("table.%s.replica_identity" % x["qualified"],
-                                      "REPLICA IDENTITY FULL on %s" % x["qualified"], stmt,
-                                      {"d": "default", "n": "nothing", "i": "index"}.get(x["replident"]), "full"))
+            actions.append(action("table.%s.replica_identity" % x["qualified"],
+                                  "REPLICA IDENTITY FULL on %s" % x["qualified"], stmt,
+                                  {"d": "default", "n": "nothing", "i": "index"}.get(x["replident"]), "full"))
     if refused:
         raise ValueError("replica_identity_full: the admin user cannot alter %d table(s) it does not own and cannot "
                          "act as their owner (%s): run as the owner: %s; nothing was changed" % (

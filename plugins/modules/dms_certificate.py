@@ -107,109 +107,26 @@ deleted:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import dms
+from ansible_collections.pgshift.aurora.plugins.module_utils._aws import common
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import dms as dms_api
-
-
-def result_of(cert):
-    return camel_dict_to_snake_dict(dict((k, v) for k, v in cert.items()
-                                         if k not in ("CertificatePem", "CertificateWallet") and v is not None))
-
-
-def read_pem(module):
-    p = module.params
-    if p["certificate_pem"] is not None:
-        pem = p["certificate_pem"]
-    else:
-        try:
-            with open(p["certificate_file"], encoding="utf-8") as f:
-                pem = f.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            module.fail_json(msg="certificate_file %s cannot be read: %s" % (p["certificate_file"], exc))
-    problem = dms.pem_problem(pem)
-    if problem:
-        module.fail_json(msg="%s is not a PEM CA bundle: %s" % (p["certificate_file"] or "certificate_pem", problem))
-    return pem
-
-
-def absent(module, api):
-    p = module.params
-    if p["identifier"]:
-        found = dms_api.find_certificate(api, p["identifier"])
-        doomed = [found] if found else []
-    else:
-        doomed = dms.certificates_of_prefix(dms_api.all_certificates(api), p["identifier_prefix"])
-    names = sorted(c["CertificateIdentifier"] for c in doomed)
-    result = dict(changed=bool(doomed), deleted=names)
-    if doomed:
-        result["diff"] = dict(before=dict(certificates=names), after=dict(certificates=[]))
-    if not module.check_mode:
-        for cert in doomed:
-            api.call("delete_certificate", doing="deleting certificate %s (delete the endpoints using it first)"
-                     % cert["CertificateIdentifier"], CertificateArn=cert["CertificateArn"])
-    return result
-
-
-def present(module, api):
-    p = module.params
-    pem = read_pem(module)
-    if p["identifier"]:
-        ident = p["identifier"]
-        problem = dms.certificate_identifier_problem(ident)
-        if problem:
-            module.fail_json(msg="identifier %s: %s" % (ident, problem))
-    else:
-        try:
-            ident = dms.certificate_identifier(p["identifier_prefix"], pem)
-        except ValueError as exc:
-            module.fail_json(msg=str(exc))
-    cert = dms_api.find_certificate(api, ident)
-    if cert is not None:
-        have = cert.get("CertificatePem")
-        if have and dms.normalise_pem(have) != dms.normalise_pem(pem):
-            module.fail_json(msg="certificate %s exists with another PEM, and a DMS certificate cannot change: use "
-                                 "identifier_prefix (each bundle its own name) or another identifier, or delete it "
-                                 "(state=absent) once no endpoint uses it" % ident)
-        return dict(changed=False, arn=cert["CertificateArn"], identifier=ident, certificate=result_of(cert))
-    result = dict(changed=True, identifier=ident,
-                  diff=dict(before={}, after=dict(CertificateIdentifier=ident, Tags=p["tags"] or {})))
-    if module.check_mode:
-        result["arn"] = "(certificate %s, not imported yet)" % ident
-        return result
-    args = dict(CertificateIdentifier=ident, CertificatePem=pem)
-    if p["tags"]:
-        args["Tags"] = [dict(Key=str(k), Value=str(v)) for k, v in sorted(p["tags"].items())]
-    cert = api.call("import_certificate", doing="importing certificate %s" % ident, **args)["Certificate"]
-    result.update(arn=cert["CertificateArn"], certificate=result_of(cert))
-    return result
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import dms_certificate
 
 
 def main():
-    spec = dict(
-        identifier=dict(type="str"),
-        identifier_prefix=dict(type="str"),
-        certificate_file=dict(type="path"),
-        certificate_pem=dict(type="str"),
-        tags=dict(type="dict"),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-    )
-    spec.update(dms_api.aws_argument_spec())
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
+    module = AnsibleModule(argument_spec=dms_certificate.argument_spec(), supports_check_mode=True,
                            required_one_of=[("identifier", "identifier_prefix")],
                            mutually_exclusive=[("identifier", "identifier_prefix"), ("certificate_file", "certificate_pem")],
                            required_if=[("state", "present", ("certificate_file", "certificate_pem"), True)])
-    if dms_api.BOTO3_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=dms_api.BOTO3_IMPORT_ERROR)
+    if common.BOTO3_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=common.BOTO3_IMPORT_ERROR)
     name = module.params["identifier"] or "%s*" % module.params["identifier_prefix"]
     try:
-        api = dms_api.Api(dms_api.make_client("dms", module.params))
-        result = present(module, api) if module.params["state"] == "present" else absent(module, api)
-    except dms_api.DmsError as exc:
+        result = dms_certificate.run(module, dms_api.api(module.params))
+    except common.AwsError as exc:
         module.fail_json(msg=str(exc), error_code=exc.code)
     except Exception as exc:  # botocore configuration errors (profile, region) end here
-        module.fail_json(msg=dms_api.explain(exc, "certificate %s" % name))
+        module.fail_json(msg=common.explain(exc, "certificate %s" % name))
     module.exit_json(**result)
 
 

@@ -77,52 +77,26 @@ max_cdc_latency_seconds:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import dms
+from ansible_collections.pgshift.aurora.plugins.module_utils._aws import common
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import dms as dms_api
-
-
-def run(module, api, cw):
-    p = module.params
-    raws, missing = [], []
-    if p["identifiers"]:
-        for ident in p["identifiers"]:
-            raw = dms_api.find_task(api, ident)
-            if raw is None:
-                missing.append(ident)
-            else:
-                raws.append(raw)
-    else:
-        raws = [t for t in dms_api.all_tasks(api) if t.get("ReplicationTaskIdentifier", "").startswith(p["identifier_prefix"])]
-        raws.sort(key=lambda t: t["ReplicationTaskIdentifier"])
-    cache = {}
-    tasks, failed = [], []
-    for raw in raws:
-        entry = dms_api.task_report(api, cw, raw, module.warn, cache)
-        entry["task"]["tags"] = dms_api.list_tags(api, raw["ReplicationTaskArn"])
-        tasks.append(entry)
-        msg = dms.task_failure(raw)
-        if msg:
-            failed.append(dict(identifier=raw["ReplicationTaskIdentifier"], msg=msg))
-    return dict(changed=False, tasks=tasks, missing=missing, failed_tasks=failed,
-                all_full_load_complete=bool(raws) and not missing and all(dms.full_load_done(r) for r in raws),
-                max_cdc_latency_seconds=dms.max_latency(t["cdc_latency"] for t in tasks))
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import dms_task
 
 
 def main():
     spec = dict(identifiers=dict(type="list", elements="str"), identifier_prefix=dict(type="str"))
-    spec.update(dms_api.aws_argument_spec())
+    spec.update(common.aws_argument_spec())
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_one_of=[("identifiers", "identifier_prefix")],
                            mutually_exclusive=[("identifiers", "identifier_prefix")])
-    if dms_api.BOTO3_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=dms_api.BOTO3_IMPORT_ERROR)
+    if common.BOTO3_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=common.BOTO3_IMPORT_ERROR)
+    p = module.params
     try:
-        api = dms_api.Api(dms_api.make_client("dms", module.params))
-        cw = dms_api.Api(dms_api.make_client("cloudwatch", module.params))
-        result = run(module, api, cw)
-    except dms_api.DmsError as exc:
+        result = dms_task.describe_tasks(dms_api.api(p), dms_api.api(p, "cloudwatch"), p["identifiers"],
+                                         p["identifier_prefix"], module.warn)
+    except common.AwsError as exc:
         module.fail_json(msg=str(exc), error_code=exc.code)
     except Exception as exc:  # botocore configuration errors (profile, region) end here
-        module.fail_json(msg=dms_api.explain(exc, "describing replication tasks"))
+        module.fail_json(msg=common.explain(exc, "describing replication tasks"))
     module.exit_json(**result)
 
 

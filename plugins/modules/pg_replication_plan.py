@@ -419,162 +419,11 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-try:
-    from psycopg import errors as pg_errors
-    from psycopg import sql
-    from psycopg.rows import dict_row
-except ImportError:  # reported in main() through PSYCOPG_IMPORT_ERROR
-    pg_errors = sql = dict_row = None
-
-from ansible_collections.pgshift.aurora.plugins.module_utils import names, plan, prereqs, scope
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog
+from ansible_collections.pgshift.aurora.plugins.module_utils import plan
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
-    PSYCOPG_IMPORT_ERROR, PgConnectError, connect, postgres_argument_spec, scrub)
-
-
-def argument_spec():
-    spec = postgres_argument_spec()
-    spec.update(
-        migration_name=dict(type="str", required=True),
-        engine=dict(type="str", default="native", choices=["native", "dms"]),
-        streams=dict(type="int", default=0),
-        existing=dict(type="dict", default={}),
-        allow_no_pk_dms=dict(type="bool", default=False),
-        split_bytes=dict(type="int", default=plan.DEFAULT_SPLIT_BYTES),
-        load_rate_bytes_per_second=dict(type="int", default=plan.DEFAULT_LOAD_RATE),
-        write_rate_sample_seconds=dict(type="float", default=0),
-        write_counters=dict(type="dict"),
-    )
-    spec.update(scope.filter_argument_spec())
-    return spec
-
-
-def validate(p):
-    """Bad input fails before connecting."""
-    problems = []
-    try:
-        plan.validate_migration_name(p["migration_name"])
-    except plan.PlanError as exc:
-        problems.append(str(exc))
-    if p["streams"] < 0:
-        problems.append("streams must be 0 (automatic) or a number of streams from 1 (got %d)" % p["streams"])
-    if p["split_bytes"] <= 0:
-        problems.append("split_bytes must be above 0")
-    if p["load_rate_bytes_per_second"] <= 0:
-        problems.append("load_rate_bytes_per_second must be above 0")
-    problems.extend(scope.filter_problems(scope.filters_from(p)))
-    return problems
-
-
-# --- catalog reads this module alone needs (SELECT only) ----------------------------------------
-
-def _all(conn, query, params=None):
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)
-        return cur.fetchall()
-
-
-def primary_keys(conn, oids):
-    """{oid: [{name, type, base_type}]} in key order."""
-    rows = _all(
-        conn,
-        "SELECT i.indrelid::bigint AS oid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, "
-        "coalesce(bt.typname, t.typname) AS base_type "
-        "FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) "
-        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
-        "JOIN pg_type t ON t.oid = a.atttypid "
-        "LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype "
-        "WHERE i.indisprimary AND i.indrelid = ANY(%s::oid[]) ORDER BY 1, k.ord",
-        (list(oids),),
-    )
-    result = {}
-    for r in rows:
-        result.setdefault(r["oid"], []).append(dict(name=r["name"], type=r["type"], base_type=r["base_type"]))
-    return result
-
-
-def own_rows(conn, tables):
-    """{oid: bool or None}: whether an inheritance parent holds rows of its own (None: not allowed to read)."""
-    result = {}
-    for t in tables:
-        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM ONLY {}.{}) AS own").format(
-            sql.Identifier(t["schema"]), sql.Identifier(t["name"]))
-        try:
-            with conn.transaction():
-                result[t["oid"]] = _all(conn, query)[0]["own"]
-        except pg_errors.InsufficientPrivilege:
-            result[t["oid"]] = None
-    return result
-
-
-def publications(conn, migration_name):
-    """(names, tables) of the publications named like the migration's streams."""
-    prefix = names.stream_prefix(migration_name)
-    found = [r["pubname"] for r in _all(
-        conn, "SELECT pubname FROM pg_publication WHERE left(pubname, length(%s)) = %s ORDER BY 1", (prefix, prefix))]
-    found = names.stream_names(found, migration_name)
-    if not found:
-        return [], []
-    rows = _all(conn, "SELECT pubname, schemaname, tablename FROM pg_publication_tables WHERE pubname = ANY(%s) "
-                      "ORDER BY 1, 2, 3", (found,))
-    return found, rows
-
-
-class ReplicationPlan:
-    """Wiring: read the source, decide (plan.build_plan), report."""
-
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.secrets = [self.p.get("login_password")]
-        self.filters = scope.filters_from(self.p)
-        self.filter_warnings = []
-
-    def write_rates(self, conn, tables):
-        db = catalog.database_facts(conn) or {}
-        replicated = prereqs.replicated_tables(tables)
-        why = None
-        if self.p["write_counters"]:
-            rates, how = plan.rates_since_reading(self.p["write_counters"], replicated, db.get("clock_epoch"),
-                                                  db.get("stats_since_epoch"), db.get("name"))
-            if rates is not None:
-                return rates, how
-            why = how
-        rates, method = catalog.write_rates(conn, replicated, self.p["write_rate_sample_seconds"],
-                                            db.get("stats_age_seconds") or 0)
-        return rates, method if why is None else "%s (the given write counters were not used: %s)" % (method, why)
-
-    def read(self, conn):
-        relations = catalog.relations(conn)
-        self.filter_warnings = scope.unmatched_filters(relations, **self.filters)
-        tables = scope.select(relations, **self.filters)
-        selected = {t["oid"] for t in tables}
-        excluded = [r for r in scope.classify(relations) if r["oid"] not in selected]
-        rates, method = self.write_rates(conn, tables)
-        physical = [t for t in tables if t["relkind"] == "r"]
-        opts = dict(
-            write_rates=rates, write_rate_method=method,
-            primary_keys=primary_keys(conn, [t["oid"] for t in physical]),
-            own_rows=own_rows(conn, [t for t in physical if t.get("has_children") and t["persistence"] == "p"]))
-        if self.p["engine"] == "native":
-            opts["publication_names"], opts["publication_tables"] = publications(conn, self.p["migration_name"])
-        return tables, excluded, opts
-
-    def run(self):
-        conn = connect(self.p)
-        try:
-            tables, excluded, opts = self.read(conn)
-        finally:
-            conn.close()
-        opts.update(migration_name=self.p["migration_name"], engine=self.p["engine"], streams=self.p["streams"],
-                    existing=self.p["existing"], allow_no_pk_dms=self.p["allow_no_pk_dms"],
-                    split_bytes=self.p["split_bytes"],
-                    load_rate_bytes_per_second=self.p["load_rate_bytes_per_second"])
-        result = plan.build_plan(tables, excluded, opts)
-        result["warnings"] = self.filter_warnings + result["warnings"]
-        for warning in result["warnings"]:
-            self.module.warn(warning)
-        self.module.exit_json(changed=False, plan=result)
+    PSYCOPG_IMPORT_ERROR, PgConnectError, scrub)
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners.plan import (
+    ReplicationPlan, argument_spec, validate)
 
 
 def main():
@@ -584,14 +433,17 @@ def main():
     problems = validate(module.params)
     if problems:
         module.fail_json(msg="invalid options: " + "; ".join(problems), changed=False)
-    runner = ReplicationPlan(module)
+    runner = ReplicationPlan(module.params)
     try:
-        runner.run()
+        result = runner.run()
     except (PgConnectError, plan.PlanError) as exc:
         module.fail_json(msg=scrub(str(exc), runner.secrets), changed=False)
     except Exception as exc:  # an unexpected database error: say it without any secret
         module.fail_json(msg=scrub("pg_replication_plan failed: %s" % exc, runner.secrets),
                          exception=scrub(traceback.format_exc(), runner.secrets), changed=False)
+    for warning in result["warnings"]:
+        module.warn(warning)
+    module.exit_json(changed=False, plan=result)
 
 
 if __name__ == "__main__":

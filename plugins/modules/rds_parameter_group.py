@@ -115,52 +115,24 @@ reboot_pending:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.pgshift.aurora.plugins.module_utils._aws import common
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import parameter_group
 
 
 def main():
-    spec = dict(
-        name=dict(type="str", required=True),
-        kind=dict(type="str", default="instance", choices=["cluster", "instance"]),
-        parameters=dict(type="dict", default={}),
-        family=dict(type="str"),
-        description=dict(type="str", default="managed by pgshift.aurora"),
-        tags=dict(type="dict", default={}),
-    )
-    spec.update(rds_api.aws_argument_spec())
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if rds_api.BOTO3_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=rds_api.BOTO3_IMPORT_ERROR)
+    module = AnsibleModule(argument_spec=parameter_group.argument_spec(), supports_check_mode=True)
+    if common.BOTO3_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=common.BOTO3_IMPORT_ERROR)
     p = module.params
-    group, kind = p["name"], p["kind"]
-    what = "%s parameter group %s" % ("DB cluster" if kind == "cluster" else "DB", group)
-    doing = "reading %s" % what
-    created = False
     try:
-        rds = rds_api.client("rds", p)
-        if not rds_api.group_exists(rds, group, kind):
-            if not p["family"]:
-                module.fail_json(msg="%s does not exist: create it, or give family so that this module creates it"
-                                 % what, changed=False)
-            created = True
-            if not module.check_mode:
-                doing = "creating %s" % what
-                rds_api.create_group(rds, group, kind, p["family"], p["description"], p["tags"])
-        described = {} if created and module.check_mode else rds_api.describe_group_parameters(rds, group, kind)
-        changes, errors = rds_api.plan_group_changes(described, p["parameters"])
-        if errors:
-            module.fail_json(msg="%s: %s; remove them from parameters" % (what, "; ".join(errors)), changed=False)
-        if changes and not module.check_mode:
-            doing = "changing %s" % what
-            rds_api.modify_group_values(rds, group, kind, changes)
-    except (rds_api.botocore.exceptions.BotoCoreError, rds_api.botocore.exceptions.ClientError) as exc:
-        module.fail_json(msg=rds_api.explain(exc, doing), changed=False)
-    result = dict(changed=bool(changes) or created, created=created, changes=changes,
-                  reboot_pending=any(c["ApplyMethod"] == "pending-reboot" for c in changes))
-    if module._diff and changes:
-        result["diff"] = dict(
-            before=dict((c["ParameterName"], (described.get(c["ParameterName"]) or {}).get("value")) for c in changes),
-            after=dict((c["ParameterName"], c["ParameterValue"]) for c in changes))
+        result = parameter_group.run(rds_api.api(p), p, module.check_mode, module._diff)
+    except (parameter_group.ParameterGroupError, common.AwsError) as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    except Exception as exc:  # botocore configuration errors (profile, region) end here
+        if not common.is_aws_error(exc):
+            raise
+        module.fail_json(msg=common.explain(exc, "reading %s" % rds_api.group_title(p["name"], p["kind"])), changed=False)
     module.exit_json(**result)
 
 

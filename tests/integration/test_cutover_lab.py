@@ -1,4 +1,4 @@
-"""The cutover on a whole lab of its own (ports 25470/25471/26470/25530, lab_root .build/cutover-lab):
+"""The cutover on a whole lab of its own (free loopback ports, lab_root .build/cutover-lab):
 with the background load (pgbench through PgBouncer) running, cutover.yml moves the application to the
 target, rollback.yml moves it back, a second cutover.yml moves it again, cleanup.yml leaves nothing.
 
@@ -18,7 +18,7 @@ from modrunner import assert_same_rows, lab_operator, lab_playbook, lab_secrets,
 from pgcluster import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PORTS = dict(source=25470, target=25471, pgbouncer=26470, moto=25530)
+PORTS = {}  # free loopback ports, chosen when the lab starts (modrunner.running_lab)
 SECRETS = lab_secrets()
 LAB_ROOT = os.path.join(REPO, ".build", "cutover-lab")
 

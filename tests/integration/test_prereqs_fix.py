@@ -217,8 +217,8 @@ def auto_conf(cluster, db):
 
 
 SYSTEM_SETTINGS = dict(role="source", state="present", system_settings=True, fail_on="never")
-ALTER_SYSTEM = ["ALTER SYSTEM SET max_replication_slots = '3'", "ALTER SYSTEM SET max_wal_senders = '3'",
-                "ALTER SYSTEM SET wal_level = 'logical'"]
+ALTER_SYSTEM = ["ALTER SYSTEM SET \"max_replication_slots\" = '3'", "ALTER SYSTEM SET \"max_wal_senders\" = '3'",
+                "ALTER SYSTEM SET \"wal_level\" = 'logical'"]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from modrunner import COLLECTIONS
 
 sys.path.insert(0, COLLECTIONS)
 from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs as pure  # noqa: E402
-from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api  # noqa: E402
+from ansible_collections.pgshift.aurora.plugins.module_utils import parameter_groups  # noqa: E402
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog  # noqa: E402
 
 SECRET = "moto-secret-%s" % uuid.uuid4().hex
@@ -240,10 +240,10 @@ def test_rds_parameters_wanted_from_the_settings(poor_cluster, new_db):
     """wal_level maps to rds.logical_replication = 1; a group already right needs no change."""
     facts, tables = rds_facts(poor_cluster, new_db(poor_cluster), None)
     opts = dict(role="source", planned_streams=1, reserved_slots=2, rds=True)
-    desired = rds_api.desired_parameters(pure.desired_settings(facts, opts))
+    desired = parameter_groups.desired_parameters(pure.desired_settings(facts, opts))
     assert desired == {"rds.logical_replication": "1", "max_replication_slots": "3", "max_wal_senders": "3"}
-    assert [c["ParameterName"] for c in rds_api.plan_parameter_changes({}, desired)] == LOGICAL_PARAMETERS
-    assert rds_api.plan_parameter_changes(dict(desired), desired) == []
+    assert [c["ParameterName"] for c in parameter_groups.compare_parameters({}, desired)[0]] == LOGICAL_PARAMETERS
+    assert parameter_groups.compare_parameters(dict((k, dict(value=v)) for k, v in desired.items()), desired) == ([], [])
 
 
 def test_rds_reboot_asked_on_a_later_run(prereqs, poor_cluster, new_db, rds, moto_server):

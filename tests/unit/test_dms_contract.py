@@ -16,9 +16,10 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import dms
+from ansible_collections.pgshift.aurora.plugins.module_utils import dms_certificates, dms_task_settings, drift
+from ansible_collections.pgshift.aurora.plugins.module_utils._aws import common
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import dms as dms_api
-from ansible_collections.pgshift.aurora.plugins.modules import dms_task
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import dms_certificate, dms_endpoint, dms_task
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -50,10 +51,10 @@ SERVICE_DEFAULTS = {
 
 def service_settings(ours):
     """The settings as DescribeReplicationTasks returns them after we sent ours."""
-    return json.dumps(dms.deep_merge(SERVICE_DEFAULTS, ours))
+    return json.dumps(drift.deep_merge(SERVICE_DEFAULTS, ours))
 
 
-OUR_SETTINGS = dms.task_settings(None, 512)
+OUR_SETTINGS = dms_task_settings.task_settings(None, 512)
 
 
 def task(status, stats=None, settings=None, migration_type="full-load-and-cdc", **extra):
@@ -147,8 +148,8 @@ def stubs():
 def runner(stubs, module):
     client, stub, cw_client, cw_stub = stubs
     clock = Clock()
-    r = dms_task.Runner(module, dms_api.Api(client, sleep=clock.sleep, rand=lambda: 0.5),
-                        dms_api.Api(cw_client, sleep=clock.sleep, rand=lambda: 0.5), sleep=clock.sleep, clock=clock)
+    r = dms_task.Runner(module, common.Api(client, dms_api.HINTS, sleep=clock.sleep, rand=lambda: 0.5),
+                        common.Api(cw_client, dms_api.HINTS, sleep=clock.sleep, rand=lambda: 0.5), sleep=clock.sleep, clock=clock)
     return r, clock
 
 
@@ -208,8 +209,8 @@ def test_create_start_and_wait_for_the_full_load(stubs):
     endpoints(stub)
     stub.add_response("create_replication_task", {"ReplicationTask": task("creating")}, {
         "ReplicationTaskIdentifier": "pgshift-orders-s1", "ReplicationInstanceArn": INSTANCE_ARN, "SourceEndpointArn": SOURCE_ARN,
-        "TargetEndpointArn": TARGET_ARN, "MigrationType": "full-load-and-cdc", "TableMappings": dms.to_json(MAPPINGS),
-        "ReplicationTaskSettings": dms.to_json(OUR_SETTINGS)})
+        "TargetEndpointArn": TARGET_ARN, "MigrationType": "full-load-and-cdc", "TableMappings": drift.to_json(MAPPINGS),
+        "ReplicationTaskSettings": drift.to_json(OUR_SETTINGS)})
     # Starting a task still being created is refused: wait until ready, then start.
     stub.add_client_error("start_replication_task", "InvalidResourceStateFault",
                           "Replication Task cannot be started, invalid state", http_status_code=400)
@@ -242,7 +243,7 @@ def test_create_start_and_wait_for_the_full_load(stubs):
 def test_stop_by_identifier_alone_keeps_the_settings(stubs):
     """A task created with other settings (console, earlier run) is stopped without being modified."""
     client, stub, cw_client, cw_stub = stubs
-    custom = service_settings(dms.task_settings({"Logging": {"EnableLogging": False}}, None))
+    custom = service_settings(dms_task_settings.task_settings({"Logging": {"EnableLogging": False}}, None))
     describe_task(stub, task("running", stats(100, 2, 0), settings=custom))
     tags(stub)
     stub.add_response("stop_replication_task", {"ReplicationTask": task("stopping")}, {"ReplicationTaskArn": TASK_ARN})
@@ -278,7 +279,7 @@ def test_second_run_on_a_running_task_changes_nothing(stubs):
 def test_change_to_a_running_task_is_stop_modify_resume(stubs):
     client, stub, cw_client, cw_stub = stubs
     user = {"Logging": {"EnableLogging": False}, "ValidationSettings": {"ThreadCount": 8}}
-    want = dms.task_settings(user, 512)
+    want = dms_task_settings.task_settings(user, 512)
     running = task("running", stats(100, 2, 0, finished=True))
     describe_task(stub, running)
     instance(stub)
@@ -286,11 +287,11 @@ def test_change_to_a_running_task_is_stop_modify_resume(stubs):
     tags(stub, [{"Key": "stream", "Value": "1"}])
     stub.add_response("stop_replication_task", {"ReplicationTask": task("stopping")}, {"ReplicationTaskArn": TASK_ARN})
     describe_task(stub, task("stopping", stats(100, 2, 0)), task("stopped", stats(100, 2, 0), StopReason="Stop Reason NORMAL"))
-    sent = dms.deep_merge(json.loads(service_settings(OUR_SETTINGS)), user)
+    sent = drift.deep_merge(json.loads(service_settings(OUR_SETTINGS)), user)
     del sent["Logging"]["CloudWatchLogGroup"], sent["Logging"]["CloudWatchLogStream"]  # read-only, never sent back
     stub.add_response("modify_replication_task", {"ReplicationTask": task("modifying")}, {
-        "ReplicationTaskArn": TASK_ARN, "MigrationType": "full-load-and-cdc", "TableMappings": dms.to_json(MAPPINGS),
-        "ReplicationTaskSettings": dms.to_json(sent)})
+        "ReplicationTaskArn": TASK_ARN, "MigrationType": "full-load-and-cdc", "TableMappings": drift.to_json(MAPPINGS),
+        "ReplicationTaskSettings": drift.to_json(sent)})
     assert sent["TargetMetadata"]["InlineLobMaxSize"] == 0 and sent["Logging"]["EnableLogging"] is False
     after = service_settings(want)
     describe_task(stub, task("modifying", stats(100, 2, 0), settings=after),
@@ -428,7 +429,7 @@ def test_throttling_is_retried_with_jittered_backoff(stubs):
         stub.add_client_error("describe_replication_tasks", "ThrottlingException", "Rate exceeded", http_status_code=400)
     describe_task(stub, task("ready"))
     sleeps = []
-    api = dms_api.Api(client, sleep=sleeps.append, rand=lambda: 0.5)
+    api = common.Api(client, dms_api.HINTS, sleep=sleeps.append, rand=lambda: 0.5)
     assert dms_api.find_task(api, "pgshift-orders-s1")["Status"] == "ready"
     assert sleeps == [0.25, 0.5, 1.0] and api.throttled == 3
 
@@ -439,14 +440,14 @@ def test_throttling_for_too_long_and_other_errors_are_not_hidden(stubs):
         stub.add_client_error("describe_replication_tasks", "ThrottlingException", "Rate exceeded", http_status_code=400)
     stub.add_client_error("start_replication_task", "AccessDeniedFault", "not authorized", http_status_code=400)
     stub.add_client_error("describe_table_statistics", "InternalFailure", "boom", http_status_code=500)
-    api = dms_api.Api(client, sleep=lambda s: None, rand=lambda: 1.0, attempts=3)
-    with pytest.raises(dms_api.DmsError) as err:
+    api = common.Api(client, dms_api.HINTS, sleep=lambda s: None, rand=lambda: 1.0, attempts=3)
+    with pytest.raises(common.AwsError) as err:
         dms_api.find_task(api, "pgshift-orders-s1")
     assert err.value.code == "ThrottlingException" and "throttled too long" in str(err.value)
-    with pytest.raises(dms_api.DmsError) as err:
+    with pytest.raises(common.AwsError) as err:
         api.call("start_replication_task", doing="starting x", ReplicationTaskArn=TASK_ARN, StartReplicationTaskType="start-replication")
     assert str(err.value).startswith("starting x: AccessDeniedFault: not authorized (grant the IAM permissions")
-    with pytest.raises(dms_api.DmsError) as err:  # a server error is not retried (only one response was queued)
+    with pytest.raises(common.AwsError) as err:  # a server error is not retried (only one response was queued)
         dms_api.table_statistics(api, TASK_ARN)
     assert err.value.code == "InternalFailure"
 
@@ -457,7 +458,7 @@ def test_table_statistics_are_paginated(stubs):
                       {"ReplicationTaskArn": TASK_ARN})
     stub.add_response("describe_table_statistics", {"ReplicationTaskArn": TASK_ARN, "TableStatistics": TABLE_STATS[1:]},
                       {"ReplicationTaskArn": TASK_ARN, "Marker": "m1"})
-    api = dms_api.Api(client)
+    api = common.Api(client, dms_api.HINTS, dms_api.HINTS)
     assert [s["TableName"] for s in dms_api.table_statistics(api, TASK_ARN)] == ["orders", "items"]
 
 
@@ -466,13 +467,13 @@ def test_failed_task_fixed_by_a_settings_change_is_modified_and_resumed(stubs):
     task's checkpoint (no CdcStartPosition on resume-processing), although the task still says failed."""
     client, stub, cw_client, cw_stub = stubs
     user = {"ErrorBehavior": {"DataTruncationErrorPolicy": "SUSPEND_TABLE"}}
-    want = dms.task_settings(user, 512)
+    want = dms_task_settings.task_settings(user, 512)
     failed = dict(LastFailureMessage="Last Error Data truncation", StopReason="Stop Reason FATAL_ERROR")
     describe_task(stub, task("failed", stats(100, 2, 0), **failed))
     tags(stub)
-    sent = dms.modify_settings(json.loads(service_settings(OUR_SETTINGS)), dms.user_task_settings(user, 512))
+    sent = dms_task_settings.modify_settings(json.loads(service_settings(OUR_SETTINGS)), dms_task_settings.user_task_settings(user, 512))
     stub.add_response("modify_replication_task", {"ReplicationTask": task("modifying", **failed)}, {
-        "ReplicationTaskArn": TASK_ARN, "ReplicationTaskSettings": dms.to_json(sent)})
+        "ReplicationTaskArn": TASK_ARN, "ReplicationTaskSettings": drift.to_json(sent)})
     after = service_settings(want)
     describe_task(stub, task("modifying", stats(100, 2, 0), settings=after, **failed),
                   task("stopped", stats(100, 2, 0), settings=after, **failed))
@@ -541,18 +542,16 @@ def describe_endpoint(stub, ep):
 
 
 def test_endpoint_as_the_service_describes_it_has_no_drift(stubs):
-    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
 
     client, stub, cw_client, cw_stub = stubs
     describe_endpoint(stub, DESCRIBED_SOURCE)
-    result = dms_endpoint.run(endpoint_module(), dms_api.Api(client))
+    result = dms_endpoint.run(endpoint_module(), common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert not result["changed"]
     assert result["endpoint"]["endpoint_type"] == "SOURCE" and result["endpoint"]["postgresql_settings"]["slot_name"] == "pgshift_orders_dms_s1"
     assert "Secret-1" not in json.dumps(result)
 
 
 def test_endpoint_modified_with_its_postgresql_settings_and_password_on_request(stubs):
-    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
 
     client, stub, cw_client, cw_stub = stubs
     describe_endpoint(stub, DESCRIBED_SOURCE)
@@ -566,14 +565,13 @@ def test_endpoint_modified_with_its_postgresql_settings_and_password_on_request(
     module = endpoint_module(password="Secret-2", update_password="always",
                              postgresql_settings=dict(slot_name="pgshift_orders_dms_s2", heartbeat_enable=True, heartbeat_frequency=5,
                                                       plugin_name="pglogical", fail_tasks_on_lob_truncation=True))
-    result = dms_endpoint.run(module, dms_api.Api(client))
+    result = dms_endpoint.run(module, common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert result["changed"] and result["diff"]["after"]["PostgreSQLSettings"]["SlotName"] == "pgshift_orders_dms_s2"
     assert result["diff"]["after"]["Password"] == "(sent: update_password=always)"
     assert "Secret-2" not in json.dumps(result)
 
 
 def test_endpoint_tags_added_and_purged(stubs):
-    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
 
     client, stub, cw_client, cw_stub = stubs
     stub.add_response("describe_endpoints", {"Endpoints": [DESCRIBED_SOURCE]},
@@ -584,7 +582,7 @@ def test_endpoint_tags_added_and_purged(stubs):
     stub.add_response("add_tags_to_resource", {}, {"ResourceArn": ENDPOINT_ARN, "Tags": [{"Key": "migration", "Value": "orders"}]})
     stub.add_response("describe_endpoints", {"Endpoints": [DESCRIBED_SOURCE]}, {"Filters": [{"Name": "endpoint-arn", "Values": [ENDPOINT_ARN]}]})
     stub.add_response("list_tags_for_resource", {"TagList": [{"Key": "migration", "Value": "orders"}]}, {"ResourceArn": ENDPOINT_ARN})
-    result = dms_endpoint.run(endpoint_module(tags={"migration": "orders"}), dms_api.Api(client))
+    result = dms_endpoint.run(endpoint_module(tags={"migration": "orders"}), common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert result["changed"] and result["endpoint"]["tags"] == {"migration": "orders"}
     assert result["diff"] == {"before": {"Tags": {"old": "1", "migration": "x"}}, "after": {"Tags": {"migration": "orders"}}}
 
@@ -600,7 +598,6 @@ def endpoint_not_found(stub):
 
 
 def test_endpoint_created_verify_full_with_the_certificate_as_the_migration_user(stubs):
-    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
 
     client, stub, cw_client, cw_stub = stubs
     endpoint_not_found(stub)
@@ -611,52 +608,48 @@ def test_endpoint_created_verify_full_with_the_certificate_as_the_migration_user
         "Password": "Secret-1", "SslMode": "verify-full", "CertificateArn": CERT_ARN, "PostgreSQLSettings": ANY})
     stub.add_response("list_tags_for_resource", {"TagList": []}, {"ResourceArn": ENDPOINT_ARN})
     module = endpoint_module(ssl_mode=None, libpq_sslmode="verify-full", certificate_arn=CERT_ARN)
-    result = dms_endpoint.run(module, dms_api.Api(client))
+    result = dms_endpoint.run(module, common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert result["changed"] and result["endpoint"]["ssl_mode"] == "verify-full"
     assert result["endpoint"]["certificate_arn"] == CERT_ARN and "Secret-1" not in json.dumps(result)
 
 
 def test_endpoint_from_libpq_disable_fails_before_any_change(stubs):
-    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
 
     client, stub, cw_client, cw_stub = stubs
     endpoint_not_found(stub)  # then nothing: no create_endpoint
     with pytest.raises(Failed) as failed:
-        dms_endpoint.run(endpoint_module(ssl_mode=None, libpq_sslmode="disable"), dms_api.Api(client))
+        dms_endpoint.run(endpoint_module(ssl_mode=None, libpq_sslmode="disable"), common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert "never drops TLS silently" in failed.value.kwargs["msg"] and "ssl_mode none" in failed.value.kwargs["msg"]
     assert "Secret-1" not in json.dumps(failed.value.kwargs)
 
 
 def test_endpoint_verify_without_certificate_fails_with_what_to_set(stubs):
-    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
 
     client, stub, cw_client, cw_stub = stubs
     endpoint_not_found(stub)
     with pytest.raises(Failed) as failed:
-        dms_endpoint.run(endpoint_module(ssl_mode=None, libpq_sslmode="verify-ca"), dms_api.Api(client))
+        dms_endpoint.run(endpoint_module(ssl_mode=None, libpq_sslmode="verify-ca"), common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert "verify-ca needs certificate_arn" in failed.value.kwargs["msg"]
 
 
 def test_existing_endpoint_without_tls_is_moved_to_require(stubs):
     """An endpoint left at DMS's default (none) by an earlier version, the database reached with prefer: require."""
-    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
 
     client, stub, cw_client, cw_stub = stubs
     describe_endpoint(stub, dict(DESCRIBED_SOURCE, SslMode="none"))
     stub.add_response("modify_endpoint", {"Endpoint": DESCRIBED_SOURCE}, {"EndpointArn": ENDPOINT_ARN, "SslMode": "require"})
     stub.add_response("describe_endpoints", {"Endpoints": [DESCRIBED_SOURCE]}, {"Filters": [{"Name": "endpoint-arn", "Values": [ENDPOINT_ARN]}]})
     stub.add_response("list_tags_for_resource", {"TagList": []}, {"ResourceArn": ENDPOINT_ARN})
-    result = dms_endpoint.run(endpoint_module(ssl_mode=None, libpq_sslmode="prefer"), dms_api.Api(client))
+    result = dms_endpoint.run(endpoint_module(ssl_mode=None, libpq_sslmode="prefer"), common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert result["changed"] and result["diff"] == {"before": {"SslMode": "none"}, "after": {"SslMode": "require"}}
 
 
 def test_endpoint_explicit_none_is_kept_with_a_warning(stubs):
-    from ansible_collections.pgshift.aurora.plugins.modules import dms_endpoint
 
     client, stub, cw_client, cw_stub = stubs
     describe_endpoint(stub, dict(DESCRIBED_SOURCE, SslMode="none"))
     module = endpoint_module(ssl_mode="none", libpq_sslmode="require")
-    result = dms_endpoint.run(module, dms_api.Api(client))
+    result = dms_endpoint.run(module, common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert not result["changed"]
     assert len(module.warnings) == 1 and "without TLS (ssl_mode none)" in module.warnings[0]
 
@@ -681,86 +674,81 @@ def described_certificate(ident, pem=PEM, arn=CERT_ARN):
 
 
 def test_certificate_imported_from_the_file_once(stubs, tmp_path):
-    from ansible_collections.pgshift.aurora.plugins.modules import dms_certificate
 
     client, stub, cw_client, cw_stub = stubs
     bundle = tmp_path / "global-bundle.pem"
     bundle.write_text(PEM)
-    ident = dms.certificate_identifier("pgshift-orders-ca-", PEM)
+    ident = dms_certificates.certificate_identifier("pgshift-orders-ca-", PEM)
     stub.add_client_error("describe_certificates", "ResourceNotFoundFault", "No certificates found", http_status_code=400,
                           expected_params={"Filters": [{"Name": "certificate-id", "Values": [ident]}]})
     stub.add_response("import_certificate", {"Certificate": described_certificate(ident)}, {
         "CertificateIdentifier": ident, "CertificatePem": PEM, "Tags": [{"Key": "pgshift:migration", "Value": "orders"}]})
-    result = dms_certificate.present(certificate_module(certificate_file=str(bundle)), dms_api.Api(client))
+    result = dms_certificate.present(certificate_module(certificate_file=str(bundle)), common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert result["changed"] and result["arn"] == CERT_ARN and result["identifier"] == ident
     assert "certificate_pem" not in result["certificate"] and result["certificate"]["signing_algorithm"] == "SHA384withRSA"
 
     # The second run finds it by the same name and changes nothing.
     stub.add_response("describe_certificates", {"Certificates": [described_certificate(ident)]},
                       {"Filters": [{"Name": "certificate-id", "Values": [ident]}]})
-    again = dms_certificate.present(certificate_module(certificate_file=str(bundle)), dms_api.Api(client))
+    again = dms_certificate.present(certificate_module(certificate_file=str(bundle)), common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert not again["changed"] and again["arn"] == CERT_ARN
 
 
 def test_certificate_check_mode_imports_nothing(stubs):
-    from ansible_collections.pgshift.aurora.plugins.modules import dms_certificate
 
     client, stub, cw_client, cw_stub = stubs
-    ident = dms.certificate_identifier("pgshift-orders-ca-", PEM)
+    ident = dms_certificates.certificate_identifier("pgshift-orders-ca-", PEM)
     stub.add_response("describe_certificates", {"Certificates": []}, {"Filters": [{"Name": "certificate-id", "Values": [ident]}]})
-    result = dms_certificate.present(certificate_module(certificate_pem=PEM, check_mode=True), dms_api.Api(client))
+    result = dms_certificate.present(certificate_module(certificate_pem=PEM, check_mode=True), common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert result["changed"] and result["arn"] == "(certificate %s, not imported yet)" % ident
 
 
 def test_certificate_refusals(stubs, tmp_path):
-    from ansible_collections.pgshift.aurora.plugins.modules import dms_certificate
 
     client, stub, cw_client, cw_stub = stubs
     # Not a PEM, an unreadable file: refused before any call.
     with pytest.raises(Failed, match="is not a PEM CA bundle: no -----BEGIN CERTIFICATE-----"):
-        dms_certificate.present(certificate_module(certificate_pem="nothing here"), dms_api.Api(client))
+        dms_certificate.present(certificate_module(certificate_pem="nothing here"), common.Api(client, dms_api.HINTS, dms_api.HINTS))
     with pytest.raises(Failed, match="cannot be read"):
-        dms_certificate.present(certificate_module(certificate_file=str(tmp_path / "missing.pem")), dms_api.Api(client))
+        dms_certificate.present(certificate_module(certificate_file=str(tmp_path / "missing.pem")), common.Api(client, dms_api.HINTS, dms_api.HINTS))
     with pytest.raises(Failed, match="starts with a letter"):
         dms_certificate.present(certificate_module(identifier_prefix=None, identifier="rds_bundle", certificate_pem=PEM),
-                                dms_api.Api(client))
+                                common.Api(client, dms_api.HINTS, dms_api.HINTS))
     # A named certificate holding another PEM: DMS cannot change it.
     other = PEM.replace("Y29tbW9u", "b3RoZXJz")
     stub.add_response("describe_certificates", {"Certificates": [described_certificate("rds-bundle", pem=other)]},
                       {"Filters": [{"Name": "certificate-id", "Values": ["rds-bundle"]}]})
     with pytest.raises(Failed, match="exists with another PEM"):
         dms_certificate.present(certificate_module(identifier_prefix=None, identifier="rds-bundle", certificate_pem=PEM),
-                                dms_api.Api(client))
+                                common.Api(client, dms_api.HINTS, dms_api.HINTS))
 
 
 def test_certificate_import_error_is_explained(stubs):
-    from ansible_collections.pgshift.aurora.plugins.modules import dms_certificate
 
     client, stub, cw_client, cw_stub = stubs
-    ident = dms.certificate_identifier("pgshift-orders-ca-", PEM)
+    ident = dms_certificates.certificate_identifier("pgshift-orders-ca-", PEM)
     stub.add_response("describe_certificates", {"Certificates": []}, {"Filters": [{"Name": "certificate-id", "Values": [ident]}]})
     stub.add_client_error("import_certificate", "InvalidCertificateFault", "The certificate is not valid", http_status_code=400)
-    with pytest.raises(dms_api.DmsError) as err:
-        dms_certificate.present(certificate_module(certificate_pem=PEM), dms_api.Api(client))
+    with pytest.raises(common.AwsError) as err:
+        dms_certificate.present(certificate_module(certificate_pem=PEM), common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert str(err.value).startswith("importing certificate %s: InvalidCertificateFault" % ident)
     assert "CA certificate bundle" in str(err.value)
 
 
 def test_certificates_of_the_migration_deleted(stubs):
-    from ansible_collections.pgshift.aurora.plugins.modules import dms_certificate
 
     client, stub, cw_client, cw_stub = stubs
-    ours = dms.certificate_identifier("pgshift-orders-ca-", PEM)
-    staging = dms.certificate_identifier("pgshift-orders-staging-ca-", PEM)
+    ours = dms_certificates.certificate_identifier("pgshift-orders-ca-", PEM)
+    staging = dms_certificates.certificate_identifier("pgshift-orders-staging-ca-", PEM)
     other_arn = CERT_ARN.replace("CERTCERT", "OTHEROTH")
     stub.add_response("describe_certificates", {"Certificates": [described_certificate(ours)], "Marker": "m1"}, {})
     stub.add_response("describe_certificates", {"Certificates": [described_certificate(staging, arn=other_arn),
                                                                  described_certificate("rds-bundle", arn=other_arn)]},
                       {"Marker": "m1"})
     stub.add_response("delete_certificate", {"Certificate": described_certificate(ours)}, {"CertificateArn": CERT_ARN})
-    result = dms_certificate.absent(certificate_module(state="absent"), dms_api.Api(client))
+    result = dms_certificate.absent(certificate_module(state="absent"), common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert result["changed"] and result["deleted"] == [ours]
 
     stub.add_client_error("describe_certificates", "ResourceNotFoundFault", "No certificates found", http_status_code=400)
-    again = dms_certificate.absent(certificate_module(state="absent"), dms_api.Api(client))
+    again = dms_certificate.absent(certificate_module(state="absent"), common.Api(client, dms_api.HINTS, dms_api.HINTS))
     assert not again["changed"] and again["deleted"] == []

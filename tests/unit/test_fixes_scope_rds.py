@@ -1,19 +1,24 @@
-"""Fix planning, table scope, connection errors and the RDS parameter decisions."""
+"""Fix planning, table scope and connection errors (the RDS parameter decisions: test_parameter_groups.py)."""
 
 from __future__ import annotations
 
-import botocore.exceptions
 import pytest
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs, scope, scram
-from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, connection
+from ansible_collections.pgshift.aurora.plugins.module_utils import journal, prereqs, scope, scram
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import connection, fixes
 
 from factsbuilder import admin, facts, opts, role, setting, table
 
 
 def render(actions):
     return [a["sql"].as_string(None) for a in actions]
+
+
+def shown(actions):
+    """What `queries` shows for the actions (check mode: recorded, secrets masked)."""
+    j = journal.Journal(check_mode=True)
+    fixes.record(j, actions)
+    return j.queries
 
 
 # --- scope -------------------------------------------------------------------------------------
@@ -71,7 +76,7 @@ def test_plan_fixes_grants_only_what_is_missing():
         'ALTER ROLE "pgshift" REPLICATION',
         'GRANT SELECT ON TABLE "public"."a" TO "pgshift"',
     ]
-    assert [a["display"] for a in actions] == render(actions)
+    assert shown(actions) == render(actions)
     assert render(prereqs.plan_fixes(f, opts(f, engine="dms"))) == [
         'ALTER ROLE "pgshift" REPLICATION',
         'GRANT CREATE ON DATABASE "app" TO "pgshift"',
@@ -86,12 +91,12 @@ PASSWORD = "it's a \\ \"$ecret\" 100% "
 def test_plan_fixes_creates_user_from_a_scram_verifier_never_the_password():
     f = facts(tables=[table("public", "a")], roles={})
     actions = prereqs.plan_fixes(f, opts(f, migration_password=PASSWORD))
-    assert actions[0]["display"] == "CREATE ROLE \"pgshift\" LOGIN REPLICATION PASSWORD '********'"
+    assert shown(actions)[0] == "CREATE ROLE \"pgshift\" LOGIN REPLICATION PASSWORD '********'"
     statement = actions[0]["sql"].as_string(None)
     assert PASSWORD not in statement and "ecret" not in statement
     verifier = statement.split("PASSWORD '")[1].rstrip("'")
     assert scram.verifier_matches(verifier, PASSWORD)
-    assert all("ecret" not in a["display"] and "SCRAM" not in a["display"] for a in actions)
+    assert all("ecret" not in q and "SCRAM" not in q for q in shown(actions))
     assert 'GRANT SELECT ON TABLE "public"."a" TO "pgshift"' in render(actions)
     assert 'GRANT USAGE ON SCHEMA "public" TO "pgshift"' in render(actions)
 
@@ -176,76 +181,6 @@ def test_scrub_and_conninfo():
     assert "password" not in kwargs and kwargs["sslmode"] == "require"
 
 
-# --- RDS parameter group decisions ---------------------------------------------------------------
-
-def test_desired_parameters_and_plan():
-    desired = rds.desired_parameters({"wal_level": "logical", "max_replication_slots": "6"})
-    assert desired == {"rds.logical_replication": "1", "max_replication_slots": "6"}
-    changes = rds.plan_parameter_changes({"rds.logical_replication": "0"}, desired)
-    assert changes == [
-        dict(ParameterName="max_replication_slots", ParameterValue="6", ApplyMethod="pending-reboot"),
-        dict(ParameterName="rds.logical_replication", ParameterValue="1", ApplyMethod="pending-reboot"),
-    ]
-    assert rds.plan_parameter_changes({"rds.logical_replication": "1", "max_replication_slots": "6"},
-                                      desired) == []
-    assert rds.plan_parameter_changes({}, {"wal_sender_timeout": "60000"})[0]["ApplyMethod"] == "immediate"
-
-
-def test_default_group_and_error_explanations():
-    assert rds.is_default_group("default.postgres15")
-    assert not rds.is_default_group("pgshift-source-pg15")
-    err = botocore.exceptions.ClientError(
-        {"Error": {"Code": "DBInstanceNotFound", "Message": "DBInstance nope not found."}}, "DescribeDBInstances")
-    msg = rds.explain(err, "reading RDS instance nope")
-    assert "DBInstanceNotFound" in msg and "rds_instance_id" in msg
-    assert "aws_region" in rds.explain(botocore.exceptions.NoRegionError(), "x")
-    assert "credentials" in rds.explain(botocore.exceptions.NoCredentialsError(), "x")
-
-
-@pytest.mark.parametrize("sample,age,expected", [
-    (0, 7200, "average"), (0, 60, "sample"), (5, 10 ** 6, "sample"), (-1, 10, "average"),
-])
-def test_write_rate_method(sample, age, expected):
-    assert catalog.write_rate_method(sample, age) == expected
-
-
-def test_schema_filters_follow_the_root_of_a_partition_in_another_schema():
-    root = table("public", "events", relkind="p", oid=1, has_children=True)
-    leaf = table("parts", "events_2024", is_partition=True, parents=[1], oid=2)
-    assert [r["name"] for r in scope.select([root, leaf], include_schemas=["public"])] == ["events", "events_2024"]
-    assert scope.select([root, leaf], exclude_schemas=["public"]) == []
-    assert [r["name"] for r in scope.select([root, leaf], exclude_schemas=["parts"])] == ["events", "events_2024"]
-
-
-def test_replica_identity_full_on_a_sub_partitioned_partition_reaches_its_leaves():
-    root = table("public", "events", relkind="p", oid=1, has_children=True, has_pk=False)
-    mid = table("public", "events_2024", relkind="p", is_partition=True, parents=[1], oid=2, has_children=True,
-                has_pk=False)
-    leaves = [table("public", "events_2024_%s" % x, is_partition=True, parents=[2], oid=3 + i, has_pk=False)
-              for i, x in enumerate("ab")]
-    other = table("public", "events_2025", is_partition=True, parents=[1], oid=9, has_pk=False)
-    f = facts(tables=[root, mid, other] + leaves)
-    assert render(prereqs.plan_fixes(f, opts(f, replica_identity_full=["public.events_2024"]))) == [
-        'ALTER TABLE "public"."events_2024" REPLICA IDENTITY FULL',
-        'ALTER TABLE "public"."events_2024_a" REPLICA IDENTITY FULL',
-        'ALTER TABLE "public"."events_2024_b" REPLICA IDENTITY FULL',
-    ]
-
-
-def test_replica_identity_full_refuses_foreign_tables():
-    f = facts(tables=[table("public", "remote", relkind="f")])
-    with pytest.raises(ValueError, match="foreign table, not a table"):
-        prereqs.plan_fixes(f, opts(f, replica_identity_full=["public.remote"]))
-
-
-def test_average_write_rates_from_statistics():
-    t = dict(oid=1, ins=5000, upd=2000, dele=0)
-    t["del"] = 200
-    rates, method = catalog.write_rates(None, [t], -1, 3600)
-    assert rates == {1: 2.0} and method == "average over 3600s since the statistics were reset"
-    assert catalog.write_rates(None, [t], -1, 0)[0] == {1: 7200.0}
-
-
 # --- fix planning as RDS's master user (not a superuser) ------------------------------------------------
 
 def master(version_num=160004, replication=False, **roles):
@@ -274,7 +209,7 @@ def test_master_creates_the_user_on_rds_with_login_and_rds_replication_only():
     f["relations"][0]["schema_owner"] = "pg_database_owner"  # public, in a database the master's app_owner owns
     f["database"]["owner"] = "app_owner"
     actions = prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))
-    assert [a["display"] for a in actions] == [
+    assert shown(actions) == [
         "CREATE ROLE \"pgshift\" LOGIN PASSWORD '********'",
         'GRANT "rds_replication" TO "pgshift"',
         'GRANT USAGE ON SCHEMA "public" TO "pgshift"',
@@ -284,11 +219,11 @@ def test_master_creates_the_user_on_rds_with_login_and_rds_replication_only():
 
 def test_master_with_replication_on_a_lab_like_server_gives_the_attribute_too():
     f = rds_facts(managed=False, roles={}, admin=master(replication=True))
-    assert [a["display"] for a in prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))] == [
+    assert shown(prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))) == [
         "CREATE ROLE \"pgshift\" LOGIN REPLICATION PASSWORD '********'", 'GRANT "rds_replication" TO "pgshift"']
     # On 15 only a superuser may give REPLICATION: the grant alone; the finding says what is missing.
     f = rds_facts(version_num=150010, managed=False, roles={}, admin=master(150010, replication=True))
-    assert [a["display"] for a in prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))] == [
+    assert shown(prereqs.plan_fixes(f, opts(f, rds=True, migration_password="pw"))) == [
         "CREATE ROLE \"pgshift\" LOGIN PASSWORD '********'", 'GRANT "rds_replication" TO "pgshift"']
     # An existing user the master did not create (no ADMIN OPTION on it): no ALTER ROLE.
     f = rds_facts(managed=False, roles={"pgshift": role("pgshift", replication=False)},
@@ -359,8 +294,8 @@ def test_alter_system_only_where_the_admin_may():
                                          r'SYSTEM ON PARAMETER "wal_level" TO "dbadmin"'):
         prereqs.plan_fixes(f, opts(f, system_settings=True))
     f["admin"]["alter_system"] = {"wal_level": True}
-    assert [a["display"] for a in prereqs.plan_fixes(f, opts(f, system_settings=True))] == [
-        "ALTER SYSTEM SET wal_level = 'logical'"]
+    assert shown(prereqs.plan_fixes(f, opts(f, system_settings=True))) == [
+        "ALTER SYSTEM SET \"wal_level\" = 'logical'"]
     # A server shaped like RDS (the lab): settings are never ALTER SYSTEM'd, whatever system_settings says.
     f["server"]["is_rds"] = True
     f["admin"]["alter_system"] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import native, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import stream as pgstream
 
 
 def sql_text(stmt):
@@ -85,22 +86,14 @@ def test_load_application_name_fits_in_an_identifier():
 # Publication
 # --------------------------------------------------------------------------------------------
 
-def test_publication_uses_only_for_inheritance_parents():
-    s = stream(table("events", only=True), table("events_scan"), table("Rates", schema="billing"))
-    assert sql_text(native.create_publication("pgshift_m_s1", s["tables"])) == (
-        'CREATE PUBLICATION "pgshift_m_s1" FOR TABLE ONLY "public"."events", "public"."events_scan", '
-        '"billing"."Rates"')
-    assert sql_text(native.create_publication("p", [])) == 'CREATE PUBLICATION "p"'
-
-
 def test_publication_diff_adds_and_drops_only_what_changed():
     s = stream(table("a"), table("b"), table("c"))
     current = [dict(schema="public", name="a"), dict(schema="public", name="z"), dict(schema="public", name="b")]
     diff = native.publication_diff(s["tables"], current)
     assert [t["qualified"] for t in diff["add"]] == ["public.c"]
     assert [t["qualified"] for t in diff["drop"]] == ["public.z"]
-    assert sql_text(native.alter_publication("p", "ADD", diff["add"])) == 'ALTER PUBLICATION "p" ADD TABLE "public"."c"'
-    assert sql_text(native.alter_publication("p", "DROP", diff["drop"])) == (
+    assert sql_text(pgstream.alter_publication("p", "ADD", diff["add"])) == 'ALTER PUBLICATION "p" ADD TABLE "public"."c"'
+    assert sql_text(pgstream.alter_publication("p", "DROP", diff["drop"])) == (
         'ALTER PUBLICATION "p" DROP TABLE ONLY "public"."z"')
     same = native.publication_diff(s["tables"], [dict(schema="public", name=n) for n in "cba"])
     assert same == dict(add=[], drop=[])
@@ -224,18 +217,6 @@ def test_conninfo_quotes_and_masks():
     masked = native.subscription_conninfo("db.example", 5432, "app", "pgshift", "secret", mask=True)
     assert "secret" not in masked and "password=********" in masked
     assert "password" not in native.subscription_conninfo("h", 1, "d", "u")
-
-
-def test_create_subscription_options_follow_the_target_version():
-    stmt = sql_text(native.create_subscription("pgshift_m_s1", "host=h", False, 180000))
-    assert stmt == (
-        "CREATE SUBSCRIPTION \"pgshift_m_s1\" CONNECTION 'host=h' PUBLICATION \"pgshift_m_s1\" WITH ("
-        "create_slot = false, slot_name = 'pgshift_m_s1', copy_data = false, enabled = false, "
-        "disable_on_error = false)")
-    old = sql_text(native.create_subscription("s", "host=h", True, 140000))
-    assert "disable_on_error" not in old and "enabled = true" in old
-    assert sql_text(native.refresh_subscription("s", True)) == (
-        'ALTER SUBSCRIPTION "s" REFRESH PUBLICATION WITH (copy_data = true)')
 
 
 # --------------------------------------------------------------------------------------------
@@ -635,7 +616,7 @@ def test_hard_names_in_publications_and_diffs():
     assert [t["qualified"] for t in s["tables"]] == [
         '"Shipping Ops"."order"', '"eu.west ""archive"""."Zöll_Tarife"', 'public."%s"' % LONG, '"eu.west"."order"',
         'eu."west.order"']
-    assert sql_text(native.create_publication("pgshift_m_s1", s["tables"])) == (
+    assert sql_text(pgstream.create_publication("pgshift_m_s1", s["tables"])) == (
         'CREATE PUBLICATION "pgshift_m_s1" FOR TABLE "Shipping Ops"."order", ONLY "eu.west ""archive"""."Zöll_Tarife", '
         '"public"."%s", "eu.west"."order", "eu"."west.order"' % LONG)
     # "eu.west"."order" and "eu"."west.order" are two tables: the one published stays, the other is added
@@ -643,7 +624,7 @@ def test_hard_names_in_publications_and_diffs():
     assert [(t["schema"], t["name"]) for t in diff["add"]] == [
         (OPS, "order"), (ARCHIVE, "Zöll_Tarife"), ("public", LONG), ("eu.west", "order")]
     assert [(t["schema"], t["name"]) for t in diff["drop"]] == [(OPS, "Order")]
-    assert sql_text(native.alter_publication("p", "DROP", diff["drop"])) == (
+    assert sql_text(pgstream.alter_publication("p", "DROP", diff["drop"])) == (
         'ALTER PUBLICATION "p" DROP TABLE ONLY "Shipping Ops"."Order"')
     msg = native.inheritance_problems(s["tables"], {("eu.west", "order"), (ARCHIVE, "Zöll_Tarife")})
     assert msg.startswith('"eu.west"."order" has inheritance children')

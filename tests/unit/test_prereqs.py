@@ -526,6 +526,6 @@ def test_dms_target_grant_of_session_replication_role_when_the_admin_may():
     mig = dict(role("pgshift", member_of=["rds_replication"]), can_set_replication_role=False)
     adm = dict(role("postgres", superuser=True), admin_can_grant_set_replication_role=True)
     f = facts(roles={"pgshift": mig, "postgres": adm})
-    shown = [a["display"] for a in prereqs.plan_fixes(f, opts(f, "target", engine="dms"))]
+    shown = [a["sql"].as_string(None) for a in prereqs.plan_fixes(f, opts(f, "target", engine="dms"))]
     assert 'GRANT SET ON PARAMETER session_replication_role TO "pgshift"' in shown
-    assert not [q for q in (a["display"] for a in prereqs.plan_fixes(f, opts(f, "target"))) if "session_replication_role" in q]
+    assert not [q for q in (a["sql"].as_string(None) for a in prereqs.plan_fixes(f, opts(f, "target"))) if "session_replication_role" in q]

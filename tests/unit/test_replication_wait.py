@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ansible_collections.pgshift.aurora.plugins.action.pg_replication_wait import LocalStatus, job_result
+from ansible_collections.pgshift.aurora.plugins.action.pg_replication_wait import (
+    CHECK_SECONDS, LocalStatus, job_result, poll_delay, print_due)
 
 
 def test_job_result_is_the_modules_own_result_with_its_item():
@@ -42,3 +43,23 @@ def test_local_status_says_a_connection_failure_without_the_password():
     assert out["failed"] is True and out["msg"]
     assert "s3cret-pw" not in out["msg"]
     assert reader.conns is None
+
+
+def test_read_in_process_without_jobs_every_half_second_whatever_the_interval():
+    assert CHECK_SECONDS == 0.5
+    assert [poll_delay(n, 5, quick=True) for n in (1, 2, 5, 100)] == [0.5, 0.5, 0.5, 0.5]
+    assert poll_delay(3, 0.2, quick=True) == 0.2  # a shorter interval wins
+
+
+def test_module_runs_or_watched_jobs_ramp_up_to_the_interval():
+    assert [poll_delay(n, 5, quick=False) for n in (1, 2, 3, 4, 5, 6)] == [0.5, 1, 2, 4, 5, 5]
+    assert poll_delay(0, 5, quick=False) == 0.5
+
+
+def test_lines_every_interval_and_at_the_end():
+    # quick reads: printed once the interval passed, and the read that ends the wait
+    assert print_due(10.0, 10.0, done=False, quick=True)
+    assert not print_due(12.0, 15.0, done=False, quick=True)
+    assert print_due(12.0, 15.0, done=True, quick=True)
+    # reads at the interval's pace: every one printed
+    assert print_due(12.0, 15.0, done=False, quick=False)

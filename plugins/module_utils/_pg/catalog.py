@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import prereqs, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils import names, prereqs, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import db
 
 try:
     from psycopg import errors as pg_errors
     from psycopg import sql
-    from psycopg.rows import dict_row
 except ImportError:  # pragma: no cover - the module reports the missing library
-    pg_errors = sql = dict_row = None
+    pg_errors = sql = None
 
 # pgshift is the migration's own bookkeeping (load progress, deferred keys, the cutover log): never migrated.
 SYSTEM_SCHEMA_FILTER = (
@@ -53,19 +53,8 @@ INTERESTING_ROLES = [
 ]
 
 
-def _all(conn, query, params=None):
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)
-        return cur.fetchall()
-
-
-def _one(conn, query, params=None):
-    rows = _all(conn, query, params)
-    return rows[0] if rows else None
-
-
 def server_facts(conn):
-    row = _one(
+    row = db.first(
         conn,
         "SELECT current_setting('server_version_num')::int AS version_num, version() AS version, "
         "current_setting('server_version') AS version_short, pg_is_in_recovery() AS in_recovery, "
@@ -77,7 +66,7 @@ def server_facts(conn):
 
 
 def settings(conn):
-    rows = _all(
+    rows = db.rows(
         conn,
         "SELECT name, setting, unit, context, vartype, source, pending_restart, boot_val "
         "FROM pg_settings WHERE name = ANY(%s)",
@@ -95,7 +84,7 @@ def file_settings(conn):
     """
     try:
         with conn.transaction():
-            rows = _all(
+            rows = db.rows(
                 conn,
                 "SELECT name, setting FROM pg_file_settings WHERE name = ANY(%s) AND setting IS NOT NULL "
                 "ORDER BY seqno",
@@ -110,7 +99,7 @@ def file_settings(conn):
 
 
 def database_facts(conn):
-    return _one(
+    return db.first(
         conn,
         "SELECT d.datname AS name, pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate, "
         "d.datctype AS ctype, pg_database_size(d.oid) AS size_bytes, "
@@ -135,7 +124,7 @@ def admin_facts(conn, version_num, names):
     """
     can_set = "pg_has_role(current_user, r.oid, 'SET')" if version_num >= 160000 \
         else "pg_has_role(current_user, r.oid, 'MEMBER')"
-    me = _one(
+    me = db.first(
         conn,
         "SELECT r.rolname AS name, r.rolsuper AS superuser, r.rolcreaterole AS createrole, "
         "r.rolcreatedb AS createdb, r.rolreplication AS replication, r.rolinherit AS inherit, "
@@ -144,7 +133,7 @@ def admin_facts(conn, version_num, names):
         "has_function_privilege('pg_catalog.pg_reload_conf()', 'EXECUTE') AS can_reload "
         "FROM pg_roles r WHERE r.rolname = current_user",
     )
-    rows = _all(
+    rows = db.rows(
         conn,
         "WITH RECURSIVE mine(oid) AS ("
         "  SELECT oid FROM pg_roles WHERE rolname = current_user"
@@ -176,8 +165,8 @@ def alter_system_privileges(conn, version_num, superuser):
         return dict((name, True) for name in ALTER_SYSTEM_SETTINGS)
     if version_num < 150000:
         return dict((name, False) for name in ALTER_SYSTEM_SETTINGS)
-    rows = _all(conn, "SELECT s.name, has_parameter_privilege(s.name, 'ALTER SYSTEM') AS allowed "
-                      "FROM pg_settings s WHERE s.name = ANY(%s)", (ALTER_SYSTEM_SETTINGS,))
+    rows = db.rows(conn, "SELECT s.name, has_parameter_privilege(s.name, 'ALTER SYSTEM') AS allowed "
+                         "FROM pg_settings s WHERE s.name = ANY(%s)", (ALTER_SYSTEM_SETTINGS,))
     return dict((r["name"], r["allowed"]) for r in rows)
 
 
@@ -187,7 +176,7 @@ def object_owners(conn, oids):
     The migrated relations (by OID), their schemas, and the sequences, types and functions in
     those schemas (extension members left out): the roles the admin must be able to act as.
     """
-    return _all(
+    return db.rows(
         conn,
         "WITH rels AS (SELECT oid, relowner, relnamespace FROM pg_class WHERE oid = ANY(%(oids)s::oid[])), "
         "nsp AS (SELECT DISTINCT relnamespace AS oid FROM rels), "
@@ -218,7 +207,7 @@ def role_facts(conn, names):
                if conn.info.server_version >= 150000 else "r.rolsuper")
     set_srr_grant = ("has_parameter_privilege(current_user, 'session_replication_role', 'SET WITH GRANT OPTION')"
                      if conn.info.server_version >= 150000 else "false")
-    rows = _all(
+    rows = db.rows(
         conn,
         "SELECT r.rolname AS name, r.rolsuper AS superuser, r.rolreplication AS replication, "
         "(" + set_srr + ") AS can_set_replication_role, "
@@ -276,7 +265,7 @@ def relations(conn, user=None, admin=False, lock_free=False):
         "ORDER BY n.nspname, c.relname"
     ).format(privs=privs, size=sql.SQL(
         "c.relpages::bigint * current_setting('block_size')::bigint" if lock_free else "pg_total_relation_size(c.oid)"))
-    return _all(conn, query)
+    return db.rows(conn, query)
 
 
 AUTO_SAMPLE_SECONDS = 3
@@ -307,7 +296,7 @@ def write_rates(conn, tables, sample_seconds, stats_age_seconds):
 
 
 def write_counters(conn, oids):
-    rows = _all(
+    rows = db.rows(
         conn,
         "SELECT relid::bigint AS oid, n_tup_ins + n_tup_upd + n_tup_del AS writes "
         "FROM pg_stat_user_tables WHERE relid = ANY(%s::oid[])",
@@ -337,11 +326,11 @@ def columns(conn, oids, version_num):
         "WHERE a.attrelid = ANY(%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped "
         "ORDER BY a.attrelid, a.attnum"
     )
-    return _all(conn, query, (list(oids),))
+    return db.rows(conn, query, (list(oids),))
 
 
 def user_types(conn):
-    return _all(
+    return db.rows(
         conn,
         "SELECT n.nspname AS schema, t.typname AS name, t.typtype::text AS typtype "
         "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
@@ -355,7 +344,7 @@ def user_types(conn):
 
 def triggers(conn, oids, version_num):
     clone_filter = "AND tg.tgparentid = 0 " if version_num >= 130000 else ""
-    return _all(
+    return db.rows(
         conn,
         "SELECT tg.tgrelid::bigint AS oid, tg.tgname AS name, tg.tgenabled::text AS enabled, "
         "p.proname AS function "
@@ -367,7 +356,7 @@ def triggers(conn, oids, version_num):
 
 def rules(conn):
     """Rewrite rules on tables (not the _RETURN rule of views), with the table's OID."""
-    return _all(
+    return db.rows(
         conn,
         "SELECT r.ev_class::bigint AS oid, n.nspname AS schema, c.relname AS table, r.rulename AS name "
         "FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -376,7 +365,7 @@ def rules(conn):
 
 
 def event_triggers(conn):
-    return _all(
+    return db.rows(
         conn,
         "SELECT e.evtname AS name, e.evtevent AS event, e.evtenabled::text AS enabled "
         "FROM pg_event_trigger e WHERE NOT EXISTS (SELECT 1 FROM pg_depend d "
@@ -385,16 +374,16 @@ def event_triggers(conn):
 
 
 def extensions(conn):
-    return _all(conn, "SELECT extname AS name, extversion AS version FROM pg_extension ORDER BY 1")
+    return db.rows(conn, "SELECT extname AS name, extversion AS version FROM pg_extension ORDER BY 1")
 
 
 def available_extensions(conn):
-    rows = _all(conn, "SELECT name, default_version FROM pg_available_extensions ORDER BY 1")
+    rows = db.rows(conn, "SELECT name, default_version FROM pg_available_extensions ORDER BY 1")
     return {r["name"]: r["default_version"] for r in rows}
 
 
 def sequences(conn):
-    return _all(
+    return db.rows(
         conn,
         "SELECT n.nspname AS schema, c.relname AS name, "
         "EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid "
@@ -405,11 +394,11 @@ def sequences(conn):
 
 
 def large_object_count(conn):
-    return _one(conn, "SELECT count(*) AS n FROM pg_largeobject_metadata")["n"]
+    return db.first(conn, "SELECT count(*) AS n FROM pg_largeobject_metadata")["n"]
 
 
 def long_transactions(conn, min_seconds):
-    return _all(
+    return db.rows(
         conn,
         "SELECT pid, usename AS user, datname AS database, state, application_name, "
         "extract(epoch FROM now() - xact_start)::bigint AS age_seconds "
@@ -421,7 +410,7 @@ def long_transactions(conn, min_seconds):
 
 
 def prepared_transactions(conn):
-    return _all(
+    return db.rows(
         conn,
         "SELECT gid, owner, database, extract(epoch FROM now() - prepared)::bigint AS age_seconds "
         "FROM pg_prepared_xacts ORDER BY prepared",
@@ -430,7 +419,7 @@ def prepared_transactions(conn):
 
 def replication_slots(conn, version_num):
     wal_status = "wal_status" if version_num >= 130000 else "NULL::text"
-    return _all(
+    return db.rows(
         conn,
         "SELECT slot_name AS name, plugin, slot_type AS type, database, active, temporary, "
         + wal_status + " AS wal_status, "
@@ -441,7 +430,7 @@ def replication_slots(conn, version_num):
 
 
 def wal_senders_in_use(conn):
-    return _one(conn, "SELECT count(*) AS n FROM pg_stat_replication")["n"]
+    return db.first(conn, "SELECT count(*) AS n FROM pg_stat_replication")["n"]
 
 
 def lob_max_bytes(conn, schema, table, column, is_bytea, est_rows, sample_rows, timeout_ms):
@@ -466,7 +455,7 @@ def lob_max_bytes(conn, schema, table, column, is_bytea, est_rows, sample_rows, 
     try:
         with conn.transaction():
             conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(timeout_ms))))
-            row = _one(conn, query)
+            row = db.first(conn, query)
     except pg_errors.QueryCanceled:
         return None, "timeout"
     except pg_errors.InsufficientPrivilege:
@@ -536,8 +525,56 @@ def gather(conn, role, migration_user, filters, lob_sample_rows=10000, lob_sampl
 
 def facts_for_target(facts):
     """What the target's assessment compares with (returned by the source's run)."""
-    db = facts.get("database") or {}
+    database = facts.get("database") or {}
     return dict(version_num=facts["server"]["version_num"], version=facts["server"]["version_short"],
-                encoding=db.get("encoding"), collate=db.get("collate"), ctype=db.get("ctype"),
+                encoding=database.get("encoding"), collate=database.get("collate"), ctype=database.get("ctype"),
                 extensions=[dict(name=e["name"], version=e["version"]) for e in facts.get("extensions", [])],
                 owners=sorted({o["owner"] for o in facts.get("owners", [])}))
+
+
+# --- what pg_replication_plan reads besides the relations ---------------------------------------
+
+def primary_keys(conn, oids):
+    """{oid: [{name, type, base_type}]} in key order."""
+    rows = db.rows(
+        conn,
+        "SELECT i.indrelid::bigint AS oid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, "
+        "coalesce(bt.typname, t.typname) AS base_type "
+        "FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+        "JOIN pg_type t ON t.oid = a.atttypid "
+        "LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype "
+        "WHERE i.indisprimary AND i.indrelid = ANY(%s::oid[]) ORDER BY 1, k.ord",
+        (list(oids),),
+    )
+    result = {}
+    for r in rows:
+        result.setdefault(r["oid"], []).append(dict(name=r["name"], type=r["type"], base_type=r["base_type"]))
+    return result
+
+
+def own_rows(conn, tables):
+    """{oid: bool or None}: whether an inheritance parent holds rows of its own (None: not allowed to read)."""
+    result = {}
+    for t in tables:
+        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM ONLY {}.{}) AS own").format(
+            sql.Identifier(t["schema"]), sql.Identifier(t["name"]))
+        try:
+            with conn.transaction():
+                result[t["oid"]] = db.rows(conn, query)[0]["own"]
+        except pg_errors.InsufficientPrivilege:
+            result[t["oid"]] = None
+    return result
+
+
+def publications(conn, migration_name):
+    """(names, tables) of the publications named like the migration's streams."""
+    prefix = names.stream_prefix(migration_name)
+    found = [r["pubname"] for r in db.rows(
+        conn, "SELECT pubname FROM pg_publication WHERE left(pubname, length(%s)) = %s ORDER BY 1", (prefix, prefix))]
+    found = names.stream_names(found, migration_name)
+    if not found:
+        return [], []
+    rows = db.rows(conn, "SELECT pubname, schemaname, tablename FROM pg_publication_tables WHERE pubname = ANY(%s) "
+                         "ORDER BY 1, 2, 3", (found,))
+    return found, rows

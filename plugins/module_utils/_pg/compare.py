@@ -15,23 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import native, prereqs, scope, validate
 from ansible_collections.pgshift.aurora.plugins.module_utils.progress import ProgressFile
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, db
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect
 
 try:
     from psycopg import sql
-    from psycopg.rows import dict_row
 except ImportError:  # pragma: no cover - the module reports the missing library
-    sql = dict_row = None
+    sql = None
 
 TOOL_SCHEMAS = ("pgshift",)  # the migration's own bookkeeping on the target, never compared
 SPLIT_PARTS = 16
-
-
-def _all(conn, query, params=None):
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)
-        return cur.fetchall()
 
 
 def configure(conn):
@@ -44,10 +37,10 @@ def configure(conn):
 
 
 def primary_keys(conn, oids):
-    rows = _all(conn, "SELECT i.indrelid::bigint AS oid, array_agg(a.attname ORDER BY k.n) AS cols "
-                      "FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
-                      "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
-                      "WHERE i.indisprimary AND i.indrelid = ANY(%s::oid[]) GROUP BY i.indrelid", (list(oids),))
+    rows = db.rows(conn, "SELECT i.indrelid::bigint AS oid, array_agg(a.attname ORDER BY k.n) AS cols "
+                         "FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
+                         "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                         "WHERE i.indisprimary AND i.indrelid = ANY(%s::oid[]) GROUP BY i.indrelid", (list(oids),))
     return dict((r["oid"], list(r["cols"])) for r in rows)
 
 
@@ -82,20 +75,20 @@ def schema_description(conn, table_map):
     oids = dict((t["oid"], q) for q, t in table_map.items())
     desc = dict((q, dict(columns=[[c["name"], c["type"]] for c in t["columns"]], constraints={}, indexes={},
                          triggers={})) for q, t in table_map.items())
-    notnull = set((r["oid"], r["name"]) for r in _all(
+    notnull = set((r["oid"], r["name"]) for r in db.rows(
         conn, "SELECT attrelid::bigint AS oid, attname AS name FROM pg_attribute WHERE attrelid = ANY(%s::oid[]) "
               "AND attnum > 0 AND NOT attisdropped AND attnotnull", (list(oids),)))
     for q, t in table_map.items():
         desc[q]["columns"] = [[c["name"], c["type"] + (" NOT NULL" if (t["oid"], c["name"]) in notnull else "")]
                               for c in t["columns"]]
     # NOT NULL is a column property above (PostgreSQL 18 also lists it in pg_constraint, 17 and older do not)
-    for r in _all(conn, "SELECT conrelid::bigint AS oid, conname AS name, pg_get_constraintdef(oid) AS def "
-                        "FROM pg_constraint WHERE conrelid = ANY(%s::oid[]) AND contype <> 'n'", (list(oids),)):
+    for r in db.rows(conn, "SELECT conrelid::bigint AS oid, conname AS name, pg_get_constraintdef(oid) AS def "
+                           "FROM pg_constraint WHERE conrelid = ANY(%s::oid[]) AND contype <> 'n'", (list(oids),)):
         desc[oids[r["oid"]]]["constraints"][r["name"]] = r["def"]
-    for r in _all(conn, "SELECT i.indrelid::bigint AS oid, c.relname AS name, "
-                        "regexp_replace(pg_get_indexdef(i.indexrelid), '^.* USING ', 'USING ') AS def "
-                        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = ANY(%s::oid[])",
-                  (list(oids),)):
+    for r in db.rows(conn, "SELECT i.indrelid::bigint AS oid, c.relname AS name, "
+                           "regexp_replace(pg_get_indexdef(i.indexrelid), '^.* USING ', 'USING ') AS def "
+                           "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = ANY(%s::oid[])",
+                     (list(oids),)):
         desc[oids[r["oid"]]]["indexes"][r["name"]] = r["def"]
     for r in catalog.triggers(conn, list(oids), version):
         desc[oids[r["oid"]]]["triggers"][r["name"]] = dict(enabled=r["enabled"], function=r["function"])
@@ -104,8 +97,8 @@ def schema_description(conn, table_map):
 
 def slot_positions(conn, prefix):
     """{slot: confirmed_flush_lsn} of the logical slots whose name starts with prefix (on the source)."""
-    rows = _all(conn, "SELECT slot_name, confirmed_flush_lsn::text AS lsn FROM pg_replication_slots "
-                      "WHERE slot_type = 'logical' AND starts_with(slot_name, %s)", (prefix,))
+    rows = db.rows(conn, "SELECT slot_name, confirmed_flush_lsn::text AS lsn FROM pg_replication_slots "
+                         "WHERE slot_type = 'logical' AND starts_with(slot_name, %s)", (prefix,))
     return dict((r["slot_name"], r["lsn"]) for r in rows)
 
 
@@ -127,7 +120,7 @@ def range_hash(conn, table, columns, rng, version):
     where = validate.range_condition(key, rng) if key else sql.SQL("true")
     query = sql.SQL("SELECT count(*) AS count, sum({h}) AS sum FROM {rel} WHERE {w}").format(
         h=validate.row_hash(columns, version), rel=_rel(table), w=where)
-    row = _all(conn, query)[0]
+    row = db.rows(conn, query)[0]
     return dict(count=int(row["count"]), sum=None if row["sum"] is None else str(row["sum"]))
 
 
@@ -135,7 +128,7 @@ def key_bounds(conn, table, rng):
     k = sql.Identifier(table["key"][0]["name"])
     query = sql.SQL("SELECT min({k})::text AS lo, max({k})::text AS hi FROM {rel} WHERE {w}").format(
         k=k, rel=_rel(table), w=validate.range_condition(table["key"], rng))
-    row = _all(conn, query)[0]
+    row = db.rows(conn, query)[0]
     return (None if row["lo"] is None else int(row["lo"])), (None if row["hi"] is None else int(row["hi"]))
 
 

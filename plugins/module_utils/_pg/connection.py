@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import traceback
 
-from ansible_collections.pgshift.aurora.plugins.module_utils.journal import REDACTED, mask as scrub  # noqa: F401
+from ansible_collections.pgshift.aurora.plugins.module_utils.journal import mask
 
 try:
     import psycopg
@@ -18,6 +18,7 @@ else:
     PSYCOPG_IMPORT_ERROR = None
 
 APPLICATION_NAME = "pgshift.aurora"
+scrub = mask  # every error path masks secrets with the journal's rule
 
 
 def postgres_argument_spec():

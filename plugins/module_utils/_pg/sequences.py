@@ -21,12 +21,12 @@ bound is the column's minimum, and set_to still makes nextval() return required_
 from __future__ import annotations
 
 from ansible_collections.pgshift.aurora.plugins.module_utils.scope import qualified
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import db
 
 try:
     from psycopg import sql
-    from psycopg.rows import dict_row
 except ImportError:  # pragma: no cover - the module reports the missing library
-    sql = dict_row = None
+    sql = None
 
 SYSTEM_SCHEMA_FILTER = (
     "n.nspname NOT IN ('pg_catalog', 'information_schema') "
@@ -38,14 +38,8 @@ VALUE_BATCH = 200
 PLAN_STATUSES = ("ok", "behind", "missing_on_target")
 
 
-def _all(conn, query, params=None):
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)
-        return cur.fetchall()
-
-
 def _sequence_rows(conn, schemas):
-    return _all(
+    return db.rows(
         conn,
         "SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, s.seqincrement AS increment_by, "
         "s.seqmin AS min_value, s.seqmax AS max_value, s.seqcycle AS cycle, s.seqstart AS start_value "
@@ -61,7 +55,7 @@ def _sequence_rows(conn, schemas):
 
 def _column_rows(conn, oids):
     """(sequence oid, table, column) for owned (serial/identity) and nextval() default columns."""
-    return _all(
+    return db.rows(
         conn,
         "WITH uses AS ("
         "  SELECT d.objid AS seq, d.refobjid AS rel, d.refobjsubid::int2 AS attnum FROM pg_depend d "
@@ -93,7 +87,7 @@ def _values(conn, rows):
                 oid=sql.Literal(r["oid"]), seq=sql.Identifier(r["schema"], r["name"]))
             for r in rows[start:start + VALUE_BATCH]
         ]
-        for r in _all(conn, sql.SQL(" UNION ALL ").join(parts)):
+        for r in db.rows(conn, sql.SQL(" UNION ALL ").join(parts)):
             result[r["oid"]] = (r["last_value"], r["is_called"])
     return result
 
@@ -111,7 +105,7 @@ def _column_bounds(conn, col):
     if col["relkind"] == "r":
         rel = sql.SQL("ONLY {}").format(rel)
     query = sql.SQL("SELECT max({c}) AS hi, min({c}) AS lo FROM {rel}").format(c=sql.Identifier(col["column"]), rel=rel)
-    row = _all(conn, query)[0]
+    row = db.rows(conn, query)[0]
     return (None if row["hi"] is None else int(row["hi"])), (None if row["lo"] is None else int(row["lo"]))
 
 

@@ -10,13 +10,12 @@ Relations are named by their OID or by (schema, name), never by a formatted stri
 from __future__ import annotations
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import analyze, scope
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, db
 
 try:
     from psycopg import sql
-    from psycopg.rows import dict_row
 except ImportError:  # pragma: no cover - the module reports the missing library
-    sql = dict_row = None
+    sql = None
 
 TOOL_SCHEMAS = ("pgshift",)  # the migration's own bookkeeping, never the application's
 ANALYZE_ONLY_VERSION = 180000  # ANALYZE ONLY (a parent without its children) exists from PostgreSQL 18
@@ -63,12 +62,6 @@ SELECT current_user AS login,
 """
 
 
-def _all(conn, query, params=None):
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)
-        return cur.fetchall()
-
-
 def statistics(conn, oids, lock_free=False):
     """{oid: {reltuples, heap_bytes, analysed, analysed_at, mod_since_analyze, own_stats, inherited_stats,
     stats_visible, can_analyze, owner}} for these relations (lock_free: see HEAP_BYTES_LOCK_FREE)."""
@@ -77,13 +70,13 @@ def statistics(conn, oids, lock_free=False):
     version = conn.info.server_version
     query = STATISTICS_SQL.format(can_analyze=CAN_ANALYZE_17 if version >= MAINTAIN_VERSION else CAN_ANALYZE_OLD,
                                   heap_bytes=HEAP_BYTES_LOCK_FREE if lock_free else HEAP_BYTES)
-    return dict((r["oid"], r) for r in _all(conn, query, dict(oids=list(oids))))
+    return dict((r["oid"], r) for r in db.rows(conn, query, dict(oids=list(oids))))
 
 
 def login_facts(conn):
     """{login, database_owner, owns_database, has_pg_maintain} of the connected login (for what it may analyse)."""
     maintain = "pg_has_role('pg_maintain', 'USAGE')" if conn.info.server_version >= MAINTAIN_VERSION else "false"
-    return _all(conn, LOGIN_SQL.format(maintain=maintain))[0]
+    return db.rows(conn, LOGIN_SQL.format(maintain=maintain))[0]
 
 
 def read_tables(conn, filters=None, lock_free=False):
@@ -103,8 +96,8 @@ def analyze_statement(schema, name, only):
                                           sql.Identifier(schema, name))
 
 
-def run_analyze(conn, schema, name, only):
-    """ANALYZE one relation; returns the statement as run (its display text)."""
+def run_analyze(conn, schema, name, only, journal):
+    """ANALYZE one relation through the journal (recorded, run unless check mode); returns its text as shown."""
     stmt = analyze_statement(schema, name, only)
-    conn.execute(stmt)
-    return stmt.as_string(conn)
+    journal.run(conn, stmt)
+    return journal.text(stmt, conn)

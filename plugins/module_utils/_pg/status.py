@@ -16,7 +16,7 @@ except ImportError:  # ansible-core before 2.11: validated_params() returns None
     ArgumentSpecValidator = None
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import names, native
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import db, loader
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect, postgres_argument_spec
 
 TARGET = "target_"
@@ -42,12 +42,6 @@ def argument_spec():
     return spec
 
 
-def _rows(conn, query, params=None):
-    cur = conn.execute(query, params)
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
-
-
 class Status:
     """Wiring: read both sides, classify (native.classify_stream), report. `params` are the module's (defaults
     applied)."""
@@ -58,49 +52,49 @@ class Status:
         self.prefix = names.stream_prefix(self.p["migration"])
 
     def read_source(self, conn):
-        head = _rows(conn, "SELECT pg_current_wal_lsn()::text AS lsn, current_database() AS db")[0]
-        pubs = _rows(conn, "SELECT p.pubname, count(r.prrelid)::int AS tables FROM pg_publication p "
-                           "LEFT JOIN pg_publication_rel r ON r.prpubid = p.oid "
-                           "WHERE starts_with(p.pubname, %s) GROUP BY p.pubname", (self.prefix,))
-        slots = _rows(conn, "SELECT slot_name, plugin, database, active, active_pid, confirmed_flush_lsn::text "
-                            "AS confirmed_flush_lsn, restart_lsn::text AS restart_lsn, wal_status, "
-                            "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint AS lag_bytes, "
-                            "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained_bytes "
-                            "FROM pg_replication_slots WHERE slot_type = 'logical' AND starts_with(slot_name, %s)",
-                      (self.prefix,))
-        senders = _rows(conn, "SELECT pid, state, sent_lsn::text AS sent_lsn, replay_lsn::text AS replay_lsn, "
-                              "extract(epoch FROM replay_lag)::float8 AS replay_lag, "
-                              "extract(epoch FROM write_lag)::float8 AS write_lag, "
-                              "extract(epoch FROM flush_lag)::float8 AS flush_lag FROM pg_stat_replication")
-        loading = _rows(conn, "SELECT application_name, count(*)::int AS sessions FROM pg_stat_activity "
-                              "WHERE starts_with(application_name, %s) GROUP BY application_name",
-                        (native.LOAD_APPLICATION_PREFIX,))
+        head = db.rows(conn, "SELECT pg_current_wal_lsn()::text AS lsn, current_database() AS db")[0]
+        pubs = db.rows(conn, "SELECT p.pubname, count(r.prrelid)::int AS tables FROM pg_publication p "
+                             "LEFT JOIN pg_publication_rel r ON r.prpubid = p.oid "
+                             "WHERE starts_with(p.pubname, %s) GROUP BY p.pubname", (self.prefix,))
+        slots = db.rows(conn, "SELECT slot_name, plugin, database, active, active_pid, confirmed_flush_lsn::text "
+                              "AS confirmed_flush_lsn, restart_lsn::text AS restart_lsn, wal_status, "
+                              "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint AS lag_bytes, "
+                              "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained_bytes "
+                              "FROM pg_replication_slots WHERE slot_type = 'logical' AND starts_with(slot_name, %s)",
+                        (self.prefix,))
+        senders = db.rows(conn, "SELECT pid, state, sent_lsn::text AS sent_lsn, replay_lsn::text AS replay_lsn, "
+                                "extract(epoch FROM replay_lag)::float8 AS replay_lag, "
+                                "extract(epoch FROM write_lag)::float8 AS write_lag, "
+                                "extract(epoch FROM flush_lag)::float8 AS flush_lag FROM pg_stat_replication")
+        loading = db.rows(conn, "SELECT application_name, count(*)::int AS sessions FROM pg_stat_activity "
+                                "WHERE starts_with(application_name, %s) GROUP BY application_name",
+                          (native.LOAD_APPLICATION_PREFIX,))
         return dict(lsn=head["lsn"], db=head["db"], pubs=dict((r["pubname"], r) for r in pubs),
                     slots=dict((r["slot_name"], r) for r in slots), senders=dict((r["pid"], r) for r in senders),
                     loading=dict((r["application_name"], r["sessions"]) for r in loading))
 
     def read_target(self, conn):
         version = conn.info.server_version
-        subs = _rows(conn, "SELECT s.oid::int AS oid, s.subname, s.subenabled, s.subslotname FROM pg_subscription s "
-                           "WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                           "AND starts_with(s.subname, %s)", (self.prefix,))
-        workers = _rows(conn, "SELECT w.subname, w.pid, w.relid::int AS relid, w.received_lsn::text AS received_lsn, "
-                              "w.latest_end_lsn::text AS latest_end_lsn, "
-                              "extract(epoch FROM now() - w.last_msg_receipt_time)::float8 AS receipt_age, "
-                              "to_jsonb(w) ->> 'leader_pid' AS leader_pid, to_jsonb(w) ->> 'worker_type' AS worker_type, "
-                              "extract(epoch FROM now() - a.backend_start)::float8 AS worker_age "
-                              "FROM pg_stat_subscription w LEFT JOIN pg_stat_activity a ON a.pid = w.pid "
-                              "WHERE starts_with(w.subname, %s) AND w.pid IS NOT NULL",
-                        (self.prefix,))
+        subs = db.rows(conn, "SELECT s.oid::int AS oid, s.subname, s.subenabled, s.subslotname FROM pg_subscription s "
+                             "WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                             "AND starts_with(s.subname, %s)", (self.prefix,))
+        workers = db.rows(conn, "SELECT w.subname, w.pid, w.relid::int AS relid, w.received_lsn::text AS received_lsn, "
+                                "w.latest_end_lsn::text AS latest_end_lsn, "
+                                "extract(epoch FROM now() - w.last_msg_receipt_time)::float8 AS receipt_age, "
+                                "to_jsonb(w) ->> 'leader_pid' AS leader_pid, to_jsonb(w) ->> 'worker_type' AS worker_type, "
+                                "extract(epoch FROM now() - a.backend_start)::float8 AS worker_age "
+                                "FROM pg_stat_subscription w LEFT JOIN pg_stat_activity a ON a.pid = w.pid "
+                                "WHERE starts_with(w.subname, %s) AND w.pid IS NOT NULL",
+                          (self.prefix,))
         stats = []
         if version >= 150000:
-            stats = _rows(conn, "SELECT subname, apply_error_count, sync_error_count FROM pg_stat_subscription_stats "
-                                "WHERE starts_with(subname, %s)", (self.prefix,))
-        rels = _rows(conn, "SELECT s.subname, n.nspname, c.relname, r.srsubstate::text AS srsubstate, "
-                           "r.srsublsn::text AS srsublsn FROM pg_subscription_rel r "
-                           "JOIN pg_subscription s ON s.oid = r.srsubid JOIN pg_class c ON c.oid = r.srrelid "
-                           "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE starts_with(s.subname, %s) "
-                           "ORDER BY 2, 3", (self.prefix,))
+            stats = db.rows(conn, "SELECT subname, apply_error_count, sync_error_count FROM pg_stat_subscription_stats "
+                                  "WHERE starts_with(subname, %s)", (self.prefix,))
+        rels = db.rows(conn, "SELECT s.subname, n.nspname, c.relname, r.srsubstate::text AS srsubstate, "
+                             "r.srsublsn::text AS srsublsn FROM pg_subscription_rel r "
+                             "JOIN pg_subscription s ON s.oid = r.srsubid JOIN pg_class c ON c.oid = r.srrelid "
+                             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE starts_with(s.subname, %s) "
+                             "ORDER BY 2, 3", (self.prefix,))
         now = conn.execute("SELECT extract(epoch FROM now())::float8").fetchone()[0]
         progress = loader.read_progress(conn, prefix=self.prefix)
         keys = {}
@@ -109,7 +103,7 @@ class Status:
             per_table[key["table"]] = per_table.get(key["table"], 0) + 1
         builds = {}
         if keys:  # the keys being built again after the copy, as pg_stat_progress_create_index shows them
-            for b in _rows(conn, INDEX_BUILDS_SQL):
+            for b in db.rows(conn, INDEX_BUILDS_SQL):
                 builds[native.qualified(b.pop("nspname"), b.pop("relname"))] = b
         apply_workers = {}
         for w in workers:
@@ -227,7 +221,7 @@ class Status:
         src = self.read_source(src_conn)
         tgt = self.read_target(tgt_conn)
         found = names.stream_names(list(src["pubs"]) + list(src["slots"]) + list(tgt["subs"]) +
-                                    [u["stream"] for u in tgt["progress"]], self.p["migration"])
+                                   [u["stream"] for u in tgt["progress"]], self.p["migration"])
         streams = [self.stream(name, src, tgt) for name in found]
         return dict(
             streams=streams, totals=native.totals(streams), source_lsn=src["lsn"],

@@ -18,6 +18,7 @@ import threading
 import time
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import analyze, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils.journal import Journal
 from ansible_collections.pgshift.aurora.plugins.module_utils.progress import ProgressFile
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import stats, tools
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
@@ -71,10 +72,15 @@ class Analyze:
             self.source = dict((k, params[SOURCE + k]) for k in postgres_argument_spec())
         self.secrets = [params.get("login_password"), params.get(SOURCE + "login_password")]
         self.filters = scope.filters_from(params)
-        self.queries, self.commands, self.warnings = [], [], []
+        self.journal = Journal(check_mode, [s for s in self.secrets if s])
+        self.commands, self.warnings = [], []
         self.progress = ProgressFile(params.get("progress_file"))
         self.started = time.monotonic()
         self.tools = {}
+
+    @property
+    def queries(self):
+        return self.journal.queries
 
     def scrub(self, text):
         return scrub(text, self.secrets)
@@ -137,7 +143,7 @@ class Analyze:
         items = analyze.sequential_order(analyze.work_items(to_analyse, version))
         if self.check_mode:
             for item in items:
-                self.queries.append(stats.analyze_statement(item["schema"], item["name"], item["only"]).as_string(None))
+                stats.run_analyze(None, item["schema"], item["name"], item["only"], self.journal)
                 results[item["oid"]] = dict(self.entry(item, "would_analyze"), only=item["only"], covers=item["covers"])
         elif items:
             results.update(self.analyse(items, done_before=len(results), total=len(results) + len(items)))
@@ -208,7 +214,7 @@ class Analyze:
                 report(force=True)
                 t0 = time.monotonic()
                 try:
-                    text = stats.run_analyze(conn, item["schema"], item["name"], item["only"])
+                    text = stats.run_analyze(conn, item["schema"], item["name"], item["only"], self.journal)
                     entry = dict(self.entry(item, "analyzed", seconds=round(time.monotonic() - t0, 3)),
                                  statement=text, covers=item["covers"], only=item["only"])
                 except Exception as exc:  # this table failed; the others go on
@@ -224,8 +230,6 @@ class Analyze:
                     state["current"].remove(item["table"])
                     state["results"][item["oid"]] = entry
                     state["done"] += 1
-                    if entry.get("statement"):
-                        self.queries.append(entry["statement"])
                     cond.notify_all()
                 report()
                 if conn is None:

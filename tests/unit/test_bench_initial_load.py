@@ -1,0 +1,105 @@
+"""bench/initial_load's pure parts: the rotated order, median and spread, the checks a run must pass, the ratios,
+and the /proc parsing of the memory sampler. No database, no lab, no clock."""
+
+import os
+import sys
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench")
+sys.path.insert(0, os.path.join(BENCH, "initial_load"))
+
+import procmem  # noqa: E402
+import summary  # noqa: E402
+
+TOOLS = ["a", "b", "c"]
+
+
+def test_rotation_puts_every_tool_once_in_every_position():
+    rounds = [summary.rotation(TOOLS, r) for r in range(3)]
+    assert rounds == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
+    for position in range(3):
+        assert sorted(r[position] for r in rounds) == TOOLS
+    assert summary.rotation(TOOLS, 4) == ["b", "c", "a"]
+    assert summary.rotation([], 2) == []
+
+
+def test_spread_of_seconds():
+    s = summary.spread([10.0, 12.0, 11.0, 20.0, None])
+    assert s == dict(n=4, median=11.5, min=10.0, max=20.0, spread=10.0, spread_pct=87.0)
+    assert summary.spread([])["median"] is None
+    assert summary.spread([5.0]) == dict(n=1, median=5.0, min=5.0, max=5.0, spread=0.0, spread_pct=0.0)
+
+
+def good_check(**over):
+    check = dict(tool_success=True, mismatches=[],
+                 schema_objects=dict(indexes=dict(source=46, target=46), foreign_keys=dict(source=16, target=16),
+                                     triggers=dict(source=3, target=3)),
+                 foreign_keys_not_validated_target=0, tables_without_statistics=[],
+                 partitioned_without_statistics=["public.shipments"],
+                 materialized_views=dict(populated=1, total=1))
+    check.update(over)
+    return check
+
+
+def test_a_run_with_the_same_end_state_passes():
+    assert summary.check_failures(good_check()) == []
+
+
+def test_an_unlogged_table_left_empty_does_not_fail_a_run():
+    check = good_check(mismatches=[dict(table="public.session_cache", source=200, target=0, unlogged=True)])
+    assert summary.check_failures(check) == []
+
+
+@pytest.mark.parametrize("over, expected", [
+    (dict(tool_success=False, tool_error="pgcopydb clone exited with 12"),
+     "tool failed: pgcopydb clone exited with 12"),
+    (dict(mismatches=[dict(table="public.parcels", source=10, target=None, unlogged=False)]),
+     "rows differ on 1 table(s) (source/target): public.parcels 10/None"),
+    (dict(schema_objects=dict(indexes=dict(source=46, target=45))), "indexes: 46 on the source, 45 on the target"),
+    (dict(foreign_keys_not_validated_target=2), "2 foreign key(s) not validated on the target"),
+    (dict(tables_without_statistics=["public.parcels"]),
+     "1 table(s) with rows but no planner statistics: public.parcels"),
+    (dict(materialized_views=dict(populated=0, total=1)), "materialized views populated: 0 of 1"),
+])
+def test_each_failed_check_marks_the_run_failed(over, expected):
+    assert summary.check_failures(good_check(**over)) == [expected]
+
+
+def test_a_failed_run_is_not_timed_into_the_median():
+    runs = [dict(ok=True, seconds=10.0, memory=dict(peak_tree_rss_mb=100.0, peak_process_rss_mb=60.0)),
+            dict(ok=False, seconds=1.0, failures=["indexes: 46 on the source, 0 on the target"],
+                 memory=dict(peak_tree_rss_mb=5.0, peak_process_rss_mb=5.0)),
+            dict(ok=True, seconds=14.0, memory=dict(peak_tree_rss_mb=120.0, peak_process_rss_mb=70.0))]
+    s = summary.summarize(runs)
+    assert (s["runs"], s["passed"], s["failed"]) == (3, 2, 1)
+    assert s["seconds"]["median"] == 12.0 and s["seconds"]["min"] == 10.0
+    assert s["peak_tree_rss_mb"]["max"] == 120.0
+    assert s["failures"] == ["indexes: 46 on the source, 0 on the target"]
+
+
+def test_ratios_of_medians_and_none_without_a_passing_run():
+    tools = dict(pgshift_modules=summary.summarize([dict(ok=True, seconds=9.0)]),
+                 pgcopydb=summary.summarize([dict(ok=True, seconds=10.0)]),
+                 pg_dump_restore=summary.summarize([dict(ok=False, seconds=3.0)]))
+    assert summary.ratios(tools) == dict(pgshift_modules_over_pgcopydb=0.9, pgshift_modules_over_pg_dump_restore=None)
+
+
+def test_descendants_of_a_process_tree():
+    parents = {10: 1, 11: 10, 12: 11, 13: 10, 20: 1, 21: 20}
+    assert procmem.descendants(parents, 10) == {11, 12, 13}
+    assert procmem.descendants(parents, 99) == set()
+
+
+def test_proc_parsing():
+    assert procmem.parse_stat("4242 (ansible-playbook (x)) S 4200 4242 1 0") == (4242, "ansible-playbook (x)", 4200)
+    text = "Name:\tpython\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n"
+    assert procmem.parse_status_kb(text, "VmRSS", "VmHWM") == dict(VmRSS=102400, VmHWM=204800)
+    assert procmem.parse_status_kb("Name:\tkthreadd\n", "VmRSS") == dict(VmRSS=0)
+
+
+def test_a_tool_error_is_one_line_of_bounded_length():
+    failures = summary.check_failures(good_check(tool_success=False, tool_error="first line\n  second\tline " + "x" * 900))
+    assert len(failures) == 1 and "\n" not in failures[0]
+    assert failures[0].startswith("tool failed: first line second line xxx") and failures[0].endswith(" ...")
+    assert len(failures[0]) < 450
