@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The blue/green cutover as a step machine (pure: no database, no network, no clock of its own).
 
-The module (aurora_cutover) gives the machine one callable per step and a clock; the machine
+The runbook (runners/cutover.py, for aurora_cutover) gives the machine one callable per step and a clock; the machine
 runs them in order, times and records each (the timeline), applies the gates, keeps the pause
 budget (``freeze_timeout``) and, when anything before the switch fails or runs over budget,
 undoes what was done (in reverse order) so the old side serves as before.
@@ -150,7 +150,7 @@ def hook_names():
 
 
 # ----------------------------------------------------------------------------------------------
-# Gates (pure decisions on what the module observed)
+# Gates (pure decisions on what the runner observed)
 # ----------------------------------------------------------------------------------------------
 
 def stream_gate(streams, max_lag_bytes, max_lag_seconds, engine="native"):

@@ -429,29 +429,6 @@ def column_problems(table, source_columns, target_columns):
 
 
 # ----------------------------------------------------------------------------------------------
-# Subscription
-# ----------------------------------------------------------------------------------------------
-
-def _conninfo_value(value):
-    text = str(value)
-    if text and not re.search(r"[\s'\\]", text):
-        return text
-    return "'%s'" % text.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def subscription_conninfo(host, port, dbname, user, password=None, sslmode=None, sslrootcert=None, mask=False):
-    """The libpq connection string the subscriber uses to reach the source (password masked when asked)."""
-    parts = [("host", host), ("port", port), ("dbname", dbname), ("user", user)]
-    if password:
-        parts.append(("password", "********" if mask else password))
-    if sslmode:
-        parts.append(("sslmode", sslmode))
-    if sslrootcert:
-        parts.append(("sslrootcert", sslrootcert))
-    return " ".join("%s=%s" % (k, _conninfo_value(v)) for k, v in parts if v is not None and v != "")
-
-
-# ----------------------------------------------------------------------------------------------
 # Deciding what to do (resumability)
 # ----------------------------------------------------------------------------------------------
 

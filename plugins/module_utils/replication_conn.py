@@ -18,6 +18,8 @@ one); what it leaves out defaults to what works on RDS and Aurora out of the box
 
 from __future__ import annotations
 
+import re
+
 TLS_MODES = ("require", "verify-ca", "verify-full")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _STRENGTH = dict((m, i) for i, m in enumerate(SSL_MODES))
@@ -57,3 +59,23 @@ def peer_connection(db_vars, name="this database"):
             "server reads it (a path on that server, not on the controller; from PostgreSQL 16 also 'system' for "
             "the server's own CA store), or set db_replication_sslmode: require" % (name, mode))
     return dict(host=host, port=port, sslmode=mode, sslrootcert=root)
+
+
+def _conninfo_value(value):
+    text = str(value)
+    if text and not re.search(r"[\s'\\]", text):
+        return text
+    return "'%s'" % text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def subscription_conninfo(host, port, dbname, user, password=None, sslmode=None, sslrootcert=None, mask=False):
+    """The libpq connection string a subscriber server uses to reach the publisher (its password masked when
+    asked); host, port, sslmode and sslrootcert as peer_connection() gives them."""
+    parts = [("host", host), ("port", port), ("dbname", dbname), ("user", user)]
+    if password:
+        parts.append(("password", "********" if mask else password))
+    if sslmode:
+        parts.append(("sslmode", sslmode))
+    if sslrootcert:
+        parts.append(("sslrootcert", sslrootcert))
+    return " ".join("%s=%s" % (k, _conninfo_value(v)) for k, v in parts if v is not None and v != "")

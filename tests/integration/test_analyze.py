@@ -15,7 +15,7 @@ import re
 from psycopg import sql
 
 import test_exit_codes
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import replication_conn
 from modrunner import run_module
 from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, ca_cert, wait_for
 
@@ -265,8 +265,8 @@ def forward_stream(source_cluster, target_cluster, new_db, migration):
     with source_cluster.connect(sdb) as conn:
         conn.execute(sql.SQL('CREATE PUBLICATION {} FOR TABLE public.parcels, "Shipping Ops"."order", '
                              'public.empty_table').format(sql.Identifier(stream)))
-    conninfo = native.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
-                                            "verify-full", ca_cert())
+    conninfo = replication_conn.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
+                                                      "verify-full", ca_cert())
     with target_cluster.master_connect(tdb) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
             sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))
@@ -415,8 +415,8 @@ def test_cutover_playbook_check_is_no_go_without_statistics_and_goes_on_with_the
     stream = "pgshift_%s_s1" % env.migration
     env.source.execute(env.sdb, sql.SQL('CREATE PUBLICATION {} FOR TABLE public.parcels, "Shipping Ops"."order"')
                        .format(sql.Identifier(stream)))
-    conninfo = native.subscription_conninfo("127.0.0.1", env.source.port, env.sdb, MASTER_USER, MASTER_PASSWORD,
-                                            "verify-full", ca_cert())
+    conninfo = replication_conn.subscription_conninfo("127.0.0.1", env.source.port, env.sdb, MASTER_USER, MASTER_PASSWORD,
+                                                      "verify-full", ca_cert())
     with env.target.master_connect(env.tdb) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
             sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))

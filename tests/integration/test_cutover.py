@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import replication_conn
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as freeze_db
 from modrunner import run_module
 from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, _as_postgres, ca_cert, free_port, wait_for
@@ -162,8 +162,8 @@ def pair(source_cluster, target_cluster, new_db, new_role):
     stream = "pgshift_%s_s1" % migration
     with source_cluster.connect(sdb) as conn:
         conn.execute("CREATE PUBLICATION %s FOR TABLE public.accounts, public.ledger, public.audit" % stream)
-    conninfo = native.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
-                                            "verify-full", ca_cert())
+    conninfo = replication_conn.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
+                                                      "verify-full", ca_cert())
     with target_cluster.master_connect(sdb) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
             sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))
@@ -580,7 +580,7 @@ def test_check_mode_and_a_role_without_password_on_the_target(pair):
     writer = start_writer(env, 6)
     result = cutover(env, app_role_secrets={env["app"]: APP_PASSWORD})
     assert not result.get("failed"), result.get("msg")
-    assert "ALTER ROLE %s PASSWORD '********'" % env["app"] in result["queries"]
+    assert "ALTER ROLE \"%s\" PASSWORD '********'" % env["app"] in result["queries"]
     assert APP_PASSWORD not in json.dumps(result)
     # the role logs in on the target with its password (TLS, as every role but the operator)
     with psycopg.connect(host="127.0.0.1", port=tgt.port, dbname=db, user=env["app"], password=APP_PASSWORD,
@@ -600,7 +600,9 @@ def test_check_mode_and_a_role_without_password_on_the_target(pair):
 
 def test_finishing_and_verify_statements_take_hard_names_as_separate_parts(source_cluster, target_cluster, new_db):
     from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
+    from ansible_collections.pgshift.aurora.plugins.module_utils.journal import Journal
 
+    journal = Journal()
     ops, archive = "Shipping Ops", 'eu.west "archive"'
     order, lines, dotted = (ops, "order"), (ops, "Order Lines"), ("eu", "west.order")
     ident = sql.Identifier
@@ -641,8 +643,8 @@ def test_finishing_and_verify_statements_take_hard_names_as_separate_parts(sourc
 
     with source_cluster.master_connect(old_db) as old, target_cluster.master_connect(new_db_) as new:
         assert db.matviews(new) == [(archive, "Order Totals")]
-        shown = db.refresh_matview(new, archive, "Order Totals")
-        assert shown == 'REFRESH MATERIALIZED VIEW "eu.west ""archive"""."Order Totals"'
+        db.refresh_matview(new, archive, "Order Totals", journal)
+        assert journal.queries[-1] == 'REFRESH MATERIALIZED VIEW "eu.west ""archive"""."Order Totals"'
         assert new.execute(sql.SQL("SELECT {} FROM {}").format(ident("Order Count"), ident(archive, "Order Totals"))
                            ).fetchone()[0] == 40
 
@@ -650,9 +652,11 @@ def test_finishing_and_verify_statements_take_hard_names_as_separate_parts(sourc
                                                     db.foreign_keys(new))
         assert trig == [(ops, "order", "audit order", "A")]
         assert validate == [(ops, "Order Lines", "lines of order")] and missing == []
-        assert db.set_trigger(new, *trig[0]) == \
+        db.set_trigger(new, *trig[0], journal)
+        assert journal.queries[-1] == \
             'ALTER TABLE "Shipping Ops"."order" ENABLE ALWAYS TRIGGER "audit order"'
-        assert db.validate_fk(new, *validate[0]) == \
+        db.validate_fk(new, *validate[0], journal)
+        assert journal.queries[-1] == \
             'ALTER TABLE "Shipping Ops"."Order Lines" VALIDATE CONSTRAINT "lines of order"'
         assert db.finishing_diff(db.triggers(old), db.triggers(new), db.foreign_keys(old), db.foreign_keys(new)) \
             == ([], [], [])

@@ -28,7 +28,7 @@ import pytest
 from psycopg import sql
 
 import test_cutover as base
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import replication_conn
 from modrunner import COLLECTIONS, REPO, run_module
 from pgcluster import MASTER_PASSWORD, MASTER_USER, ca_cert, wait_for
 
@@ -68,8 +68,8 @@ def pair(source_cluster, target_cluster, new_db, new_role):
     stream = "pgshift_%s_s1" % migration
     with source_cluster.connect(sdb) as conn:
         conn.execute("CREATE PUBLICATION %s FOR TABLE %s" % (stream, ", ".join(TABLES)))
-    conninfo = native.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
-                                            "verify-full", ca_cert())
+    conninfo = replication_conn.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
+                                                      "verify-full", ca_cert())
     with target_cluster.master_connect(sdb) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
             sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))
@@ -396,6 +396,7 @@ def test_playbook_recover_undoes_a_dead_runs_freeze(source_cluster, target_clust
     import yaml
 
     from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
+    from ansible_collections.pgshift.aurora.plugins.module_utils.journal import Journal
     from modrunner import run_playbook
 
     migration, app = new_role("pbrec"), new_role("pbrecapp")
@@ -405,7 +406,7 @@ def test_playbook_recover_undoes_a_dead_runs_freeze(source_cluster, target_clust
             c.execute("CREATE ROLE %s LOGIN" % app)
     try:
         with source_cluster.master_connect(sdb) as c:
-            db.ensure_journal(c)
+            db.ensure_journal(c, Journal())
             c.execute("ALTER ROLE %s IN DATABASE %s SET default_transaction_read_only = on" % (app, sdb))
             c.execute("INSERT INTO pgshift.freeze_journal (migration, run_id, direction, side, method, done, restore, "
                       "owner_pid, owner_started) VALUES (%s, 'deadrun', 'forward', 'source', 'read_only', %s, %s, "

@@ -136,7 +136,8 @@ def test_the_rehearsal_proves_the_way_back_and_the_cutover_then_goes(way):
     assert proof["seen_by_target"]["user"] == env["mig"] and proof["seen_by_target"]["ssl"] is True
     assert proof["seen_by_target"]["state"] == "streaming" and proof["tables"] == 3
     assert "## The way back" in report(env, "rehearsal.md")
-    assert "password=********" in " ".join(q for q in result["queries"] if "CREATE SUBSCRIPTION" in q)
+    created = " ".join(q for q in result["queries"] if "CREATE SUBSCRIPTION" in q)
+    assert "password=" in created and "********" in created and "it-return mig" not in created
     # nothing left behind: no subscription on the source, no slot (nor publication) on the target
     assert leftovers(env) == NOTHING
     assert tgt.query("postgres", "SELECT count(*) FROM pg_replication_slots")[0][0] == 0
@@ -301,7 +302,7 @@ def test_playbooks_rehearsal_then_cutover_then_resume_reverse(source_cluster, ta
                                                               tmp_path):
     import yaml
 
-    from ansible_collections.pgshift.aurora.plugins.module_utils import native
+    from ansible_collections.pgshift.aurora.plugins.module_utils import replication_conn
     from modrunner import run_playbook
     from pgcluster import MASTER_PASSWORD, MASTER_USER
 
@@ -315,8 +316,8 @@ def test_playbooks_rehearsal_then_cutover_then_resume_reverse(source_cluster, ta
     target_cluster.execute(tdb, schema)
     stream = "pgshift_%s_s1" % migration
     source_cluster.execute(sdb, "CREATE PUBLICATION %s FOR TABLE public.accounts" % stream)
-    conninfo = native.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
-                                            "verify-full", ca_cert())
+    conninfo = replication_conn.subscription_conninfo("127.0.0.1", source_cluster.port, sdb, MASTER_USER, MASTER_PASSWORD,
+                                                      "verify-full", ca_cert())
     with target_cluster.master_connect(tdb) as conn:
         conn.execute("CREATE SUBSCRIPTION %s CONNECTION '%s' PUBLICATION %s" % (
             stream, conninfo.replace("'", "''"), stream))

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from psycopg import sql
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import replication_conn
 from modrunner import run_module, run_playbook
 from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, ca_cert, wait_for
 
@@ -152,8 +152,8 @@ def replicating(dbs):
                                  "INSERT INTO public.notes SELECT g, 'note ' || g FROM generate_series(1, 30) g"])
     stream = "pgshift_%s_s1" % env.migration
     env.source.execute(env.sdb, "CREATE PUBLICATION %s FOR TABLE public.accounts, public.notes" % stream)
-    conninfo = native.subscription_conninfo("127.0.0.1", env.source.port, env.sdb, MASTER_USER, MASTER_PASSWORD,
-                                            "verify-full", ca_cert())
+    conninfo = replication_conn.subscription_conninfo("127.0.0.1", env.source.port, env.sdb, MASTER_USER, MASTER_PASSWORD,
+                                                      "verify-full", ca_cert())
     with env.target.master_connect(env.tdb) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
             sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))

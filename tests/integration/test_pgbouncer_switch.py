@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import replication_conn
 from modrunner import run_module
 from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, ca_cert, free_port, wait_for
 from test_cutover import PgBouncer, drop_streams
@@ -143,8 +143,8 @@ def setup(request, source_cluster, target_cluster, new_db, new_role):
     with src.connect(sdb) as conn:
         conn.execute("INSERT INTO public.ticks (n) SELECT -g FROM generate_series(1, 10) g")  # not the writer's
         conn.execute("CREATE PUBLICATION %s FOR TABLE public.ticks" % stream)
-    conninfo = native.subscription_conninfo("127.0.0.1", src.port, sdb, MASTER_USER, MASTER_PASSWORD,
-                                            "verify-full", ca_cert())
+    conninfo = replication_conn.subscription_conninfo("127.0.0.1", src.port, sdb, MASTER_USER, MASTER_PASSWORD,
+                                                      "verify-full", ca_cert())
     with tgt.master_connect(sdb) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {}").format(
             sql.Identifier(stream), sql.Literal(conninfo), sql.Identifier(stream)))

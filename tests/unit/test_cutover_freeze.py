@@ -8,7 +8,7 @@ import datetime
 import psycopg
 import pytest
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import cutover
+from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, journal
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
 from ansible_collections.pgshift.aurora.plugins.module_utils.runners import freeze as runner
 
@@ -316,18 +316,17 @@ class World:
     def open_freezes(self, conn, migration):
         return [e for e in self.entries.get(conn, []) if not e.get("closed")]
 
-    def close(self, conn, entry_id, outcome, note=""):
+    def close(self, conn, entry_id, outcome, journal, note=""):
         self.closed.append((conn, entry_id, outcome))
 
-    def set_role(self, conn, role, database, value):
+    def set_role(self, conn, role, database, value, journal):
         self.statements.append((conn, role, database, value))
-        return "ALTER ROLE %s IN DATABASE %s %s" % (role, database, "RESET" if value is None else "SET " + value)
 
-    def terminate(self, conn, roles, database, since=None):
+    def terminate(self, conn, roles, journal, database, since=None):
         self.ended.append((conn, tuple(roles), database, since))
         return [11], []
 
-    def console(self, coords):
+    def at(self, coords):
         world = self
 
         class Console:
@@ -344,8 +343,9 @@ def freezer(world, clock=None, **params):
              unfreeze_command=None)
     p.update(params)
     clock = clock or Clock()
-    return runner.Freeze(lambda side: side, lambda text: None, lambda cmd, what: dict(command=cmd), world.console, p,
-                         "new-run", "source", clock=clock, sleep=clock.advance)
+    return runner.freeze_for(p["freeze_method"], lambda side: side, journal.Journal(),
+                             lambda cmd, what: dict(command=cmd), world, p, "new-run", "source", clock=clock,
+                             sleep=clock.advance)
 
 
 def test_recover_undoes_a_dead_runs_freezes_on_both_sides(monkeypatch):

@@ -69,8 +69,8 @@ def test_note_and_scrub_mask():
 @pytest.mark.parametrize("secret", ["mig-secret-9f3", "it master \\ ' \" $ % secret", "p w'\\x", "pa\\ss"])
 def test_a_password_inside_a_subscription_conninfo_is_masked(secret):
     """A conninfo value inside an SQL literal: psycopg renders E'...' (backslashes doubled) when it holds one."""
-    from ansible_collections.pgshift.aurora.plugins.module_utils import native
-    conninfo = native.subscription_conninfo("h", 5432, "d", "u", secret, "require")
+    from ansible_collections.pgshift.aurora.plugins.module_utils import replication_conn
+    conninfo = replication_conn.subscription_conninfo("h", 5432, "d", "u", secret, "require")
     j = journal.Journal(check_mode=True, secrets=[secret])
     j.run(None, sql.SQL("CREATE SUBSCRIPTION s CONNECTION {} PUBLICATION s").format(sql.Literal(conninfo)))
     shown = j.queries[0]

@@ -208,18 +208,6 @@ def test_column_problems():
 
 
 # --------------------------------------------------------------------------------------------
-# Subscription
-# --------------------------------------------------------------------------------------------
-
-def test_conninfo_quotes_and_masks():
-    info = native.subscription_conninfo("db.example", 5432, "app", "pgshift", "p w'\\x", "require")
-    assert info == "host=db.example port=5432 dbname=app user=pgshift password='p w\\'\\\\x' sslmode=require"
-    masked = native.subscription_conninfo("db.example", 5432, "app", "pgshift", "secret", mask=True)
-    assert "secret" not in masked and "password=********" in masked
-    assert "password" not in native.subscription_conninfo("h", 1, "d", "u")
-
-
-# --------------------------------------------------------------------------------------------
 # The resume decision
 # --------------------------------------------------------------------------------------------
 

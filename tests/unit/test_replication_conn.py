@@ -44,3 +44,14 @@ def test_bad_values_are_named():
         peer_connection(dict(db_host="h", db_replication_sslmode="strict"))
     with pytest.raises(ReplicationConnError, match="no db_host"):
         peer_connection(dict(), "lab-target")
+
+
+def test_conninfo_quotes_and_masks():
+    from ansible_collections.pgshift.aurora.plugins.module_utils.replication_conn import subscription_conninfo
+
+    info = subscription_conninfo("db.example", 5432, "app", "pgshift", "p w'\\x", "require")
+    assert info == "host=db.example port=5432 dbname=app user=pgshift password='p w\\'\\\\x' sslmode=require"
+    masked = subscription_conninfo("db.example", 5432, "app", "pgshift", "secret", mask=True)
+    assert "secret" not in masked and "password=********" in masked
+    assert "password" not in subscription_conninfo("h", 1, "d", "u")
+    assert subscription_conninfo("h", 1, "d", "u", sslrootcert="/srv/ca.crt").endswith("sslrootcert=/srv/ca.crt")

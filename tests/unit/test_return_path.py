@@ -7,7 +7,7 @@ import datetime
 
 import pytest
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import cutover
+from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, journal
 from ansible_collections.pgshift.aurora.plugins.module_utils.runners import return_path
 
 NOW = datetime.datetime(2026, 3, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
@@ -259,7 +259,7 @@ def test_reports_say_how_the_way_back_was_proven():
 # --- the runner, on fakes of the catalog reads ------------------------------------------------
 
 class FakeDb:
-    """Stands in for _pg/freeze.py: a subscription appears when created, its sender after `start` checks."""
+    """Stands in for _pg/replication.py: a subscription appears when created, its sender after `start` checks."""
 
     def __init__(self, start=2, fail_create=None):
         self.start = start
@@ -268,8 +268,8 @@ class FakeDb:
         self.created = False
         self.executed = []
 
-    def create_subscription(self, conn, name, conninfo, publication, origin_none):
-        return FakeStmt(conninfo)
+    def create_subscription(self, conn, name, conninfo, origin_none=False, journal=None):
+        journal.run(conn, FakeStmt(conninfo))
 
     def publication_tables(self, conn, names):
         return [("public", "a"), ("public", "b")]
@@ -297,7 +297,7 @@ class FakeConn:
     def __init__(self, db):
         self.db = db
 
-    def execute(self, stmt):
+    def execute(self, stmt, params=None):
         if self.db.fail_create:
             raise self.db.fail_create
         self.db.executed.append(stmt.conninfo)
@@ -305,14 +305,15 @@ class FakeConn:
 
 
 def runner(monkeypatch, db, timeout=5.0):
-    monkeypatch.setattr(return_path, "db", db)
+    monkeypatch.setattr(return_path, "replication", db)
     clock = Clock()
-    shown = []
+    jr = journal.Journal()
+    shown = jr.queries
 
     def sleep(seconds):
         clock.now += seconds
     conn = cutover.return_path_connection("pgshift", "127.0.0.1", 5433, "app", "verify-full", "/srv/ca.crt")
-    return return_path.ReturnPath(FakeConn(db), FakeConn(db), "pgshift_m_r1", conn, "s3cret 'pw'", shown.append,
+    return return_path.ReturnPath(FakeConn(db), FakeConn(db), "pgshift_m_r1", conn, "s3cret 'pw'", jr,
                                   timeout=timeout, clock=clock, sleep=sleep), shown
 
 
@@ -339,7 +340,8 @@ def test_establish_says_what_the_source_server_could_not_do(monkeypatch):
     assert text.startswith("the source server could not subscribe to the target's return slot pgshift_m_r1 as "
                            "pgshift@127.0.0.1:5433/app (sslmode verify-full, sslrootcert /srv/ca.crt): could not")
     assert "failed: FATAL: password authentication failed" in text and "\n" not in text
-    assert shown == []
+    # the journal shows the statement tried (as every statement: recorded, then run), its password masked
+    assert len(shown) == 1 and "s3cret" not in shown[0] and "password='********'" in shown[0]
 
 
 def test_establish_gives_up_after_the_timeout_with_the_problems(monkeypatch):
@@ -356,7 +358,7 @@ def test_the_wait_for_the_return_stream_says_what_it_lacks_and_how_long_it_may_s
 
     clock = [0.0]
     seen = []
-    runner = return_path.ReturnPath(None, None, "pgshift_m_r1", {}, "pw", lambda text: None, timeout=1.0,
+    runner = return_path.ReturnPath(None, None, "pgshift_m_r1", {}, "pw", journal.Journal(), timeout=1.0,
                                     clock=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s),
                                     on_wait=lambda problems, left: seen.append((problems, round(left, 3))))
     answers = iter([(False, ["no apply worker"], {}, 2), (False, ["no WAL sender"], {}, 2), (True, [], {}, 2)])

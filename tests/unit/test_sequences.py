@@ -152,7 +152,7 @@ def test_sides_are_matched_on_schema_and_name_not_on_a_display_string():
 
 
 def test_setval_shown_as_a_statement_a_person_can_run():
-    assert freeze.setval_display("Shipping Ops", "Order No.", 1099) == \
+    assert freeze.setval_sql("Shipping Ops", "Order No.", 1099).as_string(None) == \
         "SELECT setval('\"Shipping Ops\".\"Order No.\"', 1099, true)"
-    assert freeze.setval_display('eu.west "archive"', "it's", -5) == \
+    assert freeze.setval_sql('eu.west "archive"', "it's", -5).as_string(None) == \
         "SELECT setval('\"eu.west \"\"archive\"\"\".\"it''s\"',  -5, true)"  # psycopg writes a negative literal with a space

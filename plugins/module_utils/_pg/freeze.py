@@ -2,15 +2,17 @@
 # Copyright: pgshift.aurora contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The database side of the cutover: the read-only freeze, sessions, the cutover log and marker,
-the return (reverse) stream, sequences, finishing (materialized views, triggers, foreign keys)
-and quick counts. Every statement is built with psycopg.sql; the decisions live in cutover.py.
+the freeze journal, the run lock, the streams' positions, sequences, finishing (materialized views,
+triggers, foreign keys) and quick counts. Every statement is built with psycopg.sql; those that change
+something run through journal.Journal (recorded, secrets masked), reads through _pg/db.py. The
+replication objects (slots, publications, subscriptions) are in _pg/replication.py; the decisions live
+in cutover.py.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 
 try:
     import psycopg
@@ -20,21 +22,10 @@ except ImportError:  # pragma: no cover - reported by the module
     sql = None
 
 from ansible_collections.pgshift.aurora.plugins.module_utils.scope import qualified, quote_ident
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.db import first, one, rows
 
 LOG_SCHEMA = "pgshift"
 LOG_TABLE = "cutover_log"
-
-
-def rows(conn, query, params=None):
-    cur = conn.execute(query, params)
-    if cur.description is None:
-        return []
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
-
-
-def one(conn, query, params=None):
-    return conn.execute(query, params).fetchone()[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -58,7 +49,7 @@ def app_sessions(conn, roles):
                 (list(roles),))
 
 
-def terminate_sessions(conn, roles, database=None, since=None):
+def terminate_sessions(conn, roles, journal, database=None, since=None):
     """End the sessions of the roles in `database` (this connection's by default) and no other, only those
     started at or after `since` when given. Found first, then ended one by one (a WHERE clause may run its
     functions before its filters). Returns (ended pids, [(pid, role, error)] of those that could not be ended:
@@ -70,7 +61,8 @@ def terminate_sessions(conn, roles, database=None, since=None):
     ended, failed = [], []
     for r in found:
         try:
-            if one(conn, "SELECT pg_terminate_backend(%s)", (r["pid"],)):
+            cur = journal.run(conn, sql.SQL("SELECT pg_terminate_backend({})").format(sql.Literal(int(r["pid"]))))
+            if cur is not None and cur.fetchone()[0]:
                 ended.append(r["pid"])
         except psycopg.errors.InsufficientPrivilege as exc:
             failed.append((r["pid"], r["role"], str(exc).strip()))
@@ -102,8 +94,8 @@ def role_settings(conn, roles, database, setting=READ_ONLY):
     return found
 
 
-def set_role_setting(conn, role, database, value, setting=READ_ONLY):
-    """ALTER ROLE role IN DATABASE database SET setting = value (RESET when value is None); the statement."""
+def set_role_setting(conn, role, database, value, journal, setting=READ_ONLY):
+    """ALTER ROLE role IN DATABASE database SET setting = value (RESET when value is None)."""
     if not SETTING_NAME.fullmatch(setting):
         raise ValueError("%r is not a setting name" % setting)
     if value is None:
@@ -112,8 +104,7 @@ def set_role_setting(conn, role, database, value, setting=READ_ONLY):
     else:
         stmt = sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
             sql.Identifier(role), sql.Identifier(database), sql.SQL(setting), sql.Literal(str(value)))
-    conn.execute(stmt)
-    return stmt.as_string(conn)
+    journal.run(conn, stmt)
 
 
 def current_database(conn):
@@ -162,10 +153,11 @@ def role_passwords(conn, roles):
     return dict((r["rolname"], r["rolpassword"]) for r in found)
 
 
-def set_role_password(conn, role, verifier):
-    """ALTER ROLE .. PASSWORD '<verifier>': PostgreSQL stores a SCRAM or md5 verifier as it is."""
-    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier)))
-    return "ALTER ROLE %s PASSWORD '********'" % quote_ident(role)
+def set_role_password(conn, role, verifier, journal):
+    """ALTER ROLE .. PASSWORD '<verifier>': PostgreSQL stores a SCRAM or md5 verifier as it is (a secret of the
+    journal: shown masked)."""
+    journal.add_secret(verifier)
+    journal.run(conn, sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier)))
 
 
 def existing_roles(conn, roles):
@@ -173,33 +165,28 @@ def existing_roles(conn, roles):
     return [r["rolname"] for r in found]
 
 
-def set_read_only(conn, roles, on):
+def set_read_only(conn, roles, on, journal):
     """ALTER ROLE r IN DATABASE <this one> SET default_transaction_read_only = on (or RESET) for each role; when
-    resetting, a read-only setting for every database left by an earlier version is reset too. The statements."""
+    resetting, a read-only setting for every database left by an earlier version is reset too."""
     database = current_database(conn)
     everywhere = role_settings(conn, roles, None) if not on else {}
-    done = []
     for role in roles:
-        done.append(set_role_setting(conn, role, database, "on" if on else None))
+        set_role_setting(conn, role, database, "on" if on else None, journal)
         if everywhere.get(role) == "on":
-            stmt = sql.SQL("ALTER ROLE {} RESET default_transaction_read_only").format(sql.Identifier(role))
-            conn.execute(stmt)
-            done.append(stmt.as_string(conn))
-    return done
+            journal.run(conn, sql.SQL("ALTER ROLE {} RESET default_transaction_read_only").format(sql.Identifier(role)))
 
 
 # ----------------------------------------------------------------------------------------------
 # The cutover log (and the marker row)
 # ----------------------------------------------------------------------------------------------
 
-def ensure_log(conn):
-    ensure_journal(conn)
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(LOG_SCHEMA)))
+def ensure_log(conn, journal):
+    ensure_journal(conn, journal)
     # A uuid key, not a sequence: with DMS the log is replicated, and sequences are not.
-    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
-                         "migration text NOT NULL, "
-                         "run_id text NOT NULL, direction text NOT NULL, event text NOT NULL, detail text, "
-                         "at timestamptz NOT NULL DEFAULT clock_timestamp())").format(
+    journal.run(conn, sql.SQL("CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
+                              "migration text NOT NULL, "
+                              "run_id text NOT NULL, direction text NOT NULL, event text NOT NULL, detail text, "
+                              "at timestamptz NOT NULL DEFAULT clock_timestamp())").format(
         sql.Identifier(LOG_SCHEMA, LOG_TABLE)))
 
 
@@ -207,13 +194,14 @@ def log_exists(conn):
     return bool(one(conn, "SELECT to_regclass(%s) IS NOT NULL", ("%s.%s" % (LOG_SCHEMA, LOG_TABLE),)))
 
 
-def log_event(conn, migration, run_id, direction, event, detail=None):
-    conn.execute(sql.SQL("INSERT INTO {} (migration, run_id, direction, event, detail) VALUES (%s, %s, %s, %s, %s)")
-                 .format(sql.Identifier(LOG_SCHEMA, LOG_TABLE)), (migration, run_id, direction, event, detail))
+def log_event(conn, migration, run_id, direction, event, journal, detail=None):
+    journal.run(conn, sql.SQL("INSERT INTO {} (migration, run_id, direction, event, detail) VALUES (%s, %s, %s, %s, "
+                              "%s)").format(sql.Identifier(LOG_SCHEMA, LOG_TABLE)),
+                (migration, run_id, direction, event, detail))
 
 
-def unlog_event(conn, migration, run_id, event):
-    conn.execute(sql.SQL("DELETE FROM {} WHERE migration = %s AND run_id = %s AND event = %s").format(
+def unlog_event(conn, migration, run_id, event, journal):
+    journal.run(conn, sql.SQL("DELETE FROM {} WHERE migration = %s AND run_id = %s AND event = %s").format(
         sql.Identifier(LOG_SCHEMA, LOG_TABLE)), (migration, run_id, event))
 
 
@@ -228,14 +216,12 @@ def last_switch(conn, migration):
     """The latest 'switched' event of the migration on this side: {direction, at, run_id} or None."""
     if not log_exists(conn):
         return None
-    found = rows(conn, sql.SQL("SELECT direction, run_id, at FROM {} WHERE migration = %s AND event = 'switched' "
-                               "ORDER BY at DESC LIMIT 1").format(sql.Identifier(LOG_SCHEMA, LOG_TABLE)),
-                 (migration,))
-    return found[0] if found else None
+    return first(conn, sql.SQL("SELECT direction, run_id, at FROM {} WHERE migration = %s AND event = 'switched' "
+                               "ORDER BY at DESC LIMIT 1").format(sql.Identifier(LOG_SCHEMA, LOG_TABLE)), (migration,))
 
 
-def drop_log(conn):
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(LOG_SCHEMA, LOG_TABLE)))
+def drop_log(conn, journal):
+    journal.run(conn, sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(LOG_SCHEMA, LOG_TABLE)))
 
 
 def switch_logged(conn, migration, run_id):
@@ -256,14 +242,15 @@ JOURNAL_COLUMNS = ("id::text AS id, migration, run_id, direction, side, method, 
                    "started_at, finished_at, undone_at, outcome, note")
 
 
-def ensure_journal(conn):
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(LOG_SCHEMA)))
+def ensure_journal(conn, journal):
+    journal.run(conn, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(LOG_SCHEMA)))
     # owner_pid/owner_started: the session of the run that froze; while it lives, the freeze is that run's own.
-    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
-                         "migration text NOT NULL, run_id text NOT NULL, direction text NOT NULL, side text NOT NULL, "
-                         "method text NOT NULL, done jsonb NOT NULL, restore jsonb NOT NULL, owner_pid int, "
-                         "owner_started timestamptz, started_at timestamptz NOT NULL DEFAULT clock_timestamp(), "
-                         "finished_at timestamptz, undone_at timestamptz, outcome text, note text)").format(
+    journal.run(conn, sql.SQL("CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
+                              "migration text NOT NULL, run_id text NOT NULL, direction text NOT NULL, "
+                              "side text NOT NULL, method text NOT NULL, done jsonb NOT NULL, restore jsonb NOT NULL, "
+                              "owner_pid int, owner_started timestamptz, started_at timestamptz NOT NULL DEFAULT "
+                              "clock_timestamp(), finished_at timestamptz, undone_at timestamptz, outcome text, "
+                              "note text)").format(
         sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE)))
 
 
@@ -271,14 +258,15 @@ def journal_exists(conn):
     return bool(one(conn, "SELECT to_regclass(%s) IS NOT NULL", ("%s.%s" % (LOG_SCHEMA, JOURNAL_TABLE),)))
 
 
-def journal_freeze(conn, migration, run_id, direction, side, method, done, restore):
+def journal_freeze(conn, migration, run_id, direction, side, method, done, restore, journal):
     """Write the entry (this session is its owner); returns it as open_freezes() reads it."""
-    ensure_journal(conn)
+    ensure_journal(conn, journal)
     query = sql.SQL("INSERT INTO {} (migration, run_id, direction, side, method, done, restore, owner_pid, "
                     "owner_started) SELECT %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, pid, backend_start FROM "
                     "pg_stat_activity WHERE pid = pg_backend_pid() RETURNING " + JOURNAL_COLUMNS).format(
         sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE))
-    return rows(conn, query, (migration, run_id, direction, side, method, json.dumps(done), json.dumps(restore)))[0]
+    cur = journal.run(conn, query, (migration, run_id, direction, side, method, json.dumps(done), json.dumps(restore)))
+    return dict(zip([d.name for d in cur.description], cur.fetchone()))
 
 
 def open_freezes(conn, migration):
@@ -301,15 +289,15 @@ def other_open_freezes(conn, migration):
         sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE)), (migration,))
 
 
-def close_freeze(conn, entry_id, outcome, note=""):
+def close_freeze(conn, entry_id, outcome, journal, note=""):
     """Mark the entry undone ('undone') or finished (any other outcome, e.g. 'switched')."""
     column = "undone_at" if outcome == "undone" else "finished_at"
-    conn.execute(sql.SQL("UPDATE {} SET {} = clock_timestamp(), outcome = %s, note = %s WHERE id = %s::uuid").format(
+    journal.run(conn, sql.SQL("UPDATE {} SET {} = clock_timestamp(), outcome = %s, note = %s WHERE id = %s::uuid").format(
         sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE), sql.Identifier(column)), (outcome, note, entry_id))
 
 
-def drop_journal(conn):
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE)))
+def drop_journal(conn, journal):
+    journal.run(conn, sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(LOG_SCHEMA, JOURNAL_TABLE)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -322,15 +310,13 @@ RUN_LOCK_CLASS = "pgshift.aurora_cutover"
 def try_run_lock(conn, migration):
     """Take the migration's run lock for this session (released when the session ends, so a run whose process
     died holds nothing). Returns None when taken, else the pid of the session that holds it (0 if unknown)."""
-    taken = conn.execute(sql.SQL("SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))"),
-                         (RUN_LOCK_CLASS, migration)).fetchone()[0]
-    if taken:
+    if one(conn, "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))", (RUN_LOCK_CLASS, migration)):
         return None
-    holder = conn.execute(sql.SQL(
+    holder = one(conn, sql.SQL(
         "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-        "AND l.classid = hashtext(%s)::oid AND l.objid = hashtext(%s)::oid"), (RUN_LOCK_CLASS, migration)).fetchone()
-    return holder[0] if holder else 0
+        "AND l.classid = hashtext(%s)::oid AND l.objid = hashtext(%s)::oid"), (RUN_LOCK_CLASS, migration))
+    return holder or 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -422,7 +408,7 @@ class _BoundedCursor:
 
 
 # ----------------------------------------------------------------------------------------------
-# Streams: positions, subscriptions, slots, publications
+# Streams: positions (the slots, publications and subscriptions themselves: _pg/replication.py)
 # ----------------------------------------------------------------------------------------------
 
 def current_lsn(conn):
@@ -434,30 +420,16 @@ def nudge(conn):
     conn.execute("SELECT txid_current()")
 
 
-def slots(conn, names):
-    return dict((r["slot_name"], r) for r in rows(
-        conn, "SELECT slot_name, active, active_pid, confirmed_flush_lsn::text AS confirmed_flush_lsn "
-              "FROM pg_replication_slots WHERE slot_name = ANY(%s)", (list(names),)))
+def senders(conn):
+    """{pid: {pid, state, replay_lag (s)}} of this (publishing) server's WAL senders."""
+    return dict((r["pid"], r) for r in rows(conn, "SELECT pid, state, extract(epoch FROM replay_lag)::float8 AS "
+                                                  "replay_lag FROM pg_stat_replication"))
 
 
-def subscriptions(conn):
-    """{name: {enabled, slot_name, publications}} of this database."""
-    return dict((r["subname"], r) for r in rows(
-        conn, "SELECT subname, subenabled AS enabled, subslotname AS slot_name, subpublications AS publications "
-              "FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"))
-
-
-def publications(conn, prefix):
-    return [r["pubname"] for r in rows(conn, "SELECT pubname FROM pg_publication WHERE starts_with(pubname, %s) "
-                                             "ORDER BY 1", (prefix,))]
-
-
-def publication_tables(conn, names):
-    """The tables listed in the publications (pg_publication_rel), as (schema, name), sorted."""
-    return [(r["nspname"], r["relname"]) for r in rows(
-        conn, "SELECT DISTINCT n.nspname, c.relname FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid "
-              "JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-              "WHERE p.pubname = ANY(%s) ORDER BY 1, 2", (list(names),))]
+def apply_workers(conn):
+    """{subscription name: {subname, pid}} of the apply workers running on this (subscribing) server."""
+    return dict((r["subname"], r) for r in rows(conn, "SELECT subname, pid FROM pg_stat_subscription WHERE relid IS "
+                                                      "NULL AND pid IS NOT NULL"))
 
 
 def replica_identities(conn, tables):
@@ -469,10 +441,8 @@ def replica_identities(conn, tables):
     return dict(((r["nspname"], r["relname"]), r["ident"]) for r in found)
 
 
-def set_replica_identity_full(conn, schema, name):
-    stmt = sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(schema, name))
-    conn.execute(stmt)
-    return stmt.as_string(conn)
+def set_replica_identity_full(conn, schema, name, journal):
+    journal.run(conn, sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(schema, name)))
 
 
 def user_tables(conn):
@@ -483,117 +453,32 @@ def user_tables(conn):
               "'information_schema', 'pgshift') AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1, 2")]
 
 
-def create_publication(conn, name, tables):
-    refs = sql.SQL(", ").join(sql.SQL("ONLY {}").format(sql.Identifier(s, n)) for s, n in tables)
-    stmt = sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(name), refs)
-    conn.execute(stmt)
-    return stmt.as_string(conn)
-
-
-def drop_publication(conn, name):
-    stmt = sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name))
-    conn.execute(stmt)
-    return stmt.as_string(conn)
-
-
-def create_slot(conn, name):
-    """A logical slot (pgoutput) starting at the current WAL position; returns its LSN."""
-    return one(conn, "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (name,))
-
-
-def drop_slot(conn, name, wait=15.0):
-    """Drop a slot once its walsender has gone (terminated after `wait` seconds); False when there was none."""
-    deadline = time.monotonic() + wait
-    while True:
-        found = slots(conn, [name]).get(name)
-        if found is None:
-            return False
-        if not found["active"]:
-            try:
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
-                return True
-            except Exception:  # became active again in between: try again
-                if time.monotonic() > deadline + wait:
-                    raise
-        elif time.monotonic() > deadline:
-            conn.execute("SELECT pg_terminate_backend(%s)", (found["active_pid"],))
-        time.sleep(0.05)
-
-
-def drop_subscription(conn, name):
-    """Disable, detach from its slot and drop (the slot is dropped separately, on the publisher)."""
-    done = []
-    for clause in ("DISABLE", "SET (slot_name = NONE)"):
-        stmt = sql.SQL("ALTER SUBSCRIPTION {} " + clause).format(sql.Identifier(name))
-        conn.execute(stmt)
-        done.append(stmt.as_string(conn))
-    stmt = sql.SQL("DROP SUBSCRIPTION IF EXISTS {}").format(sql.Identifier(name))
-    conn.execute(stmt)
-    done.append(stmt.as_string(conn))
-    return done
-
-
-def create_subscription(conn, name, conninfo, publication, origin_none):
-    """On the slot `name` made beforehand: no slot created, nothing copied; origin=none where supported."""
-    options = [("create_slot", False), ("slot_name", name), ("copy_data", False), ("enabled", True)]
-    if origin_none and conn.info.server_version >= 160000:
-        options.append(("origin", "none"))
-    opts = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v)) for k, v in options)
-    return sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH ({})").format(
-        sql.Identifier(name), sql.Literal(conninfo), sql.Identifier(publication), opts)
-
-
-def subscription_state(conn, name):
-    """The subscription `name` of this database as the return-stream check reads it: {enabled, worker_pid,
-    tables (in pg_subscription_rel: what the subscriber found in the publication)} or None."""
-    found = rows(conn, "SELECT s.subenabled AS enabled, (SELECT w.pid FROM pg_stat_subscription w WHERE w.subid = s.oid "
-                       "AND w.relid IS NULL AND w.pid IS NOT NULL LIMIT 1) AS worker_pid, (SELECT count(*) FROM "
-                       "pg_subscription_rel r WHERE r.srsubid = s.oid) AS tables FROM pg_subscription s WHERE "
-                       "s.subname = %s AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                 (name,))
-    return found[0] if found else None
-
-
-def slot_sender(conn, name):
-    """The WAL sender using slot `name` as this (publishing) server sees it: {pid, usename, state,
-    application_name, client_addr, ssl, ssl_version} or None when nobody uses the slot."""
-    found = rows(conn, "SELECT r.pid, r.usename::text AS usename, r.state, r.application_name, "
-                       "r.client_addr::text AS client_addr, s.ssl, s.version AS ssl_version FROM pg_replication_slots l "
-                       "JOIN pg_stat_replication r ON r.pid = l.active_pid LEFT JOIN pg_stat_ssl s ON s.pid = r.pid "
-                       "WHERE l.slot_name = %s", (name,))
-    return found[0] if found else None
-
-
-def alter_subscription_connection(conn, name, conninfo):
-    """ALTER SUBSCRIPTION .. CONNECTION '<conninfo>' then ENABLE: the statements (the caller shows them masked)."""
-    stmts = [sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(sql.Identifier(name), sql.Literal(conninfo)),
-             sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(name))]
-    for stmt in stmts:
-        conn.execute(stmt)
-    return stmts
-
-
 # ----------------------------------------------------------------------------------------------
 # Sequences
 # ----------------------------------------------------------------------------------------------
 
-SETVAL_QUERY = ("SELECT setval(c.oid, %s, true) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'S'")
+SEQUENCE_EXISTS = ("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                   "WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'S'")
 
 
-def setval(conn, schema, name, value):
-    """setval(sequence, value, true) on the sequence found by its schema and name (never a name parsed from
-    text): the next nextval() returns value + increment. Returns the statement as a person would type it;
-    LookupError when there is no such sequence."""
-    if conn.execute(SETVAL_QUERY, (int(value), schema, name)).fetchone() is None:
-        raise LookupError("sequence %s does not exist" % qualified(schema, name))
-    return setval_display(schema, name, value)
-
-
-def setval_display(schema, name, value):
-    """SELECT setval('<quoted name>', value, true), for the queries shown (the text a person can run)."""
+def setval_sql(schema, name, value):
+    """SELECT setval('<schema and name, each quoted>', value, true): the next nextval() returns value + increment.
+    The name is given quoted as identifiers, so the server finds exactly that sequence."""
     return sql.SQL("SELECT setval({}, {}, true)").format(
-        sql.Literal(sql.Identifier(schema, name).as_string(None)), sql.Literal(int(value))).as_string(None)
+        sql.Literal(sql.Identifier(schema, name).as_string(None)), sql.Literal(int(value)))
+
+
+def setval(conn, schema, name, value, journal=None):
+    """setval() on the sequence found by its schema and name; the statement's text. LookupError when there is no
+    such sequence."""
+    if not one(conn, SEQUENCE_EXISTS, (schema, name)):
+        raise LookupError("sequence %s does not exist" % qualified(schema, name))
+    stmt = setval_sql(schema, name, value)
+    if journal is not None:
+        journal.run(conn, stmt)
+    else:
+        conn.execute(stmt)
+    return stmt.as_string(None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -650,10 +535,8 @@ def matviews(conn):
               "'information_schema') ORDER BY 1, 2")]
 
 
-def refresh_matview(conn, schema, name):
-    stmt = sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(schema, name))
-    conn.execute(stmt)
-    return stmt.as_string(conn)
+def refresh_matview(conn, schema, name, journal):
+    journal.run(conn, sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(schema, name)))
 
 
 def triggers(conn):
@@ -667,11 +550,9 @@ def triggers(conn):
 TRIGGER_STATES = dict(O="ENABLE", D="DISABLE", R="ENABLE REPLICA", A="ENABLE ALWAYS")
 
 
-def set_trigger(conn, schema, table, trigger, state):
-    stmt = sql.SQL("ALTER TABLE {} " + TRIGGER_STATES[state] + " TRIGGER {}").format(
-        sql.Identifier(schema, table), sql.Identifier(trigger))
-    conn.execute(stmt)
-    return stmt.as_string(conn)
+def set_trigger(conn, schema, table, trigger, state, journal):
+    journal.run(conn, sql.SQL("ALTER TABLE {} " + TRIGGER_STATES[state] + " TRIGGER {}").format(
+        sql.Identifier(schema, table), sql.Identifier(trigger)))
 
 
 def foreign_keys(conn):
@@ -682,11 +563,9 @@ def foreign_keys(conn):
               "WHERE k.contype = 'f' AND c.relispartition IS NOT TRUE"))
 
 
-def validate_fk(conn, schema, table, constraint):
-    stmt = sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(sql.Identifier(schema, table),
-                                                                   sql.Identifier(constraint))
-    conn.execute(stmt)
-    return stmt.as_string(conn)
+def validate_fk(conn, schema, table, constraint, journal):
+    journal.run(conn, sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(sql.Identifier(schema, table),
+                                                                              sql.Identifier(constraint)))
 
 
 def finishing_diff(old_triggers, new_triggers, old_fks, new_fks):

@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - reported by the module
     psycopg = None
     sql = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import db, freeze
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -155,6 +155,34 @@ class AdminConsole:
             time.sleep(0.02)
 
 
+class Consoles:
+    """A run's PgBouncer consoles: the one it PAUSEs, RELOADs and RESUMEs on (opened when first needed), and
+    one of their own at a journal's coordinates {host, port, admin_user} (the run's admin password)."""
+
+    def __init__(self, options, connect_timeout):
+        self.options = options or {}
+        self.connect_timeout = connect_timeout
+        self.shared = None
+
+    def console(self):
+        if self.shared is None:
+            o = self.options
+            self.shared = AdminConsole(o["host"], o["port"], o["admin_user"], o["admin_password"], self.connect_timeout)
+        return self.shared
+
+    def at(self, coords):
+        o = self.options
+        return AdminConsole(coords.get("host") or o.get("host"), coords.get("port") or o.get("port"),
+                            coords.get("admin_user") or o.get("admin_user"), o.get("admin_password"),
+                            self.connect_timeout)
+
+    def drop(self):
+        """Close the shared console (the next console() opens a new one)."""
+        if self.shared is not None:
+            self.shared.close()
+            self.shared = None
+
+
 def read_file(path):
     """The text of a configuration file with every byte kept (no newline translation; bytes that are not
     UTF-8 survive as surrogates and are written back as they were)."""
@@ -206,21 +234,21 @@ def rewrite_file(path, content):
 SWITCH_EVENT = "pgbouncer_entry"
 
 
-def keep_switch(conn, migration, run_id, direction, record):
+def keep_switch(conn, migration, run_id, direction, record, journal):
     """Log the undo record of a switch (pgbouncer_conf.switch_entry: offsets and host/port/dbname, no secret)."""
-    freeze.log_event(conn, migration, run_id, direction, SWITCH_EVENT, json.dumps(record, sort_keys=True))
+    freeze.log_event(conn, migration, run_id, direction, SWITCH_EVENT, journal, json.dumps(record, sort_keys=True))
 
 
-def forget_switch(conn, migration, run_id):
-    freeze.unlog_event(conn, migration, run_id, SWITCH_EVENT)
+def forget_switch(conn, migration, run_id, journal):
+    freeze.unlog_event(conn, migration, run_id, SWITCH_EVENT, journal)
 
 
 def kept_switch(conn, migration, database):
     """(at, record) of the latest forward switch of migration that changed database's entry, or None."""
     if not freeze.log_exists(conn):
         return None
-    found = freeze.rows(conn, sql.SQL("SELECT detail, at FROM {} WHERE migration = %s AND event = %s AND "
-                                      "direction = 'forward' ORDER BY at DESC").format(
+    found = db.rows(conn, sql.SQL("SELECT detail, at FROM {} WHERE migration = %s AND event = %s AND "
+                                  "direction = 'forward' ORDER BY at DESC").format(
         sql.Identifier(freeze.LOG_SCHEMA, freeze.LOG_TABLE)), (migration, SWITCH_EVENT))
     for row in found:
         try:

@@ -18,7 +18,7 @@ try:
 except ImportError:  # pragma: no cover - the module reports the missing library
     pg_errors = sql = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import native, replication_conn
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import db, loader
 
 # ----------------------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ def subscription_conninfo(p):
     password = p["source_replication_password"]
     if password is None and not p["source_replication_user"]:
         password = p["login_password"]
-    return native.subscription_conninfo(
+    return replication_conn.subscription_conninfo(
         p["source_host"] or p["login_host"], p["source_port"] or p["login_port"], p["source_db"] or p["login_db"],
         user, password, p["source_ssl_mode"] or p["ssl_mode"], p["source_ssl_root_cert"])
 

@@ -23,13 +23,18 @@ from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze a
 
 
 class Freeze:
-    """conn(side): an open (autocommit) connection as the admin; record(text): a statement to show;
-    shell(command, what): runs a command (StepFailed when it fails); console(coords): a PgBouncer
-    admin console at {host, port, admin_user} with the run's own password; params: the module's."""
+    """The freeze of the old side; one subclass per freeze_method (FREEZES), chosen once by the runner.
 
-    def __init__(self, conn, record, shell, console, params, run_id, old_side, clock=time.monotonic,
+    conn(side): an open (autocommit) connection as the admin; journal: the run's journal.Journal; shell(command,
+    what): runs a command (StepFailed when it fails); consoles: the run's _pg.pgbouncer.Consoles (the console
+    PAUSE runs on, and one at a journal's coordinates with the run's own password); params: the module's."""
+
+    method = None
+    pauses_pgbouncer = False  # the switch RESUMEs it (towards the new side)
+
+    def __init__(self, conn, journal, shell, consoles, params, run_id, old_side, clock=time.monotonic,
                  sleep=time.sleep):
-        self.conn, self.record, self.shell, self.console = conn, record, shell, console
+        self.conn, self.journal, self.shell, self.consoles = conn, journal, shell, consoles
         self.p = params
         self.migration = params["migration"]
         self.run_id = run_id
@@ -46,61 +51,44 @@ class Freeze:
                     admin_user=pgb.get("admin_user"))
 
     def problems(self):
-        """Why the freeze could not take effect (sentences): for read_only, roles this login cannot freeze."""
-        if self.p["freeze_method"] != "read_only":
-            return []
-        old = self.conn(self.old)
-        return db.read_only_blockers(old, db.existing_roles(old, self.p["app_roles"]))
+        """Why the freeze could not take effect (sentences)."""
+        return []
 
-    def freeze(self, machine, pause):
-        """Journal, then freeze. pause(database, timeout) -> seconds: PAUSE through the run's console."""
-        p, method = self.p, self.p["freeze_method"]
+    def before(self, old, database):
+        """What the journal keeps to undo it (read_only: each role's setting before)."""
+        return None
+
+    def take(self, machine, old, database):
+        """Make the freeze take effect (after its journal entry): the step's detail."""
+        raise NotImplementedError
+
+    def freeze(self, machine):
+        """Journal what the freeze does and what undoes it on the old side, then freeze."""
         old = self.conn(self.old)
         database = db.current_database(old)
-        roles, before = [], None
-        if method == "read_only":
-            roles = db.existing_roles(old, p["app_roles"])
-            problems = db.read_only_blockers(old, roles)
-            if problems:
-                raise cutover.StepFailed("the read_only freeze cannot take effect: " + "; ".join(problems))
-            before = db.role_settings(old, roles, database)
-        done, restore = cutover.freeze_journal_entry(method, database, self.coordinates(), before)
-        self.entry = db.journal_freeze(old, self.migration, self.run_id, p["direction"], self.old, method, done,
-                                       restore)
-        self.record("INSERT INTO pgshift.freeze_journal (run %s, %s freeze of the %s)" % (self.run_id, method, self.old))
-        if method == "pgbouncer":
-            database = p["pgbouncer"]["database"]
-            seconds = pause(database, max(machine.wait_limit(p["freeze_timeout"]), 0.1))
-            self.record("PAUSE %s" % database)
-            return dict(method="pgbouncer", pause_seconds=round(seconds, 3))
-        if method == "read_only":
-            for role in roles:
-                self.record(db.set_role_setting(old, role, database, "on"))
-            ended, failed = db.terminate_sessions(old, roles, database)
-            if failed:
-                sessions = ", ".join("%s of %s" % (f[0], f[1]) for f in failed)
-                raise cutover.StepFailed("could not end the session(s) %s in database %s: the freeze would leave them "
-                                         "writing (%s)" % (sessions, database, failed[0][2]))
-            return dict(method="read_only", roles=roles, database=database, sessions_ended=len(ended))
-        return dict(method="command", **self.shell(p["freeze_command"], "freeze_command"))
+        done, restore = cutover.freeze_journal_entry(self.method, database, self.coordinates(),
+                                                     self.before(old, database))
+        self.entry = db.journal_freeze(old, self.migration, self.run_id, self.p["direction"], self.old, self.method,
+                                       done, restore, self.journal)
+        return self.take(machine, old, database)
 
     def undo(self, machine):
         """Undo this run's freeze from its journal entry and close the entry."""
-        method = self.p["freeze_method"]
-        if self.entry is None:
-            # It failed before its journal entry, so before taking effect; a RESUME is harmless all the same.
-            if method == "pgbouncer":
-                self.apply([dict(self.coordinates(), do="resume")], self.old)
-            return dict(method=method, note="the freeze had not taken effect")
+        if self.entry is None:  # it failed before its journal entry, so before taking effect
+            return dict(self.undo_unjournaled(), method=self.method, note="the freeze had not taken effect")
         detail = self.apply(cutover.freeze_undo_steps(self.entry), self.old)
-        db.close_freeze(self.conn(self.old), self.entry["id"], "undone", "undone by run %s" % self.run_id)
+        db.close_freeze(self.conn(self.old), self.entry["id"], "undone", self.journal, "undone by run %s" % self.run_id)
         self.entry = None
-        return dict(detail, method=method)
+        return dict(detail, method=self.method)
+
+    def undo_unjournaled(self):
+        return {}
 
     def switched(self, machine):
         """The switch completed: the freeze (a read-only fence) is the new state, its entry is finished."""
         if self.entry is not None:
-            db.close_freeze(self.conn(self.old), self.entry["id"], "switched", "switch completed by run %s" % self.run_id)
+            db.close_freeze(self.conn(self.old), self.entry["id"], "switched", self.journal,
+                            "switch completed by run %s" % self.run_id)
             self.entry = None
 
     def apply(self, steps, side):
@@ -109,19 +97,20 @@ class Freeze:
         conn = self.conn(side)
         for step in steps:
             if step["do"] == "resume":
-                console = self.console(step)
+                console = self.consoles.at(step)
                 try:
                     console.resume(step["database"])
                 finally:
                     console.close()
-                self.record("RESUME %s (PgBouncer %s:%s)" % (step["database"], step.get("host"), step.get("port")))
+                self.journal.note("RESUME %s (PgBouncer %s:%s)" % (step["database"], step.get("host"), step.get("port")))
                 done["resumed"].append(step["database"])
             elif step["do"] == "role_setting":
-                self.record(db.set_role_setting(conn, step["role"], step["database"], step["value"]))
+                db.set_role_setting(conn, step["role"], step["database"], step["value"], self.journal)
                 done["roles"].append(step["role"])
             elif step["do"] == "end_sessions":
                 # sessions started while the roles were read-only keep it for their lifetime
-                ended, failed = db.terminate_sessions(conn, step["roles"], step["database"], step["since"])
+                ended, failed = db.terminate_sessions(conn, step["roles"], self.journal, step["database"],
+                                                      step["since"])
                 done["sessions_ended"] += len(ended)
                 if failed:
                     raise cutover.StepFailed("could not end the read-only session(s) %s: %s" % (
@@ -170,7 +159,7 @@ class Freeze:
                     except Exception as exc:
                         raise cutover.StepFailed("could not undo the unfinished %s freeze of run %s on the %s: %s" % (
                             entry["method"], entry["run_id"], side, exc)) from None
-                    db.close_freeze(conn, entry["id"], decision["outcome"], "%s (by run %s)" % (
+                    db.close_freeze(conn, entry["id"], decision["outcome"], self.journal, "%s (by run %s)" % (
                         decision["note"], self.run_id))
                 found.append(item)
         return found, warnings
@@ -188,12 +177,12 @@ class Freeze:
             raise cutover.StepFailed("foreign key(s) %s exist on the %s but not on the new side: run copy_schema's "
                                      "post stage first" % (names, self.old))
         for schema, table, constraint in validate:
-            self.record(db.validate_fk(new, schema, table, constraint))
+            db.validate_fk(new, schema, table, constraint, self.journal)
         detail["foreign_keys_validated"] = len(validate)
         if self.p["refresh_matviews"]:
             prints, reads = db.matview_fingerprints(new)
             for schema, name in cutover.matview_order(list(prints), reads):
-                self.record(db.refresh_matview(new, schema, name))
+                db.refresh_matview(new, schema, name, self.journal)
             self.matview_prints = prints
             detail["matviews_refreshed"] = len(prints)
         return detail
@@ -204,8 +193,73 @@ class Freeze:
         prints, reads = db.matview_fingerprints(new)
         stale = cutover.matviews_to_refresh(self.matview_prints or {}, prints, reads)
         for schema, name in stale:
-            self.record(db.refresh_matview(new, schema, name))
+            db.refresh_matview(new, schema, name, self.journal)
         return len(stale), len(prints) - len(stale)
+
+
+class PgBouncerFreeze(Freeze):
+    """PAUSE the database in PgBouncer: clients wait there (the switch RESUMEs them towards the new side)."""
+
+    method = "pgbouncer"
+    pauses_pgbouncer = True
+
+    def take(self, machine, old, database):
+        database = self.p["pgbouncer"]["database"]
+        seconds = self.consoles.console().pause(database, max(machine.wait_limit(self.p["freeze_timeout"]), 0.1))
+        self.journal.note("PAUSE %s" % database)
+        return dict(method="pgbouncer", pause_seconds=round(seconds, 3))
+
+    def undo(self, machine):
+        self.consoles.drop()  # a PAUSE may still wait on the run's console: RESUME goes through one of its own
+        return Freeze.undo(self, machine)
+
+    def undo_unjournaled(self):
+        return self.apply([dict(self.coordinates(), do="resume")], self.old)  # a RESUME is harmless all the same
+
+
+class ReadOnlyFreeze(Freeze):
+    """default_transaction_read_only for the application roles in the old side's database, their sessions there
+    ended."""
+
+    method = "read_only"
+
+    def problems(self):
+        old = self.conn(self.old)
+        return db.read_only_blockers(old, db.existing_roles(old, self.p["app_roles"]))
+
+    def before(self, old, database):
+        self.roles = db.existing_roles(old, self.p["app_roles"])
+        problems = db.read_only_blockers(old, self.roles)
+        if problems:
+            raise cutover.StepFailed("the read_only freeze cannot take effect: " + "; ".join(problems))
+        return db.role_settings(old, self.roles, database)
+
+    def take(self, machine, old, database):
+        for role in self.roles:
+            db.set_role_setting(old, role, database, "on", self.journal)
+        ended, failed = db.terminate_sessions(old, self.roles, self.journal, database)
+        if failed:
+            sessions = ", ".join("%s of %s" % (f[0], f[1]) for f in failed)
+            raise cutover.StepFailed("could not end the session(s) %s in database %s: the freeze would leave them "
+                                     "writing (%s)" % (sessions, database, failed[0][2]))
+        return dict(method="read_only", roles=self.roles, database=database, sessions_ended=len(ended))
+
+
+class CommandFreeze(Freeze):
+    """freeze_command stops the writes; unfreeze_command undoes it."""
+
+    method = "command"
+
+    def take(self, machine, old, database):
+        return dict(method="command", **self.shell(self.p["freeze_command"], "freeze_command"))
+
+
+FREEZES = dict((cls.method, cls) for cls in (PgBouncerFreeze, ReadOnlyFreeze, CommandFreeze))
+
+
+def freeze_for(method, *args, **kwargs):
+    """The freeze strategy of freeze_method."""
+    return FREEZES[method](*args, **kwargs)
 
 
 def describe(step):

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, native, replication_conn
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
+from ansible_collections.pgshift.aurora.plugins.module_utils import cutover, replication_conn
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import replication
 
 
 def first_line(exc):
@@ -33,25 +33,26 @@ def first_line(exc):
 
 class ReturnPath:
     """source, target: open (autocommit) connections as the admin; connection: cutover.return_path_connection
-    of the subscription (the password apart); record(text): where the statements run are shown (with the
-    password masked); on_wait(problems, seconds left): called while it waits for the stream to stream (progress)."""
+    of the subscription (the password apart); journal: the run's journal.Journal (the password is among its
+    secrets: shown masked); on_wait(problems, seconds left): called while it waits for the stream to stream."""
 
-    def __init__(self, source, target, name, connection, password, record, timeout=30.0, clock=time.monotonic,
+    def __init__(self, source, target, name, connection, password, journal, timeout=30.0, clock=time.monotonic,
                  sleep=time.sleep, on_wait=None):
         self.src, self.tgt = source, target
         self.name = name
         self.connection = connection
         self.password = password
-        self.record = record
+        self.journal = journal
+        journal.add_secret(password)
         self.timeout = float(timeout)
         self.clock = clock
         self.sleep = sleep
         self.on_wait = on_wait  # on_wait(problems, seconds left): told at each check while it waits to stream
 
-    def conninfo(self, mask=False):
+    def conninfo(self):
         c = self.connection
-        return native.subscription_conninfo(c["host"], c["port"], c["dbname"], c["user"], self.password,
-                                            c["sslmode"], c["sslrootcert"], mask=mask)
+        return replication_conn.subscription_conninfo(c["host"], c["port"], c["dbname"], c["user"], self.password,
+                                                      c["sslmode"], c["sslrootcert"])
 
     def describe(self):
         c = self.connection
@@ -62,16 +63,17 @@ class ReturnPath:
 
     def state(self):
         """dict(publication, slot, subscription) - which of the three parts exist."""
-        return dict(publication=self.name in db.publications(self.tgt, self.name),
-                    slot=self.name in db.slots(self.tgt, [self.name]),
-                    subscription=self.name in db.subscriptions(self.src))
+        return dict(publication=self.name in replication.publications(self.tgt, self.name),
+                    slot=self.name in replication.slots(self.tgt, [self.name]),
+                    subscription=self.name in replication.subscriptions(self.src))
 
     def observe(self):
-        return dict(subscription=db.subscription_state(self.src, self.name), sender=db.slot_sender(self.tgt, self.name))
+        return dict(subscription=replication.subscription_state(self.src, self.name),
+                    sender=replication.slot_sender(self.tgt, self.name))
 
     def check(self):
         """(ok, problems, observed, tables) once."""
-        tables = len(db.publication_tables(self.tgt, [self.name]))
+        tables = len(replication.publication_tables(self.tgt, [self.name]))
         observed = self.observe()
         ok, problems = cutover.return_stream_check(observed, self.connection["user"], tables,
                                                    self.connection["sslmode"] in replication_conn.TLS_MODES)
@@ -93,16 +95,11 @@ class ReturnPath:
         """CREATE SUBSCRIPTION on the source: on the return slot, nothing copied, origin none (16+), enabled.
         The source server connects to the target at once (the table list): a connection, password or TLS
         problem fails here."""
-        stmt = db.create_subscription(self.src, self.name, self.conninfo(), self.name, origin_none=True)
-        shown = db.create_subscription(self.src, self.name, self.conninfo(mask=True), self.name, origin_none=True)
-        self.src.execute(stmt)
-        self.record(shown.as_string(self.src))
+        replication.create_subscription(self.src, self.name, self.conninfo(), origin_none=True, journal=self.journal)
 
     def reconnect(self):
         """The subscription's connection string set again (a password or address fixed since) and enabled."""
-        db.alter_subscription_connection(self.src, self.name, self.conninfo())
-        self.record("ALTER SUBSCRIPTION %s CONNECTION '%s'" % (db.ident_of(self.name), self.conninfo(mask=True)))
-        self.record("ALTER SUBSCRIPTION %s ENABLE" % db.ident_of(self.name))
+        replication.alter_subscription_connection(self.src, self.name, self.conninfo(), journal=self.journal)
 
     def wait_streaming(self):
         """Check until the stream streams or `timeout` s passed: (ok, problems, observed, tables)."""
@@ -136,16 +133,14 @@ class ReturnPath:
         return detail
 
     def drop_subscription(self):
-        if self.name not in db.subscriptions(self.src):
+        if self.name not in replication.subscriptions(self.src):
             return []
-        for stmt in db.drop_subscription(self.src, self.name):
-            self.record(stmt)
+        replication.drop_subscription(self.src, self.name, journal=self.journal)
         return ["subscription %s on the source" % self.name]
 
     def drop_slot(self):
-        if not db.drop_slot(self.tgt, self.name):
+        if not replication.drop_slot(self.tgt, self.name, journal=self.journal):
             return []
-        self.record("SELECT pg_drop_replication_slot('%s')" % self.name)
         return ["slot %s on the target" % self.name]
 
     def remove(self):
