@@ -360,8 +360,8 @@ def _schema_lines(r, stage, check, error, show_statements, report_path):
         lines.append("%s %d constraint(s)" % ("would validate" if check else "validated", len(r["validated"])))
     lines.extend("    %s %s: %s, as on the source" % (s["kind"], s["object"], s["state"]) for s in r.get("states", []))
     if held:
-        lines.append("held back %s: %d (%s)" % ("for stage post" if stage == "pre" else "by stage pre", len(held),
-                                                 _kind_counts(held)))
+        lines.append("held back %s: %d (%s)" % (
+            "for stage post" if stage == "pre" else "by stage pre", len(held), _kind_counts(held)))
     if nr:
         lines.append(
             "not carried by logical replication: %d unlogged table(s)%s, %d materialized view(s) to refresh at "

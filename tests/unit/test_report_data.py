@@ -197,8 +197,8 @@ def test_a_side_without_host_is_refused():
 
 
 def test_the_filters_are_registered():
-    assert set(FilterModule().filters()) == {"assessment_report", "preparation_report", "schema_report",
-                                                 "cleanup_report"}
+    assert set(FilterModule().filters()) == {
+        "assessment_report", "preparation_report", "schema_report", "cleanup_report"}
 
 
 # Phase 8 ---------------------------------------------------------------------------------------------------------
@@ -251,8 +251,8 @@ def kinds(*names):
 
 
 def test_schema_pre_stage_that_made_the_database_and_roles():
-    result = dict(changed=True, database=DB, roles=dict(created=["app_ro", "app_rw"],
-                                                         attributes_dropped=dict(app_rw=["SUPERUSER"])),
+    roles = dict(created=["app_ro", "app_rw"], attributes_dropped=dict(app_rw=["SUPERUSER"]))
+    result = dict(changed=True, database=DB, roles=roles,
                   created=kinds("TABLE", "SEQUENCE", "TABLE"), held_back=kinds("INDEX", "FK CONSTRAINT", "INDEX"),
                   not_replicated=NOT_REPLICATED, warning_messages=["w1"],
                   notes=["roles created without passwords: app_ro, app_rw", "n1"], queries=["CREATE ROLE app_ro"],
@@ -261,8 +261,8 @@ def test_schema_pre_stage_that_made_the_database_and_roles():
     assert list(r)[:6] == ["phase", "stage", "generated_at", "check_mode", "migration_name", "source"]
     assert (r["phase"], r["stage"], r["changed"], r["error"], r["counts"]) == (
         "copy_schema", "pre", True, None, dict(created=3))
-    assert r["source"] == dict(host="src", endpoint="s:5432/app") and r["target"] == dict(host="tgt",
-                                                                                            endpoint="t:5432/app")
+    assert r["source"] == dict(host="src", endpoint="s:5432/app")
+    assert r["target"] == dict(host="tgt", endpoint="t:5432/app")
     assert r["warnings"] == ["w1"] and r["notes"] == result["notes"] and r["queries"] == ["CREATE ROLE app_ro"]
     assert r["summary_lines"] == [
         "stage pre: changes made",
