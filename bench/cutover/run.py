@@ -33,6 +33,11 @@ client transactions, aborted clients, added p99/max latency, ledger exact, rollb
 median, min and max over the runs and every run's value. Ratio: median offline downtime / median
 pgbouncer write pause.
 
+--methods limits the freeze methods run. --baseline <another checkout of the collection> runs every freeze method of
+every round with both checkouts, in alternating order, on the same lab (before/after interleaved on a noisy machine);
+each run then says its variant and the summary has one entry per method and variant, with the median of each step
+of the write pause (freeze .. switch) and the barrier step's detail per run.
+
 The benchmark's own checks connect as the lab's operator (its password read from the inventory
 written for this lab). Prints JSON (also bench/results/cutover.json). Nothing asserts on time.
 The lab is left down (--keep leaves it up).
@@ -62,6 +67,8 @@ import psycopg  # noqa: E402
 REPO = benchlab.REPO
 PORTS = dict(source=25472, target=25473, pgbouncer=26472, moto=25532)
 METHODS = ("pgbouncer", "read_only")
+# the steps from the freeze to the switch: the write pause
+STEPS_IN_PAUSE = ("freeze", "barrier", "sequences", "finishing", "verify", "return_path", "switch")
 
 
 def log(msg):
@@ -120,7 +127,15 @@ def read_report(lab, name):
         return None
 
 
-def online_run(lab, method, opts, number):
+def collection(path):
+    """Make the playbooks that follow run the collection under `path` (a directory holding
+    ansible_collections/pgshift/aurora; None: this tree's). Returns the one in use before."""
+    before = benchlab.COLLECTIONS
+    benchlab.COLLECTIONS = path or os.path.join(REPO, ".build", "collections")
+    return before
+
+
+def online_run(lab, method, opts, number, variant="this tree"):
     """One cutover with the load running, then its rollback (when it switched)."""
     extra = [] if method == "pgbouncer" else ["-e", "cutover_freeze_method=%s" % method]
     with lab.operator("source") as c:
@@ -147,11 +162,13 @@ def online_run(lab, method, opts, number):
     aborted = len(re.findall(r"client \d+ .*aborted", text))
     errors = [line for line in text.splitlines() if "error" in line.lower() or "aborted" in line]
     not_run = max(0, expected - len(txs)) if aborted else 0
-    result = dict(run=number, freeze_method=method, cutover_status=report.get("status"), cutover_playbook_rc=rc,
+    result = dict(run=number, freeze_method=method, variant=variant, cutover_status=report.get("status"),
+                  cutover_playbook_rc=rc,
                   cutover_playbook_seconds=round(playbook_seconds, 3),
                   load_still_running_after_cutover=still_running,
                   write_pause_seconds=report.get("write_pause_seconds"),
                   steps=dict((k, v.get("seconds")) for k, v in steps.items()),
+                  barrier=(steps.get("barrier") or {}).get("detail"),
                   pgbench=dict(rc=proc.returncode, transactions=len(txs), expected=expected, failed_logged=failed,
                                aborted_clients=aborted, errors=errors[:10]),
                   failed_client_transactions=failed + not_run)
@@ -249,6 +266,7 @@ def summarize(runs):
         runs=len(runs),
         switched="%d of %d" % (sum(1 for r in runs if r.get("cutover_status") == "switched"), len(runs)),
         write_pause_seconds=spread([r.get("write_pause_seconds") for r in runs]),
+        step_seconds=dict((step, spread([(r.get("steps") or {}).get(step) for r in runs])) for step in STEPS_IN_PAUSE),
         failed_client_transactions=spread([r["failed_client_transactions"] for r in runs]),
         aborted_clients=spread([r["pgbench"]["aborted_clients"] for r in runs]),
         added_p99_latency_ms=spread([x.get("added_p99") for x in lat]),
@@ -284,14 +302,31 @@ def main():
     ap.add_argument("--at", type=float, default=8.0, help="seconds into the load when the cutover starts")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="freeze methods to run, comma-separated (default: %s)" % ",".join(METHODS))
+    ap.add_argument("--baseline", default=None,
+                    help="another checkout of the collection (its root): every round then runs each freeze method "
+                         "with both, in alternating order, on the same lab (before/after interleaved)")
     ap.add_argument("--keep", action="store_true", help="leave the lab up")
     opts = ap.parse_args()
+    methods = [m for m in METHODS if m in opts.methods.split(",")]
     benchlab.on_sigterm("cutover")
     offline_runs = opts.runs if opts.offline_runs is None else opts.offline_runs
+    variants = [("this tree", None)]
+    if opts.baseline:
+        root = os.path.abspath(opts.baseline)
+        if not os.path.isfile(os.path.join(root, "galaxy.yml")):
+            raise SystemExit("--baseline %s: not a checkout of the collection (no galaxy.yml)" % root)
+        links = tempfile.mkdtemp(prefix="pgshift-bench-cutover-baseline-")
+        os.makedirs(os.path.join(links, "ansible_collections", "pgshift"))
+        os.symlink(root, os.path.join(links, "ansible_collections", "pgshift", "aurora"))
+        variants.append(("baseline", links))
     lab = benchlab.Lab("cutover", PORTS, opts.scale)
     result = dict(benchmark="cutover", collection_commit=benchlab.collection_commit(), scale=opts.scale,
                   rate=opts.rate, seconds=opts.seconds, at=opts.at, clients=opts.clients, jobs=opts.jobs,
                   runs=opts.runs, offline_runs=offline_runs,
+                  variants=dict((n, os.path.realpath(os.path.join(p, "ansible_collections", "pgshift", "aurora"))
+                                 if p else REPO) for n, p in variants),
                   lab=dict(ports=PORTS, lab_root=os.path.relpath(lab.lab_root, REPO), connections=lab.connections()),
                   started_at=datetime.datetime.now(datetime.timezone.utc).isoformat())
     online, offline = [], []
@@ -308,9 +343,14 @@ def main():
         log("rehearsal (the way back, required by every cutover's preflight)")
         result["rehearsal"] = rehearse(lab)
         for number in range(1, opts.runs + 1):
-            for method in METHODS:
-                log("run %d/%d: %s freeze cutover + rollback" % (number, opts.runs, method))
-                online.append(online_run(lab, method, opts, number))
+            for method in methods:
+                for name, path in (variants if number % 2 else variants[::-1]):
+                    log("run %d/%d: %s freeze cutover + rollback (%s)" % (number, opts.runs, method, name))
+                    collection(path)
+                    try:
+                        online.append(online_run(lab, method, opts, number, name))
+                    finally:
+                        collection(None)
             if number <= offline_runs:
                 log("run %d/%d: offline dump + restore + analyze" % (number, opts.runs))
                 offline.append(offline_run(lab))
@@ -321,7 +361,8 @@ def main():
         result["online"] = online
         result["offline"] = offline
         lab.close(keep=opts.keep)
-    result["summary"] = dict((m, summarize([r for r in online if r["freeze_method"] == m])) for m in METHODS)
+    result["summary"] = dict((m if n == "this tree" else "%s (%s)" % (m, n), summarize(
+        [r for r in online if r["freeze_method"] == m and r["variant"] == n])) for m in methods for n, p in variants)
     result["summary"]["offline"] = dict(
         downtime_seconds=spread([r["downtime_seconds"] for r in offline]),
         dump_seconds=spread([r["dump_seconds"] for r in offline]),
@@ -329,7 +370,7 @@ def main():
         analyze_seconds=spread([r["analyze_seconds"] for r in offline]),
         all_ok="%d of %d" % (sum(1 for r in offline if not (r["dump_rc"] or r["restore_rc"] or r["analyze_rc"])
                                  and r["pgbench_accounts_and_ledger_equal"]), len(offline)))
-    pause = result["summary"]["pgbouncer"]["write_pause_seconds"].get("median")
+    pause = result["summary"].get("pgbouncer", {}).get("write_pause_seconds", {}).get("median")
     down = result["summary"]["offline"]["downtime_seconds"].get("median")
     if pause and down:
         result["offline_downtime_over_write_pause"] = round(down / pause, 1)

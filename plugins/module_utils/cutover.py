@@ -273,13 +273,31 @@ def statistics_gate(blockers, override=False, override_reason=None, limit=10):
     return [why], why, False
 
 
-def barrier_done(streams, barrier_lsn_int, engine="native", marker_seen=None):
-    """Whether every stream confirmed the barrier (native), or the marker arrived (dms)."""
+def barrier_behind(received, names, barrier_lsn_int):
+    """The streams (of `names`) whose apply worker on the new side has not yet received a position past the
+    barrier, sorted; [] when every one has (native).
+
+    received: {subscription: received position as an int, or None (no apply worker)}: pg_stat_subscription's
+    received_lsn of each subscription's apply worker (_pg/freeze.stream_receipts). A worker handles the stream's
+    messages one at a time, in commit order, and takes a message's position as received before handling it; a
+    position strictly past the barrier comes only with a message after every transaction committed on the old
+    side before the barrier (a later transaction's, or the WAL sender's keepalive once it decoded past the
+    barrier). So when it shows one, each of those transactions is applied: committed on the new side, though
+    asynchronously (subscriptions commit with synchronous_commit off). The caller then flushes the new side's WAL
+    (_pg/freeze.flush_barrier) before the barrier counts as reached: only then would they survive a crash of the
+    new side. Equal is not enough: the message at the barrier may be the last of those commits, still being
+    applied."""
+    return sorted(n for n in names if received.get(n) is None or received[n] <= barrier_lsn_int)
+
+
+def barrier_done(received, names, barrier_lsn_int, engine="native", marker_seen=None):
+    """Whether every stream's apply worker received a position past the barrier (native: barrier_behind; the WAL
+    flush on the new side still to come), or the marker row arrived on the new side (dms)."""
     if engine == "dms":
         return bool(marker_seen)
-    if not streams:
+    if not names:
         return False
-    return all(s.get("confirmed_int") is not None and s["confirmed_int"] >= barrier_lsn_int for s in streams)
+    return not barrier_behind(received, names, barrier_lsn_int)
 
 
 def verify_gate(counts, marker_ok, sequences_behind):

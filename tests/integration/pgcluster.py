@@ -49,7 +49,7 @@ def free_ports(count):
     """count distinct loopback ports nobody listens on (bound together, then released)."""
     sockets = []
     try:
-        for _ in range(count):
+        while len(sockets) < count:
             s = socket.socket()
             sockets.append(s)
             s.bind(("127.0.0.1", 0))

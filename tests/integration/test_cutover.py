@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import replication_conn
+from ansible_collections.pgshift.aurora.plugins.module_utils import native, replication_conn
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as freeze_db
 from modrunner import run_module
 from pgcluster import ADMIN_PASSWORD, MASTER_PASSWORD, MASTER_USER, _as_postgres, ca_cert, free_port, wait_for
@@ -334,6 +334,43 @@ def assert_source_serving(env, result):
     tgt, db = env["target"], env["db"]
     assert tgt.query(db, "SELECT count(*) FROM pg_publication")[0][0] == 0
     assert tgt.query(db, "SELECT subenabled FROM pg_subscription")[0][0] is True
+
+
+def test_the_barrier_holds_every_commit_made_before_the_freeze(pair):
+    """The target's apply is held back (a lock on the ledger) when the freeze takes effect and let go 1.5 s later
+    (an after_freeze hook ends the locking session in the background): the barrier waits for it. Right after the
+    barrier (an after_barrier hook, writes still frozen) the target has every ledger row the source has; its flush
+    left a 'barrier' row in the target's cutover log."""
+    env = pair
+    src, tgt, db = env["source"], env["target"], env["db"]
+    writers = [start_writer(env, 1), start_writer(env, 2)]
+    query = "SELECT count(*) || ':' || coalesce(sum(seq), 0) FROM public.ledger"
+    psql = "psql 'host=127.0.0.1 port=%d dbname=%s user=postgres' -tAc \"" + query + "\""
+    same = ('s=$(%s) && t=$(%s) && test -n "$s" && test "$s" = "$t" || { echo "source $s, target $t" >&2; exit 1; }'
+            % (psql % (src.port, db), psql % (tgt.port, db)))
+    locker = tgt.connect(db, autocommit=False)
+    locker.execute("LOCK TABLE public.ledger IN EXCLUSIVE MODE")  # the apply waits; reads do not
+    release = ("(sleep 1.5; psql 'host=127.0.0.1 port=%d dbname=postgres user=postgres' -c 'SELECT "
+               "pg_terminate_backend(%d)') >/dev/null 2>&1 &" % (tgt.port, locker.info.backend_pid))
+    os.environ["PGPASSWORD"] = ADMIN_PASSWORD
+    try:
+        result = cutover(env, hooks=dict(after_freeze=release, after_barrier=same), max_lag_seconds=3600,
+                         max_lag_bytes=1 << 40)
+    finally:
+        os.environ.pop("PGPASSWORD", None)
+        locker.close()
+    assert not result.get("failed"), result.get("msg")
+    assert result["status"] == "switched"
+    barrier = [e for e in result["timeline"] if e["kind"] == "step" and e["step"] == "barrier"][0]["detail"]
+    assert barrier["barrier_lsn"] == result["positions"]["barrier_lsn"]
+    assert native.lsn_to_int(barrier["flushed_on_new_side"]) > 0
+    assert tgt.query(db, "SELECT detail FROM pgshift.cutover_log WHERE event = 'barrier'", operator=True) == [
+        (barrier["barrier_lsn"],)]
+    stop_writers(env)
+    for w in writers:
+        assert w.errors == []
+    wait_same(env)
+    ledger_exact(tgt, db, writers)
 
 
 @pytest.mark.parametrize("fault", ["failing_hook", "killed_connection", "barrier_timeout", "verify_mismatch"])

@@ -241,9 +241,9 @@ def test_hard_names_plan_stream_validate_and_cleanup(source_cluster, target_clus
     # The cutover's setval, on the sequence found by its schema and name, as the master user.
     from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze
     with target_cluster.master_connect(tgt_db) as conn:
-        shown = freeze.setval(conn, OPS, SEQ, seq["set_to"])
+        shown = freeze.setval_all(conn, [(OPS, SEQ, seq["set_to"])])
         with pytest.raises(LookupError, match='sequence "Shipping Ops"."order no." does not exist'):
-            freeze.setval(conn, OPS, "order no.", 1)
+            freeze.setval_all(conn, [(OPS, "order no.", 1)])
     assert shown == "SELECT setval('\"Shipping Ops\".\"Order No.\"', %d, true)" % seq["set_to"]
     assert run("pg_validate", validate_args, secrets)["verdict"] == "GO"
 

@@ -54,8 +54,8 @@ def test_gather_sequences_finds_identity_serial_and_default_columns(source_clust
         assert plan["public.customers_id_seq"]["status"] == "behind"
         assert plan["public.customers_id_seq"]["set_to"] == 2100
         assert plan["public.countdown"]["set_to"] == -105
-        for name in ("public.customers_id_seq", "public.countdown"):
-            freeze.setval(conn, plan[name]["schema"], plan[name]["name"], plan[name]["set_to"])
+        freeze.setval_all(conn, [(plan[name]["schema"], plan[name]["name"], plan[name]["set_to"])
+                                 for name in ("public.customers_id_seq", "public.countdown")])
         after = dict((e["sequence"], e) for e in sequences.sequence_plan(src, sequences.gather_sequences(conn), gap=100))
         assert after["public.customers_id_seq"]["status"] == "ok"
         assert after["public.countdown"]["status"] == "ok"
@@ -97,8 +97,7 @@ def test_a_shared_sequence_with_hard_names_is_matched_and_set_by_schema_and_name
         assert (entry["status"], entry["required_next"], entry["set_to"]) == ("behind", 5011, 5010)
         decoy = [e for e in plan if e["schema"] == "Shipping Ops.Order"][0]
         assert decoy["status"] == "behind" and decoy["set_to"] == 14
-        for e in (entry, decoy):
-            freeze.setval(conn, e["schema"], e["name"], e["set_to"])
+        freeze.setval_all(conn, [(e["schema"], e["name"], e["set_to"]) for e in (entry, decoy)])
         assert conn.execute(sql.SQL("SELECT nextval({}::regclass)").format(
             sql.Literal(seq.as_string(conn)))).fetchone()[0] == 5011
         assert all(e["status"] == "ok" for e in sequences.sequence_plan(src, sequences.gather_sequences(conn), gap=10))

@@ -259,14 +259,25 @@ def test_long_transaction_gate():
     assert not go and "session 7" in why[0] and "40 s" in why[0]
 
 
+def test_barrier_behind_needs_a_position_past_the_barrier():
+    names = ["pgshift_m_s1", "pgshift_m_s2"]
+    assert cutover.barrier_behind(dict(pgshift_m_s1=101, pgshift_m_s2=150), names, 100) == []
+    # equal is not past: the message at the barrier may be its last commit, still being applied
+    assert cutover.barrier_behind(dict(pgshift_m_s1=100, pgshift_m_s2=150), names, 100) == ["pgshift_m_s1"]
+    # no apply worker (None) or a stream missing from what was read: behind
+    assert cutover.barrier_behind(dict(pgshift_m_s2=None), names, 100) == names
+    assert cutover.barrier_behind(dict(pgshift_m_s1=99, pgshift_m_s2=99, other=500), names, 100) == names
+
+
 def test_barrier_done():
-    streams = [dict(confirmed_int=100), dict(confirmed_int=150)]
-    assert cutover.barrier_done(streams, 100)
-    assert not cutover.barrier_done(streams, 120)
-    assert not cutover.barrier_done([dict(confirmed_int=None)], 1)
-    assert not cutover.barrier_done([], 1)
-    assert cutover.barrier_done([], 1, engine="dms", marker_seen=True)
-    assert not cutover.barrier_done(streams, 1, engine="dms", marker_seen=False)
+    names = ["a", "b"]
+    assert cutover.barrier_done(dict(a=101, b=150), names, 100)
+    assert not cutover.barrier_done(dict(a=101, b=100), names, 100)
+    assert not cutover.barrier_done(dict(a=101), names, 100)
+    assert not cutover.barrier_done(dict(a=None, b=None), names, 1)
+    assert not cutover.barrier_done({}, [], 1)
+    assert cutover.barrier_done({}, [], 1, engine="dms", marker_seen=True)
+    assert not cutover.barrier_done(dict(a=101, b=150), names, 1, engine="dms", marker_seen=False)
 
 
 def test_verify_gate():

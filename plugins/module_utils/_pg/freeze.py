@@ -416,8 +416,61 @@ def current_lsn(conn):
 
 
 def nudge(conn):
-    """A tiny committed transaction (an xid, a synchronously flushed commit record, nothing else)."""
+    """A tiny committed transaction: an xid and a commit record, nothing else. It writes no WAL before its commit, so
+    its commit is not flushed at once (the WAL writer flushes it within wal_writer_delay): it moves a WAL sender
+    on, it proves nothing flushed."""
     conn.execute("SELECT txid_current()")
+
+
+# synchronous_commit for the one transaction of the statement: as the session has it, `local` where that is off
+# (so its commit record is flushed before the statement returns)
+SYNC_COMMIT = ("SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') WHEN 'off' THEN "
+               "'local' ELSE current_setting('synchronous_commit') END, true)")
+
+
+def _logged_position(conn, migration, run_id, direction, event, detail, journal):
+    """A row of the cutover log committed with synchronous_commit at least local, in one statement that returns the
+    WAL insert position read right after the row was written, inside its transaction (text)."""
+    stmt = sql.SQL("WITH s AS (" + SYNC_COMMIT + "), m AS (INSERT INTO {} (migration, run_id, direction, event, "
+                   "detail) VALUES (%s, %s, %s, %s, %s) RETURNING id) SELECT pg_current_wal_insert_lsn()::text "
+                   "FROM m, s").format(sql.Identifier(LOG_SCHEMA, LOG_TABLE))
+    cur = journal.run(conn, stmt, (migration, run_id, direction, event, detail))
+    row = cur.fetchone() if cur is not None else None
+    return row[0] if row else None
+
+
+def mark_barrier(conn, migration, run_id, direction, journal):
+    """On the old side, once the freeze took effect: the marker row in the cutover log, and the barrier, the WAL
+    insert position read right after the row was written, inside its transaction. Every commit before the freeze
+    ends at or before it; the marker's commit record, flushed when the statement returns (synchronous_commit at
+    least local), ends after it: so the WAL senders decode past the barrier at once and tell their subscribers so.
+    Returns the barrier LSN (text)."""
+    return _logged_position(conn, migration, run_id, direction, "marker", None, journal)
+
+
+def stream_receipts(conn, names):
+    """{subscription: received_lsn (text) or None} for the subscriptions `names` of this database: the last
+    position the subscription's apply worker received (pg_stat_subscription; None when no apply worker runs).
+    Table synchronization workers and, from PostgreSQL 16, parallel apply workers are left out."""
+    version = conn.info.server_version
+    leader = ("w.worker_type = 'apply'" if version >= 170000 else
+              "w.leader_pid IS NULL" if version >= 160000 else "true")
+    found = rows(conn, "SELECT s.subname, max(w.received_lsn)::text AS received FROM pg_subscription s "
+                       "LEFT JOIN pg_stat_subscription w ON w.subid = s.oid AND w.relid IS NULL AND w.pid IS NOT NULL "
+                       "AND " + leader + " WHERE s.subname = ANY(%s) AND s.subdbid = (SELECT oid FROM pg_database "
+                       "WHERE datname = current_database()) GROUP BY s.subname", (list(names),))
+    received = dict((n, None) for n in names)
+    received.update((r["subname"], r["received"]) for r in found)
+    return received
+
+
+def flush_barrier(conn, migration, run_id, direction, barrier_lsn, journal):
+    """On the new side, once every stream's apply worker received a position past the barrier
+    (cutover.barrier_behind): a 'barrier' row in its cutover log, committed with synchronous_commit at least
+    local. Flushing that commit flushes all WAL written before it, so every transaction the apply workers
+    committed (asynchronously) up to the barrier is on disk when this returns. Returns the new side's WAL insert
+    position read just before that commit (text)."""
+    return _logged_position(conn, migration, run_id, direction, "barrier", barrier_lsn, journal)
 
 
 def senders(conn):
@@ -457,23 +510,35 @@ def user_tables(conn):
 # Sequences
 # ----------------------------------------------------------------------------------------------
 
-SEQUENCE_EXISTS = ("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                   "WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'S'")
+SEQUENCES_EXIST = ("SELECT u.s, u.n FROM unnest(%s::text[], %s::text[]) AS u(s, n) JOIN pg_namespace ns ON "
+                   "ns.nspname = u.s JOIN pg_class c ON c.relnamespace = ns.oid AND c.relname = u.n AND c.relkind = 'S'")
+
+
+def _setval_call(schema, name, value):
+    return sql.SQL("setval({}, {}, true)").format(sql.Literal(sql.Identifier(schema, name).as_string(None)),
+                                                   sql.Literal(int(value)))
 
 
 def setval_sql(schema, name, value):
     """SELECT setval('<schema and name, each quoted>', value, true): the next nextval() returns value + increment.
     The name is given quoted as identifiers, so the server finds exactly that sequence."""
-    return sql.SQL("SELECT setval({}, {}, true)").format(
-        sql.Literal(sql.Identifier(schema, name).as_string(None)), sql.Literal(int(value)))
+    return sql.SQL("SELECT ") + _setval_call(schema, name, value)
 
 
-def setval(conn, schema, name, value, journal=None):
-    """setval() on the sequence found by its schema and name; the statement's text. LookupError when there is no
-    such sequence."""
-    if not one(conn, SEQUENCE_EXISTS, (schema, name)):
-        raise LookupError("sequence %s does not exist" % qualified(schema, name))
-    stmt = setval_sql(schema, name, value)
+def setval_all(conn, changes, journal=None):
+    """setval() on every (schema, name, value) of `changes`, each sequence found by its schema and name, in one
+    statement after one look that they all exist (inside the freeze, every round trip lengthens the write pause).
+    Returns the statement's text (None for no change); LookupError naming the first missing sequence, before
+    any is set."""
+    changes = [(schema, name, int(value)) for schema, name, value in changes]
+    if not changes:
+        return None
+    found = set((r["s"], r["n"]) for r in rows(conn, SEQUENCES_EXIST, ([c[0] for c in changes],
+                                                                        [c[1] for c in changes])))
+    missing = [c for c in changes if (c[0], c[1]) not in found]
+    if missing:
+        raise LookupError("sequence %s does not exist" % qualified(missing[0][0], missing[0][1]))
+    stmt = sql.SQL("SELECT ") + sql.SQL(", ").join(_setval_call(*c) for c in changes)
     if journal is not None:
         journal.run(conn, stmt)
     else:

@@ -98,15 +98,24 @@ def keep_columns(columns):
     return [c for c in columns if not (c.get("is_partition") and (c["seq"], c["column"]) in has_parent)]
 
 
-def _column_bounds(conn, col):
-    if col["type"] not in INTEGER_TYPES:
-        return None, None
-    rel = sql.Identifier(col["schema"], col["table"])
-    if col["relkind"] == "r":
-        rel = sql.SQL("ONLY {}").format(rel)
-    query = sql.SQL("SELECT max({c}) AS hi, min({c}) AS lo FROM {rel}").format(c=sql.Identifier(col["column"]), rel=rel)
-    row = db.rows(conn, query)[0]
-    return (None if row["hi"] is None else int(row["hi"])), (None if row["lo"] is None else int(row["lo"]))
+def _column_bounds(conn, columns):
+    """[(max, min)] of each column (None, None for a column that is not of an integer type), read with one
+    query per VALUE_BATCH columns: a round trip per column would add up inside the cutover's write pause."""
+    bounds = [(None, None)] * len(columns)
+    wanted = [i for i, col in enumerate(columns) if col["type"] in INTEGER_TYPES]
+    for start in range(0, len(wanted), VALUE_BATCH):
+        parts = []
+        for i in wanted[start:start + VALUE_BATCH]:
+            col = columns[i]
+            rel = sql.Identifier(col["schema"], col["table"])
+            if col["relkind"] == "r":
+                rel = sql.SQL("ONLY {}").format(rel)
+            parts.append(sql.SQL("SELECT {i}::int AS i, max({c})::numeric AS hi, min({c})::numeric AS lo FROM {rel}")
+                         .format(i=sql.Literal(i), c=sql.Identifier(col["column"]), rel=rel))
+        for row in db.rows(conn, sql.SQL(" UNION ALL ").join(parts)):
+            bounds[row["i"]] = ((None if row["hi"] is None else int(row["hi"])),
+                                (None if row["lo"] is None else int(row["lo"])))
+    return bounds
 
 
 def gather_sequences(conn, schemas=None):
@@ -122,8 +131,7 @@ def gather_sequences(conn, schemas=None):
     values = _values(conn, rows)
     columns = keep_columns(_column_rows(conn, [r["oid"] for r in rows]))
     by_seq = {}
-    for col in columns:
-        hi, lo = _column_bounds(conn, col)
+    for col, (hi, lo) in zip(columns, _column_bounds(conn, columns)):
         by_seq.setdefault(col["seq"], []).append(dict(table=qualified(col["schema"], col["table"]),
                                                       table_schema=col["schema"], table_name=col["table"],
                                                       column=col["column"], max=hi, min=lo))

@@ -283,33 +283,37 @@ class Cutover:
     # --- 3 barrier -----------------------------------------------------------------------------
 
     def step_barrier(self, machine):
+        """The old side's WAL position once the freeze took effect (written with the marker row), proven on the new
+        side: every stream's apply worker received past it, then the new side's WAL flushed
+        (cutover.barrier_behind says why that proves every commit before it applied and on disk); dms: the
+        marker row arrived."""
         old, new = self.conn(self.old), self.conn(self.new)
-        db.log_event(old, self.migration, self.run_id, self.p["direction"], "marker", self.journal)
-        lsn = db.current_lsn(old)
+        lsn = db.mark_barrier(old, self.migration, self.run_id, self.p["direction"], self.journal)
         self.positions["barrier_lsn"] = lsn
         target = native.lsn_to_int(lsn)
         limit = min(self.p["barrier_timeout"], max(machine.remaining(), 0.0))
-        deadline = time.monotonic() + limit
+        start = time.monotonic()
+        deadline, nudged = start + limit, start
         polls = 0
         while True:
             polls += 1
-            done, streams = self.streams.barrier(target)
+            done, behind = self.streams.barrier(target)
             if done:
-                return dict(barrier_lsn=lsn, polls=polls)
-            if not self.streams.marker:
-                # Hurry the subscribers' confirmation: a synchronous commit on the new side flushes the
-                # transactions applied so far; a commit on the old side wakes its WAL senders, whose
-                # keepalive makes each apply worker report that flushed position at once (instead of
-                # on its next 1 s cycle).
-                db.nudge(new)
-                db.nudge(old)
+                detail = dict(barrier_lsn=lsn, polls=polls, wait_seconds=round(time.monotonic() - start, 3))
+                if not self.streams.marker:
+                    detail["flushed_on_new_side"] = db.flush_barrier(new, self.migration, self.run_id,
+                                                                     self.p["direction"], lsn, self.journal)
+                return detail
             if time.monotonic() > deadline:
-                behind = ", ".join("%s at %s" % (s["name"], s["confirmed"]) for s in streams
-                                   if (s["confirmed_int"] or 0) < target) or "the marker row"
                 raise cutover.StepFailed("barrier %s not reached within %.1f s (barrier_timeout %s, pause budget "
-                                         "left): %s behind" % (lsn, limit, self.p["barrier_timeout"], behind),
+                                         "left): %s" % (lsn, limit, self.p["barrier_timeout"], ", ".join(behind)),
                                          dict(barrier_lsn=lsn))
-            time.sleep(0.01 if polls < 50 else 0.05)
+            if not self.streams.marker and time.monotonic() - nudged > 0.1:
+                # The marker's flushed commit moves every WAL sender past the barrier at once; should a keepalive
+                # saying so not come, a commit on the old side makes its WAL senders send one.
+                db.nudge(old)
+                nudged = time.monotonic()
+            time.sleep(0.005 if polls < 100 else 0.05)
 
     # --- 4 sequences, 5 finishing, 6 verify ------------------------------------------------------
 
@@ -317,15 +321,29 @@ class Cutover:
         """sequence_plan(old, new, gap) without the cutover's own log (pgshift schema)."""
         from ansible_collections.pgshift.aurora.plugins.module_utils._pg import sequences
         old, new = self.conn(self.old), self.conn(self.new)
-        plan = sequences.sequence_plan(sequences.gather_sequences(old), sequences.gather_sequences(new), gap)
+        found = {}
+
+        def gather():  # both sides read at the same time, each on its own connection (as step_verify counts)
+            try:
+                found["new"] = sequences.gather_sequences(new)
+            except Exception as exc:  # raised below, from the main thread
+                found["error"] = exc
+        worker = threading.Thread(target=gather, daemon=True)
+        worker.start()
+        try:
+            found["old"] = sequences.gather_sequences(old)
+        finally:
+            worker.join()
+        if "error" in found:
+            raise found["error"]
+        plan = sequences.sequence_plan(found["old"], found["new"], gap)
         return [e for e in plan if e["schema"] != db.LOG_SCHEMA]
 
     def step_sequences(self, machine):
         plan = self.sequence_plan(self.p["sequence_gap"])
         new = self.conn(self.new)
         changes = cutover.sequence_changes(plan)
-        for change in changes:
-            db.setval(new, change["schema"], change["name"], change["set_to"], self.journal)
+        db.setval_all(new, [(c["schema"], c["name"], c["set_to"]) for c in changes], self.journal)
         missing = [e["sequence"] for e in plan if e.get("status") == "missing_on_target"]
         if missing:
             self.warnings.append("sequences missing on the %s: %s" % (self.new, ", ".join(missing)))

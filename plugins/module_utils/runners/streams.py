@@ -78,17 +78,16 @@ class Streams:
         return why, dict(streams=len(streams), max_lag_bytes=max([s["lag_bytes"] or 0 for s in streams] or [0]))
 
     def barrier(self, target):
-        """(reached, [{name, confirmed, confirmed_int}] of the streams) for the barrier LSN `target` (an int): every
-        stream the preflight found still subscribed, its slot's confirmed position at or past it."""
+        """(reached, behind) for the barrier LSN `target` (an int): whether the apply worker of every stream the
+        preflight found received a position past it on the new side (cutover.barrier_behind says why that proves
+        every commit before it applied; the caller then flushes the new side's WAL), and ["<stream> received up
+        to <lsn>"] of those that did not yet."""
         run = self.run
-        subs = replication.subscriptions(run.conn(run.new))
-        slots = replication.slots(run.conn(run.old), self.names)
-        streams = []
-        for name in self.names:
-            if name in subs:
-                confirmed = (slots.get(name) or {}).get("confirmed_flush_lsn")
-                streams.append(dict(name=name, confirmed=confirmed, confirmed_int=native.lsn_to_int(confirmed)))
-        return len(streams) == len(self.names) and cutover.barrier_done(streams, target), streams
+        received = dict((n, native.lsn_to_int(v)) for n, v in db.stream_receipts(run.conn(run.new),
+                                                                                 self.names).items())
+        behind = ["%s received up to %s" % (n, native.int_to_lsn(received.get(n)) if received.get(n) else "nothing")
+                  for n in cutover.barrier_behind(received, self.names, target)]
+        return cutover.barrier_done(received, self.names, target), behind
 
     def marker_seen(self):
         """For the verify step: whether the marker row arrived (None when the streams do not carry it)."""
@@ -156,8 +155,9 @@ class DmsForward(Forward):
 
     def barrier(self, target):
         run = self.run
-        return cutover.barrier_done([], target, engine="dms", marker_seen=db.marker_seen(
-            run.conn(run.new), run.migration, run.run_id)), []
+        seen = db.marker_seen(run.conn(run.new), run.migration, run.run_id)
+        return cutover.barrier_done({}, [], target, engine="dms", marker_seen=seen), (
+            [] if seen else ["the marker row is not on the %s" % run.new])
 
     def marker_seen(self):
         run = self.run
