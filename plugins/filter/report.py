@@ -4,12 +4,14 @@
 """Filters that build a phase's report data (its .json) from the modules' results.
 
 The roles' templates keep only the Markdown layout of that data (docs: assessment_report.yml,
-preparation_report.yml and cleanup_report.yml next to this file).
+preparation_report.yml, schema_report.yml and cleanup_report.yml next to this file).
 
 - ``assessment_report``: phase 0 (roles/assess), from the two pg_logical_prereqs results: findings,
   checks, the GO / NO-GO decision and the gate.
 - ``preparation_report``: phase 1 (roles/prepare_source), from the pg_logical_prereqs results: what was
   changed (or would be), the restarts and reboots still needed, what remains, the gate.
+- ``schema_report``: phase 3 (roles/copy_schema), from the pg_schema_copy result: what the stage created,
+  held back, validated, what logical replication does not carry, the lines the play prints.
 - ``cleanup_report``: phase 8 (roles/cleanup, native engine), from what the run saw: the streams before and
   after, what each removal did, the return stream.
 
@@ -299,6 +301,131 @@ def preparation_report(results, sides, migration_name, engine, options, fail_on=
         target=prepared["target"])
 
 
+# Phase 3 ---------------------------------------------------------------------------------------------------------
+
+def _kind_counts(items):
+    """'2 index, 1 trigger': how many of each kind, kinds in alphabetical order."""
+    counts = {}
+    for item in items:
+        counts[item["kind"]] = counts.get(item["kind"], 0) + 1
+    return ", ".join("%d %s" % (counts[kind], kind) for kind in sorted(counts))
+
+
+def _listed(names):
+    return " (%s)" % ", ".join(names) if names else ""
+
+
+def _schema_lines(r, stage, check, error, show_statements, report_path):
+    """The lines the play prints about a schema copy (summary_lines)."""
+    lines = []
+    queries = r.get("queries", [])
+    created = r.get("created", [])
+    held = r.get("held_back", [])
+    db, roles, nr = r.get("database", {}), r.get("roles", {}), r.get("not_replicated", {})
+    if error:
+        lines.append("THE SCHEMA COPY FAILED (stage %s): %s" % (stage, error))
+    elif check:
+        restores = [c for c in r.get("commands", []) if re.search("pg_restore --use-list", c)]
+        lines.append("CHECK MODE, nothing was changed: stage %s would run %d statement(s)%s" % (
+            stage, len(queries), (" and restore %d schema entries" % len(created)) if restores else ""))
+    else:
+        lines.append("stage %s: %s" % (stage, "changes made" if r.get("changed", False) else
+                                       "nothing to change, the target already has " + (
+                                           "the pre-data schema" if stage == "pre" else "every held-back object")))
+    if stage == "pre" and db:
+        props = "%s, %s/%s, %s" % (db["encoding"], db["collate"], db["ctype"], db["locale_provider"])
+        if not db["existed"]:
+            lines.append("target database %s: %s as on the source (%s), owner %s" % (
+                db["name"], "created" if db["created"] else "would be created", props, db["owner"]))
+        elif db.get("owner_was"):
+            lines.append("target database %s: exists; %s to %s, the owner of the source database (was %s)" % (
+                db["name"], "would be given" if check else "given", db["owner"], db["owner_was"]))
+        else:
+            lines.append("target database %s: exists (owner %s)" % (db["name"], db["owner"]))
+    if stage == "pre" and roles:
+        if roles.get("created"):
+            lines.append("%d role(s) %s WITHOUT passwords: %s; set their passwords on the target before the "
+                         "application connects there" % (len(roles["created"]),
+                                                         "would be created" if check else "created",
+                                                         ", ".join(roles["created"])))
+        else:
+            lines.append("roles: the target has every role the schema needs")
+        for name, dropped in (roles.get("attributes_dropped") or {}).items():
+            lines.append("    role %s created without %s (not allowed on the target)" % (name, ", ".join(dropped)))
+    if created:
+        lines.append("%s %d %s (%s)" % (
+            ("would restore" if check else "restored") if stage == "pre" else ("would create" if check else "created"),
+            len(created), "schema entries" if stage == "pre" else "object(s)", _kind_counts(created)))
+    if r.get("validated"):
+        lines.append("%s %d constraint(s)" % ("would validate" if check else "validated", len(r["validated"])))
+    lines.extend("    %s %s: %s, as on the source" % (s["kind"], s["object"], s["state"]) for s in r.get("states", []))
+    if held:
+        lines.append("held back %s: %d (%s)" % (
+            "for stage post" if stage == "pre" else "by stage pre", len(held), _kind_counts(held)))
+    if nr:
+        lines.append(
+            "not carried by logical replication: %d unlogged table(s)%s, %d materialized view(s) to refresh at "
+            "cutover%s, %d foreign table(s), %d large object(s), %d sequence(s) to synchronise at cutover" % (
+                len(nr["unlogged_tables"]), _listed(nr["unlogged_tables"]),
+                len(nr["materialized_views"]), _listed(nr["materialized_views"]),
+                len(nr["foreign_tables"]), int(nr["large_objects"]), len(nr["sequences"])))
+    lines.extend("    CONFLICT: %s %s %s" % (c["type"], c["object"], c["problem"]) for c in r.get("conflicts", []))
+    lines.extend("WARNING: %s" % w for w in r.get("warning_messages", []))
+    lines.extend("NOTE: %s" % n for n in r.get("notes", []) if not re.match("^roles created without passwords", n))
+    if queries and stage == "post":
+        lines.append("statements %s:" % ("that would run" if check else "run"))
+        lines.extend("    " + q.replace("\n", " ") for q in queries[:show_statements])
+        if len(queries) > show_statements:
+            lines.append("    ... and %d more, all in the report" % (len(queries) - show_statements))
+    lines.append("report: %s.md (and .json)" % report_path)
+    return lines
+
+
+def schema_report(result, stage, sides, migration_name, check_mode=False, error=None, report_path="",
+                  show_statements=30, generated_at=None):
+    """schema.json / schema-post.json (the fact copy_schema_report).
+
+    result: pg_schema_copy's result (or the failed one; {} when it never ran). stage: pre or post. sides:
+    {'source': {'host': ..., 'endpoint': ...}, 'target': {...}}. error: what stopped the run (None when nothing
+    did). report_path: the report without its extension, for the last summary line. show_statements: post-stage
+    statements listed in summary_lines (the report has them all). `queries` and `commands` are the module's,
+    which never hold a password.
+    """
+    r = result or {}
+    check = bool(check_mode)
+    source, target = _side(sides, "source"), _side(sides, "target")
+    return dict(
+        phase="copy_schema",
+        stage=stage,
+        generated_at=generated_at or _now(),
+        check_mode=check,
+        migration_name=migration_name,
+        source=dict(host=source["host"], endpoint=source["endpoint"]),
+        target=dict(host=target["host"], endpoint=target["endpoint"]),
+        changed=r.get("changed", False),
+        error=error,
+        summary_lines=_schema_lines(r, stage, check, error, int(show_statements), report_path),
+        database=r.get("database", {}),
+        roles=r.get("roles", {}),
+        extensions=r.get("extensions", []),
+        created=r.get("created", []),
+        held_back=r.get("held_back", []),
+        excluded=r.get("excluded", []),
+        existing=r.get("existing", []),
+        validated=r.get("validated", []),
+        states=r.get("states", []),
+        not_replicated=r.get("not_replicated", {}),
+        conflicts=r.get("conflicts", []),
+        not_handled=r.get("not_handled", []),
+        warnings=r.get("warning_messages", []),
+        notes=r.get("notes", []),
+        counts=r.get("summary", {}),
+        timings=r.get("timings", {}),
+        tools=r.get("tools", {}),
+        queries=r.get("queries", []),
+        commands=r.get("commands", []))
+
+
 # Phase 8 ---------------------------------------------------------------------------------------------------------
 
 def _stream_names(result):
@@ -340,4 +467,4 @@ def cleanup_report(removals, before=None, reverse=None, serving=None, after=None
 class FilterModule:
     def filters(self):
         return dict(assessment_report=assessment_report, preparation_report=preparation_report,
-                    cleanup_report=cleanup_report)
+                    schema_report=schema_report, cleanup_report=cleanup_report)

@@ -1,4 +1,5 @@
-"""Report data built in Python (plugins/filter/report.py): assessment.json and preparation.json."""
+"""Report data built in Python (plugins/filter/report.py): assessment.json, preparation.json, schema.json and
+cleanup.json."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.pgshift.aurora.plugins.filter.report import (
-    FilterModule, assessment_report, check_table, cleanup_report, preparation_report, restart_needed)
+    FilterModule, assessment_report, check_table, cleanup_report, preparation_report, restart_needed,
+    schema_report)
 
 SIDES = dict(source=dict(host="src", endpoint="s:5432/app", rds_instance_id="db-1"),
              target=dict(host="tgt", endpoint="t:5432/app", rds_instance_id="?"))
@@ -195,7 +197,8 @@ def test_a_side_without_host_is_refused():
 
 
 def test_the_filters_are_registered():
-    assert set(FilterModule().filters()) == {"assessment_report", "preparation_report", "cleanup_report"}
+    assert set(FilterModule().filters()) == {
+        "assessment_report", "preparation_report", "schema_report", "cleanup_report"}
 
 
 # Phase 8 ---------------------------------------------------------------------------------------------------------
@@ -228,3 +231,102 @@ def test_cleanup_lists_a_failed_removal_as_not_removed():
     r = cleanup_report(removals, before=dict(streams=[dict(name="s1"), dict(name="s2")]),
                        after=dict(skipped=True), status="failed", error="busy", generated_at=AT)
     assert r["removed"] == ["s1"] and r["queries"] == ["DROP SUBSCRIPTION s1"] and r["left"] is None
+
+
+# Phase 3 ---------------------------------------------------------------------------------------------------------
+
+DB = dict(name="app", existed=False, created=True, encoding="UTF8", collate="C", ctype="C", locale_provider="libc",
+          owner="app_owner")
+NOT_REPLICATED = dict(unlogged_tables=["public.scratch"], materialized_views=[], foreign_tables=["ext.remote"],
+                      large_objects=2, sequences=["public.orders_id_seq"])
+
+
+def schema(result, stage="pre", check=False, error=None, show=30):
+    return schema_report(result, stage, SIDES, migration_name="orders", check_mode=check, error=error,
+                         report_path="/r/schema", show_statements=show, generated_at=AT)
+
+
+def kinds(*names):
+    return [dict(kind=k, object="public.o%d" % i) for i, k in enumerate(names)]
+
+
+def test_schema_pre_stage_that_made_the_database_and_roles():
+    roles = dict(created=["app_ro", "app_rw"], attributes_dropped=dict(app_rw=["SUPERUSER"]))
+    result = dict(changed=True, database=DB, roles=roles,
+                  created=kinds("TABLE", "SEQUENCE", "TABLE"), held_back=kinds("INDEX", "FK CONSTRAINT", "INDEX"),
+                  not_replicated=NOT_REPLICATED, warning_messages=["w1"],
+                  notes=["roles created without passwords: app_ro, app_rw", "n1"], queries=["CREATE ROLE app_ro"],
+                  summary=dict(created=3), commands=["pg_dump --schema-only"])
+    r = schema(result)
+    assert list(r)[:6] == ["phase", "stage", "generated_at", "check_mode", "migration_name", "source"]
+    assert (r["phase"], r["stage"], r["changed"], r["error"], r["counts"]) == (
+        "copy_schema", "pre", True, None, dict(created=3))
+    assert r["source"] == dict(host="src", endpoint="s:5432/app")
+    assert r["target"] == dict(host="tgt", endpoint="t:5432/app")
+    assert r["warnings"] == ["w1"] and r["notes"] == result["notes"] and r["queries"] == ["CREATE ROLE app_ro"]
+    assert r["summary_lines"] == [
+        "stage pre: changes made",
+        "target database app: created as on the source (UTF8, C/C, libc), owner app_owner",
+        "2 role(s) created WITHOUT passwords: app_ro, app_rw; set their passwords on the target before the "
+        "application connects there",
+        "    role app_rw created without SUPERUSER (not allowed on the target)",
+        "restored 3 schema entries (1 SEQUENCE, 2 TABLE)",
+        "held back for stage post: 3 (1 FK CONSTRAINT, 2 INDEX)",
+        "not carried by logical replication: 1 unlogged table(s) (public.scratch), 0 materialized view(s) to refresh"
+        " at cutover, 1 foreign table(s), 2 large object(s), 1 sequence(s) to synchronise at cutover",
+        "WARNING: w1",
+        "NOTE: n1",
+        "report: /r/schema.md (and .json)"]
+
+
+def test_schema_pre_stage_on_an_existing_database():
+    owned = dict(DB, existed=True, created=False, owner_was="postgres")
+    r = schema(dict(changed=False, database=owned, roles=dict(created=[])), check=True)
+    assert r["summary_lines"][1:3] == [
+        "target database app: exists; would be given to app_owner, the owner of the source database (was postgres)",
+        "roles: the target has every role the schema needs"]
+    assert schema(dict(database=dict(owned, owner_was=None)))["summary_lines"][:2] == [
+        "stage pre: nothing to change, the target already has the pre-data schema",
+        "target database app: exists (owner app_owner)"]
+
+
+def test_schema_check_mode_counts_statements_and_restored_entries():
+    result = dict(changed=True, created=kinds("TABLE", "VIEW"), queries=["CREATE DATABASE app"],
+                  commands=["pg_dump -s", "pg_restore --use-list /tmp/x.list -d app"])
+    assert schema(result, check=True)["summary_lines"][:2] == [
+        "CHECK MODE, nothing was changed: stage pre would run 1 statement(s) and restore 2 schema entries",
+        "would restore 2 schema entries (1 TABLE, 1 VIEW)"]
+    del result["commands"]
+    assert schema(result, check=True)["summary_lines"][0] == (
+        "CHECK MODE, nothing was changed: stage pre would run 1 statement(s)")
+
+
+def test_schema_post_stage_lists_its_statements_up_to_show_statements():
+    result = dict(changed=True, created=kinds("INDEX", "TRIGGER"), validated=["fk1"],
+                  states=[dict(kind="TRIGGER", object="public.t.trg", state="disabled")],
+                  conflicts=[dict(type="INDEX", object="public.i", problem="exists with another definition")],
+                  queries=["CREATE INDEX i1\n  ON t (a)", "CREATE TRIGGER trg", "ALTER TABLE t VALIDATE CONSTRAINT fk1"])
+    r = schema(result, stage="post", show=2)
+    assert r["summary_lines"] == [
+        "stage post: changes made",
+        "created 2 object(s) (1 INDEX, 1 TRIGGER)",
+        "validated 1 constraint(s)",
+        "    TRIGGER public.t.trg: disabled, as on the source",
+        "    CONFLICT: INDEX public.i exists with another definition",
+        "statements run:",
+        "    CREATE INDEX i1   ON t (a)",
+        "    CREATE TRIGGER trg",
+        "    ... and 1 more, all in the report",
+        "report: /r/schema.md (and .json)"]
+    assert r["queries"] == result["queries"] and r["validated"] == ["fk1"]
+    assert schema(dict(), stage="post")["summary_lines"][0] == (
+        "stage post: nothing to change, the target already has every held-back object")
+
+
+def test_schema_report_of_a_failed_run():
+    r = schema(dict(failed=True, msg="pg_dump failed", changed=False), stage="post", check=True, error="pg_dump failed")
+    assert r["summary_lines"] == ["THE SCHEMA COPY FAILED (stage post): pg_dump failed",
+                                  "report: /r/schema.md (and .json)"]
+    assert (r["error"], r["changed"], r["check_mode"], r["created"], r["not_replicated"]) == (
+        "pg_dump failed", False, True, [], {})
+    assert schema(None)["database"] == {} and schema(None)["commands"] == []
