@@ -10,18 +10,21 @@ import json
 import statistics
 import time
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import journal, native, names
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
-from test_cutover import Writer, pair  # noqa: F401
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import replication
+from test_cutover import Writer, pair  # pylint: disable=unused-import  # noqa: F401 (the fixture)
+
+JOURNAL = journal.Journal()
 
 
 def old_barrier(src, tgt, stream, migration):
-    db.log_event(src, migration, "probe", "forward", "marker")
+    db.log_event(src, migration, "probe", "forward", "marker", JOURNAL)
     lsn = native.lsn_to_int(db.current_lsn(src))
     polls = 0
     while True:
         polls += 1
-        c = native.lsn_to_int(db.slots(src, [stream])[stream]["confirmed_flush_lsn"])
+        c = native.lsn_to_int(replication.slots(src, [stream])[stream]["confirmed_flush_lsn"])
         if c is not None and c >= lsn:
             return polls
         db.nudge(tgt)
@@ -30,14 +33,14 @@ def old_barrier(src, tgt, stream, migration):
 
 
 def new_barrier(src, tgt, stream, migration):
-    lsn = native.lsn_to_int(db.mark_barrier(src, migration, "probe", "forward"))
+    lsn = native.lsn_to_int(db.mark_barrier(src, migration, "probe", "forward", JOURNAL))
     polls, start = 0, time.monotonic()
     nudged = start
     while True:
         polls += 1
         r = native.lsn_to_int(db.stream_receipts(tgt, [stream])[stream])
         if r is not None and r > lsn:
-            db.flush_barrier(tgt, migration, "probe", "forward", "0/0")
+            db.flush_barrier(tgt, migration, "probe", "forward", "0/0", JOURNAL)
             return polls
         if time.monotonic() - nudged > 0.1:
             db.nudge(src)
@@ -50,8 +53,8 @@ def test_barrier_probe(pair):  # noqa: F811
     src = env["source"].master_connect(env["db"])
     tgt = env["target"].master_connect(env["db"])
     for c in (src, tgt):
-        db.ensure_log(c)
-    stream = "pgshift_%s_s1" % env["migration"]
+        db.ensure_log(c, JOURNAL)
+    stream = names.stream_name(env["migration"], 1)
     out = dict(old=[], new=[])
     for i in range(16):
         w = Writer(env["bouncer"].port, env["db"], env["app"], 100 + i, pause=0.002)
