@@ -2,8 +2,8 @@
 # Copyright: pgshift.aurora contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What only pg_native_stream needs on top of _pg/replication.py (the publication, slot and subscription
-statements and reads, the slot's drop): one stream's observation of both servers, the subscription's connection
-string from the module's options, stopping the sessions of its load and clearing its load progress.
+statements and reads, the slot's drop): one stream's observation of both servers, stopping the sessions of its
+load and clearing its load progress.
 
 Every statement that changes something runs through a ``journal.Journal``; reads use ``_pg.db``.
 The copy itself is in _pg/loader.py; the decisions in native.py.
@@ -11,20 +11,8 @@ The copy itself is in _pg/loader.py; the decisions in native.py.
 
 from __future__ import annotations
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native, replication_conn
+from ansible_collections.pgshift.aurora.plugins.module_utils import native
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import db, loader, replication
-
-
-def subscription_conninfo(p):
-    """The connection string the target's subscription opens to the source, from pg_native_stream's options
-    (source_* as the target server reaches the source, else the controller's login_*)."""
-    user = p["source_replication_user"] or p["login_user"]
-    password = p["source_replication_password"]
-    if password is None and not p["source_replication_user"]:
-        password = p["login_password"]
-    return replication_conn.subscription_conninfo(
-        p["source_host"] or p["login_host"], p["source_port"] or p["login_port"], p["source_db"] or p["login_db"],
-        user, password, p["source_ssl_mode"] or p["ssl_mode"], p["source_ssl_root_cert"])
 
 
 # ----------------------------------------------------------------------------------------------

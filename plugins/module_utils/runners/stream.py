@@ -14,7 +14,7 @@ try:
 except ImportError:  # pragma: no cover - the module reports the missing library
     pg_errors = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native, progress
+from ansible_collections.pgshift.aurora.plugins.module_utils import native, progress, replication_conn
 from ansible_collections.pgshift.aurora.plugins.module_utils.journal import Journal
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader, replication, stream as pgstream
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect, postgres_argument_spec
@@ -394,7 +394,7 @@ class Stream:
 
     def step_subscription_create(self, decision, desired, src_cols, plan):
         try:
-            replication.create_subscription(self.tgt, self.name, pgstream.subscription_conninfo(self.p),
+            replication.create_subscription(self.tgt, self.name, subscription_conninfo(self.p),
                                             enabled=desired["create_enabled"], disable_on_error=False,
                                             journal=self.journal)
         except pg_errors.InsufficientPrivilege as exc:
@@ -494,3 +494,15 @@ def load_result(units, results, seconds, workers):
                 rows_per_second=round(rows / seconds, 1) if seconds > 0 else None,
                 bytes_per_second=round(nbytes / seconds, 1) if seconds > 0 else None,
                 tables=[by_table[k] for k in sorted(by_table)])
+
+
+def subscription_conninfo(p):
+    """The connection string the target's subscription opens to the source, from pg_native_stream's options
+    (source_* as the target server reaches the source, else the controller's login_*)."""
+    user = p["source_replication_user"] or p["login_user"]
+    password = p["source_replication_password"]
+    if password is None and not p["source_replication_user"]:
+        password = p["login_password"]
+    return replication_conn.subscription_conninfo(
+        p["source_host"] or p["login_host"], p["source_port"] or p["login_port"], p["source_db"] or p["login_db"],
+        user, password, p["source_ssl_mode"] or p["ssl_mode"], p["source_ssl_root_cert"])
