@@ -84,16 +84,30 @@ def collection_commit():
     return head + (" (with uncommitted changes in plugins/roles/playbooks/inventories)" if dirty else "")
 
 
-def ansible_env(profile=False):
+def ansible_env(profile=False, collections=None):
+    """The environment of ansible-playbook; collections: another collections path (e.g. a baseline checkout's)."""
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env.update(ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
+    env.update(ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=collections or COLLECTIONS,
                ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     if profile:
         env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
         env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "all"
         env["PROFILE_TASKS_SORT_ORDER"] = "none"
     return env
+
+
+def baseline_collections(checkout, prefix):
+    """A collections path (a temporary directory) in which pgshift.aurora is `checkout`, another checkout of the
+    collection (a before/after comparison on the same lab); SystemExit when it is not one."""
+    import tempfile
+    root = os.path.abspath(checkout)
+    if not os.path.isfile(os.path.join(root, "galaxy.yml")):
+        raise SystemExit("--baseline %s: not a checkout of the collection (no galaxy.yml)" % root)
+    links = tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(os.path.join(links, "ansible_collections", "pgshift"))
+    os.symlink(root, os.path.join(links, "ansible_collections", "pgshift", "aurora"))
+    return links
 
 
 class Lab:
@@ -142,14 +156,14 @@ class Lab:
 
     # ------------------------------------------------------------ playbooks ----
 
-    def playbook(self, playbook, *extra, check=True, profile=False, log=None):
+    def playbook(self, playbook, *extra, check=True, profile=False, log=None, collections=None):
         """ansible-playbook with this lab's inventory; (rc, seconds, output). playbook: a file in playbooks/ or
         pgshift.aurora.<name>. check: raise on a non-zero exit (with the output's tail: no_log keeps passwords
-        out of it)."""
+        out of it). collections: run the roles and modules of another checkout (baseline_collections)."""
         path = playbook if playbook.startswith("pgshift.") else os.path.join(REPO, "playbooks", playbook)
         cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", self.inventory, path]
         start = time.monotonic()
-        proc = subprocess.run(cmd + list(extra), cwd=REPO, env=ansible_env(profile), stdout=subprocess.PIPE,
+        proc = subprocess.run(cmd + list(extra), cwd=REPO, env=ansible_env(profile, collections), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, check=False)
         seconds = time.monotonic() - start
         if log:

@@ -314,13 +314,8 @@ def main():
     offline_runs = opts.runs if opts.offline_runs is None else opts.offline_runs
     variants = [("this tree", None)]
     if opts.baseline:
-        root = os.path.abspath(opts.baseline)
-        if not os.path.isfile(os.path.join(root, "galaxy.yml")):
-            raise SystemExit("--baseline %s: not a checkout of the collection (no galaxy.yml)" % root)
-        links = tempfile.mkdtemp(prefix="pgshift-bench-cutover-baseline-")
-        os.makedirs(os.path.join(links, "ansible_collections", "pgshift"))
-        os.symlink(root, os.path.join(links, "ansible_collections", "pgshift", "aurora"))
-        variants.append(("baseline", links))
+        variants.append(("baseline", benchlab.baseline_collections(opts.baseline,
+                                                                   "pgshift-bench-cutover-baseline-")))
     lab = benchlab.Lab("cutover", PORTS, opts.scale)
     result = dict(benchmark="cutover", collection_commit=benchlab.collection_commit(), scale=opts.scale,
                   rate=opts.rate, seconds=opts.seconds, at=opts.at, clients=opts.clients, jobs=opts.jobs,

@@ -92,9 +92,9 @@ def pg18_bin_dir():
     return benchlab.PG_BIN[18]
 
 
-def ansible_playbook(env, playbook, *extra, log=None, profile=False):
+def ansible_playbook(env, playbook, *extra, log=None, profile=False, collections=None):
     """Runs a playbook of the collection with the lab's inventory; returns (rc, seconds, output)."""
-    return env["lab"].playbook(playbook, *extra, check=False, log=log, profile=profile)
+    return env["lab"].playbook(playbook, *extra, check=False, log=log, profile=profile, collections=collections)
 
 
 def profile_tasks(output):
@@ -340,20 +340,23 @@ def refresh_matviews(env):
 
 # ------------------------------------------------------------------ tools ----
 
-def run_pgshift_playbook(env, workdir, poll=None):
-    """copy_schema.yml then replicate.yml with the lab inventory, reports in workdir (with the assessment)."""
+def run_pgshift_playbook(env, workdir, poll=None, baseline=False):
+    """copy_schema.yml then replicate.yml with the lab inventory, reports in workdir (with the assessment).
+    baseline: with the roles and modules of the --baseline checkout (the same playbooks, lab and rounds)."""
+    collections = env["baseline_collections"] if baseline else None
     shutil.copy(env["assessment"], os.path.join(workdir, "assessment.json"))
     extra = ("-e", "report_dir=%s" % workdir)
     if poll:
         extra += ("-e", "replicate_poll_interval=%s" % poll)
     steps, tasks = {}, []
     rc, secs, out = ansible_playbook(env, "copy_schema.yml", *extra, log=os.path.join(workdir, "copy_schema.log"),
-                                     profile=True)
+                                     profile=True, collections=collections)
     steps["copy_schema_pre_playbook"] = round(secs, 2)
     tasks += [dict(t, playbook="copy_schema") for t in profile_tasks(out)]
     if rc != 0:
         return dict(success=False, error="copy_schema.yml failed (rc %d): %s" % (rc, tail(out)), steps=steps)
-    rc, secs, out = ansible_playbook(env, "replicate.yml", *extra, log=os.path.join(workdir, "replicate.log"), profile=True)
+    rc, secs, out = ansible_playbook(env, "replicate.yml", *extra, log=os.path.join(workdir, "replicate.log"),
+                                     profile=True, collections=collections)
     steps["replicate_playbook"] = round(secs, 2)
     tasks += [dict(t, playbook="replicate") for t in profile_tasks(out)]
     result = dict(success=rc == 0, steps=steps,
@@ -567,6 +570,7 @@ def run_pg_dump_restore(env, workdir):
 
 RUNNERS = dict(pgshift_playbook=run_pgshift_playbook,
                pgshift_playbook_poll_1s=functools.partial(run_pgshift_playbook, poll=1),
+               pgshift_playbook_baseline=functools.partial(run_pgshift_playbook, baseline=True),
                pgshift_modules=run_pgshift_modules, pgcopydb=run_pgcopydb, pg_dump_restore=run_pg_dump_restore)
 
 
@@ -608,6 +612,8 @@ def run_size(opts, scale, tools, ports, lab_root, log):
     """A fresh lab at one pgbench scale, pgshift's setup timed once, then --repeat rotated rounds."""
     lab = benchlab.Lab("initial_load", ports, scale, lab_root=lab_root, lab_hard_names=opts.dataset == "full")
     env = lab_env(lab)
+    if opts.baseline:
+        env["baseline_collections"] = benchlab.baseline_collections(opts.baseline, "pgshift-bench-baseline-")
     runs = []
     assess_dir = tempfile.mkdtemp(prefix="pgshift-bench-assess-")
     try:
@@ -681,9 +687,15 @@ def main():
     parser.add_argument("--out", default=OUT_DIR, help="directory of the result file (default %s)" %
                         os.path.relpath(OUT_DIR, REPO))
     parser.add_argument("--keep", action="store_true", help="leave the last lab up")
+    parser.add_argument("--baseline", default=None,
+                        help="another checkout of the collection (its root): adds the tool pgshift_playbook_baseline, "
+                             "the same playbooks with that checkout's roles and modules, in the same rotated rounds "
+                             "(before/after on the same lab)")
     opts = parser.parse_args()
     tools = [t for t in TOOLS if t in opts.only.split(",")]
     unknown = sorted(set(opts.only.split(",")) - set(TOOLS))
+    if opts.baseline:
+        tools.append("pgshift_playbook_baseline")
     try:
         scales = [int(x) for x in opts.scales.split(",") if x.strip()]
     except ValueError:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 
-OURS = ("pgshift_playbook", "pgshift_playbook_poll_1s", "pgshift_modules")
+OURS = ("pgshift_playbook", "pgshift_playbook_poll_1s", "pgshift_modules", "pgshift_playbook_baseline")
 PEERS = ("pgcopydb", "pg_dump_restore")
 
 

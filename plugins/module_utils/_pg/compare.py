@@ -8,14 +8,13 @@ Decisions (how to hash, split, classify, conclude) are in module_utils/validate.
 
 from __future__ import annotations
 
-import json
-import os
 import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import native, prereqs, scope, validate
+from ansible_collections.pgshift.aurora.plugins.module_utils.progress import ProgressFile
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, db
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect
 
@@ -355,6 +354,7 @@ class Comparison:
         self.rows_expected = 0
         self.started = None
         self.last_progress = 0.0
+        self.progress_file = ProgressFile(options.get("progress_file"))
         self.version = None
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -373,16 +373,12 @@ class Comparison:
             self.write_progress()
 
     def write_progress(self, **extra):
-        path = self.o.get("progress_file")
-        if not path:
+        if not self.progress_file.path:
             return
         with self.lock:
             data = validate.progress(self.rows_done, self.rows_expected, time.time() - self.started)
         data.update(extra)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
+        self.progress_file.write(data, force=True)
 
     # -- one range ----------------------------------------------------------------------------
     def compare_range(self, w, table, rng, top, budget):

@@ -515,8 +515,8 @@ SEQUENCES_EXIST = ("SELECT u.s, u.n FROM unnest(%s::text[], %s::text[]) AS u(s, 
 
 
 def _setval_call(schema, name, value):
-    return sql.SQL("setval({}, {}, true)").format(sql.Literal(sql.Identifier(schema, name).as_string(None)),
-                                                   sql.Literal(int(value)))
+    seq = sql.Literal(sql.Identifier(schema, name).as_string(None))
+    return sql.SQL("setval({}, {}, true)").format(seq, sql.Literal(int(value)))
 
 
 def setval_sql(schema, name, value):
@@ -533,8 +533,8 @@ def setval_all(conn, changes, journal=None):
     changes = [(schema, name, int(value)) for schema, name, value in changes]
     if not changes:
         return None
-    found = set((r["s"], r["n"]) for r in rows(conn, SEQUENCES_EXIST, ([c[0] for c in changes],
-                                                                        [c[1] for c in changes])))
+    pairs = ([c[0] for c in changes], [c[1] for c in changes])
+    found = set((r["s"], r["n"]) for r in rows(conn, SEQUENCES_EXIST, pairs))
     missing = [c for c in changes if (c[0], c[1]) not in found]
     if missing:
         raise LookupError("sequence %s does not exist" % qualified(missing[0][0], missing[0][1]))

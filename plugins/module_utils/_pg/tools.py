@@ -1,13 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgshift.aurora contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PostgreSQL's client tools (pg_dump, pg_restore, psql): where they are, which major version, and how they
-get a password without a command line or an environment variable holding it."""
+"""PostgreSQL's client tools (pg_dump, pg_restore, psql): where they are, which major version, how they
+get a password without a command line or an environment variable holding it, and how they run."""
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,10 @@ def tool_major(path):
         return None
     m = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
     return int(m.group(1)) if m else None
+
+
+class ToolError(Exception):
+    """A client tool that is missing or failed; the message says what to do and holds no secret."""
 
 
 def candidate_bin_dirs(major):
@@ -79,3 +84,68 @@ def connection_args(params):
     """--host/--port/--username/--dbname of a client tool (no password: it comes from the pgpass file)."""
     return ["--host", params["login_host"], "--port", str(params["login_port"]), "--username", params["login_user"],
             "--dbname", params["login_db"]]
+
+
+def find_bin_dir(explicit, target_major, source_major):
+    """The directory of the pg_dump and pg_restore to copy a schema with: `explicit` (pg_bin_dir), else the first
+    candidate_bin_dirs() whose pg_dump has the target's major version. Returns (bin_dir, pg_dump major,
+    warnings); raises ToolError when there is none, or when its pg_dump is older than the source."""
+    warnings = []
+    if explicit:
+        major = tool_major(os.path.join(explicit, "pg_dump"))
+        if major is None or not os.access(os.path.join(explicit, "pg_restore"), os.X_OK):
+            raise ToolError("pg_bin_dir %s has no working pg_dump and pg_restore" % explicit)
+        if major != target_major:
+            warnings.append("pg_bin_dir %s holds pg_dump %d, the target runs PostgreSQL %d: the tools of the "
+                            "target's major version are the safe choice" % (explicit, major, target_major))
+        found = explicit
+    else:
+        found, major, seen = None, None, []
+        for d in candidate_bin_dirs(target_major):
+            m = tool_major(os.path.join(d, "pg_dump"))
+            if m is not None:
+                seen.append("%s (%d)" % (d, m))
+            if m == target_major and os.access(os.path.join(d, "pg_restore"), os.X_OK):
+                found, major = d, m
+                break
+        if found is None:
+            raise ToolError("no pg_dump/pg_restore of PostgreSQL %d (the target's major version) found%s: install "
+                            "them (postgresql-client-%d) and set pg_bin_dir" % (
+                                target_major, " (found: %s)" % ", ".join(seen) if seen else "", target_major))
+    if major < source_major:
+        raise ToolError("pg_dump %d in %s cannot dump the source's PostgreSQL %d: use the target's tools, which "
+                        "must be at least as new as the source" % (major, found, source_major))
+    return found, major, warnings
+
+
+def schema_dump_argv(bin_dir, params, path, lock_wait_timeout):
+    """pg_dump of the schema only (custom format), without what the schema copy never copies."""
+    return [os.path.join(bin_dir, "pg_dump"), "--schema-only", "--format=custom", "--no-publications",
+            "--no-subscriptions", "--no-tablespaces", "--no-security-labels", "--no-sync",
+            "--lock-wait-timeout=%d" % lock_wait_timeout, "--file", path] + connection_args(params)
+
+
+def list_argv(bin_dir, path):
+    """pg_restore --list --verbose: the archive's table of contents with each entry's dependencies."""
+    return [os.path.join(bin_dir, "pg_restore"), "--list", "--verbose", path]
+
+
+def restore_list_argv(bin_dir, params, list_file, path):
+    """pg_restore of the entries of a list file, in one transaction."""
+    return [os.path.join(bin_dir, "pg_restore"), "--use-list", list_file, "--single-transaction", "--exit-on-error",
+            "--no-publications", "--no-subscriptions", "--no-tablespaces", "--no-security-labels",
+            path] + connection_args(params)
+
+
+def shown(argv):
+    """A command as `commands` shows it (its password is in the pgpass file, never on it)."""
+    return shlex.join(argv)
+
+
+def run(argv, env, doing, scrub=str):
+    """Run a tool; its output, or ToolError with the last 25 lines of its error output (scrub: masks secrets)."""
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=None, check=False)
+    if proc.returncode != 0:
+        lines = scrub(proc.stderr.strip()).splitlines()
+        raise ToolError("%s failed (exit %d): %s" % (doing, proc.returncode, "\n".join(lines[-25:])))
+    return proc.stdout

@@ -161,8 +161,8 @@ class Route53Switch(Switch):
         old_ttl = int(before["TTL"]) if before and "TTL" in before else 0
         value = r["target_value"] if self.run.new == "target" else r["source_value"]
         ttl = r["ttl"] if r["ttl"] is not None else (old_ttl or 60)
-        change = route53.change_records(r53, r["zone_id"], cutover.route53_change(r["record_name"], r["record_type"],
-                                                                                value, ttl))
+        wanted = cutover.route53_change(r["record_name"], r["record_type"], value, ttl)
+        change = route53.change_records(r53, r["zone_id"], wanted)
         status = route53.wait_insync(r53, change)
         self.run.journal.note("route53 UPSERT %s %s -> %s (TTL %d)" % (r["record_name"], r["record_type"], value,
                                                                        ttl))
