@@ -234,8 +234,8 @@ def refresh_subscription(conn, name, copy_data, *, journal):
 
 def alter_subscription_connection(conn, name, conninfo, *, journal):
     """ALTER SUBSCRIPTION .. CONNECTION '<conninfo>', then ENABLE."""
-    journal.run(conn, sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(sql.Identifier(name),
-                                                                           sql.Literal(conninfo)))
+    stmt = sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(sql.Identifier(name), sql.Literal(conninfo))
+    journal.run(conn, stmt)
     alter_subscription(conn, name, "ENABLE", journal=journal)
 
 
