@@ -5,8 +5,8 @@
 
 Nothing here talks to a database. The runners (runners/stream.py for pg_native_stream,
 _pg/status.py for pg_replication_status) observe the catalogs, call these functions to decide,
-and run what they return; the statements and reads are in _pg/stream.py, the copy in
-_pg/loader.py.
+and run what they return; the statements and reads are in _pg/replication.py (publications, slots,
+subscriptions) and _pg/stream.py (a stream's observation, its load's sessions), the copy in _pg/loader.py.
 
 A stream's life:
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import native, scope
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import stream as pgstream
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import replication
 
 
 def sql_text(stmt):
@@ -92,8 +92,9 @@ def test_publication_diff_adds_and_drops_only_what_changed():
     diff = native.publication_diff(s["tables"], current)
     assert [t["qualified"] for t in diff["add"]] == ["public.c"]
     assert [t["qualified"] for t in diff["drop"]] == ["public.z"]
-    assert sql_text(pgstream.alter_publication("p", "ADD", diff["add"])) == 'ALTER PUBLICATION "p" ADD TABLE "public"."c"'
-    assert sql_text(pgstream.alter_publication("p", "DROP", diff["drop"])) == (
+    assert sql_text(replication.alter_publication_sql("p", "ADD", diff["add"])) == (
+        'ALTER PUBLICATION "p" ADD TABLE "public"."c"')
+    assert sql_text(replication.alter_publication_sql("p", "DROP", diff["drop"])) == (
         'ALTER PUBLICATION "p" DROP TABLE ONLY "public"."z"')
     same = native.publication_diff(s["tables"], [dict(schema="public", name=n) for n in "cba"])
     assert same == dict(add=[], drop=[])
@@ -604,7 +605,7 @@ def test_hard_names_in_publications_and_diffs():
     assert [t["qualified"] for t in s["tables"]] == [
         '"Shipping Ops"."order"', '"eu.west ""archive"""."Zöll_Tarife"', 'public."%s"' % LONG, '"eu.west"."order"',
         'eu."west.order"']
-    assert sql_text(pgstream.create_publication("pgshift_m_s1", s["tables"])) == (
+    assert sql_text(replication.publication_sql("pgshift_m_s1", s["tables"])) == (
         'CREATE PUBLICATION "pgshift_m_s1" FOR TABLE "Shipping Ops"."order", ONLY "eu.west ""archive"""."Zöll_Tarife", '
         '"public"."%s", "eu.west"."order", "eu"."west.order"' % LONG)
     # "eu.west"."order" and "eu"."west.order" are two tables: the one published stays, the other is added
@@ -612,7 +613,7 @@ def test_hard_names_in_publications_and_diffs():
     assert [(t["schema"], t["name"]) for t in diff["add"]] == [
         (OPS, "order"), (ARCHIVE, "Zöll_Tarife"), ("public", LONG), ("eu.west", "order")]
     assert [(t["schema"], t["name"]) for t in diff["drop"]] == [(OPS, "Order")]
-    assert sql_text(pgstream.alter_publication("p", "DROP", diff["drop"])) == (
+    assert sql_text(replication.alter_publication_sql("p", "DROP", diff["drop"])) == (
         'ALTER PUBLICATION "p" DROP TABLE ONLY "Shipping Ops"."Order"')
     msg = native.inheritance_problems(s["tables"], {("eu.west", "order"), (ARCHIVE, "Zöll_Tarife")})
     assert msg.startswith('"eu.west"."order" has inheritance children')

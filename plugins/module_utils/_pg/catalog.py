@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import names, prereqs, scope
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import db
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import db, replication
 
 try:
     from psycopg import errors as pg_errors
@@ -569,10 +569,7 @@ def own_rows(conn, tables):
 
 def publications(conn, migration_name):
     """(names, tables) of the publications named like the migration's streams."""
-    prefix = names.stream_prefix(migration_name)
-    found = [r["pubname"] for r in db.rows(
-        conn, "SELECT pubname FROM pg_publication WHERE left(pubname, length(%s)) = %s ORDER BY 1", (prefix, prefix))]
-    found = names.stream_names(found, migration_name)
+    found = names.stream_names(replication.publications(conn, names.stream_prefix(migration_name)), migration_name)
     if not found:
         return [], []
     rows = db.rows(conn, "SELECT pubname, schemaname, tablename FROM pg_publication_tables WHERE pubname = ANY(%s) "

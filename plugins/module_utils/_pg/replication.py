@@ -5,8 +5,8 @@
 
 One place for what pg_native_stream (the forward streams) and aurora_cutover (the return stream, fresh
 forward streams after a rollback) create and drop. Every statement is built with psycopg.sql; the ``*_sql``
-functions only build it, the others run it through ``journal.Journal`` when given one (recorded, masked,
-skipped in check mode) or directly on the connection when not.
+functions only build it, the others run it through their ``journal`` (a ``journal.Journal``: recorded, masked,
+skipped in check mode).
 """
 
 from __future__ import annotations
@@ -28,20 +28,16 @@ class SlotBusy(Exception):
     """A slot's WAL sender would not go away, even terminated; the message says how to drop it by hand."""
 
 
-def _run(conn, stmt, params=None, journal=None):
-    if journal is not None:
-        return journal.run(conn, stmt, params)
-    return conn.execute(stmt, params)
-
-
 # ----------------------------------------------------------------------------------------------
 # Reads
 # ----------------------------------------------------------------------------------------------
 
 def slots(conn, names):
-    """{name: {slot_name, active, active_pid, confirmed_flush_lsn, wal_status, retained_bytes}} of the named slots."""
+    """{name: {slot_name, plugin, database, slot_type, active, active_pid, confirmed_flush_lsn, wal_status,
+    retained_bytes}} of the named slots."""
     return dict((r["slot_name"], r) for r in db.rows(
-        conn, "SELECT slot_name, active, active_pid, confirmed_flush_lsn::text AS confirmed_flush_lsn, wal_status, "
+        conn, "SELECT slot_name, plugin, database, slot_type, active, active_pid, "
+              "confirmed_flush_lsn::text AS confirmed_flush_lsn, wal_status, "
               "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained_bytes "
               "FROM pg_replication_slots WHERE slot_name = ANY(%s)", (list(names),)))
 
@@ -53,10 +49,20 @@ def subscriptions(conn):
               "FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"))
 
 
+def publication(conn, name):
+    """The publication `name`: {all_tables, tables: [{schema, name}] (sorted)} or None."""
+    pub = db.first(conn, "SELECT puballtables FROM pg_publication WHERE pubname = %s", (name,))
+    if pub is None:
+        return None
+    return dict(all_tables=pub["puballtables"],
+                tables=[dict(schema=s, name=n) for s, n in publication_tables(conn, [name])])
+
+
 def publications(conn, prefix):
-    """The publications whose name starts with prefix, sorted."""
-    return [r["pubname"] for r in db.rows(conn, "SELECT pubname FROM pg_publication WHERE starts_with(pubname, %s) "
-                                                "ORDER BY 1", (prefix,))]
+    """The publications whose name starts with prefix, sorted (left(), not starts_with(): also on a
+    source older than PostgreSQL 11, which the plan reads)."""
+    return [r["pubname"] for r in db.rows(conn, "SELECT pubname FROM pg_publication WHERE left(pubname, length(%s)) = "
+                                                "%s ORDER BY 1", (prefix, prefix))]
 
 
 def publication_tables(conn, names):
@@ -71,14 +77,14 @@ def publication_tables(conn, names):
 # Slots
 # ----------------------------------------------------------------------------------------------
 
-def create_slot(conn, name, journal=None):
+def create_slot(conn, name, *, journal):
     """A logical slot (pgoutput) starting at the current WAL position; its LSN (None in check mode)."""
-    cur = _run(conn, sql.SQL("SELECT lsn::text FROM pg_create_logical_replication_slot({}, 'pgoutput')").format(
-        sql.Literal(name)), journal=journal)
+    cur = journal.run(conn, sql.SQL("SELECT lsn::text FROM pg_create_logical_replication_slot({}, 'pgoutput')")
+                      .format(sql.Literal(name)))
     return cur.fetchone()[0] if cur is not None else None
 
 
-def drop_slot(conn, name, wait=15.0, journal=None, on_wait=None, clock=time.monotonic, sleep=time.sleep):
+def drop_slot(conn, name, wait=15.0, *, journal, on_wait=None, clock=time.monotonic, sleep=time.sleep):
     """Drop slot `name` once its WAL sender has gone: waited for `wait` seconds, then terminated (again whenever
     a new one takes the slot) and waited for up to `wait` more seconds; SlotBusy when it stays.
 
@@ -89,7 +95,7 @@ def drop_slot(conn, name, wait=15.0, journal=None, on_wait=None, clock=time.mono
     if found is None:
         return False
     stmt = sql.SQL("SELECT pg_drop_replication_slot({})").format(sql.Literal(name))
-    if journal is not None and journal.check_mode:
+    if journal.check_mode:
         journal.run(conn, stmt)
         return True
     deadline = clock() + max(wait, 0.0)
@@ -100,7 +106,7 @@ def drop_slot(conn, name, wait=15.0, journal=None, on_wait=None, clock=time.mono
         pid = found["active_pid"] if found["active"] else None
         if pid is None:
             try:
-                if not recorded and journal is not None:
+                if not recorded:
                     recorded = True
                     journal.run(conn, stmt)
                 else:
@@ -115,7 +121,7 @@ def drop_slot(conn, name, wait=15.0, journal=None, on_wait=None, clock=time.mono
                 if terminated is not None and terminated == pid:
                     raise SlotBusy("replication slot %s is still used by process %d after it was terminated: drop it "
                                    "by hand (SELECT pg_drop_replication_slot('%s'))" % (name, pid, name))
-                _run(conn, sql.SQL("SELECT pg_terminate_backend({})").format(sql.Literal(int(pid))), journal=journal)
+                journal.run(conn, sql.SQL("SELECT pg_terminate_backend({})").format(sql.Literal(int(pid))))
                 terminated = pid
                 deadline = clock() + max(wait, 1.0)
         sleep(0.05)
@@ -135,18 +141,29 @@ def publication_sql(name, tables):
         sql.Identifier(name), sql.SQL(", ").join(native.table_ref(t) for t in tables))
 
 
+def alter_publication_sql(name, verb, tables):
+    """ALTER PUBLICATION name ADD|DROP TABLE ... (verb: 'ADD' or 'DROP'); DROP always names ONLY the table."""
+    refs = [native.table_ref(dict(t, only=True) if verb == "DROP" else t) for t in tables]
+    return sql.SQL("ALTER PUBLICATION {} " + verb + " TABLE {}").format(sql.Identifier(name), sql.SQL(", ").join(refs))
+
+
 def drop_publication_sql(name):
     return sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name))
 
 
-def create_publication(conn, name, tables, journal=None):
+def create_publication(conn, name, tables, *, journal):
     """Create the publication (tables as publication_sql takes them)."""
-    _run(conn, publication_sql(name, tables), journal=journal)
+    journal.run(conn, publication_sql(name, tables))
 
 
-def drop_publication(conn, name, journal=None):
+def alter_publication(conn, name, verb, tables, *, journal):
+    """Add tables to (verb 'ADD') or remove them from (verb 'DROP') the publication (alter_publication_sql)."""
+    journal.run(conn, alter_publication_sql(name, verb, tables))
+
+
+def drop_publication(conn, name, *, journal):
     """DROP PUBLICATION IF EXISTS name."""
-    _run(conn, drop_publication_sql(name), journal=journal)
+    journal.run(conn, drop_publication_sql(name))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,27 +196,47 @@ def drop_subscription_sql(name):
 
 
 def create_subscription(conn, name, conninfo, publication=None, slot=None, enabled=True, origin_none=False,
-                        disable_on_error=None, journal=None):
+                        disable_on_error=None, *, journal):
     """Create the subscription (subscription_sql, for this server's version). The conninfo's password must be among
     the journal's secrets: the text recorded is masked, never the statement run."""
-    _run(conn, subscription_sql(name, conninfo, conn.info.server_version, publication, slot, enabled, origin_none,
-                                disable_on_error), journal=journal)
+    journal.run(conn, subscription_sql(name, conninfo, conn.info.server_version, publication, slot, enabled,
+                                       origin_none, disable_on_error))
 
 
-def drop_subscription(conn, name, detach=True, journal=None):
+def drop_subscription(conn, name, detach=True, *, journal):
     """Drop the subscription; with detach, disable it and detach it from its slot first (the slot stays on the
     publisher, dropped separately)."""
     if detach:
         for clause in ("DISABLE", "SET (slot_name = NONE)"):
-            _run(conn, sql.SQL("ALTER SUBSCRIPTION {} " + clause).format(sql.Identifier(name)), journal=journal)
-    _run(conn, drop_subscription_sql(name), journal=journal)
+            alter_subscription(conn, name, clause, journal=journal)
+    journal.run(conn, drop_subscription_sql(name))
 
 
-def alter_subscription_connection(conn, name, conninfo, journal=None):
+def alter_subscription_sql(name, clause):
+    """ALTER SUBSCRIPTION name <clause> (a fixed clause: ENABLE, DISABLE, SET (slot_name = NONE))."""
+    return sql.SQL("ALTER SUBSCRIPTION {} " + clause).format(sql.Identifier(name))
+
+
+def alter_subscription(conn, name, clause, *, journal):
+    """ALTER SUBSCRIPTION name <clause> (alter_subscription_sql)."""
+    journal.run(conn, alter_subscription_sql(name, clause))
+
+
+def refresh_subscription_sql(name, copy_data):
+    return sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = {})").format(
+        sql.Identifier(name), sql.Literal(bool(copy_data)))
+
+
+def refresh_subscription(conn, name, copy_data, *, journal):
+    """ALTER SUBSCRIPTION name REFRESH PUBLICATION WITH (copy_data = ...): take in the publication's table list."""
+    journal.run(conn, refresh_subscription_sql(name, copy_data))
+
+
+def alter_subscription_connection(conn, name, conninfo, *, journal):
     """ALTER SUBSCRIPTION .. CONNECTION '<conninfo>', then ENABLE."""
-    _run(conn, sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(sql.Identifier(name), sql.Literal(conninfo)),
-         journal=journal)
-    _run(conn, sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(name)), journal=journal)
+    stmt = sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(sql.Identifier(name), sql.Literal(conninfo))
+    journal.run(conn, stmt)
+    alter_subscription(conn, name, "ENABLE", journal=journal)
 
 
 def subscription_state(conn, name):

@@ -14,9 +14,9 @@ try:
 except ImportError:  # pragma: no cover - the module reports the missing library
     pg_errors = None
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native, progress
+from ansible_collections.pgshift.aurora.plugins.module_utils import native, progress, replication_conn
 from ansible_collections.pgshift.aurora.plugins.module_utils.journal import Journal
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader, stream as pgstream
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader, replication, stream as pgstream
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect, postgres_argument_spec
 
 TARGET = "target_"
@@ -226,13 +226,13 @@ class Stream:
                     subscription_enabled=enabled)
 
     def step_publication_create(self, decision, desired, src_cols, plan):
-        self.journal.run(self.src, pgstream.create_publication(self.name, desired["tables"]))
+        replication.create_publication(self.src, self.name, desired["tables"], journal=self.journal)
 
     def step_publication_drop_tables(self, decision, desired, src_cols, plan):
-        self.journal.run(self.src, pgstream.alter_publication(self.name, "DROP", decision["drops"]))
+        replication.alter_publication(self.src, self.name, "DROP", decision["drops"], journal=self.journal)
 
     def step_publication_add_tables(self, decision, desired, src_cols, plan):
-        self.journal.run(self.src, pgstream.alter_publication(self.name, "ADD", decision["adds"]))
+        replication.alter_publication(self.src, self.name, "ADD", decision["adds"], journal=self.journal)
 
     def step_slot_drop(self, decision, desired, src_cols, plan):
         self.drop_slot()
@@ -393,10 +393,10 @@ class Stream:
         return native.work_units(tables, ranges)
 
     def step_subscription_create(self, decision, desired, src_cols, plan):
-        stmt = pgstream.create_subscription(self.name, pgstream.subscription_conninfo(self.p),
-                                            desired["create_enabled"], self.tgt.info.server_version)
         try:
-            self.journal.run(self.tgt, stmt)
+            replication.create_subscription(self.tgt, self.name, subscription_conninfo(self.p),
+                                            enabled=desired["create_enabled"], disable_on_error=False,
+                                            journal=self.journal)
         except pg_errors.InsufficientPrivilege as exc:
             self.fail("the target user %s may not create subscription %s (%s): use a superuser (rds_superuser on "
                       "Aurora) or, from PostgreSQL 16, grant it pg_create_subscription and CREATE on the database. "
@@ -407,13 +407,14 @@ class Stream:
         self.journal.run(self.tgt, native.truncate(decision["adds"]))
 
     def step_subscription_refresh(self, decision, desired, src_cols, plan):
-        self.journal.run(self.tgt, pgstream.refresh_subscription(self.name, desired["copy"] and bool(decision["adds"])))
+        replication.refresh_subscription(self.tgt, self.name, desired["copy"] and bool(decision["adds"]),
+                                         journal=self.journal)
 
     def step_subscription_enable(self, decision, desired, src_cols, plan):
-        self.journal.run(self.tgt, pgstream.alter_subscription(self.name, "ENABLE"))
+        replication.alter_subscription(self.tgt, self.name, "ENABLE", journal=self.journal)
 
     def step_subscription_disable(self, decision, desired, src_cols, plan):
-        self.journal.run(self.tgt, pgstream.alter_subscription(self.name, "DISABLE"))
+        replication.alter_subscription(self.tgt, self.name, "DISABLE", journal=self.journal)
 
     # --- absent ------------------------------------------------------------------------------
 
@@ -435,18 +436,18 @@ class Stream:
             self.removal(done, "%s of %s" % (step.replace("_", " "), self.name),
                          (obs.get("slot") or {}).get("retained_bytes") if step == "slot_drop" else None)
             if step == "subscription_disable":
-                self.journal.run(self.tgt, pgstream.alter_subscription(self.name, "DISABLE"))
+                replication.alter_subscription(self.tgt, self.name, "DISABLE", journal=self.journal)
             elif step == "subscription_detach":
-                self.journal.run(self.tgt, pgstream.alter_subscription(self.name, "SET (slot_name = NONE)"))
+                replication.alter_subscription(self.tgt, self.name, "SET (slot_name = NONE)", journal=self.journal)
             elif step == "subscription_drop":
-                self.journal.run(self.tgt, pgstream.drop_subscription(self.name))
+                replication.drop_subscription(self.tgt, self.name, detach=False, journal=self.journal)
             elif step == "load_stop":
                 for conn in (self.src, self.tgt):
                     pgstream.stop_load(conn, self.name, self.journal)
             elif step == "slot_drop":
                 self.drop_slot()
             elif step == "publication_drop":
-                self.journal.run(self.src, pgstream.drop_publication(self.name))
+                replication.drop_publication(self.src, self.name, journal=self.journal)
             elif step == "progress_clear":
                 pgstream.clear_progress(self.tgt, self.name, self.journal)
         self.removal(len(steps), "%s removed" % self.name if steps else "%s: nothing to remove" % self.name)
@@ -469,8 +470,9 @@ class Stream:
                 retained, left, force=False)
 
         try:
-            pgstream.drop_slot(self.src, self.name, self.p["slot_release_timeout"], self.journal, on_wait=waiting)
-        except pgstream.SlotBusy as exc:
+            replication.drop_slot(self.src, self.name, self.p["slot_release_timeout"], journal=self.journal,
+                                  on_wait=waiting)
+        except replication.SlotBusy as exc:
             self.fail(str(exc))
 
 
@@ -492,3 +494,15 @@ def load_result(units, results, seconds, workers):
                 rows_per_second=round(rows / seconds, 1) if seconds > 0 else None,
                 bytes_per_second=round(nbytes / seconds, 1) if seconds > 0 else None,
                 tables=[by_table[k] for k in sorted(by_table)])
+
+
+def subscription_conninfo(p):
+    """The connection string the target's subscription opens to the source, from pg_native_stream's options
+    (source_* as the target server reaches the source, else the controller's login_*)."""
+    user = p["source_replication_user"] or p["login_user"]
+    password = p["source_replication_password"]
+    if password is None and not p["source_replication_user"]:
+        password = p["login_password"]
+    return replication_conn.subscription_conninfo(
+        p["source_host"] or p["login_host"], p["source_port"] or p["login_port"], p["source_db"] or p["login_db"],
+        user, password, p["source_ssl_mode"] or p["ssl_mode"], p["source_ssl_root_cert"])
