@@ -22,8 +22,8 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INITIAL_LOAD = os.path.join(REPO, "bench", "results", "initial-load")
-OURS = ("pgshift_playbook", "pgshift_playbook_poll_1s", "pgshift_modules")
-PEERS = ("pgcopydb", "pg_dump_restore")
+sys.path.insert(0, os.path.join(REPO, "bench", "initial_load"))
+from summary import OURS, PEERS  # noqa: E402  (bench/initial_load/summary.py: one list of the tools)
 MARKERS = {"bench/README.md": "initial-load", "README.md": "initial-load-summary"}
 
 
@@ -150,16 +150,22 @@ def replace_between(text, marker, body):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("file", nargs="?", help="a result file (default the newest in bench/results/initial-load)")
+    parser.add_argument("files", nargs="*", metavar="file",
+                        help="result files, one section each in this order (default the newest in "
+                             "bench/results/initial-load)")
     parser.add_argument("--write", action="store_true", help="write the tables into bench/README.md and README.md")
     opts = parser.parse_args(argv)
-    path = opts.file or newest()
-    if path:
-        with open(path, encoding="utf-8") as f:
-            result = json.load(f)
-        path = os.path.abspath(path)
-        name = os.path.relpath(path, REPO) if path.startswith(REPO + os.sep) else path
-        bodies = {"bench/README.md": render(result, name), "README.md": render_summary(result, name)}
+    paths = opts.files or [p for p in [newest()] if p]
+    if paths:
+        bodies = {"bench/README.md": [], "README.md": []}
+        for path in paths:
+            with open(path, encoding="utf-8") as f:
+                result = json.load(f)
+            path = os.path.abspath(path)
+            name = os.path.relpath(path, REPO) if path.startswith(REPO + os.sep) else path
+            bodies["bench/README.md"].append(render(result, name))
+            bodies["README.md"].append(render_summary(result, name))
+        bodies = dict((k, "\n\n".join(v)) for k, v in bodies.items())
     else:
         bodies = dict((k, NONE_YET) for k in MARKERS)
     if not opts.write:
