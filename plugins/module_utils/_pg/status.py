@@ -143,7 +143,10 @@ class Status:
         obs = dict(name=name, publication=name in src["pubs"], slot=slot, subscription=sub_info,
                    table_states=[t["state"] for t in tables], load=load, keys_pending=len(keys_pending))
         state, message = native.classify_stream(obs)
-        if state == "copying" and sub is None and native.load_application_name(name) not in src["loading"]:
+        # A load whose units were reset but none started yet may not have connected: not called dead in that window
+        # (a load job that dies there is caught by whoever watches it: pg_replication_wait, job_progress).
+        started = any(u.get("started_at") is not None for u in units or [])
+        if state == "copying" and sub is None and started and native.load_application_name(name) not in src["loading"]:
             state = "error"
             message = ("the initial load of %s stopped before it ended (%d of %d unit(s) copied) and no load is "
                        "running: run pg_native_stream again, it drops the slot and copies again" % (
