@@ -31,7 +31,7 @@ bench/README.md ("initial_load") says what every tool does and why the compariso
 Writes bench/results/initial-load/<UTC start>-<short commit>.json (tracked in git; small: every run, no time
 series) and prints the Markdown tables bench/tables.py makes of it. Never asserts on time.
 Options: --scales 50,200, --repeat 5, --only a,b, --dataset comparable|full, --ports S,T,B,M, --lab-root DIR,
---out DIR, --keep.
+--out DIR, --keep, --reuse.
 """
 
 from __future__ import annotations
@@ -360,8 +360,8 @@ def run_pgshift_playbook(env, workdir, poll=None, baseline=False):
     steps["replicate_playbook"] = round(secs, 2)
     tasks += [dict(t, playbook="replicate") for t in profile_tasks(out)]
     result = dict(success=rc == 0, steps=steps,
-                  slowest_tasks=sorted(tasks, key=lambda t: -t["seconds"])[:3],
-                  ansible_task_seconds=round(sum(t["seconds"] for t in tasks), 2))
+                  slowest_tasks=sorted(tasks, key=lambda t: -t["seconds"])[:int(os.environ.get("BENCH_SLOWEST_TASKS", 3))],
+                  ansible_task_seconds=round(sum(t["seconds"] for t in tasks), 2), ansible_tasks=len(tasks))
     try:
         with open(os.path.join(workdir, "replication.json"), encoding="utf-8") as f:
             report = json.load(f)
@@ -618,7 +618,10 @@ def run_size(opts, scale, tools, ports, lab_root, log):
     assess_dir = tempfile.mkdtemp(prefix="pgshift-bench-assess-")
     try:
         t = time.monotonic()
-        lab.up()
+        if opts.reuse:  # the lab a --keep run left up at the same scale and ports (development runs)
+            benchlab.log("initial_load", "reusing the running lab at %s" % os.path.relpath(lab.lab_root, REPO))
+        else:
+            lab.up()
         lab_up_seconds = round(time.monotonic() - t, 1)
         setup = dict(prepare_source_seconds=prepare_source(env))
         env["assessment"], setup["assess_seconds"] = assess(env, assess_dir)
@@ -645,7 +648,7 @@ def run_size(opts, scale, tools, ports, lab_root, log):
         lab.close(keep=opts.keep)
     per_tool = dict((t, summary.summarize([r for r in runs if r["tool"] == t])) for t in tools)
     return dict(
-        pgbench_scale=scale, lab_up_seconds=lab_up_seconds,
+        pgbench_scale=scale, lab_up_seconds=lab_up_seconds, lab_reused=bool(opts.reuse),
         versions=dict(source=source["version"], target=target_version),
         dataset=dict(tables=len(source["tables"]), rows=sum(t["rows"] for t in source["tables"]),
                      table_bytes=sum(t["bytes"] for t in source["tables"]),
@@ -687,6 +690,9 @@ def main():
     parser.add_argument("--out", default=OUT_DIR, help="directory of the result file (default %s)" %
                         os.path.relpath(OUT_DIR, REPO))
     parser.add_argument("--keep", action="store_true", help="leave the last lab up")
+    parser.add_argument("--reuse", action="store_true",
+                        help="use the lab an earlier --keep run left up (same scale, ports and dataset) instead of "
+                             "a fresh one; for development, not for tracked results")
     parser.add_argument("--baseline", default=None,
                         help="another checkout of the collection (its root): adds the tool pgshift_playbook_baseline, "
                              "the same playbooks with that checkout's roles and modules, in the same rotated rounds "

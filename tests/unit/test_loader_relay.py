@@ -44,3 +44,78 @@ def test_find_psql_takes_the_given_one_or_none(tmp_path):
     assert loader.find_psql(str(tmp_path / "missing")) is None
     os.chmod(fake, 0o755)
     assert loader.find_psql(str(fake)) == str(fake)
+
+
+def _pipe_through(data, monkeypatch=None, no_splice=False, on_block=None):
+    """data written into one pipe, relayed into another by loader.relay, read back (threads feed and drain)."""
+    import threading
+    if no_splice and monkeypatch is not None:
+        monkeypatch.delattr(os, "splice", raising=False)
+    src_r, src_w = os.pipe()
+    dst_r, dst_w = os.pipe()
+    out = bytearray()
+
+    def feed():
+        with os.fdopen(src_w, "wb") as f:
+            f.write(data)
+
+    def drain():
+        with os.fdopen(dst_r, "rb") as f:
+            out.extend(f.read())
+
+    threads = [threading.Thread(target=feed), threading.Thread(target=drain)]
+    for t in threads:
+        t.start()
+    seen = []
+    try:
+        total = loader.relay(src_r, dst_w, on_block or seen.append, block=64 * 1024)
+    finally:
+        os.close(src_r)
+        os.close(dst_w)
+        for t in threads:
+            t.join()
+    return total, bytes(out), seen
+
+
+@pytest.mark.parametrize("no_splice", [False, True], ids=["splice", "read-write"])
+def test_relay_moves_every_byte_in_order_and_reports_the_running_total(monkeypatch, no_splice):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    total, out, seen = _pipe_through(data, monkeypatch, no_splice=no_splice)
+    assert total == len(data) and out == data
+    assert seen and seen == sorted(seen) and seen[-1] == len(data)
+
+
+def test_relay_stops_when_the_callback_raises(monkeypatch):
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(total):
+        raise Stop()
+
+    src_r, src_w = os.pipe()
+    dst_r, dst_w = os.pipe()
+    os.write(src_w, b"x" * 1000)  # the source stays open: without the stop, relay would wait for more
+    try:
+        with pytest.raises(Stop):
+            loader.relay(src_r, dst_w, stop_after_first)
+        assert os.read(dst_r, 4096) == b"x" * 1000  # the block moved before the callback stopped it
+    finally:
+        for fd in (src_r, src_w, dst_r, dst_w):
+            os.close(fd)
+
+
+@pytest.mark.parametrize("no_splice", [False, True], ids=["splice", "read-write"])
+def test_relay_raises_broken_pipe_when_the_target_side_is_gone(monkeypatch, no_splice):
+    if no_splice:
+        monkeypatch.delattr(os, "splice", raising=False)
+    src_r, src_w = os.pipe()
+    dst_r, dst_w = os.pipe()
+    os.close(dst_r)  # the target's psql ended
+    os.write(src_w, b"y" * 4096)
+    os.close(src_w)
+    try:
+        with pytest.raises(BrokenPipeError):
+            loader.relay(src_r, dst_w, lambda total: None)
+    finally:
+        os.close(src_r)
+        os.close(dst_w)

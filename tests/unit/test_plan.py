@@ -381,7 +381,8 @@ def test_table_entries_carry_keys_sizes_rates_and_load_estimate():
     rels = [table("public", "orders", oid=1, bytes_=3 * GB, rows=1000), table("public", "x", oid=2, bytes_=GB)]
     pks = {1: [dict(name="id", type="bigint", base_type="int8")],
            2: [dict(name="a", type="integer", base_type="int4"), dict(name="b", type="text", base_type="text")]}
-    result = make(rels, streams=1, primary_keys=pks, write_rates={1: 12.5}, load_rate_bytes_per_second=GB)
+    result = make(rels, streams=1, primary_keys=pks, write_rates={1: 12.5}, load_rate_bytes_per_second=GB,
+                  split_bytes=GB)
     s = result["streams"][0]
     t = {e["name"]: e for e in s["tables"]}
     assert t["orders"]["primary_key"] == ["id"] and t["orders"]["split"] == 3 and t["orders"]["split_key"] == "id"
@@ -521,9 +522,20 @@ def test_totals():
 
 def test_split_hint_is_capped():
     pk = [dict(name="id", base_type="int8")]
-    assert plan.split_hint(100 * GB, pk, plan.DEFAULT_SPLIT_BYTES) == ("id", plan.MAX_SPLIT)
+    assert plan.split_hint(100 * GB, pk, GB) == ("id", plan.MAX_SPLIT)
     assert plan.split_hint(570 * 1024 ** 2, pk, 128 * 1024 ** 2) == ("id", 5)
-    assert plan.split_hint(570 * 1024 ** 2, pk, plan.DEFAULT_SPLIT_BYTES) == ("id", 1)
+    assert plan.split_hint(570 * 1024 ** 2, pk, GB) == ("id", 1)
+
+
+def test_no_key_ranges_by_default():
+    """Every table whole (COPY FREEZE) unless split_bytes asks for ranges."""
+    pk = [dict(name="id", base_type="int8")]
+    assert plan.DEFAULT_SPLIT_BYTES == 0
+    assert plan.split_hint(100 * GB, pk, plan.DEFAULT_SPLIT_BYTES) == ("id", 1)
+    rels = [table("public", "orders", oid=1, bytes_=3 * GB, rows=1000)]
+    result = make(rels, streams=1, primary_keys={1: pk})
+    assert [t["split"] for t in result["streams"][0]["tables"]] == [1]
+    assert result["split_bytes"] == 0
 
 
 # ----------------------------------------------------------- write rates since the assessment's reading ----

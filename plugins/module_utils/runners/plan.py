@@ -38,8 +38,8 @@ def validate(p):
         problems.append(str(exc))
     if p["streams"] < 0:
         problems.append("streams must be 0 (automatic) or a number of streams from 1 (got %d)" % p["streams"])
-    if p["split_bytes"] <= 0:
-        problems.append("split_bytes must be above 0")
+    if p["split_bytes"] < 0:
+        problems.append("split_bytes must be 0 (no key ranges) or a size in bytes (got %d)" % p["split_bytes"])
     if p["load_rate_bytes_per_second"] <= 0:
         problems.append("load_rate_bytes_per_second must be above 0")
     problems.extend(scope.filter_problems(scope.filters_from(p)))
