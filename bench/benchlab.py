@@ -26,6 +26,7 @@ inventories/lab does) lives in a temporary directory removed by `Lab.close()` un
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -307,6 +308,29 @@ def machine():
     except (OSError, IndexError):
         info["cpu"] = None
     return info
+
+
+def write_result(name, out, started, out_dir=None):
+    """Write a benchmark's result to bench/results/<name>/<UTC start>-<short commit>.json (tracked in git) and
+    return its path. The file says what it measured with: commit, machine, command line, start (added when the
+    caller has not). Two runs started in the same minute: the second's name keeps its seconds."""
+    import datetime
+    commit = out.get("commit") or collection_commit()
+    out.setdefault("commit", commit)
+    out.setdefault("machine", machine())
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
+    out.setdefault("command", ("python %s %s" % (script, " ".join(sys.argv[1:]))).strip())
+    out.setdefault("started_utc", started.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    directory = out_dir or os.path.join(RESULTS, name)
+    os.makedirs(directory, exist_ok=True)
+    stamp = started.astimezone(datetime.timezone.utc)
+    path = os.path.join(directory, "%s-%s.json" % (stamp.strftime("%Y%m%dT%H%M"), commit.split()[0]))
+    if os.path.exists(path):
+        path = os.path.join(directory, "%s-%s.json" % (stamp.strftime("%Y%m%dT%H%M%S"), commit.split()[0]))
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(out, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return path
 
 
 def server_version(conn):

@@ -20,7 +20,8 @@ every table in scope is done each time (the statistics of the run before do not 
 - import: method=import (one pg_dump of every table's statistics from the source, one pg_restore into the target,
   then ANALYZE of what the source had no statistics for: the empty partitions).
 
-Prints JSON (also written to bench/results/analyze.json): the dataset, per method every run's wall time, the
+Prints JSON, also written to bench/results/analyze/<UTC start>-<commit>.json (tracked, with the commit and the
+machine): the dataset, per method every run's wall time, the
 median run's module summary, and ratios (import / analyze_pN: below 1, the import is faster). Never asserts on
 time. The machine is shared and the data sits in the page cache: ANALYZE reads no disk here, while on Aurora it
 reads its sample (30,000 rows per table at the default statistics target) from storage - the import reads no
@@ -31,6 +32,7 @@ Options: --scale N, --repeat N, --rows N, --partitioned N, --partitions N, --pla
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -41,10 +43,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
+sys.path.insert(0, os.path.join(REPO, "bench"))
+
+import benchlab  # noqa: E402  (write_result: the tracked result file)
 from modrunner import run_module  # noqa: E402
 from pgcluster import Cluster, pg16_bin_dir, wheel_bin_dir  # noqa: E402
 
-RESULTS = os.path.join(REPO, "bench", "results")
 SOURCE_PORT, TARGET_PORT = 25464, 25465
 DB = "bench"
 COLUMNS = ("id bigint NOT NULL, k int, amount numeric(12,2), label text, at timestamptz, day date, flag bool, "
@@ -152,6 +156,7 @@ def main():
     parser.add_argument("--plain", type=int, default=20)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
+    started = datetime.datetime.now(datetime.timezone.utc)
     source = start(pg16_bin_dir(), SOURCE_PORT, "bench-analyze-src")
     target = start(wheel_bin_dir(18), TARGET_PORT, "bench-analyze-tgt", autovacuum="off")
     try:
@@ -183,10 +188,9 @@ def main():
                              for name in ("analyze_p1", "analyze_p2", "analyze_p4"))
         out["mean_seconds"] = dict((name, round(statistics.mean(r["seconds"] for r in rs), 3))
                                    for name, rs in runs.items())
-        os.makedirs(RESULTS, exist_ok=True)
-        with open(os.path.join(RESULTS, "analyze.json"), "w") as f:
-            json.dump(out, f, indent=2)
+        path = benchlab.write_result("analyze", out, started)
         print(json.dumps(out, indent=2))
+        log("result: %s" % os.path.relpath(path, REPO))
     finally:
         if args.keep:
             log("clusters kept: source port %d (%s), target port %d (%s)" % (source.port, source.root, target.port,

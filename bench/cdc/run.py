@@ -35,14 +35,15 @@ achieved TPS per phase; CPU use per phase; which stream carries which pgbench ta
 goal of issue 3: under 2 s at 500 TPS, back under 1 s within 10 s of the burst's end.
 Nothing asserts on time: the JSON says what was measured.
 
-The lab runs no background load; prepare_source.yml runs once, untimed. Prints JSON (also
-bench/results/cdc.json, and the full time series in bench/results/cdc-lag.csv).
+The lab runs no background load; prepare_source.yml runs once, untimed. Prints JSON, also
+bench/results/cdc/<UTC start>-<commit>.json (tracked), and the full time series in bench/results/cdc-lag.csv (not).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import importlib.util
 import json
 import math
@@ -452,6 +453,7 @@ def main():
     opts = parser.parse_args()
     benchlab.on_sigterm("cdc")
     commit = IL.collection_commit()
+    started = datetime.datetime.now(datetime.timezone.utc)
     lab = benchlab.Lab("cdc", PORTS, opts.scale)
     env = IL.lab_env(lab)
     rounds = []
@@ -494,9 +496,10 @@ def main():
         results=rounds,
     )
     print(json.dumps(out, indent=2))
+    path = benchlab.write_result("cdc", dict(out, commit=commit), started)
+    benchlab.log("cdc", "result: %s (the time series, untracked: bench/results/cdc-lag.csv)" % os.path.relpath(
+        path, IL.REPO))
     os.makedirs(IL.RESULTS, exist_ok=True)
-    with open(os.path.join(IL.RESULTS, "cdc.json"), "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=2)
     with open(os.path.join(IL.RESULTS, "cdc-lag.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["streams", "t_seconds", "stream", "lag_bytes", "lag_seconds", "confirmed_age_seconds",

@@ -735,13 +735,7 @@ def main():
                     "replicate_analyze_parallel=%d; pgcopydb --table-jobs %d --index-jobs %d; pg_dump/pg_restore/"
                     "vacuumdb -j %d" % (JOBS, JOBS, JOBS, JOBS, JOBS, JOBS, JOBS),
         sizes=sizes)
-    os.makedirs(opts.out, exist_ok=True)
-    path = os.path.join(opts.out, "%s-%s.json" % (started.strftime("%Y%m%dT%H%M"), commit.split()[0]))
-    if os.path.exists(path):  # two runs started in the same minute: the second keeps its seconds
-        path = os.path.join(opts.out, "%s-%s.json" % (started.strftime("%Y%m%dT%H%M%S"), commit.split()[0]))
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=1, sort_keys=True)
-        f.write("\n")
+    path = benchlab.write_result("initial-load", out, started, out_dir=opts.out)
     print(tables.render(out, os.path.relpath(path, REPO)))
     log("result: %s" % os.path.relpath(path, REPO))
 

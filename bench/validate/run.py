@@ -24,7 +24,8 @@ environment, never on a command line). Then, on the same tables and the same dat
 Then one row of pgbench_accounts is changed and one deleted on the target and both
 pg_validate and reladiff run again on pgbench_accounts: what each reports (keys) and its time.
 
-Prints JSON (also written to bench/results/validate.json). Never asserts on time.
+Prints JSON, also written to bench/results/validate/<UTC start>-<commit>.json (tracked in git, with the commit
+and the machine). Never asserts on time.
 Throughput runs --repeat times (default 3), the tools interleaved; the median run of each is
 reported (every run's rows/s too). The machine is shared: single runs vary.
 Options: --scale N, --repeat N, --keep (leave the clusters running and print where they are).
@@ -33,6 +34,7 @@ Options: --scale N, --repeat N, --keep (leave the clusters running and print whe
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import subprocess
@@ -44,11 +46,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
+sys.path.insert(0, os.path.join(REPO, "bench"))
+
+import benchlab  # noqa: E402  (write_result: the tracked result file)
 from modrunner import run_module  # noqa: E402
 from pgcluster import ADMIN_PASSWORD, APP_OWNER, MASTER_PASSWORD, MASTER_USER, Cluster, ca_cert, pg16_bin_dir, wheel_bin_dir  # noqa: E402
 from validate_data import copy_db, load_demo  # noqa: E402
 
-RESULTS = os.path.join(REPO, "bench", "results")
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 SOURCE_PORT, TARGET_PORT = 25460, 25461
 DB = "bench"
@@ -182,6 +186,7 @@ def main():
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of both tools, interleaved; the median is reported")
     args = parser.parse_args()
+    started = datetime.datetime.now(datetime.timezone.utc)
     result = dict(benchmark="validate", scale=args.scale, parallel=PARALLEL, source="PostgreSQL 16 (port %d)" % SOURCE_PORT,
                   target="PostgreSQL 18 (port %d)" % TARGET_PORT,
                   connections="tools and modules: the master user %s (not a superuser) over TLS verify-full; setup and "
@@ -293,10 +298,9 @@ def main():
             for c in (source, target):
                 if c is not None:
                     c.stop()
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "validate.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    path = benchlab.write_result("validate", result, started)
     print(json.dumps(result, indent=2))
+    log("result: %s" % os.path.relpath(path, REPO))
 
 
 if __name__ == "__main__":

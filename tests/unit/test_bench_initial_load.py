@@ -103,3 +103,22 @@ def test_a_tool_error_is_one_line_of_bounded_length():
     assert len(failures) == 1 and "\n" not in failures[0]
     assert failures[0].startswith("tool failed: first line second line xxx") and failures[0].endswith(" ...")
     assert len(failures[0]) < 450
+
+
+def test_result_files_are_named_by_start_and_commit_and_say_what_measured(tmp_path, monkeypatch):
+    import datetime
+    import json
+    sys.path.insert(0, BENCH)
+    import benchlab
+    monkeypatch.setattr(benchlab, "collection_commit", lambda: "abc1234")
+    started = datetime.datetime(2026, 12, 6, 18, 30, 5, tzinfo=datetime.timezone.utc)
+    first = benchlab.write_result("validate", dict(benchmark="validate"), started, out_dir=str(tmp_path))
+    second = benchlab.write_result("validate", dict(benchmark="validate"), started, out_dir=str(tmp_path))
+    assert os.path.basename(first) == "20261206T1830-abc1234.json"
+    assert os.path.basename(second) == "20261206T183005-abc1234.json"  # same minute: the seconds too
+    with open(first, encoding="utf-8") as f:
+        data = json.load(f)
+    assert data["commit"] == "abc1234" and data["started_utc"] == "2026-12-06T18:30:05Z"
+    assert data["machine"]["cores"] == os.cpu_count() and data["command"].startswith("python ")
+    kept = benchlab.write_result("cdc", dict(commit="def5678 (with uncommitted changes)"), started, out_dir=str(tmp_path))
+    assert os.path.basename(kept) == "20261206T1830-def5678.json"

@@ -400,3 +400,47 @@ def test_a_command_freeze_needs_unfreeze_command_to_recover(monkeypatch):
         freezer(world).recover()
     found = freezer(world, unfreeze_command="resume-writes").recover()[0]
     assert found[0]["done"]["commands"] == 1
+
+
+def test_ending_a_session_waits_for_it_to_exit():
+    """A freeze must not return while a terminated session can still commit: 13+ waits in pg_terminate_backend."""
+    render = journal.render
+    assert render(db.terminate_statement(4242, 160004)) == "SELECT pg_terminate_backend(4242, 5000)"
+    assert render(db.terminate_statement(4242, 130000, wait_ms=250)) == "SELECT pg_terminate_backend(4242, 250)"
+    # before 13 it only signals; wait_exited polls pg_stat_activity
+    assert render(db.terminate_statement(4242, 120016)) == "SELECT pg_terminate_backend(4242)"
+
+
+def test_sessions_not_gone_after_the_wait_are_reported_not_ended(monkeypatch):
+    class Info:
+        server_version = 160004
+
+    class Cur:
+        def __init__(self, value):
+            self.value = value
+
+        def fetchone(self):
+            return (self.value,)
+
+    class Journal:
+        def __init__(self):
+            self.queries = []
+
+        def run(self, conn, stmt, params=None):
+            self.queries.append(stmt)
+            return Cur(len(self.queries) == 1)  # the first exits in time, the second does not
+
+    class Conn:
+        info = Info()
+
+    still_there = {"pid": 202}
+
+    def fake_rows(conn, query, params=None):
+        if "usename = ANY" in query:
+            return [dict(pid=101, role="app"), dict(pid=202, role="app")]
+        return [still_there] if 202 in params[0] else []
+
+    monkeypatch.setattr(db, "rows", fake_rows)
+    ended, failed = db.terminate_sessions(Conn(), ["app"], Journal(), "shop")
+    assert ended == [101]
+    assert failed == [(202, "app", "the session was still there 5000 ms after pg_terminate_backend")]
