@@ -435,8 +435,37 @@ def one_round(env, streams, opts, keep_roles, csv_rows):
     return res
 
 
+def markdown_table(result):
+    """The README's table of a result file: one line per stream count, the worst stream at each sample."""
+    def trio(stats, fmt=str):
+        return " / ".join(fmt(stats[k]) for k in ("p50", "p95", "max"))
+
+    def by_phase(rnd, key):
+        return dict((p["phase"], p.get(key)) for p in rnd["pgbench"])
+
+    lines = ["| streams | lag_seconds p50/p95/max | lag_bytes p50/p95/max | confirmed_age p95/max (s) | ledger freshness "
+             "p95/max (s) | share of samples over 1 MiB | burst max lag_seconds | back under 1 s after burst (s) | "
+             "TPS steady/burst/after | CPU % steady/burst/after | target identical |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for rnd in result["results"]:
+        st = rnd["steady"]
+        tps, cpu = by_phase(rnd, "tps"), by_phase(rnd, "cpu_busy_percent")
+        phases = ("steady", "burst", "after")
+        lines.append("| %s | %s | %s | %s / %s | %s / %s | %.1f %% | %s | %s | %s | %s | %s |" % (
+            rnd["streams"], trio(st["lag_seconds"]), trio(st["lag_bytes"], "{:,}".format),
+            st["confirmed_age_seconds"]["p95"], st["confirmed_age_seconds"]["max"],
+            st["ledger_freshness_seconds"]["p95"], st["ledger_freshness_seconds"]["max"],
+            100.0 * st["share_of_samples_over_1mib"], rnd["burst"]["lag_seconds"]["max"],
+            rnd["recovery_after_burst_seconds"]["seconds"]["under_1s_for_good"],
+            " / ".join("%.0f" % (tps.get(p) or 0) for p in phases),
+            " / ".join("%.0f" % (cpu.get(p) or 0) for p in phases),
+            "yes" if (rnd.get("verify") or {}).get("identical") else "**no**"))
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--table", metavar="FILE", help="print the Markdown table of a result file and exit")
     parser.add_argument("--streams", default="1,2,4")
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--steady", type=int, default=60)
@@ -451,6 +480,10 @@ def main():
                         help="pgbench scale of its lab (default BENCH_SCALE, else 50)")
     parser.add_argument("--keep", action="store_true", help="leave the lab up")
     opts = parser.parse_args()
+    if opts.table:
+        with open(opts.table, encoding="utf-8") as f:
+            print(markdown_table(json.load(f)))
+        return
     benchlab.on_sigterm("cdc")
     commit = IL.collection_commit()
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -499,8 +532,8 @@ def main():
     path = benchlab.write_result("cdc", dict(out, commit=commit), started)
     benchlab.log("cdc", "result: %s (the time series, untracked: bench/results/cdc-lag.csv)" % os.path.relpath(
         path, IL.REPO))
-    os.makedirs(IL.RESULTS, exist_ok=True)
-    with open(os.path.join(IL.RESULTS, "cdc-lag.csv"), "w", newline="", encoding="utf-8") as f:
+    os.makedirs(benchlab.RESULTS, exist_ok=True)
+    with open(os.path.join(benchlab.RESULTS, "cdc-lag.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["streams", "t_seconds", "stream", "lag_bytes", "lag_seconds", "confirmed_age_seconds",
                     "ledger_freshness_seconds"])

@@ -39,7 +39,8 @@ each run then says its variant and the summary has one entry per method and vari
 of the write pause (freeze .. switch) and the barrier step's detail per run.
 
 The benchmark's own checks connect as the lab's operator (its password read from the inventory
-written for this lab). Prints JSON (also bench/results/cutover.json). Nothing asserts on time.
+written for this lab). Prints JSON, also written to bench/results/cutover/<UTC start>-<commit>.json
+(tracked). Nothing asserts on time.
 The lab is left down (--keep leaves it up).
 """
 
@@ -369,11 +370,11 @@ def main():
     down = result["summary"]["offline"]["downtime_seconds"].get("median")
     if pause and down:
         result["offline_downtime_over_write_pause"] = round(down / pause, 1)
-    text = json.dumps(result, indent=2, default=str)
-    os.makedirs(benchlab.RESULTS, exist_ok=True)
-    with open(os.path.join(benchlab.RESULTS, "cutover.json"), "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-    print(text)
+    print(json.dumps(result, indent=2, default=str))
+    started = datetime.datetime.fromisoformat(result["started_at"])
+    path = benchlab.write_result("cutover", json.loads(json.dumps(dict(result, commit=result["collection_commit"]),
+                                                                  default=str)), started)
+    benchlab.log("cutover", "result: %s" % os.path.relpath(path, REPO))
     return 1 if failure else 0
 
 

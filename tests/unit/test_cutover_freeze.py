@@ -402,19 +402,7 @@ def test_a_command_freeze_needs_unfreeze_command_to_recover(monkeypatch):
     assert found[0]["done"]["commands"] == 1
 
 
-def test_ending_a_session_waits_for_it_to_exit():
-    """A freeze must not return while a terminated session can still commit: 13+ waits in pg_terminate_backend."""
-    render = journal.render
-    assert render(db.terminate_statement(4242, 160004)) == "SELECT pg_terminate_backend(4242, 5000)"
-    assert render(db.terminate_statement(4242, 130000, wait_ms=250)) == "SELECT pg_terminate_backend(4242, 250)"
-    # before 13 it only signals; wait_exited polls pg_stat_activity
-    assert render(db.terminate_statement(4242, 120016)) == "SELECT pg_terminate_backend(4242)"
-
-
 def test_sessions_not_gone_after_the_wait_are_reported_not_ended(monkeypatch):
-    class Info:
-        server_version = 160004
-
     class Cur:
         def __init__(self, value):
             self.value = value
@@ -427,20 +415,25 @@ def test_sessions_not_gone_after_the_wait_are_reported_not_ended(monkeypatch):
             self.queries = []
 
         def run(self, conn, stmt, params=None):
-            self.queries.append(stmt)
-            return Cur(len(self.queries) == 1)  # the first exits in time, the second does not
+            self.queries.append(journal.render(stmt))
+            return Cur(True)
 
     class Conn:
-        info = Info()
+        pass
 
-    still_there = {"pid": 202}
+    looks = []
 
     def fake_rows(conn, query, params=None):
         if "usename = ANY" in query:
             return [dict(pid=101, role="app"), dict(pid=202, role="app")]
-        return [still_there] if 202 in params[0] else []
+        looks.append(sorted(params[0]))
+        # 101 exits after the first look, 202 never does
+        return [dict(pid=p) for p in params[0] if p == 202 or (p == 101 and len(looks) == 1)]
 
     monkeypatch.setattr(db, "rows", fake_rows)
-    ended, failed = db.terminate_sessions(Conn(), ["app"], Journal(), "shop")
+    jr = Journal()
+    ended, failed = db.terminate_sessions(Conn(), ["app"], jr, "shop", wait_ms=50)
+    assert jr.queries == ["SELECT pg_terminate_backend(101)", "SELECT pg_terminate_backend(202)"]  # all signalled first
+    assert looks[0] == [101, 202] and len(looks) >= 2 and looks[-1] == [202]  # then waited for together
     assert ended == [101]
-    assert failed == [(202, "app", "the session was still there 5000 ms after pg_terminate_backend")]
+    assert failed == [(202, "app", "the session was still there 50 ms after pg_terminate_backend")]

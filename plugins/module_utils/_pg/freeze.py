@@ -50,19 +50,10 @@ def app_sessions(conn, roles):
                 (list(roles),))
 
 
-TERMINATE_WAIT_MS = 5000  # how long each ended session may take to exit (a commit in flight finishes first)
+TERMINATE_WAIT_MS = 5000  # how long the ended sessions may take to exit (a commit in flight finishes first)
 
 
-def terminate_statement(pid, server_version_num, wait_ms=TERMINATE_WAIT_MS):
-    """pg_terminate_backend that returns only once the session has exited (PostgreSQL 13+: its timeout
-    argument; true when it exited, false with a warning when it had not after wait_ms). Before 13 it only
-    signals, and wait_exited polls for the exit."""
-    if server_version_num >= 130000:
-        return sql.SQL("SELECT pg_terminate_backend({}, {})").format(sql.Literal(int(pid)), sql.Literal(int(wait_ms)))
-    return sql.SQL("SELECT pg_terminate_backend({})").format(sql.Literal(int(pid)))
-
-
-def wait_exited(conn, pids, wait_ms=TERMINATE_WAIT_MS, interval=0.02):
+def wait_exited(conn, pids, wait_ms=TERMINATE_WAIT_MS, interval=0.01):
     """The pids still in pg_stat_activity after waiting up to wait_ms for them to leave ([] when all left)."""
     deadline = time.monotonic() + wait_ms / 1000.0
     left = list(pids)
@@ -76,31 +67,27 @@ def wait_exited(conn, pids, wait_ms=TERMINATE_WAIT_MS, interval=0.02):
 
 def terminate_sessions(conn, roles, journal, database=None, since=None, wait_ms=TERMINATE_WAIT_MS):
     """End the sessions of the roles in `database` (this connection's by default) and no other, only those
-    started at or after `since` when given. Found first, then ended one by one (a WHERE clause may run its
-    functions before its filters), each waited for until it has exited (a freeze must not return while a
-    terminated session can still commit). Returns (ended pids, [(pid, role, error)] of those that could not be
-    ended: pg_signal_backend ends any non-superuser's session, never a superuser's; or one still there after
-    wait_ms)."""
+    started at or after `since` when given. Found first, then signalled one by one (a WHERE clause may run its
+    functions before its filters), then waited for together until every one has exited: pg_terminate_backend
+    only signals, and a freeze must not return while a signalled session can still commit. (Its timeout
+    argument, PostgreSQL 13+, would wait for each session in turn, in steps of 100 ms.) Returns (ended pids,
+    [(pid, role, error)] of those that could not be ended: pg_signal_backend ends any non-superuser's session,
+    never a superuser's; or one still there after wait_ms)."""
     found = rows(conn, "SELECT pid, usename::text AS role FROM pg_stat_activity WHERE backend_type = 'client backend' "
                        "AND usename = ANY(%s) AND pid <> pg_backend_pid() AND datname = coalesce(%s, current_database()) "
                        "AND (%s::timestamptz IS NULL OR backend_start >= %s::timestamptz)",
                  (list(roles), database, since, since))
-    version = conn.info.server_version
     signalled, failed = [], []
     for r in found:
         try:
-            cur = journal.run(conn, terminate_statement(r["pid"], version, wait_ms))
+            cur = journal.run(conn, sql.SQL("SELECT pg_terminate_backend({})").format(sql.Literal(int(r["pid"]))))
         except psycopg.errors.InsufficientPrivilege as exc:
             failed.append((r["pid"], r["role"], str(exc).strip()))
             continue
-        if cur is None:  # check mode: recorded, not run
-            continue
-        if cur.fetchone()[0]:
+        if cur is not None:  # None in check mode: recorded, not run
+            cur.fetchone()  # false: the session had ended already (wait_exited finds it gone)
             signalled.append(r)
-        elif version >= 130000:  # signalled, but still there after wait_ms (or already gone: checked below)
-            signalled.append(r)
-    # 13+: pg_terminate_backend waited already, one look says who is left; before 13: wait here
-    left = set(wait_exited(conn, [r["pid"] for r in signalled], wait_ms if version < 130000 else 0)) if signalled else set()
+    left = set(wait_exited(conn, [r["pid"] for r in signalled], wait_ms)) if signalled else set()
     ended = [r["pid"] for r in signalled if r["pid"] not in left]
     failed.extend((r["pid"], r["role"], "the session was still there %d ms after pg_terminate_backend" % wait_ms)
                   for r in signalled if r["pid"] in left)
