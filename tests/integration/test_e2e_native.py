@@ -78,6 +78,8 @@ def test_native_migration_end_to_end(lab):
 
     plan = json.loads((lab["reports"] / "plan.json").read_text())
     planned = {(t["schema"], t["name"]) for stream in plan["streams"] for t in stream["tables"]}
+    # replicate_split_bytes (default 0) reached the plan: every table copied whole, with COPY FREEZE
+    assert plan["split_bytes"] == 0 and {t["split"] for s in plan["streams"] for t in s["tables"]} == {1}
     with connect(PORTS["source"]) as src, connect(PORTS["target"]) as tgt:
         wait_streams_caught_up(src)
         # Every table of the source, the hard-named ones included, not only those the plan chose.
