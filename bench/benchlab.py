@@ -328,7 +328,7 @@ def write_result(name, out, started, out_dir=None):
     if os.path.exists(path):
         path = os.path.join(directory, "%s-%s.json" % (stamp.strftime("%Y%m%dT%H%M%S"), commit.split()[0]))
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=1, sort_keys=True)
+        json.dump(out, f, indent=1, sort_keys=True, default=str)  # default: timestamps and the like as text
         f.write("\n")
     return path
 

@@ -372,8 +372,7 @@ def main():
         result["offline_downtime_over_write_pause"] = round(down / pause, 1)
     print(json.dumps(result, indent=2, default=str))
     started = datetime.datetime.fromisoformat(result["started_at"])
-    path = benchlab.write_result("cutover", json.loads(json.dumps(dict(result, commit=result["collection_commit"]),
-                                                                  default=str)), started)
+    path = benchlab.write_result("cutover", dict(result, commit=result["collection_commit"]), started)
     benchlab.log("cutover", "result: %s" % os.path.relpath(path, REPO))
     return 1 if failure else 0
 

@@ -31,7 +31,7 @@ bench/README.md ("initial_load") says what every tool does and why the compariso
 Writes bench/results/initial-load/<UTC start>-<short commit>.json (tracked in git; small: every run, no time
 series) and prints the Markdown tables bench/tables.py makes of it. Never asserts on time.
 Options: --scales 50,200, --repeat 5, --only a,b, --dataset comparable|full, --ports S,T,B,M, --lab-root DIR,
---out DIR, --keep, --reuse.
+--out DIR, --keep, --reuse. BENCH_SLOWEST_TASKS=N keeps the N slowest Ansible tasks of a playbook run (default 3).
 """
 
 from __future__ import annotations
