@@ -32,6 +32,8 @@ Writes bench/results/initial-load/<UTC start>-<short commit>.json (tracked in gi
 series) and prints the Markdown tables bench/tables.py makes of it. Never asserts on time.
 Options: --scales 50,200, --repeat 5, --only a,b, --dataset comparable|full, --ports S,T,B,M, --lab-root DIR,
 --out DIR, --keep, --reuse. BENCH_SLOWEST_TASKS=N keeps the N slowest Ansible tasks of a playbook run (default 3).
+BENCH_KEEP_WORKDIR=DIR copies each run's working directory (the playbooks' output with the start time of every
+task, the reports) into DIR, for a timeline of the run.
 """
 
 from __future__ import annotations
@@ -593,6 +595,8 @@ def one_run(env, tool, source, keep_roles):
                 res.setdefault("steps", {})["refresh_matviews"] = round(time.monotonic() - t, 2)
             secs = time.monotonic() - start
     finally:
+        if os.environ.get("BENCH_KEEP_WORKDIR"):
+            shutil.copytree(workdir, os.path.join(os.environ["BENCH_KEEP_WORKDIR"], os.path.basename(workdir)))
         shutil.rmtree(workdir, ignore_errors=True)
     check = verify(env, source)
     check.update(tool_success=bool(res.get("success")), tool_error=res.get("error"))

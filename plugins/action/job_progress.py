@@ -20,6 +20,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import progress
+from ansible_collections.pgshift.aurora.plugins.plugin_utils.async_jobs import JobReader
 
 display = Display()
 
@@ -66,8 +67,9 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("interval and timeout must be above 0")
         start = time.monotonic()
         next_print = start + min(interval, 1.0)
+        jobs = JobReader(self, task_vars)
         while True:
-            status = self._status(job["ansible_job_id"], task_vars)
+            status = jobs.status(job["ansible_job_id"])
             now = time.monotonic()
             if status.get("finished"):
                 data = self._read(args["progress_file"])
@@ -94,10 +96,3 @@ class ActionModule(ActionBase):
                 return json.load(handle)
         except (OSError, ValueError):
             return None
-
-    def _status(self, jid, task_vars):
-        async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
-        if getattr(self._connection, "transport", None) in progress.LOCAL_TRANSPORTS:
-            return progress.async_job_status(os.path.join(os.path.expanduser(async_dir), jid))
-        return self._execute_module(module_name="ansible.legacy.async_status",
-                                    module_args=dict(jid=jid, _async_dir=async_dir), task_vars=task_vars)

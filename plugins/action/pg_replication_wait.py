@@ -26,6 +26,7 @@ from ansible.utils.display import Display
 from ansible_collections.pgshift.aurora.plugins.module_utils import progress
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import connection as pgconn
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import status as pgstatus
+from ansible_collections.pgshift.aurora.plugins.plugin_utils.async_jobs import JobReader
 
 display = Display()
 
@@ -136,7 +137,8 @@ class ActionModule(ActionBase):
         csv_file = self._open_csv(validated["lag_csv"])
         polls = 0
         max_lag = 0
-        reader = LocalStatus.for_args(status_args) if self._local() else None
+        job_reader = JobReader(self, task_vars)
+        reader = LocalStatus.for_args(status_args) if job_reader.local else None
         # Jobs are watched in their files between reads; without them, the state waited for is read every
         # CHECK_SECONDS in this process.
         quick = reader is not None and not validated["jobs"]
@@ -152,7 +154,7 @@ class ActionModule(ActionBase):
                     raise AnsibleActionFail(status.get("msg", "pg_replication_status failed"))
                 now = time.monotonic()
                 polls += 1
-                jobs = [self._job(j, task_vars) for j in validated["jobs"]]
+                jobs = [self._job(j, job_reader) for j in validated["jobs"]]
                 max_lag = max([max_lag] + [s.get("lag_bytes") or 0 for s in status.get("streams", [])])
                 problem = progress.failure(status, jobs)
                 done, reason = progress.reached(validated["until"], status, all(j.get("finished") for j in jobs))
@@ -189,7 +191,7 @@ class ActionModule(ActionBase):
                                                          for j in jobs]))
                 # Load jobs whose files are local are watched meanwhile, so the wait ends (with one last read) as
                 # soon as they do.
-                self._sleep(poll_delay(polls, validated["interval"], quick), validated["jobs"], task_vars)
+                self._sleep(poll_delay(polls, validated["interval"], quick), validated["jobs"], job_reader)
         finally:
             if reader is not None:
                 reader.close()
@@ -218,25 +220,17 @@ class ActionModule(ActionBase):
                                         "(each has ansible_job_id)")
         return values
 
-    def _job(self, job, task_vars):
-        # As the async_status action does: the module wants the async directory.
-        async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
-        if self._local():
-            # The inventory contract runs every play with the local connection: the job file is on this
-            # machine, read it as async_status does, without starting a module process at every poll.
-            st = progress.async_job_status(os.path.join(os.path.expanduser(async_dir), job["ansible_job_id"]))
-        else:
-            st = self._execute_module(module_name="ansible.legacy.async_status",
-                                      module_args=dict(jid=job["ansible_job_id"], _async_dir=async_dir),
-                                      task_vars=task_vars)
+    @staticmethod
+    def _job(job, job_reader):
+        st = job_reader.status(job["ansible_job_id"])
         item = job.get("item")
         label = item.get("name") if isinstance(item, dict) and item.get("name") else job["ansible_job_id"]
         return dict(jid=job["ansible_job_id"], stream=label, finished=bool(st.get("finished")),
                     failed=bool(st.get("failed")), msg=st.get("msg"), result=job_result(st, item))
 
-    def _sleep(self, seconds, jobs, task_vars):
+    def _sleep(self, seconds, jobs, job_reader):
         deadline = time.monotonic() + seconds
-        if not jobs or not self._local():
+        if not jobs or not job_reader.local:
             time.sleep(seconds)
             return
         while True:
@@ -244,12 +238,9 @@ class ActionModule(ActionBase):
             if left <= 0:
                 return
             time.sleep(min(JOB_WATCH_SECONDS, left))
-            states = [self._job(j, task_vars) for j in jobs]
+            states = [self._job(j, job_reader) for j in jobs]
             if all(st["finished"] for st in states) or any(st["failed"] for st in states):
                 return
-
-    def _local(self):
-        return getattr(self._connection, "transport", None) in progress.LOCAL_TRANSPORTS
 
     @staticmethod
     def _open_csv(path):

@@ -11,7 +11,9 @@ taken from a report is HTML-escaped.
 
 from __future__ import annotations
 
+import functools
 import html
+import importlib.util
 import io
 import json
 import os
@@ -19,15 +21,11 @@ import re
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import report_index as ri
 
-try:
-    import matplotlib
-    from matplotlib.backends.backend_svg import FigureCanvasSVG
-    from matplotlib.figure import Figure
-    HAS_MATPLOTLIB = True
-    MATPLOTLIB_ERROR = None
-except ImportError as exc:  # the import sanity test and controllers without it: said when a report is built
-    HAS_MATPLOTLIB = False
-    MATPLOTLIB_ERROR = str(exc)
+# matplotlib is imported with the first figure of a page (0.5-1 s of the phase's last task): a page without
+# figures (the phases before the plan) never pays for it. Whether it is installed is known here, without it.
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+MATPLOTLIB_ERROR = None if HAS_MATPLOTLIB else "No module named 'matplotlib'"
+_MATPLOTLIB = {}  # its modules, once imported
 
 MISSING_MATPLOTLIB = ("the migration report (index.html) needs matplotlib on the controller: install it in the "
                       "Python that runs ansible-playbook (pip install 'matplotlib>=3.8', or the collection's "
@@ -119,9 +117,29 @@ def history_entry(report_dir):
 # ------------------------------------------------------------------------------------------------------------
 # Figures
 
+def _matplotlib():
+    """matplotlib and the two classes the figures use, imported on the first call."""
+    if not _MATPLOTLIB:
+        import matplotlib  # pylint: disable=import-outside-toplevel
+        from matplotlib.backends.backend_svg import FigureCanvasSVG  # pylint: disable=import-outside-toplevel
+        from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+        _MATPLOTLIB.update(matplotlib=matplotlib, Figure=Figure, FigureCanvasSVG=FigureCanvasSVG)
+    return _MATPLOTLIB
+
+
+def figure_function(draw):
+    """A function that draws a figure: run with matplotlib imported and the page's style (RC) in effect."""
+    @functools.wraps(draw)
+    def run(*args, **kwargs):
+        with _matplotlib()["matplotlib"].rc_context(RC):
+            return draw(*args, **kwargs)
+    return run
+
+
 def _figure(width, height):
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasSVG(fig)
+    mpl = _matplotlib()
+    fig = mpl["Figure"](figsize=(width, height), dpi=100, layout="constrained")
+    mpl["FigureCanvasSVG"](fig)
     return fig
 
 
@@ -129,7 +147,7 @@ def svg(fig, name):
     """The figure as inline SVG text: no XML prolog, no date, ids salted with the figure's name (several
     figures share one page), the same bytes for the same data."""
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": "pgshift-%s" % name, "svg.fonttype": "none"}):
+    with _matplotlib()["matplotlib"].rc_context({"svg.hashsalt": "pgshift-%s" % name, "svg.fonttype": "none"}):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     text = buf.getvalue()
     text = text[text.index("<svg"):]
@@ -138,6 +156,7 @@ def svg(fig, name):
     return text.replace("<svg", '<svg class="figure" role="img" aria-label="%s"' % e(name), 1)
 
 
+@figure_function
 def plan_figure(plan):
     streams = plan["streams"]
     fig = _figure(7.5, 0.5 + 0.45 * max(1, len(streams)))
@@ -156,6 +175,7 @@ def plan_figure(plan):
     return svg(fig, "plan")
 
 
+@figure_function
 def load_figure(series):
     polled = any(s["polls"] for s in series)
     fig = _figure(7.5, 3.2)
@@ -183,6 +203,7 @@ def load_figure(series):
     return svg(fig, "load")
 
 
+@figure_function
 def lag_figure(lag):
     fig = _figure(7.5, 4.2)
     top, bottom = fig.subplots(2, 1, sharex=True)
@@ -201,6 +222,7 @@ def lag_figure(lag):
     return svg(fig, "lag")
 
 
+@figure_function
 def gantt_figure(chart, name):
     bars = chart["bars"]
     fig = _figure(7.5, 0.7 + 0.32 * len(bars))
@@ -226,6 +248,7 @@ def gantt_figure(chart, name):
     return svg(fig, name)
 
 
+@figure_function
 def history_figure(hist):
     rows = hist["rows"]
     fig = _figure(7.5, 3.4)
@@ -528,7 +551,6 @@ def render(report_dir, inventory=None):
     if keep is not None:
         rehearsals.append(json.loads(keep[1]))
     lag_rows = ri.parse_lag_csv(lag_text) if lag_text else []
-    with matplotlib.rc_context(RC):
-        page = render_html(reports, lag_rows, rehearsals, unreadable, inventory)
+    page = render_html(reports, lag_rows, rehearsals, unreadable, inventory)
     runbook = "\n".join(ri.runbook_lines(reports, rehearsals, inventory))
     return {"index.html": page, "runbook.md": runbook}, keep
