@@ -75,10 +75,11 @@ def tail(text, n=1500):
     return text if len(text) <= n else "..." + text[-n:]
 
 
-def collection_commit():
-    """The commit the figures were measured with (and whether the product code differs from it)."""
+def collection_commit(root=REPO):
+    """The commit the figures were measured with (and whether the product code differs from it); root: another
+    checkout of the collection (a --baseline)."""
     def git(*args):
-        return subprocess.run(["git", "-C", REPO] + list(args), capture_output=True, text=True,
+        return subprocess.run(["git", "-C", root] + list(args), capture_output=True, text=True,
                               check=False).stdout.strip()
     head = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--", "plugins", "roles", "playbooks", "inventories")

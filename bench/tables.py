@@ -58,7 +58,9 @@ def header(result, name):
                 " / ".join(str(x) for x in m.get("load_average") or []), ", ".join(servers) or "-",
                 v.get("pgcopydb"), v.get("pg_dump"), v.get("ansible_core"), result.get("dataset"),
                 result.get("repeat") or 0, result.get("started_utc"), result.get("total_seconds"),
-                result.get("command")))
+                result.get("command")) + (
+                " pgshift_playbook_baseline: the roles and modules of %s, this checkout's ansible.cfg." % (
+                    result["baseline"].get("commit")) if result.get("baseline") else ""))
 
 
 def size_table(size):

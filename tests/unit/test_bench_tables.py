@@ -95,3 +95,10 @@ def test_newest_file_by_name(tmp_path):
     for name in ("20261206T1500-aaa.json", "20261207T0900-bbb.json", "20261206T1600-ccc.json"):
         (tmp_path / name).write_text("{}")
     assert tables.newest(str(tmp_path)).endswith("20261207T0900-bbb.json")
+
+
+def test_the_header_names_the_baseline_commit(result):
+    assert "pgshift_playbook_baseline" not in tables.header(result, NAME)
+    result["baseline"] = dict(commit="597dddf", ansible_cfg="this checkout's")
+    assert tables.header(result, NAME).endswith(
+        " pgshift_playbook_baseline: the roles and modules of 597dddf, this checkout's ansible.cfg.")
