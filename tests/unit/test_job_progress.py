@@ -73,8 +73,8 @@ def test_job_reader_resolves_the_async_dir_once_and_reads_local_job_files(tmp_pa
     action = _Action("ansible.builtin.local", str(tmp_path))
     reader = JobReader(action, {})
     assert reader.local
-    for _ in range(5):
-        assert not reader.status("1.2")["finished"]
+    for check in range(5):
+        assert not reader.status("1.2")["finished"], check
     job.write_text('{"changed": true, "rows": 3}')
     assert reader.status("1.2") == {"changed": True, "rows": 3, "finished": True}
     assert reader.status("9.9")["failed"] is True  # no such job
