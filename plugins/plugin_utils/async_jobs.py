@@ -8,8 +8,8 @@ second. With the local connection (the inventory contract) a job's status is its
 directory, read in the waiting process; otherwise the async_status module runs for each read.
 
 The async directory is resolved once per wait: resolving "~" goes through the connection, which for the
-local one starts a shell (``echo ~``) each time; at five reads a second per job that was a process start
-every 0.1 s for as long as a load ran, on the same cores as the copies.
+local one starts a shell (``echo ~``) each time; at five reads a second per job, that was a process start
+every 0.1 s with two streams, for as long as a load ran, on the same cores as the copies.
 """
 
 from __future__ import annotations
