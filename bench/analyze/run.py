@@ -42,7 +42,6 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
-
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
 import benchlab  # noqa: E402  (write_result: the tracked result file)

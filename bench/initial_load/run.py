@@ -741,8 +741,7 @@ def main():
         sizes=sizes)
     if opts.baseline:
         # pgshift_playbook_baseline: that checkout's roles and modules; ansible.cfg is this checkout's for both
-        out["baseline"] = dict(commit=benchlab.collection_commit(os.path.abspath(opts.baseline)),
-                               ansible_cfg="this checkout's (the same for pgshift_playbook and the baseline)")
+        out["baseline"] = dict(commit=benchlab.collection_commit(os.path.abspath(opts.baseline)))
     path = benchlab.write_result("initial-load", out, started, out_dir=opts.out)
     print(tables.render(out, os.path.relpath(path, REPO)))
     log("result: %s" % os.path.relpath(path, REPO))

@@ -346,8 +346,9 @@ def split_hint(nbytes, primary_key, split_bytes):
     which with data checksums writes every page to the WAL again (pgbench_accounts at scale 50, 570 MB: 6
     ranges 4.5 s copy + 4.5 s key, one unit 3.9 s + 1.8 s). Measured on the lab at pgbench scale 200
     (2 cores, source and target on the same machine), pgbench_accounts (2.3 GB), the modules path from an
-    empty target to streaming, one run each: 3 ranges 33.8 s, whole 27.6 s. Ranges pay only where the target has idle cores for a second
-    COPY (a single COPY FROM keeps one backend busy) and the controller's relay is not the limit."""
+    empty target to streaming, one run each: 3 ranges 33.8 s, whole 27.6 s. Ranges pay only where the
+    target has idle cores for a second COPY (a single COPY FROM keeps one backend busy) and the
+    controller's relay is not the limit."""
     if len(primary_key or []) != 1 or primary_key[0].get("base_type") not in INTEGER_TYPES:
         return None, 1
     key = primary_key[0]["name"]

@@ -99,6 +99,6 @@ def test_newest_file_by_name(tmp_path):
 
 def test_the_header_names_the_baseline_commit(result):
     assert "pgshift_playbook_baseline" not in tables.header(result, NAME)
-    result["baseline"] = dict(commit="597dddf", ansible_cfg="this checkout's")
+    result["baseline"] = dict(commit="597dddf")
     assert tables.header(result, NAME).endswith(
         " pgshift_playbook_baseline: the roles and modules of 597dddf, this checkout's ansible.cfg.")

@@ -54,7 +54,9 @@ TERMINATE_WAIT_MS = 5000  # how long the ended sessions may take to exit (a comm
 
 
 def wait_exited(conn, pids, wait_ms=TERMINATE_WAIT_MS, interval=0.01):
-    """The pids still in pg_stat_activity after waiting up to wait_ms for them to leave ([] when all left)."""
+    """The pids still in pg_stat_activity after waiting up to wait_ms for them to leave ([] when all left).
+    conn must be in autocommit (every connection of connection.connect is): inside a transaction
+    pg_stat_activity is a snapshot taken once, and the wait would never see a session leave."""
     deadline = time.monotonic() + wait_ms / 1000.0
     left = list(pids)
     while left:
