@@ -23,7 +23,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INITIAL_LOAD = os.path.join(REPO, "bench", "results", "initial-load")
 sys.path.insert(0, os.path.join(REPO, "bench", "initial_load"))
-from summary import OURS, PEERS  # noqa: E402  (bench/initial_load/summary.py: one list of the tools)
+from summary import FLOORS, OURS, PEERS  # noqa: E402  (bench/initial_load/summary.py: one list of the tools)
 MARKERS = {"bench/README.md": "initial-load", "README.md": "initial-load-summary"}
 
 
@@ -82,7 +82,7 @@ def size_table(size):
                  _num(_median([r.get("rows_per_second") for r in runs]), 0),
                  _num(tree["median"], 0), _num(proc["median"], 0)]
         for peer in PEERS:
-            cells.append(_num(ratios.get("%s_over_%s" % (tool, peer)), 3) if tool in OURS else "-")
+            cells.append(_num(ratios.get("%s_over_%s" % (tool, peer)), 3) if tool in OURS + FLOORS else "-")
         lines.append("| " + " | ".join(cells) + " |")
     setup = size.get("pgshift_setup") or {}
     lines += ["", "pgshift's one-off setup, run once per size before the rounds and not in the seconds above: "
@@ -128,7 +128,7 @@ def render_summary(result, name):
             cells.append("%s s" % _num(sec) if sec is not None else "failed (%d of %d passed)" % (
                 t.get("passed", 0), t.get("runs", 0)))
         lines.append("| %s | %s |" % (tool, " | ".join(cells)))
-    for tool in [t for t in OURS if t in tools]:
+    for tool in [t for t in OURS + FLOORS if t in tools]:
         for peer in [p for p in PEERS if p in tools]:
             key = "%s_over_%s" % (tool, peer)
             lines.append("| %s / %s | %s |" % (tool, peer, " | ".join(

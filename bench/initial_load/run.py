@@ -19,6 +19,10 @@ bench/README.md ("initial_load") says what every tool does and why the compariso
     pgshift_modules           the same modules called directly (+ REFRESH MATERIALIZED VIEW)
     pgcopydb                  pgcopydb clone --table-jobs 2 --index-jobs 2 (its VACUUM ANALYZE included)
     pg_dump_restore           pg_dump -Fd -j2 -Z0, pg_restore -j2, vacuumdb --analyze-only -j2
+  and two floors, not tools: the largest table alone, created empty (untimed), then timed its copy and its indexes
+  built (2 at a time), the part of every tool's seconds that table costs on this machine:
+    largest_table_floor           one psql pipe, COPY TO into COPY FROM ... FREEZE after a TRUNCATE (binary)
+    largest_table_floor_2_ranges  two key ranges at once (no FREEZE: only one transaction can truncate)
   pgshift's one-off preparation (prepare_source.yml, assess.yml) runs once per size before the rounds, timed
   and reported apart (setup), not in the tools' seconds;
 - --repeat rounds (default 5), the tools' order rotated by one place each round; after each run the target is
@@ -48,6 +52,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,7 +71,8 @@ REPO = benchlab.REPO
 COLLECTIONS = benchlab.COLLECTIONS
 OUT_DIR = os.path.join(benchlab.RESULTS, "initial-load")
 PORTS = dict(source=25476, target=25477, pgbouncer=26476, moto=25536)
-TOOLS = ("pgshift_playbook", "pgshift_playbook_poll_1s", "pgshift_modules", "pgcopydb", "pg_dump_restore")
+TOOLS = ("pgshift_playbook", "pgshift_playbook_poll_1s", "pgshift_modules", "pgcopydb", "pg_dump_restore",
+         "largest_table_floor", "largest_table_floor_2_ranges")
 PEERS = summary.PEERS
 OURS = summary.OURS
 JOBS = 2
@@ -570,10 +576,168 @@ def run_pg_dump_restore(env, workdir):
     return res
 
 
+# ------------------------------------------- the floor: the largest table alone ----
+
+FLOORS = summary.FLOORS
+
+KEYDEFS_SQL = """
+SELECT ic.relname AS name, pg_get_indexdef(i.indexrelid) AS indexdef, k.contype::text AS contype,
+       k.conname AS conname, pg_get_constraintdef(k.oid) AS condef
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x')
+WHERE i.indrelid = %s::regclass
+ORDER BY k.contype NULLS LAST, ic.relname
+"""
+
+
+def psql_argv(env, side, *commands):
+    """PostgreSQL 18's psql as the master user over TLS (the password from the lab's file, tool_env)."""
+    hv = env[side]
+    argv = [os.path.join(pg18_bin_dir(), "psql"), "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "-h",
+            hv["db_host"], "-p", str(hv["db_port"]), "-U", hv["db_admin_user"], "-d", hv["db_name"]]
+    for command in commands:
+        argv.extend(["-c", command])
+    return argv
+
+
+def copy_pipes(env, pipes, freeze):
+    """One psql pipe per range, all at once: the source's COPY (SELECT ...) TO STDOUT (FORMAT binary) into the
+    target's COPY ... FROM STDIN (FORMAT binary), each range in one transaction of its own (with FREEZE: after a
+    TRUNCATE in the same transaction, which only one range can do). pipes: [(COPY TO, (COPY FROM, table))].
+    Returns an error text or None."""
+    tool_env = env["lab"].tool_env()
+    procs = []
+    for select, (copy_in, table) in pipes:
+        src = subprocess.Popen(  # pylint: disable=consider-using-with
+            psql_argv(env, "source", select), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=tool_env)
+        commands = ["BEGIN"] + (["TRUNCATE %s" % table] if freeze else []) + [copy_in, "COMMIT"]
+        tgt = subprocess.Popen(  # pylint: disable=consider-using-with
+            psql_argv(env, "target", *commands), stdin=src.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=tool_env)
+        src.stdout.close()
+        procs.append((src, tgt))
+    errors = []
+    for src, tgt in procs:
+        t_out, t_err = tgt.communicate()
+        s_err = src.stderr.read()
+        src.wait()
+        if src.returncode or tgt.returncode:
+            errors.append("source psql %d: %s; target psql %d: %s" % (
+                src.returncode, tail(s_err.decode("utf-8", "replace"), 300), tgt.returncode,
+                tail((t_err or t_out).decode("utf-8", "replace"), 300)))
+    return "; ".join(errors) or None
+
+
+def run_floor(env, workdir, source, ranges=1):
+    """The floor under every tool's time: the largest table alone, copied and its indexes built, nothing else.
+
+    Untimed: the table is created on the target as the source has it, without its indexes (pg_dump --section
+    pre-data of that table). Timed: a psql pipe from the source's COPY TO into the target's COPY FROM (binary; one
+    range: in the transaction of a TRUNCATE, with FREEZE, as pgshift and pgcopydb copy a table; ranges > 1: that
+    many key ranges at once, without FREEZE), then its indexes and key constraints, JOBS at a time. The master user
+    over TLS, PostgreSQL 18's psql. Checked: its rows on both sides, its indexes."""
+    del workdir
+    big = max((t for t in source["tables"] if not t["unlogged"]), key=lambda t: t["bytes"])
+    ident = psycopg.sql.Identifier(big["schema"], big["name"])
+    tool_env = env["lab"].tool_env()
+    bin_dir = pg18_bin_dir()
+    src = env["source"]
+    dump = subprocess.run(
+        [os.path.join(bin_dir, "pg_dump"), "--schema-only", "--section=pre-data", "--no-owner", "--no-acl",
+         "--table", "%s.%s" % (big["schema"], big["name"]), "-h", src["db_host"], "-p", str(src["db_port"]),
+         "-U", src["db_admin_user"], src["db_name"]], capture_output=True, text=True, env=tool_env, check=False)
+    if dump.returncode != 0:
+        return dict(success=False, error="pg_dump of %s.%s: %s" % (big["schema"], big["name"], tail(dump.stderr)))
+    # as a script on stdin: pg_dump 18 writes psql meta-commands (\\restrict) that -c does not run
+    create = subprocess.run(psql_argv(env, "target") + ["--file", "-"], input=dump.stdout, capture_output=True,
+                            text=True, env=tool_env, check=False)
+    if create.returncode != 0:
+        return dict(success=False, error="creating %s.%s on the target: %s" % (
+            big["schema"], big["name"], tail(create.stderr)))
+    with env["lab"].admin("source") as conn:
+        keydefs = conn.execute(KEYDEFS_SQL, (ident.as_string(conn),)).fetchall()
+        columns = [r[0] for r in conn.execute(  # the primary key's first column, when an integer: the split key
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = i.indkey[0] JOIN pg_type t ON t.oid = a.atttypid WHERE i.indrelid = %s::regclass "
+            "AND i.indisprimary AND t.typname IN ('int2', 'int4', 'int8')", (ident.as_string(conn),)).fetchall()]
+        bounds = None
+        if ranges > 1:
+            if not columns:
+                return dict(success=False, error="%s.%s has no integer primary key to split on" % (
+                    big["schema"], big["name"]))
+            bounds = conn.execute(psycopg.sql.SQL("SELECT min({k})::bigint, max({k})::bigint FROM ONLY {t}").format(
+                k=psycopg.sql.Identifier(columns[0]), t=ident)).fetchone()
+        table_text = ident.as_string(conn)
+        copy_in = psycopg.sql.SQL("COPY {} FROM STDIN (FORMAT binary{})").format(
+            ident, psycopg.sql.SQL(", FREEZE" if ranges == 1 else "")).as_string(conn)
+        selects = []
+        if ranges == 1:
+            selects.append(psycopg.sql.SQL("COPY (SELECT * FROM ONLY {}) TO STDOUT (FORMAT binary)").format(
+                ident).as_string(conn))
+        else:
+            lo, hi = bounds
+            step = (hi - lo) // ranges + 1
+            for n in range(ranges):
+                selects.append(psycopg.sql.SQL(
+                    "COPY (SELECT * FROM ONLY {t} WHERE {k} >= {a} AND {k} < {b}) TO STDOUT (FORMAT binary)").format(
+                        t=ident, k=psycopg.sql.Identifier(columns[0]), a=psycopg.sql.Literal(lo + n * step),
+                        b=psycopg.sql.Literal(lo + (n + 1) * step)).as_string(conn))
+        statements = [s.as_string(conn) for s in summary.key_statements(keydefs, ident)]
+    res = dict(table="%s.%s" % (big["schema"], big["name"]), table_bytes=big["bytes"], rows=big["rows"],
+               ranges=ranges, freeze=ranges == 1, indexes=len(statements))
+    start = time.monotonic()
+    error = copy_pipes(env, [(s, (copy_in, table_text)) for s in selects], freeze=ranges == 1)
+    res["copy_seconds"] = round(time.monotonic() - start, 2)
+    if error:
+        return dict(res, success=False, error="copy: %s" % error)
+    start = time.monotonic()
+    work = list(statements)
+    errors = []
+    lock = threading.Lock()
+
+    def builder():
+        try:
+            conn = env["lab"].admin("target")
+        except psycopg.Error as exc:
+            with lock:
+                errors.append("connecting to build the indexes: %s" % str(exc).strip())
+            return
+        with conn:
+            while True:
+                with lock:
+                    if not work:
+                        return
+                    stmt = work.pop(0)
+                try:
+                    conn.execute(stmt)
+                except psycopg.Error as exc:
+                    with lock:
+                        errors.append("%s: %s" % (stmt[:120], str(exc).strip()))
+
+    threads = [threading.Thread(target=builder) for dummy in range(min(JOBS, len(statements)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    res["keys_seconds"] = round(time.monotonic() - start, 2)
+    if errors:
+        return dict(res, success=False, error="indexes: %s" % "; ".join(errors))
+    with connect(env, "target") as conn:
+        target_rows = count_rows(conn, big["schema"], big["name"])
+        target_indexes = conn.execute("SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass AND indisvalid",
+                                      (table_text,)).fetchone()[0]
+    check = dict(target_rows=target_rows, mismatches=[] if target_rows == big["rows"] else [
+        dict(table=res["table"], source=big["rows"], target=target_rows, unlogged=False)],
+        schema_objects=dict(indexes=dict(source=len(statements), target=target_indexes)))
+    return dict(res, success=True, check=check)
+
+
 RUNNERS = dict(pgshift_playbook=run_pgshift_playbook,
                pgshift_playbook_poll_1s=functools.partial(run_pgshift_playbook, poll=1),
                pgshift_playbook_baseline=functools.partial(run_pgshift_playbook, baseline=True),
-               pgshift_modules=run_pgshift_modules, pgcopydb=run_pgcopydb, pg_dump_restore=run_pg_dump_restore)
+               pgshift_modules=run_pgshift_modules, pgcopydb=run_pgcopydb, pg_dump_restore=run_pg_dump_restore,
+               largest_table_floor=run_floor, largest_table_floor_2_ranges=functools.partial(run_floor, ranges=2))
 
 
 def one_run(env, tool, source, keep_roles):
@@ -586,6 +750,8 @@ def one_run(env, tool, source, keep_roles):
             start = time.monotonic()
             if tool == "pgcopydb":
                 res = run_pgcopydb(env, workdir, largest=max(source["tables"], key=lambda t: t["bytes"])["name"])
+            elif tool in FLOORS:
+                res = RUNNERS[tool](env, workdir, source)
             else:
                 res = RUNNERS[tool](env, workdir)
             if tool in OURS and res.get("success"):
@@ -594,11 +760,17 @@ def one_run(env, tool, source, keep_roles):
                 res["refreshed_matviews"] = refresh_matviews(env)
                 res.setdefault("steps", {})["refresh_matviews"] = round(time.monotonic() - t, 2)
             secs = time.monotonic() - start
+            if tool in FLOORS and res.get("success"):  # its table's creation and catalog reads are not timed
+                secs = res["copy_seconds"] + res["keys_seconds"]
     finally:
         if os.environ.get("BENCH_KEEP_WORKDIR"):
             shutil.copytree(workdir, os.path.join(os.environ["BENCH_KEEP_WORKDIR"], os.path.basename(workdir)))
         shutil.rmtree(workdir, ignore_errors=True)
-    check = verify(env, source)
+    # a floor checks its one table itself; every other tool, the whole target
+    if tool in FLOORS:
+        check = res.pop("check", None) or dict(target_rows=0)
+    else:
+        check = verify(env, source)
     check.update(tool_success=bool(res.get("success")), tool_error=res.get("error"))
     failures = summary.check_failures(check)
     del check["tool_success"], check["tool_error"]
@@ -608,7 +780,8 @@ def one_run(env, tool, source, keep_roles):
     return dict(tool=tool, seconds=round(secs, 2), ok=not failures, failures=failures,
                 tool_exit_ok=bool(res.get("success")), memory=mem.result(), check=check,
                 rows_per_second=round(check["target_rows"] / secs) if secs else None,
-                mb_per_second=round(sum(t["bytes"] for t in source["tables"]) / 1e6 / secs, 1) if secs else None,
+                mb_per_second=round((res["table_bytes"] if tool in FLOORS and res.get("table_bytes") else sum(
+                    t["bytes"] for t in source["tables"])) / 1e6 / secs, 1) if secs else None,
                 tool_details=tool_fields)
 
 
