@@ -134,6 +134,11 @@ def render_summary(result, name):
             lines.append("| %s / %s | %s |" % (tool, peer, " | ".join(
                 "%sx" % _num((s.get("ratios") or {}).get(key), 3) if (s.get("ratios") or {}).get(key) is not None
                 else "-" for s in sizes)))
+    floors = [t for t in FLOORS if t in tools]
+    if floors:
+        lines += ["", "%s: not tools. The largest table alone, created empty, then its copy (one COPY with FREEZE; "
+                  "or two key ranges at once) and its indexes, timed in the same rounds: the part of every tool's "
+                  "seconds that one table costs on this machine (bench/README.md)." % ", ".join(floors)]
     return "\n".join(lines)
 
 

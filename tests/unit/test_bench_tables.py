@@ -75,6 +75,21 @@ def test_the_summary_gives_medians_and_ratios_per_size(result):
     assert "| pgshift_modules / pg_dump_restore | 0.600x | 0.600x |" in text
 
 
+def test_the_summary_says_what_a_floor_is(result):
+    assert "not tools" not in tables.render_summary(result, NAME)
+    for s in result["sizes"]:
+        s["runs"].append(run("largest_table_floor", 5.0))
+        floor_runs = [r for r in s["runs"] if r["tool"] == "largest_table_floor"]
+        s["tools"]["largest_table_floor"] = summary.summarize(floor_runs)
+        s["ratios"] = summary.ratios(s["tools"])
+    result["tools"].append("largest_table_floor")
+    text = tables.render_summary(result, NAME)
+    assert "| largest_table_floor | 5.00 s | 5.00 s |" in text
+    assert "| largest_table_floor / pg_dump_restore | 0.500x | 0.100x |" in text
+    assert "largest_table_floor: not tools. The largest table alone" in text
+    assert "| largest_table_floor | 1 of 1 | 5.00 |" in tables.render(result, NAME)
+
+
 def test_replace_between_markers():
     text = "intro\n<!-- x:begin -->\nold\n<!-- x:end -->\nrest\n"
     expected = "intro\n<!-- x:begin -->\nnew table\n<!-- x:end -->\nrest\n"
