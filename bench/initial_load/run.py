@@ -634,7 +634,7 @@ def run_floor(env, workdir, source, ranges=1):
 
     Untimed: the table is created on the target as the source has it, without its indexes (pg_dump --section
     pre-data of that table). Timed: a psql pipe from the source's COPY TO into the target's COPY FROM (binary; one
-    range: in the transaction of a TRUNCATE, with FREEZE, as pgshift and pgcopydb copy a table; ranges > 1: that
+    range: in the transaction of a TRUNCATE, with FREEZE, as pgshift copies a whole table; ranges > 1: that
     many key ranges at once, without FREEZE), then its indexes and key constraints, JOBS at a time. The master user
     over TLS, PostgreSQL 18's psql. Checked: its rows on both sides, its indexes."""
     del workdir
