@@ -73,7 +73,7 @@ options:
   streams:
     description:
       - Number of parallel streams. C(0) means automatic - from the migrated bytes and write rates (about 50 GB
-        or 1000 writes/s per stream, at most 8, never more than tables), and never fewer than the streams that
+        or 2500 row writes/s per stream, at most 8, never more than tables), and never fewer than the streams that
         already exist.
     type: int
     default: 0

@@ -265,8 +265,10 @@ def test_auto_stream_count_from_sizes_and_writes():
     rels = [table("public", "t%d" % i, oid=i, bytes_=30 * GB) for i in range(1, 5)]
     result = make(rels, streams=0)
     assert result["suggested_streams"] == 3 and result["stream_count"] == 3  # 120 GB at ~50 GB per stream
-    result = make(rels, streams=0, write_rates={1: 2500.0})
+    result = make(rels, streams=0, write_rates={1: 2500.0})  # one stream's worth of writes: the sizes decide
     assert result["stream_count"] == 3
+    result = make(rels, streams=0, write_rates={1: 10000.0})  # 2500 row writes/s per stream
+    assert result["suggested_streams"] == 4 and result["stream_count"] == 4
     assert make([table("public", "t", oid=1)], streams=0)["stream_count"] == 1
 
 

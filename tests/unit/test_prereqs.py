@@ -310,7 +310,10 @@ def test_activity_findings():
 def test_suggest_streams():
     assert prereqs.suggest_streams(dict(migrated_bytes=0, writes_per_second=0, tables=3)) == 1
     assert prereqs.suggest_streams(dict(migrated_bytes=120 * 1024 ** 3, writes_per_second=10, tables=40)) == 3
-    assert prereqs.suggest_streams(dict(migrated_bytes=1, writes_per_second=2500, tables=40)) == 3
+    # 2500 row writes/s per stream (bench/README.md, cdc ceiling)
+    assert prereqs.suggest_streams(dict(migrated_bytes=1, writes_per_second=2500, tables=40)) == 1
+    assert prereqs.suggest_streams(dict(migrated_bytes=1, writes_per_second=2501, tables=40)) == 2
+    assert prereqs.suggest_streams(dict(migrated_bytes=1, writes_per_second=7000, tables=40)) == 3
     assert prereqs.suggest_streams(dict(migrated_bytes=10 ** 15, writes_per_second=0, tables=40)) == 8
     assert prereqs.suggest_streams(dict(migrated_bytes=10 ** 15, writes_per_second=0, tables=2)) == 2
 
