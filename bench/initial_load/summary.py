@@ -1,7 +1,6 @@
 """The pure parts of bench/initial_load: the order of the tools in each round, the checks a run must pass,
 the median and spread of the runs that passed, the ratios between tools, the statements that build a floor's
-indexes. No I/O: unit-tested in
-tests/unit/test_bench_initial_load.py."""
+indexes. No I/O: unit-tested in tests/unit/test_bench_initial_load.py."""
 
 from __future__ import annotations
 

@@ -330,7 +330,7 @@ def suggest_streams(size_summary, bytes_per_stream=50 * 1024 ** 3, writes_per_st
     Never more streams than tables, never fewer than one. The write threshold comes from bench/cdc's ceiling
     runs: one stream applied 4,000-8,700 rows/s on a 2-core machine it shared with the source and the load,
     and fell behind first at about 5,000 rows/s with 13 indexes per row on the target; every stream also costs
-    the source a decoder that reads all the WAL. 2500 leaves that worst case twice the rate.
+    the source a decoder that reads all the WAL. 2500 is half that worst case.
     """
     by_bytes = int(math.ceil((size_summary.get("migrated_bytes") or 0) / float(bytes_per_stream)))
     by_writes = int(math.ceil((size_summary.get("writes_per_second") or 0) / float(writes_per_stream)))
