@@ -65,6 +65,8 @@ import psycopg  # noqa: E402
 import summary  # noqa: E402  (bench/initial_load/summary.py: the pure parts)
 import tables  # noqa: E402  (bench/tables.py: the Markdown of a result file)
 
+from ansible_collections.pgshift.aurora.plugins.module_utils import native  # noqa: E402
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader  # noqa: E402
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import status as pgstatus  # noqa: E402
 
 REPO = benchlab.REPO
@@ -580,25 +582,23 @@ def run_pg_dump_restore(env, workdir):
 
 FLOORS = summary.FLOORS
 
-KEYDEFS_SQL = """
-SELECT ic.relname AS name, pg_get_indexdef(i.indexrelid) AS indexdef, k.contype::text AS contype,
-       k.conname AS conname, pg_get_constraintdef(k.oid) AS condef
-FROM pg_index i
-JOIN pg_class ic ON ic.oid = i.indexrelid
-LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x')
-WHERE i.indrelid = %s::regclass
-ORDER BY k.contype NULLS LAST, ic.relname
+# The indexes that back no primary key or unique constraint (an exclusion constraint's index is built as a
+# plain index: the floor counts indexes, not constraints).
+OTHER_INDEXES_SQL = """
+SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+WHERE i.indrelid = %s::regclass AND NOT EXISTS (
+    SELECT 1 FROM pg_constraint k
+    WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u'))
+ORDER BY 1
 """
 
 
 def psql_argv(env, side, *commands):
-    """PostgreSQL 18's psql as the master user over TLS (the password from the lab's file, tool_env)."""
+    """PostgreSQL 18's psql as the relay runs it (loader.relay_command), connected as the master user over TLS
+    (the password from the lab's file, tool_env)."""
     hv = env[side]
-    argv = [os.path.join(pg18_bin_dir(), "psql"), "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "-h",
-            hv["db_host"], "-p", str(hv["db_port"]), "-U", hv["db_admin_user"], "-d", hv["db_name"]]
-    for command in commands:
-        argv.extend(["-c", command])
-    return argv
+    return loader.relay_command(os.path.join(pg18_bin_dir(), "psql"), commands) + [
+        "-h", hv["db_host"], "-p", str(hv["db_port"]), "-U", hv["db_admin_user"], "-d", hv["db_name"]]
 
 
 def copy_pipes(env, pipes, freeze):
@@ -636,7 +636,9 @@ def run_floor(env, workdir, source, ranges=1):
     pre-data of that table). Timed: a psql pipe from the source's COPY TO into the target's COPY FROM (binary; one
     range: in the transaction of a TRUNCATE, with FREEZE, as pgshift copies a whole table; ranges > 1: that
     many key ranges at once, without FREEZE), then its indexes and key constraints, JOBS at a time. The master user
-    over TLS, PostgreSQL 18's psql. Checked: its rows on both sides, its indexes."""
+    over TLS, PostgreSQL 18's psql. The keys are built as pgshift builds a key it deferred (native.key_statements:
+    the unique index, then the constraint on it, in one transaction). Checked: its rows on both sides, its
+    indexes."""
     del workdir
     big = max((t for t in source["tables"] if not t["unlogged"]), key=lambda t: t["bytes"])
     ident = psycopg.sql.Identifier(big["schema"], big["name"])
@@ -657,7 +659,10 @@ def run_floor(env, workdir, source, ranges=1):
         return dict(success=False, error="creating %s.%s on the target: %s" % (
             big["schema"], big["name"], tail(create.stderr)))
     with env["lab"].admin("source") as conn:
-        keydefs = conn.execute(KEYDEFS_SQL, (ident.as_string(conn),)).fetchall()
+        # each unit of index work: the statements of one key, or one other index
+        keys = loader.target_keys(conn, [dict(schema=big["schema"], name=big["name"])])
+        units = [[stmt.as_string(conn) for stmt in native.key_statements(key)] for key in keys]
+        units += [[row[0]] for row in conn.execute(OTHER_INDEXES_SQL, (ident.as_string(conn),))]
         columns = [r[0] for r in conn.execute(  # the primary key's first column, when an integer: the split key
             "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
             "AND a.attnum = i.indkey[0] JOIN pg_type t ON t.oid = a.atttypid WHERE i.indrelid = %s::regclass "
@@ -684,16 +689,15 @@ def run_floor(env, workdir, source, ranges=1):
                     "COPY (SELECT * FROM ONLY {t} WHERE {k} >= {a} AND {k} < {b}) TO STDOUT (FORMAT binary)").format(
                         t=ident, k=psycopg.sql.Identifier(columns[0]), a=psycopg.sql.Literal(lo + n * step),
                         b=psycopg.sql.Literal(lo + (n + 1) * step)).as_string(conn))
-        statements = [s.as_string(conn) for s in summary.key_statements(keydefs, ident)]
     res = dict(table="%s.%s" % (big["schema"], big["name"]), table_bytes=big["bytes"], rows=big["rows"],
-               ranges=ranges, freeze=ranges == 1, indexes=len(statements))
+               ranges=ranges, freeze=ranges == 1, indexes=len(units))
     start = time.monotonic()
     error = copy_pipes(env, [(s, (copy_in, table_text)) for s in selects], freeze=ranges == 1)
     res["copy_seconds"] = round(time.monotonic() - start, 2)
     if error:
         return dict(res, success=False, error="copy: %s" % error)
     start = time.monotonic()
-    work = list(statements)
+    work = list(units)
     errors = []
     lock = threading.Lock()
 
@@ -709,14 +713,16 @@ def run_floor(env, workdir, source, ranges=1):
                 with lock:
                     if not work:
                         return
-                    stmt = work.pop(0)
+                    unit = work.pop(0)
                 try:
-                    conn.execute(stmt)
+                    with conn.transaction():
+                        for stmt in unit:
+                            conn.execute(stmt)
                 except psycopg.Error as exc:
                     with lock:
-                        errors.append("%s: %s" % (stmt[:120], str(exc).strip()))
+                        errors.append("%s: %s" % (unit[0][:120], str(exc).strip()))
 
-    threads = [threading.Thread(target=builder) for dummy in range(min(JOBS, len(statements)))]
+    threads = [threading.Thread(target=builder) for dummy in range(min(JOBS, len(units)))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -726,11 +732,14 @@ def run_floor(env, workdir, source, ranges=1):
         return dict(res, success=False, error="indexes: %s" % "; ".join(errors))
     with connect(env, "target") as conn:
         target_rows = count_rows(conn, big["schema"], big["name"])
-        target_indexes = conn.execute("SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass AND indisvalid",
-                                      (table_text,)).fetchone()[0]
+        target_indexes, target_keys = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_index WHERE indrelid = %(t)s::regclass AND indisvalid), "
+            "(SELECT count(*) FROM pg_constraint WHERE conrelid = %(t)s::regclass AND contype IN ('p', 'u'))",
+            dict(t=table_text)).fetchone()
     check = dict(target_rows=target_rows, mismatches=[] if target_rows == big["rows"] else [
         dict(table=res["table"], source=big["rows"], target=target_rows, unlogged=False)],
-        schema_objects=dict(indexes=dict(source=len(statements), target=target_indexes)))
+        schema_objects=dict(indexes=dict(source=len(units), target=target_indexes),
+                            keys=dict(source=len(keys), target=target_keys)))
     return dict(res, success=True, check=check)
 
 

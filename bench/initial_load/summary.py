@@ -1,12 +1,10 @@
 """The pure parts of bench/initial_load: the order of the tools in each round, the checks a run must pass,
-the median and spread of the runs that passed, the ratios between tools, the statements that build a floor's
-indexes. No I/O: unit-tested in tests/unit/test_bench_initial_load.py."""
+the median and spread of the runs that passed, and the ratios between tools. No I/O: unit-tested in
+tests/unit/test_bench_initial_load.py."""
 
 from __future__ import annotations
 
 import statistics
-
-from psycopg import sql
 
 OURS = ("pgshift_playbook", "pgshift_playbook_poll_1s", "pgshift_modules", "pgshift_playbook_baseline")
 PEERS = ("pgcopydb", "pg_dump_restore")
@@ -99,18 +97,3 @@ def ratios(summaries, ours=OURS + FLOORS, peers=PEERS):
             x, y = summaries[a]["seconds"]["median"], summaries[b]["seconds"]["median"]
             out["%s_over_%s" % (a, b)] = round(x / y, 3) if x is not None and y else None
     return out
-
-
-def key_statements(rows, table):
-    """The statements that build a table's indexes on the target as its source has them: ALTER TABLE ... ADD
-    CONSTRAINT for the primary key, unique and exclusion constraints (their index comes with them), CREATE INDEX
-    for the other indexes. rows: run.py's KEYDEFS_SQL (name, indexdef, contype, conname, condef); table: the
-    table's sql.Composable."""
-    stmts = []
-    for dummy_name, indexdef, contype, conname, condef in rows:
-        if contype:
-            stmts.append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                table, sql.Identifier(conname), sql.SQL(condef)))
-        else:
-            stmts.append(sql.SQL(indexdef))
-    return stmts

@@ -5,7 +5,6 @@ import os
 import sys
 
 import pytest
-from psycopg import sql
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench")
 sys.path.insert(0, os.path.join(BENCH, "initial_load"))
@@ -90,16 +89,6 @@ def test_a_floor_gets_its_ratios_to_the_peers():
     tools = dict(largest_table_floor=summary.summarize([dict(ok=True, seconds=22.0), dict(ok=True, seconds=24.0)]),
                  pgcopydb=summary.summarize([dict(ok=True, seconds=27.5)]))
     assert summary.ratios(tools) == dict(largest_table_floor_over_pgcopydb=0.836)
-
-
-def test_a_floor_builds_keys_as_constraints_and_other_indexes_as_they_are():
-    table = sql.Identifier("Sales", "Order Lines")
-    rows = [("Order Lines_pkey", "CREATE UNIQUE INDEX ...", "p", 'Order "Lines"_pkey', "PRIMARY KEY (id)"),
-            ("ol_sku", 'CREATE INDEX ol_sku ON "Sales"."Order Lines" USING btree (sku)', None, None, None)]
-    stmts = [s.as_string(None) for s in summary.key_statements(rows, table)]
-    assert stmts == ['ALTER TABLE "Sales"."Order Lines" ADD CONSTRAINT "Order ""Lines""_pkey" PRIMARY KEY (id)',
-                     'CREATE INDEX ol_sku ON "Sales"."Order Lines" USING btree (sku)']
-    assert summary.key_statements([], table) == []
 
 
 def test_descendants_of_a_process_tree():
