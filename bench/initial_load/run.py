@@ -647,7 +647,7 @@ def run_floor(env, workdir, source, ranges=1):
     src = env["source"]
     dump = subprocess.run(
         [os.path.join(bin_dir, "pg_dump"), "--schema-only", "--section=pre-data", "--no-owner", "--no-acl",
-         "--table", ".".join('"%s"' % n.replace('"', '""') for n in (big["schema"], big["name"])),  # a pattern
+         "--table", summary.table_pattern(big["schema"], big["name"]),
          "-h", src["db_host"], "-p", str(src["db_port"]),
          "-U", src["db_admin_user"], src["db_name"]], capture_output=True, text=True, env=tool_env, check=False)
     if dump.returncode != 0:

@@ -1,6 +1,6 @@
 """The pure parts of bench/initial_load: the order of the tools in each round, the checks a run must pass,
-the median and spread of the runs that passed, and the ratios between tools. No I/O: unit-tested in
-tests/unit/test_bench_initial_load.py."""
+the median and spread of the runs that passed, the ratios between tools, and the pg_dump pattern of one table.
+No I/O: unit-tested in tests/unit/test_bench_initial_load.py."""
 
 from __future__ import annotations
 
@@ -97,3 +97,9 @@ def ratios(summaries, ours=OURS + FLOORS, peers=PEERS):
             x, y = summaries[a]["seconds"]["median"], summaries[b]["seconds"]["median"]
             out["%s_over_%s" % (a, b)] = round(x / y, 3) if x is not None and y else None
     return out
+
+
+def table_pattern(schema, name):
+    """pg_dump's --table pattern that matches exactly this table: each part in double quotes (a quote doubled),
+    so that case, dots, spaces and the pattern's wildcards are read as they are."""
+    return ".".join('"%s"' % part.replace('"', '""') for part in (schema, name))

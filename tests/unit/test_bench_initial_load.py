@@ -91,6 +91,11 @@ def test_a_floor_gets_its_ratios_to_the_peers():
     assert summary.ratios(tools) == dict(largest_table_floor_over_pgcopydb=0.836)
 
 
+def test_the_floor_dumps_exactly_its_table_whatever_its_name():
+    assert summary.table_pattern("public", "pgbench_accounts") == '"public"."pgbench_accounts"'
+    assert summary.table_pattern("Shipping Ops", 'Parcel "Events".*') == '"Shipping Ops"."Parcel ""Events"".*"'
+
+
 def test_descendants_of_a_process_tree():
     parents = {10: 1, 11: 10, 12: 11, 13: 10, 20: 1, 21: 20}
     assert procmem.descendants(parents, 10) == {11, 12, 13}
