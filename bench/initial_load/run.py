@@ -380,6 +380,8 @@ def run_pgshift_playbook(env, workdir, poll=None, baseline=False):
         result["load_wait_seconds"] = (report.get("load_wait") or {}).get("elapsed_seconds")
         result["load_wait_polls"] = (report.get("load_wait") or {}).get("polls")
         result["catch_up_wait_seconds"] = (report.get("caught_up") or {}).get("elapsed_seconds")
+        # (each load job's result as pg_native_stream returned it, as on the modules path)
+        result["stream_loads"] = [stream_load(res) for res in report.get("loads") or [] if isinstance(res, dict)]
     except (OSError, ValueError):
         pass
     try:
@@ -402,7 +404,7 @@ def stream_load(res):
     tables = load.get("tables") or []
     slowest = max(tables, key=lambda t: t.get("seconds") or 0) if tables else None
     return dict(stream=res.get("stream"), tables=len(tables), rows=load.get("rows"), bytes=load.get("bytes"),
-                seconds=load.get("seconds"), slowest_table=slowest)
+                seconds=load.get("seconds"), keys_seconds=load.get("keys_seconds"), slowest_table=slowest)
 
 
 def run_pgshift_modules(env, dummy):
