@@ -313,3 +313,22 @@ def summary(results, cannot, present, in_scope, method, parallel, seconds, impor
                   tables_per_second=round(done / seconds, 2) if seconds > 0 and done else None)
     result.update(count)
     return result
+
+
+def jobs_verdict(statuses):
+    """Whether the background jobs pg_analyze waits for (wait_for_jobs) let it start. Pure.
+
+    statuses: [(job file, what async_status says of it)] (progress.async_job_status). Returns ('wait', what is
+    still running), ('go', None) once every job has finished, or ('stop', why) as soon as one has failed: the
+    statistics of a table whose load or indexes did not get there are not worth gathering, and the phase stops
+    on that job's own error anyway."""
+    failed = [(path, status) for path, status in statuses if status.get("finished") and status.get("failed")]
+    if failed:
+        path, status = failed[0]
+        return "stop", "not started: the job it waits for (%s) failed: %s" % (
+            path, str(status.get("msg") or "no message").strip())
+    running = [path for path, status in statuses if not status.get("finished")]
+    if running:
+        return "wait", "waiting for %d job(s) to end: %s" % (len(running), ", ".join(
+            path.rsplit("/", 1)[-1] for path in running))
+    return "go", None

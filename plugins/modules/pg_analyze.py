@@ -70,6 +70,21 @@ options:
         C(rows_per_second), C(eta_seconds), C(percent) and C(phase) (the tables being analysed), for
         M(pgshift.aurora.job_progress).
     type: path
+  wait_for_jobs:
+    description:
+      - Job files of background tasks (the C(results_file) of tasks run with C(async) and C(poll=0)) to wait for
+        before reading anything - the initial loads and the post stage of the schema copy, so that the module
+        can be started with them and gather statistics as soon as the tables are loaded and their indexes built.
+      - Checked five times a second; a job that failed stops the module with that job's message, before it reads
+        or changes anything.
+      - The files are read on the host the module runs on, where the jobs run.
+    type: list
+    elements: path
+    default: []
+  wait_timeout:
+    description: Seconds to wait at most for O(wait_for_jobs).
+    type: int
+    default: 86400
 notes:
   - Check mode reads only and lists what would be imported or analysed (and the statements, in RV(queries)).
   - A table whose pages hold only dead rows counts as not empty until vacuumed.
@@ -177,6 +192,11 @@ versions:
   description: The target's C(server_version_num) (C(target)).
   returned: success
   type: dict
+waited_for_jobs_seconds:
+  description: How long it waited for O(wait_for_jobs) (C(null) without them); RV(summary) C(seconds) counts from
+    the end of that wait.
+  returned: success
+  type: float
 login:
   description: The login the statistics were gathered as.
   returned: success

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import analyze, cutover, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import analyze as runner
 
 PG16, PG17, PG18 = 160004, 170002, 180001
 
@@ -300,3 +303,76 @@ def test_the_override_needs_a_reason():
     assert any("statistics_override_reason" in p
                for p in cutover.check_options(dict(base, statistics_override=True, statistics_override_reason=" ")))
     assert cutover.check_options(dict(base, statistics_override=True, statistics_override_reason="why")) == []
+
+
+# --- waiting for the loads and the post stage (wait_for_jobs) ---------------------------------------------------
+
+RUNNING = dict(started=1, finished=0, ansible_job_id="j1")
+
+
+def test_jobs_verdict_waits_while_a_job_runs_and_goes_once_all_ended():
+    verdict, why = analyze.jobs_verdict([("/a/j1", RUNNING), ("/a/j2", dict(finished=True, changed=True))])
+    assert verdict == "wait" and why == "waiting for 1 job(s) to end: j1"
+    assert analyze.jobs_verdict([("/a/j1", dict(finished=True)), ("/a/j2", dict(finished=True))]) == ("go", None)
+    assert analyze.jobs_verdict([]) == ("go", None)
+
+
+def test_jobs_verdict_stops_on_the_first_failed_job_even_while_others_run():
+    verdict, why = analyze.jobs_verdict([("/a/j1", RUNNING),
+                                         ("/a/j2", dict(finished=True, failed=True, msg="initial load failed "))])
+    assert verdict == "stop"
+    assert why == "not started: the job it waits for (/a/j2) failed: initial load failed"
+
+
+def analyze_params(tmp_path, jobs, timeout=60):
+    params = dict((k, v.get("default")) for k, v in runner.argument_spec().items())
+    params.update(login_host="127.0.0.1", login_password="pw", wait_for_jobs=jobs, wait_timeout=timeout,
+                  progress_file=str(tmp_path / "progress.json"))
+    return params
+
+
+def test_the_wait_reads_the_job_files_until_they_hold_results(tmp_path, monkeypatch):
+    job = tmp_path / "j1"
+    job.write_text(json.dumps(RUNNING))
+    params = analyze_params(tmp_path, [str(job)])
+    sleeps = []
+
+    def sleep(seconds):  # the job ends after the second check
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            job.write_text(json.dumps(dict(changed=True, stream="s1")))
+
+    monkeypatch.setattr(runner.time, "sleep", sleep)
+    assert runner.Analyze(params).wait_for_jobs() >= 0
+    assert sleeps == [runner.JOB_CHECK_SECONDS] * 2
+    assert "waiting for 1 job(s) to end: j1" in (tmp_path / "progress.json").read_text()
+
+
+@pytest.mark.parametrize("content, message", [
+    (dict(failed=True, msg="initial load of stream s1 failed"), "failed: initial load of stream s1 failed"),
+    (None, "could not find job"),
+])
+def test_the_wait_stops_on_a_failed_or_missing_job(tmp_path, monkeypatch, content, message):
+    job = tmp_path / "j1"
+    if content is not None:
+        job.write_text(json.dumps(content))
+    params = analyze_params(tmp_path, [str(job)])
+    monkeypatch.setattr(runner.time, "sleep", lambda s: pytest.fail("no wait after a failed job"))
+    with pytest.raises(runner.AnalyzeError, match=message):
+        runner.Analyze(params).wait_for_jobs()
+
+
+def test_the_wait_gives_up_after_wait_timeout(tmp_path, monkeypatch):
+    job = tmp_path / "j1"
+    job.write_text(json.dumps(RUNNING))
+    params = analyze_params(tmp_path, [str(job)], timeout=5)
+    clock = iter(range(0, 100, 2))
+    monkeypatch.setattr(runner.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(runner.time, "sleep", lambda s: None)
+    with pytest.raises(runner.AnalyzeError, match=r"did not end within 5 s \(wait_timeout\); waiting for 1 job"):
+        runner.Analyze(params).wait_for_jobs()
+
+
+def test_wait_timeout_must_be_positive(tmp_path):
+    params = analyze_params(tmp_path, [], timeout=0)
+    assert "wait_timeout must be at least 1 second (got 0)" in runner.option_problems(params)

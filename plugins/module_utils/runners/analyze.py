@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import analyze, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils import analyze, progress as jobs, scope
 from ansible_collections.pgshift.aurora.plugins.module_utils.journal import Journal
 from ansible_collections.pgshift.aurora.plugins.module_utils.progress import ProgressFile
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import stats, tools
@@ -25,6 +25,7 @@ from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection impo
     connect, postgres_argument_spec, scrub)
 
 SOURCE = "source_"
+JOB_CHECK_SECONDS = 0.2  # how often the job files of wait_for_jobs are read (a small local file each)
 
 
 class AnalyzeError(Exception):
@@ -45,6 +46,8 @@ def argument_spec():
         force=dict(type="bool", default=False),
         pg_bin_dir=dict(type="path"),
         progress_file=dict(type="path"),
+        wait_for_jobs=dict(type="list", elements="path", default=[]),
+        wait_timeout=dict(type="int", default=86400),
     )
     return spec
 
@@ -53,6 +56,8 @@ def option_problems(p):
     problems = []
     if p["parallel"] < 1:
         problems.append("parallel must be at least 1 (got %d)" % p["parallel"])
+    if p["wait_timeout"] < 1:
+        problems.append("wait_timeout must be at least 1 second (got %d)" % p["wait_timeout"])
     if p["method"] == "import" and not p[SOURCE + "login_host"]:
         problems.append("method=import needs the source's connection (source_login_host and the other source_* "
                         "options)")
@@ -96,8 +101,30 @@ class Analyze:
 
     # --- the run ---------------------------------------------------------------------------
 
+    def wait_for_jobs(self):
+        """Sleeps until every job of wait_for_jobs has ended (the loads and the post stage started with it, so
+        that nothing is read before the tables are loaded and indexed); AnalyzeError when one failed or
+        wait_timeout passed. Returns the seconds waited."""
+        paths = self.p["wait_for_jobs"]
+        start = time.monotonic()
+        while True:
+            verdict, why = analyze.jobs_verdict([(path, jobs.async_job_status(path)) for path in paths])
+            if verdict == "go":
+                return round(time.monotonic() - start, 3)
+            if verdict == "stop":
+                raise AnalyzeError(why)
+            if time.monotonic() - start > self.p["wait_timeout"]:
+                raise AnalyzeError("not started: the jobs it waits for did not end within %d s (wait_timeout); %s"
+                                   % (self.p["wait_timeout"], why))
+            self.progress.write(analyze.progress(0, 0, 0, [], why))
+            time.sleep(JOB_CHECK_SECONDS)
+
     def run(self):
         p = self.p
+        waited = None
+        if p["wait_for_jobs"]:
+            waited = self.wait_for_jobs()
+            self.started = time.monotonic()  # the run's seconds count from here
         self.progress.write(analyze.progress(0, 0, 0, [], "reading the target's statistics"), force=True)
         version, login, tables = self.read()
         todo, cannot, present = analyze.selection(tables, p["force"], login["login"], version)
@@ -169,7 +196,7 @@ class Analyze:
                                   import_seconds)
         failed = [r for r in ordered if r["action"] == "failed"]
         changes = ("analyzed", "imported", "covered", "would_analyze", "would_import")
-        return dict(changed=any(r["action"] in changes for r in ordered),
+        return dict(changed=any(r["action"] in changes for r in ordered), waited_for_jobs_seconds=waited,
                     method=chosen, method_note=note, tables=ordered, not_analyzed=not_analyzed, summary=summary,
                     queries=self.queries, commands=self.commands, tools=self.tools,
                     versions=dict(target=version), login=login["login"]), failed
