@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import analyze, progress as jobs, scope
+from ansible_collections.pgshift.aurora.plugins.module_utils import analyze, progress, scope
 from ansible_collections.pgshift.aurora.plugins.module_utils.journal import Journal
 from ansible_collections.pgshift.aurora.plugins.module_utils.progress import ProgressFile
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import stats, tools
@@ -108,7 +108,7 @@ class Analyze:
         paths = self.p["wait_for_jobs"]
         start = time.monotonic()
         while True:
-            verdict, why = analyze.jobs_verdict([(path, jobs.async_job_status(path)) for path in paths])
+            verdict, why = analyze.jobs_verdict([(path, progress.async_job_status(path)) for path in paths])
             if verdict == "go":
                 return round(time.monotonic() - start, 3)
             if verdict == "stop":
@@ -116,7 +116,7 @@ class Analyze:
             if time.monotonic() - start > self.p["wait_timeout"]:
                 raise AnalyzeError("not started: the jobs it waits for did not end within %d s (wait_timeout); %s"
                                    % (self.p["wait_timeout"], why))
-            self.progress.write(analyze.progress(0, 0, 0, [], why))
+            self.progress.write(dict(analyze.progress(0, 0, 0, [], why), percent=0.0))  # not 0 of 0 tables done
             time.sleep(JOB_CHECK_SECONDS)
 
     def run(self):
