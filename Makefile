@@ -31,7 +31,7 @@ unit: bootstrap
 	$(PYTEST) tests/unit
 
 integration: bootstrap
-	$(PYTEST) tests/integration -n 2 --dist loadfile
+	$(PYTEST) tests/integration -n 2 --dist loadfile --no-loadscope-reorder
 
 molecule: bootstrap
 	./tools/molecule.sh
