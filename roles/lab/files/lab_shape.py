@@ -5,6 +5,11 @@ tests (`tests/integration/pgcluster.py`), so both stand on the same shape:
 
 - ``tls DIR OS_USER``: a CA and a server certificate for 127.0.0.1 and localhost in DIR
   (``ca.crt``, ``server.crt``, ``server.key`` owned by OS_USER, mode 0600), made once.
+- ``cluster`` (JSON on stdin): one PostgreSQL cluster -- initdb once (the operator's password in a file
+  only initdb reads, removed right after), the lab's settings file included from ``postgresql.conf``,
+  ``pg_hba.conf``, started; a cluster that was running when its settings changed is restarted. With
+  ``check_mode`` it only says what it would do. Prints {"changed": bool, "actions": [...]}, or
+  {"failed": true, "msg": ...} (never a password) with exit code 1.
 - ``roles`` (JSON on stdin): as the lab's operator (the only superuser, never in an
   inventory), the roles AWS makes on RDS and Aurora -- ``rds_superuser``,
   ``rds_replication``, the master user (``LOGIN CREATEROLE CREATEDB``, member of
@@ -25,7 +30,9 @@ import ipaddress
 import json
 import os
 import pwd
+import subprocess
 import sys
+import tempfile
 
 RDS_SUPERUSER_ROLES = ("pg_monitor", "pg_signal_backend", "pg_read_all_settings", "pg_checkpoint")
 
@@ -96,6 +103,100 @@ def _own(path, os_user):
     if os_user and os.geteuid() == 0:
         pw = pwd.getpwnam(os_user)
         os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+# ----------------------------------------------------------------------------------------------
+# Clusters
+# ----------------------------------------------------------------------------------------------
+
+class LabError(Exception):
+    """What stopped a step, said without any password."""
+
+
+def _run(argv, what, ok=(0,)):
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    if proc.returncode not in ok:
+        raise LabError("%s failed (exit %d): %s" % (what, proc.returncode, proc.stdout.strip()[-2000:]))
+    return proc.returncode
+
+
+def _write_if_changed(path, text, os_user, mode=0o600, check_mode=False):
+    """Writes text to path unless it already holds it; True when it did (or would)."""
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return False
+    except FileNotFoundError:
+        pass
+    if not check_mode:
+        _write(path, text.encode(), mode)
+        _own(path, os_user)
+    return True
+
+
+def _append_line_if_missing(path, line, os_user, check_mode=False):
+    """Appends line to path unless a line of it is that line already; True when it did (or would)."""
+    with open(path) as f:
+        text = f.read()
+    if line in text.splitlines():
+        return False
+    if not check_mode:
+        _write(path, (text + ("" if text.endswith("\n") or not text else "\n") + line + "\n").encode(),
+               os.stat(path).st_mode & 0o777)
+        _own(path, os_user)
+    return True
+
+
+def setup_cluster(spec):
+    """One cluster, idempotent: spec = {name, bin_dir, data_dir, log_file, run_as: [argv prefix], os_user,
+    operator_user, operator_password, locale, settings, hba, include_line, wait_timeout, check_mode}.
+    Returns the list of actions taken (or that would be, in check mode); empty when nothing changed."""
+    run_as, data, check = list(spec.get("run_as") or []), spec["data_dir"], bool(spec.get("check_mode"))
+    pg_ctl = os.path.join(spec["bin_dir"], "pg_ctl")
+    # 0: running, 3: not running, 4: no data directory yet.
+    status = _run(run_as + [pg_ctl, "status", "-D", data], "pg_ctl status", ok=(0, 3, 4))
+    actions = []
+    if not os.path.exists(os.path.join(data, "PG_VERSION")):
+        actions.append("initdb")
+        if check:  # nothing to compare the settings with yet: all of it would be written, then started
+            return actions + ["write settings", "write pg_hba.conf", "start"]
+        os.makedirs(data, mode=0o700, exist_ok=True)
+        os.chmod(data, 0o700)
+        _own(data, spec.get("os_user"))
+        fd, pwfile = tempfile.mkstemp(prefix=".%s.initdb-pw-" % spec["name"], dir=os.path.dirname(data))
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(spec["operator_password"] + "\n")
+            _own(pwfile, spec.get("os_user"))
+            _run(run_as + [os.path.join(spec["bin_dir"], "initdb"), "--pgdata=" + data,
+                           "--username=" + spec["operator_user"], "--pwfile=" + pwfile, "--auth-local=peer",
+                           "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=" + spec["locale"]], "initdb")
+        finally:
+            os.unlink(pwfile)
+    changed_settings = False
+    if _write_if_changed(os.path.join(data, "pgshift_lab.conf"), spec["settings"], spec.get("os_user"),
+                         check_mode=check):
+        actions.append("write settings")
+        changed_settings = True
+    if _append_line_if_missing(os.path.join(data, "postgresql.conf"), spec["include_line"], spec.get("os_user"),
+                               check_mode=check):
+        actions.append("include the settings from postgresql.conf")
+        changed_settings = True
+    if _write_if_changed(os.path.join(data, "pg_hba.conf"), spec["hba"], spec.get("os_user"), check_mode=check):
+        actions.append("write pg_hba.conf")
+        changed_settings = True
+    wait = ["-w", "-t", str(spec.get("wait_timeout", 60))]
+    if status != 0:
+        actions.append("start")
+        if not check:
+            _run(run_as + [pg_ctl, "start", "-D", data, "-l", spec["log_file"]] + wait, "pg_ctl start")
+    elif changed_settings:
+        # Only a cluster that was running before: one started now already has the new settings.
+        actions.append("restart")
+        if not check:
+            _run(run_as + [pg_ctl, "restart", "-D", data, "-m", "fast", "-l", spec["log_file"]] + wait,
+                 "pg_ctl restart")
+    return actions
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,12 +347,22 @@ def apply_roles(spec):
 def main(argv):
     if len(argv) >= 2 and argv[1] == "tls":
         changed = make_tls(argv[2], argv[3] if len(argv) > 3 else None)
+    elif len(argv) >= 2 and argv[1] == "cluster":
+        try:
+            actions = setup_cluster(json.load(sys.stdin))
+        except (LabError, OSError) as exc:
+            json.dump(dict(failed=True, msg=str(exc)), sys.stdout)
+            sys.stdout.write("\n")
+            return 1
+        json.dump(dict(changed=bool(actions), actions=actions), sys.stdout)
+        sys.stdout.write("\n")
+        return 0
     elif len(argv) >= 2 and argv[1] == "roles":
         changed = False
         for spec in json.load(sys.stdin):
             changed |= apply_roles(spec)
     else:
-        sys.stderr.write("usage: lab_shape.py tls DIR [OS_USER] | lab_shape.py roles < spec.json\n")
+        sys.stderr.write("usage: lab_shape.py tls DIR [OS_USER] | lab_shape.py cluster|roles < spec.json\n")
         return 2
     json.dump(dict(changed=changed), sys.stdout)
     sys.stdout.write("\n")
