@@ -54,8 +54,7 @@ RESULTS = os.path.join(REPO, "bench", "results")
 # Ports of the shared lab (inventories/lab), the integration tests and the molecule scenarios: never ours.
 TAKEN = frozenset((25432, 25433, 26432, 25500,  # inventories/lab
                    25442, 25443, 25444, 25445, 25446, 25447, 26442, 26444, 26446, 25510, 25511, 25512,  # molecule
-                   25452, 25453, 26452, 25520,  # tests/integration/test_e2e_native.py
-                   25470, 25471, 26470, 25530))  # tests/integration/test_cutover_lab.py
+                   25452, 25453, 26452, 25520))  # tests/integration/test_e2e_native.py
 
 
 def log(name, msg):
