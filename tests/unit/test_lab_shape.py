@@ -115,3 +115,60 @@ def test_a_failed_step_is_said_without_the_password(lab):
     assert out["msg"].startswith("initdb failed (exit 1): wrong password file")
     assert "something else" not in json.dumps(out)
     assert [p.name for p in lab["root"].iterdir() if "initdb-pw" in p.name] == []
+
+
+# ------------------------------------------------------------------------------------------------
+# stop
+# ------------------------------------------------------------------------------------------------
+
+def stop(processes, **spec):
+    proc = subprocess.run([sys.executable, LAB_SHAPE, "stop"], input=json.dumps(dict(spec, processes=processes)),
+                          capture_output=True, text=True, check=False)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+@pytest.fixture
+def sleeper(tmp_path):
+    """A running `sleep` with its pid file, killed after the test if still there."""
+    proc = subprocess.Popen(["sleep", "300"])
+    pidfile = tmp_path / "sleep.pid"
+    pidfile.write_text("%d\n" % proc.pid)
+    yield proc, pidfile
+    proc.kill()
+    proc.wait()
+
+
+def test_stop_signals_waits_and_removes_the_pid_file(sleeper, tmp_path):
+    proc, pidfile = sleeper
+    stale = tmp_path / "stale.pid"
+    stale.write_text("999999999\n")
+    rc, out = stop([dict(label="sleeper", pidfile=str(pidfile), match="^sleep 300$", signal="TERM"),
+                    dict(label="gone", pidfile=str(stale), match="x", signal="TERM"),
+                    dict(label="never started", pidfile=str(tmp_path / "none.pid"), match="x", signal="TERM")],
+                   timeout=10)
+    assert (rc, out) == (0, dict(changed=True, stopped=["sleeper", "gone (pid file)"]))
+    assert proc.poll() is not None or open("/proc/%d/stat" % proc.pid).read().split(")")[1].split()[0] == "Z"
+    assert not pidfile.exists() and not stale.exists()
+    assert stop([dict(label="sleeper", pidfile=str(pidfile), match="sleep", signal="TERM")]) == (
+        0, dict(changed=False, stopped=[]))
+
+
+def test_stop_leaves_a_process_whose_command_line_does_not_match(sleeper):
+    proc, pidfile = sleeper
+    rc, out = stop([dict(label="pgbouncer", pidfile=str(pidfile), match="pgbouncer", signal="TERM")], timeout=5)
+    assert out == dict(changed=True, stopped=["pgbouncer (pid file)"])
+    assert proc.poll() is None  # a reused pid is never signalled
+
+
+def test_stop_in_check_mode_says_what_it_would_stop(sleeper):
+    proc, pidfile = sleeper
+    rc, out = stop([dict(label="sleeper", pidfile=str(pidfile), match="sleep", signal="TERM")], check_mode=True)
+    assert out == dict(changed=True, stopped=["sleeper"])
+    assert proc.poll() is None and pidfile.exists()
+
+
+def test_stop_fails_loudly_when_the_process_outlives_the_timeout(sleeper):
+    proc, pidfile = sleeper
+    rc, out = stop([dict(label="sleeper", pidfile=str(pidfile), match="sleep", signal="CONT")], timeout=0.3)
+    assert rc == 1 and out["failed"] and out["msg"].startswith("sleeper (pid %d) still runs 0.3 s after SIGCONT"
+                                                                 % proc.pid)

@@ -10,6 +10,9 @@ tests (`tests/integration/pgcluster.py`), so both stand on the same shape:
   ``pg_hba.conf``, started; a cluster that was running when its settings changed is restarted. With
   ``check_mode`` it only says what it would do. Prints {"changed": bool, "actions": [...]}, or
   {"failed": true, "msg": ...} (never a password) with exit code 1.
+- ``stop`` (JSON on stdin): the lab's background processes, each named by its pid file and a pattern
+  of its command line (as ``pgrep -F PIDFILE -f PATTERN``): signalled, waited for until they have
+  exited, their pid files removed. Prints {"changed": bool, "stopped": [...]} or a failure as ``cluster``.
 - ``roles`` (JSON on stdin): as the lab's operator (the only superuser, never in an
   inventory), the roles AWS makes on RDS and Aurora -- ``rds_superuser``,
   ``rds_replication``, the master user (``LOGIN CREATEROLE CREATEDB``, member of
@@ -30,9 +33,12 @@ import ipaddress
 import json
 import os
 import pwd
+import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 RDS_SUPERUSER_ROLES = ("pg_monitor", "pg_signal_backend", "pg_read_all_settings", "pg_checkpoint")
 
@@ -200,6 +206,55 @@ def setup_cluster(spec):
 
 
 # ----------------------------------------------------------------------------------------------
+# Background processes
+# ----------------------------------------------------------------------------------------------
+
+def _running_pid(pidfile, pattern):
+    """The pid in pidfile when that process runs (not a zombie) with pattern in its command line, else None."""
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().split()[0])
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            cmdline = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if state != "Z" and re.search(pattern, cmdline) else None
+
+
+def stop_processes(spec):
+    """spec = {processes: [{label, pidfile, match, signal}], timeout, check_mode}. Stops each running one and
+    waits until it has exited, then removes its pid file. Returns what it stopped (or would)."""
+    stopped, check = [], bool(spec.get("check_mode"))
+    for proc in spec["processes"]:
+        pid = _running_pid(proc["pidfile"], proc["match"])
+        if pid is not None:
+            stopped.append(proc["label"])
+            if check:
+                continue
+            try:
+                os.kill(pid, getattr(signal, "SIG" + proc.get("signal", "TERM")))
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + float(spec.get("timeout", 60))
+            while _running_pid(proc["pidfile"], proc["match"]) == pid:
+                if time.monotonic() > deadline:
+                    raise LabError("%s (pid %d) still runs %s s after SIG%s" % (
+                        proc["label"], pid, spec.get("timeout", 60), proc.get("signal", "TERM")))
+                time.sleep(0.05)
+        if os.path.exists(proc["pidfile"]):
+            if proc["label"] not in stopped:
+                stopped.append(proc["label"] + " (pid file)")
+            if not check:
+                try:
+                    os.unlink(proc["pidfile"])
+                except FileNotFoundError:  # the process removed it as it exited
+                    pass
+    return stopped
+
+
+# ----------------------------------------------------------------------------------------------
 # Roles
 # ----------------------------------------------------------------------------------------------
 
@@ -347,14 +402,15 @@ def apply_roles(spec):
 def main(argv):
     if len(argv) >= 2 and argv[1] == "tls":
         changed = make_tls(argv[2], argv[3] if len(argv) > 3 else None)
-    elif len(argv) >= 2 and argv[1] == "cluster":
+    elif len(argv) >= 2 and argv[1] in ("cluster", "stop"):
+        step, key = (setup_cluster, "actions") if argv[1] == "cluster" else (stop_processes, "stopped")
         try:
-            actions = setup_cluster(json.load(sys.stdin))
+            done = step(json.load(sys.stdin))
         except (LabError, OSError) as exc:
             json.dump(dict(failed=True, msg=str(exc)), sys.stdout)
             sys.stdout.write("\n")
             return 1
-        json.dump(dict(changed=bool(actions), actions=actions), sys.stdout)
+        json.dump({"changed": bool(done), key: done}, sys.stdout)
         sys.stdout.write("\n")
         return 0
     elif len(argv) >= 2 and argv[1] == "roles":
@@ -362,7 +418,7 @@ def main(argv):
         for spec in json.load(sys.stdin):
             changed |= apply_roles(spec)
     else:
-        sys.stderr.write("usage: lab_shape.py tls DIR [OS_USER] | lab_shape.py cluster|roles < spec.json\n")
+        sys.stderr.write("usage: lab_shape.py tls DIR [OS_USER] | lab_shape.py cluster|stop|roles < spec.json\n")
         return 2
     json.dump(dict(changed=changed), sys.stdout)
     sys.stdout.write("\n")
