@@ -170,5 +170,5 @@ def test_stop_in_check_mode_says_what_it_would_stop(sleeper):
 def test_stop_fails_loudly_when_the_process_outlives_the_timeout(sleeper):
     proc, pidfile = sleeper
     rc, out = stop([dict(label="sleeper", pidfile=str(pidfile), match="sleep", signal="CONT")], timeout=0.3)
-    assert rc == 1 and out["failed"] and out["msg"].startswith("sleeper (pid %d) still runs 0.3 s after SIGCONT"
-                                                                 % proc.pid)
+    expected = "sleeper (pid %d) still runs 0.3 s after SIGCONT" % proc.pid
+    assert rc == 1 and out["failed"] and out["msg"].startswith(expected)
