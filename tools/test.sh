@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test`: every suite, fastest first, two at a time where they fit; all run even when one fails,
+# `make test`: every suite, fastest first, side by side where they fit; all run even when one fails,
 # and the exit code says whether any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -61,13 +61,13 @@ finish_step() {  # wait for a background step, print its output, count it
   record "$name" "$rc" "$seconds"
 }
 
-# Fast suites first: the unit tests and the two static checks side by side, then molecule side by side with the
-# integration suite: on two cores each pair keeps both busy, where one after the other left a core idle in
-# every playbook's start and wait (their labs never meet: molecule's fixed ports are below the ephemeral range
-# the integration tests take theirs from, and each has its own lab_root). The integration suite runs on two
-# workers (a test file stays on one worker: its module-scoped lab and its fixed lab ports are never shared),
-# the longest files first (tests/integration/conftest.py), each test bounded by a timeout. A background
-# step's output is printed whole when it ends.
+# Fast suites first: the unit tests and the two static checks side by side, then molecule side by side with
+# the integration suite (one suite after the other left the two cores partly idle). Their labs never meet:
+# molecule's fixed ports are below the ephemeral range the integration tests take theirs from, and each has
+# its own lab_root. The integration suite runs on two workers (a test file stays on one worker: its
+# module-scoped lab and its fixed lab ports are never shared), the longest files first
+# (tests/integration/conftest.py), each test bounded by a timeout. A background step's output is printed
+# whole when it ends.
 start_step unit "$bin/python" -m pytest tests/unit -q
 start_step sanity ./tools/sanity.sh
 step ansible-lint "$bin/ansible-lint"
