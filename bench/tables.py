@@ -23,7 +23,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INITIAL_LOAD = os.path.join(REPO, "bench", "results", "initial-load")
 sys.path.insert(0, os.path.join(REPO, "bench", "initial_load"))
-from summary import FLOORS, OURS, PEERS  # noqa: E402  (bench/initial_load/summary.py: one list of the tools)
+from summary import FLOORS, OURS, PEERS, paired_ratios  # noqa: E402  (bench/initial_load/summary.py: the tools, the pure parts)
 MARKERS = {"bench/README.md": "initial-load", "README.md": "initial-load-summary"}
 
 
@@ -84,6 +84,9 @@ def size_table(size):
         for peer in PEERS:
             cells.append(_num(ratios.get("%s_over_%s" % (tool, peer)), 3) if tool in OURS + FLOORS else "-")
         lines.append("| " + " | ".join(cells) + " |")
+    paired = paired_table(size)
+    if paired:
+        lines += [""] + paired
     setup = size.get("pgshift_setup") or {}
     lines += ["", "pgshift's one-off setup, run once per size before the rounds and not in the seconds above: "
               "prepare_source.yml %s s + assess.yml %s s = %s s." % (
@@ -102,6 +105,30 @@ def size_table(size):
         lines += ["", "Partitioned parents left without statistics (not a failure): %s, by %s." % (
             ", ".join(parents), ", ".join(who))]
     return "\n".join(lines)
+
+
+def _ratio_cell(r):
+    return "%s (%s-%s)" % (_num(r["median"], 3), _num(r["min"], 3), _num(r["max"], 3)) if r.get("n", 0) > 1 else \
+        _num(r["median"], 3)
+
+
+def paired_table(size):
+    """The ratios round by round (each round runs the tools one after the other): their median and range, with the
+    number of rounds where both passed. Read from the runs, so files written before it get it too."""
+    paired = paired_ratios(size.get("runs") or [])
+    tools = [t for t in OURS + FLOORS if any(k.startswith(t + "_over_") for k in paired)]
+    if not tools:
+        return []
+    peers = [p for p in PEERS if any(k.endswith("_over_" + p) for k in paired)]
+    lines = ["Round by round (each round runs every tool once, one after the other): median (min-max) of the "
+             "round's ratio, over the rounds where both passed:", "",
+             "| tool | rounds | " + " | ".join("/ %s" % p for p in peers) + " |",
+             "|---|---:|" + "---:|" * len(peers)]
+    for tool in tools:
+        cells = [paired.get("%s_over_%s" % (tool, p)) for p in peers]
+        n = max(c["n"] for c in cells if c)
+        lines.append("| %s | %d | %s |" % (tool, n, " | ".join(_ratio_cell(c) if c else "-" for c in cells)))
+    return lines
 
 
 def render(result, name):
@@ -134,6 +161,14 @@ def render_summary(result, name):
             lines.append("| %s / %s | %s |" % (tool, peer, " | ".join(
                 "%sx" % _num((s.get("ratios") or {}).get(key), 3) if (s.get("ratios") or {}).get(key) is not None
                 else "-" for s in sizes)))
+    for s in sizes:
+        s.setdefault("_paired", paired_ratios(s.get("runs") or []))
+    for tool in [t for t in OURS + FLOORS if t in tools]:
+        for peer in [p for p in PEERS if p in tools]:
+            key = "%s_over_%s" % (tool, peer)
+            if any(key in s["_paired"] for s in sizes):
+                lines.append("| %s / %s, round by round: median (min-max) | %s |" % (tool, peer, " | ".join(
+                    "%sx" % _ratio_cell(s["_paired"][key]) if key in s["_paired"] else "-" for s in sizes)))
     floors = [t for t in FLOORS if t in tools]
     if floors:
         lines += ["", "%s: not tools. The largest table alone, created empty, then its copy (one COPY with FREEZE; "

@@ -846,7 +846,8 @@ def run_size(opts, scale, tools, ports, lab_root, log):
                      source_database_bytes=source["database_bytes"], materialized_views=source["matviews"],
                      schema_objects=source["objects"],
                      unlogged_tables=["%s.%s" % (t["schema"], t["name"]) for t in source["tables"] if t["unlogged"]]),
-        pgshift_setup=setup, tools=per_tool, ratios=summary.ratios(per_tool), runs=runs,
+        pgshift_setup=setup, tools=per_tool, ratios=summary.ratios(per_tool),
+        paired_ratios=summary.paired_ratios(runs), runs=runs,
         lab=dict(ports=ports, lab_root=os.path.relpath(lab.lab_root, REPO),
                  connections=lab.connections(application=False)))
 

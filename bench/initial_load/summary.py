@@ -1,6 +1,6 @@
 """The pure parts of bench/initial_load: the order of the tools in each round, the checks a run must pass,
-the median and spread of the runs that passed, the ratios between tools, and the pg_dump pattern of one table.
-No I/O: unit-tested in tests/unit/test_bench_initial_load.py."""
+the median and spread of the runs that passed, the ratios between tools (of the medians, and round by round),
+and the pg_dump pattern of one table. No I/O: unit-tested in tests/unit/test_bench_initial_load.py."""
 
 from __future__ import annotations
 
@@ -96,6 +96,25 @@ def ratios(summaries, ours=OURS + FLOORS, peers=PEERS):
                 continue
             x, y = summaries[a]["seconds"]["median"], summaries[b]["seconds"]["median"]
             out["%s_over_%s" % (a, b)] = round(x / y, 3) if x is not None and y else None
+    return out
+
+
+def paired_ratios(runs, ours=OURS + FLOORS, peers=PEERS):
+    """{ours_over_peer: spread of the per-round ratios} (median, min, max, n): in each round where both ran and
+    passed their checks, ours' seconds over the peer's. The tools of a round run one after the other, so a slower
+    stretch of the machine weighs on both sides of a round's ratio: a tighter picture than the ratio of medians,
+    whose two medians may come from different rounds. Rounds where either failed are left out."""
+    by_round = {}
+    for r in runs:
+        if r.get("ok") and r.get("seconds"):
+            by_round.setdefault(r.get("round"), {})[r["tool"]] = r["seconds"]
+    out = {}
+    for a in ours:
+        for b in peers:
+            values = [d[a] / d[b] for d in by_round.values() if a in d and b in d]
+            if values:
+                s = spread(values)
+                out["%s_over_%s" % (a, b)] = dict(n=s["n"], median=s["median"], min=s["min"], max=s["max"])
     return out
 
 

@@ -91,6 +91,22 @@ def test_a_floor_gets_its_ratios_to_the_peers():
     assert summary.ratios(tools) == dict(largest_table_floor_over_pgcopydb=0.836)
 
 
+def test_paired_ratios_are_taken_round_by_round_and_skip_a_round_either_failed():
+    runs = [dict(tool="pgshift_playbook", round=1, ok=True, seconds=80.0),
+            dict(tool="pg_dump_restore", round=1, ok=True, seconds=100.0),
+            dict(tool="pgshift_playbook", round=2, ok=True, seconds=60.0),
+            dict(tool="pg_dump_restore", round=2, ok=True, seconds=100.0),
+            dict(tool="pgshift_playbook", round=3, ok=True, seconds=70.0),
+            dict(tool="pg_dump_restore", round=3, ok=False, seconds=1.0),
+            dict(tool="pgshift_playbook", round=4, ok=True, seconds=35.0),
+            dict(tool="pg_dump_restore", round=4, ok=True, seconds=50.0)]
+    paired = summary.paired_ratios(runs)
+    # rounds 1, 2 and 4: 0.8, 0.6, 0.7; round 3's peer failed; no pgcopydb run: no key for it
+    assert paired == dict(pgshift_playbook_over_pg_dump_restore=dict(n=3, median=0.7, min=0.6, max=0.8))
+    # the ratio of the medians would pair round 3's playbook run (70 s) with nothing: not the same figure
+    assert summary.paired_ratios([r for r in runs if r["tool"] != "pg_dump_restore"]) == {}
+
+
 def test_the_floor_dumps_exactly_its_table_whatever_its_name():
     assert summary.table_pattern("public", "pgbench_accounts") == '"public"."pgbench_accounts"'
     assert summary.table_pattern("Shipping Ops", 'Parcel "Events".*') == '"Shipping Ops"."Parcel ""Events"".*"'

@@ -75,6 +75,19 @@ def test_the_summary_gives_medians_and_ratios_per_size(result):
     assert "| pgshift_modules / pg_dump_restore | 0.600x | 0.600x |" in text
 
 
+def test_the_ratios_round_by_round_come_from_the_runs(result):
+    text = tables.render(result, NAME)
+    assert "Round by round (each round runs every tool once, one after the other)" in text
+    # scale 50: playbook 12/10 and 14/10; pgcopydb passed in round 1 only (12/8)
+    assert "| pgshift_playbook | 2 | 1.500 | 1.300 (1.200-1.400) |" in text
+    assert "| pgshift_modules | 2 | 0.750 | 0.600 (0.600-0.600) |" in text
+    # scale 200: pgcopydb failed, so its table has pg_dump_restore's column only
+    assert "| tool | rounds | / pg_dump_restore |\n|---|---:|---:|\n| pgshift_playbook | 1 | 0.800 |" in text
+    summary_text = tables.render_summary(result, NAME)
+    assert ("| pgshift_playbook / pg_dump_restore, round by round: median (min-max) | 1.300 (1.200-1.400)x "
+            "| 0.800x |") in summary_text
+
+
 def test_the_summary_says_what_a_floor_is(result):
     assert "not tools" not in tables.render_summary(result, NAME)
     for s in result["sizes"]:
