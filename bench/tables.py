@@ -107,9 +107,10 @@ def size_table(size):
     return "\n".join(lines)
 
 
-def _ratio_cell(r):
-    return "%s (%s-%s)" % (_num(r["median"], 3), _num(r["min"], 3), _num(r["max"], 3)) if r.get("n", 0) > 1 else \
-        _num(r["median"], 3)
+def _ratio_cell(r, unit=""):
+    if r.get("n", 0) > 1:
+        return "%s%s (%s-%s)" % (_num(r["median"], 3), unit, _num(r["min"], 3), _num(r["max"], 3))
+    return _num(r["median"], 3) + unit
 
 
 def paired_table(size):
@@ -168,7 +169,7 @@ def render_summary(result, name):
             key = "%s_over_%s" % (tool, peer)
             if any(key in s["_paired"] for s in sizes):
                 lines.append("| %s / %s, round by round: median (min-max) | %s |" % (tool, peer, " | ".join(
-                    "%sx" % _ratio_cell(s["_paired"][key]) if key in s["_paired"] else "-" for s in sizes)))
+                    _ratio_cell(s["_paired"][key], "x") if key in s["_paired"] else "-" for s in sizes)))
     floors = [t for t in FLOORS if t in tools]
     if floors:
         lines += ["", "%s: not tools. The largest table alone, created empty, then its copy (one COPY with FREEZE; "

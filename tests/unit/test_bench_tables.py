@@ -84,7 +84,7 @@ def test_the_ratios_round_by_round_come_from_the_runs(result):
     # scale 200: pgcopydb failed, so its table has pg_dump_restore's column only
     assert "| tool | rounds | / pg_dump_restore |\n|---|---:|---:|\n| pgshift_playbook | 1 | 0.800 |" in text
     summary_text = tables.render_summary(result, NAME)
-    assert ("| pgshift_playbook / pg_dump_restore, round by round: median (min-max) | 1.300 (1.200-1.400)x "
+    assert ("| pgshift_playbook / pg_dump_restore, round by round: median (min-max) | 1.300x (1.200-1.400) "
             "| 0.800x |") in summary_text
 
 
