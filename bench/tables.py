@@ -162,14 +162,13 @@ def render_summary(result, name):
             lines.append("| %s / %s | %s |" % (tool, peer, " | ".join(
                 "%sx" % _num((s.get("ratios") or {}).get(key), 3) if (s.get("ratios") or {}).get(key) is not None
                 else "-" for s in sizes)))
-    for s in sizes:
-        s.setdefault("_paired", paired_ratios(s.get("runs") or []))
+    paired = [paired_ratios(s.get("runs") or []) for s in sizes]
     for tool in [t for t in OURS + FLOORS if t in tools]:
         for peer in [p for p in PEERS if p in tools]:
             key = "%s_over_%s" % (tool, peer)
-            if any(key in s["_paired"] for s in sizes):
+            if any(key in p for p in paired):
                 lines.append("| %s / %s, round by round: median (min-max) | %s |" % (tool, peer, " | ".join(
-                    _ratio_cell(s["_paired"][key], "x") if key in s["_paired"] else "-" for s in sizes)))
+                    _ratio_cell(p[key], "x") if key in p else "-" for p in paired)))
     floors = [t for t in FLOORS if t in tools]
     if floors:
         lines += ["", "%s: not tools. The largest table alone, created empty, then its copy (one COPY with FREEZE; "
