@@ -156,17 +156,14 @@ def render_summary(result, name):
             cells.append("%s s" % _num(sec) if sec is not None else "failed (%d of %d passed)" % (
                 t.get("passed", 0), t.get("runs", 0)))
         lines.append("| %s | %s |" % (tool, " | ".join(cells)))
+    paired = [paired_ratios(s.get("runs") or []) for s in sizes]
     for tool in [t for t in OURS + FLOORS if t in tools]:
         for peer in [p for p in PEERS if p in tools]:
             key = "%s_over_%s" % (tool, peer)
             lines.append("| %s / %s | %s |" % (tool, peer, " | ".join(
                 "%sx" % _num((s.get("ratios") or {}).get(key), 3) if (s.get("ratios") or {}).get(key) is not None
                 else "-" for s in sizes)))
-    paired = [paired_ratios(s.get("runs") or []) for s in sizes]
-    for tool in [t for t in OURS + FLOORS if t in tools]:
-        for peer in [p for p in PEERS if p in tools]:
-            key = "%s_over_%s" % (tool, peer)
-            if any(key in p for p in paired):
+            if any(key in p for p in paired):  # the same pair, round by round, on the next line
                 lines.append("| %s / %s, round by round: median (min-max) | %s |" % (tool, peer, " | ".join(
                     _ratio_cell(p[key], "x") if key in p else "-" for p in paired)))
     floors = [t for t in FLOORS if t in tools]
