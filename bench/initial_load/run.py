@@ -466,9 +466,9 @@ def run_pgshift_modules(env, dummy):
                     error="not caught up: %s" % (status.get("msg") or [s.get("message") for s in status.get("streams", [])]))
     t6 = time.monotonic()
     # As replicate.yml's analyze.yml (defaults replicate_analyze_method auto, replicate_analyze_parallel 2): the
-    # target's connection, the source's for an import of its statistics. replicate.yml starts it with the loads,
-    # waiting for their Ansible job files (wait_for_jobs); here the loads are not Ansible jobs, so it starts once
-    # they are done (the catch-up in between takes about 0.05 s).
+    # target's connection, the source's for an import of its statistics. replicate.yml starts it once the loads
+    # are done, waiting for the post stage's Ansible job file (wait_for_jobs); here the post stage is not an
+    # Ansible job, so it starts once that is done (the catch-up in between takes about 0.05 s).
     analyze = run_module("pg_analyze", dict(
         env["lab"].module_login("target"), **env["lab"].module_login("source", "source_"), method="auto",
         parallel=JOBS, include_schemas=schema["include_schemas"], exclude_schemas=schema["exclude_schemas"],
