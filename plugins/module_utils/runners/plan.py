@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
+import traceback
+
 from ansible_collections.pgshift.aurora.plugins.module_utils import plan, prereqs, scope
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect, postgres_argument_spec
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
+    PgConnectError, connect, postgres_argument_spec, scrub)
 
 
 def argument_spec():
@@ -99,3 +102,22 @@ class ReplicationPlan:
         result = plan.build_plan(tables, excluded, opts)
         result["warnings"] = self.filter_warnings + result["warnings"]
         return result
+
+
+def execute(params, check_mode=False):  # pylint: disable=unused-argument
+    """One whole run as the module's result, secrets masked: dict(changed=False, plan, warnings) or
+    dict(failed=True, msg[, exception]). The module (plugins/modules/pg_replication_plan.py) and, with the local
+    connection, the action plugin of the same name (run in the controller's process) both call it. It only
+    reads, so check mode changes nothing."""
+    problems = validate(params)
+    if problems:
+        return dict(failed=True, changed=False, msg="invalid options: " + "; ".join(problems))
+    runner = ReplicationPlan(params)
+    try:
+        result = runner.run()
+    except (PgConnectError, plan.PlanError) as exc:
+        return dict(failed=True, changed=False, msg=scrub(str(exc), runner.secrets))
+    except Exception as exc:  # pylint: disable=broad-except  # an unexpected database error: said without any secret
+        return dict(failed=True, changed=False, msg=scrub("pg_replication_plan failed: %s" % exc, runner.secrets),
+                    exception=scrub(traceback.format_exc(), runner.secrets))
+    return dict(changed=False, plan=result, warnings=list(result["warnings"]))

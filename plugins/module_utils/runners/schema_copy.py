@@ -456,3 +456,18 @@ class SchemaCopy:
     def execute_step(self, conn, step):
         retry = schedule.retry_validation if self.p["wait_for_streams"] else None
         self.notes.extend(schema_io.run_step(self.journal, conn, step, retry))
+
+
+def execute(params, check_mode=False):
+    """One whole run as the module's result, secrets masked: the report (changed, stage, commands, ...) with
+    warnings, and failed/msg when the stage failed or the options are wrong. The module
+    (plugins/modules/pg_schema_copy.py) and, with the local connection and no async, the action plugin of the same
+    name (run in the controller's process) both call it."""
+    problems = option_problems(params)
+    if problems:
+        return dict(failed=True, changed=False, msg="invalid options: " + "; ".join(problems))
+    result, failure = SchemaCopy(params, check_mode=check_mode).run()
+    result = dict(result, warnings=list(result["warning_messages"]))
+    if failure:
+        result.update(failed=True, msg=failure)
+    return result
