@@ -45,7 +45,7 @@ def no_log_values(spec, params):
     return values
 
 
-def module_result(spec, args, execute, check_mode=False):
+def module_result(spec, args, execute, check_mode=False, name="the module"):
     """What the module would return for `args`: checked against `spec` as AnsibleModule checks them (types,
     choices, defaults, unknown options), then execute(params, check_mode) -> its result; every no_log value masked
     in the result and in the errors, and the result made JSON as the module's output would be. Pure but for
@@ -55,7 +55,10 @@ def module_result(spec, args, execute, check_mode=False):
     if validation.error_messages:
         result = dict(failed=True, changed=False, msg="; ".join(validation.error_messages))
     else:
-        result = execute(validation.validated_parameters, check_mode=check_mode)
+        try:
+            result = execute(validation.validated_parameters, check_mode=check_mode)
+        except Exception as exc:  # pylint: disable=broad-except  # said as a failure, never as a traceback
+            result = dict(failed=True, changed=False, msg="%s failed: %s: %s" % (name, type(exc).__name__, exc))
     return json.loads(json.dumps(remove_values(result, masked), default=str))
 
 
@@ -70,7 +73,8 @@ def run_task(action, task_vars, spec, execute):
         if not wrap_async:
             action._remove_tmp_path(action._connection._shell.tmpdir)
         return result
-    return module_result(spec, action._task.args, execute, check_mode=bool(action._play_context.check_mode))
+    return module_result(spec, action._task.args, execute, check_mode=bool(action._play_context.check_mode),
+                         name=action._task.action)
 
 
 def action_module(runner):

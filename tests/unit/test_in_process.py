@@ -27,6 +27,8 @@ class _Connection:
 
 
 class _Task:
+    action = "pgshift.aurora.x"
+
     def __init__(self, args, async_val):
         self.args = args
         self.async_val = async_val
@@ -76,6 +78,16 @@ def test_bad_input_fails_before_the_runner_and_never_shows_a_secret():
     result = in_process.module_result(SPEC, dict(login_password="s3cret-pw", mode="c", nope=1), execute)
     assert result["failed"] is True and result["changed"] is False
     assert "mode" in result["msg"] and "nope" in result["msg"]
+    assert "s3cret-pw" not in str(result)
+
+
+def test_an_error_the_runner_did_not_expect_fails_the_task_without_the_secret():
+    def execute(params, check_mode):
+        raise RuntimeError("could not use password %s" % params["login_password"])
+
+    result = in_process.module_result(SPEC, dict(login_password="s3cret-pw"), execute, name="pgshift.aurora.x")
+    assert result["msg"] == "pgshift.aurora.x failed: RuntimeError: could not use password ********"
+    assert result["failed"] is True
     assert "s3cret-pw" not in str(result)
 
 
