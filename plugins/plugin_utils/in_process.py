@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.plugins.action import ActionBase
 from ansible.module_utils.common.parameters import remove_values
+from ansible.plugins.action import ActionBase
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import progress
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import PSYCOPG_IMPORT_ERROR
