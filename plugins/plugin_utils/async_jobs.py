@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import progress
+from ansible_collections.pgshift.aurora.plugins.plugin_utils.in_process import is_local
 
 
 class JobReader:
@@ -25,7 +26,7 @@ class JobReader:
     def __init__(self, action, task_vars):
         self.action = action
         self.task_vars = task_vars
-        self.local = getattr(action._connection, "transport", None) in progress.LOCAL_TRANSPORTS  # pylint: disable=protected-access
+        self.local = is_local(action)
         self._async_dir = None
 
     def async_dir(self):
