@@ -237,6 +237,20 @@ def phase_playbooks_assess_and_prepare(ctx):
         assert conn.execute("SELECT count(*) FROM app.items").fetchone() == (1,)
 
 
+def phase_playbooks_schema_and_plan(ctx):
+    """The tasks that run in the controller's own process with the local connection (plugin_utils/in_process.py),
+    at -vvv: pg_schema_copy's stage pre (check mode, then for real) and pg_replication_plan (replicate.yml in
+    check mode), into and from a database whose name needs quoting."""
+    rc, out, recap = ctx.playbook("copy_schema.yml --check -vvv", "copy_schema", "--check", "--diff", "-vvv")
+    assert rc == 0, out
+    rc, out, recap = ctx.playbook("copy_schema.yml -vvv", "copy_schema", "-vvv")
+    assert rc == 0 and recap["failed"] == 0, out
+    assert ctx.target.query(PLAYBOOK_DATABASE, "SELECT to_regclass('app.items') IS NOT NULL", operator=True) == [(True,)]
+    rc, out, recap = ctx.playbook("replicate.yml --check -vvv", "replicate", "--check", "-vvv")
+    assert rc == 0, out
+    assert "app.items" in out, out
+
+
 PHASES = [
     phase_logging_works,
     phase_assess,
@@ -245,6 +259,7 @@ PHASES = [
     phase_prepare,
     phase_the_password_works,
     phase_playbooks_assess_and_prepare,
+    phase_playbooks_schema_and_plan,
 ]
 
 
