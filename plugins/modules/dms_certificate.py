@@ -25,6 +25,7 @@ author:
   - pgshift.aurora developers (@pgshift)
 extends_documentation_fragment:
   - pgshift.aurora.aws
+  - pgshift.aurora.in_process
 options:
   identifier:
     description: The certificate identifier. One of O(identifier) and O(identifier_prefix) is required.
@@ -109,25 +110,14 @@ deleted:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import common
-from ansible_collections.pgshift.aurora.plugins.module_utils._aws import dms as dms_api
-from ansible_collections.pgshift.aurora.plugins.module_utils.runners import dms_certificate
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import dms_certificate as runner
 
 
 def main():
-    module = AnsibleModule(argument_spec=dms_certificate.argument_spec(), supports_check_mode=True,
-                           required_one_of=[("identifier", "identifier_prefix")],
-                           mutually_exclusive=[("identifier", "identifier_prefix"), ("certificate_file", "certificate_pem")],
-                           required_if=[("state", "present", ("certificate_file", "certificate_pem"), True)])
+    module = AnsibleModule(supports_check_mode=True, **runner.module_spec())
     if common.BOTO3_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("boto3"), exception=common.BOTO3_IMPORT_ERROR)
-    name = module.params["identifier"] or "%s*" % module.params["identifier_prefix"]
-    try:
-        result = dms_certificate.run(module, dms_api.api(module.params))
-    except common.AwsError as exc:
-        module.fail_json(msg=str(exc), error_code=exc.code)
-    except Exception as exc:  # botocore configuration errors (profile, region) end here
-        module.fail_json(msg=common.explain(exc, "certificate %s" % name))
-    module.exit_json(**result)
+    runner.run_module(module)
 
 
 if __name__ == "__main__":

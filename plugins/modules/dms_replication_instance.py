@@ -21,6 +21,7 @@ author:
   - pgshift.aurora developers (@pgshift)
 extends_documentation_fragment:
   - pgshift.aurora.aws
+  - pgshift.aurora.in_process
 options:
   identifier:
     description: The replication instance identifier.
@@ -128,21 +129,14 @@ instance:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import common
-from ansible_collections.pgshift.aurora.plugins.module_utils._aws import dms as dms_api
-from ansible_collections.pgshift.aurora.plugins.module_utils.runners import dms_replication_instance
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import dms_replication_instance as runner
 
 
 def main():
-    module = AnsibleModule(argument_spec=dms_replication_instance.argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(supports_check_mode=True, **runner.module_spec())
     if common.BOTO3_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("boto3"), exception=common.BOTO3_IMPORT_ERROR)
-    try:
-        result = dms_replication_instance.run(module, dms_api.api(module.params))
-    except common.AwsError as exc:
-        module.fail_json(msg=str(exc), error_code=exc.code)
-    except Exception as exc:  # botocore configuration errors (profile, region) end here
-        module.fail_json(msg=common.explain(exc, "replication instance %s" % module.params["identifier"]))
-    module.exit_json(**result)
+    runner.run_module(module)
 
 
 if __name__ == "__main__":

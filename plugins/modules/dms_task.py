@@ -30,6 +30,7 @@ author:
   - pgshift.aurora developers (@pgshift)
 extends_documentation_fragment:
   - pgshift.aurora.aws
+  - pgshift.aurora.in_process
 options:
   identifier:
     description: The replication task identifier.
@@ -204,30 +205,14 @@ actions:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import common
-from ansible_collections.pgshift.aurora.plugins.module_utils._aws import dms as dms_api
-from ansible_collections.pgshift.aurora.plugins.module_utils.runners import dms_task
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import dms_task as runner
 
 
 def main():
-    module = AnsibleModule(argument_spec=dms_task.argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(supports_check_mode=True, **runner.module_spec())
     if common.BOTO3_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("boto3"), exception=common.BOTO3_IMPORT_ERROR)
-    runner = None
-    try:
-        runner = dms_task.Runner(module, dms_api.api(module.params), dms_api.api(module.params, "cloudwatch"))
-        result = runner.run()
-    except dms_task.TaskFailed as exc:
-        extra = {}
-        try:
-            extra = runner.report(exc.raw)
-        except common.AwsError:
-            pass
-        module.fail_json(msg=str(exc), actions=runner.actions, **extra)
-    except common.AwsError as exc:
-        module.fail_json(msg=str(exc), error_code=exc.code, actions=runner.actions if runner else [])
-    except Exception as exc:  # botocore configuration errors (profile, region) end here
-        module.fail_json(msg=common.explain(exc, "replication task %s" % module.params["identifier"]))
-    module.exit_json(**result)
+    runner.run_module(module)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ author:
   - pgshift.aurora developers (@pgshift)
 extends_documentation_fragment:
   - pgshift.aurora.aws
+  - pgshift.aurora.in_process
 options:
   identifiers:
     description: Task identifiers or ARNs. A task that does not exist is listed in RV(missing).
@@ -78,26 +79,14 @@ max_cdc_latency_seconds:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import common
-from ansible_collections.pgshift.aurora.plugins.module_utils._aws import dms as dms_api
-from ansible_collections.pgshift.aurora.plugins.module_utils.runners import dms_task
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import dms_task as runner
 
 
 def main():
-    spec = dict(identifiers=dict(type="list", elements="str"), identifier_prefix=dict(type="str"))
-    spec.update(common.aws_argument_spec())
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_one_of=[("identifiers", "identifier_prefix")],
-                           mutually_exclusive=[("identifiers", "identifier_prefix")])
+    module = AnsibleModule(supports_check_mode=True, **runner.info_module_spec())
     if common.BOTO3_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("boto3"), exception=common.BOTO3_IMPORT_ERROR)
-    p = module.params
-    try:
-        result = dms_task.describe_tasks(dms_api.api(p), dms_api.api(p, "cloudwatch"), p["identifiers"],
-                                         p["identifier_prefix"], module.warn)
-    except common.AwsError as exc:
-        module.fail_json(msg=str(exc), error_code=exc.code)
-    except Exception as exc:  # botocore configuration errors (profile, region) end here
-        module.fail_json(msg=common.explain(exc, "describing replication tasks"))
-    module.exit_json(**result)
+    runner.run_info_module(module)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ extends_documentation_fragment:
   - pgshift.aurora.postgres
   - pgshift.aurora.postgres_source
   - pgshift.aurora.filters
+  - pgshift.aurora.in_process
 options:
   method:
     description:
@@ -203,37 +204,18 @@ login:
   type: str
 """
 
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
-    PSYCOPG_IMPORT_ERROR, PgConnectError, scrub)
-from ansible_collections.pgshift.aurora.plugins.module_utils.runners.analyze import (
-    Analyze, AnalyzeError, argument_spec, option_problems)
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import PSYCOPG_IMPORT_ERROR
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import analyze as runner
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(supports_check_mode=True, **runner.module_spec())
     if PSYCOPG_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
-    problems = option_problems(module.params)
-    if problems:
-        module.fail_json(msg="invalid options: " + "; ".join(problems))
-    runner = Analyze(module.params, check_mode=module.check_mode)
-    try:
-        result, failed = runner.run()
-    except (PgConnectError, AnalyzeError) as exc:
-        module.fail_json(msg=scrub(str(exc), runner.secrets))
-    except Exception as exc:  # an unexpected database error: say it without any secret
-        module.fail_json(msg=scrub("pg_analyze failed: %s" % exc, runner.secrets),
-                         exception=scrub(traceback.format_exc(), runner.secrets))
-    for warning in runner.warnings:
-        module.warn(scrub(warning, runner.secrets))
-    if failed:
-        module.fail_json(msg="ANALYZE failed on %d table(s): %s" % (len(failed), "; ".join(
-            "%s: %s" % (r["table"], r["error"]) for r in failed[:10])), **result)
-    module.exit_json(**result)
+    runner.run_module(module)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ author:
 extends_documentation_fragment:
   - pgshift.aurora.postgres
   - pgshift.aurora.filters
+  - pgshift.aurora.in_process
 options:
   role:
     description:
@@ -325,41 +326,18 @@ api_calls:
   elements: dict
 """
 
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
-    PSYCOPG_IMPORT_ERROR, PgConnectError, scrub)
-from ansible_collections.pgshift.aurora.plugins.module_utils.runners.prereqs import (
-    Prereqs, PrereqsFailure, argument_spec, validate)
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import PSYCOPG_IMPORT_ERROR
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import prereqs as runner
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(supports_check_mode=True, **runner.module_spec())
     if PSYCOPG_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
-    problems = validate(module.params)
-    if problems:
-        module.fail_json(msg="invalid options: " + "; ".join(problems))
-    runner = Prereqs(module.params, check_mode=module.check_mode, diff=module._diff)
-    try:
-        result, message = runner.run()
-    except PrereqsFailure as exc:
-        for warning in runner.warnings:
-            module.warn(scrub(warning, runner.secrets))
-        module.fail_json(msg=str(exc), **exc.extra)
-    except PgConnectError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # an unexpected database error: say it without any secret
-        module.fail_json(msg=scrub("pg_logical_prereqs failed: %s" % exc, runner.secrets),
-                         exception=scrub(traceback.format_exc(), runner.secrets),
-                         queries=runner.queries, api_calls=runner.api_calls)
-    for warning in runner.warnings:
-        module.warn(scrub(warning, runner.secrets))
-    if message:
-        module.fail_json(msg=message, **result)
-    module.exit_json(**result)
+    runner.run_module(module)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ author:
 extends_documentation_fragment:
   - pgshift.aurora.postgres
   - pgshift.aurora.postgres_target
+  - pgshift.aurora.in_process
 options:
   stream:
     description:
@@ -272,33 +273,18 @@ queries:
   elements: str
 """
 
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
-    PSYCOPG_IMPORT_ERROR, PgConnectError, scrub)
-from ansible_collections.pgshift.aurora.plugins.module_utils.runners.stream import (
-    Stream, StreamFailure, argument_spec)
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import PSYCOPG_IMPORT_ERROR
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import stream as runner
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(supports_check_mode=True, **runner.module_spec())
     if PSYCOPG_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
-    runner = Stream(module.params, check_mode=module.check_mode, diff=module._diff)
-    try:
-        result = runner.run()
-    except StreamFailure as exc:
-        module.fail_json(msg=str(exc), queries=runner.queries, **exc.extra)
-    except PgConnectError as exc:
-        module.fail_json(msg=str(exc), queries=runner.queries)
-    except Exception as exc:  # an unexpected database error: say it without any secret
-        module.fail_json(msg=scrub("pg_native_stream failed: %s" % exc, runner.secrets),
-                         exception=scrub(traceback.format_exc(), runner.secrets), queries=runner.queries)
-    for warning in runner.warnings:
-        module.warn(scrub(warning, runner.secrets))
-    module.exit_json(**result)
+    runner.run_module(module)
 
 
 if __name__ == "__main__":

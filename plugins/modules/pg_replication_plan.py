@@ -55,6 +55,7 @@ author:
 extends_documentation_fragment:
   - pgshift.aurora.postgres
   - pgshift.aurora.filters
+  - pgshift.aurora.in_process
 options:
   migration_name:
     description:
@@ -133,9 +134,6 @@ requirements:
   - psycopg >= 3.1
 notes:
   - Supports check mode (the module only reads). It returns no diff and always reports C(changed=false).
-  - With the local connection (the inventory contract) the action plugin of the same name runs the module's code
-    in the controller's own process, with the same option checks and the same result (secrets masked), instead of
-    starting a module process (about a second on a 2-core controller). Any other connection runs the module.
   - The connected user needs to read the catalogs; with C(SELECT) on inheritance parents it checks whether they
     hold rows of their own, otherwise it goes by their statistics.
   - Measured write rates vary between runs, so two first runs may place tables differently; once the streams
@@ -423,19 +421,14 @@ plan:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import PSYCOPG_IMPORT_ERROR
-from ansible_collections.pgshift.aurora.plugins.module_utils.runners.plan import argument_spec, execute
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import plan as runner
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(supports_check_mode=True, **runner.module_spec())
     if PSYCOPG_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
-    result = execute(module.params)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    if result.pop("failed", False):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    runner.run_module(module)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ author:
 extends_documentation_fragment:
   - pgshift.aurora.postgres
   - pgshift.aurora.postgres_target
+  - pgshift.aurora.in_process
 options:
   migration:
     description:
@@ -137,31 +138,17 @@ source_lsn:
   type: str
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
-    PSYCOPG_IMPORT_ERROR, PgConnectError, scrub)
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg.status import Status, argument_spec, check_params
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import PSYCOPG_IMPORT_ERROR
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import status as runner
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(supports_check_mode=True, **runner.module_spec())
     if PSYCOPG_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
-    problems = check_params(module.params)
-    if problems:
-        module.fail_json(msg="invalid options: " + "; ".join(problems))
-    runner = Status(module.params)
-    try:
-        result = runner.read_once()
-    except PgConnectError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # an unexpected database error: say it without any secret
-        module.fail_json(msg=scrub("pg_replication_status failed: %s" % exc, runner.secrets),
-                         exception=scrub(traceback.format_exc(), runner.secrets))
-    module.exit_json(changed=False, **result)
+    runner.run_module(module)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ author:
 extends_documentation_fragment:
   - pgshift.aurora.postgres
   - pgshift.aurora.filters
+  - pgshift.aurora.in_process
 options:
   stage:
     description:
@@ -167,10 +168,6 @@ notes:
   - Objects that depend on a table left out by the filters (its indexes, a view reading it, a foreign key
     to it) are left out too.
   - Supports check mode.
-  - With the local connection (the inventory contract) and without C(async), the action plugin of the same name
-    runs the module's code in the controller's own process, with the same option checks and the same result
-    (secrets masked), instead of starting a module process (about a second on a 2-core controller). An C(async)
-    task (the stage post in the background) and any other connection run the module.
   - The source must be PostgreSQL 13 or later.
   - Objects that logical replication does not carry are listed in RV(not_replicated) - unlogged tables (created
     empty), materialized views (to refresh at cutover), foreign tables, large objects and sequences (their values
@@ -360,19 +357,14 @@ commands:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import PSYCOPG_IMPORT_ERROR
-from ansible_collections.pgshift.aurora.plugins.module_utils.runners.schema_copy import argument_spec, execute
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import schema_copy as runner
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(supports_check_mode=True, **runner.module_spec())
     if PSYCOPG_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
-    result = execute(module.params, check_mode=module.check_mode)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    if result.pop("failed", False):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    runner.run_module(module)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ extends_documentation_fragment:
   - pgshift.aurora.postgres
   - pgshift.aurora.postgres_target
   - pgshift.aurora.filters
+  - pgshift.aurora.in_process
 options:
   mode:
     description:
@@ -239,33 +240,18 @@ finished_at:
   type: str
 """
 
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
-    PSYCOPG_IMPORT_ERROR, PgConnectError, scrub)
-from ansible_collections.pgshift.aurora.plugins.module_utils.runners.validate import (
-    Validation, argument_spec, option_problems)
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import PSYCOPG_IMPORT_ERROR
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import validate as runner
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(supports_check_mode=True, **runner.module_spec())
     if PSYCOPG_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
-    problems = option_problems(module.params)
-    if problems:
-        module.fail_json(msg="invalid options: %s" % "; ".join(problems))
-    runner = Validation(module.params)
-    try:
-        result = runner.run()
-    except PgConnectError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # an unexpected database error: say it without any secret
-        module.fail_json(msg=scrub("pg_validate failed: %s (check the connection and SELECT privileges on both "
-                                   "sides)" % exc, runner.secrets),
-                         exception=scrub(traceback.format_exc(), runner.secrets))
-    module.exit_json(**result)
+    runner.run_module(module)
 
 
 if __name__ == "__main__":

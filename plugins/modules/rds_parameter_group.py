@@ -23,6 +23,8 @@ description:
     M(amazon.aws.rds_instance_param_group) 10.1 fails on), so they cannot be tested against it. Existing groups
     and their tags are left as they are apart from the parameter values.
   - Check mode and diff show what would change.
+extends_documentation_fragment:
+  - pgshift.aurora.in_process
 options:
   name:
     description: Name of the parameter group.
@@ -116,24 +118,14 @@ reboot_pending:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import common
-from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
-from ansible_collections.pgshift.aurora.plugins.module_utils.runners import parameter_group
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import parameter_group as runner
 
 
 def main():
-    module = AnsibleModule(argument_spec=parameter_group.argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(supports_check_mode=True, **runner.module_spec())
     if common.BOTO3_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("boto3"), exception=common.BOTO3_IMPORT_ERROR)
-    p = module.params
-    try:
-        result = parameter_group.run(rds_api.api(p), p, module.check_mode, module._diff)
-    except (parameter_group.ParameterGroupError, common.AwsError) as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    except Exception as exc:  # botocore configuration errors (profile, region) end here
-        if not common.is_aws_error(exc):
-            raise
-        module.fail_json(msg=common.explain(exc, "reading %s" % rds_api.group_title(p["name"], p["kind"])), changed=False)
-    module.exit_json(**result)
+    runner.run_module(module)
 
 
 if __name__ == "__main__":

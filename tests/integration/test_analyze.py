@@ -302,8 +302,8 @@ def cutover(source_cluster, target_cluster, sdb, tdb, migration, check_mode=True
 
 
 def cutover_options():
-    from ansible_collections.pgshift.aurora.plugins.modules import aurora_cutover
-    return aurora_cutover.argument_spec()
+    from ansible_collections.pgshift.aurora.plugins.module_utils.runners import cutover as cutover_runner
+    return cutover_runner.argument_spec()
 
 
 def preflight_detail(result):

@@ -11,6 +11,7 @@ SPEC = dict(
     login_port=dict(type="int", default=5432),
     mode=dict(type="str", default="a", choices=["a", "b"]),
     extra=dict(type="dict", options=dict(token=dict(type="str", no_log=True), name=dict(type="str"))),
+    token_file=dict(type="path"),
 )
 
 
@@ -35,17 +36,24 @@ class _Task:
 
 
 class _PlayContext:
+    diff = False
+
     def __init__(self, check_mode):
         self.check_mode = check_mode
 
 
 class _Action:
-    def __init__(self, transport, args, async_val=0, check_mode=False):
+    def __init__(self, transport, args, async_val=0, check_mode=False, environment=None):
         self._connection = _Connection(transport)
         self._task = _Task(args, async_val)
         self._play_context = _PlayContext(check_mode)
+        self.environment = environment or {}
         self.module_runs = []
         self.removed = []
+
+    def _compute_environment_string(self, raw_environment_out):
+        raw_environment_out.update(self.environment)
+        return ""
 
     def _execute_module(self, task_vars, wrap_async):
         self.module_runs.append((task_vars, wrap_async))
@@ -55,16 +63,27 @@ class _Action:
         self.removed.append(path)
 
 
+MODULE_SPEC = dict(argument_spec=SPEC, mutually_exclusive=[("login_password", "token_file")])
+
+
+def runner(function):
+    """A run_module that ends as a runner does: with exit_json of what function(params, check_mode) returns."""
+    def run_module(module):
+        module.exit_json(**function(module.params, module.check_mode))
+    return run_module
+
+
 def test_the_params_are_checked_and_defaulted_as_the_module_does_and_the_secrets_masked():
     seen = []
 
-    def execute(params, check_mode):
-        seen.append(params)
-        return dict(changed=False, said="connected with s3cret-pw on port %d" % params["login_port"],
-                    nested=dict(why="token tok-123"), warnings=["tok-123 expires"])
+    def run_module(module):
+        seen.append(module.params)
+        module.warn("tok-123 expires")
+        module.exit_json(changed=False, said="connected with s3cret-pw on port %d" % module.params["login_port"],
+                         nested=dict(why="token tok-123"))
 
-    result = in_process.module_result(SPEC, dict(login_password="s3cret-pw", login_port="6432",
-                                                 extra=dict(token="tok-123", name="n")), execute)
+    result = in_process.module_result(MODULE_SPEC, dict(login_password="s3cret-pw", login_port="6432",
+                                                        extra=dict(token="tok-123", name="n")), run_module)
     assert seen[0]["login_port"] == 6432 and seen[0]["mode"] == "a"
     assert "s3cret-pw" not in str(result) and "tok-123" not in str(result)
     assert result["said"] == "connected with ******** on port 6432"
@@ -72,52 +91,104 @@ def test_the_params_are_checked_and_defaulted_as_the_module_does_and_the_secrets
 
 
 def test_bad_input_fails_before_the_runner_and_never_shows_a_secret():
-    def execute(params, check_mode):
+    def run_module(module):
         raise AssertionError("the runner must not run on bad input")
 
-    result = in_process.module_result(SPEC, dict(login_password="s3cret-pw", mode="c", nope=1), execute)
-    assert result["failed"] is True and result["changed"] is False
-    assert "mode" in result["msg"] and "nope" in result["msg"]
-    assert "s3cret-pw" not in str(result)
+    for args, said in ((dict(login_password="s3cret-pw", mode="c", nope=1), ("mode", "nope")),
+                       (dict(login_password="s3cret-pw", token_file="/t"), ("mutually exclusive",))):
+        result = in_process.module_result(MODULE_SPEC, args, run_module)
+        assert result["failed"] is True and result["changed"] is False
+        assert all(word in result["msg"] for word in said), result["msg"]
+        assert "s3cret-pw" not in str(result)
+
+
+def test_fail_json_ends_the_run_even_inside_a_runners_broad_except():
+    """exit_json and fail_json end the run as SystemExit ends a module process: a runner's `except Exception`
+    around them never turns the result into an error, and nothing after them runs."""
+    after = []
+
+    def run_module(module):
+        try:
+            module.fail_json(msg="no slot for s3cret-pw", queries=["SELECT 1"], exception="Traceback: s3cret-pw")
+        except Exception:  # pylint: disable=broad-except
+            after.append("caught")
+        after.append("went on")
+
+    result = in_process.module_result(MODULE_SPEC, dict(login_password="s3cret-pw"), run_module)
+    assert after == []
+    assert result == dict(failed=True, msg="no slot for ********", queries=["SELECT 1"], exception="Traceback: ********")
 
 
 def test_an_error_the_runner_did_not_expect_fails_the_task_without_the_secret():
-    def execute(params, check_mode):
-        raise RuntimeError("could not use password %s" % params["login_password"])
+    def run_module(module):
+        raise RuntimeError("could not use password %s" % module.params["login_password"])
 
-    result = in_process.module_result(SPEC, dict(login_password="s3cret-pw"), execute, name="pgshift.aurora.x")
+    result = in_process.module_result(MODULE_SPEC, dict(login_password="s3cret-pw"), run_module, name="pgshift.aurora.x")
     assert result["msg"] == "pgshift.aurora.x failed: RuntimeError: could not use password ********"
     assert result["failed"] is True
     assert "s3cret-pw" not in str(result)
+    # A runner that returns without exit_json or fail_json fails the task too.
+    result = in_process.module_result(MODULE_SPEC, {}, lambda module: None, name="pgshift.aurora.x")
+    assert result == dict(failed=True, changed=False, msg="pgshift.aurora.x ended without a result")
 
 
 def test_the_result_is_json_as_the_module_output_would_be():
-    result = in_process.module_result(SPEC, {}, lambda params, check_mode: dict(changed=False, at=(1, 2), n=None))
+    result = in_process.module_result(MODULE_SPEC, {}, runner(lambda params, check_mode: dict(changed=False, at=(1, 2), n=None)))
     assert result == dict(changed=False, at=[1, 2], n=None)
 
 
 def test_only_a_local_task_that_is_not_async_runs_in_this_process():
-    def execute(params, check_mode):
-        return dict(changed=False, ran="here", check_mode=check_mode)
-
+    run_module = runner(lambda params, check_mode: dict(changed=False, ran="here", check_mode=check_mode))
     for transport in ("local", "ansible.builtin.local"):
         action = _Action(transport, {}, check_mode=True)
-        assert in_process.run_task(action, {}, SPEC, execute) == dict(changed=False, ran="here", check_mode=True)
+        assert in_process.run_task(action, {}, MODULE_SPEC, run_module) == dict(changed=False, ran="here", check_mode=True)
         assert action.module_runs == []
     # Another connection: the module, as the builtin normal action runs it (its temporary directory removed).
     action = _Action("ssh", dict(login_port=1))
-    assert in_process.run_task(action, {"v": 1}, SPEC, execute)["ran"] == "module"
+    assert in_process.run_task(action, {"v": 1}, MODULE_SPEC, run_module)["ran"] == "module"
     assert action.module_runs == [({"v": 1}, False)] and action.removed == ["/tmp/ansible-tmp-x"]
     # An async task (a job in the background): the module through Ansible's async wrapper, its files kept.
     action = _Action("local", {}, async_val=600)
-    assert in_process.run_task(action, {}, SPEC, execute)["ran"] == "module"
+    assert in_process.run_task(action, {}, MODULE_SPEC, run_module)["ran"] == "module"
     assert action.module_runs == [({}, True)] and action.removed == []
+    # A task environment (the module process would get it), or the runner's library missing here: the module.
+    action = _Action("local", {}, environment=dict(AWS_PROFILE="ops"))
+    assert in_process.run_task(action, {}, MODULE_SPEC, run_module)["ran"] == "module"
+    action = _Action("local", {})
+    assert in_process.run_task(action, {}, MODULE_SPEC, run_module, import_error="No module named 'boto3'")["ran"] == "module"
+
+
+def test_every_action_plugin_of_a_module_runs_that_modules_runner():
+    """Each module with an action plugin of its name: the plugin's spec is the module's (the same options and
+    constraints as the module's AnsibleModule), and the module's main() calls the same run_module."""
+    import importlib
+    import inspect
+    import os
+
+    action_dir = os.path.join(os.path.dirname(in_process.__file__), "..", "action")
+    checked = []
+    for filename in sorted(os.listdir(action_dir)):
+        name = filename[:-3]
+        plugin = importlib.import_module("ansible_collections.pgshift.aurora.plugins.action." + name)
+        closure = getattr(plugin.ActionModule.run, "__closure__", None) or ()
+        cells = dict(zip(plugin.ActionModule.run.__code__.co_freevars, (c.cell_contents for c in closure)))
+        if "run_module" not in cells:
+            continue  # an action plugin of its own (job_progress, report_files, pg_replication_wait)
+        module = importlib.import_module("ansible_collections.pgshift.aurora.plugins.modules." + name)
+        main = inspect.getsource(module.main)
+        assert "runner.%s(module)" % cells["run_module"].__name__ in main, name
+        assert "runner.%s()" % cells["module_spec"].__name__ in main, name
+        assert cells["run_module"].__module__ == cells["module_spec"].__module__, name
+        spec = cells["module_spec"]()
+        assert set(spec) <= {"argument_spec", "mutually_exclusive", "required_one_of", "required_if",
+                             "required_together", "required_by"}, name
+        checked.append(name)
+    assert len(checked) == 14, checked
 
 
 def test_the_plan_runner_fails_bad_input_as_the_module_did():
-    params = dict((name, option.get("default")) for name, option in plan_runner.argument_spec().items())
-    params.update(migration_name="bad name!", streams=-1)
-    result = plan_runner.execute(params)
+    result = in_process.module_result(plan_runner.module_spec(), dict(migration_name="bad name!", streams=-1),
+                                      plan_runner.run_module)
     assert result["failed"] is True and result["changed"] is False
     assert result["msg"].startswith("invalid options: ") and "streams must be 0" in result["msg"]
 
@@ -125,8 +196,8 @@ def test_the_plan_runner_fails_bad_input_as_the_module_did():
 def test_the_schema_copy_runner_fails_bad_input_as_the_module_did():
     from ansible_collections.pgshift.aurora.plugins.module_utils.runners import schema_copy as schema_copy_runner
 
-    params = dict((name, option.get("default")) for name, option in schema_copy_runner.argument_spec().items())
-    params.update(stage="pre", wait_for_streams=["s1"])
-    result = schema_copy_runner.execute(params, check_mode=True)
+    result = in_process.module_result(schema_copy_runner.module_spec(), dict(
+        stage="pre", wait_for_streams=["s1"], target_login_host="127.0.0.1"), schema_copy_runner.run_module,
+        check_mode=True)
     assert result["failed"] is True and result["changed"] is False
     assert result["msg"] == "invalid options: wait_for_streams is for stage post (the stage pre comes before the loads)"

@@ -104,7 +104,7 @@ def _doc(path):
 
 
 def _documented_options():
-    fragments = dict(("pgshift.aurora." + p.stem, _doc(p)["options"])
+    fragments = dict(("pgshift.aurora." + p.stem, _doc(p).get("options") or {})
                      for p in (ROOT / "plugins" / "doc_fragments").glob("*.py"))
     out = {}
     for path in (ROOT / "plugins" / "modules").glob("*.py"):

@@ -16,13 +16,14 @@ import subprocess
 import tempfile
 import threading
 import time
+import traceback
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import analyze, progress, scope
 from ansible_collections.pgshift.aurora.plugins.module_utils.journal import Journal
 from ansible_collections.pgshift.aurora.plugins.module_utils.progress import ProgressFile
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import stats, tools
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
-    connect, postgres_argument_spec, scrub)
+    PgConnectError, connect, postgres_argument_spec, scrub)
 
 SOURCE = "source_"
 JOB_CHECK_SECONDS = 0.2  # how often the job files of wait_for_jobs are read (a small local file each)
@@ -340,3 +341,27 @@ class Analyze:
     def last_lines(self, text, count=10):
         lines = [line for line in self.scrub(text or "").strip().splitlines() if line.strip()]
         return " / ".join(lines[-count:]) or "no message"
+
+
+def module_spec():
+    return dict(argument_spec=argument_spec())
+
+
+def run_module(module):
+    problems = option_problems(module.params)
+    if problems:
+        module.fail_json(msg="invalid options: " + "; ".join(problems))
+    runner = Analyze(module.params, check_mode=module.check_mode)
+    try:
+        result, failed = runner.run()
+    except (PgConnectError, AnalyzeError) as exc:
+        module.fail_json(msg=scrub(str(exc), runner.secrets))
+    except Exception as exc:  # pylint: disable=broad-except  # an unexpected database error: said without any secret
+        module.fail_json(msg=scrub("pg_analyze failed: %s" % exc, runner.secrets),
+                         exception=scrub(traceback.format_exc(), runner.secrets))
+    for warning in runner.warnings:
+        module.warn(scrub(warning, runner.secrets))
+    if failed:
+        module.fail_json(msg="ANALYZE failed on %d table(s): %s" % (len(failed), "; ".join(
+            "%s: %s" % (r["table"], r["error"]) for r in failed[:10])), **result)
+    module.exit_json(**result)

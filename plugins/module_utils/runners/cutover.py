@@ -29,6 +29,7 @@ import os
 import subprocess
 import threading
 import time
+import traceback
 import uuid
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import analyze, cutover, native, progress
@@ -38,7 +39,9 @@ from ansible_collections.pgshift.aurora.plugins.module_utils.journal import Jour
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import freeze as db
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import pgbouncer as bouncer
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import replication, stats
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect, postgres_argument_spec
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
+    PgConnectError, connect, postgres_argument_spec, scrub)
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.pgbouncer import PgBouncerError
 from ansible_collections.pgshift.aurora.plugins.module_utils.runners import freeze as freezes
 from ansible_collections.pgshift.aurora.plugins.module_utils.runners import return_path as return_path_runner
 from ansible_collections.pgshift.aurora.plugins.module_utils.runners import streams as stream_kinds
@@ -895,3 +898,114 @@ class Cutover:
         if not self.check_mode:
             self.hold_run_lock()
         return getattr(self, mode)()
+
+
+SSL_CHOICES = list(replication_conn.SSL_MODES)
+
+
+def argument_spec():
+    spec = postgres_argument_spec()
+    spec.update(native.prefixed_spec(postgres_argument_spec(), TARGET))
+    spec.update(
+        migration=dict(type="str", required=True),
+        mode=dict(type="str", choices=["run", "status", "cleanup", "prepare", "recover", "resume_reverse"],
+                  default="run"),
+        direction=dict(type="str", choices=list(cutover.DIRECTIONS), default="forward"),
+        rehearsal=dict(type="bool", default=False),
+        engine=dict(type="str", choices=list(cutover.ENGINES), default="native"),
+        dms_tasks=dict(type="list", elements="dict", default=[]),
+        freeze_method=dict(type="str", choices=list(cutover.FREEZE_METHODS), default="pgbouncer"),
+        freeze_command=dict(type="str"),
+        unfreeze_command=dict(type="str"),
+        switch_method=dict(type="str", choices=list(cutover.SWITCH_METHODS), default="pgbouncer"),
+        switch_command=dict(type="str"),
+        freeze_timeout=dict(type="float", default=10),
+        barrier_timeout=dict(type="float", default=30),
+        max_lag_bytes=dict(type="int", default=16777216),
+        max_lag_seconds=dict(type="float", default=5),
+        max_transaction_seconds=dict(type="float", default=5),
+        statistics_override=dict(type="bool", default=False),
+        statistics_override_reason=dict(type="str"),
+        preflight_wait=dict(type="float", default=15),
+        copy_role_passwords=dict(type="bool", default=True),
+        validation_report=dict(type="path"),
+        validation_requirement=dict(type="str", choices=["required", "if_present", "ignore"], default="if_present"),
+        validation_max_age=dict(type="int", default=0),
+        rehearsal_report=dict(type="path"),
+        return_path_requirement=dict(type="str", choices=list(cutover.RETURN_PATH_REQUIREMENTS), default="required"),
+        return_path_max_age=dict(type="int", default=0),
+        return_path_timeout=dict(type="float", default=30),
+        progress_file=dict(type="path"),
+        sequence_gap=dict(type="int", default=1000),
+        verify_tables=dict(type="int", default=5),
+        verify_max_rows=dict(type="int", default=500000),
+        refresh_matviews=dict(type="bool", default=True),
+        app_roles=dict(type="list", elements="str", default=[]),
+        app_role_secrets=dict(type="dict", default={}, no_log=True),
+        pgbouncer=dict(type="dict", options=dict(
+            host=dict(type="str", default="127.0.0.1"),
+            port=dict(type="int", default=6432),
+            admin_user=dict(type="str", default="pgbouncer"),
+            admin_password=dict(type="str", no_log=True),
+            database=dict(type="str", required=True),
+            databases_file=dict(type="path"),
+            auth_file=dict(type="path"),
+            source_host=dict(type="str"),
+            source_port=dict(type="int"),
+            target_host=dict(type="str"),
+            target_port=dict(type="int"),
+        )),
+        route53=dict(type="dict", options=dict(
+            zone_id=dict(type="str", required=True),
+            record_name=dict(type="str", required=True),
+            record_type=dict(type="str", default="CNAME"),
+            source_value=dict(type="str", required=True),
+            target_value=dict(type="str", required=True),
+            ttl=dict(type="int"),
+            wait_ttl=dict(type="bool", default=True),
+            region=dict(type="str", default="us-east-1"),
+            endpoint_url=dict(type="str"),
+            access_key=dict(type="str", no_log=True),
+            secret_key=dict(type="str", no_log=True),
+        )),
+        hooks=dict(type="dict", default={}),
+        hook_timeout=dict(type="float", default=60),
+        source_replication_user=dict(type="str"),
+        source_replication_password=dict(type="str", no_log=True),
+        target_replication_user=dict(type="str"),
+        target_replication_password=dict(type="str", no_log=True),
+        source_host_for_target=dict(type="str"),
+        target_host_for_source=dict(type="str"),
+        source_port_for_target=dict(type="int"),
+        source_ssl_mode_for_target=dict(type="str", choices=SSL_CHOICES),
+        source_ssl_root_cert_for_target=dict(type="str"),
+        target_port_for_source=dict(type="int"),
+        target_ssl_mode_for_source=dict(type="str", choices=SSL_CHOICES),
+        target_ssl_root_cert_for_source=dict(type="str"),
+        report_dir=dict(type="path"),
+    )
+    return spec
+
+
+def module_spec():
+    return dict(argument_spec=argument_spec())
+
+
+def run_module(module):
+    runner = Cutover(module.params, module.check_mode)
+    try:
+        result = runner.main()
+    except Failed as exc:
+        result = dict(exc.result, failed=True, msg=exc.msg)
+    except (PgConnectError, PgBouncerError) as exc:
+        result = dict(failed=True, msg=scrub(str(exc), runner.secrets), queries=runner.queries)
+    except Exception as exc:  # pylint: disable=broad-except  # outside the step machine: said without any secret
+        result = dict(failed=True, msg=scrub("aurora_cutover failed: %s" % exc, runner.secrets),
+                      exception=scrub(traceback.format_exc(), runner.secrets), queries=runner.queries)
+    finally:
+        runner.close()
+    for notice in runner.notices:
+        module.warn(scrub(notice, runner.secrets))
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)

@@ -99,3 +99,21 @@ def present(module, api):
 
 def run(module, api):
     return present(module, api) if module.params["state"] == "present" else absent(module, api)
+
+
+def module_spec():
+    return dict(argument_spec=argument_spec(),
+                required_one_of=[("identifier", "identifier_prefix")],
+                mutually_exclusive=[("identifier", "identifier_prefix"), ("certificate_file", "certificate_pem")],
+                required_if=[("state", "present", ("certificate_file", "certificate_pem"), True)])
+
+
+def run_module(module):
+    name = module.params["identifier"] or "%s*" % module.params["identifier_prefix"]
+    try:
+        result = run(module, dms_api.api(module.params))
+    except common.AwsError as exc:
+        module.fail_json(msg=str(exc), error_code=exc.code)
+    except Exception as exc:  # pylint: disable=broad-except  # botocore configuration errors (profile, region) end here
+        module.fail_json(msg=common.explain(exc, "certificate %s" % name))
+    module.exit_json(**result)

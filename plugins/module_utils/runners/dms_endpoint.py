@@ -138,3 +138,18 @@ def run(module, api):
             tags = dms_api.list_tags(api, arn)
     result.update(endpoint=result_of(ep, tags), arn=arn)
     return result
+
+
+def module_spec():
+    return dict(argument_spec=argument_spec(),
+                mutually_exclusive=[("secrets_manager_secret_id", "password")])
+
+
+def run_module(module):
+    try:
+        result = run(module, dms_api.api(module.params))
+    except common.AwsError as exc:
+        module.fail_json(msg=str(exc), error_code=exc.code)
+    except Exception as exc:  # pylint: disable=broad-except  # botocore configuration errors (profile, region) end here
+        module.fail_json(msg=common.explain(exc, "endpoint %s" % module.params["identifier"]))
+    module.exit_json(**result)

@@ -144,3 +144,17 @@ def run(module, api):
         tags = dms_api.list_tags(api, arn)
     result.update(instance=result_of(inst, tags), arn=arn)
     return result
+
+
+def module_spec():
+    return dict(argument_spec=argument_spec())
+
+
+def run_module(module):
+    try:
+        result = run(module, dms_api.api(module.params))
+    except common.AwsError as exc:
+        module.fail_json(msg=str(exc), error_code=exc.code)
+    except Exception as exc:  # pylint: disable=broad-except  # botocore configuration errors (profile, region) end here
+        module.fail_json(msg=common.explain(exc, "replication instance %s" % module.params["identifier"]))
+    module.exit_json(**result)

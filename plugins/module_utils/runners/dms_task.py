@@ -339,3 +339,46 @@ class Runner:
             done.append("tag")
         self.actions = done
         return raw
+
+
+def module_spec():
+    return dict(argument_spec=argument_spec())
+
+
+def run_module(module):
+    runner = None
+    try:
+        runner = Runner(module, dms_api.api(module.params), dms_api.api(module.params, "cloudwatch"))
+        result = runner.run()
+    except TaskFailed as exc:
+        extra = {}
+        try:
+            extra = runner.report(exc.raw)
+        except common.AwsError:
+            pass
+        module.fail_json(msg=str(exc), actions=runner.actions, **extra)
+    except common.AwsError as exc:
+        module.fail_json(msg=str(exc), error_code=exc.code, actions=runner.actions if runner else [])
+    except Exception as exc:  # pylint: disable=broad-except  # botocore configuration errors (profile, region) end here
+        module.fail_json(msg=common.explain(exc, "replication task %s" % module.params["identifier"]))
+    module.exit_json(**result)
+
+
+def info_module_spec():
+    spec = dict(identifiers=dict(type="list", elements="str"), identifier_prefix=dict(type="str"))
+    spec.update(common.aws_argument_spec())
+    return dict(argument_spec=spec, required_one_of=[("identifiers", "identifier_prefix")],
+                mutually_exclusive=[("identifiers", "identifier_prefix")])
+
+
+def run_info_module(module):
+    """dms_task_info's run: describes the tasks, changes nothing."""
+    p = module.params
+    try:
+        result = describe_tasks(dms_api.api(p), dms_api.api(p, "cloudwatch"), p["identifiers"],
+                                p["identifier_prefix"], module.warn)
+    except common.AwsError as exc:
+        module.fail_json(msg=str(exc), error_code=exc.code)
+    except Exception as exc:  # pylint: disable=broad-except  # botocore configuration errors (profile, region) end here
+        module.fail_json(msg=common.explain(exc, "describing replication tasks"))
+    module.exit_json(**result)

@@ -57,3 +57,20 @@ def run(rds, p, check_mode, with_diff):
             before=dict((c["ParameterName"], (described.get(c["ParameterName"]) or {}).get("value")) for c in changes),
             after=dict((c["ParameterName"], c["ParameterValue"]) for c in changes))
     return result
+
+
+def module_spec():
+    return dict(argument_spec=argument_spec())
+
+
+def run_module(module):
+    p = module.params
+    try:
+        result = run(rds_api.api(p), p, module.check_mode, module._diff)  # pylint: disable=protected-access
+    except (ParameterGroupError, common.AwsError) as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    except Exception as exc:  # pylint: disable=broad-except  # botocore configuration errors (profile, region) end here
+        if not common.is_aws_error(exc):
+            raise
+        module.fail_json(msg=common.explain(exc, "reading %s" % rds_api.group_title(p["name"], p["kind"])), changed=False)
+    module.exit_json(**result)

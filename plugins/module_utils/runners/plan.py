@@ -11,6 +11,7 @@ import traceback
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import plan, prereqs, scope
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import end_with
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
     PgConnectError, connect, postgres_argument_spec, scrub)
 
@@ -121,3 +122,11 @@ def execute(params, check_mode=False):  # pylint: disable=unused-argument
         return dict(failed=True, changed=False, msg=scrub("pg_replication_plan failed: %s" % exc, runner.secrets),
                     exception=scrub(traceback.format_exc(), runner.secrets))
     return dict(changed=False, plan=result, warnings=list(result["warnings"]))
+
+
+def module_spec():
+    return dict(argument_spec=argument_spec())
+
+
+def run_module(module):
+    end_with(module, execute(module.params, check_mode=module.check_mode))

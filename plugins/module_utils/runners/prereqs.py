@@ -8,6 +8,8 @@ reboot when asked, read again -> the result.
 
 from __future__ import annotations
 
+import traceback
+
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import parameter_groups, plan, prereqs, scope
@@ -15,7 +17,8 @@ from ansible_collections.pgshift.aurora.plugins.module_utils.journal import Jour
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import common
 from ansible_collections.pgshift.aurora.plugins.module_utils._aws import rds as rds_api
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, fixes
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect, postgres_argument_spec
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
+    PgConnectError, connect, postgres_argument_spec, scrub)
 
 
 def argument_spec():
@@ -324,3 +327,31 @@ class Prereqs:
                 result["write_counters"] = plan.write_counter_reading(
                     prereqs.replicated_tables(tables), db["clock_epoch"], db["stats_since_epoch"], db.get("name"))
         return result
+
+
+def module_spec():
+    return dict(argument_spec=argument_spec())
+
+
+def run_module(module):
+    problems = validate(module.params)
+    if problems:
+        module.fail_json(msg="invalid options: " + "; ".join(problems))
+    runner = Prereqs(module.params, check_mode=module.check_mode, diff=module._diff)  # pylint: disable=protected-access
+    try:
+        result, message = runner.run()
+    except PrereqsFailure as exc:
+        for warning in runner.warnings:
+            module.warn(scrub(warning, runner.secrets))
+        module.fail_json(msg=str(exc), **exc.extra)
+    except PgConnectError as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # pylint: disable=broad-except  # an unexpected database error: said without any secret
+        module.fail_json(msg=scrub("pg_logical_prereqs failed: %s" % exc, runner.secrets),
+                         exception=scrub(traceback.format_exc(), runner.secrets),
+                         queries=runner.queries, api_calls=runner.api_calls)
+    for warning in runner.warnings:
+        module.warn(scrub(warning, runner.secrets))
+    if message:
+        module.fail_json(msg=message, **result)
+    module.exit_json(**result)

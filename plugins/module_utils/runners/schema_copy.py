@@ -26,6 +26,7 @@ from ansible_collections.pgshift.aurora.plugins.module_utils.schema import (
     conflicts, postdata, predata, roles, schedule, toc)
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import catalog, tools
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import schema as schema_io
+from ansible_collections.pgshift.aurora.plugins.module_utils.runners import end_with
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
     PgConnectError, connect, postgres_argument_spec)
 
@@ -471,3 +472,11 @@ def execute(params, check_mode=False):
     if failure:
         result.update(failed=True, msg=failure)
     return result
+
+
+def module_spec():
+    return dict(argument_spec=argument_spec())
+
+
+def run_module(module):
+    end_with(module, execute(module.params, check_mode=module.check_mode))

@@ -8,6 +8,7 @@ native.absent_steps) -> run each step through the journal (the copy through _pg/
 from __future__ import annotations
 
 import time
+import traceback
 
 try:
     from psycopg import errors as pg_errors
@@ -17,7 +18,8 @@ except ImportError:  # pragma: no cover - the module reports the missing library
 from ansible_collections.pgshift.aurora.plugins.module_utils import native, progress, replication_conn
 from ansible_collections.pgshift.aurora.plugins.module_utils.journal import Journal
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader, replication, stream as pgstream
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect, postgres_argument_spec
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
+    PgConnectError, connect, postgres_argument_spec, scrub)
 
 TARGET = "target_"
 # copy_relay=auto: units estimated at least this big go through psql (two process starts and connections
@@ -506,3 +508,23 @@ def subscription_conninfo(p):
     return replication_conn.subscription_conninfo(
         p["source_host"] or p["login_host"], p["source_port"] or p["login_port"], p["source_db"] or p["login_db"],
         user, password, p["source_ssl_mode"] or p["ssl_mode"], p["source_ssl_root_cert"])
+
+
+def module_spec():
+    return dict(argument_spec=argument_spec())
+
+
+def run_module(module):
+    runner = Stream(module.params, check_mode=module.check_mode, diff=module._diff)  # pylint: disable=protected-access
+    try:
+        result = runner.run()
+    except StreamFailure as exc:
+        module.fail_json(msg=str(exc), queries=runner.queries, **exc.extra)
+    except PgConnectError as exc:
+        module.fail_json(msg=str(exc), queries=runner.queries)
+    except Exception as exc:  # pylint: disable=broad-except  # an unexpected database error: said without any secret
+        module.fail_json(msg=scrub("pg_native_stream failed: %s" % exc, runner.secrets),
+                         exception=scrub(traceback.format_exc(), runner.secrets), queries=runner.queries)
+    for warning in runner.warnings:
+        module.warn(scrub(warning, runner.secrets))
+    module.exit_json(**result)

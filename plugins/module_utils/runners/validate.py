@@ -8,10 +8,12 @@
 from __future__ import annotations
 
 import datetime
+import traceback
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import names, native, scope, validate
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import compare, sequences
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect, postgres_argument_spec
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import (
+    PgConnectError, connect, postgres_argument_spec, scrub)
 
 TARGET = "target_"
 
@@ -130,3 +132,23 @@ class Validation:
             sequences_gated=gate, schema=schema_diffs, skipped=skipped, rounds=rounds,
             summary=validate.summary(tables, seconds, schema_diffs, plan), versions=versions,
             finished_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def module_spec():
+    return dict(argument_spec=argument_spec())
+
+
+def run_module(module):
+    problems = option_problems(module.params)
+    if problems:
+        module.fail_json(msg="invalid options: %s" % "; ".join(problems))
+    runner = Validation(module.params)
+    try:
+        result = runner.run()
+    except PgConnectError as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # pylint: disable=broad-except  # an unexpected database error: said without any secret
+        module.fail_json(msg=scrub("pg_validate failed: %s (check the connection and SELECT privileges on both "
+                                   "sides)" % exc, runner.secrets),
+                         exception=scrub(traceback.format_exc(), runner.secrets))
+    module.exit_json(**result)
