@@ -18,6 +18,8 @@ attributes:
 notes:
   - With the local connection (the inventory contract), the action plugin of the same name runs the module's code in
     the controller's own process, with the same option checks and the same result (secrets masked), instead of
-    starting a module process (about a second a task on a 2-core controller). An C(async) task, a task with an
+    starting a module process (about a second a task on a 2-core controller). An C(async) task runs so in a process
+    forked from the controller's, detached and followed through its job file as Ansible's async wrapper does
+    (M(ansible.builtin.async_status) reads it; the job is killed after C(async) seconds). C(become), a task with an
     C(environment), any other connection, and a controller Python without the module's library run the module.
 """

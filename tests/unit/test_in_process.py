@@ -3,6 +3,12 @@ result as the module, secrets masked; any connection but the local one runs the 
 
 from __future__ import annotations
 
+import json
+import os
+import time
+
+import pytest
+
 from ansible_collections.pgshift.aurora.plugins.module_utils.runners import plan as plan_runner
 from ansible_collections.pgshift.aurora.plugins.plugin_utils import in_process
 
@@ -37,12 +43,15 @@ class _Task:
 
 class _PlayContext:
     diff = False
+    become = False
 
     def __init__(self, check_mode):
         self.check_mode = check_mode
 
 
 class _Action:
+    async_dir = "/nonexistent"
+
     def __init__(self, transport, args, async_val=0, check_mode=False, environment=None):
         self._connection = _Connection(transport)
         self._task = _Task(args, async_val)
@@ -50,6 +59,10 @@ class _Action:
         self.environment = environment or {}
         self.module_runs = []
         self.removed = []
+
+    def get_shell_option(self, option, default=None):
+        assert option == "async_dir"
+        return self.async_dir
 
     def _compute_environment_string(self, raw_environment_out):
         raw_environment_out.update(self.environment)
@@ -116,7 +129,11 @@ def test_fail_json_ends_the_run_even_inside_a_runners_broad_except():
 
     result = in_process.module_result(MODULE_SPEC, dict(login_password="s3cret-pw"), run_module)
     assert after == []
+    invocation = result.pop("invocation")
     assert result == dict(failed=True, msg="no slot for ********", queries=["SELECT 1"], exception="Traceback: ********")
+    # The options, as AnsibleModule returns them: a no_log value replaced whole.
+    assert invocation == dict(module_args=dict(login_password="VALUE_SPECIFIED_IN_NO_LOG_PARAMETER", login_port=5432,
+                                               mode="a", extra=None, token_file=None))
 
 
 def test_an_error_the_runner_did_not_expect_fails_the_task_without_the_secret():
@@ -134,28 +151,94 @@ def test_an_error_the_runner_did_not_expect_fails_the_task_without_the_secret():
 
 def test_the_result_is_json_as_the_module_output_would_be():
     result = in_process.module_result(MODULE_SPEC, {}, runner(lambda params, check_mode: dict(changed=False, at=(1, 2), n=None)))
+    del result["invocation"]
     assert result == dict(changed=False, at=[1, 2], n=None)
 
 
-def test_only_a_local_task_that_is_not_async_runs_in_this_process():
+def test_only_a_local_task_without_become_or_environment_runs_in_this_process():
     run_module = runner(lambda params, check_mode: dict(changed=False, ran="here", check_mode=check_mode))
     for transport in ("local", "ansible.builtin.local"):
         action = _Action(transport, {}, check_mode=True)
-        assert in_process.run_task(action, {}, MODULE_SPEC, run_module) == dict(changed=False, ran="here", check_mode=True)
+        result = in_process.run_task(action, {}, MODULE_SPEC, run_module)
+        assert (result["ran"], result["check_mode"], result["changed"]) == ("here", True, False)
         assert action.module_runs == []
     # Another connection: the module, as the builtin normal action runs it (its temporary directory removed).
     action = _Action("ssh", dict(login_port=1))
     assert in_process.run_task(action, {"v": 1}, MODULE_SPEC, run_module)["ran"] == "module"
     assert action.module_runs == [({"v": 1}, False)] and action.removed == ["/tmp/ansible-tmp-x"]
-    # An async task (a job in the background): the module through Ansible's async wrapper, its files kept.
-    action = _Action("local", {}, async_val=600)
+    # An async task on another connection: the module through Ansible's async wrapper, its files kept.
+    action = _Action("ssh", {}, async_val=600)
     assert in_process.run_task(action, {}, MODULE_SPEC, run_module)["ran"] == "module"
     assert action.module_runs == [({}, True)] and action.removed == []
-    # A task environment (the module process would get it), or the runner's library missing here: the module.
+    # become (the module would run as that user), a task environment (the module process would get it), or the
+    # runner's library missing here: the module.
+    action = _Action("local", {})
+    action._play_context.become = True
+    assert in_process.run_task(action, {}, MODULE_SPEC, run_module)["ran"] == "module"
     action = _Action("local", {}, environment=dict(AWS_PROFILE="ops"))
     assert in_process.run_task(action, {}, MODULE_SPEC, run_module)["ran"] == "module"
     action = _Action("local", {})
     assert in_process.run_task(action, {}, MODULE_SPEC, run_module, import_error="No module named 'boto3'")["ran"] == "module"
+
+
+def _wait_job(path, timeout=30):
+    from ansible_collections.pgshift.aurora.plugins.module_utils import progress
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = progress.async_job_status(path)
+        if status.get("finished"):
+            return status
+        time.sleep(0.05)
+    raise AssertionError("the job did not finish: %s" % progress.async_job_status(path))
+
+
+def test_a_local_async_task_runs_as_a_detached_job_followed_by_its_file(tmp_path):
+    """An async task starts at once, as Ansible's async wrapper answers (job id, results_file); its job file says
+    running, then holds the module's result (secrets masked), which async_status reads as finished."""
+    def run_module(module):
+        time.sleep(0.5)
+        module.warn("slow with s3cret-pw")
+        module.exit_json(changed=True, pid=os.getpid(), session=os.getsid(0), check_mode=module.check_mode)
+
+    action = _Action("local", dict(login_password="s3cret-pw"), async_val=60, check_mode=True)
+    action.async_dir = str(tmp_path / "async")
+    started = in_process.run_task(action, {}, MODULE_SPEC, run_module)
+    assert action.module_runs == []
+    assert started["started"] is True and started["finished"] is False and started["failed"] is False
+    assert started["results_file"] == os.path.join(action.async_dir, started["ansible_job_id"])
+    running = json.loads(open(started["results_file"]).read())
+    assert running == dict(started=True, finished=False, ansible_job_id=started["ansible_job_id"])
+    done = _wait_job(started["results_file"])
+    assert done["changed"] is True and done["check_mode"] is True and done["finished"] is True
+    assert done["ansible_job_id"] == started["ansible_job_id"]
+    assert done["warnings"] == ["slow with ********"]
+    # It ran in another process, detached from this one's session (Ctrl-C on the playbook does not reach it).
+    assert done["pid"] != os.getpid() and done["session"] != os.getsid(0)
+
+
+def test_a_local_async_job_is_killed_after_its_time_limit(tmp_path):
+    def run_module(module):
+        time.sleep(60)
+        module.exit_json(changed=False)
+
+    action = _Action("local", {}, async_val=1)
+    action.async_dir = str(tmp_path / "async")
+    started = in_process.run_task(action, {}, MODULE_SPEC, run_module)
+    done = _wait_job(started["results_file"])
+    assert done["failed"] is True and done["msg"] == "Timeout exceeded" and done["finished"] is True
+    with pytest.raises(ProcessLookupError):
+        os.kill(done["child_pid"], 0)
+
+
+def test_a_failed_local_async_job_says_why_in_its_file(tmp_path):
+    def run_module(module):
+        module.fail_json(msg="no slot for %s" % module.params["login_password"])
+
+    action = _Action("local", dict(login_password="s3cret-pw"), async_val=30)
+    action.async_dir = str(tmp_path / "async")
+    done = _wait_job(in_process.run_task(action, {}, MODULE_SPEC, run_module)["results_file"])
+    assert done["failed"] is True and done["msg"] == "no slot for ********"
 
 
 def test_every_action_plugin_of_a_module_runs_that_modules_runner():
@@ -170,16 +253,15 @@ def test_every_action_plugin_of_a_module_runs_that_modules_runner():
     for filename in sorted(os.listdir(action_dir)):
         name = filename[:-3]
         plugin = importlib.import_module("ansible_collections.pgshift.aurora.plugins.action." + name)
-        closure = getattr(plugin.ActionModule.run, "__closure__", None) or ()
-        cells = dict(zip(plugin.ActionModule.run.__code__.co_freevars, (c.cell_contents for c in closure)))
-        if "run_module" not in cells:
+        action = plugin.ActionModule
+        if not hasattr(action, "runner"):
             continue  # an action plugin of its own (job_progress, report_files, pg_replication_wait)
         module = importlib.import_module("ansible_collections.pgshift.aurora.plugins.modules." + name)
         main = inspect.getsource(module.main)
-        assert "runner.%s(module)" % cells["run_module"].__name__ in main, name
-        assert "runner.%s()" % cells["module_spec"].__name__ in main, name
-        assert cells["run_module"].__module__ == cells["module_spec"].__module__, name
-        spec = cells["module_spec"]()
+        assert "runner.%s(module)" % action.runner.__name__ in main, name
+        assert "runner.%s()" % action.spec.__name__ in main, name
+        assert action.runner.__module__ == action.spec.__module__, name
+        spec = action.spec()
         assert set(spec) <= {"argument_spec", "mutually_exclusive", "required_one_of", "required_if",
                              "required_together", "required_by"}, name
         checked.append(name)
