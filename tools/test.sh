@@ -61,21 +61,23 @@ finish_step() {  # wait for a background step, print its output, count it
   record "$name" "$rc" "$seconds"
 }
 
-# Fast suites first: the unit tests and the two static checks side by side, then molecule side by side with
-# the integration suite (one suite after the other left the two cores partly idle). Their labs never meet:
-# molecule's fixed ports are below the ephemeral range the integration tests take theirs from, and each has
-# its own lab_root. The integration suite runs on two workers (a test file stays on one worker: its
+# Fast suites first: the unit tests and ansible-lint side by side. Then the integration suite in the foreground,
+# with ansible-test sanity and molecule in the background beside it: the integration suite is the longest, and
+# on a fresh machine sanity spends minutes creating ansible-test's virtualenvs (pip, the network) before its
+# checks; waiting for it before the integration suite left the cores idle and made CI that much longer. Their
+# labs never meet: molecule's fixed ports are below the ephemeral range the integration tests take theirs from,
+# and each has its own lab_root. The integration suite runs on two workers (a test file stays on one worker: its
 # module-scoped lab and its fixed lab ports are never shared), the longest files first
-# (tests/integration/conftest.py), each test bounded by a timeout. A background step's output is printed
-# whole when it ends.
+# (tests/integration/conftest.py), each test bounded by a timeout. A background step's output is printed whole
+# when it ends.
 start_step unit "$bin/python" -m pytest tests/unit -q
-start_step sanity ./tools/sanity.sh
 step ansible-lint "$bin/ansible-lint"
 finish_step unit
-finish_step sanity
+start_step sanity ./tools/sanity.sh
 start_step molecule ./tools/molecule.sh
 step integration "$bin/python" -m pytest tests/integration -q -n "${PGSHIFT_TEST_WORKERS:-2}" --dist loadfile \
   --no-loadscope-reorder --timeout "${PGSHIFT_TEST_TIMEOUT:-900}" --durations 15
+finish_step sanity
 finish_step molecule
 
 echo

@@ -1,27 +1,88 @@
-"""Run a module of this collection for real, as Ansible does: a separate Python process
-fed its arguments as JSON, returning the JSON it prints.
+"""Run a module of this collection for real, as Ansible does with the local connection (the inventory
+contract): its action plugin's code path, in a process forked from this one as Ansible forks a worker for each
+task. The options are checked against the module's spec (types, choices, defaults, the constraints between
+options), the module's runner runs with check mode and diff as given, no_log values are masked, and the result
+comes back as the JSON a module prints (plugins/plugin_utils/in_process.py).
 
-This is the module's own code path (AnsibleModule argument parsing, no_log, check
-mode, fail_json), without the playbook machinery; playbook-level behaviour is
-covered by the molecule scenarios and the playbook tests.
+PGSHIFT_TEST_MODULE_PROCESS=1 runs every module as its own Python process instead (the module's main(), with
+AnsibleModule: what any other connection runs); tests/integration/test_module_process.py compares both on every
+module. Playbook-level behaviour is covered by the molecule scenarios and the playbook tests.
 """
 
 from __future__ import annotations
 
-import json
 import contextlib
+import importlib
+import json
 import os
 import re
+import select
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = os.path.join(REPO, ".build", "collections")
 
 
 def run_module(name, args, check_mode=False, diff=False, verbosity=0):
-    """Returns (result dict, raw stdout+stderr)."""
+    """Returns (result dict, raw output): the module run as its action plugin runs it with the local connection,
+    or as its own process with PGSHIFT_TEST_MODULE_PROCESS=1."""
+    if os.environ.get("PGSHIFT_TEST_MODULE_PROCESS") == "1":
+        return run_module_process(name, args, check_mode=check_mode, diff=diff, verbosity=verbosity)
+    return run_module_in_process(name, args, check_mode=check_mode, diff=diff)
+
+
+def run_module_in_process(name, args, check_mode=False, diff=False, timeout=300):
+    """The module's result as its action plugin computes it in Ansible's worker (in_process.module_result), in a
+    child forked from this process (nothing a run leaves behind reaches the next test), through a pipe; raw is
+    the JSON text, what the task result would carry."""
+    from ansible_collections.pgshift.aurora.plugins.plugin_utils import in_process  # pylint: disable=import-outside-toplevel
+
+    action = importlib.import_module("ansible_collections.pgshift.aurora.plugins.action." + name).ActionModule
+    if action.library_error:
+        raise AssertionError("module %s needs a library this Python lacks: %s" % (name, action.library_error))
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 1
+        try:
+            os.close(read_fd)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)  # never onto this worker's channel (pytest-xdist talks over stdio)
+            result = in_process.module_result(action.spec(), args, action.runner, check_mode=check_mode, diff=diff,
+                                              name="pgshift.aurora." + name)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(json.dumps(result).encode())
+            status = 0
+        finally:
+            os._exit(status)  # pylint: disable=protected-access
+    os.close(write_fd)
+    chunks, deadline = [], time.monotonic() + timeout
+    with os.fdopen(read_fd, "rb") as pipe:
+        while True:
+            ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise AssertionError("module %s did not end within %d s" % (name, timeout))
+            chunk = os.read(pipe.fileno(), 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    raw = b"".join(chunks).decode()
+    if status != 0 or not raw:
+        raise AssertionError("module %s ended without a result (exit status %d): %r" % (name, status, raw))
+    return json.loads(raw), raw
+
+
+def run_module_process(name, args, check_mode=False, diff=False, verbosity=0):
+    """The module as its own Python process (its main(), AnsibleModule), fed its arguments as JSON; returns
+    (result dict, raw stdout+stderr)."""
     payload = dict(args)
     payload["_ansible_check_mode"] = check_mode
     payload["_ansible_diff"] = diff
