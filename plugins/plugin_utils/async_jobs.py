@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import progress
-from ansible_collections.pgshift.aurora.plugins.plugin_utils.in_process import is_local
+from ansible_collections.pgshift.aurora.plugins.plugin_utils import in_process
 
 
 class JobReader:
@@ -26,15 +26,13 @@ class JobReader:
     def __init__(self, action, task_vars):
         self.action = action
         self.task_vars = task_vars
-        self.local = is_local(action)
+        self.local = in_process.is_local(action)
         self._async_dir = None
 
     def async_dir(self):
         """The async directory, as async_status would use it; resolved on the first call only."""
         if self._async_dir is None:
-            action = self.action
-            path = action._remote_expand_user(action.get_shell_option("async_dir", default="~/.ansible_async"))  # pylint: disable=protected-access
-            self._async_dir = os.path.expanduser(path) if self.local else path
+            self._async_dir = in_process.async_dir(self.action, local=self.local)
         return self._async_dir
 
     def status(self, jid):

@@ -109,6 +109,13 @@ def in_this_process(action, import_error):
     return not environment
 
 
+def async_dir(action, local=True):
+    """The task's async directory, where async_status looks: the shell option async_dir with "~" expanded as the
+    connection expands it (that user's home, which need not be $HOME); a local path when local."""
+    path = action._remote_expand_user(action.get_shell_option("async_dir", default="~/.ansible_async"))  # pylint: disable=protected-access
+    return os.path.expanduser(path) if local else path
+
+
 def write_job(path, data):
     """The job file as Ansible's async wrapper writes it: whole, by a rename."""
     with open(path + ".tmp", "w", encoding="utf-8") as handle:
@@ -159,10 +166,10 @@ def start_job(action, run):
     detached process forked from this one (_job_process). Returns what Ansible's async wrapper returns, for
     async_status, job_progress and pg_replication_wait to follow the job by its file."""
     # pylint: disable=protected-access
-    async_dir = os.path.expanduser(action.get_shell_option("async_dir", default="~/.ansible_async"))
-    os.makedirs(async_dir, exist_ok=True)
+    directory = async_dir(action)
+    os.makedirs(directory, exist_ok=True)
     jid = "j%d.%d" % (secrets.randbelow(999999999999), os.getpid())
-    job_path = os.path.join(async_dir, jid)
+    job_path = os.path.join(directory, jid)
     write_job(job_path, dict(started=True, finished=False, ansible_job_id=jid))
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the forked process

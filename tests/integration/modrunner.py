@@ -64,7 +64,7 @@ def run_module_in_process(name, args, check_mode=False, diff=False, timeout=300)
     chunks, deadline = [], time.monotonic() + timeout
     with os.fdopen(read_fd, "rb") as pipe:
         while True:
-            ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
+            ready = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))[0]
             if not ready:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
@@ -73,7 +73,7 @@ def run_module_in_process(name, args, check_mode=False, diff=False, timeout=300)
             if not chunk:
                 break
             chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     raw = b"".join(chunks).decode()
     if status != 0 or not raw:
         raise AssertionError("module %s ended without a result (exit status %d): %r" % (name, status, raw))

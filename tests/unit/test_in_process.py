@@ -64,6 +64,9 @@ class _Action:
         assert option == "async_dir"
         return self.async_dir
 
+    def _remote_expand_user(self, path):
+        return path
+
     def _compute_environment_string(self, raw_environment_out):
         raw_environment_out.update(self.environment)
         return ""
