@@ -25,6 +25,14 @@ def both(name, args, check_mode=False):
     return in_process, process
 
 
+def without_write_rates(value):
+    if isinstance(value, dict):
+        return {k: without_write_rates(v) for k, v in value.items() if not k.startswith("write")}
+    if isinstance(value, list):
+        return [without_write_rates(v) for v in value]
+    return value
+
+
 def test_every_runner_module_is_compared():
     assert len(MODULES) == 14 and "aurora_cutover" in MODULES and "dms_task" in MODULES, MODULES
 
@@ -50,7 +58,8 @@ def test_the_plan_is_the_same_both_ways(source_cluster, new_db):
     args = source_cluster.module_params(db, migration_name="parity", streams=2, write_rate_sample_seconds=-1)
     in_process, process = both("pg_replication_plan", args)
     assert not in_process.get("failed") and not process.get("failed"), (in_process.get("msg"), process.get("msg"))
-    assert in_process["plan"] == process["plan"]
+    # The write rates are averages since the statistics were reset: they move between the two runs.
+    assert without_write_rates(in_process["plan"]) == without_write_rates(process["plan"])
     assert in_process["invocation"] == process["invocation"]
     assert in_process["invocation"]["module_args"]["login_password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 
