@@ -116,6 +116,18 @@ def explain(exc, doing, hints=None):
     return "%s: %s" % (doing, exc)
 
 
+def end_run(module, run, doing):
+    """Ends a module's run with run()'s result (exit_json): an AWS error fails with its code, any other error
+    (botocore's configuration errors: profile, region) with what to do about it (explain)."""
+    try:
+        result = run()
+    except AwsError as exc:
+        module.fail_json(msg=str(exc), error_code=exc.code)
+    except Exception as exc:  # pylint: disable=broad-except  # botocore configuration errors (profile, region) end here
+        module.fail_json(msg=explain(exc, doing))
+    module.exit_json(**result)
+
+
 def is_aws_error(exc):
     return botocore is not None and isinstance(exc, (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError))
 

@@ -110,10 +110,4 @@ def module_spec():
 
 def run_module(module):
     name = module.params["identifier"] or "%s*" % module.params["identifier_prefix"]
-    try:
-        result = run(module, dms_api.api(module.params))
-    except common.AwsError as exc:
-        module.fail_json(msg=str(exc), error_code=exc.code)
-    except Exception as exc:  # pylint: disable=broad-except  # botocore configuration errors (profile, region) end here
-        module.fail_json(msg=common.explain(exc, "certificate %s" % name))
-    module.exit_json(**result)
+    common.end_run(module, lambda: run(module, dms_api.api(module.params)), "certificate %s" % name)

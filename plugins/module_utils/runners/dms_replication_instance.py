@@ -151,10 +151,5 @@ def module_spec():
 
 
 def run_module(module):
-    try:
-        result = run(module, dms_api.api(module.params))
-    except common.AwsError as exc:
-        module.fail_json(msg=str(exc), error_code=exc.code)
-    except Exception as exc:  # pylint: disable=broad-except  # botocore configuration errors (profile, region) end here
-        module.fail_json(msg=common.explain(exc, "replication instance %s" % module.params["identifier"]))
-    module.exit_json(**result)
+    common.end_run(module, lambda: run(module, dms_api.api(module.params)),
+                   "replication instance %s" % module.params["identifier"])

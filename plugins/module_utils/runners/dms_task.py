@@ -374,11 +374,5 @@ def info_module_spec():
 def run_info_module(module):
     """dms_task_info's run: describes the tasks, changes nothing."""
     p = module.params
-    try:
-        result = describe_tasks(dms_api.api(p), dms_api.api(p, "cloudwatch"), p["identifiers"],
-                                p["identifier_prefix"], module.warn)
-    except common.AwsError as exc:
-        module.fail_json(msg=str(exc), error_code=exc.code)
-    except Exception as exc:  # pylint: disable=broad-except  # botocore configuration errors (profile, region) end here
-        module.fail_json(msg=common.explain(exc, "describing replication tasks"))
-    module.exit_json(**result)
+    common.end_run(module, lambda: describe_tasks(dms_api.api(p), dms_api.api(p, "cloudwatch"), p["identifiers"],
+                                                  p["identifier_prefix"], module.warn), "describing replication tasks")
