@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgshift.aurora contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""pg_validate, run in the controller's process when the connection is local and the task is not async
-(plugins/plugin_utils/in_process.py): no module process to build and start, about a second a task on a 2-core
-controller. Any other connection, an async task or a task environment runs the module."""
+"""pg_validate in the controller's process when the connection is local (plugins/plugin_utils/in_process.py): no
+module process to build and start, about a second a task on a 2-core controller; an async task starts as a job
+forked from that process. become, a task environment or any other connection runs the module."""
 
 from __future__ import annotations
 
