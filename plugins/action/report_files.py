@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.pgshift.aurora.plugins.plugin_utils import report_render
+
 
 ARGUMENT_SPEC = dict(
     dir=dict(type="path", required=True),
@@ -187,17 +189,11 @@ def write_reports(directory, files, mode=0o644, dir_mode=0o755, check_mode=False
 def write_index(directory, inventory=None, mode=0o644, dir_mode=0o755, check_mode=False):
     """Rebuild directory/index.html and runbook.md from the reports in it, and keep rehearsal.json in
     directory/rehearsals/ when it is a rehearsal not kept yet. Returns the paths written (or that would be)."""
-    # Imported here, not with this plugin: matplotlib takes seconds to import, and a report written with index: false
-    # (plan.json, before the loads start) must not wait for it.
-    from ansible_collections.pgshift.aurora.plugins.plugin_utils import report_render  # pylint: disable=import-outside-toplevel
-
     directory = os.path.abspath(directory)
     if check_mode and not os.path.isdir(directory):
         return []
     try:
         pages, keep = report_render.render(directory, inventory)
-    except report_render.RenderError as exc:
-        raise ReportError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ReportError("cannot read the reports in %s to build index.html: %s" % (directory, exc)) from None
     written = []
@@ -248,8 +244,8 @@ class ActionModule(ActionBase):
         except ReportError as exc:
             raise AnsibleActionFail(str(exc)) from None
         # The migration report: rebuilt from every phase's JSON present, after each phase's report. The phase's own
-        # report is written by then; a migration report that cannot be built (matplotlib missing, a report it cannot
-        # read) is a warning with what to do, never the phase's failure: a cutover that switched did switch.
+        # report is written by then; a migration report that cannot be built (a report it cannot read) is a warning
+        # with what to do, never the phase's failure: a cutover that switched did switch.
         if args["index"]:
             try:
                 written["index"] = write_index(args["dir"], inventory_text(task_vars), mode=mode, dir_mode=dir_mode,

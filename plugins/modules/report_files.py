@@ -66,9 +66,10 @@ options:
       - After writing O(files), rebuild the migration report of O(dir) from every phase's JSON report in it
         (C(index.html), self-contained, with its figures, and C(runbook.md), the night's plan), and keep a
         rehearsal's C(rehearsal.json) in O(dir)/C(rehearsals/) as C(rehearsal-<UTC start>-<run id>.json).
-      - Needs matplotlib on the controller. When the report cannot be rebuilt (matplotlib missing, a report it
-        cannot read) the task warns with what to do and returns RV(index_error); it does not fail, since the
-        phase's own O(files) are written and the phase's outcome is not the report's.
+      - The figures are SVG drawn by the collection itself (no plotting library on the controller). When the
+        report cannot be rebuilt (a report it cannot read) the task warns with what to do and returns
+        RV(index_error); it does not fail, since the phase's own O(files) are written and the phase's outcome is
+        not the report's.
       - With O(files=[]) the task only rebuilds the report.
     type: bool
     default: true
@@ -141,5 +142,5 @@ index_error:
   description: Why the migration report could not be rebuilt (also shown as a warning).
   returned: when O(index=true) and the rebuild failed
   type: str
-  sample: "matplotlib is not installed on the controller: pip install matplotlib"
+  sample: "cannot read the reports in /home/dba/migration/reports to build index.html: [Errno 13] Permission denied"
 """

@@ -4,49 +4,23 @@
 """Render the migration report (index.html, runbook.md) from the JSON reports in a report directory.
 
 Controller side: used by the report_files action after it wrote a phase's files. What is shown comes from the
-pure functions of module_utils/report_index.py; this file reads the directory, draws the figures with matplotlib
-(Agg, SVG inlined in the page: the page needs no network) and writes the HTML and Markdown text. Every value
-taken from a report is HTML-escaped.
+pure functions of module_utils/report_index.py; this file reads the directory, draws the figures (svg_chart.py:
+SVG inlined in the page, the page needs no network, and no plotting library on the controller) and writes the HTML
+and Markdown text. Every value taken from a report is HTML-escaped.
 """
 
 from __future__ import annotations
 
-import functools
 import html
-import importlib.util
-import io
 import json
 import os
-import re
 
 from ansible_collections.pgshift.aurora.plugins.module_utils import report_index as ri
-
-# matplotlib is imported with the first figure of a page (0.5-1 s of the phase's last task): a page without
-# figures (the phases before the plan) never pays for it. Whether it is installed is known here, without it.
-HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
-MATPLOTLIB_ERROR = None if HAS_MATPLOTLIB else "No module named 'matplotlib'"
-_MATPLOTLIB = {}  # its modules, once imported
-
-MISSING_MATPLOTLIB = ("the migration report (index.html) needs matplotlib on the controller: install it in the "
-                      "Python that runs ansible-playbook (pip install 'matplotlib>=3.8', or the collection's "
-                      "requirements.txt), or set index: false on report_files")
+from ansible_collections.pgshift.aurora.plugins.plugin_utils import svg_chart
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
           "#17becf")
 KIND_COLORS = dict(step="#4c72b0", undo="#999999", check="#55a868")
-
-RC = {
-    "svg.fonttype": "none",  # text stays text (the browser's sans-serif draws it)
-    "font.family": "sans-serif",
-    "font.size": 9.0,
-    "text.parse_math": False,  # a '$' in a name is a dollar sign
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-
-
-class RenderError(Exception):
-    """The report cannot be built; the message says what to do."""
 
 
 def e(value):
@@ -115,164 +89,123 @@ def history_entry(report_dir):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Figures
+# Figures (svg_chart: 7.5 x height inches at 100 px an inch, as the page has always laid them out)
 
-def _matplotlib():
-    """matplotlib and the two classes the figures use, imported on the first call."""
-    if not _MATPLOTLIB:
-        import matplotlib  # pylint: disable=import-outside-toplevel
-        from matplotlib.backends.backend_svg import FigureCanvasSVG  # pylint: disable=import-outside-toplevel
-        from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
-        _MATPLOTLIB.update(matplotlib=matplotlib, Figure=Figure, FigureCanvasSVG=FigureCanvasSVG)
-    return _MATPLOTLIB
+def _chart(name, width, height):
+    return svg_chart.Chart(name, width * 100, height * 100)
 
 
-def figure_function(draw):
-    """A function that draws a figure: run with matplotlib imported and the page's style (RC) in effect."""
-    @functools.wraps(draw)
-    def run(*args, **kwargs):
-        with _matplotlib()["matplotlib"].rc_context(RC):
-            return draw(*args, **kwargs)
-    return run
-
-
-def _figure(width, height):
-    mpl = _matplotlib()
-    fig = mpl["Figure"](figsize=(width, height), dpi=100, layout="constrained")
-    mpl["FigureCanvasSVG"](fig)
-    return fig
-
-
-def svg(fig, name):
-    """The figure as inline SVG text: no XML prolog, no date, ids salted with the figure's name (several
-    figures share one page), the same bytes for the same data."""
-    buf = io.StringIO()
-    with _matplotlib()["matplotlib"].rc_context({"svg.hashsalt": "pgshift-%s" % name, "svg.fonttype": "none"}):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
-    text = buf.getvalue()
-    text = text[text.index("<svg"):]
-    # The page scales the figure (CSS); keep the viewBox, drop the fixed size in pt.
-    text = re.sub(r'^<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1', text, count=1)
-    return text.replace("<svg", '<svg class="figure" role="img" aria-label="%s"' % e(name), 1)
-
-
-@figure_function
 def plan_figure(plan):
     streams = plan["streams"]
-    fig = _figure(7.5, 0.5 + 0.45 * max(1, len(streams)))
-    ax = fig.add_subplot()
+    chart = _chart("plan", 7.5, 0.5 + 0.45 * max(1, len(streams)))
+    ax = chart.panels[0]
     names = [str(s["name"]) for s in streams]
     sizes = [ri.num(s["bytes"]) / 1048576.0 for s in streams]
     y = list(range(len(names)))
-    ax.barh(y, sizes, color=[COLORS[i % len(COLORS)] for i in y])
+    ax.hbars(y, sizes, [COLORS[i % len(COLORS)] for i in y])
     for i, s in enumerate(streams):
-        ax.text(sizes[i], i, "  %s tables, %s rows" % (s["tables"], "{:,}".format(int(ri.num(s["rows"])))),
-                va="center", fontsize=8)
-    ax.set_yticks(y, names)
-    ax.invert_yaxis()
-    ax.set_xlabel("planned size (MiB)")
-    ax.set_xlim(0, max(sizes + [1.0]) * 1.45)
-    return svg(fig, "plan")
+        ax.text(sizes[i], i, " %s tables, %s rows" % (s["tables"], "{:,}".format(int(ri.num(s["rows"])))))
+    ax.ycats = names
+    ax.xlabel = "planned size (MiB)"
+    ax.xlim = [0, max(sizes + [1.0]) * 1.45]
+    return chart.render()
 
 
-@figure_function
 def load_figure(series):
     polled = any(s["polls"] for s in series)
-    fig = _figure(7.5, 3.2)
+    chart = _chart("load", 7.5, 3.2)
     if polled:
-        left, right = fig.subplots(1, 2, sharey=True)
+        left, right = chart.grid(1, 2, sharey=True)
     else:
-        left, right = fig.add_subplot(), None
+        left, right = chart.panels[0], None
     for i, s in enumerate(series):
         color = COLORS[i % len(COLORS)]
         xs, ys = zip(*s["points"])
-        left.plot(xs, ys, color=color, linestyle="--", marker="o", label=str(s["stream"]))
+        left.line(xs, ys, color, dash="--", marker="o", label=str(s["stream"]))
         if right is not None and s["polls"]:
             px, py = zip(*s["polls"])
-            right.plot(px, py, color=color, linestyle="-", marker="x", markersize=7, label=str(s["stream"]))
-    left.set_title("load jobs: start and end", fontsize=9)
-    left.set_xlabel("seconds since the stream's load started")
-    left.set_ylabel("rows loaded")
-    left.set_ylim(bottom=0)
-    left.set_xlim(left=0)
-    left.legend(fontsize=7, loc="lower right")
+            right.line(px, py, color, marker="x", label=str(s["stream"]))
+    left.title = "load jobs: start and end"
+    left.xlabel = "seconds since the stream's load started"
+    left.ylabel = "rows loaded"
+    left.ylim = [0, None]
+    left.xlim = [0, None]
+    left.legend()
     if right is not None:
-        right.set_title("rows copied, as each poll of the wait saw them", fontsize=9)
-        right.set_xlabel("seconds since the wait started")
-        right.set_xlim(left=0)
-    return svg(fig, "load")
+        right.title = "rows copied, as each poll of the wait saw them"
+        right.xlabel = "seconds since the wait started"
+        right.xlim = [0, None]
+        right.ylim = [0, None]
+    return chart.render()
 
 
-@figure_function
 def lag_figure(lag):
-    fig = _figure(7.5, 4.2)
-    top, bottom = fig.subplots(2, 1, sharex=True)
+    chart = _chart("lag", 7.5, 4.2)
+    top, bottom = chart.grid(2, 1, sharex=True)
     for i, (stream, s) in enumerate(sorted(lag["streams"].items())):
         color = COLORS[i % len(COLORS)]
-        top.plot(s["x"], [b / 1024.0 for b in s["lag_bytes"]], marker=".", color=color, label=stream)
-        bottom.plot(s["x"], s["lag_seconds"], marker=".", color=color, label=stream)
+        top.line(s["x"], [b / 1024.0 for b in s["lag_bytes"]], color, marker=".", label=stream)
+        bottom.line(s["x"], s["lag_seconds"], color, marker=".", label=stream)
     for axis in (top, bottom):
         for x in lag["wait_starts"]:
-            axis.axvline(x, color="#999999", linestyle=":", linewidth=1)
-        axis.set_ylim(bottom=0)
-    top.set_ylabel("lag (KiB)")
-    bottom.set_ylabel("lag (s)")
-    bottom.set_xlabel("seconds of waiting (the waits end to end; dotted: the next wait starts)")
-    top.legend(fontsize=7)
-    return svg(fig, "lag")
+            axis.rule(x, "#999999", dash=":")
+        axis.ylim = [0, None]
+    top.ylabel = "lag (KiB)"
+    bottom.ylabel = "lag (s)"
+    bottom.xlabel = "seconds of waiting (the waits end to end; dotted: the next wait starts)"
+    top.legend()
+    return chart.render()
 
 
-@figure_function
-def gantt_figure(chart, name):
-    bars = chart["bars"]
-    fig = _figure(7.5, 0.7 + 0.32 * len(bars))
-    ax = fig.add_subplot()
-    end = max([b["start"] + b["seconds"] for b in bars] + [ri.num(chart["total_seconds"]), 0.001])
-    if chart["pause"]:
-        start, stop = chart["pause"]
-        ax.axvspan(start, stop, color="#d62728", alpha=0.12, label="write pause %s" % ri.seconds_text(stop - start))
-        ax.axvline(start, color="#d62728", linewidth=1)
-        ax.axvline(stop, color="#d62728", linewidth=1)
+def gantt_figure(chart_data, name):
+    bars = chart_data["bars"]
+    chart = _chart(name, 7.5, 0.7 + 0.32 * len(bars))
+    ax = chart.panels[0]
+    end = max([b["start"] + b["seconds"] for b in bars] + [ri.num(chart_data["total_seconds"]), 0.001])
+    if chart_data["pause"]:
+        start, stop = chart_data["pause"]
+        ax.band(start, stop, "#d62728", label="write pause %s" % ri.seconds_text(stop - start))
+        ax.rule(start, "#d62728")
+        ax.rule(stop, "#d62728")
         end = max(end, stop)
+    widths = [max(b["seconds"], end * 0.002) for b in bars]
+    ax.hbars(list(range(len(bars))), widths, [
+        "#d62728" if b["status"] not in ("ok", "") else KIND_COLORS.get(b["kind"], "#4c72b0") for b in bars],
+        lefts=[b["start"] for b in bars])
     for i, b in enumerate(bars):
-        color = "#d62728" if b["status"] not in ("ok", "") else KIND_COLORS.get(b["kind"], "#4c72b0")
-        ax.barh(i, max(b["seconds"], end * 0.002), left=b["start"], color=color, height=0.6)
-        ax.text(b["start"] + max(b["seconds"], end * 0.002) + end * 0.005, i, ri.seconds_text(b["seconds"]),
-                va="center", fontsize=7)
-    ax.set_yticks(range(len(bars)), [b["label"] for b in bars])
-    ax.invert_yaxis()
-    ax.set_xlim(0, end * 1.12)
-    ax.set_xlabel("seconds since the start of the run")
-    if chart["pause"]:
-        ax.legend(fontsize=7, loc="upper right")
-    return svg(fig, name)
+        ax.text(b["start"] + widths[i] + end * 0.005, i, ri.seconds_text(b["seconds"]), size=svg_chart.SMALL_FONT)
+    ax.ycats = [b["label"] for b in bars]
+    ax.xlim = [0, end * 1.12]
+    ax.xlabel = "seconds since the start of the run"
+    if chart_data["pause"]:
+        ax.legend()
+    return chart.render()
 
 
-@figure_function
 def history_figure(hist):
     rows = hist["rows"]
-    fig = _figure(7.5, 3.4)
-    left, right = fig.subplots(1, 2, width_ratios=(3, 2))
+    chart = _chart("history", 7.5, 3.4)
+    left, right = chart.grid(1, 2, width_ratios=(3, 2))
     labels = ["#%d\n%s" % (i + 1, str(r["started_at"] or "")[11:19]) for i, r in enumerate(rows)]
     x = list(range(len(rows)))
     bottom = [0.0] * len(rows)
     for j, step in enumerate(hist["steps"]):
         values = [ri.num(r["steps"].get(step)) for r in rows]
-        left.bar(x, values, bottom=bottom, color=COLORS[j % len(COLORS)], label=str(step), width=0.6)
+        left.bars(x, values, COLORS[j % len(COLORS)], bottoms=bottom, label=str(step))
         bottom = [b + v for b, v in zip(bottom, values)]
-    left.plot(x, [ri.num(r["write_pause"]) for r in rows], color="black", marker="D", linestyle="-",
-              label="write pause", zorder=5)
-    left.plot(x, [ri.num(r["barrier"]) for r in rows], color="#555555", marker="v", linestyle=":",
-              label="barrier wait", zorder=5)
-    left.set_xticks(x, labels, fontsize=7)
-    left.set_ylabel("seconds")
-    left.set_title("step durations per rehearsal", fontsize=9)
-    left.legend(fontsize=6, ncols=2)
-    right.bar(x, [ri.num(r["lag_at_freeze"]) / 1024.0 for r in rows], color="#8172b2", width=0.6)
-    right.set_xticks(x, labels, fontsize=7)
-    right.set_ylabel("KiB")
-    right.set_title("largest stream lag before the freeze", fontsize=9)
-    return svg(fig, "history")
+    left.line(x, [ri.num(r["write_pause"]) for r in rows], "black", marker="D", label="write pause")
+    left.line(x, [ri.num(r["barrier"]) for r in rows], "#555555", dash=":", marker="v", label="barrier wait")
+    left.xcats = labels
+    left.ylabel = "seconds"
+    left.ylim = [0, None]
+    left.title = "step durations per rehearsal"
+    left.legend(columns=2)
+    right.bars(x, [ri.num(r["lag_at_freeze"]) / 1024.0 for r in rows], "#8172b2")
+    right.xcats = labels
+    right.ylabel = "KiB"
+    right.ylim = [0, None]
+    right.title = "largest stream lag before the freeze"
+    return chart.render()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -541,10 +474,7 @@ def render_html(reports, lag_rows, rehearsals, unreadable, inventory):
 
 
 def render(report_dir, inventory=None):
-    """{"index.html": text, "runbook.md": text} for report_dir, and the rehearsal to keep (name, text) or None.
-    RenderError when matplotlib is missing."""
-    if not HAS_MATPLOTLIB:
-        raise RenderError("%s (%s)" % (MISSING_MATPLOTLIB, MATPLOTLIB_ERROR))
+    """{"index.html": text, "runbook.md": text} for report_dir, and the rehearsal to keep (name, text) or None."""
     inventory = inventory or "<inventory>"
     keep = history_entry(report_dir)
     reports, lag_text, rehearsals, unreadable = read_reports(report_dir)

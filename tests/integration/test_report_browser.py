@@ -54,7 +54,7 @@ def report_dir(tmp_path):
 
 def assert_renders(driver, index, sections, figures, screenshot):
     """Open index (a path) in the browser: every section of `sections` shown with a heading and its data (no "not
-    run yet"), every figure of `figures` drawn (a non-empty SVG of paths and text), no broken image, nothing
+    run yet"), every figure of `figures` drawn (paths with a size, texts inside the figure), no broken image, nothing
     fetched but the page, no console error or warning; saves a full-page screenshot under tests/output.
     Returns the page's visible text."""
     from selenium.webdriver.common.by import By
@@ -73,8 +73,18 @@ def assert_renders(driver, index, sections, figures, screenshot):
         box = driver.execute_script("var b = arguments[0].getBBox(); var r = arguments[0].getBoundingClientRect();"
                                     "return [b.width, b.height, r.width, r.height];", svg)
         assert all(v > 0 for v in box), (figure, box)
-        assert len(svg.find_elements(By.CSS_SELECTOR, "path")) > 5, figure
-        assert len(svg.find_elements(By.CSS_SELECTOR, "text")) > 3, figure
+        # its axes and its data: at least the ticks, one shape of data and the spines, each drawn with a size,
+        # and its words laid out inside the figure
+        paths = driver.execute_script(
+            "return Array.from(arguments[0].querySelectorAll('path')).map(p => { var b = p.getBBox();"
+            " return b.width + b.height; });", svg)
+        assert len(paths) >= 3 and all(size > 0 for size in paths), (figure, paths)
+        texts = driver.execute_script(
+            "var s = arguments[0].getBoundingClientRect(); return Array.from(arguments[0].querySelectorAll('text'))"
+            ".map(t => { var r = t.getBoundingClientRect(); return [r.width, r.left >= s.left - 1 &&"
+            " r.right <= s.right + 1 && r.top >= s.top - 1 && r.bottom <= s.bottom + 1]; });", svg)
+        assert len(texts) > 3, figure
+        assert all(width > 0 and inside for width, inside in texts), (figure, texts)
     broken = driver.execute_script(
         "return Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);")
     assert broken == []

@@ -1,0 +1,163 @@
+"""svg_chart: the report's figures without a plotting library (ticks, labels, layout, escaping, legends)."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from ansible_collections.pgshift.aurora.plugins.plugin_utils import svg_chart as sc
+
+NS = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.mark.parametrize("lo, hi, ticks, step", [
+    (0, 1, [0, 0.2, 0.4, 0.6, 0.8, 1.0], 0.2),
+    (0, 217.5, [0, 50, 100, 150, 200, 250], 50),
+    (0, 20000000, [0, 5e6, 1e7, 1.5e7, 2e7], 5e6),
+    (0, 0.0125, [0, 0.0025, 0.005, 0.0075, 0.01, 0.0125], 0.0025),
+    (0.1, 0.4, [0.1, 0.2, 0.3, 0.4], 0.1),
+    (-3, 7, [-4, -2, 0, 2, 4, 6, 8], 2),
+    (0, 0, [0, 0.2, 0.4, 0.6, 0.8, 1.0], 0.2),  # flat at zero: 0..1
+    (5, 5, [4.4, 4.6, 4.8, 5.0, 5.2, 5.4, 5.6], 0.2),  # flat elsewhere: around the value
+    (None, None, [0, 0.2, 0.4, 0.6, 0.8, 1.0], 0.2),
+])
+def test_nice_ticks_cover_the_range_with_round_steps(lo, hi, ticks, step):
+    got, got_step = sc.nice_ticks(lo, hi)
+    assert got_step == pytest.approx(step)
+    assert got == pytest.approx(ticks)
+
+
+def test_nice_ticks_reversed_range():
+    assert sc.nice_ticks(10, 0) == sc.nice_ticks(0, 10)
+
+
+def test_tick_labels_use_a_unit_and_the_decimals_of_the_step():
+    assert sc.tick_labels([0, 5e6, 1e7, 1.5e7, 2e7], 5e6) == ["0", "5M", "10M", "15M", "20M"]
+    assert sc.tick_labels([0, 2.5e5, 5e5, 7.5e5, 1e6, 1.25e6], 2.5e5) == [
+        "0", "0.25M", "0.50M", "0.75M", "1.00M", "1.25M"]
+    assert sc.tick_labels([0, 0.0025, 0.005], 0.0025) == ["0", "0.0025", "0.0050"]
+    assert sc.tick_labels([0, 25000, 50000], 25000) == ["0", "25k", "50k"]
+    assert sc.tick_labels([-2, 0, 2], 2) == ["-2", "0", "2"]
+    assert sc.tick_labels([0, 2e9], 1e9) == ["0", "2G"]
+
+
+def test_fmt_rounds_and_never_writes_minus_zero():
+    assert sc.fmt(1.0) == "1" and sc.fmt(1.256) == "1.26" and sc.fmt(-0.001) == "0" and sc.fmt(-2.5) == "-2.5"
+
+
+def parse(svg):
+    root = ET.fromstring(svg)
+    assert root.tag == NS + "svg"
+    return root
+
+
+def line_chart(label="s1"):
+    chart = sc.Chart("load", 750, 320)
+    left, right = chart.grid(1, 2, sharey=True)
+    left.line([0, 10], [0, 1000000], "#1f77b4", dash="--", marker="o", label=label)
+    right.line([0, 5, 9], [0, 400000, 2000000], "#1f77b4", marker="x", label=label)
+    left.title, left.xlabel, left.ylabel = "load jobs", "seconds", "rows"
+    left.ylim = [0, None]
+    right.ylim = [0, None]
+    left.legend()
+    return chart
+
+
+def test_a_chart_is_well_formed_svg_of_paths_and_texts():
+    svg = line_chart().render()
+    root = parse(svg)
+    assert root.get("class") == "figure" and root.get("role") == "img" and root.get("aria-label") == "load"
+    assert root.get("viewBox") == "0 0 750 320" and "width" not in root.attrib
+    paths = root.findall(NS + "path")
+    texts = [t.text for t in root.iter(NS + "text")]
+    assert len(paths) > 5 and "load jobs" in texts and "seconds" in texts and "rows" in texts
+    assert "s1" in texts  # the legend
+    assert not re.search(r"\bid=", svg) and "http://" not in svg.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_the_same_data_gives_the_same_bytes():
+    assert line_chart().render() == line_chart().render()
+
+
+def test_shared_y_axis_is_common_and_labelled_once():
+    svg = line_chart().render()
+    texts = [t.text for t in parse(svg).iter(NS + "text")]
+    # the right panel's 2 M rows set the common range; its tick labels are not repeated on the right
+    assert texts.count("2.0M") == 1 and texts.count("0") >= 2
+
+
+def test_every_text_is_escaped():
+    svg = line_chart(label='<b>"Ops" & co</b>').render()
+    assert "<b>" not in svg and "&lt;b&gt;&quot;Ops&quot; &amp; co&lt;/b&gt;" in svg
+    assert [t.text for t in parse(svg).iter(NS + "text")].count('<b>"Ops" & co</b>') == 1
+
+
+def test_category_labels_are_cut_to_fit_with_the_full_text_as_a_title():
+    chart = sc.Chart("gantt", 750, 200)
+    ax = chart.panels[0]
+    long = "7 return_path (check) " + "x" * 300
+    ax.hbars([0, 1], [1.0, 2.0], ["#4c72b0", "#999999"], lefts=[0.0, 1.0])
+    ax.ycats = ["1 preflight", long]
+    svg = chart.render()
+    root = parse(svg)
+    titles = [t.text for t in root.iter(NS + "title")]
+    assert titles == [long]
+    texts = [t.text for t in root.iter(NS + "text")]
+    assert "1 preflight" in texts and any(t.endswith("\u2026") and t.startswith("7 return_path") for t in texts)
+
+
+def test_a_label_exactly_as_wide_as_the_widest_is_not_cut():
+    chart = sc.Chart("gantt", 750, 200)
+    ax = chart.panels[0]
+    ax.hbars([0, 1], [1.0, 2.0], "#4c72b0")
+    ax.ycats = ["7 return_path", "8 switch"]
+    root = parse(chart.render())
+    assert [t.text for t in root.iter(NS + "title")] == []
+    assert "7 return_path" in [t.text for t in root.iter(NS + "text")]
+
+
+def test_multi_line_tick_labels_are_tspans():
+    chart = sc.Chart("history", 750, 340)
+    ax = chart.panels[0]
+    ax.bars([0, 1], [0.3, 0.2], "#1f77b4", label="freeze")
+    ax.xcats = ["#1\n09:50:03", "#2\n10:50:03"]
+    root = parse(chart.render())
+    spans = [s.text for s in root.iter(NS + "tspan")]
+    assert spans == ["#1", "09:50:03", "#2", "10:50:03"]
+
+
+def test_the_best_legend_corner_hides_the_least():
+    # a line from the lower left to the upper right: the upper left and lower right corners are free; a tall bar
+    # on the left then leaves only the lower right
+    def legend_x(chart):
+        svg = chart.render()
+        boxes = re.findall(r'<path d="M([0-9.]+) ([0-9.]+)h[0-9.]+v[0-9.]+h-[0-9.]+Z" fill="#ffffff"', svg)
+        assert len(boxes) == 1
+        return float(boxes[0][0]), float(boxes[0][1])
+
+    chart = sc.Chart("c", 600, 300)
+    ax = chart.panels[0]
+    ax.line([0, 10], [0, 10], "#000000", label="diagonal")
+    ax.legend()
+    x, y = legend_x(chart)
+    assert x < 300 and y < 150  # upper left
+
+    ax.bars([1], [10], "#ff0000", width=2, label="bar")
+    x, y = legend_x(chart)
+    assert x > 300 and y > 150  # lower right
+
+
+def test_markers_and_unknown_items():
+    for marker in ("o", ".", "x", "D", "v"):
+        d, filled = sc._marker(marker, 10, 10, 3)
+        assert d.startswith("M") and filled == (marker != "x")
+    with pytest.raises(ValueError):
+        sc._marker("*", 0, 0, 3)
+
+
+def test_an_empty_panel_still_draws_its_axes():
+    chart = sc.Chart("empty", 300, 200)
+    root = parse(chart.render())
+    assert len(root.findall(NS + "path")) >= 2
