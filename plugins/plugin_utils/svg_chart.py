@@ -241,7 +241,7 @@ class Chart:
         self.rows, self.cols = int(rows), int(cols)
         self.ratios = [float(r) for r in (width_ratios or [1.0] * self.cols)]
         self.sharex, self.sharey = sharex, sharey
-        self.panels = [Panel() for _ in range(self.rows * self.cols)]
+        self.panels = [Panel() for dummy in range(self.rows * self.cols)]
         for index, panel in enumerate(self.panels):
             if sharey and index % self.cols:
                 panel.show_yticks = False
