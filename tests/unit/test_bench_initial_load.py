@@ -129,6 +129,23 @@ def test_proc_parsing():
     assert procmem.parse_status_kb("Name:\tkthreadd\n", "VmRSS") == dict(VmRSS=0)
 
 
+def test_the_tree_pss_is_read_once_per_pss_interval_and_the_peaks_every_sample():
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        mem = procmem.PeakMemory(root=os.getpid(), interval=0.2, pss_interval=1.0)
+        for now in (100.0, 100.2, 100.4, 100.99, 101.0, 101.3):
+            mem.sample(now=now)
+        result = mem.result()
+        assert result["samples"] == 6 and result["pss_samples"] == 2  # at 100.0 and 101.0
+        assert result["peak_tree_rss_mb"] > 0 and result["peak_process"] == "sleep"
+        assert result["interval"] == 0.2 and result["pss_interval"] == 1.0
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_a_tool_error_is_one_line_of_bounded_length():
     failures = summary.check_failures(good_check(tool_success=False, tool_error="first line\n  second\tline " + "x" * 900))
     assert len(failures) == 1 and "\n" not in failures[0]
