@@ -197,7 +197,9 @@ def history_figure(hist):
     left.line(x, [ri.num(r["barrier"]) for r in rows], "#555555", dash=":", marker="v", label="barrier wait")
     left.xcats = labels
     left.ylabel = "seconds"
-    left.ylim = [0, None]
+    # room above the tallest bar for the legend (nine entries or so, over the bars otherwise)
+    tallest = max(bottom + [ri.num(r["write_pause"]) for r in rows] + [ri.num(r["barrier"]) for r in rows] + [0.0])
+    left.ylim = [0, (tallest or 1.0) * 1.6]
     left.title = "step durations per rehearsal"
     left.legend(columns=2)
     right.bars(x, [ri.num(r["lag_at_freeze"]) / 1024.0 for r in rows], "#8172b2")

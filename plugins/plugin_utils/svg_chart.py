@@ -6,16 +6,17 @@
 A chart is a grid of panels; a panel holds lines with markers, vertical and horizontal bars, bands, vertical
 rules and texts in data coordinates, with numeric or categorical axes. render() lays the panels out and writes
 one <svg> element: shapes are <path> elements, words are <text> elements in the page's font, every text is
-XML-escaped, and the same data gives the same bytes (no ids, no dates, coordinates rounded). Sizes are in the
-viewBox's units (pixels at 100 %); the page scales the figure. Nothing here reads files or imports anything but
-the standard library: drawing a report's figures takes milliseconds, where importing matplotlib alone took a
-second of the phase's last task.
+XML-escaped, and the same data gives the same bytes (no dates, coordinates rounded, the only ids those of the
+panels' clip paths, named after the chart). Sizes are in the viewBox's units (pixels at 100 %); the page scales
+the figure. Nothing here reads files or imports anything but the standard library: drawing a report's figures
+takes milliseconds, where importing matplotlib alone took a second of the phase's last task.
 """
 
 from __future__ import annotations
 
 import html
 import math
+import re
 
 FONT = 11.0  # axis labels and titles
 TICK_FONT = 10.0
@@ -23,6 +24,7 @@ SMALL_FONT = 9.0  # legends and texts placed in a panel
 CHAR = 0.58  # average advance of a sans-serif glyph, in font sizes: for the layout only
 AXIS_COLOR = "#444444"
 GRID_COLOR = "#e6e6e6"
+CLIP_PAD = 5.0  # what is drawn may pass its panel's edges by this much (a marker on an edge stays whole)
 MAX_LABEL_SHARE = 0.42  # a category label may take this share of its panel's width, then it is cut (with a title)
 
 
@@ -180,6 +182,15 @@ def _axis(limits, data, cats):
     return lo, hi, ticks, tick_labels(ticks, step)
 
 
+def label_step(labels, width):
+    """Label every n-th tick, n the smallest that keeps the labels of a `width` wide axis from overlapping."""
+    if len(labels) < 2:
+        return 1
+    slot = width / float(len(labels))
+    widest = max(text_width(label, TICK_FONT) for label in labels) + 6
+    return max(1, int(math.ceil(widest / slot - 1e-9)))
+
+
 def _cut(label, width, size):
     """The label, cut with an ellipsis to fit `width`: (text, cut)."""
     room = max(4, int(width / (size * CHAR) + 1e-6))
@@ -305,12 +316,22 @@ class Chart:
         out = ['<svg class="figure" role="img" aria-label="%s" viewBox="0 0 %s %s" '
                'xmlns="http://www.w3.org/2000/svg" font-family="system-ui,-apple-system,\'Segoe UI\',Roboto,'
                'sans-serif">' % (esc(self.name), fmt(self.width), fmt(self.height))]
-        for panel, (xaxis, yaxis), box in zip(self.panels, axes, boxes):
-            out.extend(self._panel(panel, xaxis, yaxis, box))
+        # What is drawn stays in its panel (a value below a limit set at 0 is cut at the axis, as plotting libraries
+        # do), with room for a marker that sits on an edge. The ids are the chart's name and the panel's number: the
+        # page has one chart of each name.
+        out.append("<defs>%s</defs>" % "".join(
+            '<clipPath id="%s"><rect x="%s" y="%s" width="%s" height="%s"/></clipPath>' % (
+                self._clip_id(index), fmt(bx - CLIP_PAD), fmt(by - CLIP_PAD), fmt(bw + 2 * CLIP_PAD),
+                fmt(bh + 2 * CLIP_PAD)) for index, (bx, by, bw, bh) in enumerate(boxes)))
+        for index, (panel, (xaxis, yaxis), box) in enumerate(zip(self.panels, axes, boxes)):
+            out.extend(self._panel(panel, xaxis, yaxis, box, self._clip_id(index)))
         out.append("</svg>")
         return "".join(out)
 
-    def _panel(self, panel, xaxis, yaxis, box):
+    def _clip_id(self, index):
+        return "clip-%s-%d" % (re.sub(r"[^A-Za-z0-9_-]", "_", self.name), index)
+
+    def _panel(self, panel, xaxis, yaxis, box, clip_id):
         bx, by, bw, bh = box
         xlo, xhi = xaxis[0], xaxis[1]
         ylo, yhi = yaxis[0], yaxis[1]
@@ -337,16 +358,23 @@ class Chart:
             ticks.append("M%s %sh-4" % (fmt(bx), fmt(py(t))))
         out.append('<path d="%s" stroke="%s" stroke-width="1" fill="none"/>' % ("".join(ticks), AXIS_COLOR))
         # what is drawn, bands first, texts last
-        order = dict(band=0, bars=1, hbars=1, line=2, rule=3, text=4)
-        for item in sorted(panel.items, key=lambda i: order[i["kind"]]):
+        order = dict(band=0, bars=1, hbars=1, line=2, rule=3)
+        out.append('<g clip-path="url(#%s)">' % clip_id)
+        for item in sorted((i for i in panel.items if i["kind"] != "text"), key=lambda i: order[i["kind"]]):
             out.extend(self._item(item, px, py, box, panel))
+        out.append("</g>")
+        for item in panel.items:  # texts last, not cut: they are placed by the caller
+            if item["kind"] == "text":
+                out.extend(self._item(item, px, py, box, panel))
         # spines (left and bottom)
         out.append('<path d="M%s %sV%sH%s" stroke="%s" stroke-width="1" fill="none"/>' % (
             fmt(bx), fmt(by), fmt(by + bh), fmt(bx + bw), AXIS_COLOR))
         # tick labels
         if panel.show_xticks:
-            for t, label in zip(xaxis[2], xaxis[3]):
-                out.append(_text(px(t), by + bh + 6 + TICK_FONT, label, TICK_FONT, "middle"))
+            every = label_step(xaxis[3], bw)
+            for index, (t, label) in enumerate(zip(xaxis[2], xaxis[3])):
+                if index % every == 0:
+                    out.append(_text(px(t), by + bh + 6 + TICK_FONT, label, TICK_FONT, "middle"))
         if panel.show_yticks:
             room = bx - 8 - (FONT + 6 if panel.ylabel else 0) - 6
             for t, label in zip(yaxis[2], yaxis[3]):

@@ -74,7 +74,30 @@ def test_a_chart_is_well_formed_svg_of_paths_and_texts():
     texts = [t.text for t in root.iter(NS + "text")]
     assert len(paths) > 5 and "load jobs" in texts and "seconds" in texts and "rows" in texts
     assert "s1" in texts  # the legend
-    assert not re.search(r"\bid=", svg) and "http://" not in svg.replace("http://www.w3.org/2000/svg", "")
+    # the only ids: each panel's clip path, named after the chart
+    assert re.findall(r'\bid="([^"]*)"', svg) == ["clip-load-0", "clip-load-1"]
+    assert "http://" not in svg.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_what_is_drawn_is_cut_at_the_panel_and_texts_are_not():
+    """A value below a limit set at 0 (a lag a clock skew makes negative) does not run under the axis."""
+    chart = sc.Chart("lag figure", 600, 300)
+    ax = chart.panels[0]
+    ax.line([0, 1, 2], [0.01, -0.5, 0.02], "#1f77b4", marker=".")
+    ax.text(1, 0.01, "a note")
+    ax.ylim = [0, None]
+    root = parse(chart.render())
+    clip = root.find("%sdefs/%sclipPath" % (NS, NS))
+    assert clip.get("id") == "clip-lag_figure-0"
+    rect = clip.find(NS + "rect")
+    group = root.find("%sg[@clip-path='url(#clip-lag_figure-0)']" % NS)
+    assert group is not None and len(group.findall(NS + "path")) == 2  # the line and its markers
+    assert "a note" not in [t.text for t in group.iter(NS + "text")]
+    assert "a note" in [t.text for t in root.iter(NS + "text")]
+    # the clip box is the plot area with 5 units of room: the -0.5 point lies far below it
+    bottom = float(rect.get("y")) + float(rect.get("height"))
+    points = [float(v) for v in re.findall(r"[ML][0-9.]+ ([0-9.]+)", group.find(NS + "path").get("d"))]
+    assert max(points) > bottom + 50
 
 
 def test_the_same_data_gives_the_same_bytes():
@@ -126,6 +149,19 @@ def test_multi_line_tick_labels_are_tspans():
     root = parse(chart.render())
     spans = [s.text for s in root.iter(NS + "tspan")]
     assert spans == ["#1", "09:50:03", "#2", "10:50:03"]
+
+
+def test_x_labels_that_would_overlap_are_thinned_out():
+    labels = ["#%d\n10:47:36" % (i + 1) for i in range(7)]
+    assert sc.label_step(labels, 500) == 1
+    assert sc.label_step(labels, 200) == 2  # 7 slots of 28.6 for labels 52.2 wide (with their margin)
+    assert sc.label_step(["x"], 10) == 1
+    chart = sc.Chart("history", 300, 300)
+    ax = chart.panels[0]
+    ax.bars(list(range(7)), [1] * 7, "#8172b2")
+    ax.xcats = labels
+    spans = [s.text for s in parse(chart.render()).iter(NS + "tspan")]
+    assert spans[::2] == ["#1", "#3", "#5", "#7"]
 
 
 def test_the_best_legend_corner_hides_the_least():
