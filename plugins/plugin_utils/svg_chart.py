@@ -216,6 +216,32 @@ def _marker(kind, x, y, size):
     raise ValueError("unknown marker %r" % (kind,))
 
 
+def bar_rects(item, px, py):
+    """The rectangles (x0, y0, x1, y1, colour) in the figure of a bars or hbars item, with px and py the panel's
+    mapping of data to figure coordinates; a bar of no height is left out, one too thin to see is 1 unit wide."""
+    rects = []
+    if item["kind"] == "bars":
+        half = item["width"] / 2.0
+        for x, h, b in zip(item["xs"], item["heights"], item["bottoms"]):
+            if h:
+                rects.append(sorted((px(x - half), px(x + half))) + sorted((py(b), py(b + h))) + [item["color"]])
+    else:
+        half = item["height"] / 2.0
+        for y, w, left, color in zip(item["ys"], item["widths"], item["lefts"], item["colors"]):
+            x0, x1 = sorted((px(left), px(left + w)))
+            rects.append([x0, max(x1, x0 + 1)] + sorted((py(y - half), py(y + half))) + [color])
+    return [(x0, y0, x1, y1, color) for x0, x1, y0, y1, color in rects]
+
+
+def _rect_path(x0, y0, x1, y1):
+    return "M%s %sH%sV%sH%sZ" % (fmt(x0), fmt(y0), fmt(x1), fmt(y1), fmt(x0))
+
+
+def label_lines(labels):
+    """How many lines the tallest of these tick labels takes."""
+    return max([len(str(label).split("\n")) for label in labels] + [1])
+
+
 def _markers(d, color, filled):
     """The path of markers (path data d): filled, or stroked for those drawn as lines (x)."""
     paint = 'fill="%s"' % color if filled else 'stroke="%s" stroke-width="1.5" fill="none"' % color
@@ -280,9 +306,16 @@ class Chart:
                 a[which] = common
         return axes
 
+    def _cell_widths(self):
+        return [self.width * r / sum(self.ratios) for r in self.ratios]
+
+    def _cell_left(self, index):
+        """The left edge of panel `index`'s cell in the grid."""
+        return sum(self._cell_widths()[:index % self.cols])
+
     def _boxes(self, axes):
         """Each panel's plot area (x, y, width, height) in the figure."""
-        cell_w = [self.width * r / sum(self.ratios) for r in self.ratios]
+        cell_w = self._cell_widths()
         cell_h = self.height / self.rows
         lefts = [0.0] * self.cols
         for index, panel in enumerate(self.panels):
@@ -296,8 +329,8 @@ class Chart:
         boxes = []
         for index, panel in enumerate(self.panels):
             row, col = divmod(index, self.cols)
-            x0 = sum(cell_w[:col])
-            tick_lines = max([len(str(t).split("\n")) for t in axes[index][0][3]] + [1]) if panel.show_xticks else 0
+            x0 = self._cell_left(index)
+            tick_lines = label_lines(axes[index][0][3]) if panel.show_xticks else 0
             top = (10 if row == 0 else 16) + (FONT + 8 if panel.title else 0)
             bottom = 6 + tick_lines * TICK_FONT * 1.15 + (6 if tick_lines else 0) + (FONT + 6 if panel.xlabel else 0)
             if not tick_lines and not panel.xlabel:
@@ -323,15 +356,16 @@ class Chart:
             '<clipPath id="%s"><rect x="%s" y="%s" width="%s" height="%s"/></clipPath>' % (
                 self._clip_id(index), fmt(bx - CLIP_PAD), fmt(by - CLIP_PAD), fmt(bw + 2 * CLIP_PAD),
                 fmt(bh + 2 * CLIP_PAD)) for index, (bx, by, bw, bh) in enumerate(boxes)))
-        for index, (panel, (xaxis, yaxis), box) in enumerate(zip(self.panels, axes, boxes)):
-            out.extend(self._panel(panel, xaxis, yaxis, box, self._clip_id(index)))
+        for index, ((xaxis, yaxis), box) in enumerate(zip(axes, boxes)):
+            out.extend(self._panel(index, xaxis, yaxis, box))
         out.append("</svg>")
         return "".join(out)
 
     def _clip_id(self, index):
         return "clip-%s-%d" % (re.sub(r"[^A-Za-z0-9_-]", "_", self.name), index)
 
-    def _panel(self, panel, xaxis, yaxis, box, clip_id):
+    def _panel(self, index, xaxis, yaxis, box):
+        panel = self.panels[index]
         bx, by, bw, bh = box
         xlo, xhi = xaxis[0], xaxis[1]
         ylo, yhi = yaxis[0], yaxis[1]
@@ -359,21 +393,21 @@ class Chart:
         out.append('<path d="%s" stroke="%s" stroke-width="1" fill="none"/>' % ("".join(ticks), AXIS_COLOR))
         # what is drawn, bands first, texts last
         order = dict(band=0, bars=1, hbars=1, line=2, rule=3)
-        out.append('<g clip-path="url(#%s)">' % clip_id)
+        out.append('<g clip-path="url(#%s)">' % self._clip_id(index))
         for item in sorted((i for i in panel.items if i["kind"] != "text"), key=lambda i: order[i["kind"]]):
-            out.extend(self._item(item, px, py, box, panel))
+            out.extend(self._item(item, px, py, box))
         out.append("</g>")
         for item in panel.items:  # texts last, not cut: they are placed by the caller
             if item["kind"] == "text":
-                out.extend(self._item(item, px, py, box, panel))
+                out.extend(self._item(item, px, py, box))
         # spines (left and bottom)
         out.append('<path d="M%s %sV%sH%s" stroke="%s" stroke-width="1" fill="none"/>' % (
             fmt(bx), fmt(by), fmt(by + bh), fmt(bx + bw), AXIS_COLOR))
         # tick labels
         if panel.show_xticks:
             every = label_step(xaxis[3], bw)
-            for index, (t, label) in enumerate(zip(xaxis[2], xaxis[3])):
-                if index % every == 0:
+            for number, (t, label) in enumerate(zip(xaxis[2], xaxis[3])):
+                if number % every == 0:
                     out.append(_text(px(t), by + bh + 6 + TICK_FONT, label, TICK_FONT, "middle"))
         if panel.show_yticks:
             room = bx - 8 - (FONT + 6 if panel.ylabel else 0) - 6
@@ -386,26 +420,20 @@ class Chart:
         if panel.title:
             out.append(_text(bx + bw / 2, by - 7, panel.title, FONT, "middle"))
         if panel.xlabel:
-            lines = max([len(str(t).split("\n")) for t in xaxis[3]] + [1]) if panel.show_xticks else 0
+            lines = label_lines(xaxis[3]) if panel.show_xticks else 0
             out.append(_text(bx + bw / 2, by + bh + 12 + lines * TICK_FONT * 1.15 + FONT * 0.8, panel.xlabel, FONT,
                              "middle"))
         if panel.ylabel:
-            x = bx - (bx - self._cell_left(box)) + 4 + FONT * 0.8
+            x = self._cell_left(index) + 4 + FONT * 0.8
             out.append(_text(x, by + bh / 2, panel.ylabel, FONT, "middle",
                              extra=' transform="rotate(-90 %s %s)"' % (fmt(x), fmt(by + bh / 2))))
         if panel.legend_at and panel.labelled():
             out.extend(self._legend(panel, box, px, py))
         return out
 
-    def _cell_left(self, box):
-        """The left edge of the grid cell holding the plot area `box`."""
-        cell_w = [self.width * r / sum(self.ratios) for r in self.ratios]
-        edges = [sum(cell_w[:c]) for c in range(self.cols)]
-        return max(e for e in edges if e <= box[0])
-
     @staticmethod
-    def _item(item, px, py, box, panel):
-        bx, by, bw, bh = box
+    def _item(item, px, py, box):
+        by, bh = box[1], box[3]
         kind = item["kind"]
         if kind == "band":
             x0, x1 = sorted((px(item["x0"]), px(item["x1"])))
@@ -414,20 +442,11 @@ class Chart:
         if kind == "rule":
             return ['<path d="M%s %sV%s" stroke="%s" stroke-width="%s" fill="none"%s/>' % (
                 fmt(px(item["x"])), fmt(by), fmt(by + bh), item["color"], fmt(item["width"]), _dash(item["dash"]))]
-        if kind == "bars":
-            half = item["width"] / 2.0
-            d = "".join("M%s %sH%sV%sH%sZ" % (fmt(px(x - half)), fmt(py(b)), fmt(px(x + half)), fmt(py(b + h)),
-                                              fmt(px(x - half)))
-                        for x, h, b in zip(item["xs"], item["heights"], item["bottoms"]) if h)
+        if kind == "bars":  # one path for the item (one colour)
+            d = "".join(_rect_path(*rect[:4]) for rect in bar_rects(item, px, py))
             return ['<path d="%s" fill="%s"/>' % (d, item["color"])] if d else []
-        if kind == "hbars":
-            half = item["height"] / 2.0
-            out = []
-            for y, w, left, color in zip(item["ys"], item["widths"], item["lefts"], item["colors"]):
-                x0, x1 = px(left), px(left + w)
-                out.append('<path d="M%s %sH%sV%sH%sZ" fill="%s"/>' % (
-                    fmt(x0), fmt(py(y - half)), fmt(max(x1, x0 + 1)), fmt(py(y + half)), fmt(x0), color))
-            return out
+        if kind == "hbars":  # a path per bar (a colour each)
+            return ['<path d="%s" fill="%s"/>' % (_rect_path(*rect[:4]), rect[4]) for rect in bar_rects(item, px, py)]
         if kind == "line":
             points = [(px(x), py(y)) for x, y in item["points"]]
             out = []
@@ -498,17 +517,8 @@ def hidden(panel, rect, px, py):
     of lines under it (each line sampled along its segments) weighted as a small area each."""
     score = 0.0
     for item in panel.items:
-        if item["kind"] == "bars":
-            half = item["width"] / 2.0
-            for x, h, b in zip(item["xs"], item["heights"], item["bottoms"]):
-                x0, x1 = sorted((px(x - half), px(x + half)))
-                y0, y1 = sorted((py(b), py(b + h)))
-                score += _overlap(rect, (x0, y0, x1 - x0, y1 - y0))
-        elif item["kind"] == "hbars":
-            half = item["height"] / 2.0
-            for y, w, left in zip(item["ys"], item["widths"], item["lefts"]):
-                x0, x1 = sorted((px(left), px(left + w)))
-                y0, y1 = sorted((py(y - half), py(y + half)))
+        if item["kind"] in ("bars", "hbars"):
+            for x0, y0, x1, y1, dummy in bar_rects(item, px, py):
                 score += _overlap(rect, (x0, y0, x1 - x0, y1 - y0))
         elif item["kind"] in ("line", "text"):
             points = item["points"] if item["kind"] == "line" else [(item["x"], item["y"])]
