@@ -450,8 +450,9 @@ class Chart:
         if kind == "line":
             points = [(px(x), py(y)) for x, y in item["points"]]
             out = []
-            if len(points) > 1:
-                d = "M" + "L".join("%s %s" % (fmt(x), fmt(y)) for x, y in points)
+            coords = ["%s %s" % (fmt(x), fmt(y)) for x, y in points]
+            if len(set(coords)) > 1:  # a line whose points all fall on one spot draws only its markers
+                d = "M" + "L".join(coords)
                 out.append('<path d="%s" stroke="%s" stroke-width="%s" fill="none" stroke-linejoin="round"%s/>' % (
                     d, item["color"], fmt(item["width"]), _dash(item["dash"])))
             if item["marker"]:

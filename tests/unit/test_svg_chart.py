@@ -197,3 +197,40 @@ def test_an_empty_panel_still_draws_its_axes():
     chart = sc.Chart("empty", 300, 200)
     root = parse(chart.render())
     assert len(root.findall(NS + "path")) >= 2
+
+
+def drawn_extent(d):
+    """The width plus height of what a path of straight segments (M, L, H, V) draws; None for other paths."""
+    if re.search(r"[^MLHVZ0-9. -]", d):
+        return None
+    xs, ys, x, y = [], [], 0.0, 0.0
+    for command, args in re.findall(r"([MLHVZ])([^MLHVZ]*)", d):
+        values = [float(v) for v in args.split()]
+        if command in "ML":
+            x, y = values
+        elif command == "H":
+            x = values[0]
+        elif command == "V":
+            y = values[0]
+        xs.append(x)
+        ys.append(y)
+    return max(xs) - min(xs) + max(ys) - min(ys)
+
+
+def test_a_line_on_one_spot_draws_its_markers_and_no_empty_path():
+    """A stream of empty tables loaded in no time: 0 rows at 0 s and at its end. A browser gives an empty path
+    no box; the line is left out and its markers are drawn."""
+    chart = sc.Chart("load", 750, 320)
+    ax = chart.panels[0]
+    ax.line([0, 0], [0, 0], "#1f77b4", dash="--", marker="o", label="empty")
+    ax.line([0, 10], [0, 1000], "#ff7f0e", marker="o", label="full")
+    ax.legend()
+    root = parse(chart.render())
+    paths = [p.get("d") for p in root.iter(NS + "path")]
+    extents = [drawn_extent(d) for d in paths]
+    assert all(e is None or e > 0 for e in extents), list(zip(paths, extents))
+    strokes = [p for p in root.iter(NS + "path") if p.get("stroke") == "#1f77b4"]
+    fills = [p for p in root.iter(NS + "path") if p.get("fill") == "#1f77b4"]
+    assert fills and all("a" in p.get("d") for p in fills)  # its markers (circles)
+    assert len(strokes) == 1 and "L" not in strokes[0].get("d")  # only its legend sample, a short dash
+    assert drawn_extent("M1 1L1 1") == 0 and drawn_extent("M1 1H5V3Z") == 6
