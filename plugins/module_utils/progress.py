@@ -103,14 +103,14 @@ def index_rates(previous, current, seconds):
     return rates
 
 
-def index_build_line(table, build, rate, keys_left=None):
-    """One printed line of a table's key being built: index, phase, done of total, rate, ETA of the phase."""
+def index_build_state(build, rate):
+    """How far an index build is: its phase, done of total, rate and the phase's ETA, for example
+    'building index: scanning table  25.0% 2.0 MB/7.8 MB 400.0 kB/s ETA 0:00:15' (rate: units per second or
+    None when not measured yet)."""
     done, total, unit = index_build_units(build)
-    left = "" if not keys_left else " (%d key(s) of the table left)" % keys_left
-    head = "           %-40s building %s%s: %s" % (table, build.get("index") or "a key", left,
-                                                   build.get("phase") or "starting")
+    phase = build.get("phase") or "starting"
     if total is None:
-        return "%s, rate - ETA -" % head
+        return "%s, rate - ETA -" % phase
     if unit == "blocks":
         amount = "%s/%s" % (human_bytes(done * BLOCK_SIZE), human_bytes(total * BLOCK_SIZE))
         speed = "%s/s" % human_bytes(rate * BLOCK_SIZE) if rate is not None else "-"
@@ -118,7 +118,33 @@ def index_build_line(table, build, rate, keys_left=None):
         amount = "{:,}/{:,} {}".format(done, total, unit)
         speed = "{:,.0f} {}/s".format(rate, unit) if rate is not None else "-"
     eta = (total - done) / rate if rate and rate > 0 and done < total else (0 if done >= total else None)
-    return "%s %5.1f%% %s %s ETA %s" % (head, 100.0 * done / total, amount, speed, human_seconds(eta))
+    return "%s %5.1f%% %s %s ETA %s" % (phase, 100.0 * done / total, amount, speed, human_seconds(eta))
+
+
+def index_build_line(table, build, rate, keys_left=None):
+    """One printed line of a table's key being built: index, phase, done of total, rate, ETA of the phase."""
+    left = "" if not keys_left else " (%d key(s) of the table left)" % keys_left
+    return "           %-40s building %s%s: %s" % (table, build.get("index") or "a key", left,
+                                                   index_build_state(build, rate))
+
+
+def index_builds_text(builds, rates, limit=3):
+    """What the index builds of some sessions are doing, on one line: builds [{'pid', 'name' (what is built) or
+    'index' and 'table', phase and counters of pg_stat_progress_create_index}], rates {pid: units/s}
+    (index_rates() keyed by pid). The builds furthest from their end first (by share done), `limit` of them;
+    '' when none runs."""
+    def share(build):
+        done, total, dummy = index_build_units(build)
+        return done / float(total) if total else 0.0
+
+    def name(build):
+        return build.get("name") or "%s on %s" % (build.get("index") or "an index", build.get("table"))
+
+    ordered = sorted(builds, key=lambda b: (share(b), name(b)))
+    parts = ["%s: %s" % (name(b), index_build_state(b, rates.get(b["pid"]))) for b in ordered[:limit]]
+    if len(ordered) > limit:
+        parts.append("and %d more build(s)" % (len(ordered) - limit))
+    return "; ".join(parts)
 
 
 def lines(status, elapsed, rates, plan_estimates, max_tables=8, index_speeds=None):

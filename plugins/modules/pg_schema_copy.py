@@ -154,6 +154,9 @@ options:
       - With O(stage=post), a file rewritten about every second (JSON) with the objects built so far, of how
         many, per second, an ETA and what it is doing or waiting for, for a playbook that runs this module in
         the background and shows its progress (M(pgshift.aurora.job_progress)).
+      - While its sessions build indexes, it also says how far each build is (the phase, blocks or tuples done
+        of how many, their rate and the phase's ETA, from C(pg_stat_progress_create_index), read once a second
+        over one more session on the target), since an index of a large table is one object for a long time.
     type: path
   wait_timeout:
     description:

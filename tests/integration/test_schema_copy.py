@@ -468,6 +468,50 @@ def test_post_waiting_for_the_loads_builds_each_tables_indexes_once_it_is_loaded
     assert again["changed"] is False and again["created"] == []
 
 
+def test_post_progress_says_how_far_a_long_index_build_is(env):
+    """An index of a large table is one object for a long time: while it is built, the progress file says its
+    phase and how far it is, read from pg_stat_progress_create_index for the post stage's own sessions (a worker's,
+    with parallel 2), as the master user, who is not a superuser. The index here takes 0.25 s per row."""
+    env.source.execute(env.db, [
+        "SET ROLE %s" % env.owner,
+        "CREATE FUNCTION public.slow_key(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS "
+        "'BEGIN PERFORM pg_sleep(0.25); RETURN v; END'",
+        "CREATE TABLE public.slow_rows (id int PRIMARY KEY)",
+        "INSERT INTO public.slow_rows SELECT generate_series(1, 16)",
+        "CREATE INDEX slow_rows_key ON public.slow_rows (public.slow_key(id))"], operator=True)
+    ok(env.run("pre"))
+    env.initial_load()
+    progress_file = env.tmp / "post-progress.json"
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(result=env.run("post", progress_file=str(progress_file),
+                                                                       parallel=2)))
+    thread.start()
+    phases = []
+
+    def building():
+        try:
+            phases.append(json.loads(progress_file.read_text())["phase"])
+        except (OSError, ValueError, KeyError):
+            return False
+        return "index public.slow_rows_key: building index: scanning table" in phases[-1]
+    try:
+        assert wait_until(building), "the progress file never showed the build: %s %s" % (
+            sorted(set(phases)), box)
+    finally:
+        thread.join(120)
+    # what was shown: the objects' phase, then the step and its build's phase, how far it is (one block of 8 kB) and
+    # a rate or "-" (a plain CREATE INDEX has no index in pg_stat_progress_create_index: the step names it)
+    shown = [p for p in phases if "slow_rows_key" in p][-1]
+    assert re.match(r"indexes; index public\.slow_rows_key: building index: scanning table +"
+                    r"\d+\.\d% [\d.]+ k?B/8\.0 kB (-|[\d.]+ k?B/s) ETA ", shown), shown
+    post = ok(box["result"])
+    assert not [w for w in post.get("warnings") or [] if "pg_stat_progress_create_index" in w]
+    final = json.loads(progress_file.read_text())
+    assert final["phase"] == "done" and final["rows"] == final["rows_expected"] == post["summary"]["steps"]
+    assert has_index(env, "slow_rows_key")
+    assert catalog(env.target, env.db, "indexes") == catalog(env.source, env.db, "indexes")
+
+
 def test_post_with_the_streams_running_validates_a_foreign_key_once_its_row_arrives(env):
     """Streams catch up each on its own: a parcel can be on the target before its customer. The validation is tried
     again until the customer's row arrives (here: put back by hand a moment later)."""

@@ -4,6 +4,7 @@ a fake clock and a pretend target whose tables finish loading at given times."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -285,3 +286,109 @@ def test_progress_counts_objects_and_has_no_eta_while_waiting(tmp_path):
     progress.step_done()
     data = json.loads(path.read_text())
     assert data["phase"] == "indexes" and data["rows_expected"] == 3
+
+
+SCAN = "building index: scanning table"
+
+
+def build(pid, index, table, phase=SCAN, **counters):
+    row = dict(pid=pid, index=index, table=table, phase=phase)
+    row.update(counters)
+    return row
+
+
+def test_the_progress_file_says_how_far_each_index_build_is(tmp_path):
+    """A build of a large table is one object for a long time: each look says its phase, how far, its rate
+    (between two looks of the same index and phase) and the phase's ETA, the least advanced first."""
+    clock = Clock()
+    path = tmp_path / "post.json"
+    progress = schedule.Progress(str(path), 4, clock)
+    progress.now_doing("indexes")
+    seen = [[build(11, "public.big_pkey", "public.big", blocks_total=1000, blocks_done=100),
+             build(12, None, "public.small", phase="building index: loading tuples in tree", name="index small_idx",
+                   tuples_total=400, tuples_done=300)],
+            [build(11, "public.big_pkey", "public.big", blocks_total=1000, blocks_done=600),
+             build(12, None, "public.small", phase="building index: sorting live tuples", name="index small_idx")],
+            []]
+    watch = schedule.BuildWatch(lambda: seen.pop(0), progress, clock)
+    watch.look()
+    phase = json.loads(path.read_text())["phase"]
+    # the first look has no rate yet: said, not made up
+    assert phase == ("indexes; public.big_pkey on public.big: building index: scanning table  10.0% 800.0 kB/7.8 MB "
+                     "- ETA -; index small_idx: building index: loading tuples in tree  75.0% "
+                     "300/400 tuples - ETA -"), phase
+    clock.sleep(5.0)
+    watch.look()
+    phase = json.loads(path.read_text())["phase"]
+    # 500 blocks in 5 s: 100 blocks (800 kB) a second, 400 blocks left; the sort counts nothing
+    assert phase == ("indexes; index small_idx: building index: sorting live tuples, rate - ETA -; "
+                     "public.big_pkey on public.big: building index: scanning table  60.0% 4.7 MB/7.8 MB 800.0 kB/s "
+                     "ETA 0:00:04"), phase
+    watch.look()
+    assert json.loads(path.read_text())["phase"] == "indexes"
+    # a new phase drops what the last one's builds did, until the next look
+    seen.append([build(11, "public.big_pkey", "public.big", blocks_total=1000, blocks_done=600)])
+    watch.look()
+    progress.now_doing("foreign key validation")
+    assert json.loads(path.read_text())["phase"] == "foreign key validation"
+
+
+def test_the_builds_shown_are_capped_with_how_many_more():
+    builds = [build(i, "public.i%d" % i, "public.t", blocks_total=10, blocks_done=i) for i in range(1, 6)]
+    text = schedule.progress_text.index_builds_text(builds, {}, limit=2)
+    assert text.startswith("public.i1 on public.t: ") and "; public.i2 on public.t: " in text
+    assert text.endswith("; and 3 more build(s)") and "public.i3" not in text
+    assert schedule.progress_text.index_builds_text([], {}) == ""
+    # before the index exists (its first phase) the build is named by its table
+    assert schedule.progress_text.index_builds_text([build(1, None, "public.t", phase="initializing")], {}) == \
+        "an index on public.t: initializing, rate - ETA -"
+
+
+class Watched:
+    """What a BuildWatch running in its thread did: the looks it took, the stage's steps it saw."""
+
+    def __init__(self, fail_at=None):
+        self.looks = 0
+        self.fail_at = fail_at
+        self.looked = threading.Event()
+
+    def observe(self):
+        self.looks += 1
+        self.looked.set()
+        if self.fail_at is not None and self.looks >= self.fail_at:
+            raise RuntimeError("terminating connection due to administrator command\nDETAIL: more")
+        return [build(7, "public.big_pkey", "public.big", blocks_total=10, blocks_done=5)]
+
+
+def run_watched(tmp_path, watched):
+    """The stage of PLAN with a BuildWatch over watched.observe, its first step lasting until the watch has looked:
+    (the watch, the progress file's last content)."""
+    clock = Clock()
+    path = tmp_path / "post.json"
+    progress = schedule.Progress(str(path), len(PLAN["steps"]), clock)
+    watch = schedule.BuildWatch(watched.observe, progress, clock, interval=0.001)
+    target = Target(clock)
+    real_execute = target.execute
+
+    def execute(conn, step):
+        assert watched.looked.wait(30), "the watch never looked while the stage ran"
+        real_execute(conn, step)
+    runner = schedule.PostStage(dict(steps=[dict(s) for s in PLAN["steps"]]), execute, target.connect,
+                                Conn("main"), progress=progress, clock=clock, sleep=clock.sleep, watch=watch)
+    runner.run()
+    assert not watch.thread.is_alive()
+    return watch, json.loads(path.read_text())
+
+
+def test_a_stage_with_a_watch_looks_while_it_runs_and_clears_the_builds_at_its_end(tmp_path):
+    watched = Watched()
+    watch, final = run_watched(tmp_path, watched)
+    assert watched.looks >= 1 and watch.error is None
+    assert final["phase"] == "done" and final["rows"] == len(PLAN["steps"])
+
+
+def test_a_watch_that_cannot_look_stops_and_the_stage_goes_on(tmp_path):
+    watched = Watched(fail_at=1)
+    watch, final = run_watched(tmp_path, watched)
+    assert watched.looks == 1 and watch.error == "terminating connection due to administrator command"
+    assert final["phase"] == "done" and final["rows"] == len(PLAN["steps"])

@@ -10,7 +10,8 @@ their names as separate values (ref_sql), never by a formatted identity.
 
 from __future__ import annotations
 
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader
+from ansible_collections.pgshift.aurora.plugins.module_utils import scope
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader, status
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import PgConnectError, connect
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.db import first, one, rows
 from ansible_collections.pgshift.aurora.plugins.module_utils.schema.schedule import StepFailed
@@ -663,6 +664,19 @@ def observe_loads(conn, names):
         conn, "SELECT DISTINCT application_name FROM pg_stat_activity WHERE application_name = ANY(%s)",
         (list(names),)))
     return progress, keys, alive
+
+
+def index_builds(conn, pids):
+    """The index builds the sessions `pids` run now: [{'pid', 'table', 'index' (both qualified; index None until
+    it is created), 'phase' and pg_stat_progress_create_index's counters}]."""
+    out = []
+    for b in rows(conn, "SELECT " + status.INDEX_BUILD_COLUMNS + "WHERE p.pid = ANY(%s) ORDER BY p.pid",
+                  (list(pids),)):
+        schema, table = b.pop("nspname"), b.pop("relname")
+        b["table"] = scope.qualified(schema, table)
+        b["index"] = scope.qualified(schema, b["index"]) if b["index"] else None
+        out.append(b)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,12 +20,14 @@ from ansible_collections.pgshift.aurora.plugins.module_utils._pg import db, load
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import connect, postgres_argument_spec
 
 TARGET = "target_"
-# The index builds running in this database (PostgreSQL 12+), one per table: phase and how far it is.
-INDEX_BUILDS_SQL = ("SELECT DISTINCT ON (p.relid) n.nspname, c.relname, i.relname AS index, p.pid, p.phase, "
-                    "p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done, p.partitions_total, "
-                    "p.partitions_done, p.lockers_total, p.lockers_done FROM pg_stat_progress_create_index p "
-                    "JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "LEFT JOIN pg_class i ON i.oid = p.index_relid "
+# An index build as pg_stat_progress_create_index shows it (PostgreSQL 12+): its table, its index (none before
+# it is created), the session, the phase and how far it is; a query adds its WHERE and ORDER BY.
+INDEX_BUILD_COLUMNS = ("n.nspname, c.relname, i.relname AS index, p.pid, p.phase, p.blocks_total, p.blocks_done, "
+                       "p.tuples_total, p.tuples_done, p.partitions_total, p.partitions_done, p.lockers_total, "
+                       "p.lockers_done FROM pg_stat_progress_create_index p JOIN pg_class c ON c.oid = p.relid "
+                       "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_class i ON i.oid = p.index_relid ")
+# The index builds running in this database, one per table.
+INDEX_BUILDS_SQL = ("SELECT DISTINCT ON (p.relid) " + INDEX_BUILD_COLUMNS +
                     "WHERE p.datid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                     "ORDER BY p.relid, p.pid")
 

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import traceback
 
@@ -100,6 +101,8 @@ class SchemaCopy:
         self.journal = Journal(check_mode, self.secrets)
         self.commands, self.notes, self.warnings = [], [], []
         self.timings = {}
+        # What each session of the post stage builds now: {backend pid: "index public.t_idx"}, for its progress.
+        self.running, self.running_lock = {}, threading.Lock()
         self.tmpdir = None
         self.bin_dir = None
         self.pgpass = None
@@ -395,7 +398,7 @@ class SchemaCopy:
         for stmt in grants:
             self.journal.run(maint, stmt)
         tgt = schema_io.open_session(self.target, self.p["maintenance_work_mem"])
-        gate = None
+        gate = monitor = None
         try:
             if not self.check_mode:
                 self.post_lock(tgt)
@@ -418,6 +421,11 @@ class SchemaCopy:
             if not plan["steps"]:
                 return
             progress = schedule.Progress(self.p["progress_file"], len(plan["steps"]))
+            watch = None
+            if self.p["progress_file"]:
+                # How far each index build is, read over a session of its own while the others build.
+                monitor = schema_io.open_session(self.target)
+                watch = schedule.BuildWatch(lambda: self.observe_builds(monitor), progress)
             loads = None
             if self.p["wait_for_streams"]:
                 gate = schema_io.open_session(self.target)
@@ -428,18 +436,23 @@ class SchemaCopy:
             stage = schedule.PostStage(plan, self.execute_step, self.worker_session, tgt, parallel=self.p["parallel"],
                                        loads=loads, progress=progress,
                                        record=lambda done: postdata.record(self.result, done),
-                                       database=self.p["target_login_db"])
+                                       database=self.p["target_login_db"], watch=watch)
             try:
                 stage.run()
             finally:
+                if watch is not None and watch.error:
+                    self.warnings.append("the progress file stopped showing the index builds: reading "
+                                         "pg_stat_progress_create_index failed (%s); the post stage went on" %
+                                         watch.error)
                 self.timings.update(stage.timings)
                 if loads is not None:
                     self.timings["wait_loads"] = round(loads.waited, 3)
                     self.result["waited_for"]["seconds_waiting_for_all"] = round(loads.waited, 3)
         finally:
             tgt.close()
-            if gate is not None:
-                gate.close()
+            for conn in (gate, monitor):
+                if conn is not None:
+                    conn.close()
 
     def post_lock(self, tgt):
         """One post stage at a time per target database: a session advisory lock, waited for up to wait_timeout."""
@@ -456,7 +469,24 @@ class SchemaCopy:
 
     def execute_step(self, conn, step):
         retry = schedule.retry_validation if self.p["wait_for_streams"] else None
-        self.notes.extend(schema_io.run_step(self.journal, conn, step, retry))
+        pid = conn.info.backend_pid
+        with self.running_lock:
+            self.running[pid] = "%s %s" % (step["kind"], step["object"])
+        try:
+            self.notes.extend(schema_io.run_step(self.journal, conn, step, retry))
+        finally:
+            with self.running_lock:
+                self.running.pop(pid, None)
+
+    def observe_builds(self, monitor):
+        """The index builds of the sessions running a step now, each named by its step (pg_stat_progress_create_index
+        names no index while a plain CREATE INDEX builds it)."""
+        with self.running_lock:
+            running = dict(self.running)
+        builds = schema_io.index_builds(monitor, sorted(running)) if running else []
+        for b in builds:
+            b["name"] = running.get(b["pid"])
+        return builds
 
 
 def execute(params, check_mode=False):

@@ -8,7 +8,7 @@
   loads' state from native.load_readiness, a load that died, the deadline), foreign keys and everything
   after wait until every load is done;
 - a foreign key validation that meets a row still being replicated is tried again (``retry_validation``);
-- the progress file's content (``Progress``).
+- the progress file's content (``Progress``), with the index builds its sessions run (``BuildWatch``).
 
 No I/O of its own: the world is given - ``execute(conn, step)`` runs a step, ``connect()`` opens a worker's
 session, ``observe(names)`` reads the loads, ``clock``/``sleep`` tell and pass the time - so that
@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 
-from ansible_collections.pgshift.aurora.plugins.module_utils import native
+from ansible_collections.pgshift.aurora.plugins.module_utils import native, progress as progress_text
 from ansible_collections.pgshift.aurora.plugins.module_utils.progress import ProgressFile
 
 PHASES = ["indexes_parent", "indexes", "attach", "constraints", "validate", "objects"]
@@ -34,6 +34,7 @@ PHASE_NAMES = dict(indexes_parent="partitioned indexes", indexes="indexes", atta
 WAIT_INTERVAL = 0.2  # seconds between two looks at the loads' progress
 LOAD_GRACE_SECONDS = 60  # a load not done with no session for this long has died
 FK_RETRY_SECONDS = 120  # how long a foreign key validation waits for a referenced row still being replicated
+BUILD_INTERVAL = 1.0  # seconds between two looks at the index builds of the post stage's sessions
 
 
 class StepFailed(Exception):
@@ -94,13 +95,15 @@ def retry_validation(attempt, retryable, clock=time.monotonic, sleep=time.sleep,
             sleep(min(5.0, 0.25 * 2 ** tries))
 
 
-def objects_progress(total, done, elapsed, doing, waiting):
-    """What the post stage's progress file holds: the same keys as pg_validate's (job_progress prints them)."""
+def objects_progress(total, done, elapsed, doing, waiting, detail=""):
+    """What the post stage's progress file holds: the same keys as pg_validate's (job_progress prints them);
+    detail: what its index builds are doing (BuildWatch), after what it does."""
     rate = done / elapsed if elapsed > 0 else 0.0
     left = max(0, total - done)
     eta = None if waiting or rate <= 0 else round(left / rate, 1)
     return dict(unit="objects", rows=done, rows_expected=total, rows_per_second=round(rate, 2), eta_seconds=eta,
-                percent=round(100.0 * done / total, 1) if total else None, phase=doing)
+                percent=round(100.0 * done / total, 1) if total else None,
+                phase="%s; %s" % (doing, detail) if detail else doing)
 
 
 class Progress:
@@ -114,6 +117,7 @@ class Progress:
         self.done = 0
         self.doing = "starting"
         self.waiting = False
+        self.detail = ""
         self.started = clock()
         self.lock = threading.Lock()
         self.write(force=True)
@@ -124,18 +128,78 @@ class Progress:
         self.write()
 
     def now_doing(self, text, waiting=False):
+        """What the stage does now; a new phase drops what the builds of the last one did (the next look says)."""
         with self.lock:
             changed = (text, waiting) != (self.doing, self.waiting)
+            if text != self.doing:
+                self.detail = ""
             self.doing, self.waiting = text, waiting
+        self.write(force=changed)
+
+    def set_detail(self, text):
+        """What the index builds are doing now ('' when none runs): written at once when it changed."""
+        with self.lock:
+            changed = text != self.detail
+            self.detail = text
         self.write(force=changed)
 
     def snapshot(self):
         with self.lock:
-            return objects_progress(self.total, self.done, self.clock() - self.started, self.doing, self.waiting)
+            return objects_progress(self.total, self.done, self.clock() - self.started, self.doing, self.waiting,
+                                    self.detail)
 
     def write(self, force=False):
         if self.file.path:
             self.file.write(self.snapshot(), force=force)
+
+
+class BuildWatch:
+    """The index builds the post stage's own sessions run, in its progress file: a build of a large table is one
+    object for an hour, so the file also says how far each build is, its rate and its ETA.
+
+    observe() -> [{'pid', 'name' (what it builds), and pg_stat_progress_create_index's phase and counters}] of
+    the stage's sessions; looked at every `interval` seconds in a thread of its own between start() and stop(). A
+    look that fails ends the watch, not the stage: `error` keeps what it said, for a warning."""
+
+    def __init__(self, observe, progress, clock=time.monotonic, interval=BUILD_INTERVAL):
+        self.observe = observe
+        self.progress = progress
+        self.clock = clock
+        self.interval = interval
+        self.previous, self.previous_at = {}, None
+        self.error = None
+        self.stopping = threading.Event()
+        self.thread = None
+
+    def look(self):
+        """One look: the builds, each one's rate since the last look (same index, same phase), into the file."""
+        builds = self.observe()
+        now = self.clock()
+        current = {}
+        for b in builds:
+            current[b["pid"]] = (b.get("name") or b.get("index"), b.get("phase"), progress_text.index_build_units(b)[0])
+        rates = {} if self.previous_at is None else progress_text.index_rates(self.previous, current,
+                                                                              now - self.previous_at)
+        self.previous, self.previous_at = current, now
+        self.progress.set_detail(progress_text.index_builds_text(builds, rates))
+
+    def _run(self):
+        while not self.stopping.wait(self.interval):
+            try:
+                self.look()
+            except Exception as exc:  # the stage goes on without it; the runner warns
+                self.error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                return
+
+    def start(self):
+        self.thread = threading.Thread(target=self._run, name="post-stage-build-watch", daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join()
+        self.progress.set_detail("")
 
 
 class Loads:
@@ -224,12 +288,13 @@ class PostStage:
 
     execute(conn, step): runs one step, raises StepFailed; connect(): a worker's session (raises StepFailed);
     conn: the session the serial phases run on; loads: a Loads when the post stage runs during the loads;
-    record(steps): called with the steps each phase did; timings: {name: seconds}, post_<phase> added.
+    record(steps): called with the steps each phase did; timings: {name: seconds}, post_<phase> added;
+    watch: a BuildWatch, running while the stage runs.
     run() raises PostStopped at the first phase with a failed step, after what was started has ended.
     """
 
     def __init__(self, plan, execute, connect, conn, parallel=1, loads=None, progress=None, record=None,
-                 database=None, clock=time.monotonic, sleep=time.sleep):
+                 database=None, clock=time.monotonic, sleep=time.sleep, watch=None):
         self.plan = plan
         self.execute = execute
         self.connect = connect
@@ -241,10 +306,13 @@ class PostStage:
         self.database = database
         self.clock = clock
         self.sleep = sleep
+        self.watch = watch
         self.timings = {}
 
     def run(self):
         finished = False
+        if self.watch is not None:
+            self.watch.start()
         try:
             for phase in PHASES:
                 steps = phase_steps(self.plan, phase)
@@ -266,6 +334,8 @@ class PostStage:
                     raise PostStopped(stopped_message(phase, errors))
             finished = True
         finally:
+            if self.watch is not None:
+                self.watch.stop()
             self.progress.now_doing("done" if finished else "stopped")
 
     def step(self, conn, step):
