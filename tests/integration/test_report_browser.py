@@ -128,3 +128,25 @@ def test_a_missing_figure_is_caught(report_dir, driver):
     driver.get((report_dir / "index.html").as_uri())
     assert not driver.find_elements(By.CSS_SELECTOR, "#fig-lag svg")
     assert "not run yet" in driver.find_element(By.ID, "lag").text
+
+
+def test_figures_of_data_on_one_spot_render(report_dir, driver):
+    """Data a real run gives but the fixture does not: a stream of empty tables loaded in no time (0 rows at 0 s
+    and at its end), a lag polled twice at the same second with the same values, steps of 0 s in the rehearsal.
+    Every figure still draws only paths with a size (CI's site run once met an empty line path)."""
+    replication = json.loads((report_dir / "replication.json").read_text())
+    replication["loads"].append(dict(changed=True, stream="pgshift_shipping_s3", load=dict(
+        bytes=0, rows=0, rows_per_second=0.0, seconds=0.0, tables=[], units=0, workers=1)))
+    (report_dir / "replication.json").write_text(json.dumps(replication))
+    with open(report_dir / "replication-lag.csv", "a", encoding="utf-8") as handle:
+        handle.write("0.1,pgshift_shipping_s3,streaming,0,0.0,0,0,0,100.0\n"
+                     "0.1,pgshift_shipping_s3,streaming,0,0.0,0,0,0,100.0\n")
+    rehearsal = json.loads((report_dir / "rehearsal.json").read_text())
+    for entry in rehearsal["timeline"][:3]:
+        entry["seconds"] = 0.0
+    (report_dir / "rehearsal.json").write_text(json.dumps(rehearsal))
+    rf.write_index(str(report_dir), "inventories/lab/hosts.yml")
+    page = (report_dir / "index.html").read_text()
+    assert "pgshift_shipping_s3" in page
+    assert_renders(driver, report_dir / "index.html", [s for s in SECTIONS if s not in ("phases", "timelines")],
+                   FIGURES, "report-one-spot.png")
