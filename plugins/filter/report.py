@@ -85,6 +85,8 @@ def assessed_side(side, host, endpoint, result):
         sizes=result.get("sizes", {}),
         suggested_streams=result.get("suggested_streams"),
         planned_streams=result.get("planned_streams"),
+        vcpus=result.get("vcpus"),
+        stream_cap=result.get("stream_cap"),
         lob=result.get("lob"),
         settings=result.get("settings", {}),
         restart_pending=result.get("restart_pending", []),

@@ -33,6 +33,21 @@ def _port_ok(value):
     return re.match(r"^[0-9]+$", text) is not None and 1 <= int(text) <= 65535
 
 
+def _vcpus(host_vars):
+    """db_vcpus of a database host as a number: None when unset, False when it is not a count from 1."""
+    if _blank(host_vars, "db_vcpus"):
+        return None
+    text = str(host_vars["db_vcpus"]).strip()
+    return int(text) if re.match(r"^[0-9]+$", text) and int(text) >= 1 else False
+
+
+def fewest_vcpus(source_vars, target_vars):
+    """The fewer of the two hosts' db_vcpus (the one given when only one is), None when neither is or one is
+    not a count: what caps the streams (prereqs.vcpu_stream_cap)."""
+    known = [v for v in (_vcpus(source_vars), _vcpus(target_vars)) if v]
+    return min(known) if known else None
+
+
 def endpoint(host_vars):
     """host:port/database of a database host (db_port defaults to 5432)."""
     return "%s:%s/%s" % (host_vars.get("db_host"), host_vars.get("db_port", 5432), host_vars.get("db_name"))
@@ -42,8 +57,8 @@ def inventory_check(groups, hostvars, required=REQUIRED_HOST_VARS):
     """The inventory against the contract.
 
     groups: group name -> host names; hostvars: host name -> its variables (a mapping).
-    Returns dict(problems=[message, ...], source_host, target_host, source_endpoint, target_endpoint): the four
-    resolved values are None when the groups are wrong.
+    Returns dict(problems=[message, ...], source_host, target_host, source_endpoint, target_endpoint, vcpus): the
+    resolved values are None when the groups are wrong; vcpus is fewest_vcpus() of the two hosts.
     """
     problems = []
     for group, what in GROUPS:
@@ -51,7 +66,8 @@ def inventory_check(groups, hostvars, required=REQUIRED_HOST_VARS):
         if len(hosts) != 1:
             problems.append("inventory: group '%s' must hold exactly one host (%s), it holds %s. Fix the inventory "
                             "(docs/inventory.md)." % (group, what, ", ".join(hosts) or "none"))
-    out = dict(problems=problems, source_host=None, target_host=None, source_endpoint=None, target_endpoint=None)
+    out = dict(problems=problems, source_host=None, target_host=None, source_endpoint=None, target_endpoint=None,
+               vcpus=None)
     if problems:
         return out
     source, target = groups["source"][0], groups["target"][0]
@@ -64,6 +80,9 @@ def inventory_check(groups, hostvars, required=REQUIRED_HOST_VARS):
         if not _port_ok(host_vars.get("db_port", 5432)):
             problems.append("inventory: host '%s' has db_port %s, not a TCP port number." % (
                 host, host_vars.get("db_port")))
+        if _vcpus(host_vars) is False:
+            problems.append("inventory: host '%s' has db_vcpus %s, not a count of vCPUs from 1: set the instance's "
+                            "vCPUs, or leave it unset when unknown." % (host, host_vars.get("db_vcpus")))
     source_vars, target_vars = hostvars[source], hostvars[target]
     name = source_vars.get("migration_name")
     if name is None or not MIGRATION_NAME.match(str(name)):
@@ -71,7 +90,7 @@ def inventory_check(groups, hostvars, required=REQUIRED_HOST_VARS):
                         "underscores, at most 40 characters (it names slots, publications, subscriptions and DMS "
                         "tasks)." % ("is missing" if name is None else "'%s' is not valid" % name))
     out.update(source_host=source, target_host=target, source_endpoint=endpoint(source_vars),
-               target_endpoint=endpoint(target_vars))
+               target_endpoint=endpoint(target_vars), vcpus=fewest_vcpus(source_vars, target_vars))
     if out["source_endpoint"] == out["target_endpoint"]:
         problems.append("inventory: the source (%s) and the target (%s) are the same database, %s: point the target "
                         "at the Aurora writer endpoint." % (source, target, out["source_endpoint"]))

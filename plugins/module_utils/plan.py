@@ -432,7 +432,8 @@ def table_entry(u, rates, primary_keys, split_bytes, placed):
 
 PLAN_DEFAULTS = dict(engine="native", streams=0, existing=None, publication_names=(), publication_tables=(),
                      write_rates=None, primary_keys=None, own_rows=None, split_bytes=DEFAULT_SPLIT_BYTES,
-                     load_rate_bytes_per_second=DEFAULT_LOAD_RATE, allow_no_pk_dms=False, write_rate_method=None)
+                     load_rate_bytes_per_second=DEFAULT_LOAD_RATE, allow_no_pk_dms=False, write_rate_method=None,
+                     vcpus=None)
 
 
 def stream_count(requested, suggested, existing_numbers, migration_name):
@@ -458,7 +459,8 @@ def build_plan(tables, excluded, opts):
       publication_names / publication_tables (what the source's publications carry, native),
       write_rates ({oid: writes/s}), primary_keys ({oid: [{name, type, base_type}]}),
       own_rows ({oid: bool} for inheritance parents), split_bytes, load_rate_bytes_per_second,
-      allow_no_pk_dms, write_rate_method (reported as is).
+      allow_no_pk_dms, write_rate_method (reported as is), vcpus (the fewer of the two instances', or None: the
+      automatic count is capped by prereqs.vcpu_stream_cap, a larger count is warned about).
     """
     o = dict(PLAN_DEFAULTS)
     o.update(opts)
@@ -488,8 +490,11 @@ def build_plan(tables, excluded, opts):
     warnings += existing_warnings
 
     size_facts = dict(write_rates={str(u["oid"]): _rate(rates, u["oid"]) for u in units})
-    suggested = prereqs.suggest_streams(prereqs.sizes(size_facts, units))
+    suggested = prereqs.suggest_streams(prereqs.sizes(size_facts, units), vcpus=o["vcpus"])
     count = stream_count(o["streams"], suggested, numbers, name)
+    over = prereqs.streams_over_vcpus(count, o["vcpus"])
+    if over:
+        warnings.append(over)
     kept = set(assigned)
     placement = balance(units, count, rates, assigned)
 
@@ -529,7 +534,8 @@ def build_plan(tables, excluded, opts):
         kept=len(kept), placed=len(units) - len(kept), not_replicated=len(not_replicated),
         parents=len(parents), excluded=len(excluded_list))
     return dict(
-        migration_name=name, engine=engine, stream_count=count, suggested_streams=suggested,
+        migration_name=name, engine=engine, stream_count=count, suggested_streams=suggested, vcpus=o["vcpus"],
+        stream_cap=prereqs.vcpu_stream_cap(o["vcpus"]),
         existing_streams=sorted(numbers), streams=streams, not_replicated=not_replicated, parents=parents,
         excluded=excluded_list, warnings=warnings, totals=totals, write_rate_method=o["write_rate_method"],
         split_bytes=o["split_bytes"], load_rate_bytes_per_second=o["load_rate_bytes_per_second"])

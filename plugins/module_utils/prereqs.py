@@ -324,18 +324,41 @@ def sizes(facts, tables, top=10):
     )
 
 
-def suggest_streams(size_summary, bytes_per_stream=50 * 1024 ** 3, writes_per_stream=2500.0, max_streams=8):
+def vcpu_stream_cap(vcpus):
+    """The most streams `vcpus` cores carry (vcpus: the fewer of the source's and the target's; None: unknown, no
+    cap): one stream per two vCPUs, at least one. Every stream costs the source a decoder that reads all the WAL
+    and the target an apply worker that took up to 0.55 core in bench/cdc's ceiling runs; on 2 vCPUs a second
+    stream competes with the first and with the application for the same cores."""
+    if not vcpus:
+        return None
+    return max(1, int(vcpus) // 2)
+
+
+def suggest_streams(size_summary, bytes_per_stream=50 * 1024 ** 3, writes_per_stream=2500.0, max_streams=8,
+                    vcpus=None):
     """How many parallel streams: enough that none carries over ~50 GB or ~2500 row writes/s.
 
-    Never more streams than tables, never fewer than one. The write threshold comes from bench/cdc's ceiling
-    runs: one stream applied 4,000-8,700 rows/s on a 2-core machine it shared with the source and the load,
-    and fell behind first at about 5,000 rows/s with 13 indexes per row on the target; every stream also costs
-    the source a decoder that reads all the WAL. 2500 is half that worst case.
+    Never more streams than tables, never fewer than one, never more than the vCPUs carry (vcpu_stream_cap). The
+    write threshold comes from bench/cdc's ceiling runs: one stream applied 4,000-8,700 rows/s on a 2-core
+    machine it shared with the source and the load, and fell behind first at about 5,000 rows/s with 13 indexes
+    per row on the target; every stream also costs the source a decoder that reads all the WAL. 2500 is half
+    that worst case.
     """
     by_bytes = int(math.ceil((size_summary.get("migrated_bytes") or 0) / float(bytes_per_stream)))
     by_writes = int(math.ceil((size_summary.get("writes_per_second") or 0) / float(writes_per_stream)))
     wanted = max(1, by_bytes, by_writes)
-    return max(1, min(wanted, max_streams, max(1, size_summary.get("tables") or 1)))
+    cap = vcpu_stream_cap(vcpus) or max_streams
+    return max(1, min(wanted, max_streams, cap, max(1, size_summary.get("tables") or 1)))
+
+
+def streams_over_vcpus(streams, vcpus):
+    """A warning when `streams` is more than `vcpus` carry (vcpu_stream_cap), else None."""
+    cap = vcpu_stream_cap(vcpus)
+    if cap is None or streams <= cap:
+        return None
+    return ("%d streams on %d vCPUs (the fewer of the source's and the target's): each stream takes a WAL decoder "
+            "on the source and an apply worker on the target, and more than %d compete for the same cores with "
+            "the application; plan %d stream(s), or give the instances more vCPUs" % (streams, vcpus, cap, cap))
 
 
 def _list(items, limit=12):

@@ -82,6 +82,13 @@ options:
       - C(0) means automatic, the RV(suggested_streams) computed from sizes and write rates.
     type: int
     default: 1
+  vcpus:
+    description:
+      - The vCPUs of the smaller of the two instances (source and target), when known. The suggestion is then
+        at most one stream per two vCPUs (RV(stream_cap)), since each stream takes a WAL decoder on the source
+        and an apply worker on the target.
+      - Unset, the suggestion is not capped by cores.
+    type: int
   reserved_slots:
     description:
       - Slots and senders to keep free on top of the planned streams (table synchronisation,
@@ -276,7 +283,17 @@ sizes:
   returned: always
   type: dict
 suggested_streams:
-  description: How many parallel streams the sizes and write rates call for.
+  description: How many parallel streams the sizes and write rates call for, at most RV(stream_cap).
+  returned: always
+  type: int
+  sample: 2
+vcpus:
+  description: The O(vcpus) the suggestion was capped by (null when not given).
+  returned: always
+  type: int
+  sample: 4
+stream_cap:
+  description: The most streams O(vcpus) carry (one per two vCPUs, at least one); null without O(vcpus).
   returned: always
   type: int
   sample: 2

@@ -78,6 +78,13 @@ options:
         already exist.
     type: int
     default: 0
+  vcpus:
+    description:
+      - The vCPUs of the smaller of the two instances (source and target), when known. The automatic count is
+        then at most one stream per two vCPUs, since each stream takes a WAL decoder on the source and an apply
+        worker on the target; a larger O(streams) is planned as asked, with a warning.
+      - Unset, the count is not capped by cores.
+    type: int
   existing:
     description:
       - A previous assignment to keep - C(schema.table) to stream name (C(pgshift_<migration_name>_s<N>)), for
@@ -205,10 +212,20 @@ plan:
       returned: always
       sample: 2
     suggested_streams:
-      description: The automatic stream count from sizes and write rates.
+      description: The automatic stream count from sizes and write rates, at most RV(plan.stream_cap).
       type: int
       returned: always
       sample: 1
+    vcpus:
+      description: The O(vcpus) given (null when not).
+      type: int
+      returned: always
+      sample: 4
+    stream_cap:
+      description: The most streams O(vcpus) carry (one per two vCPUs, at least one); null without O(vcpus).
+      type: int
+      returned: always
+      sample: 2
     existing_streams:
       description: Numbers of the streams that already existed (publications or O(existing)).
       type: list

@@ -308,11 +308,16 @@ def test_prepare_then_assess_passes_and_a_second_prepare_changes_nothing(env):
     assert "0 change(s) made" in out
     assert env.report("preparation.json")["changes"] == 0
 
+    # The target's host_vars say it has 2 vCPUs: the suggestion is capped at one stream, and the report says so.
+    with open(os.path.join(os.path.dirname(inventory), "host_vars", "it-target.yml"), "a") as handle:
+        handle.write("db_vcpus: 2\n")
     rc, out, recap = run(env, "assess", inventory)
     assert rc == 0, out
     assert recap["changed"] == 0 and recap["failed"] == 0
     data = env.report("assessment.json")
     assert data["decision"] == "GO", data["blockers"]
+    assert (data["source"]["vcpus"], data["source"]["stream_cap"], data["source"]["suggested_streams"]) == (2, 1, 1)
+    assert "**1**, at most 1 on 2 vCPUs (`db_vcpus`" in (env.reports / "assessment.md").read_text()
     assert data["blockers"] == []
     assert data["source"]["summary"]["blocker"] == 0 and data["target"]["summary"]["blocker"] == 0
     assert "## Decision: **GO**" in (env.reports / "assessment.md").read_text()
@@ -441,3 +446,8 @@ def test_invalid_inventory_values_are_clear_errors(env):
     rc, out = run_rc(env, "assess", inventory)
     assert rc != 0
     assert "must be 'auto' or a number of at least 1, got 'lots'" in out
+
+    inventory = env.inventory(source_vars=dict(env.host_vars(env.source), db_vcpus="four"), name="inv3")
+    rc, out = run_rc(env, "assess", inventory)
+    assert rc != 0
+    assert "inventory: host 'it-source' has db_vcpus four, not a count of vCPUs from 1" in out

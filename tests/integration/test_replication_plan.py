@@ -125,6 +125,15 @@ def test_no_pk_table_blocks_until_it_has_replica_identity_full(source_cluster, s
     assert "public.carrier_rates" in placement(ok(run(source_cluster, shipdb)))
 
 
+def test_streams_over_what_the_vcpus_carry_are_planned_with_a_warning(source_cluster, shipdb):
+    source_cluster.execute(shipdb, "ALTER TABLE public.carrier_rates REPLICA IDENTITY FULL")
+    result = ok(run(source_cluster, shipdb, streams=3, vcpus=2))
+    assert result["plan"]["stream_count"] == 3 and result["plan"]["stream_cap"] == 1
+    assert any(w.startswith("3 streams on 2 vCPUs") for w in result["warnings"]), result["warnings"]
+    auto = ok(run(source_cluster, shipdb, vcpus=2))
+    assert auto["plan"]["stream_count"] == 1 and not [w for w in auto.get("warnings") or [] if "vCPUs" in w]
+
+
 def test_plan_covers_every_physical_table_exactly_once(source_cluster, shipdb):
     source_cluster.execute(shipdb, "ALTER TABLE public.carrier_rates REPLICA IDENTITY FULL")
     result = ok(run(source_cluster, shipdb, streams=3))
@@ -296,9 +305,10 @@ def test_write_rates_since_the_assessments_reading(source_cluster, new_db, prere
 
 def test_invalid_options_fail_before_connecting(source_cluster, closed_port):
     result, raw = run_module(MODULE, dict(login_port=closed_port, migration_name="Bad Name", streams=-2,
-                                          login_password=ADMIN_PASSWORD))
+                                          vcpus=0, login_password=ADMIN_PASSWORD))
     assert result["failed"]
     assert "[a-z0-9_]{1,40}" in result["msg"] and "streams must be 0" in result["msg"]
+    assert "vcpus must be the instances' vCPU count, from 1 (got 0)" in result["msg"]
     assert ADMIN_PASSWORD not in raw
     result, raw = run_module(MODULE, dict(login_port=closed_port, migration_name="ok", login_password=ADMIN_PASSWORD,
                                           login_host="127.0.0.1"))

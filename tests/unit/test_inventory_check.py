@@ -30,7 +30,21 @@ def inventory(source=None, target=None, migration_name="shipping", groups=None):
 def test_a_good_inventory_has_no_problem_and_resolves_hosts_and_endpoints():
     out = inventory_check(*inventory())
     assert out == dict(problems=[], source_host="src", target_host="tgt", source_endpoint="127.0.0.1:5432/app",
-                       target_endpoint="127.0.0.1:5433/app")
+                       target_endpoint="127.0.0.1:5433/app", vcpus=None)
+
+
+@pytest.mark.parametrize("source, target, vcpus", [(8, 4, 4), ("16", None, 16), (None, 2, 2), ("", " ", None)])
+def test_the_fewer_vcpus_of_the_two_hosts(source, target, vcpus):
+    out = inventory_check(*inventory(source=host(db_vcpus=source), target=host(db_port=5433, db_vcpus=target)))
+    assert out["problems"] == [] and out["vcpus"] == vcpus
+
+
+@pytest.mark.parametrize("value", [0, "two", "1.5", -4])
+def test_vcpus_that_are_not_a_count_are_a_problem(value):
+    out = inventory_check(*inventory(target=host(db_port=5433, db_vcpus=value)))
+    assert out["problems"] == ["inventory: host 'tgt' has db_vcpus %s, not a count of vCPUs from 1: set the "
+                               "instance's vCPUs, or leave it unset when unknown." % value]
+    assert out["vcpus"] is None
 
 
 def test_the_port_defaults_to_5432():

@@ -272,6 +272,26 @@ def test_auto_stream_count_from_sizes_and_writes():
     assert make([table("public", "t", oid=1)], streams=0)["stream_count"] == 1
 
 
+def test_the_vcpus_cap_the_automatic_count_and_a_larger_count_is_warned_about():
+    """One stream per two vCPUs of the smaller instance: 120 GB asks for 3 streams, 4 vCPUs carry 2."""
+    rels = [table("public", "t%d" % i, oid=i, bytes_=30 * GB) for i in range(1, 5)]
+    result = make(rels, streams=0, vcpus=4)
+    assert (result["suggested_streams"], result["stream_count"], result["vcpus"], result["stream_cap"]) == (2, 2, 4, 2)
+    assert not [w for w in result["warnings"] if "vCPUs" in w]
+    assert make(rels, streams=0, vcpus=16)["stream_count"] == 3  # the sizes decide below the cap
+    assert make(rels, streams=0, vcpus=1)["stream_count"] == 1  # never fewer than one
+    # asked for 3 on 4 vCPUs: planned as asked, with what it costs and what to do
+    result = make(rels, streams=3, vcpus=4)
+    assert result["stream_count"] == 3
+    assert [w for w in result["warnings"] if "vCPUs" in w] == [
+        "3 streams on 4 vCPUs (the fewer of the source's and the target's): each stream takes a WAL decoder on the "
+        "source and an apply worker on the target, and more than 2 compete for the same cores with the "
+        "application; plan 2 stream(s), or give the instances more vCPUs"]
+    # without vcpus: no cap, no warning
+    result = make(rels, streams=0)
+    assert (result["stream_count"], result["vcpus"], result["stream_cap"]) == (3, None, None)
+
+
 def test_more_streams_than_tables_warns_about_empty_streams():
     result = make([table("public", "t", oid=1)], streams=2)
     assert result["streams"][1]["tables"] == []

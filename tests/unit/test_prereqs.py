@@ -307,6 +307,17 @@ def test_activity_findings():
     assert "5.0 GB" in found["inactive_replication_slots"]["detail"]
 
 
+def test_the_vcpus_cap_the_suggested_streams():
+    assert [prereqs.vcpu_stream_cap(v) for v in (None, 0, 1, 2, 3, 4, 16, 96)] == [None, None, 1, 1, 1, 2, 8, 48]
+    busy = dict(migrated_bytes=10 ** 15, writes_per_second=0, tables=40)  # 8 streams' worth
+    assert prereqs.suggest_streams(busy) == 8
+    assert prereqs.suggest_streams(busy, vcpus=2) == 1
+    assert prereqs.suggest_streams(busy, vcpus=6) == 3
+    assert prereqs.suggest_streams(busy, vcpus=64) == 8  # never above the largest advice
+    assert prereqs.streams_over_vcpus(2, 4) is None and prereqs.streams_over_vcpus(9, None) is None
+    assert prereqs.streams_over_vcpus(2, 2).startswith("2 streams on 2 vCPUs")
+
+
 def test_suggest_streams():
     assert prereqs.suggest_streams(dict(migrated_bytes=0, writes_per_second=0, tables=3)) == 1
     assert prereqs.suggest_streams(dict(migrated_bytes=120 * 1024 ** 3, writes_per_second=10, tables=40)) == 3

@@ -22,6 +22,7 @@ def argument_spec():
         migration_name=dict(type="str", required=True),
         engine=dict(type="str", default="native", choices=["native", "dms"]),
         streams=dict(type="int", default=0),
+        vcpus=dict(type="int"),
         existing=dict(type="dict", default={}),
         allow_no_pk_dms=dict(type="bool", default=False),
         split_bytes=dict(type="int", default=plan.DEFAULT_SPLIT_BYTES),
@@ -42,6 +43,9 @@ def validate(p):
         problems.append(str(exc))
     if p["streams"] < 0:
         problems.append("streams must be 0 (automatic) or a number of streams from 1 (got %d)" % p["streams"])
+    if p["vcpus"] is not None and p["vcpus"] < 1:
+        problems.append("vcpus must be the instances' vCPU count, from 1 (got %d); leave it unset when unknown"
+                        % p["vcpus"])
     if p["split_bytes"] < 0:
         problems.append("split_bytes must be 0 (no key ranges) or a size in bytes (got %d)" % p["split_bytes"])
     if p["load_rate_bytes_per_second"] <= 0:
@@ -97,7 +101,7 @@ class ReplicationPlan:
         finally:
             conn.close()
         opts.update(migration_name=self.p["migration_name"], engine=self.p["engine"], streams=self.p["streams"],
-                    existing=self.p["existing"], allow_no_pk_dms=self.p["allow_no_pk_dms"],
+                    existing=self.p["existing"], allow_no_pk_dms=self.p["allow_no_pk_dms"], vcpus=self.p["vcpus"],
                     split_bytes=self.p["split_bytes"],
                     load_rate_bytes_per_second=self.p["load_rate_bytes_per_second"])
         result = plan.build_plan(tables, excluded, opts)

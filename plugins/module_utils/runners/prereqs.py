@@ -30,6 +30,7 @@ def argument_spec():
         migration_user=dict(type="str"),
         migration_password=dict(type="str", no_log=True),
         planned_streams=dict(type="int", default=1),
+        vcpus=dict(type="int"),
         reserved_slots=dict(type="int", default=2),
         fail_on=dict(type="str", default="blocker", choices=["blocker", "warning", "never"]),
         replica_identity_full=dict(type="list", elements="str", default=[]),
@@ -117,7 +118,7 @@ class Prereqs:
             return self.p["planned_streams"]
         if self.p["role"] == "target" and (self.p["source_facts"] or {}).get("planned_streams"):
             return int(self.p["source_facts"]["planned_streams"])
-        return prereqs.suggest_streams(prereqs.sizes(facts, tables))
+        return prereqs.suggest_streams(prereqs.sizes(facts, tables), vcpus=self.p["vcpus"])
 
     def opts(self, facts, tables):
         return dict(role=self.p["role"], engine=self.p["engine"], planned_streams=self.planned_streams(facts, tables),
@@ -310,7 +311,9 @@ class Prereqs:
                                       configured=prereqs.configured_value(facts, name)))
                           for name, s in facts["settings"].items()),
             sizes=size_summary,
-            suggested_streams=prereqs.suggest_streams(size_summary),
+            suggested_streams=prereqs.suggest_streams(size_summary, vcpus=self.p["vcpus"]),
+            vcpus=self.p["vcpus"],
+            stream_cap=prereqs.vcpu_stream_cap(self.p["vcpus"]),
             planned_streams=self.planned_streams(facts, tables),
             restart_pending=prereqs.restart_pending(facts),
             reboot_pending=bool(reboot_pending),
