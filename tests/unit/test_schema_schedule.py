@@ -327,9 +327,12 @@ def test_the_progress_file_says_how_far_each_index_build_is(tmp_path):
     watch.look()
     assert json.loads(path.read_text())["phase"] == "indexes"
     # a new phase drops what the last one's builds did, until the next look
-    seen.append([build(11, "public.big_pkey", "public.big", blocks_total=1000, blocks_done=600)])
+    seen.append([build(11, "public.big_pkey", "public.big", blocks_total=1000, blocks_done=600,
+                       name="index public.big_pkey")])
     watch.look()
-    progress.now_doing("foreign key validation")
+    progress.now_doing("indexes; waiting for the loads")  # within a phase the builds stay
+    assert json.loads(path.read_text())["phase"].startswith("indexes; waiting for the loads; index public.big_pkey")
+    progress.new_phase("foreign key validation")
     assert json.loads(path.read_text())["phase"] == "foreign key validation"
 
 
@@ -392,3 +395,23 @@ def test_a_watch_that_cannot_look_stops_and_the_stage_goes_on(tmp_path):
     watch, final = run_watched(tmp_path, watched)
     assert watched.looks == 1 and watch.error == "terminating connection due to administrator command"
     assert final["phase"] == "done" and final["rows"] == len(PLAN["steps"])
+
+
+def test_a_look_that_hangs_does_not_hold_the_end_of_the_stage(tmp_path):
+    clock = Clock()
+    progress = schedule.Progress(str(tmp_path / "post.json"), 1, clock)
+    entered, release = threading.Event(), threading.Event()
+
+    def observe():
+        entered.set()
+        release.wait(30)  # a server that does not answer
+        return []
+    watch = schedule.BuildWatch(observe, progress, clock, interval=0.001)
+    watch.start()
+    assert entered.wait(30)
+    watch.stop(timeout=0.05)
+    assert watch.thread.is_alive() and watch.thread.daemon  # left behind, the process may end
+    assert json.loads((tmp_path / "post.json").read_text())["phase"] == "starting"
+    release.set()
+    watch.thread.join(30)
+    assert not watch.thread.is_alive()

@@ -221,16 +221,6 @@ def nudge_flush(conn):
     conn.execute("SELECT pg_current_xact_id()" if conn.info.server_version >= 130000 else "SELECT txid_current()")
 
 
-def set_local(conn, name, milliseconds):
-    """A timeout for the rest of the current transaction only."""
-    conn.execute("SELECT set_config(%s, %s, true)", (name, "%dms" % max(1, int(milliseconds))))
-
-
-def set_session(conn, name, milliseconds):
-    """A timeout for the session."""
-    conn.execute("SELECT set_config(%s, %s, false)", (name, "%dms" % max(1, int(milliseconds))))
-
-
 def counts_for_hashes(conn, table, columns, hashes, version):
     """{row hash: copies} for these row hashes (tables without a key; the source now)."""
     query = parametrised(conn, sql.SQL("SELECT h, count(*) FROM (SELECT {h} AS h FROM {rel}) s WHERE h = ANY(").format(
@@ -546,10 +536,10 @@ class Comparison:
         try:
             conn = coord.locker()
             conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-            set_local(conn, "statement_timeout", budget * 1000)
-            set_local(conn, "lock_timeout", budget * 1000)
+            db.set_local(conn, "statement_timeout", budget * 1000)
+            db.set_local(conn, "lock_timeout", budget * 1000)
             # if this process stalls while holding the locks, the server ends the session and releases them
-            set_local(conn, "idle_in_transaction_session_timeout", (2 * budget + 10) * 1000)
+            db.set_local(conn, "idle_in_transaction_session_timeout", (2 * budget + 10) * 1000)
             locked = keyed_hashes(conn, table, cols, keys, self.version, lock=True)
             # the insert position, read with the rows locked: every change to them (a commit that is not yet
             # written out too, synchronous_commit = off) is before it; then have it flushed, so it gets sent
@@ -559,7 +549,7 @@ class Comparison:
             if not ok:
                 return {}, len(locked), validate.lock_not_caught_up(table["table"], lsn, budget)
             tmon = coord.tmon()
-            set_session(tmon, "statement_timeout", budget * 1000)
+            db.set_session(tmon, "statement_timeout", budget * 1000)
             target = keyed_hashes(tmon, table, cols, keys, self.version)
             absent = [k for k in keys if k not in locked]
             after = keyed_hashes(conn, table, cols, absent, self.version) if absent else {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from ansible_collections.pgshift.aurora.plugins.module_utils import scope
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg import loader, status
 from ansible_collections.pgshift.aurora.plugins.module_utils._pg.connection import PgConnectError, connect
-from ansible_collections.pgshift.aurora.plugins.module_utils._pg.db import first, one, rows
+from ansible_collections.pgshift.aurora.plugins.module_utils._pg.db import first, one, rows, set_session
 from ansible_collections.pgshift.aurora.plugins.module_utils.schema.schedule import StepFailed
 
 try:
@@ -664,6 +664,16 @@ def observe_loads(conn, names):
         conn, "SELECT DISTINCT application_name FROM pg_stat_activity WHERE application_name = ANY(%s)",
         (list(names),)))
     return progress, keys, alive
+
+
+MONITOR_TIMEOUT_MS = 5000  # a look at the index builds that takes longer is given up (the post stage goes on)
+
+
+def open_monitor(params):
+    """A session that only reads the progress views, each read cut short after MONITOR_TIMEOUT_MS."""
+    conn = connect(params)
+    set_session(conn, "statement_timeout", MONITOR_TIMEOUT_MS)
+    return conn
 
 
 def index_builds(conn, pids):

@@ -424,7 +424,7 @@ class SchemaCopy:
             watch = None
             if self.p["progress_file"]:
                 # How far each index build is, read over a session of its own while the others build.
-                monitor = schema_io.open_session(self.target)
+                monitor = schema_io.open_monitor(self.target)
                 watch = schedule.BuildWatch(lambda: self.observe_builds(monitor), progress)
             loads = None
             if self.p["wait_for_streams"]:

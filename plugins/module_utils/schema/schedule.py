@@ -35,6 +35,7 @@ WAIT_INTERVAL = 0.2  # seconds between two looks at the loads' progress
 LOAD_GRACE_SECONDS = 60  # a load not done with no session for this long has died
 FK_RETRY_SECONDS = 120  # how long a foreign key validation waits for a referenced row still being replicated
 BUILD_INTERVAL = 1.0  # seconds between two looks at the index builds of the post stage's sessions
+STOP_SECONDS = 10.0  # how long the end of the post stage waits for a look in flight
 
 
 class StepFailed(Exception):
@@ -128,13 +129,16 @@ class Progress:
         self.write()
 
     def now_doing(self, text, waiting=False):
-        """What the stage does now; a new phase drops what the builds of the last one did (the next look says)."""
         with self.lock:
             changed = (text, waiting) != (self.doing, self.waiting)
-            if text != self.doing:
-                self.detail = ""
             self.doing, self.waiting = text, waiting
         self.write(force=changed)
+
+    def new_phase(self, text):
+        """A phase starts: what the builds of the last one did is dropped (the next look says what runs now)."""
+        with self.lock:
+            self.detail = ""
+        self.now_doing(text)
 
     def set_detail(self, text):
         """What the index builds are doing now ('' when none runs): written at once when it changed."""
@@ -195,10 +199,11 @@ class BuildWatch:
         self.thread = threading.Thread(target=self._run, name="post-stage-build-watch", daemon=True)
         self.thread.start()
 
-    def stop(self):
+    def stop(self, timeout=STOP_SECONDS):
+        """Ends the looks; a look still waiting for the server after `timeout` s is left behind (a daemon thread)."""
         self.stopping.set()
         if self.thread is not None:
-            self.thread.join()
+            self.thread.join(timeout)
         self.progress.set_detail("")
 
 
@@ -320,7 +325,7 @@ class PostStage:
                     continue
                 if self.loads is not None and phase not in DURING_LOADS:
                     self.loads.wait_all(self.progress)
-                self.progress.now_doing(PHASE_NAMES.get(phase, phase))
+                self.progress.new_phase(PHASE_NAMES.get(phase, phase))
                 start = self.clock()
                 mode = phase_mode(phase, self.parallel, len(steps), self.loads is not None)
                 if mode == "serial":
