@@ -33,11 +33,13 @@ description:
     the migration confirmed the source's WAL position read with the new snapshot, up to O(live_rounds) times; only
     what still differs is reported. Quiesced mode (writes stopped) compares once.
   - Live mode's lock step (O(live_lock_rows)) - in each re-check round, the rows of keyed tables that still differ
-    are locked on the source (C(SELECT ... FOR SHARE), at most O(live_lock_rows) rows of one table per short
-    transaction), their hashes and the WAL position read under the locks, the slots waited for, and the same keys
-    read on the target; nobody can change a locked row, so the target must then hold exactly its value - equal is
-    resolved, different is a real difference. This settles rows written many times a second, which the snapshots
-    alone never settle. Tables without a key keep the snapshot settle.
+    are locked on the source (C(SELECT ... FOR SHARE NOWAIT), at most O(live_lock_rows) rows of one table per short
+    transaction, tried again while another transaction holds one of them, never waiting for a row while holding
+    others, so that an application transaction is never a deadlock victim of it), their hashes and the WAL
+    position read under the locks, the slots waited for, and the same keys read on the target; nobody can change
+    a locked row, so the target must then hold exactly its value - equal is resolved, different is a real
+    difference. This settles rows written many times a second, which the snapshots alone never settle. Tables
+    without a key keep the snapshot settle.
 author:
   - pgshift.aurora developers (@pgshift)
 extends_documentation_fragment:
@@ -102,8 +104,9 @@ options:
     default: 1000
   live_lock_timeout:
     description:
-      - Seconds one lock batch may take - to get its locks (C(lock_timeout) and C(statement_timeout) of its source
-        transaction) and then for the slots to confirm the position read under them. When the locks are not
+      - Seconds one lock batch may take - to get its locks (tries of C(FOR SHARE NOWAIT), 10 ms apart doubling up
+        to 200 ms, while another transaction holds a row; C(statement_timeout) of its source transaction) and then
+        for the slots to confirm the position read under them. When the locks are not
         granted or the slots do not confirm in time, the locks are released and those differences are settled as
         without the lock step (reported as unsettled when still in flight after the last round); the round's
         record says why.

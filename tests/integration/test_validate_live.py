@@ -317,3 +317,60 @@ def test_without_the_lock_step_hot_rows_stay_unsettled_as_before(source_cluster,
     finally:
         writer.halt()
         drop_subscription(target_cluster, tgt_db, sub)
+
+
+def test_the_lock_step_never_makes_an_application_transaction_a_deadlock_victim(source_cluster, new_db):
+    """The order that made the application the victim when the lock step waited for rows: B holds row 3, the lock
+    step has rows 1-2 and waits for 3, A (holding row 5) then waits for row 1, B commits, the lock step reaches
+    row 5 and waits for A - A, waiting longer, was cancelled after deadlock_timeout. With FOR SHARE NOWAIT the lock
+    step never waits while holding rows: A goes on and commits, and a later try of the lock step gets every row."""
+    from ansible_collections.pgshift.aurora.plugins.module_utils._pg import compare
+
+    db = new_db(source_cluster)
+    source_cluster.execute(db, ["CREATE TABLE t (id int PRIMARY KEY, v int)",
+                                "INSERT INTO t SELECT g, 0 FROM generate_series(1, 5) g"])  # as the owner
+    table = dict(schema="public", name="t", key=[dict(name="id", type="integer")])
+    columns = [dict(name="id", base_type="int4", category="N"), dict(name="v", base_type="int4", category="N")]
+    version = source_cluster.query(db, "SELECT current_setting('server_version_num')::int")[0][0]
+    a = source_cluster.connect(db, operator=True)
+    b = source_cluster.connect(db, operator=True)
+    locker = source_cluster.master_connect(db)
+    box = {}
+    try:
+        b.execute("BEGIN")
+        b.execute("UPDATE t SET v = v + 1 WHERE id = 3")
+        a.execute("BEGIN")
+        a.execute("UPDATE t SET v = v + 1 WHERE id = 5")
+
+        def lock():
+            try:
+                box["locked"] = compare.lock_rows(locker, table, columns, [(str(i),) for i in range(1, 6)], version,
+                                                  budget=10.0, deadline=time.time() + 10.0)
+            except Exception as exc:  # pylint: disable=broad-except
+                box["error"] = exc
+        step = threading.Thread(target=lock)
+        step.start()
+        time.sleep(0.3)  # the lock step has tried (and, waiting, would hold rows 1-2)
+
+        def a_writes_row_1():
+            try:
+                a.execute("UPDATE t SET v = v + 1 WHERE id = 1")
+                box["a"] = "updated"
+            except Exception as exc:  # pylint: disable=broad-except
+                box["a"] = exc
+        writer = threading.Thread(target=a_writes_row_1)
+        writer.start()
+        time.sleep(0.2)
+        b.execute("COMMIT")
+        writer.join(30)
+        assert box.get("a") == "updated", box.get("a")  # not a deadlock victim, not waiting for the lock step
+        time.sleep(1.5)  # past deadlock_timeout: A is still fine
+        a.execute("COMMIT")
+        step.join(30)
+        assert "error" not in box, box.get("error")
+        assert sorted(box["locked"]) == [(str(i),) for i in range(1, 6)]  # a later try locked every row
+        locker.execute("ROLLBACK")
+        assert source_cluster.query(db, "SELECT id, v FROM t ORDER BY id") == [(1, 1), (2, 0), (3, 1), (4, 0), (5, 1)]
+    finally:
+        for conn in (a, b, locker):
+            conn.close()

@@ -177,8 +177,9 @@ def parametrised(conn, *parts):
 def keyed_hashes(conn, table, columns, keys, version, lock=False):
     """{key tuple: row hash} of the rows with these keys (key values as text, passed as parameters).
 
-    lock: SELECT ... FOR SHARE, in key order (the caller holds a READ COMMITTED transaction: a row another
-    transaction is writing is waited for, then its new version locked and hashed)."""
+    lock: SELECT ... FOR SHARE NOWAIT, in key order (the caller holds a READ COMMITTED transaction): a row another
+    transaction holds fails the statement at once (lock_not_available) instead of being waited for while the
+    rows before it stay locked, so that the lock step is never part of a deadlock (lock_rows tries again)."""
     key = table["key"]
     if not keys:
         return {}
@@ -191,7 +192,7 @@ def keyed_hashes(conn, table, columns, keys, version, lock=False):
     for i in range(len(key)):
         parts += [sql.SQL(", " if i else ""), PARAM, sql.SQL("::text[]")]
     parts.append(sql.SQL(") AS u({cols})){lock}").format(
-        cols=sql.SQL(", ").join(cols), lock=sql.SQL(" ORDER BY {} FOR SHARE").format(names) if lock else sql.SQL("")))
+        cols=sql.SQL(", ").join(cols), lock=sql.SQL(" ORDER BY {} FOR SHARE NOWAIT").format(names) if lock else sql.SQL("")))
     query = parametrised(conn, *parts)
     found = {}
     for start in range(0, len(keys), 1000):
@@ -204,6 +205,36 @@ def keyed_hashes(conn, table, columns, keys, version, lock=False):
 def hashes_for_keys(conn, table, columns, keys, version):
     """{key tuple: row hash} of the rows with these keys (outside any snapshot: the source now)."""
     return keyed_hashes(conn, table, columns, keys, version)
+
+
+LOCK_RETRY_FIRST, LOCK_RETRY_MAX = 0.01, 0.2  # seconds between two tries of a lock batch (doubling)
+
+
+def lock_rows(conn, table, columns, keys, version, budget, deadline, clock=time.time, sleep=time.sleep):
+    """Lock the source rows of these keys FOR SHARE and hash them, in a READ COMMITTED transaction left open (the
+    caller reads under the locks, then rolls back): {key tuple: row hash}.
+
+    A row another transaction holds ends a try at once (NOWAIT): the try's transaction is rolled back - every lock
+    it took released - and a new one tries again after a pause (10 ms, doubling up to 200 ms) until `deadline`
+    (clock() seconds), then the lock_not_available error is raised. So the lock step never waits for a row while
+    holding others: an application transaction that locks these rows in another order waits at most one try's
+    statement and is never the victim of a deadlock with it. statement_timeout is `budget` seconds; the session
+    ends itself if it stays idle in the transaction (idle_in_transaction_session_timeout: twice that plus 10 s)."""
+    pause = LOCK_RETRY_FIRST
+    while True:
+        conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        db.set_local(conn, "statement_timeout", budget * 1000)
+        db.set_local(conn, "lock_timeout", budget * 1000)
+        # if this process stalls while holding the locks, the server ends the session and releases them
+        db.set_local(conn, "idle_in_transaction_session_timeout", (2 * budget + 10) * 1000)
+        try:
+            return keyed_hashes(conn, table, columns, keys, version, lock=True)
+        except Exception as exc:
+            conn.execute("ROLLBACK")
+            if getattr(exc, "sqlstate", None) != "55P03" or clock() + pause > deadline:
+                raise
+        sleep(pause)
+        pause = min(LOCK_RETRY_MAX, pause * 2)
 
 
 def may_lock(conn, oids):
@@ -535,12 +566,7 @@ class Comparison:
         conn = None
         try:
             conn = coord.locker()
-            conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-            db.set_local(conn, "statement_timeout", budget * 1000)
-            db.set_local(conn, "lock_timeout", budget * 1000)
-            # if this process stalls while holding the locks, the server ends the session and releases them
-            db.set_local(conn, "idle_in_transaction_session_timeout", (2 * budget + 10) * 1000)
-            locked = keyed_hashes(conn, table, cols, keys, self.version, lock=True)
+            locked = lock_rows(conn, table, cols, keys, self.version, budget, deadline)
             # the insert position, read with the rows locked: every change to them (a commit that is not yet
             # written out too, synchronous_commit = off) is before it; then have it flushed, so it gets sent
             lsn = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
