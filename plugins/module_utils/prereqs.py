@@ -351,6 +351,13 @@ def suggest_streams(size_summary, bytes_per_stream=50 * 1024 ** 3, writes_per_st
     return max(1, min(wanted, max_streams, cap, max(1, size_summary.get("tables") or 1)))
 
 
+def vcpus_problem(vcpus):
+    """What is wrong with a vcpus option (None: unset, fine), else None."""
+    if vcpus is not None and vcpus < 1:
+        return "vcpus must be the instances' vCPU count, from 1 (got %d); leave it unset when unknown" % vcpus
+    return None
+
+
 def streams_over_vcpus(streams, vcpus):
     """A warning when `streams` is more than `vcpus` carry (vcpu_stream_cap), else None."""
     cap = vcpu_stream_cap(vcpus)

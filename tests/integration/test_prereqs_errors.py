@@ -82,6 +82,7 @@ def test_unprivileged_login_still_gets_an_assessment(request, prereqs, new_db, n
 @pytest.mark.parametrize("options, message", [
     pytest.param(dict(planned_streams=-1), "planned_streams must be 0 (automatic) or more (got -1)", id="streams"),
     pytest.param(dict(reserved_slots=-1), "reserved_slots cannot be negative", id="reserved"),
+    pytest.param(dict(vcpus=0), "vcpus must be the instances' vCPU count, from 1 (got 0)", id="vcpus"),
     pytest.param(dict(replica_identity_full=["a.b.c"]), "replica_identity_full: table name 'a.b.c' has more than "
                  "two parts", id="three-parts"),
     pytest.param(dict(replica_identity_full=['public."unclosed']), "has an unterminated double quote",
