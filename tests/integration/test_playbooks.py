@@ -317,7 +317,9 @@ def test_prepare_then_assess_passes_and_a_second_prepare_changes_nothing(env):
     data = env.report("assessment.json")
     assert data["decision"] == "GO", data["blockers"]
     assert (data["source"]["vcpus"], data["source"]["stream_cap"], data["source"]["suggested_streams"]) == (2, 1, 1)
-    assert "**1**, at most 1 on 2 vCPUs (`db_vcpus`" in (env.reports / "assessment.md").read_text()
+    md = (env.reports / "assessment.md").read_text()
+    assert "**1**, at most 1 on 2 vCPUs (`db_vcpus`" in md
+    assert "apply worker on the target)\n- Planned (`migration_streams: auto`): **1**; slot" in md  # its own line
     assert data["blockers"] == []
     assert data["source"]["summary"]["blocker"] == 0 and data["target"]["summary"]["blocker"] == 0
     assert "## Decision: **GO**" in (env.reports / "assessment.md").read_text()
