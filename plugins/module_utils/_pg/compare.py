@@ -217,9 +217,11 @@ def lock_rows(conn, table, columns, keys, version, budget, deadline, clock=time.
     A row another transaction holds ends a try at once (NOWAIT): the try's transaction is rolled back - every lock
     it took released - and a new one tries again after a pause (10 ms, doubling up to 200 ms) until `deadline`
     (clock() seconds), then the lock_not_available error is raised. So the lock step never waits for a row while
-    holding others: an application transaction that locks these rows in another order waits at most one try's
-    statement and is never the victim of a deadlock with it. statement_timeout is `budget` seconds; the session
-    ends itself if it stays idle in the transaction (idle_in_transaction_session_timeout: twice that plus 10 s)."""
+    holding others: an application transaction that locks these rows in another order may wait for its locks,
+    but never closes a deadlock cycle with it, so PostgreSQL never cancels it for the validation's sake.
+    statement_timeout and lock_timeout (the table's own lock, which NOWAIT does not cover) are `budget` seconds;
+    the session ends itself if it stays idle in the transaction (idle_in_transaction_session_timeout: twice
+    that plus 10 s)."""
     pause = LOCK_RETRY_FIRST
     while True:
         conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
