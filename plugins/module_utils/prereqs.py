@@ -351,11 +351,11 @@ def suggest_streams(size_summary, bytes_per_stream=50 * 1024 ** 3, writes_per_st
     return max(1, min(wanted, max_streams, cap, max(1, size_summary.get("tables") or 1)))
 
 
-def vcpus_problem(vcpus):
-    """What is wrong with a vcpus option (None: unset, fine), else None."""
+def vcpus_problems(vcpus):
+    """What is wrong with a vcpus option ([] when it is unset or a count from 1)."""
     if vcpus is not None and vcpus < 1:
-        return "vcpus must be the instances' vCPU count, from 1 (got %d); leave it unset when unknown" % vcpus
-    return None
+        return ["vcpus must be the instances' vCPU count, from 1 (got %d); leave it unset when unknown" % vcpus]
+    return []
 
 
 def streams_over_vcpus(streams, vcpus):

@@ -476,9 +476,9 @@ def test_post_progress_says_how_far_a_long_index_build_is(env):
         "SET ROLE %s" % env.owner,
         "CREATE FUNCTION public.slow_key(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS "
         "'BEGIN PERFORM pg_sleep(0.25); RETURN v; END'",
-        "CREATE TABLE public.slow_rows (id int PRIMARY KEY)",
-        "INSERT INTO public.slow_rows SELECT generate_series(1, 16)",
-        "CREATE INDEX slow_rows_key ON public.slow_rows (public.slow_key(id))"], operator=True)
+        'CREATE TABLE public."Slow Rows" (id int PRIMARY KEY)',
+        'INSERT INTO public."Slow Rows" SELECT generate_series(1, 16)',
+        'CREATE INDEX "Slow Key" ON public."Slow Rows" (public.slow_key(id))'], operator=True)
     ok(env.run("pre"))
     env.initial_load()
     progress_file = env.tmp / "post-progress.json"
@@ -493,7 +493,7 @@ def test_post_progress_says_how_far_a_long_index_build_is(env):
             phases.append(json.loads(progress_file.read_text())["phase"])
         except (OSError, ValueError, KeyError):
             return False
-        return "index public.slow_rows_key: building index: scanning table" in phases[-1]
+        return 'index public."Slow Key": building index: scanning table' in phases[-1]
     try:
         assert wait_until(building), "the progress file never showed the build: %s %s" % (
             sorted(set(phases)), box)
@@ -501,14 +501,14 @@ def test_post_progress_says_how_far_a_long_index_build_is(env):
         thread.join(120)
     # what was shown: the objects' phase, then the step and its build's phase, how far it is (one block of 8 kB) and
     # a rate or "-" (a plain CREATE INDEX has no index in pg_stat_progress_create_index: the step names it)
-    shown = [p for p in phases if "slow_rows_key" in p][-1]
-    assert re.match(r"indexes; index public\.slow_rows_key: building index: scanning table +"
+    shown = [p for p in phases if "Slow Key" in p][-1]
+    assert re.match(r'indexes; index public\."Slow Key": building index: scanning table +'
                     r"\d+\.\d% [\d.]+ k?B/8\.0 kB (-|[\d.]+ k?B/s) ETA ", shown), shown
     post = ok(box["result"])
     assert not [w for w in post.get("warnings") or [] if "pg_stat_progress_create_index" in w]
     final = json.loads(progress_file.read_text())
     assert final["phase"] == "done" and final["rows"] == final["rows_expected"] == post["summary"]["steps"]
-    assert has_index(env, "slow_rows_key")
+    assert has_index(env, "Slow Key")
     assert catalog(env.target, env.db, "indexes") == catalog(env.source, env.db, "indexes")
 
 

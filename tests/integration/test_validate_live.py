@@ -327,10 +327,11 @@ def test_the_lock_step_never_makes_an_application_transaction_a_deadlock_victim(
     from ansible_collections.pgshift.aurora.plugins.module_utils._pg import compare
 
     db = new_db(source_cluster)
-    source_cluster.execute(db, ["CREATE TABLE t (id int PRIMARY KEY, v int)",
-                                "INSERT INTO t SELECT g, 0 FROM generate_series(1, 5) g"])  # as the owner
-    table = dict(schema="public", name="t", key=[dict(name="id", type="integer")])
-    columns = [dict(name="id", base_type="int4", category="N"), dict(name="v", base_type="int4", category="N")]
+    # names that need quoting, as the application may have them
+    source_cluster.execute(db, ['CREATE TABLE "Hot Rows" ("Row Id" int PRIMARY KEY, v int)',
+                                'INSERT INTO "Hot Rows" SELECT g, 0 FROM generate_series(1, 5) g'])  # as the owner
+    table = dict(schema="public", name="Hot Rows", key=[dict(name="Row Id", type="integer")])
+    columns = [dict(name="Row Id", base_type="int4", category="N"), dict(name="v", base_type="int4", category="N")]
     version = source_cluster.query(db, "SELECT current_setting('server_version_num')::int")[0][0]
     a = source_cluster.connect(db, operator=True)
     b = source_cluster.connect(db, operator=True)
@@ -338,9 +339,9 @@ def test_the_lock_step_never_makes_an_application_transaction_a_deadlock_victim(
     box = {}
     try:
         b.execute("BEGIN")
-        b.execute("UPDATE t SET v = v + 1 WHERE id = 3")
+        b.execute('UPDATE "Hot Rows" SET v = v + 1 WHERE "Row Id" = 3')
         a.execute("BEGIN")
-        a.execute("UPDATE t SET v = v + 1 WHERE id = 5")
+        a.execute('UPDATE "Hot Rows" SET v = v + 1 WHERE "Row Id" = 5')
 
         def lock():
             try:
@@ -354,7 +355,7 @@ def test_the_lock_step_never_makes_an_application_transaction_a_deadlock_victim(
 
         def a_writes_row_1():
             try:
-                a.execute("UPDATE t SET v = v + 1 WHERE id = 1")
+                a.execute('UPDATE "Hot Rows" SET v = v + 1 WHERE "Row Id" = 1')
                 box["a"] = "updated"
             except Exception as exc:  # pylint: disable=broad-except
                 box["a"] = exc
@@ -370,7 +371,8 @@ def test_the_lock_step_never_makes_an_application_transaction_a_deadlock_victim(
         assert "error" not in box, box.get("error")
         assert sorted(box["locked"]) == [(str(i),) for i in range(1, 6)]  # a later try locked every row
         locker.execute("ROLLBACK")
-        assert source_cluster.query(db, "SELECT id, v FROM t ORDER BY id") == [(1, 1), (2, 0), (3, 1), (4, 0), (5, 1)]
+        assert source_cluster.query(db, 'SELECT "Row Id", v FROM "Hot Rows" ORDER BY 1') == [
+            (1, 1), (2, 0), (3, 1), (4, 0), (5, 1)]
     finally:
         for conn in (a, b, locker):
             conn.close()

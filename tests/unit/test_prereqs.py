@@ -316,9 +316,9 @@ def test_the_vcpus_cap_the_suggested_streams():
     assert prereqs.suggest_streams(busy, vcpus=64) == 8  # never above the largest advice
     assert prereqs.streams_over_vcpus(2, 4) is None and prereqs.streams_over_vcpus(9, None) is None
     assert prereqs.streams_over_vcpus(2, 2).startswith("2 streams on 2 vCPUs")
-    assert prereqs.vcpus_problem(None) is None and prereqs.vcpus_problem(1) is None
-    assert prereqs.vcpus_problem(-2) == ("vcpus must be the instances' vCPU count, from 1 (got -2); leave it unset "
-                                         "when unknown")
+    assert prereqs.vcpus_problems(None) == [] and prereqs.vcpus_problems(1) == []
+    assert prereqs.vcpus_problems(-2) == ["vcpus must be the instances' vCPU count, from 1 (got -2); leave it unset "
+                                          "when unknown"]
 
 
 def test_suggest_streams():

@@ -416,7 +416,7 @@ def test_keyed_hashes_locks_in_key_order_with_keys_as_parameters():
     assert params == [["1", "2"], ["a", "b'c"]]  # the keys are parameters, not in the text
     assert "b'c" not in query
     assert 'FROM ONLY "public"."hot %%s rows" WHERE ROW("id", "k %%") IN (SELECT u."k0"::integer, u."k1"::text ' \
-           'FROM unnest(%s::text[], %s::text[]) AS u("k0", "k1")) ORDER BY "id", "k %%" FOR SHARE' in query
+           'FROM unnest(%s::text[], %s::text[]) AS u("k0", "k1")) ORDER BY "id", "k %%" FOR SHARE NOWAIT' in query
     assert query.replace("%%", "").count("%") == 2  # psycopg sees exactly the two parameters
     calls.clear()
     compare.keyed_hashes(conn, hot_table(), hot_table()["compared"], [("1", "a")], 160000)
@@ -462,11 +462,28 @@ class FakeCoord:
         return self.tgt
 
 
+class FakeTime:
+    """time.time and time.sleep for _pg/compare.py: sleeping advances the clock and is recorded."""
+
+    def __init__(self):
+        self.now, self.slept = 1000.0, []
+
+    def time(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 class LockWorld:
-    """What the fake source and target hold: {key: hash} per side; how the lock behaves."""
+    """What the fake source and target hold: {key: hash} per side; how the lock behaves (a fake clock: the tries
+    of a held row pass no real time)."""
 
     def __init__(self, monkeypatch, source, target, lock_error=None, caught_up=True, may_lock=True):
         from ansible_collections.pgshift.aurora.plugins.module_utils._pg import compare
+        self.clock = FakeTime()
+        monkeypatch.setattr(compare, "time", self.clock)
         self.locks = []
         self.comparison = compare.Comparison({}, {}, dict(live_lock_rows=1000, live_lock_timeout=5, slot_prefix="p_",
                                                           catch_up_timeout=60))
@@ -534,6 +551,44 @@ def test_lock_step_falls_back_when_the_lock_is_not_granted(monkeypatch):
     assert record["settled_by_lock"] == 0 and record["lock_fallback"] == 3
     assert record["lock_problems"] == [validate.lock_failure(table["table"], "55P03", "", 5.0)]
     assert coord.src.statements[-1] == "ROLLBACK"  # released
+    # tried again within live_lock_timeout (5 s), each try in a transaction of its own, rolled back
+    assert len(world.locks) > 5 and world.clock.now - 1000.0 <= 5.0
+    assert coord.src.statements.count("BEGIN ISOLATION LEVEL READ COMMITTED") == len(world.locks)
+
+
+def test_lock_rows_tries_a_held_row_again_and_gives_up_on_anything_else(monkeypatch):
+    """NOWAIT: a held row (55P03) rolls the try back and a new one follows, 10 ms apart doubling up to 200 ms;
+    any other error is raised at once."""
+    from ansible_collections.pgshift.aurora.plugins.module_utils._pg import compare
+    clock = FakeTime()
+    monkeypatch.setattr(compare, "time", clock)
+    outcomes = [SqlError("55P03", "could not obtain lock on row")] * 6 + [{("1", "a"): 7}]
+
+    def keyed_hashes(conn, table, columns, keys, version, lock=False):
+        assert lock
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+    monkeypatch.setattr(compare, "keyed_hashes", keyed_hashes)
+    conn = FakeConn("locker")
+    got = compare.lock_rows(conn, hot_table(), [], [("1", "a")], 160000, 5.0, clock.time() + 5.0)
+    assert got == {("1", "a"): 7}
+    assert clock.slept == [0.01, 0.02, 0.04, 0.08, 0.16, 0.2]
+    assert conn.statements.count("BEGIN ISOLATION LEVEL READ COMMITTED") == 7
+    assert conn.statements.count("ROLLBACK") == 6 and conn.statements[-1] != "ROLLBACK"  # the last try holds
+    # the deadline passes: the last error is raised, its try rolled back
+    outcomes[:] = [SqlError("55P03", "could not obtain lock on row")] * 50
+    conn = FakeConn("locker")
+    with pytest.raises(SqlError):
+        compare.lock_rows(conn, hot_table(), [], [("1", "a")], 160000, 0.5, clock.time() + 0.5)
+    assert conn.statements[-1] == "ROLLBACK"
+    # a privilege error is not waited out
+    outcomes[:] = [SqlError("42501", "permission denied for table hot")]
+    conn = FakeConn("locker")
+    with pytest.raises(SqlError, match="permission denied"):
+        compare.lock_rows(conn, hot_table(), [], [("1", "a")], 160000, 5.0, clock.time() + 5.0)
+    assert conn.statements.count("BEGIN ISOLATION LEVEL READ COMMITTED") == 1
 
 
 def test_lock_step_falls_back_when_the_slots_do_not_catch_up(monkeypatch):

@@ -210,13 +210,13 @@ def hashes_for_keys(conn, table, columns, keys, version):
 LOCK_RETRY_FIRST, LOCK_RETRY_MAX = 0.01, 0.2  # seconds between two tries of a lock batch (doubling)
 
 
-def lock_rows(conn, table, columns, keys, version, budget, deadline, clock=time.time, sleep=time.sleep):
+def lock_rows(conn, table, columns, keys, version, budget, deadline):
     """Lock the source rows of these keys FOR SHARE and hash them, in a READ COMMITTED transaction left open (the
     caller reads under the locks, then rolls back): {key tuple: row hash}.
 
     A row another transaction holds ends a try at once (NOWAIT): the try's transaction is rolled back - every lock
     it took released - and a new one tries again after a pause (10 ms, doubling up to 200 ms) until `deadline`
-    (clock() seconds), then the lock_not_available error is raised. So the lock step never waits for a row while
+    (time.time() seconds), then the lock_not_available error is raised. So the lock step never waits for a row while
     holding others: an application transaction that locks these rows in another order may wait for its locks,
     but never closes a deadlock cycle with it, so PostgreSQL never cancels it for the validation's sake.
     statement_timeout and lock_timeout (the table's own lock, which NOWAIT does not cover) are `budget` seconds;
@@ -233,9 +233,9 @@ def lock_rows(conn, table, columns, keys, version, budget, deadline, clock=time.
             return keyed_hashes(conn, table, columns, keys, version, lock=True)
         except Exception as exc:
             conn.execute("ROLLBACK")
-            if getattr(exc, "sqlstate", None) != "55P03" or clock() + pause > deadline:
+            if getattr(exc, "sqlstate", None) != "55P03" or time.time() + pause > deadline:
                 raise
-        sleep(pause)
+        time.sleep(pause)
         pause = min(LOCK_RETRY_MAX, pause * 2)
 
 

@@ -43,8 +43,7 @@ def validate(p):
         problems.append(str(exc))
     if p["streams"] < 0:
         problems.append("streams must be 0 (automatic) or a number of streams from 1 (got %d)" % p["streams"])
-    if prereqs.vcpus_problem(p["vcpus"]):
-        problems.append(prereqs.vcpus_problem(p["vcpus"]))
+    problems.extend(prereqs.vcpus_problems(p["vcpus"]))
     if p["split_bytes"] < 0:
         problems.append("split_bytes must be 0 (no key ranges) or a size in bytes (got %d)" % p["split_bytes"])
     if p["load_rate_bytes_per_second"] <= 0:

@@ -59,8 +59,7 @@ def validate(p):
         problems.append("planned_streams must be 0 (automatic) or more (got %d)" % p["planned_streams"])
     if p["reserved_slots"] < 0:
         problems.append("reserved_slots cannot be negative")
-    if prereqs.vcpus_problem(p["vcpus"]):
-        problems.append(prereqs.vcpus_problem(p["vcpus"]))
+    problems.extend(prereqs.vcpus_problems(p["vcpus"]))
     for name in p["replica_identity_full"]:
         try:
             scope.split_qualified(name)
