@@ -182,6 +182,11 @@ def _axis(limits, data, cats):
     return lo, hi, ticks, tick_labels(ticks, step)
 
 
+def edge_label_half(labels):
+    """Half the width of the last tick label, which is centred on the axis' end (the widest of its lines)."""
+    return text_width(labels[-1], TICK_FONT) / 2.0 if labels else 0.0
+
+
 def label_step(labels, width):
     """Label every n-th tick, n the smallest that keeps the labels of a `width` wide axis from overlapping."""
     if len(labels) < 2:
@@ -335,7 +340,10 @@ class Chart:
             bottom = 6 + tick_lines * TICK_FONT * 1.15 + (6 if tick_lines else 0) + (FONT + 6 if panel.xlabel else 0)
             if not tick_lines and not panel.xlabel:
                 bottom = 10
-            right = 12
+            # the last tick of a numeric x axis is on the plot's right edge, its label centred there: room for its half
+            right = 12.0
+            if tick_lines and panel.xcats is None:
+                right = max(right, edge_label_half(axes[index][0][3]) + 3)
             box_x = x0 + lefts[col]
             box_y = row * cell_h + top
             boxes.append((box_x, box_y, max(20.0, cell_w[col] - lefts[col] - right),

@@ -81,10 +81,12 @@ def assert_renders(driver, index, sections, figures, screenshot):
         assert len(paths) >= 3 and all(size > 0 for size in paths), (figure, paths)
         texts = driver.execute_script(
             "var s = arguments[0].getBoundingClientRect(); return Array.from(arguments[0].querySelectorAll('text'))"
-            ".map(t => { var r = t.getBoundingClientRect(); return [r.width, r.left >= s.left - 1 &&"
-            " r.right <= s.right + 1 && r.top >= s.top - 1 && r.bottom <= s.bottom + 1]; });", svg)
+            ".map(t => { var r = t.getBoundingClientRect(); return [t.textContent, r.width, r.left >= s.left - 1 &&"
+            " r.right <= s.right + 1 && r.top >= s.top - 1 && r.bottom <= s.bottom + 1,"
+            " [r.left - s.left, s.right - r.right, r.top - s.top, s.bottom - r.bottom]]; });", svg)
         assert len(texts) > 3, figure
-        assert all(width > 0 and inside for width, inside in texts), (figure, texts)
+        # what is wrong, by its text and its distance to each edge of the figure (left, right, top, bottom)
+        assert [t for t in texts if not (t[1] > 0 and t[2])] == [], (figure, svg.get_attribute("outerHTML"))
     broken = driver.execute_script(
         "return Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);")
     assert broken == []
@@ -150,3 +152,17 @@ def test_figures_of_data_on_one_spot_render(report_dir, driver):
     assert "pgshift_shipping_s3" in page
     assert_renders(driver, report_dir / "index.html", [s for s in SECTIONS if s not in ("phases", "timelines")],
                    FIGURES, "report-one-spot.png")
+
+
+def test_the_last_tick_label_of_a_short_wait_stays_in_the_figure(report_dir, driver):
+    """Waits of a fast lab end at 0.125 s: the x axis's last label, '0.125', is centred on the plot's right edge
+    and needs more room than a short one (CI's site run once drew it past the figure's edge)."""
+    rows = ["elapsed_seconds,stream,state,lag_bytes,lag_seconds,retained_bytes,rows_copied,bytes_copied,load_percent"]
+    for at, lag in ((0.0, 736), (0.0625, 1472), (0.125, 736)):
+        for stream in ("pgshift_shipping_s1", "pgshift_shipping_s2"):
+            rows.append("%s,%s,streaming,%d,0.01,14456,1000,100000,100.0" % (at, stream, lag))
+    (report_dir / "replication-lag.csv").write_text("\n".join(rows) + "\n")
+    rf.write_index(str(report_dir), "inventories/lab/hosts.yml")
+    assert ">0.125</text>" in (report_dir / "index.html").read_text()
+    assert_renders(driver, report_dir / "index.html", [s for s in SECTIONS if s not in ("phases", "timelines")],
+                   FIGURES, "report-short-wait.png")

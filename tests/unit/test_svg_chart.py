@@ -234,3 +234,21 @@ def test_a_line_on_one_spot_draws_its_markers_and_no_empty_path():
     assert fills and all("a" in p.get("d") for p in fills)  # its markers (circles)
     assert len(strokes) == 1 and "L" not in strokes[0].get("d")  # only its legend sample, a short dash
     assert drawn_extent("M1 1L1 1") == 0 and drawn_extent("M1 1H5V3Z") == 6
+
+
+def test_the_last_x_tick_label_has_room_at_the_right_edge():
+    """A numeric x axis ends on a tick whose label is centred on the plot's right edge: the figure keeps room for
+    its half, as estimated (a long label such as '0.125' took more than the 12 units a short one needs)."""
+    chart = sc.Chart("lag", 600, 300)
+    chart.panels[0].line([0, 0.0625, 0.125], [1, 2, 1], "#1f77b4", marker=".")
+    root = parse(chart.render())
+    labels = [t for t in root.iter(NS + "text") if t.get("text-anchor") == "middle" and t.text == "0.125"]
+    assert len(labels) == 1
+    half = sc.text_width("0.125", sc.TICK_FONT) / 2
+    assert float(labels[0].get("x")) + half <= 600 - 2
+    # a category axis keeps its 12 units: its last label sits half a slot inside the edge
+    cats = sc.Chart("bars", 600, 300)
+    cats.panels[0].bars([0, 1], [1, 2], "#1f77b4")
+    cats.panels[0].xcats = ["a", "a long category"]
+    spines = [re.fullmatch(r"M[\d.]+ [\d.]+V[\d.]+H([\d.]+)", p.get("d")) for p in parse(cats.render()).iter(NS + "path")]
+    assert [float(m.group(1)) for m in spines if m] == [588.0]
