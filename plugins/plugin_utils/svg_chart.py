@@ -351,9 +351,35 @@ class Chart:
         return boxes
 
     # Drawing ------------------------------------------------------------------------------------------------
+    def _fit_texts(self, axes, boxes):
+        """Widen numeric x axes so that each text a caller placed in a panel ends inside its plot (an annotation
+        at the end of the longest bar, a billion rows long); True when an axis changed."""
+        wanted = {}
+        for index, panel in enumerate(self.panels):
+            bx, by, bw, bh = boxes[index]
+            lo, hi = axes[index][0][0], axes[index][0][1]
+            if panel.xcats is not None:
+                continue
+            for item in panel.items:
+                room = bw - 3 - text_width(item["text"], item["size"]) if item["kind"] == "text" else None
+                if room is not None and room > 0 and item["x"] > lo:
+                    wanted[index] = max(wanted.get(index, hi), lo + (item["x"] - lo) * bw / room)
+        if self.sharex and wanted:
+            wanted = dict.fromkeys(range(len(self.panels)), max(wanted.values()))
+        changed = False
+        for index, hi in wanted.items():
+            if hi > axes[index][0][1]:
+                axes[index][0] = _axis([axes[index][0][0], hi], (axes[index][0][0], hi), None)
+                changed = True
+        return changed
+
     def render(self):
         axes = self._axes()
         boxes = self._boxes(axes)
+        for dummy in range(2):  # a wider axis's last label may narrow the plot: fit once more
+            if not self._fit_texts(axes, boxes):
+                break
+            boxes = self._boxes(axes)
         out = ['<svg class="figure" role="img" aria-label="%s" viewBox="0 0 %s %s" '
                'xmlns="http://www.w3.org/2000/svg" font-family="system-ui,-apple-system,\'Segoe UI\',Roboto,'
                'sans-serif">' % (esc(self.name), fmt(self.width), fmt(self.height))]

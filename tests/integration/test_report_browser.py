@@ -166,3 +166,17 @@ def test_the_last_tick_label_of_a_short_wait_stays_in_the_figure(report_dir, dri
     assert ">0.125</text>" in (report_dir / "index.html").read_text()
     assert_renders(driver, report_dir / "index.html", [s for s in SECTIONS if s not in ("phases", "timelines")],
                    FIGURES, "report-short-wait.png")
+
+
+def test_a_plan_of_billions_of_rows_under_a_long_name_stays_in_its_figure(report_dir, driver):
+    """A migration name of 40 characters and a stream of 2 billion rows in 1,200 tables: the annotation at the end
+    of the longest bar ends inside the figure (the axis is widened for it)."""
+    plan = json.loads((report_dir / "plan.json").read_text())
+    for number, stream in enumerate(plan["streams"], 1):
+        stream["name"] = "pgshift_%s_s%d" % ("a" * 40, number)
+        stream["rows"], stream["table_count"] = 2000000000, 1200
+    (report_dir / "plan.json").write_text(json.dumps(plan))
+    rf.write_index(str(report_dir), "inventories/lab/hosts.yml")
+    assert " 1200 tables, 2,000,000,000 rows" in (report_dir / "index.html").read_text()
+    assert_renders(driver, report_dir / "index.html", [s for s in SECTIONS if s not in ("phases", "timelines")],
+                   FIGURES, "report-billions.png")

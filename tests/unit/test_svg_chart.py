@@ -252,3 +252,25 @@ def test_the_last_x_tick_label_has_room_at_the_right_edge():
     cats.panels[0].xcats = ["a", "a long category"]
     spines = [re.fullmatch(r"M[\d.]+ [\d.]+V[\d.]+H([\d.]+)", p.get("d")) for p in parse(cats.render()).iter(NS + "path")]
     assert [float(m.group(1)) for m in spines if m] == [588.0]
+
+
+def test_a_text_placed_at_the_end_of_the_data_ends_inside_the_plot():
+    """The plan's annotation at the end of its longest bar ('1200 tables, 2,000,000,000 rows'): the x axis is
+    widened until the text, as estimated, ends inside the plot; a short text leaves the axis as it was."""
+    def render(text):
+        chart = sc.Chart("plan", 750, 200)
+        ax = chart.panels[0]
+        ax.hbars([0], [100.0], ["#1f77b4"])
+        ax.text(100.0, 0, text)
+        ax.ycats = ["pgshift_" + "a" * 40 + "_s1"]
+        ax.xlim = [0, 145.0]
+        root = parse(chart.render())
+        spines = [re.fullmatch(r"M[\d.]+ [\d.]+V[\d.]+H([\d.]+)", p.get("d")) for p in root.iter(NS + "path")]
+        right = [float(m.group(1)) for m in spines if m][0]
+        label = [t for t in root.iter(NS + "text") if t.text == text][0]
+        ticks = [t.text for t in root.iter(NS + "text") if t.get("text-anchor") == "middle"]
+        return float(label.get("x")) + sc.text_width(text, sc.SMALL_FONT), right, ticks
+    end, right, ticks = render(" 1 tables, 10 rows")
+    assert end <= right and ticks == ["0", "50", "100"]  # the 145 asked, as it was
+    end, right, ticks = render(" 1200 tables, 2,000,000,000 rows")
+    assert end <= right and float(ticks[-1]) > 145  # the axis goes further than the 145 asked
